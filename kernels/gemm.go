@@ -1,0 +1,351 @@
+package kernels
+
+import "fmt"
+
+// Blocking of the product (see Goto and van de Geijn, "Anatomy of
+// high-performance matrix multiplication"): kc×nc panels of B and mc×kc
+// panels of A are packed into contiguous micro-panels that the micro-kernel
+// streams through.
+const (
+	kcBlock = 256
+	mcBlock = 192 // a multiple of every micro-kernel's MR
+	ncBlock = 1024
+	maxMR   = 12
+	maxNR   = 32
+)
+
+// Tri tells Sgemm about triangular structure it may exploit. Attention uses
+// it to skip the half of its products that the causal mask makes zero.
+type Tri int
+
+const (
+	// Full is an ordinary product.
+	Full Tri = iota
+	// LowerC asks only for C[i][j] with j ≤ i. Elements above the diagonal
+	// are left unspecified: they may be written or not.
+	LowerC
+	// LowerA promises op(A)[i][k] == 0 for k > i, so those terms are skipped.
+	LowerA
+	// UpperA promises op(A)[i][k] == 0 for k < i, so those terms are skipped.
+	UpperA
+)
+
+// microKernel computes the mr×nr product of the packed panels a (mr floats
+// per k) and b (nr floats per k) over kc steps and stores it to c (rows ldc
+// apart), or adds it to c when acc is true.
+type microKernel func(kc int, a, b, c *float32, ldc int, acc bool)
+
+type impl struct {
+	name   string
+	mr, nr int
+	kernel microKernel
+}
+
+// The micro-kernel in use; chosen at init from the CPU's features.
+var cur impl
+
+// Impl names the matrix-multiplication path in use: "avx512", "avx2" or
+// "generic".
+func Impl() string { return cur.name }
+
+// Impls lists the paths this CPU can run, fastest first.
+func Impls() []string {
+	var names []string
+	for _, im := range available() {
+		names = append(names, im.name)
+	}
+	return names
+}
+
+// SetImpl selects a path by name (one of Impls()). It is meant for tests and
+// benchmarks and must not be called while products are running.
+func SetImpl(name string) error {
+	for _, im := range available() {
+		if im.name == name {
+			cur = im
+			return nil
+		}
+	}
+	return fmt.Errorf("kernels: implementation %q not available on this CPU (have %v)", name, Impls())
+}
+
+func init() { cur = available()[0] }
+
+// Workspace is the scratch memory of a single-threaded product.
+type Workspace struct {
+	packA []float32
+	packB []float32
+	tile  [maxMR * maxNR]float32
+}
+
+// NewWorkspace allocates the scratch memory for single-threaded products.
+func NewWorkspace() *Workspace {
+	return &Workspace{
+		packA: make([]float32, mcBlock*kcBlock),
+		packB: make([]float32, kcBlock*(ncBlock+maxNR)),
+	}
+}
+
+// gemmArgs describes C = op(A)·op(B) (+ C), with op(A) m×k and op(B) k×n,
+// all matrices row-major with the given leading dimensions.
+type gemmArgs struct {
+	tA, tB       bool
+	m, n, k      int
+	a            []float32
+	lda          int
+	b            []float32
+	ldb          int
+	c            []float32
+	ldc          int
+	acc          bool
+	tri          Tri
+	im           impl
+	j0, nc       int // current column block
+	p0, kc       int // current k block
+	packedB      []float32
+	splitColumns bool
+}
+
+func (g *gemmArgs) check() {
+	need := func(what string, rows, cols, ld, length int) {
+		if rows == 0 || cols == 0 {
+			return
+		}
+		if ld < cols {
+			panic(fmt.Sprintf("kernels: %s leading dimension %d < %d columns", what, ld, cols))
+		}
+		if (rows-1)*ld+cols > length {
+			panic(fmt.Sprintf("kernels: %s of %dx%d (ld %d) needs %d floats, has %d", what, rows, cols, ld, (rows-1)*ld+cols, length))
+		}
+	}
+	if g.m < 0 || g.n < 0 || g.k < 0 {
+		panic(fmt.Sprintf("kernels: negative dimension in %dx%dx%d product", g.m, g.n, g.k))
+	}
+	if g.tA {
+		need("A", g.k, g.m, g.lda, len(g.a))
+	} else {
+		need("A", g.m, g.k, g.lda, len(g.a))
+	}
+	if g.tB {
+		need("B", g.n, g.k, g.ldb, len(g.b))
+	} else {
+		need("B", g.k, g.n, g.ldb, len(g.b))
+	}
+	need("C", g.m, g.n, g.ldc, len(g.c))
+}
+
+// zeroC handles k == 0: the product is zero.
+func (g *gemmArgs) zeroC() {
+	if g.acc {
+		return
+	}
+	for i := 0; i < g.m; i++ {
+		clear(g.c[i*g.ldc : i*g.ldc+g.n])
+	}
+}
+
+// Sgemm computes C = op(A)·op(B), or C += op(A)·op(B) when acc is true, on
+// the calling goroutine only, using w's scratch memory. op(X) is X, or its
+// transpose when the matching flag is set; op(A) is m×k, op(B) is k×n and C
+// is m×n, all row-major with leading dimensions lda, ldb and ldc. Each
+// element of C is summed over k in increasing order, in blocks of a fixed
+// size, so results do not depend on how callers split work. It panics if a
+// slice is too short for the shape it is given.
+func (w *Workspace) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool, tri Tri) {
+	g := gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, tri: tri, im: cur}
+	g.check()
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		g.zeroC()
+		return
+	}
+	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {
+		g.nc = min(ncBlock, n-g.j0)
+		for g.p0 = 0; g.p0 < k; g.p0 += kcBlock {
+			g.kc = min(kcBlock, k-g.p0)
+			panels := (g.nc + g.im.nr - 1) / g.im.nr
+			g.packB(w.packB, 0, panels)
+			g.packedB = w.packB
+			g.compute(w, 0, m, 0, panels)
+		}
+	}
+}
+
+// packB packs the micro-panels [plo, phi) of the current kc×nc block of
+// op(B) into dst, each kc×nr, zero-padded on the right.
+func (g *gemmArgs) packB(dst []float32, plo, phi int) {
+	nr, kc := g.im.nr, g.kc
+	for pn := plo; pn < phi; pn++ {
+		jr := pn * nr
+		cols := min(nr, g.nc-jr)
+		d := dst[pn*kc*nr : (pn+1)*kc*nr]
+		j := g.j0 + jr
+		if !g.tB {
+			for kk := 0; kk < kc; kk++ {
+				src := g.b[(g.p0+kk)*g.ldb+j : (g.p0+kk)*g.ldb+j+cols]
+				row := d[kk*nr : kk*nr+nr]
+				copy(row, src)
+				clear(row[cols:])
+			}
+			continue
+		}
+		if cols < nr {
+			clear(d)
+		}
+		for jj := 0; jj < cols; jj++ {
+			src := g.b[(j+jj)*g.ldb+g.p0 : (j+jj)*g.ldb+g.p0+kc]
+			for kk, v := range src {
+				d[kk*nr+jj] = v
+			}
+		}
+	}
+}
+
+// packA packs rows [i0, i0+mc) of the current k block of op(A) into dst as
+// micro-panels of mr rows, each kc×mr, zero-padded at the bottom.
+func (g *gemmArgs) packA(dst []float32, i0, mc int) {
+	mr, kc := g.im.mr, g.kc
+	for ir := 0; ir < mc; ir += mr {
+		rows := min(mr, mc-ir)
+		d := dst[ir*kc : ir*kc+kc*mr]
+		i := i0 + ir
+		if g.tA {
+			for kk := 0; kk < kc; kk++ {
+				src := g.a[(g.p0+kk)*g.lda+i : (g.p0+kk)*g.lda+i+rows]
+				col := d[kk*mr : kk*mr+mr]
+				copy(col, src)
+				clear(col[rows:])
+			}
+			continue
+		}
+		if rows < mr {
+			clear(d)
+		}
+		for r := 0; r < rows; r++ {
+			src := g.a[(i+r)*g.lda+g.p0 : (i+r)*g.lda+g.p0+kc]
+			for kk, v := range src {
+				d[kk*mr+r] = v
+			}
+		}
+	}
+}
+
+// compute multiplies rows [ilo, ihi) of op(A) by the B micro-panels
+// [plo, phi) of the packed block, into C.
+func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
+	mr, nr, kc := g.im.mr, g.im.nr, g.kc
+	acc := g.acc || g.p0 > 0
+	kern := g.im.kernel
+	for ic := ilo; ic < ihi; ic += mcBlock {
+		mc := min(mcBlock, ihi-ic)
+		g.packA(w.packA, ic, mc)
+		for pn := plo; pn < phi; pn++ {
+			jr := pn * nr
+			cols := min(nr, g.nc-jr)
+			j := g.j0 + jr
+			bp := g.packedB[pn*kc*nr:]
+			for ir := 0; ir < mc; ir += mr {
+				rows := min(mr, mc-ir)
+				i := ic + ir
+				ks, ke := 0, kc
+				switch g.tri {
+				case LowerC:
+					if j > i+rows-1 {
+						continue
+					}
+				case LowerA:
+					ke = min(kc, max(0, i+rows-g.p0))
+				case UpperA:
+					ks = min(kc, max(0, i-g.p0))
+				}
+				if ks >= ke {
+					ks, ke = 0, 0
+				}
+				ap := w.packA[ir*kc:]
+				cp := g.c[i*g.ldc+j:]
+				if rows == mr && cols == nr {
+					kern(ke-ks, &ap[ks*mr], &bp[ks*nr], &cp[0], g.ldc, acc)
+					continue
+				}
+				kern(ke-ks, &ap[ks*mr], &bp[ks*nr], &w.tile[0], nr, false)
+				for r := 0; r < rows; r++ {
+					dst := cp[r*g.ldc : r*g.ldc+cols]
+					src := w.tile[r*nr : r*nr+cols]
+					if acc {
+						for x := range dst {
+							dst[x] += src[x]
+						}
+					} else {
+						copy(dst, src)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Sgemm computes C = op(A)·op(B), or C += op(A)·op(B) when acc is true,
+// split over the pool's threads; see Workspace.Sgemm for the arguments. The
+// result is bitwise the same for any number of threads.
+func (p *Pool) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	if p.threads == 1 || m*n*k < 1<<17 {
+		p.ws[0].Sgemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, acc, Full)
+		return
+	}
+	g := &p.gemm.args
+	*g = gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, im: cur, packedB: p.packB}
+	g.check()
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		g.zeroC()
+		return
+	}
+	rowPanels := (m + g.im.mr - 1) / g.im.mr
+	g.splitColumns = rowPanels < 2*p.threads
+	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {
+		g.nc = min(ncBlock, n-g.j0)
+		for g.p0 = 0; g.p0 < k; g.p0 += kcBlock {
+			g.kc = min(kcBlock, k-g.p0)
+			panels := (g.nc + g.im.nr - 1) / g.im.nr
+			p.packJ.args = g
+			p.Run(panels, &p.packJ)
+			if g.splitColumns {
+				p.Run(panels, &p.gemm)
+			} else {
+				p.Run(rowPanels, &p.gemm)
+			}
+		}
+	}
+	p.gemm.args = gemmArgs{}
+	p.packJ.args = nil
+}
+
+// packBJob packs B micro-panels in parallel.
+type packBJob struct {
+	pool *Pool
+	args *gemmArgs
+}
+
+func (j *packBJob) Do(_, lo, hi int) { j.args.packB(j.args.packedB, lo, hi) }
+
+// gemmJob computes a share of the product: a range of row micro-panels, or
+// of column micro-panels when there are too few rows to share.
+type gemmJob struct {
+	pool *Pool
+	args gemmArgs
+}
+
+func (j *gemmJob) Do(worker, lo, hi int) {
+	g := &j.args
+	w := j.pool.ws[worker]
+	if g.splitColumns {
+		g.compute(w, 0, g.m, lo, hi)
+		return
+	}
+	panels := (g.nc + g.im.nr - 1) / g.im.nr
+	g.compute(w, lo*g.im.mr, min(hi*g.im.mr, g.m), 0, panels)
+}

@@ -1,0 +1,22 @@
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+//go:generate go run ./internal/asmgen -out gemm_amd64.s
+
+//go:noescape
+func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func sgemmKernelAVX2(kc int, a, b, c *float32, ldc int, acc bool)
+
+func available() []impl {
+	var list []impl
+	if cpu.X86.HasAVX512F {
+		list = append(list, impl{name: "avx512", mr: 12, nr: 32, kernel: sgemmKernelAVX512})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		list = append(list, impl{name: "avx2", mr: 6, nr: 16, kernel: sgemmKernelAVX2})
+	}
+	return append(list, genericImpl)
+}

@@ -1,0 +1,246 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naive computes op(A)·op(B) in float64.
+func naive(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int) []float64 {
+	out := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				var x, y float32
+				if tA {
+					x = a[p*lda+i]
+				} else {
+					x = a[i*lda+p]
+				}
+				if tB {
+					y = b[j*ldb+p]
+				} else {
+					y = b[p*ldb+j]
+				}
+				s += float64(x) * float64(y)
+			}
+			out[i*n+j] = s
+		}
+	}
+	return out
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+func forEachImpl(t testing.TB, f func(name string)) {
+	saved := Impl()
+	defer SetImpl(saved)
+	for _, name := range Impls() {
+		if err := SetImpl(name); err != nil {
+			t.Fatal(err)
+		}
+		f(name)
+	}
+}
+
+type shape struct{ m, n, k int }
+
+var shapes = []shape{
+	{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {25, 70, 300}, {100, 64, 128},
+	{192, 31, 257}, {7, 1100, 40}, {200, 200, 520}, {2, 300, 64},
+}
+
+// within reports whether got matches want to float32 accuracy for a sum of
+// k products of standard normals.
+func within(got float32, want float64, k int) bool {
+	return math.Abs(float64(got)-want) <= 1e-5*math.Sqrt(float64(k))*4+1e-5*math.Abs(want)
+}
+
+func TestSgemmMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	pool := NewPool(3)
+	defer pool.Close()
+	forEachImpl(t, func(name string) {
+		for _, s := range shapes {
+			for _, tA := range []bool{false, true} {
+				for _, tB := range []bool{false, true} {
+					for _, acc := range []bool{false, true} {
+						for _, parallel := range []bool{false, true} {
+							label := fmt.Sprintf("%s %dx%dx%d tA=%v tB=%v acc=%v parallel=%v", name, s.m, s.n, s.k, tA, tB, acc, parallel)
+							ar, ac := s.m, s.k
+							if tA {
+								ar, ac = s.k, s.m
+							}
+							br, bc := s.k, s.n
+							if tB {
+								br, bc = s.n, s.k
+							}
+							lda, ldb, ldc := ac+2, bc+1, s.n+3
+							a := randSlice(r, (ar-1)*lda+ac)
+							b := randSlice(r, (br-1)*ldb+bc)
+							c := randSlice(r, (s.m-1)*ldc+s.n)
+							c0 := append([]float32(nil), c...)
+							want := naive(tA, tB, s.m, s.n, s.k, a, lda, b, ldb)
+							if parallel {
+								pool.Sgemm(tA, tB, s.m, s.n, s.k, a, lda, b, ldb, c, ldc, acc)
+							} else {
+								NewWorkspace().Sgemm(tA, tB, s.m, s.n, s.k, a, lda, b, ldb, c, ldc, acc, Full)
+							}
+							for i := 0; i < s.m; i++ {
+								for j := 0; j < s.n; j++ {
+									w := want[i*s.n+j]
+									if acc {
+										w += float64(c0[i*ldc+j])
+									}
+									if !within(c[i*ldc+j], w, s.k) {
+										t.Fatalf("%s: C[%d][%d] = %v, want %v", label, i, j, c[i*ldc+j], w)
+									}
+								}
+								// padding between rows is untouched
+								for j := s.n; j < ldc && i < s.m-1; j++ {
+									if c[i*ldc+j] != c0[i*ldc+j] {
+										t.Fatalf("%s: wrote padding C[%d][%d]", label, i, j)
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestSgemmZeroK(t *testing.T) {
+	c := []float32{1, 2, 3, 4}
+	NewWorkspace().Sgemm(false, false, 2, 2, 0, nil, 0, nil, 2, c, 2, true, Full)
+	if c[0] != 1 || c[3] != 4 {
+		t.Fatalf("acc with k=0 changed C: %v", c)
+	}
+	NewWorkspace().Sgemm(false, false, 2, 2, 0, nil, 0, nil, 2, c, 2, false, Full)
+	for _, v := range c {
+		if v != 0 {
+			t.Fatalf("k=0 product is not zero: %v", c)
+		}
+	}
+}
+
+func TestSgemmPanicsOnShortSlice(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic for a too-short A")
+		}
+	}()
+	NewWorkspace().Sgemm(false, false, 4, 4, 4, make([]float32, 15), 4, make([]float32, 16), 4, make([]float32, 16), 4, false, Full)
+}
+
+// TestSgemmTriangular checks the triangular shortcuts against full products
+// of matrices that have the promised structure.
+func TestSgemmTriangular(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	forEachImpl(t, func(name string) {
+		for _, n := range []int{1, 5, 12, 13, 40, 64, 100, 300} {
+			for _, d := range []int{8, 32, 33} {
+				// LowerC: S = Q·K^T, only j <= i needed.
+				q, kk := randSlice(r, n*d), randSlice(r, n*d)
+				s := make([]float32, n*n)
+				NewWorkspace().Sgemm(false, true, n, n, d, q, d, kk, d, s, n, false, LowerC)
+				want := naive(false, true, n, n, d, q, d, kk, d)
+				for i := 0; i < n; i++ {
+					for j := 0; j <= i; j++ {
+						if !within(s[i*n+j], want[i*n+j], d) {
+							t.Fatalf("%s LowerC n=%d d=%d: S[%d][%d]=%v want %v", name, n, d, i, j, s[i*n+j], want[i*n+j])
+						}
+					}
+				}
+				// LowerA: P lower triangular, Y = P·V; UpperA: P^T·V.
+				p := randSlice(r, n*n)
+				for i := 0; i < n; i++ {
+					clear(p[i*n+i+1 : i*n+n])
+				}
+				v := randSlice(r, n*d)
+				for _, tri := range []Tri{LowerA, UpperA} {
+					tA := tri == UpperA
+					y := randSlice(r, n*d)
+					NewWorkspace().Sgemm(tA, false, n, d, n, p, n, v, d, y, d, false, tri)
+					want := naive(tA, false, n, d, n, p, n, v, d)
+					for i := range y {
+						if !within(y[i], want[i], n) {
+							t.Fatalf("%s tri=%d n=%d d=%d: Y[%d]=%v want %v", name, tri, n, d, i, y[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSgemmDeterministicAcrossThreads checks that the thread count does not
+// change a single bit of the result.
+func TestSgemmDeterministicAcrossThreads(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	forEachImpl(t, func(name string) {
+		for _, s := range []shape{{300, 200, 700}, {10, 2000, 300}, {513, 129, 1030}} {
+			a, b := randSlice(r, s.m*s.k), randSlice(r, s.k*s.n)
+			var ref []float32
+			for threads := 1; threads <= 4; threads++ {
+				pool := NewPool(threads)
+				c := make([]float32, s.m*s.n)
+				pool.Sgemm(false, false, s.m, s.n, s.k, a, s.k, b, s.n, c, s.n, false)
+				pool.Close()
+				if ref == nil {
+					ref = c
+					continue
+				}
+				for i := range c {
+					if math.Float32bits(c[i]) != math.Float32bits(ref[i]) {
+						t.Fatalf("%s %v: %d threads differ from 1 thread at %d: %v vs %v", name, s, threads, i, c[i], ref[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestSgemmDoesNotAllocate(t *testing.T) {
+	pool := NewPool(2)
+	defer pool.Close()
+	m, n, k := 256, 384, 300
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	allocs := testing.AllocsPerRun(10, func() {
+		pool.Sgemm(false, true, m, n, k, a, k, b, k, c, n, false)
+		pool.Sgemm(true, false, m, n, k, a, m, b, n, c, n, true)
+	})
+	if allocs != 0 {
+		t.Fatalf("Sgemm allocated %v times per run", allocs)
+	}
+}
+
+func BenchmarkSgemm1024(b *testing.B) {
+	for _, name := range Impls() {
+		b.Run(name, func(b *testing.B) {
+			saved := Impl()
+			defer SetImpl(saved)
+			SetImpl(name)
+			n := 1024
+			pool := NewPool(2)
+			defer pool.Close()
+			r := rand.New(rand.NewPCG(1, 1))
+			x, y, z := randSlice(r, n*n), randSlice(r, n*n), make([]float32, n*n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pool.Sgemm(false, false, n, n, n, x, n, y, n, z, n, false)
+			}
+			b.ReportMetric(2*float64(n*n*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
