@@ -1,0 +1,120 @@
+// Command cairn is one binary for community-trained language models: train
+// a GPT on this machine, sample from it, benchmark the engine, and check it
+// against PyTorch.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// usageError marks bad input: it is reported in one line with exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func badInput(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// failedCheck marks a check that ran and failed (exit status 1).
+type failedCheck struct{ msg string }
+
+func (e failedCheck) Error() string { return e.msg }
+
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"demo", "train the default model on the embedded corpus and show what it writes", runDemo},
+		{"train", "train a model (embedded tiny shakespeare by default)", runTrain},
+		{"sample", "generate text from a checkpoint", runSample},
+		{"bench", "measure training throughput (flags of the PyTorch anchor)", runBench},
+		{"parity", "check the engine against a PyTorch fixture directory", runParity},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: cairn COMMAND [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nrun 'cairn COMMAND -h' for a command's flags")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line and returns the exit status: 0 on success,
+// 1 when a check fails or work fails, 2 on bad input.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:], stdout, stderr)
+		var ue usageError
+		var fc failedCheck
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "cairn %s: %v\n", c.name, err)
+			return 2
+		case errors.As(err, &fc):
+			fmt.Fprintf(stderr, "cairn %s: %v\n", c.name, err)
+			return 1
+		default:
+			fmt.Fprintf(stderr, "cairn %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "cairn: unknown command %q (run 'cairn help')\n", args[0])
+	return 2
+}
+
+// helpOut is where each flag set prints its -h text.
+var helpOut = map[*flag.FlagSet]io.Writer{}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("cairn "+name, flag.ContinueOnError)
+	fs.Usage = func() {}     // -h is answered by parseFlags
+	fs.SetOutput(io.Discard) // errors are reported once, by run
+	helpOut[fs] = stderr
+	return fs
+}
+
+// parseFlags parses args, turning flag errors into bad input; stray
+// positional arguments are rejected unless allowed.
+func parseFlags(fs *flag.FlagSet, args []string, positional int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			w := helpOut[fs]
+			fmt.Fprintf(w, "usage of %s:\n", fs.Name())
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > positional {
+		return badInput("unexpected argument %q", fs.Arg(positional))
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// TestBadInput: each kind of bad input gives exit status 2 and one line on
+// stderr that says what is wrong.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	short := filepath.Join(dir, "short.txt")
+	os.WriteFile(short, []byte("To be, or not to be"), 0o644)
+	ckptDir := filepath.Join(dir, "ckpt")
+	if code, _, e := runCLI("train", "--steps", "1", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "8", "--batch", "2", "--eval-batches", "1", "--out", ckptDir); code != 0 {
+		t.Fatalf("tiny training run failed (%d): %s", code, e)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--data", empty}, "is empty"},
+		{[]string{"train", "--data", short}, "shorter than the context"},
+		{[]string{"train", "--d", "30", "--heads", "4"}, "not divisible"},
+		{[]string{"train", "--layers", "0"}, "at least 1"},
+		{[]string{"train", "--data", filepath.Join(dir, "missing.txt")}, "missing.txt"},
+		{[]string{"train", "--resume", "--out", filepath.Join(dir, "none")}, "no checkpoint"},
+		{[]string{"train", "--resume", "--out", ckptDir, "--ctx", "64"}, "longer than the checkpoint's block size"},
+		{[]string{"train", "--bogus"}, "bogus"},
+		{[]string{"sample", "--ckpt", ckptDir, "--ctx", "64"}, "longer than the checkpoint's block size"},
+		{[]string{"sample", "--ckpt", filepath.Join(dir, "missing.safetensors")}, "missing.safetensors"},
+		{[]string{"sample", "--ckpt", empty}, "empty.txt"},
+		{[]string{"bench", "--d", "30", "--heads", "4", "--steps", "1"}, "not divisible"},
+		{[]string{"bench", "--text", short, "--steps", "1"}, "shorter than the context"},
+		{[]string{"parity"}, "usage"},
+		{[]string{"parity", dir}, "model.safetensors"},
+		{[]string{"nonsense"}, "unknown command"},
+	}
+	for _, c := range cases {
+		code, _, stderr := runCLI(c.args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", c.args, code, stderr)
+		}
+		if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: stderr %q, want one line containing %q", c.args, stderr, c.want)
+		}
+	}
+}
+
+func TestTrainResumeAndSample(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "8", "--batch", "2", "--eval-batches", "1", "--out", dir, "--eval-every", "2"}
+	code, out, e := runCLI(append(args, "--steps", "3")...)
+	if code != 0 || !strings.Contains(out, "val loss") || !strings.Contains(out, "wall time") {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, e = runCLI(append(args, "--steps", "5", "--resume")...)
+	if code != 0 || !strings.Contains(out, "from step 3") || !strings.Contains(out, "step 5") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, e = runCLI("sample", "--ckpt", dir, "--prompt", "ROMEO:", "--tokens", "20", "--temperature", "0")
+	if code != 0 || !strings.HasPrefix(out, "ROMEO:") || len(out) != len("ROMEO:")+20+1 {
+		t.Fatalf("sample: exit %d %q %s", code, out, e)
+	}
+}
+
+func TestParityCommand(t *testing.T) {
+	code, out, e := runCLI("parity", filepath.Join("..", "..", "..", "shared", "fixtures", "gpt-tiny"))
+	if code != 0 || !strings.Contains(out, "parity holds") || !strings.Contains(out, "grad.lm_head.weight") {
+		t.Fatalf("parity: exit %d\n%s\n%s", code, out, e)
+	}
+}
+
+func TestBenchPrintsAnchorLine(t *testing.T) {
+	code, out, e := runCLI("bench", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "16", "--batch", "2", "--steps", "2", "--threads", "1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	if code != 0 || !strings.HasPrefix(last, "tokens/s=") || !strings.Contains(last, "GFLOP/s=") || !strings.Contains(last, " -> ") {
+		t.Fatalf("bench: exit %d, last line %q\n%s", code, last, e)
+	}
+}

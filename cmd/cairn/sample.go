@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+)
+
+func runSample(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sample", stderr)
+	ckpt := fs.String("ckpt", "out/model.safetensors", "model file, or a checkpoint directory")
+	prompt := fs.String("prompt", "\n", "text to continue")
+	n := fs.Int("tokens", 300, "tokens to generate")
+	temp := fs.Float64("temperature", 0.8, "sampling temperature (0: greedy)")
+	topK := fs.Int("top-k", 40, "sample from the k most likely tokens (0: all)")
+	ctx := fs.Int("ctx", 0, "context window in tokens (default: the model's block size)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	switch {
+	case *n < 0:
+		return badInput("--tokens must not be negative, got %d", *n)
+	case *temp < 0:
+		return badInput("--temperature must not be negative, got %g", *temp)
+	case *topK < 0:
+		return badInput("--top-k must not be negative, got %d", *topK)
+	case *prompt == "":
+		return badInput("--prompt is empty")
+	}
+	path := *ckpt
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, checkpoint.ModelFile)
+	}
+	ck, err := checkpoint.LoadModel(path)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	cfg := ck.Config
+	if *ctx > cfg.BlockSize {
+		return badInput("context %d is longer than the checkpoint's block size %d", *ctx, cfg.BlockSize)
+	}
+	if *ctx < 0 {
+		return badInput("--ctx must not be negative, got %d", *ctx)
+	}
+	if *ctx > 0 {
+		cfg.BlockSize = *ctx // a shorter window uses the first ctx positions
+	}
+	pool := kernels.NewPool(*threads)
+	defer pool.Close()
+	m, err := gpt.New(cfg, pool)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	copyPrefix(m, ck)
+	tokens := make([]int32, len(*prompt))
+	for i := 0; i < len(*prompt); i++ {
+		tokens[i] = int32((*prompt)[i])
+	}
+	g := m.NewGenerator()
+	if err := g.Start(tokens); err != nil {
+		return badInput("%v", err)
+	}
+	r := rand.New(rand.NewPCG(*seed, 0))
+	s := gpt.Sampling{Temperature: *temp, TopK: *topK}
+	fmt.Fprint(stdout, *prompt)
+	for i := 0; i < *n; i++ {
+		tok := gpt.Sample(g.Logits(), s, r)
+		fmt.Fprint(stdout, string([]byte{byte(tok)}))
+		if err := g.Append(tok); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+// copyPrefix loads the checkpoint into m, whose position table may be
+// shorter than the checkpoint's.
+func copyPrefix(m *gpt.Model, ck *checkpoint.Model) {
+	src := ck.Config.Layout()
+	for i, t := range m.Config.Layout() {
+		s := src[i]
+		copy(m.Params[t.Offset:t.Offset+t.Size()], ck.Params[s.Offset:s.Offset+t.Size()])
+	}
+}

@@ -1,0 +1,139 @@
+package gpt
+
+import "fmt"
+
+// Forward runs the model on B sequences of T tokens (inputs, row-major) and
+// keeps the activations for Backward. With targets it returns the mean
+// cross-entropy over all B*T positions; with nil targets it returns 0 and
+// only the logits (see Logits) are meaningful. It returns an error, and
+// computes nothing, for a batch that does not fit the model: T past the
+// block size, wrong lengths or tokens outside the vocabulary.
+func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
+	if err := m.checkBatch(inputs, targets, B, T); err != nil {
+		return 0, err
+	}
+	c := m.Config
+	a := m.ensureActs(B, T)
+	a.inputs, a.targets = inputs, targets
+	C, V, NH, BT := c.NEmbd, c.VocabSize, c.NHead, B*T
+	eps := float32(c.LayerNormEps)
+	p, J := m.pool, &m.jobs
+
+	J.embed = embedJob{out: a.encoded, wte: m.w.wte, wpe: m.w.wpe, tokens: inputs, T: T, C: C}
+	p.Run(BT, &J.embed)
+	x := a.encoded
+	for l := range a.layers {
+		w, la := &m.w.layers[l], &a.layers[l]
+		J.ln = lnFwdJob{out: la.ln1, mean: la.ln1Mean, rstd: la.ln1Rstd, in: x, w: w.ln1w, b: w.ln1b, C: C, eps: eps}
+		p.Run(BT, &J.ln)
+		m.linear(la.qkv, la.ln1, w.attnW, w.attnB, nil, BT, C, 3*C)
+		J.attn = attnJob{pool: p, qkv: la.qkv, att: la.att, y: la.atty, T: T, C: C, NH: NH, scale: J.attnScale}
+		p.Run(B*NH, &J.attn)
+		m.linear(la.res2, la.atty, w.projW, w.projB, x, BT, C, C)
+		J.ln = lnFwdJob{out: la.ln2, mean: la.ln2Mean, rstd: la.ln2Rstd, in: la.res2, w: w.ln2w, b: w.ln2b, C: C, eps: eps}
+		p.Run(BT, &J.ln)
+		m.linear(la.fch, la.ln2, w.fcW, w.fcB, nil, BT, C, 4*C)
+		J.gelu = geluJob{out: la.fchGelu, in: la.fch, N: 4 * C}
+		p.Run(BT, &J.gelu)
+		m.linear(la.res3, la.fchGelu, w.fcProjW, w.fcProjB, la.res2, BT, 4*C, C)
+		x = la.res3
+	}
+	J.ln = lnFwdJob{out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, in: x, w: m.w.lnfw, b: m.w.lnfb, C: C, eps: eps}
+	p.Run(BT, &J.ln)
+	m.linear(a.logits, a.lnf, m.w.lmW, m.w.lmB, nil, BT, C, V)
+	J.ce = crossEntropyJob{logits: a.logits, probs: a.probs, losses: a.losses, targets: targets, V: V}
+	p.Run(BT, &J.ce)
+	if targets == nil {
+		return 0, nil
+	}
+	var sum float64
+	for _, l := range a.losses[:BT] {
+		sum += float64(l)
+	}
+	return float32(sum / float64(BT)), nil
+}
+
+// linear computes out = in·Wᵀ + bias (+ residual), in [rows, nin], W
+// [nout, nin] as PyTorch stores it.
+func (m *Model) linear(out, in, W, bias, residual []float32, rows, nin, nout int) {
+	m.jobs.fill = fillJob{out: out, bias: bias, add: residual, N: nout}
+	m.pool.Run(rows, &m.jobs.fill)
+	m.pool.Sgemm(false, true, rows, nout, nin, in, nin, W, nin, out, nout, true)
+}
+
+// linearBackward accumulates the weight and bias gradients of
+// out = in·Wᵀ + b given dout, and writes din = dout·W (unless din is nil).
+func (m *Model) linearBackward(din, dW, db, dout, in, W []float32, rows, nin, nout int) {
+	m.pool.Sgemm(true, false, nout, nin, rows, dout, nout, in, nin, dW, nin, true)
+	m.jobs.colSum = colSumJob{dst: db, src: dout, rows: rows, cols: nout, ld: nout}
+	m.pool.Run((nout+63)/64, &m.jobs.colSum)
+	if din != nil {
+		m.pool.Sgemm(false, false, rows, nin, nout, dout, nout, W, nin, din, nin, false)
+	}
+}
+
+// layerNormBackward accumulates into dx, dw and db the gradients of
+// LayerNorm(x) given dout.
+func (m *Model) layerNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, rows int) {
+	a, C := m.acts, m.Config.NEmbd
+	chunks := (rows + lnChunk - 1) / lnChunk
+	m.jobs.lnBwd = lnBwdJob{dx: dx, dout: dout, x: x, w: w, mean: mean, rstd: rstd, partial: a.lnPartial, rows: rows, C: C}
+	m.pool.Run(chunks, &m.jobs.lnBwd)
+	m.jobs.colSum = colSumJob{dst: dw, src: a.lnPartial, rows: chunks, cols: C, ld: 2 * C}
+	m.pool.Run((C+63)/64, &m.jobs.colSum)
+	m.jobs.colSum = colSumJob{dst: db, src: a.lnPartial[C:], rows: chunks, cols: C, ld: 2 * C}
+	m.pool.Run((C+63)/64, &m.jobs.colSum)
+}
+
+// Backward accumulates into Grads the gradient of the mean loss of the last
+// Forward. It fails if that pass had no targets.
+func (m *Model) Backward() error {
+	a := m.acts
+	if a == nil || a.targets == nil {
+		return fmt.Errorf("backward needs a forward pass with targets first")
+	}
+	c := m.Config
+	B, T := a.B, a.T
+	C, V, NH, BT := c.NEmbd, c.VocabSize, c.NHead, B*T
+	p, J, g, w := m.pool, &m.jobs, &m.g, &m.w
+
+	J.ce = crossEntropyJob{probs: a.probs, targets: a.targets, V: V, backward: true, invRows: 1 / float32(BT)}
+	p.Run(BT, &J.ce)
+	dlogits := a.probs
+	a.targets = nil // the probabilities are gone now
+	m.linearBackward(a.dln, g.lmW, g.lmB, dlogits, a.lnf, w.lmW, BT, C, V)
+	clear(a.dres)
+	last := a.encoded
+	if L := len(a.layers); L > 0 {
+		last = a.layers[L-1].res3
+	}
+	m.layerNormBackward(a.dres, g.lnfw, g.lnfb, a.dln, last, w.lnfw, a.lnfMean, a.lnfRstd, BT)
+
+	for l := len(a.layers) - 1; l >= 0; l-- {
+		la, wl, gl := &a.layers[l], &w.layers[l], &g.layers[l]
+		x := a.encoded
+		if l > 0 {
+			x = a.layers[l-1].res3
+		}
+		m.linearBackward(a.dfch, gl.fcProjW, gl.fcProjB, a.dres, la.fchGelu, wl.fcProjW, BT, 4*C, C)
+		J.gelu = geluJob{out: a.dfch, in: la.fch, N: 4 * C, backward: true}
+		p.Run(BT, &J.gelu)
+		m.linearBackward(a.dln, gl.fcW, gl.fcB, a.dfch, la.ln2, wl.fcW, BT, C, 4*C)
+		m.layerNormBackward(a.dres, gl.ln2w, gl.ln2b, a.dln, la.res2, wl.ln2w, la.ln2Mean, la.ln2Rstd, BT)
+		m.linearBackward(a.datty, gl.projW, gl.projB, a.dres, la.atty, wl.projW, BT, C, C)
+		J.attn = attnJob{pool: p, qkv: la.qkv, att: la.att, dy: a.datty, dqkv: a.dqkv, scratch: a.scratch, T: T, C: C, NH: NH, scale: J.attnScale, backward: true}
+		p.Run(B*NH, &J.attn)
+		m.linearBackward(a.dln, gl.attnW, gl.attnB, a.dqkv, la.ln1, wl.attnW, BT, C, 3*C)
+		m.layerNormBackward(a.dres, gl.ln1w, gl.ln1b, a.dln, x, wl.ln1w, la.ln1Mean, la.ln1Rstd, BT)
+	}
+
+	J.embedBwd = embedBwdJob{dwpe: g.wpe, dres: a.dres, B: B, T: T, C: C}
+	p.Run(T, &J.embedBwd)
+	for r, tok := range a.inputs {
+		d := g.wte[int(tok)*C : int(tok)*C+C]
+		for i, v := range a.dres[r*C : r*C+C] {
+			d[i] += v
+		}
+	}
+	return nil
+}

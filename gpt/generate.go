@@ -1,0 +1,196 @@
+package gpt
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/cairnlabs/cairn/vecmath"
+)
+
+// Generator runs the model one token at a time, keeping each layer's keys
+// and values (the KV cache) so that a new token costs one row of work. When
+// the sequence outgrows the block size it keeps the last BlockSize tokens,
+// as nanoGPT's generate does, recomputing the cache for that window.
+type Generator struct {
+	m      *Model
+	keys   [][]float32 // per layer [BlockSize, C]
+	values [][]float32
+	n      int // positions in the cache
+	seq    []int32
+
+	x, ln, qkv, y, h, logits, scores []float32
+	mv                               matVecJob
+}
+
+// NewGenerator returns a generator over the model's current weights.
+func (m *Model) NewGenerator() *Generator {
+	c := m.Config
+	C, T := c.NEmbd, c.BlockSize
+	g := &Generator{m: m,
+		x: make([]float32, C), ln: make([]float32, C), qkv: make([]float32, 3*C), y: make([]float32, C),
+		h: make([]float32, 4*C), logits: make([]float32, c.VocabSize), scores: make([]float32, T)}
+	for l := 0; l < c.NLayer; l++ {
+		g.keys = append(g.keys, make([]float32, T*C))
+		g.values = append(g.values, make([]float32, T*C))
+	}
+	return g
+}
+
+// Start begins a new sequence with prompt (at least one token) and computes
+// the logits of the token after it.
+func (g *Generator) Start(prompt []int32) error {
+	if len(prompt) == 0 {
+		return fmt.Errorf("the prompt is empty")
+	}
+	for _, t := range prompt {
+		if t < 0 || int(t) >= g.m.Config.VocabSize {
+			return fmt.Errorf("prompt token %d outside the vocabulary [0, %d)", t, g.m.Config.VocabSize)
+		}
+	}
+	g.seq = append(g.seq[:0], prompt...)
+	g.refill()
+	return nil
+}
+
+// refill recomputes the cache for the last BlockSize tokens of the sequence.
+func (g *Generator) refill() {
+	g.n = 0
+	start := max(0, len(g.seq)-g.m.Config.BlockSize)
+	for _, t := range g.seq[start:] {
+		g.step(t)
+	}
+}
+
+// Append adds tok to the sequence and computes the logits of the next token.
+func (g *Generator) Append(tok int32) error {
+	if tok < 0 || int(tok) >= g.m.Config.VocabSize {
+		return fmt.Errorf("token %d outside the vocabulary [0, %d)", tok, g.m.Config.VocabSize)
+	}
+	g.seq = append(g.seq, tok)
+	if g.n == g.m.Config.BlockSize {
+		g.refill()
+		return nil
+	}
+	g.step(tok)
+	return nil
+}
+
+// Logits are the next-token logits after the sequence so far.
+func (g *Generator) Logits() []float32 { return g.logits }
+
+// Sequence is the prompt and every token appended since.
+func (g *Generator) Sequence() []int32 { return g.seq }
+
+// step runs token tok at the next cache position.
+func (g *Generator) step(tok int32) {
+	m, c := g.m, g.m.Config
+	C, NH, hd, pos := c.NEmbd, c.NHead, c.HeadDim(), g.n
+	eps := float32(c.LayerNormEps)
+	scale := m.jobs.attnScale
+	copy(g.x, m.w.wte[int(tok)*C:int(tok)*C+C])
+	vecmath.Add(g.x, m.w.wpe[pos*C:pos*C+C])
+	for l := range m.w.layers {
+		w := &m.w.layers[l]
+		vecmath.LayerNormForward(g.ln, g.x, w.ln1w, w.ln1b, eps)
+		g.matVec(g.qkv, w.attnW, w.attnB, g.ln, nil)
+		copy(g.keys[l][pos*C:pos*C+C], g.qkv[C:2*C])
+		copy(g.values[l][pos*C:pos*C+C], g.qkv[2*C:])
+		for h := 0; h < NH; h++ {
+			q := g.qkv[h*hd : h*hd+hd]
+			s := g.scores[:pos+1]
+			for t := range s {
+				s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * scale
+			}
+			mx := vecmath.Max(s)
+			sum := vecmath.ExpSub(s, s, mx)
+			vecmath.Scale(1/sum, s)
+			y := g.y[h*hd : h*hd+hd]
+			clear(y)
+			for t, p := range s {
+				vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], y)
+			}
+		}
+		g.matVec(g.x, w.projW, w.projB, g.y, g.x)
+		vecmath.LayerNormForward(g.ln, g.x, w.ln2w, w.ln2b, eps)
+		g.matVec(g.h, w.fcW, w.fcB, g.ln, nil)
+		vecmath.GeluForward(g.h, g.h)
+		g.matVec(g.x, w.fcProjW, w.fcProjB, g.h, g.x)
+	}
+	vecmath.LayerNormForward(g.ln, g.x, m.w.lnfw, m.w.lnfb, eps)
+	g.matVec(g.logits, m.w.lmW, m.w.lmB, g.ln, nil)
+	g.n++
+}
+
+// matVec computes out = W·in + b (+ out when residual is out itself),
+// W [len(out), len(in)], split over the pool's threads by output rows.
+func (g *Generator) matVec(out, W, b, in, residual []float32) {
+	g.mv = matVecJob{out: out, W: W, b: b, in: in, residual: residual != nil}
+	g.m.pool.Run(len(out), &g.mv)
+}
+
+type matVecJob struct {
+	out, W, b, in []float32
+	residual      bool
+}
+
+func (j *matVecJob) Do(_, lo, hi int) {
+	n := len(j.in)
+	for r := lo; r < hi; r++ {
+		v := vecmath.Dot(j.W[r*n:r*n+n], j.in) + j.b[r]
+		if j.residual {
+			v += j.out[r]
+		}
+		j.out[r] = v
+	}
+}
+
+// Sampling chooses the next token from logits.
+type Sampling struct {
+	// Temperature divides the logits; 0 means greedy (the arg max).
+	Temperature float64
+	// TopK keeps only the K most likely tokens; 0 keeps all.
+	TopK int
+}
+
+// Sample draws a token from logits with the given settings, using r for
+// randomness. Greedy sampling returns the first index of the largest logit,
+// as torch.argmax does.
+func Sample(logits []float32, s Sampling, r *rand.Rand) int32 {
+	if s.Temperature <= 0 {
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		return int32(best)
+	}
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	if s.TopK > 0 && s.TopK < len(idx) {
+		sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+		idx = idx[:s.TopK]
+	}
+	mx := math.Inf(-1)
+	for _, i := range idx {
+		mx = math.Max(mx, float64(logits[i]))
+	}
+	w := make([]float64, len(idx))
+	var sum float64
+	for k, i := range idx {
+		w[k] = math.Exp((float64(logits[i]) - mx) / s.Temperature)
+		sum += w[k]
+	}
+	u := r.Float64() * sum
+	for k, i := range idx {
+		u -= w[k]
+		if u < 0 {
+			return int32(i)
+		}
+	}
+	return int32(idx[len(idx)-1])
+}

@@ -1,0 +1,247 @@
+package gpt
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/cairnlabs/cairn/kernels"
+)
+
+func testModel(t testing.TB, c Config, threads int) *Model {
+	t.Helper()
+	pool := kernels.NewPool(threads)
+	t.Cleanup(pool.Close)
+	m, err := New(c, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	InitParams(c, m.Params, 42)
+	// nanoGPT's init leaves biases at zero and LayerNorms at one; perturb
+	// them so that every parameter matters.
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, ti := range c.Layout() {
+		if !ti.Matrix() {
+			for i := ti.Offset; i < ti.Offset+ti.Size(); i++ {
+				m.Params[i] += float32(0.1 * r.NormFloat64())
+			}
+		}
+	}
+	return m
+}
+
+func randTokens(r *rand.Rand, n, vocab int) []int32 {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(r.IntN(vocab))
+	}
+	return out
+}
+
+// TestDeterministicAcrossThreads: the loss and every gradient are bitwise
+// the same for 1, 2 and 3 threads.
+func TestDeterministicAcrossThreads(t *testing.T) {
+	c := DefaultConfig(48, 2, 3, 40)
+	r := rand.New(rand.NewPCG(1, 1))
+	B, T := 5, 40
+	in, tg := randTokens(r, B*T, 256), randTokens(r, B*T, 256)
+	var refLoss float32
+	var refGrads []float32
+	for threads := 1; threads <= 3; threads++ {
+		m := testModel(t, c, threads)
+		loss, err := m.Forward(in, tg, B, T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		if threads == 1 {
+			refLoss, refGrads = loss, append([]float32(nil), m.Grads...)
+			continue
+		}
+		if math.Float32bits(loss) != math.Float32bits(refLoss) {
+			t.Fatalf("%d threads: loss %v, 1 thread %v", threads, loss, refLoss)
+		}
+		for i := range refGrads {
+			if math.Float32bits(m.Grads[i]) != math.Float32bits(refGrads[i]) {
+				t.Fatalf("%d threads: grad %d = %v, 1 thread %v", threads, i, m.Grads[i], refGrads[i])
+			}
+		}
+	}
+}
+
+// TestGradientsMatchFiniteDifferences spot-checks the backward pass against
+// central differences of the loss in float64-ish precision terms.
+func TestGradientsMatchFiniteDifferences(t *testing.T) {
+	c := DefaultConfig(16, 2, 2, 8)
+	m := testModel(t, c, 2)
+	r := rand.New(rand.NewPCG(2, 2))
+	B, T := 2, 8
+	in, tg := randTokens(r, B*T, 256), randTokens(r, B*T, 256)
+	m.ZeroGrad()
+	if _, err := m.Forward(in, tg, B, T); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	grads := append([]float32(nil), m.Grads...)
+	for _, ti := range c.Layout() {
+		// the largest-gradient element of each tensor
+		best := ti.Offset
+		for i := ti.Offset; i < ti.Offset+ti.Size(); i++ {
+			if math.Abs(float64(grads[i])) > math.Abs(float64(grads[best])) {
+				best = i
+			}
+		}
+		if grads[best] == 0 {
+			continue // e.g. embedding rows of tokens not in the batch
+		}
+		const h = 1e-2
+		orig := m.Params[best]
+		m.Params[best] = orig + h
+		lp, _ := m.Forward(in, tg, B, T)
+		m.Params[best] = orig - h
+		lm, _ := m.Forward(in, tg, B, T)
+		m.Params[best] = orig
+		fd := (float64(lp) - float64(lm)) / (2 * h)
+		if d := math.Abs(fd - float64(grads[best])); d > 0.05*math.Abs(fd)+2e-4 {
+			t.Errorf("%s[%d]: backward %v, finite difference %v", ti.Name, best-ti.Offset, grads[best], fd)
+		}
+	}
+}
+
+func TestForwardRejectsBadBatches(t *testing.T) {
+	m := testModel(t, DefaultConfig(16, 1, 2, 8), 1)
+	cases := []struct {
+		in, tg []int32
+		B, T   int
+		want   string
+	}{
+		{make([]int32, 18), nil, 2, 9, "longer than the model's block size"},
+		{make([]int32, 7), nil, 1, 8, "input tokens"},
+		{[]int32{0, 1, 2, 300}, nil, 1, 4, "outside the vocabulary"},
+		{[]int32{0, 1, 2, 3}, []int32{0, 1, 2, -1}, 1, 4, "outside the vocabulary"},
+		{nil, nil, 0, 4, "empty"},
+	}
+	for _, c := range cases {
+		if _, err := m.Forward(c.in, c.tg, c.B, c.T); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Forward(B=%d, T=%d): error %v, want %q", c.B, c.T, err, c.want)
+		}
+	}
+	if err := m.Backward(); err == nil {
+		t.Error("Backward without a forward pass with targets succeeded")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		c    Config
+		want string
+	}{
+		{DefaultConfig(30, 2, 4, 8), "not divisible"},
+		{DefaultConfig(32, 0, 4, 8), "at least 1"},
+		{DefaultConfig(32, 1, 4, 0), "block_size"},
+		{DefaultConfig(0, 1, 1, 8), "width"},
+	}
+	for _, c := range cases {
+		if err := c.c.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.c, err, c.want)
+		}
+	}
+	good := DefaultConfig(48, 3, 3, 24)
+	back, err := ParseConfig(good.JSON())
+	if err != nil || back != good {
+		t.Fatalf("config round trip: %+v, %v", back, err)
+	}
+	if _, err := ParseConfig(`{"n_embd": 10, "n_head": 3, "n_layer": 1, "block_size": 4}`); err == nil {
+		t.Fatal("ParseConfig accepted width 10 with 3 heads")
+	}
+}
+
+// TestGeneratorMatchesForward: the KV-cache path gives the logits of a full
+// forward pass over the same window, also after the sequence outgrows the
+// block size.
+func TestGeneratorMatchesForward(t *testing.T) {
+	c := DefaultConfig(24, 2, 3, 10)
+	m := testModel(t, c, 2)
+	r := rand.New(rand.NewPCG(3, 3))
+	seq := randTokens(r, 25, 256)
+	g := m.NewGenerator()
+	if err := g.Start(seq[:4]); err != nil {
+		t.Fatal(err)
+	}
+	for n := 4; n <= len(seq); n++ {
+		if n > 4 {
+			if err := g.Append(seq[n-1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		win := seq[max(0, n-c.BlockSize):n]
+		if _, err := m.Forward(win, nil, 1, len(win)); err != nil {
+			t.Fatal(err)
+		}
+		want := m.Logits()[(len(win)-1)*c.VocabSize:]
+		for i, v := range g.Logits() {
+			if math.Abs(float64(v-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+				t.Fatalf("after %d tokens: logit %d = %v, forward gives %v", n, i, v, want[i])
+			}
+		}
+	}
+}
+
+func TestSample(t *testing.T) {
+	logits := []float32{0, 3, 1, 3, -2}
+	if got := Sample(logits, Sampling{}, nil); got != 1 {
+		t.Fatalf("greedy picked %d, want the first maximum 1", got)
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	counts := make([]int, len(logits))
+	for i := 0; i < 2000; i++ {
+		counts[Sample(logits, Sampling{Temperature: 1, TopK: 2}, r)]++
+	}
+	if counts[0]+counts[2]+counts[4] != 0 {
+		t.Fatalf("top-k 2 sampled outside the top two: %v", counts)
+	}
+	if counts[1] < 800 || counts[3] < 800 {
+		t.Fatalf("two equal logits sampled unevenly: %v", counts)
+	}
+}
+
+// TestTrainingStepDoesNotAllocate: once activations exist, forward and
+// backward allocate nothing.
+func TestTrainingStepDoesNotAllocate(t *testing.T) {
+	c := DefaultConfig(32, 2, 4, 16)
+	m := testModel(t, c, 2)
+	r := rand.New(rand.NewPCG(5, 5))
+	in, tg := randTokens(r, 4*16, 256), randTokens(r, 4*16, 256)
+	step := func() {
+		m.ZeroGrad()
+		if _, err := m.Forward(in, tg, 4, 16); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	if a := testing.AllocsPerRun(5, step); a != 0 {
+		t.Fatalf("a training step allocated %v times", a)
+	}
+}
+
+func BenchmarkTrainStep(b *testing.B) {
+	c := DefaultConfig(128, 4, 4, 128)
+	m := testModel(b, c, 2)
+	r := rand.New(rand.NewPCG(6, 6))
+	B, T := 16, 128
+	in, tg := randTokens(r, B*T, 256), randTokens(r, B*T, 256)
+	for i := 0; i < b.N; i++ {
+		m.ZeroGrad()
+		m.Forward(in, tg, B, T)
+		m.Backward()
+	}
+	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
