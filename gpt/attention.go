@@ -11,12 +11,12 @@ import (
 // dy it writes dqkv, using a per-thread [T, T] scratch for the gradient of
 // the scores.
 type attnJob struct {
-	pool                    *kernels.Pool
-	qkv, att, y, dy, dqkv   []float32
-	scratch                 [][]float32
-	T, C, NH                int
-	scale                   float32
-	backward                bool
+	pool                  *kernels.Pool
+	qkv, att, y, dy, dqkv []float32
+	scratch               [][]float32
+	T, C, NH              int
+	scale                 float32
+	backward              bool
 }
 
 func (j *attnJob) Do(worker, lo, hi int) {

@@ -116,7 +116,7 @@ func (j *geluJob) Do(_, lo, hi int) {
 
 // colSumJob: dst[c] += Σ_r src[r*ld + c], over columns in blocks of 64.
 type colSumJob struct {
-	dst, src      []float32
+	dst, src       []float32
 	rows, cols, ld int
 }
 
