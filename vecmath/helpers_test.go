@@ -14,13 +14,7 @@ const u = 0x1p-24
 var testLengths = []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 1000, 4099}
 
 // implNames lists the implementations this CPU supports, best first.
-func implNames() []string {
-	var s []string
-	for _, k := range available() {
-		s = append(s, k.name)
-	}
-	return s
-}
+func implNames() []string { return Impls() }
 
 // forEachImpl runs f as a subtest once per supported implementation, with
 // that implementation selected, and restores the selection afterwards.

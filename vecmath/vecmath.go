@@ -25,10 +25,12 @@
 // error below about 1e-7. NaN inputs produce NaN outputs in the elementwise
 // kernels; Max ignores or returns NaN depending on position.
 //
-// # Lengths
+// # Lengths and aliasing
 //
 // Slices that are combined elementwise must have equal lengths; the
-// functions panic otherwise. Any length, including 0, is allowed.
+// functions panic otherwise. Any length, including 0, is allowed. An output
+// may be the very same slice as an input where a function's documentation
+// says so; slices must not otherwise overlap.
 package vecmath
 
 import (
@@ -57,7 +59,8 @@ func Max(x []float32) float32 {
 	return maxImpl(x)
 }
 
-// Axpy computes y[i] += a*x[i]. x and y must have the same length.
+// Axpy computes y[i] += a*x[i] (fused multiply-add on the SIMD paths). x
+// and y must have the same length.
 func Axpy(a float32, x, y []float32) {
 	checkLen(len(x), len(y))
 	axpyImpl(a, x, y)
@@ -98,7 +101,8 @@ func GeluForward(dst, src []float32) {
 
 // GeluBackward sets dx[i] = dy[i] * GELU'(x[i]), where
 // GELU'(x) = Phi(x) + x*exp(-x*x/2)/sqrt(2*pi). dx is overwritten, not
-// accumulated. All three slices must have the same length; dx may alias dy.
+// accumulated. All three slices must have the same length; dx may be the
+// same slice as x or dy.
 func GeluBackward(dx, x, dy []float32) {
 	checkLen(len(dx), len(x))
 	checkLen(len(dx), len(dy))
@@ -113,7 +117,9 @@ func GeluBackward(dx, x, dy []float32) {
 //	out  = (x-mean)*rstd*w + b
 //
 // and returns mean and rstd, to be saved for LayerNormBackward. out, w and
-// b must have length C. For C == 0 it returns (0, 0) and does nothing.
+// b must have length C; out may be the same slice as x. The sums are
+// float32 with per-lane partial sums. For C == 0 it returns (0, 0) and does
+// nothing.
 func LayerNormForward(out, x, w, b []float32, eps float32) (mean, rstd float32) {
 	checkLen(len(out), len(x))
 	checkLen(len(w), len(x))
@@ -168,22 +174,12 @@ func AdamW(p, g, m, v []float32, lr, beta1, beta2, eps, wd, bc1, bc2 float32) {
 	if n == 0 {
 		return
 	}
-	h := adamHyper{
-		decay:   float32(1 - float64(lr)*float64(wd)),
-		beta1:   beta1,
-		omb1:    float32(1 - float64(beta1)),
-		beta2:   beta2,
-		omb2:    float32(1 - float64(beta2)),
-		eps:     eps,
-		step:    float32(float64(lr) / float64(bc1)),
-		sqrtBc2: float32(math.Sqrt(float64(bc2))),
-	}
-	adamwImpl(p, g, m, v, h.decay, h.beta1, h.omb1, h.beta2, h.omb2, h.eps, h.step, h.sqrtBc2)
-}
-
-// adamHyper are the per-call AdamW scalars handed to the kernels.
-type adamHyper struct {
-	decay, beta1, omb1, beta2, omb2, eps, step, sqrtBc2 float32
+	decay := float32(1 - float64(lr)*float64(wd))
+	omb1 := float32(1 - float64(beta1))
+	omb2 := float32(1 - float64(beta2))
+	step := float32(float64(lr) / float64(bc1))
+	sqrtBc2 := float32(math.Sqrt(float64(bc2)))
+	adamwImpl(p, g, m, v, decay, beta1, omb1, beta2, omb2, eps, step, sqrtBc2)
 }
 
 func checkLen(a, b int) {
@@ -269,6 +265,16 @@ func use(k *kernels) {
 // "generic".
 func Impl() string {
 	return implName
+}
+
+// Impls lists the implementations this CPU supports, fastest first
+// ("generic" is always last).
+func Impls() []string {
+	var names []string
+	for _, k := range available() {
+		names = append(names, k.name)
+	}
+	return names
 }
 
 // ErrUnsupported is returned by SetImpl for an implementation that does not

@@ -9,8 +9,11 @@
 //
 // Run with: go run ./vecmath/internal/fit
 //
-// The printed coefficients are pasted into vecmath/consts.go and into the
-// assembly generator (vecmath/internal/gen).
+// With the default flags it reproduces the coefficients of
+// vecmath/internal/coef (shared by the portable Go kernels and the
+// assembly generator vecmath/internal/gen), and prints the errors of a
+// float32 simulation of the kernels (exp, erf, Phi, GELU and its
+// derivative) over dense sweeps.
 package main
 
 import (
@@ -205,9 +208,9 @@ func main() {
 	erfSplit := flag.Float64("b", 0.921875, "erf small/large split point (in z = x/sqrt2)")
 	erfTop := flag.Float64("T", 4, "upper end of the erfcx fit")
 	degS := flag.Int("ds", 6, "degree (in s=z*z) of the small-|z| erf polynomial")
-	degR := flag.Int("dr", 10, "degree of the erfcx polynomial")
-	center := flag.Float64("c", 2.5, "erfcx polynomial is in u = t - c")
-	iters := flag.Int("iters", 300, "Lawson iterations")
+	degR := flag.Int("dr", 11, "degree of the erfcx polynomial")
+	center := flag.Float64("c", 2.3, "erfcx polynomial is in u = t - c")
+	iters := flag.Int("iters", 400, "Lawson iterations")
 	flag.Parse()
 
 	// exp(r) on |r| <= ln2/2 (plus margin): 1 + r + sum_{j=2..6} c_j r^j,

@@ -170,16 +170,13 @@ func (g *gen) labelName(s string) string {
 
 func (g *gen) label(l string) { fmt.Fprintf(g.text, "%s:\n", l) }
 
-// V is vector register i (Zi or Yi); X is its low 128 bits.
+// V is vector register i (Zi or Yi).
 func (g *gen) V(i int) string {
 	if g.avx512 {
 		return fmt.Sprintf("Z%d", i)
 	}
 	return fmt.Sprintf("Y%d", i)
 }
-
-func X(i int) string { return fmt.Sprintf("X%d", i) }
-func Y(i int) string { return fmt.Sprintf("Y%d", i) }
 
 // op emits an instruction in Go operand order (sources first, destination
 // last). Operands are strings (registers, memory) or constants K. A
