@@ -151,3 +151,52 @@ func TestEvaluateIsDeterministic(t *testing.T) {
 		t.Fatalf("untrained val loss %v then %v, want both ≈ ln 256", a, b)
 	}
 }
+
+// TestTrainingIsDeterministicAcrossThreads: whole training steps (forward,
+// backward, clipping, AdamW) give bitwise the same weights on 1 and 3
+// threads.
+func TestTrainingIsDeterministicAcrossThreads(t *testing.T) {
+	trainData, valData := data()
+	var ref []float32
+	for _, threads := range []int{1, 3} {
+		pool := kernels.NewPool(threads)
+		tr, err := New(smallOptions(), trainData, valData, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, tr, 3)
+		pool.Close()
+		if ref == nil {
+			ref = tr.Model.Params
+			continue
+		}
+		for i, v := range tr.Model.Params {
+			if math.Float32bits(v) != math.Float32bits(ref[i]) {
+				t.Fatalf("%d threads: param %d = %v, 1 thread %v", threads, i, v, ref[i])
+			}
+		}
+	}
+}
+
+// TestTrainStepDoesNotAllocate: the steady-state step (sampling, forward,
+// backward, clipping, AdamW) allocates nothing.
+func TestTrainStepDoesNotAllocate(t *testing.T) {
+	trainData, valData := data()
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	o := smallOptions()
+	o.Steps = 100
+	tr, err := New(o, trainData, valData, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, tr, 1)
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := tr.TrainStep(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a training step allocated %v times", allocs)
+	}
+}

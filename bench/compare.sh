@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Side-by-side throughput: `cairn bench` against the PyTorch anchor
+# (shared/anchors/torch_lm_bench.py) with the same flags, alternating ROUNDS
+# times on this machine, then the median tokens/s of each and their ratio,
+# and each one's peak resident memory.
+# Usage: bench/compare.sh ROUNDS [anchor flags...]
+#   e.g. bench/compare.sh 3 --d 384 --layers 6 --heads 6 --ctx 256 --batch 8
+# Needs Debian's PyTorch: apt-get install -y python3-torch
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+shift || true
+anchor=../shared/anchors/torch_lm_bench.py
+text=../shared/data/tinyshakespeare.txt
+go build -o /tmp/cairn-bench ./cmd/cairn
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+: >/tmp/cmp-cairn; : >/tmp/cmp-torch; : >/tmp/cmp-cairn-rss; : >/tmp/cmp-torch-rss
+for i in $(seq "$rounds"); do
+	/usr/bin/time -f '%M' -o /tmp/cmp-rss /tmp/cairn-bench bench --text "$text" "$@" 2>/dev/null | tail -1 | tee -a /tmp/cmp-cairn.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-cairn
+	cat /tmp/cmp-rss >>/tmp/cmp-cairn-rss
+	/usr/bin/time -f '%M' -o /tmp/cmp-rss /usr/bin/python3 "$anchor" --text "$text" "$@" | tail -1 | tee -a /tmp/cmp-torch.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-torch
+	cat /tmp/cmp-rss >>/tmp/cmp-torch-rss
+	echo "round $i: cairn $(tail -1 /tmp/cmp-cairn) tokens/s, torch $(tail -1 /tmp/cmp-torch) tokens/s"
+done
+c=$(median </tmp/cmp-cairn); t=$(median </tmp/cmp-torch)
+cr=$(median </tmp/cmp-cairn-rss); tr=$(median </tmp/cmp-torch-rss)
+echo "median tokens/s: cairn $c, torch $t, ratio $(awk -v c="$c" -v t="$t" 'BEGIN {printf "%.2f", c/t}')x"
+echo "median peak RSS: cairn $((cr / 1024)) MiB, torch $((tr / 1024)) MiB"
