@@ -1,0 +1,51 @@
+package compress
+
+import (
+	"compress/flate"
+	"fmt"
+	"testing"
+)
+
+const benchN = 1 << 20
+
+var benchInputs = []struct {
+	name string
+	gen  func() []float32
+}{
+	{"gauss", func() []float32 { return gaussian(benchN, 1, 1) }},
+	{"mix-std1e-4-1e-2", func() []float32 { return mixture(benchN, 1e-4, 1e-2, 1) }},
+	{"mix-var1e-4-1e-2", func() []float32 { return mixture(benchN, 1e-2, 1e-1, 1) }},
+}
+
+// BenchmarkFlateLevel compares compress/flate levels for the int8 stream:
+// bytes per value of the payload and encode/decode speed (MB/s of float32
+// input).
+func BenchmarkFlateLevel(b *testing.B) {
+	for _, lv := range []struct {
+		name  string
+		level int
+	}{{"huffman", flate.HuffmanOnly}, {"bestspeed", flate.BestSpeed}, {"level2", 2}, {"default", flate.DefaultCompression}} {
+		for _, in := range benchInputs {
+			x := in.gen()
+			b.Run(fmt.Sprintf("%s/%s/encode", lv.name, in.name), func(b *testing.B) {
+				e := newEncoderLevel(Int8, benchN, lv.level)
+				var p []byte
+				b.SetBytes(4 * benchN)
+				for b.Loop() {
+					p, _ = e.Encode(x)
+				}
+				b.ReportMetric(float64(len(p))/benchN, "B/value")
+			})
+			b.Run(fmt.Sprintf("%s/%s/decode", lv.name, in.name), func(b *testing.B) {
+				p, _ := newEncoderLevel(Int8, benchN, lv.level).Encode(x)
+				out := make([]float32, benchN)
+				b.SetBytes(4 * benchN)
+				for b.Loop() {
+					if err := Decode(p, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

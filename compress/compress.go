@@ -1,0 +1,537 @@
+// Package compress encodes the float32 vectors that DiLoCo workers and the
+// aggregator exchange each round (pseudo-gradients and updates) for the
+// wire.
+//
+// Two codecs exist. FP32 sends the values unchanged. Int8 quantises each
+// chunk of ChunkSize values to int8 with a per-chunk absmax scale, keeps the
+// quantisation error in an error-feedback residual that is added to the
+// next round's vector (so that, summed over rounds, nothing is lost), and
+// entropy-codes the int8 stream with compress/flate.
+//
+// # Int8 quantisation
+//
+// The vector y = x + residual is split into chunks of ChunkSize elements
+// (the last chunk may be shorter). For each chunk, absmax is the largest
+// |y[i]| and scale is absmax/127 rounded up to the next float32 (so that
+// absmax/scale <= 127; for absmax near math.MaxFloat32 the scale is capped
+// so that 127*scale stays finite). Each element is stored as
+// q = round-half-away-from-zero(y[i]/scale) clamped to [-127, 127]; a chunk
+// whose absmax is 0 has scale 0 and all q = 0. The decoded value is
+// float32(q)*scale, which is within scale/2 of y[i], and the encoder keeps
+// residual[i] = y[i] - float32(q)*scale for the next round.
+//
+// The int8 stream is then compressed with compress/flate at level
+// flate.HuffmanOnly. Quantised gradients carry no repeated byte strings for
+// LZ77 matching to find, so the gain comes entirely from the uneven symbol
+// frequencies, which Huffman coding alone captures: on Gaussian data
+// BestSpeed and DefaultCompression were measured to give essentially the
+// same size (within about 1%) at a fraction of the speed (see
+// BenchmarkFlateLevel).
+//
+// # Payload format
+//
+// All integers are little-endian.
+//
+//	offset size  field
+//	0      2     magic "CZ"
+//	2      1     version, 1
+//	3      1     codec: 1 = fp32, 2 = int8
+//	4      4     n, the number of values (uint32)
+//
+// fp32 body (payload length 8 + 4n):
+//
+//	8      4n    the n values as IEEE-754 float32, all finite
+//
+// int8 header continuation and body:
+//
+//	8      4     chunk size c (uint32, 1 <= c <= 1<<20; the encoder writes ChunkSize)
+//	12     4m    m = ceil(n/c) chunk scales as float32, finite, >= 0, sign bit clear,
+//	             and small enough that 127*scale is finite
+//	12+4m  ...   a raw DEFLATE stream (RFC 1951, no zlib or gzip wrapper) that
+//	             decodes to exactly n bytes, the values q as int8 two's complement
+//	             in [-127, 127], and that ends exactly at the end of the payload
+//
+// Value i belongs to chunk i/c and decodes to float32(q[i])*scale[i/c].
+//
+// # Determinism
+//
+// Encoding is deterministic: the same encoder state and input give the same
+// bytes (for a given Go release; compress/flate's output is not guaranteed
+// to be identical across releases, while decoding is).
+//
+// # Decoding untrusted payloads
+//
+// Decode and DecodeAdd treat the payload as untrusted: they never panic,
+// never allocate based on sizes read from it (the caller passes the output
+// slice, whose length must equal the payload's n), read the flate stream
+// through a limit of n+1 bytes so a decompression bomb cannot make them run
+// long, and reject anything that is not exactly a payload as the encoder
+// would write it in structure (bad magic, version or codec, wrong n, bad
+// chunk size, bad scales, truncation, trailing bytes, int8 value -128,
+// non-finite fp32 values). Errors are one line starting with "compress: ".
+package compress
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/cairnlabs/cairn/vecmath"
+)
+
+// Codec names a wire encoding for float32 vectors.
+type Codec string
+
+const (
+	// FP32 sends the raw little-endian float32 values (4 bytes per value,
+	// lossless, no residual).
+	FP32 Codec = "fp32"
+	// Int8 sends per-chunk absmax int8 quantisation with error feedback,
+	// entropy-coded with flate (a little under 1 byte per value on
+	// Gaussian data, less when most values are small next to their chunk's
+	// largest).
+	Int8 Codec = "int8"
+)
+
+// ChunkSize is the number of consecutive values that share one int8 scale.
+// 1024 keeps the scale overhead at 4/1024 = 0.4% of a byte per value
+// while staying local enough that a few large values only coarsen the
+// quantisation of their own neighbourhood; it is also a multiple of every
+// SIMD width.
+const ChunkSize = 1024
+
+// MaxChunkSize is the largest chunk size a decoder accepts in an int8
+// payload header.
+const MaxChunkSize = 1 << 20
+
+const (
+	version   = 1
+	codecFP32 = 1
+	codecInt8 = 2
+
+	headerFP32 = 8
+	headerInt8 = 12
+
+	// flateLevel is the compress/flate level for the int8 stream; see the
+	// package documentation.
+	flateLevel = flate.HuffmanOnly
+)
+
+// ParseCodec returns the codec named s ("fp32" or "int8").
+func ParseCodec(s string) (Codec, error) {
+	switch c := Codec(s); c {
+	case FP32, Int8:
+		return c, nil
+	}
+	return "", fmt.Errorf("compress: unknown codec %q (valid: %s, %s)", s, FP32, Int8)
+}
+
+// maxScale is the largest float32 s with float32(127)*s finite: the largest
+// int8 chunk scale the encoder writes and the decoder accepts.
+var maxScale = func() float32 {
+	s := float32(math.MaxFloat32 / 127)
+	for !finite(127 * s) {
+		s = math.Nextafter32(s, 0)
+	}
+	for finite(127 * math.Nextafter32(s, math.MaxFloat32)) {
+		s = math.Nextafter32(s, math.MaxFloat32)
+	}
+	return s
+}()
+
+// finite reports whether v is neither infinite nor NaN.
+func finite(v float32) bool {
+	return math.Float32bits(v)&0x7f800000 != 0x7f800000
+}
+
+// validScale reports whether s is a scale the decoder accepts.
+func validScale(s float32) bool {
+	return math.Float32bits(s)>>31 == 0 && s <= maxScale // false for NaN
+}
+
+// chunkScale returns the int8 scale for a chunk whose largest magnitude is
+// absmax (finite, >= 0): absmax/127 rounded up to a float32, capped at
+// maxScale. It is 0 only when absmax is 0.
+func chunkScale(absmax float32) float32 {
+	s := absmax / 127
+	if float64(s)*127 < float64(absmax) { // exact in float64
+		s = math.Nextafter32(s, math.MaxFloat32)
+	}
+	return min(s, maxScale)
+}
+
+// quantize returns round-half-away-from-zero(y/scale) clamped to
+// [-127, 127], for scale > 0 and finite y.
+//
+// Adding ±0.5 and truncating is exact here: y/scale is a quotient of two
+// float32 values, so it is either exactly a half-integer or at least about
+// 2^-26 away from one, far more than the float64 rounding of the quotient
+// and of the addition. The code is branch-free because the rounding
+// direction of noisy data is unpredictable.
+func quantize(y, scale float32) int8 {
+	v := float64(y) / float64(scale)
+	q := int32(v + math.Copysign(0.5, v)) // |v| <= 127 + tiny, no overflow
+	return int8(min(max(q, -127), 127))
+}
+
+// dequantize returns float32(q)*scale, rounded to float32 (never fused
+// with a following operation).
+func dequantize(q int8, scale float32) float32 {
+	return float32(float32(q) * scale)
+}
+
+// Encoder encodes successive vectors of one fixed length with one codec,
+// keeping the Int8 error-feedback residual between calls. An Encoder is
+// not safe for concurrent use.
+type Encoder struct {
+	codec    Codec
+	n        int
+	residual []float32 // Int8 only
+	scales   []float32 // Int8 only, reused between calls
+	out      bytes.Buffer
+	qbuf     []byte // Int8 only, one chunk of quantised values
+	fw       *flate.Writer
+	level    int
+}
+
+// NewEncoder returns an encoder for vectors of length n with codec c. The
+// Int8 residual starts at zero. It panics if c is not FP32 or Int8 or if n
+// is negative or does not fit in a uint32 (these are programming errors;
+// validate user input with ParseCodec).
+func NewEncoder(c Codec, n int) *Encoder {
+	return newEncoderLevel(c, n, flateLevel)
+}
+
+func newEncoderLevel(c Codec, n int, level int) *Encoder {
+	if c != FP32 && c != Int8 {
+		panic(fmt.Sprintf("compress: NewEncoder: unknown codec %q", string(c)))
+	}
+	if n < 0 || uint64(n) > math.MaxUint32 {
+		panic(fmt.Sprintf("compress: NewEncoder: length %d out of range [0, %d]", n, uint64(math.MaxUint32)))
+	}
+	e := &Encoder{codec: c, n: n, level: level}
+	if c == Int8 {
+		e.residual = make([]float32, n)
+		e.scales = make([]float32, (n+ChunkSize-1)/ChunkSize)
+		e.qbuf = make([]byte, ChunkSize)
+	}
+	return e
+}
+
+// Codec returns the encoder's codec.
+func (e *Encoder) Codec() Codec { return e.codec }
+
+// Residual returns the live Int8 error-feedback residual (length n; nil
+// for FP32): the part of the previous inputs not yet sent, which the next
+// Encode adds to its input. Callers may read it to persist the encoder's
+// state and write it (for example with copy) to restore that state or
+// clear it to reset it; it must stay finite, or Encode reports an error.
+func (e *Encoder) Residual() []float32 { return e.residual }
+
+// Encode encodes x, which must have the encoder's length n and hold only
+// finite values, and returns a newly allocated payload owned by the
+// caller. For Int8 it encodes y = x + residual and sets residual to
+// y - decoded(y). On error the residual is unchanged.
+func (e *Encoder) Encode(x []float32) ([]byte, error) {
+	if len(x) != e.n {
+		return nil, fmt.Errorf("compress: encode: got %d values, encoder length is %d", len(x), e.n)
+	}
+	if e.codec == FP32 {
+		return e.encodeFP32(x)
+	}
+	return e.encodeInt8(x)
+}
+
+func notFinite(i int, v float32) error {
+	return fmt.Errorf("compress: encode: x[%d] = %v is not finite", i, v)
+}
+
+func putHeader(b []byte, codec byte, n int) {
+	b[0], b[1], b[2], b[3] = 'C', 'Z', version, codec
+	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
+}
+
+func (e *Encoder) encodeFP32(x []float32) ([]byte, error) {
+	p := make([]byte, headerFP32+4*len(x))
+	putHeader(p, codecFP32, len(x))
+	body := p[headerFP32:]
+	for i, v := range x {
+		if !finite(v) {
+			return nil, notFinite(i, v)
+		}
+		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(v))
+	}
+	return p, nil
+}
+
+func (e *Encoder) encodeInt8(x []float32) ([]byte, error) {
+	r := e.residual
+	// Pass 1: validate and compute the scales without touching the
+	// residual, so that an error leaves the encoder unchanged.
+	for c := range e.scales {
+		lo := c * ChunkSize
+		hi := min(lo+ChunkSize, len(x))
+		xc, rc := x[lo:hi], r[lo:hi]
+		// Non-negative float32 values order like their bit patterns, and
+		// |y| is finite iff its bits are below those of +Inf.
+		var amax uint32
+		for j, v := range xc {
+			ab := math.Float32bits(v+rc[j]) &^ (1 << 31)
+			if ab >= 0x7f800000 {
+				if !finite(v) {
+					return nil, notFinite(lo+j, v)
+				}
+				return nil, fmt.Errorf("compress: encode: x[%d] + residual[%d] = %v + %v is not finite", lo+j, lo+j, v, rc[j])
+			}
+			amax = max(amax, ab)
+		}
+		e.scales[c] = chunkScale(math.Float32frombits(amax))
+	}
+
+	e.out.Reset()
+	var hdr [headerInt8]byte
+	putHeader(hdr[:], codecInt8, len(x))
+	binary.LittleEndian.PutUint32(hdr[8:], ChunkSize)
+	e.out.Grow(headerInt8 + 4*len(e.scales) + len(x) + len(x)/32 + 64)
+	e.out.Write(hdr[:])
+	var sb [4]byte
+	for _, s := range e.scales {
+		binary.LittleEndian.PutUint32(sb[:], math.Float32bits(s))
+		e.out.Write(sb[:])
+	}
+	if e.fw == nil {
+		fw, err := flate.NewWriter(&e.out, e.level)
+		if err != nil {
+			return nil, fmt.Errorf("compress: encode: %v", err)
+		}
+		e.fw = fw
+	} else {
+		e.fw.Reset(&e.out)
+	}
+
+	// Pass 2: quantise, update the residual, stream the bytes to flate.
+	for c, s := range e.scales {
+		lo := c * ChunkSize
+		hi := min(lo+ChunkSize, len(x))
+		xc, rc, q := x[lo:hi], r[lo:hi], e.qbuf[:hi-lo]
+		if s == 0 {
+			// All y are zero: q = 0 and y - 0 = 0 is the new residual.
+			clear(q)
+			clear(rc)
+		} else {
+			for j, v := range xc {
+				y := v + rc[j]
+				qi := quantize(y, s)
+				q[j] = byte(qi)
+				rc[j] = y - dequantize(qi, s)
+			}
+		}
+		if _, err := e.fw.Write(q); err != nil {
+			return nil, fmt.Errorf("compress: encode: %v", err)
+		}
+	}
+	if err := e.fw.Close(); err != nil {
+		return nil, fmt.Errorf("compress: encode: %v", err)
+	}
+	return bytes.Clone(e.out.Bytes()), nil
+}
+
+// header is a parsed payload header.
+type header struct {
+	codec  Codec
+	n      uint32
+	chunk  uint32 // int8 only
+	hdrLen int
+}
+
+func parseHeader(p []byte) (header, error) {
+	if len(p) < headerFP32 {
+		return header{}, fmt.Errorf("compress: payload is %d bytes, shorter than the %d-byte header", len(p), headerFP32)
+	}
+	if p[0] != 'C' || p[1] != 'Z' {
+		return header{}, fmt.Errorf("compress: bad magic %q, want \"CZ\"", p[:2])
+	}
+	if p[2] != version {
+		return header{}, fmt.Errorf("compress: unsupported version %d, want %d", p[2], version)
+	}
+	h := header{n: binary.LittleEndian.Uint32(p[4:8])}
+	switch p[3] {
+	case codecFP32:
+		h.codec, h.hdrLen = FP32, headerFP32
+	case codecInt8:
+		h.codec, h.hdrLen = Int8, headerInt8
+		if len(p) < headerInt8 {
+			return header{}, fmt.Errorf("compress: int8 payload is %d bytes, shorter than the %d-byte header", len(p), headerInt8)
+		}
+		h.chunk = binary.LittleEndian.Uint32(p[8:12])
+		if h.chunk == 0 || h.chunk > MaxChunkSize {
+			return header{}, fmt.Errorf("compress: chunk size %d out of range [1, %d]", h.chunk, MaxChunkSize)
+		}
+	default:
+		return header{}, fmt.Errorf("compress: unknown codec byte %d", p[3])
+	}
+	return h, nil
+}
+
+// DecodedSize reads only the payload's header and returns its codec and
+// number of values. It does not check the body.
+func DecodedSize(payload []byte) (Codec, int, error) {
+	h, err := parseHeader(payload)
+	if err != nil {
+		return "", 0, err
+	}
+	return h.codec, int(h.n), nil
+}
+
+// Decode decodes payload into out, whose length must equal the payload's
+// number of values. On error the contents of out are unspecified (they may
+// be partly overwritten).
+func Decode(payload []byte, out []float32) error {
+	return decode(payload, out, 0, false)
+}
+
+// DecodeAdd adds weight times the decoded payload to out
+// (out[i] += weight*decoded[i], computed with vecmath.Axpy, so the result
+// equals Decode into a temporary followed by vecmath.Axpy). out's length
+// must equal the payload's number of values and weight must be finite; the
+// sums may overflow to ±Inf if out or weight are huge. It uses a scratch
+// buffer of ChunkSize values, not one of length n. On error the contents
+// of out are unspecified (they may be partly updated).
+func DecodeAdd(payload []byte, weight float32, out []float32) error {
+	if !finite(weight) {
+		return fmt.Errorf("compress: weight %v is not finite", weight)
+	}
+	return decode(payload, out, weight, true)
+}
+
+// decoder holds the reusable state of one decode: the flate reader and the
+// scratch buffers. Decoders are pooled.
+type decoder struct {
+	src     bytes.Reader
+	limit   io.LimitedReader
+	fr      io.ReadCloser
+	qbuf    [ChunkSize]byte
+	scratch [ChunkSize]float32
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(decoder) }}
+
+func decode(payload []byte, out []float32, weight float32, add bool) error {
+	h, err := parseHeader(payload)
+	if err != nil {
+		return err
+	}
+	if uint64(h.n) != uint64(len(out)) {
+		return fmt.Errorf("compress: payload holds %d values, output has length %d", h.n, len(out))
+	}
+	body := payload[h.hdrLen:]
+	d := decoderPool.Get().(*decoder)
+	defer decoderPool.Put(d)
+	if h.codec == FP32 {
+		return d.fp32(body, out, weight, add)
+	}
+	return d.int8(body, int(h.chunk), out, weight, add)
+}
+
+func (d *decoder) fp32(body []byte, out []float32, weight float32, add bool) error {
+	n := len(out)
+	if uint64(len(body)) < 4*uint64(n) {
+		return fmt.Errorf("compress: fp32 body is %d bytes, want %d: truncated", len(body), 4*uint64(n))
+	}
+	if uint64(len(body)) > 4*uint64(n) {
+		return fmt.Errorf("compress: fp32 body is %d bytes, want %d: trailing data", len(body), 4*uint64(n))
+	}
+	for lo := 0; lo < n; lo += ChunkSize {
+		hi := min(lo+ChunkSize, n)
+		dst := out[lo:hi]
+		if add {
+			dst = d.scratch[:hi-lo]
+		}
+		b := body[4*lo : 4*hi]
+		for j := range dst {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+			if !finite(v) {
+				return fmt.Errorf("compress: fp32 value %d is not finite (%v)", lo+j, v)
+			}
+			dst[j] = v
+		}
+		if add {
+			vecmath.Axpy(weight, dst, out[lo:hi])
+		}
+	}
+	return nil
+}
+
+func (d *decoder) int8(body []byte, chunk int, out []float32, weight float32, add bool) error {
+	n := len(out)
+	m := (uint64(n) + uint64(chunk) - 1) / uint64(chunk)
+	if uint64(len(body)) < 4*m {
+		return fmt.Errorf("compress: int8 body is %d bytes, shorter than its %d chunk scales: truncated", len(body), m)
+	}
+	scales := body[:4*m]
+	for c := range int(m) {
+		s := math.Float32frombits(binary.LittleEndian.Uint32(scales[4*c:]))
+		if !validScale(s) {
+			return fmt.Errorf("compress: chunk %d has invalid scale %v", c, s)
+		}
+	}
+	d.src.Reset(body[4*m:])
+	if d.fr == nil {
+		d.fr = flate.NewReader(&d.src)
+	} else if err := d.fr.(flate.Resetter).Reset(&d.src, nil); err != nil {
+		return fmt.Errorf("compress: flate reset: %v", err)
+	}
+	// Never read more than n+1 bytes from the stream, whatever it claims.
+	d.limit = io.LimitedReader{R: d.fr, N: int64(n) + 1}
+
+	for lo := 0; lo < n; lo += ChunkSize {
+		hi := min(lo+ChunkSize, n)
+		q := d.qbuf[:hi-lo]
+		if _, err := io.ReadFull(&d.limit, q); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return fmt.Errorf("compress: flate stream ends before value %d of %d: truncated or too short", lo, n)
+			}
+			return fmt.Errorf("compress: flate stream before value %d: %v", lo, err)
+		}
+		dst := out[lo:hi]
+		if add {
+			dst = d.scratch[:hi-lo]
+		}
+		// Values lo..hi-1 span chunks lo/chunk .. (hi-1)/chunk.
+		for i := lo; i < hi; {
+			c := i / chunk
+			end := min(hi, (c+1)*chunk)
+			s := math.Float32frombits(binary.LittleEndian.Uint32(scales[4*c:]))
+			for j := i; j < end; j++ {
+				b := int8(q[j-lo])
+				if b == -128 {
+					return fmt.Errorf("compress: int8 value %d is -128", j)
+				}
+				dst[j-lo] = dequantize(b, s)
+			}
+			i = end
+		}
+		if add {
+			vecmath.Axpy(weight, dst, out[lo:hi])
+		}
+	}
+	// The stream must end exactly here: probe for one more byte.
+	k, err := io.ReadFull(&d.limit, d.qbuf[:1])
+	if k > 0 {
+		return fmt.Errorf("compress: flate stream decodes to more than %d values", n)
+	}
+	if err != io.EOF {
+		if err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("compress: flate stream is truncated after its %d values", n)
+		}
+		return fmt.Errorf("compress: flate stream after its %d values: %v", n, err)
+	}
+	if d.src.Len() > 0 {
+		return fmt.Errorf("compress: %d bytes of trailing data after the flate stream", d.src.Len())
+	}
+	return nil
+}

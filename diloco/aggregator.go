@@ -1,0 +1,400 @@
+package diloco
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cairnlabs/cairn/compress"
+)
+
+// Phase is where the aggregator is in its current round.
+type Phase int
+
+const (
+	// Waiting: θ of the round is ready, but the round has not started
+	// (too few workers, or the grace period for late arrivals runs).
+	Waiting Phase = iota
+	// Open: participants are training; contributions are accepted until
+	// the deadline.
+	Open
+	// Done: the run's last round has closed.
+	Done
+)
+
+func (p Phase) String() string {
+	return [...]string{"waiting", "open", "done"}[p]
+}
+
+// Aggregator is the DiLoCo outer loop as a state machine. Its inputs are
+// Join, Poll, Submit, Leave and Tick, each with the current time; it never
+// reads a clock or touches a network or disk. It is not safe for concurrent
+// use: the caller serialises calls.
+type Aggregator struct {
+	Cfg RunConfig
+	// Grace is how long the aggregator waits, once it has a quorum, for
+	// more workers before it opens a round that nobody is training yet.
+	Grace time.Duration
+
+	round      int
+	theta      []float32
+	momentum   []float32
+	hash, prev Hash
+	lastUpdate []byte // the change from round-1 to round
+	down       *compress.Encoder
+
+	phase        Phase
+	openAt       time.Time
+	deadline     time.Time
+	active       map[string]time.Time
+	participants map[string]bool
+	subs         map[string]submission
+
+	sum, scratch []float32
+}
+
+type submission struct {
+	payload []byte
+	tokens  int
+}
+
+// NewAggregator starts a run at round 0 with weights initialised from the
+// run seed.
+func NewAggregator(cfg RunConfig) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := newAggregator(cfg)
+	a.theta = InitialWeights(cfg)
+	a.hash = HashWeights(0, a.theta)
+	return a, nil
+}
+
+func newAggregator(cfg RunConfig) *Aggregator {
+	n := cfg.Model.NumParams()
+	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
+		down: compress.NewEncoder(cfg.Codec, n), active: map[string]time.Time{},
+		participants: map[string]bool{}, subs: map[string]submission{},
+		sum: make([]float32, n), scratch: make([]float32, n)}
+}
+
+// Snapshot is the aggregator's durable state: enough to resume the run
+// after a crash, losing at most the round in progress.
+type Snapshot struct {
+	Cfg        RunConfig
+	Round      int
+	Theta      []float32
+	Momentum   []float32
+	Residual   []float32 // error feedback of the published updates
+	LastUpdate []byte    // the change that made Theta from the previous round's
+	PrevHash   Hash
+}
+
+// Snapshot returns the durable state. The slices are the aggregator's own:
+// persist them before the next call.
+func (a *Aggregator) Snapshot() Snapshot {
+	return Snapshot{Cfg: a.Cfg, Round: a.round, Theta: a.theta, Momentum: a.momentum,
+		Residual: a.down.Residual(), LastUpdate: a.lastUpdate, PrevHash: a.prev}
+}
+
+// Restore resumes a run from a snapshot. The round restarts from Waiting;
+// contributions in flight when the snapshot was taken are lost unless
+// their workers submit them again.
+func Restore(s Snapshot) (*Aggregator, error) {
+	if err := s.Cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := s.Cfg.Model.NumParams()
+	if len(s.Theta) != n || len(s.Momentum) != n || (s.Cfg.Codec == compress.Int8 && len(s.Residual) != n) {
+		return nil, fmt.Errorf("snapshot does not fit the model: %d weights, %d momenta, %d residuals for %d parameters",
+			len(s.Theta), len(s.Momentum), len(s.Residual), n)
+	}
+	if s.Round < 0 || s.Round > s.Cfg.Rounds {
+		return nil, fmt.Errorf("snapshot round %d outside the run's %d rounds", s.Round, s.Cfg.Rounds)
+	}
+	a := newAggregator(s.Cfg)
+	a.round = s.Round
+	a.theta = append([]float32(nil), s.Theta...)
+	copy(a.momentum, s.Momentum)
+	copy(a.down.Residual(), s.Residual)
+	a.lastUpdate = append([]byte(nil), s.LastUpdate...)
+	a.prev = s.PrevHash
+	a.hash = HashWeights(a.round, a.theta)
+	if a.round == a.Cfg.Rounds {
+		a.phase = Done
+	}
+	return a, nil
+}
+
+// Round is the current round: the one whose weights the aggregator holds.
+func (a *Aggregator) Round() int { return a.round }
+
+// Hash identifies the current weights.
+func (a *Aggregator) Hash() Hash { return a.hash }
+
+// Weights are the current global weights (shared; do not modify).
+func (a *Aggregator) Weights() []float32 { return a.theta }
+
+// Phase is the state of the current round.
+func (a *Aggregator) Phase() Phase { return a.phase }
+
+// Deadline is when the open round closes at the latest.
+func (a *Aggregator) Deadline() time.Time { return a.deadline }
+
+// Active lists the workers the aggregator counts as present, sorted.
+func (a *Aggregator) Active() []string {
+	ids := make([]string, 0, len(a.active))
+	for id := range a.active {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Submitted is the number of contributions held for the current round.
+func (a *Aggregator) Submitted() int { return len(a.subs) }
+
+// Join registers a worker. It is answered with the current round and its
+// weights' hash; the worker gets those weights and then polls.
+func (a *Aggregator) Join(id string, now time.Time) (round int, hash Hash) {
+	a.active[id] = now
+	return a.round, a.hash
+}
+
+// Leave forgets a worker that disconnected; a round no longer waits for it.
+// Its contribution, if it sent one, still counts.
+func (a *Aggregator) Leave(id string) {
+	delete(a.active, id)
+	delete(a.participants, id)
+}
+
+// Action tells a polling worker what to do.
+type Action int
+
+const (
+	// Wait: nothing to do yet; poll again after the aggregator changes.
+	Wait Action = iota
+	// Train: the worker's round is open and it participates: train and
+	// submit.
+	Train
+	// Update: apply Reply.Update to move to Reply.Round.
+	Update
+	// Resync: the worker's weights are too old or wrong: fetch the
+	// current weights.
+	Resync
+	// Finished: the run is over and the worker holds the final weights.
+	Finished
+)
+
+func (x Action) String() string {
+	return [...]string{"wait", "train", "update", "resync", "finished"}[x]
+}
+
+// Reply answers a Poll.
+type Reply struct {
+	Action   Action
+	Round    int
+	Hash     Hash
+	Update   []byte        // for Update: the change to subtract
+	Deadline time.Duration // for Train: time left in the round
+}
+
+// Poll tells worker id, which holds the weights of round with hash, what
+// to do now. A worker that waits is counted present and takes part in the
+// next round that opens.
+func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
+	a.active[id] = now
+	switch {
+	case round == a.round && hash == a.hash:
+		if a.phase == Done {
+			return Reply{Action: Finished, Round: a.round, Hash: a.hash}
+		}
+		if a.phase == Waiting {
+			a.participants[id] = true
+		}
+		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent {
+			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now)}
+		}
+		return Reply{Action: Wait, Round: a.round, Hash: a.hash}
+	case round == a.round-1 && hash == a.prev && a.lastUpdate != nil:
+		return Reply{Action: Update, Round: a.round, Hash: a.hash, Update: a.lastUpdate}
+	default:
+		return Reply{Action: Resync, Round: a.round, Hash: a.hash}
+	}
+}
+
+// Submit takes worker id's contribution for round (trained from the
+// weights with hash): tokens trained on and the compressed pseudo-gradient.
+// It refuses, in one line, contributions for another round or weights,
+// late ones, duplicates, impossible token counts and malformed payloads.
+func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
+	a.active[id] = now
+	switch {
+	case a.phase == Done:
+		return fmt.Errorf("the run is finished")
+	case round != a.round:
+		return fmt.Errorf("contribution for round %d, but the round is %d", round, a.round)
+	case hash != a.hash:
+		return fmt.Errorf("contribution trained from weights %s, not the round's %s", hash, a.hash)
+	case a.phase == Open && !now.Before(a.deadline):
+		return fmt.Errorf("contribution for round %d arrived after its deadline", round)
+	case tokens < 1 || tokens > a.Cfg.TokensPerRound():
+		return fmt.Errorf("contribution claims %d tokens; a round trains on %d", tokens, a.Cfg.TokensPerRound())
+	}
+	if _, dup := a.subs[id]; dup {
+		return fmt.Errorf("worker already contributed to round %d", round)
+	}
+	codec, n, err := compress.DecodedSize(payload)
+	if err != nil {
+		return err
+	}
+	if codec != a.Cfg.Codec || n != len(a.theta) {
+		return fmt.Errorf("contribution is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta))
+	}
+	if err := compress.Decode(payload, a.scratch); err != nil {
+		return err
+	}
+	a.subs[id] = submission{payload: append([]byte(nil), payload...), tokens: tokens}
+	return nil
+}
+
+// Event is what a Tick did.
+type Event struct {
+	Opened   bool         // a round opened
+	Reopened bool         // a round went back to waiting for too few contributions
+	Closed   *RoundResult // a round closed and the weights moved on
+}
+
+// RoundResult describes a closed round.
+type RoundResult struct {
+	Round        int      // the round that closed
+	Contributors []string // sorted
+	Missing      []string // participants that sent nothing in time
+	Tokens       int
+	UpdateBytes  int // size of the published change
+	Hash         Hash
+}
+
+// Tick advances the state machine to time now: it opens a round that has
+// enough workers, and closes one whose participants have all contributed
+// or whose deadline has passed. Call it after every input and
+// periodically.
+func (a *Aggregator) Tick(now time.Time) (Event, error) {
+	switch a.phase {
+	case Waiting:
+		if len(a.active) < a.Cfg.Quorum {
+			a.openAt = time.Time{}
+			return Event{}, nil
+		}
+		if a.openAt.IsZero() {
+			a.openAt = now.Add(a.Grace)
+		}
+		if now.Before(a.openAt) {
+			return Event{}, nil
+		}
+		a.open(now)
+		return Event{Opened: true}, nil
+	case Open:
+		pending := 0
+		for id := range a.participants {
+			if _, ok := a.subs[id]; !ok {
+				pending++
+			}
+		}
+		late := !now.Before(a.deadline)
+		if pending > 0 && !late {
+			return Event{}, nil
+		}
+		if len(a.subs) < a.Cfg.Quorum {
+			// Nobody else is coming in time: wait for more workers.
+			a.phase, a.openAt = Waiting, time.Time{}
+			a.dropMissing()
+			clear(a.participants)
+			return Event{Reopened: true}, nil
+		}
+		res, err := a.close()
+		if err != nil {
+			return Event{}, err
+		}
+		if a.phase != Done {
+			a.phase, a.openAt = Waiting, time.Time{}
+			if len(a.active) >= a.Cfg.Quorum {
+				a.open(now) // the workers that just contributed are polling for it
+			}
+		}
+		return Event{Closed: res, Opened: a.phase == Open}, nil
+	}
+	return Event{}, nil
+}
+
+func (a *Aggregator) open(now time.Time) {
+	a.phase = Open
+	a.deadline = now.Add(time.Duration(a.Cfg.RoundTimeout))
+	clear(a.participants)
+	for id := range a.active {
+		a.participants[id] = true
+	}
+}
+
+// dropMissing forgets participants that did not contribute: they crashed
+// or are too slow, and the next round should not wait for them. They take
+// part again once they poll.
+func (a *Aggregator) dropMissing() []string {
+	var missing []string
+	for id := range a.participants {
+		if _, ok := a.subs[id]; !ok {
+			missing = append(missing, id)
+			delete(a.active, id)
+		}
+	}
+	slices.Sort(missing)
+	return missing
+}
+
+// close aggregates the round's contributions in sorted worker order (so the
+// result depends only on the set of contributions), takes the outer
+// Nesterov step and publishes the change.
+func (a *Aggregator) close() (*RoundResult, error) {
+	ids := make([]string, 0, len(a.subs))
+	total := 0
+	for id, s := range a.subs {
+		ids = append(ids, id)
+		total += s.tokens
+	}
+	slices.Sort(ids)
+	clear(a.sum)
+	for _, id := range ids {
+		s := a.subs[id]
+		if err := compress.DecodeAdd(s.payload, float32(float64(s.tokens)/float64(total)), a.sum); err != nil {
+			return nil, fmt.Errorf("aggregating %s: %v", id, err)
+		}
+	}
+	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
+	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
+	// published change is lr·step, compressed with error feedback.
+	mu, lr := float32(a.Cfg.Momentum), float32(a.Cfg.OuterLR)
+	for i, d := range a.sum {
+		b := mu*a.momentum[i] + d
+		a.momentum[i] = b
+		a.sum[i] = lr * (d + mu*b)
+	}
+	payload, err := a.down.Encode(a.sum)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the update: %v", err)
+	}
+	if err := applyUpdate(a.theta, a.scratch, payload); err != nil {
+		return nil, err
+	}
+	res := &RoundResult{Round: a.round, Contributors: ids, Missing: a.dropMissing(), Tokens: total, UpdateBytes: len(payload)}
+	a.prev = a.hash
+	a.round++
+	a.hash = HashWeights(a.round, a.theta)
+	a.lastUpdate = payload
+	res.Hash = a.hash
+	clear(a.subs)
+	clear(a.participants)
+	if a.round == a.Cfg.Rounds {
+		a.phase = Done
+	}
+	return res, nil
+}

@@ -1,0 +1,169 @@
+// Package diloco is the round protocol of Cairn's decentralised training:
+// DiLoCo (Douillard et al., arXiv:2311.08105) between an aggregator and
+// permissionless workers. It is deterministic logic only: the Aggregator is
+// a state machine that takes joins, contributions, departures and the time
+// as inputs and returns decisions and updates; the Worker runs the inner
+// optimisation of one round. Transports, storage and timers belong to the
+// caller (package node), so a whole network can run in one test.
+//
+// A round r: every participating worker holds the global weights θr, runs H
+// inner AdamW steps on data assigned by (run seed, round, worker id, step),
+// and sends Δ = θr − θlocal, compressed (int8 with error feedback by
+// default). The aggregator waits until every participant has sent or the
+// round's deadline passes (late contributions are dropped), averages the
+// contributions weighted by tokens, takes a Nesterov SGD step (lr 0.7,
+// momentum 0.9 by default) and publishes the resulting change of θ,
+// compressed with its own error feedback; every node applies exactly the
+// published change, so all hold bitwise the same θr+1, checked by hash.
+package diloco
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/optim"
+)
+
+// RunConfig is what every node of a run must agree on. The aggregator owns
+// it and sends it to workers when they join.
+type RunConfig struct {
+	Model       gpt.Config     `json:"model"`
+	Batch       int            `json:"batch"`       // sequences per inner step, per worker
+	InnerSteps  int            `json:"inner_steps"` // H
+	Rounds      int            `json:"rounds"`
+	InnerLR     float64        `json:"inner_lr"`
+	InnerMinLR  float64        `json:"inner_min_lr"`
+	Warmup      int            `json:"warmup"` // inner steps
+	Beta1       float64        `json:"beta1"`
+	Beta2       float64        `json:"beta2"`
+	Eps         float64        `json:"eps"`
+	WeightDecay float64        `json:"weight_decay"`
+	GradClip    float64        `json:"grad_clip"`
+	OuterLR     float64        `json:"outer_lr"`
+	Momentum    float64        `json:"outer_momentum"`
+	Codec       compress.Codec `json:"codec"`
+	Seed        uint64         `json:"seed"`
+	DataHash    string         `json:"data_hash"` // SHA-256 of the training text
+	// RoundTimeout is how long a round waits for contributions.
+	RoundTimeout Duration `json:"round_timeout"`
+	// Quorum is the fewest contributions a round may close with; a round
+	// that has fewer at its deadline is extended.
+	Quorum int `json:"quorum"`
+}
+
+// Duration is a time.Duration that encodes as a Go duration string.
+type Duration time.Duration
+
+// MarshalText encodes d as "1m30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// DefaultConfig is the demo run: nanoGPT's small CPU model, 4 layers, width
+// 128, block 64, batch 12 per worker, H = 50, int8 updates.
+func DefaultConfig() RunConfig {
+	return RunConfig{
+		Model: gpt.DefaultConfig(128, 4, 4, 64), Batch: 12, InnerSteps: 50, Rounds: 10,
+		InnerLR: 1e-3, InnerMinLR: 1e-4, Warmup: 100, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8,
+		WeightDecay: 0.1, GradClip: 1, OuterLR: 0.7, Momentum: 0.9, Codec: compress.Int8, Seed: 1337,
+		RoundTimeout: Duration(2 * time.Minute), Quorum: 1,
+	}
+}
+
+// Validate reports the first problem with c, in one line.
+func (c RunConfig) Validate() error {
+	if err := c.Model.Validate(); err != nil {
+		return err
+	}
+	if _, err := compress.ParseCodec(string(c.Codec)); err != nil {
+		return err
+	}
+	switch {
+	case c.Batch < 1:
+		return fmt.Errorf("batch must be positive, got %d", c.Batch)
+	case c.InnerSteps < 1:
+		return fmt.Errorf("inner steps (H) must be positive, got %d", c.InnerSteps)
+	case c.Rounds < 1:
+		return fmt.Errorf("rounds must be positive, got %d", c.Rounds)
+	case !(c.InnerLR > 0) || c.InnerMinLR < 0:
+		return fmt.Errorf("inner learning rates must be positive, got %g and %g", c.InnerLR, c.InnerMinLR)
+	case !(c.OuterLR > 0) || c.Momentum < 0 || c.Momentum >= 1:
+		return fmt.Errorf("outer lr must be positive and momentum in [0, 1), got %g and %g", c.OuterLR, c.Momentum)
+	case c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1:
+		return fmt.Errorf("betas must be in [0, 1), got %g and %g", c.Beta1, c.Beta2)
+	case c.RoundTimeout <= 0:
+		return fmt.Errorf("round timeout must be positive")
+	case c.Quorum < 1:
+		return fmt.Errorf("quorum must be at least 1, got %d", c.Quorum)
+	}
+	return nil
+}
+
+// TokensPerRound is what one worker trains on in a round.
+func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.Batch * c.Model.BlockSize }
+
+// InnerSchedule is the inner learning rate over the run's inner steps
+// (round·H + step): warm-up, then cosine decay to InnerMinLR at the end.
+func (c RunConfig) InnerSchedule() optim.Schedule {
+	return optim.Schedule{LR: c.InnerLR, MinLR: c.InnerMinLR, Warmup: c.Warmup, DecaySteps: c.Rounds * c.InnerSteps}
+}
+
+// Hash identifies the global weights of a round: SHA-256 of the round
+// number and the weights' float32 bits, little-endian.
+type Hash [32]byte
+
+// String is the hash in hex.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// ParseHash reads a hash in hex.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("bad weights hash %q", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// HashWeights hashes the weights of a round.
+func HashWeights(round int, theta []float32) Hash {
+	d := sha256.New()
+	var b [4096]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(round))
+	d.Write(b[:8])
+	for len(theta) > 0 {
+		n := min(len(theta), len(b)/4)
+		for i, v := range theta[:n] {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		d.Write(b[:4*n])
+		theta = theta[n:]
+	}
+	var h Hash
+	d.Sum(h[:0])
+	return h
+}
+
+// Stream maps a worker id to the data stream its batches are drawn from.
+// With the run seed, round and step it fixes every batch a worker trains
+// on, so anyone can recompute which bytes a contribution saw.
+func Stream(workerID string) uint64 {
+	s := sha256.Sum256([]byte("cairn/diloco/stream/" + workerID))
+	return binary.LittleEndian.Uint64(s[:8])
+}
+
+// GlobalStep is the index of an inner step within the run, which keys both
+// the data and the inner learning rate.
+func (c RunConfig) GlobalStep(round, step int) int { return round*c.InnerSteps + step }

@@ -1,0 +1,172 @@
+package diloco
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/optim"
+)
+
+// Worker runs the inner optimisation of DiLoCo rounds for one node. Its
+// AdamW state stays local across rounds; only pseudo-gradients leave it.
+type Worker struct {
+	ID  string
+	Cfg RunConfig
+
+	model   *gpt.Model
+	opt     *optim.AdamW
+	sampler *corpus.Sampler
+	stream  uint64
+	enc     *compress.Encoder
+
+	theta []float32 // the global weights of Round
+	round int
+	hash  Hash
+	delta []float32
+	in    []int32
+	tg    []int32
+}
+
+// NewWorker prepares a worker with identity id for the run cfg, training on
+// train (the first 90% of the run's text).
+func NewWorker(id string, cfg RunConfig, train []byte, pool *kernels.Pool) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := gpt.New(cfg.Model, pool)
+	if err != nil {
+		return nil, err
+	}
+	s, err := corpus.NewSampler(train, cfg.Batch, cfg.Model.BlockSize, cfg.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("training data: %v", err)
+	}
+	var groups []optim.Group
+	for _, t := range cfg.Model.Layout() {
+		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: t.Matrix()})
+	}
+	n := len(m.Params)
+	opt, err := optim.NewAdamW(n, groups, cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay, pool)
+	if err != nil {
+		return nil, err
+	}
+	T := cfg.Model.BlockSize
+	return &Worker{ID: id, Cfg: cfg, model: m, opt: opt, sampler: s, stream: Stream(id),
+		enc: compress.NewEncoder(cfg.Codec, n), theta: make([]float32, n), round: -1,
+		delta: make([]float32, n), in: make([]int32, cfg.Batch*T), tg: make([]int32, cfg.Batch*T)}, nil
+}
+
+// InitialWeights returns θ0 of a run: the model initialised from the run
+// seed. Every node computes it alike, so nobody downloads round 0.
+func InitialWeights(cfg RunConfig) []float32 {
+	p := make([]float32, cfg.Model.NumParams())
+	gpt.InitParams(cfg.Model, p, cfg.Seed)
+	return p
+}
+
+// SetWeights makes theta the worker's global weights for round, and checks
+// them against want. On a mismatch the worker keeps its previous state.
+func (w *Worker) SetWeights(round int, theta []float32, want Hash) error {
+	if len(theta) != len(w.theta) {
+		return fmt.Errorf("weights have %d values, the model %d", len(theta), len(w.theta))
+	}
+	if h := HashWeights(round, theta); h != want {
+		return fmt.Errorf("weights of round %d hash to %s, want %s", round, h, want)
+	}
+	copy(w.theta, theta)
+	w.round, w.hash = round, want
+	return nil
+}
+
+// Round is the round of the worker's global weights (-1 before any).
+func (w *Worker) Round() int { return w.round }
+
+// Hash identifies the worker's global weights.
+func (w *Worker) Hash() Hash { return w.hash }
+
+// Weights are the worker's global weights (shared; do not modify).
+func (w *Worker) Weights() []float32 { return w.theta }
+
+// Train runs the H inner steps of the worker's round from its global
+// weights and returns the compressed pseudo-gradient θr − θlocal and the
+// number of tokens trained on. step, when not nil, is called after each
+// inner step with its loss. It stops early, with ctx's error, when ctx is
+// done; the encoder's error feedback is only updated by a finished round.
+func (w *Worker) Train(ctx context.Context, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
+	if w.round < 0 {
+		return nil, 0, fmt.Errorf("worker has no global weights yet")
+	}
+	cfg, m := w.Cfg, w.model
+	copy(m.Params, w.theta)
+	sched := cfg.InnerSchedule()
+	T := cfg.Model.BlockSize
+	for i := 0; i < cfg.InnerSteps; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		gs := cfg.GlobalStep(w.round, i)
+		w.sampler.Batch(w.stream, uint64(gs), w.in, w.tg)
+		m.ZeroGrad()
+		loss, err := m.Forward(w.in, w.tg, cfg.Batch, T)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := m.Backward(); err != nil {
+			return nil, 0, err
+		}
+		w.opt.ClipGradNorm(m.Grads, cfg.GradClip)
+		w.opt.Update(m.Params, m.Grads, sched.At(gs))
+		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+			return nil, 0, fmt.Errorf("round %d step %d: loss is %v; training diverged", w.round, i, loss)
+		}
+		if step != nil {
+			step(i, loss)
+		}
+	}
+	for i, v := range w.theta {
+		w.delta[i] = v - m.Params[i]
+	}
+	payload, err = w.enc.Encode(w.delta)
+	if err != nil {
+		return nil, 0, err
+	}
+	return payload, cfg.TokensPerRound(), nil
+}
+
+// ApplyUpdate moves the worker from round r to r+1 by subtracting the
+// published change, and checks the result against want. On a mismatch
+// (the worker missed an update, or the payload is corrupt) it returns an
+// error and the caller must fetch the weights afresh.
+func (w *Worker) ApplyUpdate(payload []byte, want Hash) error {
+	if w.round < 0 {
+		return fmt.Errorf("worker has no global weights to update")
+	}
+	if err := applyUpdate(w.theta, w.delta, payload); err != nil {
+		return err
+	}
+	w.round++
+	if h := HashWeights(w.round, w.theta); h != want {
+		w.round = -1 // the weights are no longer any round's
+		return fmt.Errorf("weights after the update of round %d hash to %s, want %s", w.round, h, want)
+	}
+	w.hash = want
+	return nil
+}
+
+// applyUpdate does theta -= decode(payload), decoding into scratch
+// (len(theta)). Plain float32 subtraction of the decoded values, which
+// every platform rounds alike, keeps all nodes bitwise in step.
+func applyUpdate(theta, scratch []float32, payload []byte) error {
+	if err := compress.Decode(payload, scratch); err != nil {
+		return err
+	}
+	for i, u := range scratch {
+		theta[i] -= u
+	}
+	return nil
+}

@@ -1,0 +1,517 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/safetensors"
+	"github.com/cairnlabs/cairn/train"
+	"github.com/cairnlabs/cairn/wire"
+)
+
+// StateFile is the aggregator's durable state inside its data directory.
+const StateFile = "aggregator.safetensors"
+
+// AggregatorOptions configure an aggregator node.
+type AggregatorOptions struct {
+	DataDir string   // identity key, durable state, final model
+	Listen  []string // multiaddrs; default p2p.DefaultListen
+	// Config starts a new run; a data directory with saved state resumes
+	// that run instead (and Config is ignored).
+	Config diloco.RunConfig
+	Text   []byte // the run's text: its last 10% is the validation split
+	// EvalBatches bounds the validation batches run after every round
+	// (0: the whole validation split).
+	EvalBatches int
+	Threads     int // for evaluation
+	Grace       time.Duration
+	Metrics     *metrics.Registry // nil: a private registry
+	Log         *slog.Logger      // nil: discard
+	OnRound     func(RoundInfo)   // after every closed round, from one goroutine
+}
+
+// RoundInfo reports a closed round.
+type RoundInfo struct {
+	Round        int // the round that closed; the weights are now Round+1's
+	ValLoss      float64
+	Contributors []string
+	Missing      []string
+	Active       int
+	Sent, Recv   uint64 // bytes on the aggregator's streams so far
+	UpdateBytes  int
+	Resumed      bool // the first report after a restart from saved state
+}
+
+// Aggregator is a running aggregator node.
+type Aggregator struct {
+	opts      AggregatorOptions
+	host      host.Host
+	log       *slog.Logger
+	statePath string
+	counter   wire.Counter
+	met       *metrics.Registry
+
+	mu      sync.Mutex
+	agg     *diloco.Aggregator
+	changed chan struct{} // closed and replaced when the state changes
+	resumed bool
+
+	pool  *kernels.Pool
+	model *gpt.Model
+	val   []byte
+}
+
+// StartAggregator loads or creates the run's state and starts listening.
+func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewRegistry()
+	}
+	if o.Grace == 0 {
+		o.Grace = time.Second
+	}
+	statePath := filepath.Join(o.DataDir, StateFile)
+	agg, resumed, err := loadOrCreate(statePath, o.Config)
+	if err != nil {
+		return nil, err
+	}
+	agg.Grace = o.Grace
+	cfg := agg.Cfg
+	if h := DataHash(o.Text); h != cfg.DataHash {
+		return nil, fmt.Errorf("the run was started on data with hash %s, this text hashes to %s", cfg.DataHash, h)
+	}
+	_, val := corpus.Split(o.Text, 0.9)
+	if len(val) < cfg.Model.BlockSize+1 {
+		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), cfg.Model.BlockSize)
+	}
+	key, err := p2p.LoadIdentity(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	h, err := p2p.NewHost(key, o.Listen)
+	if err != nil {
+		return nil, err
+	}
+	pool := kernels.NewPool(o.Threads)
+	m, err := gpt.New(cfg.Model, pool)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	a := &Aggregator{opts: o, host: h, log: o.Log, statePath: statePath, met: o.Metrics,
+		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val}
+	h.SetStreamHandler(ProtoJoin, a.handle(a.serveJoin))
+	h.SetStreamHandler(ProtoPoll, a.handle(a.servePoll))
+	h.SetStreamHandler(ProtoSubmit, a.handle(a.serveSubmit))
+	h.SetStreamHandler(ProtoState, a.handle(a.serveState))
+	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(n network.Network, c network.Conn) {
+		if len(n.ConnsToPeer(c.RemotePeer())) > 0 {
+			return
+		}
+		a.mu.Lock()
+		a.agg.Leave(c.RemotePeer().String())
+		a.tickLocked(time.Now())
+		a.mu.Unlock()
+	}})
+	a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(agg.Round()))
+	a.log.Info("aggregator listening", "addrs", p2p.Addrs(h), "round", agg.Round(), "of", cfg.Rounds, "resumed", resumed)
+	return a, nil
+}
+
+// DataHash fingerprints a run's text, so that workers check they train on
+// the same bytes.
+func DataHash(text []byte) string {
+	return sha256Hex(text)
+}
+
+func loadOrCreate(path string, cfg diloco.RunConfig) (*diloco.Aggregator, bool, error) {
+	f, err := safetensors.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		a, err := diloco.NewAggregator(cfg)
+		return a, false, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	s, err := decodeSnapshot(f)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %v", path, err)
+	}
+	a, err := diloco.Restore(s)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %v", path, err)
+	}
+	return a, true, nil
+}
+
+// Addrs are the multiaddrs workers join with.
+func (a *Aggregator) Addrs() []string { return p2p.Addrs(a.host) }
+
+// Host is the node's libp2p host.
+func (a *Aggregator) Host() host.Host { return a.host }
+
+// Config is the run's configuration.
+func (a *Aggregator) Config() diloco.RunConfig { return a.agg.Cfg }
+
+// Counter counts the bytes on the aggregator's streams.
+func (a *Aggregator) Counter() *wire.Counter { return &a.counter }
+
+// Weights returns a copy of the current global weights and their round.
+func (a *Aggregator) Weights() ([]float32, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]float32(nil), a.agg.Weights()...), a.agg.Round()
+}
+
+// Run drives the round clock until the run is finished (it then saves the
+// final model as DataDir/model.safetensors and returns nil) or ctx ends.
+func (a *Aggregator) Run(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	if a.resumed {
+		a.report(RoundInfo{Round: a.agg.Round() - 1, Resumed: true})
+	}
+	for {
+		a.mu.Lock()
+		a.tickLocked(time.Now())
+		done := a.agg.Phase() == diloco.Done
+		a.mu.Unlock()
+		if done {
+			// let workers collect the last update before the host closes
+			return a.finish(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Aggregator) finish(ctx context.Context) error {
+	theta, _ := a.Weights()
+	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
+	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
+		return err
+	}
+	a.log.Info("run finished", "rounds", a.agg.Round(), "model", path)
+	// Keep answering polls briefly so that workers get the final update.
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	return nil
+}
+
+// Close stops the node.
+func (a *Aggregator) Close() error {
+	a.pool.Close()
+	return a.host.Close()
+}
+
+// tickLocked advances the state machine; on a closed round it persists
+// the state, evaluates and wakes pollers. a.mu is held.
+func (a *Aggregator) tickLocked(now time.Time) {
+	ev, err := a.agg.Tick(now)
+	if err != nil {
+		a.log.Error("round failed", "round", a.agg.Round(), "err", err)
+		return
+	}
+	if ev.Opened {
+		a.log.Info("round open", "round", a.agg.Round(), "participants", len(a.agg.Active()), "deadline", a.agg.Deadline().Format(time.TimeOnly))
+	}
+	if ev.Reopened {
+		a.log.Warn("round reopened: too few contributions by the deadline", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
+	}
+	if ev.Closed != nil {
+		if err := a.persistLocked(); err != nil {
+			a.log.Error("saving state", "err", err)
+		}
+		res := ev.Closed
+		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
+		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
+		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
+			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
+		info.ValLoss = a.evaluateLocked()
+		a.report(info)
+	}
+	if ev.Opened || ev.Reopened || ev.Closed != nil {
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
+}
+
+func (a *Aggregator) report(info RoundInfo) {
+	info.Sent, info.Recv = a.counter.Sent(), a.counter.Received()
+	if info.ValLoss == 0 && info.Resumed {
+		a.mu.Lock()
+		info.ValLoss = a.evaluateLocked()
+		a.mu.Unlock()
+	}
+	a.met.Gauge("cairn_val_loss", "validation loss of the global weights").Set(info.ValLoss)
+	a.met.Gauge("cairn_workers_active", "workers taking part").Set(float64(info.Active))
+	a.met.Gauge("cairn_peers", "connected peers").Set(float64(len(a.host.Network().Peers())))
+	a.met.Gauge("cairn_bytes_sent_total", "bytes sent on DiLoCo streams").Set(float64(info.Sent))
+	a.met.Gauge("cairn_bytes_received_total", "bytes received on DiLoCo streams").Set(float64(info.Recv))
+	a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
+		"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes)
+	if a.opts.OnRound != nil {
+		a.opts.OnRound(info)
+	}
+}
+
+// evaluateLocked is the validation loss of the current weights.
+func (a *Aggregator) evaluateLocked() float64 {
+	cfg := a.agg.Cfg
+	copy(a.model.Params, a.agg.Weights())
+	n := cfg.Batch * cfg.Model.BlockSize
+	loss, err := train.Evaluate(a.model, a.val, cfg.Batch, a.opts.EvalBatches, make([]int32, n), make([]int32, n))
+	if err != nil {
+		a.log.Error("evaluation", "err", err)
+		return math.NaN()
+	}
+	return loss
+}
+
+// persistLocked writes the durable state atomically.
+func (a *Aggregator) persistLocked() error {
+	s := a.agg.Snapshot()
+	tensors := map[string]safetensors.Tensor{
+		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
+		"momentum": safetensors.NewF32([]int{len(s.Momentum)}, s.Momentum),
+	}
+	if s.Residual != nil {
+		tensors["residual"] = safetensors.NewF32([]int{len(s.Residual)}, s.Residual)
+	}
+	if s.LastUpdate != nil {
+		tensors["last_update"] = safetensors.Tensor{DType: safetensors.U8, Shape: []int{len(s.LastUpdate)}, Data: s.LastUpdate}
+	}
+	cfg, err := jsonString(s.Cfg)
+	if err != nil {
+		return err
+	}
+	md := map[string]string{"config": cfg, "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
+	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
+		return err
+	}
+	return safetensors.WriteFile(a.statePath, tensors, md)
+}
+
+func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
+	var s diloco.Snapshot
+	if err := jsonParse(f.Metadata["config"], &s.Cfg); err != nil {
+		return s, fmt.Errorf("run config: %v", err)
+	}
+	r, err := strconv.Atoi(f.Metadata["round"])
+	if err != nil {
+		return s, fmt.Errorf("round %q is not a number", f.Metadata["round"])
+	}
+	s.Round = r
+	if s.PrevHash, err = diloco.ParseHash(f.Metadata["prev_hash"]); err != nil {
+		return s, err
+	}
+	get := func(name string, required bool) ([]float32, error) {
+		t, ok := f.Tensors[name]
+		if !ok {
+			if required {
+				return nil, fmt.Errorf("missing tensor %q", name)
+			}
+			return nil, nil
+		}
+		return t.Float32s()
+	}
+	if s.Theta, err = get("theta", true); err != nil {
+		return s, err
+	}
+	if s.Momentum, err = get("momentum", true); err != nil {
+		return s, err
+	}
+	if s.Residual, err = get("residual", false); err != nil {
+		return s, err
+	}
+	if t, ok := f.Tensors["last_update"]; ok {
+		if t.DType != safetensors.U8 {
+			return s, fmt.Errorf("last_update is %s, want U8", t.DType)
+		}
+		s.LastUpdate = t.Data
+	}
+	return s, nil
+}
+
+// handle wraps a stream handler: bytes are counted, the stream is closed
+// afterwards, and a handler error is sent back as a one-line refusal.
+func (a *Aggregator) handle(serve func(s wire.Stream, from peer.ID) error) network.StreamHandler {
+	return func(s network.Stream) {
+		defer s.Close()
+		s.SetDeadline(time.Now().Add(10 * time.Minute))
+		cs := wire.CountStream(s, &a.counter)
+		if err := serve(cs, s.Conn().RemotePeer()); err != nil {
+			a.log.Debug("request refused", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+			var re *refusal
+			if errors.As(err, &re) {
+				wire.WriteError(cs, re.msg)
+			} else {
+				s.Reset()
+			}
+		}
+	}
+}
+
+// refusal is an error the peer is told about.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
+
+func (a *Aggregator) serveJoin(s wire.Stream, from peer.ID) error {
+	var req joinRequest
+	if err := wire.ReadJSON(s, kindJoin, maxControl, &req); err != nil {
+		return err
+	}
+	if req.Version != ProtocolVersion {
+		return refuse("protocol version %d, the aggregator speaks %d", req.Version, ProtocolVersion)
+	}
+	a.mu.Lock()
+	round, hash := a.agg.Join(from.String(), time.Now())
+	active := a.agg.Active()
+	cfg := a.agg.Cfg
+	a.tickLocked(time.Now())
+	a.mu.Unlock()
+	var peers []string
+	for _, id := range active {
+		pid, err := peer.Decode(id)
+		if err != nil || pid == from {
+			continue
+		}
+		info := peer.AddrInfo{ID: pid, Addrs: a.host.Peerstore().Addrs(pid)}
+		addrs, _ := peer.AddrInfoToP2pAddrs(&info)
+		for _, m := range addrs {
+			peers = append(peers, m.String())
+		}
+	}
+	a.log.Info("worker joined", "peer", from, "round", round)
+	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers})
+}
+
+// pollHold is how long a poll waits for news before answering "wait".
+const pollHold = 15 * time.Second
+
+func (a *Aggregator) servePoll(s wire.Stream, from peer.ID) error {
+	var req pollRequest
+	if err := wire.ReadJSON(s, kindPoll, maxControl, &req); err != nil {
+		return err
+	}
+	hash, err := diloco.ParseHash(req.Hash)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	hold := time.NewTimer(pollHold)
+	defer hold.Stop()
+	for {
+		a.mu.Lock()
+		r := a.agg.Poll(from.String(), req.Round, hash, time.Now())
+		a.tickLocked(time.Now())
+		changed := a.changed
+		a.mu.Unlock()
+		if r.Action != diloco.Wait {
+			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds()}
+			if err := wire.WriteJSON(s, kindReply, reply); err != nil {
+				return err
+			}
+			if r.Action == diloco.Update {
+				return wire.WriteBlob(s, r.Update)
+			}
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-hold.C:
+			return wire.WriteJSON(s, kindReply, pollReply{Action: diloco.Wait.String(), Round: r.Round, Hash: r.Hash.String()})
+		}
+	}
+}
+
+// maxPayload bounds a contribution: fp32 of every parameter plus headers.
+func maxPayload(cfg diloco.RunConfig) int64 { return int64(cfg.Model.NumParams())*4 + 1<<20 }
+
+func (a *Aggregator) serveSubmit(s wire.Stream, from peer.ID) error {
+	var req submitRequest
+	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
+		return err
+	}
+	hash, err := diloco.ParseHash(req.Hash)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	payload, err := wire.ReadBlob(s, maxPayload(a.agg.Cfg))
+	if err != nil {
+		return refuse("%v", err)
+	}
+	a.mu.Lock()
+	err = a.agg.Submit(from.String(), req.Round, hash, req.Tokens, payload, time.Now())
+	if err == nil {
+		a.tickLocked(time.Now())
+	}
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
+		return refuse("%v", err)
+	}
+	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
+}
+
+func (a *Aggregator) serveState(s wire.Stream, from peer.ID) error {
+	var req stateRequest
+	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	round, hash := a.agg.Round(), a.agg.Hash()
+	blob := floatsToBytes(a.agg.Weights())
+	a.mu.Unlock()
+	if req.Hash != "" && req.Hash != hash.String() {
+		return refuse("no weights with hash %s here (round %d is %s)", req.Hash, round, hash)
+	}
+	if err := wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}); err != nil {
+		return err
+	}
+	return wire.WriteBlob(s, blob)
+}
+
+func floatsToBytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func bytesToFloats(b []byte, out []float32) {
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+}

@@ -1,0 +1,95 @@
+// Package node runs Cairn's DiLoCo nodes over go-libp2p: the aggregator
+// service (the diloco.Aggregator state machine behind a lock, with its
+// clock, durable state, evaluation and metrics) and the worker loop
+// (join, fetch weights, train, submit, follow the rounds, reconnect).
+package node
+
+import (
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/cairnlabs/cairn/diloco"
+)
+
+// Protocol IDs. Every request is one stream: a JSON request, then a JSON
+// reply (or a one-line refusal), with bulk tensors as hash-checked blobs.
+const (
+	ProtoJoin   protocol.ID = "/cairn/diloco/join/1.0.0"
+	ProtoPoll   protocol.ID = "/cairn/diloco/poll/1.0.0"
+	ProtoSubmit protocol.ID = "/cairn/diloco/submit/1.0.0"
+	ProtoState  protocol.ID = "/cairn/diloco/state/1.0.0"
+)
+
+// Message kinds on the streams.
+const (
+	kindJoin uint8 = iota + 1
+	kindWelcome
+	kindPoll
+	kindReply
+	kindSubmit
+	kindAck
+	kindStateReq
+	kindState
+)
+
+// maxControl bounds every JSON message.
+const maxControl = 1 << 16
+
+// ProtocolVersion is checked at join.
+const ProtocolVersion = 1
+
+type joinRequest struct {
+	Version int `json:"version"`
+}
+
+// welcome answers a join: the run, where it stands, and peers that hold
+// the current weights.
+type welcome struct {
+	Version int              `json:"version"`
+	Config  diloco.RunConfig `json:"config"`
+	Round   int              `json:"round"`
+	Hash    string           `json:"hash"`
+	Peers   []string         `json:"peers"` // full multiaddrs of workers
+}
+
+type pollRequest struct {
+	Round int    `json:"round"`
+	Hash  string `json:"hash"`
+}
+
+// pollReply is followed by a blob with the update when Action is update.
+type pollReply struct {
+	Action     string `json:"action"`
+	Round      int    `json:"round"`
+	Hash       string `json:"hash"`
+	DeadlineMS int64  `json:"deadline_ms,omitempty"`
+}
+
+// submitRequest is followed by a blob with the compressed pseudo-gradient.
+type submitRequest struct {
+	Round  int    `json:"round"`
+	Hash   string `json:"hash"`
+	Tokens int    `json:"tokens"`
+}
+
+type ack struct {
+	Round int `json:"round"`
+}
+
+// stateRequest asks for the weights with a hash ("" for the current ones).
+type stateRequest struct {
+	Hash string `json:"hash"`
+}
+
+// stateReply is followed by a blob of the weights, float32 little-endian.
+type stateReply struct {
+	Round int    `json:"round"`
+	Hash  string `json:"hash"`
+}
+
+var actionNames = map[string]diloco.Action{}
+
+func init() {
+	for a := diloco.Wait; a <= diloco.Finished; a++ {
+		actionNames[a.String()] = a
+	}
+}

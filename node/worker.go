@@ -1,0 +1,486 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/wire"
+)
+
+// WorkerOptions configure a worker node.
+type WorkerOptions struct {
+	DataDir string   // identity key
+	Listen  []string // multiaddrs (peers fetch weights here); default p2p.DefaultListen
+	Join    string   // the aggregator's full multiaddr
+	Text    []byte   // the run's text; its first 90% trains
+	Threads int
+	Pool    *kernels.Pool // optional; else one of Threads threads
+	// LinkBytesPerSec emulates the worker's link: every stream it uses is
+	// throttled to this rate each way (0: unlimited).
+	LinkBytesPerSec float64
+	Metrics         *metrics.Registry
+	Log             *slog.Logger
+	// OnStep is called after every inner step.
+	OnStep func(round, step int, loss float32)
+}
+
+// Worker is a running worker node.
+type Worker struct {
+	opts    WorkerOptions
+	host    host.Host
+	log     *slog.Logger
+	agg     peer.AddrInfo
+	counter wire.Counter
+	up      *wire.Limiter
+	down    *wire.Limiter
+	pool    *kernels.Pool
+	ownPool bool
+	met     *metrics.Registry
+
+	mu sync.Mutex // guards w's weights against the state server
+	w  *diloco.Worker
+
+	pending *contribution
+	stats   WorkerStats
+}
+
+// WorkerStats is where a worker's time and bytes went.
+type WorkerStats struct {
+	Start        time.Time
+	Compute      time.Duration // inside inner steps
+	Rounds       int           // contributions accepted
+	Refused      int
+	Reconnects   int
+	StateFetches int
+}
+
+type contribution struct {
+	round   int
+	hash    diloco.Hash
+	tokens  int
+	payload []byte
+}
+
+// StartWorker starts a worker's host; Run does the work.
+func StartWorker(o WorkerOptions) (*Worker, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewRegistry()
+	}
+	info, err := p2p.ParseAddr(o.Join)
+	if err != nil {
+		return nil, err
+	}
+	key, err := p2p.LoadIdentity(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	h, err := p2p.NewHost(key, o.Listen)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{opts: o, host: h, log: o.Log.With("worker", shortID(h.ID())), agg: info, pool: o.Pool, met: o.Metrics}
+	if w.pool == nil {
+		w.pool, w.ownPool = kernels.NewPool(o.Threads), true
+	}
+	if o.LinkBytesPerSec > 0 {
+		burst := int(o.LinkBytesPerSec / 50) // 20 ms of traffic
+		w.up, w.down = wire.NewLimiter(o.LinkBytesPerSec, burst), wire.NewLimiter(o.LinkBytesPerSec, burst)
+	}
+	h.SetStreamHandler(ProtoState, w.serveState)
+	return w, nil
+}
+
+func shortID(id peer.ID) string {
+	s := id.String()
+	if len(s) > 8 {
+		return s[len(s)-8:]
+	}
+	return s
+}
+
+// ID is the worker's peer ID, its identity in the run.
+func (w *Worker) ID() peer.ID { return w.host.ID() }
+
+// Addrs are the worker's multiaddrs.
+func (w *Worker) Addrs() []string { return p2p.Addrs(w.host) }
+
+// Counter counts the bytes on the worker's streams.
+func (w *Worker) Counter() *wire.Counter { return &w.counter }
+
+// Stats reports where the worker's time went so far.
+func (w *Worker) Stats() WorkerStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// Close stops the node.
+func (w *Worker) Close() error {
+	if w.ownPool {
+		w.pool.Close()
+	}
+	return w.host.Close()
+}
+
+// errPermanent marks errors that reconnecting cannot fix.
+type errPermanent struct{ error }
+
+// Run takes part in the run until it finishes (nil), ctx ends, or a
+// permanent error (wrong data, bad config). Network failures are retried
+// with backoff, re-joining and re-submitting a contribution that may not
+// have arrived.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	w.stats.Start = time.Now()
+	w.mu.Unlock()
+	backoff := 250 * time.Millisecond
+	for {
+		err := w.session(ctx)
+		if err == nil || ctx.Err() != nil {
+			if err == nil {
+				return nil
+			}
+			return ctx.Err()
+		}
+		var pe errPermanent
+		if errors.As(err, &pe) {
+			return pe.error
+		}
+		w.log.Warn("connection to the aggregator lost; retrying", "err", err, "in", backoff)
+		w.mu.Lock()
+		w.stats.Reconnects++
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// session is one connection's worth of work.
+func (w *Worker) session(ctx context.Context) error {
+	if err := p2p.Connect(ctx, w.host, w.agg, 10*time.Second); err != nil {
+		return err
+	}
+	var wel welcome
+	if err := w.call(ctx, w.agg.ID, ProtoJoin, kindJoin, joinRequest{Version: ProtocolVersion}, kindWelcome, &wel); err != nil {
+		return err
+	}
+	hash, err := diloco.ParseHash(wel.Hash)
+	if err != nil {
+		return err
+	}
+	if err := w.setup(wel.Config); err != nil {
+		return errPermanent{err}
+	}
+	w.log.Info("joined", "round", wel.Round, "peers", len(wel.Peers))
+	if p := w.pending; p != nil && p.round == wel.Round && p.hash == hash {
+		if err := w.submit(ctx, p); err != nil {
+			return err
+		}
+	}
+	w.pending = nil
+	if err := w.ensureWeights(ctx, wel.Round, hash, wel.Peers); err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String()}
+		w.mu.Unlock()
+		var reply pollReply
+		s, err := w.request(ctx, w.agg.ID, ProtoPoll, kindPoll, req, pollHold+30*time.Second)
+		if err != nil {
+			return err
+		}
+		err = wire.ReadJSON(s, kindReply, maxControl, &reply)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		action, ok := actionNames[reply.Action]
+		if !ok {
+			s.Close()
+			return fmt.Errorf("aggregator answered unknown action %q", reply.Action)
+		}
+		rh, err := diloco.ParseHash(reply.Hash)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		switch action {
+		case diloco.Wait:
+			s.Close()
+		case diloco.Finished:
+			s.Close()
+			w.log.Info("run finished", "round", reply.Round)
+			return nil
+		case diloco.Update:
+			payload, err := wire.ReadBlob(s, maxPayload(w.w.Cfg))
+			s.Close()
+			if err != nil {
+				return err
+			}
+			w.mu.Lock()
+			err = w.w.ApplyUpdate(payload, rh)
+			w.mu.Unlock()
+			if err != nil {
+				w.log.Warn("update did not apply; fetching the weights", "err", err)
+				if err := w.fetchState(ctx, reply.Round, rh, nil); err != nil {
+					return err
+				}
+			}
+		case diloco.Resync:
+			s.Close()
+			if err := w.fetchState(ctx, reply.Round, rh, nil); err != nil {
+				return err
+			}
+		case diloco.Train:
+			s.Close()
+			if err := w.trainAndSubmit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// setup creates the inner worker for the run's config on first join.
+func (w *Worker) setup(cfg diloco.RunConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("the aggregator's run config: %v", err)
+	}
+	if w.w != nil {
+		if w.w.Cfg != cfg {
+			return fmt.Errorf("the aggregator's run config changed")
+		}
+		return nil
+	}
+	if h := DataHash(w.opts.Text); h != cfg.DataHash {
+		return fmt.Errorf("this worker's data (sha256 %s) is not the run's (sha256 %s)", h, cfg.DataHash)
+	}
+	trainData, _ := corpus.Split(w.opts.Text, 0.9)
+	dw, err := diloco.NewWorker(w.host.ID().String(), cfg, trainData, w.pool)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.w = dw
+	w.mu.Unlock()
+	return nil
+}
+
+// ensureWeights makes the worker hold the weights of round with hash:
+// round 0 is computed from the seed, later rounds come from peers or the
+// aggregator.
+func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
+	w.mu.Lock()
+	have := w.w.Round() == round && w.w.Hash() == hash
+	if !have && round == 0 {
+		have = w.w.SetWeights(0, diloco.InitialWeights(w.w.Cfg), hash) == nil
+	}
+	w.mu.Unlock()
+	if have {
+		return nil
+	}
+	return w.fetchState(ctx, round, hash, peers)
+}
+
+// fetchState downloads the weights with hash, trying peers (in random
+// order) before the aggregator, and checks them.
+func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
+	var infos []peer.AddrInfo
+	for _, s := range peers {
+		if info, err := p2p.ParseAddr(s); err == nil && info.ID != w.host.ID() && info.ID != w.agg.ID {
+			infos = append(infos, info)
+		}
+	}
+	rand.Shuffle(len(infos), func(i, j int) { infos[i], infos[j] = infos[j], infos[i] })
+	infos = append(infos, w.agg)
+	var last error
+	for _, info := range infos {
+		if info.ID != w.agg.ID {
+			if err := p2p.Connect(ctx, w.host, info, 5*time.Second); err != nil {
+				last = err
+				continue
+			}
+		}
+		err := w.fetchFrom(ctx, info.ID, round, hash)
+		if err == nil {
+			w.log.Info("fetched weights", "round", round, "from", shortID(info.ID))
+			w.mu.Lock()
+			w.stats.StateFetches++
+			w.mu.Unlock()
+			return nil
+		}
+		last = err
+		w.log.Debug("weights not fetched", "from", info.ID, "err", err)
+	}
+	return fmt.Errorf("fetching the weights of round %d: %v", round, last)
+}
+
+func (w *Worker) fetchFrom(ctx context.Context, from peer.ID, round int, hash diloco.Hash) error {
+	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var rep stateReply
+	if err := wire.ReadJSON(s, kindState, maxControl, &rep); err != nil {
+		return err
+	}
+	if rep.Round != round || rep.Hash != hash.String() {
+		return fmt.Errorf("peer offers round %d (%s), want round %d", rep.Round, rep.Hash, round)
+	}
+	n := w.w.Cfg.Model.NumParams()
+	blob := make([]byte, 4*n)
+	if err := wire.ReadBlobInto(s, blob); err != nil {
+		return err
+	}
+	theta := make([]float32, n)
+	bytesToFloats(blob, theta)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.SetWeights(round, theta, hash)
+}
+
+func (w *Worker) trainAndSubmit(ctx context.Context) error {
+	w.mu.Lock()
+	round, hash := w.w.Round(), w.w.Hash()
+	w.mu.Unlock()
+	start := time.Now()
+	payload, tokens, err := w.w.Train(ctx, func(i int, loss float32) {
+		if w.opts.OnStep != nil {
+			w.opts.OnStep(round, i, loss)
+		}
+	})
+	w.mu.Lock()
+	w.stats.Compute += time.Since(start)
+	w.mu.Unlock()
+	if err != nil {
+		return errPermanent{err}
+	}
+	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(w.w.Cfg.InnerSteps))
+	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload}
+	w.pending = c
+	if err := w.submit(ctx, c); err != nil {
+		return err
+	}
+	w.pending = nil
+	return nil
+}
+
+// submit sends a contribution. A refusal is logged and dropped; a network
+// error is returned so that the session reconnects and tries again.
+func (w *Worker) submit(ctx context.Context, c *contribution) error {
+	s, err := w.request(ctx, w.agg.ID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := wire.WriteBlob(s, c.payload); err != nil {
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	var a ack
+	err = wire.ReadJSON(s, kindAck, maxControl, &a)
+	var re *wire.RemoteError
+	if errors.As(err, &re) {
+		w.log.Warn("contribution refused", "round", c.round, "reason", re.Msg)
+		w.mu.Lock()
+		w.stats.Refused++
+		w.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.stats.Rounds++
+	w.mu.Unlock()
+	w.log.Debug("contribution accepted", "round", c.round, "bytes", len(c.payload))
+	return nil
+}
+
+// request opens a stream to p for proto and sends a JSON request; the
+// caller reads the reply and closes the stream.
+func (w *Worker) request(ctx context.Context, p peer.ID, proto protocol.ID, kind uint8, req any, timeout time.Duration) (wire.Stream, error) {
+	ns, err := w.host.NewStream(ctx, p, proto)
+	if err != nil {
+		return nil, err
+	}
+	ns.SetDeadline(time.Now().Add(timeout))
+	s := w.wrap(ns)
+	if err := wire.WriteJSON(s, kind, req); err != nil {
+		ns.Reset()
+		return nil, err
+	}
+	return s, nil
+}
+
+// call is a request whose reply is one JSON message.
+func (w *Worker) call(ctx context.Context, p peer.ID, proto protocol.ID, kind uint8, req any, replyKind uint8, reply any) error {
+	s, err := w.request(ctx, p, proto, kind, req, time.Minute)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return wire.ReadJSON(s, replyKind, maxControl, reply)
+}
+
+// wrap counts a stream's bytes and throttles it to the emulated link.
+func (w *Worker) wrap(s network.Stream) wire.Stream {
+	var ws wire.Stream = wire.CountStream(s, &w.counter)
+	if w.up != nil {
+		ws = wire.LimitStream(ws, w.up, w.down)
+	}
+	return ws
+}
+
+// serveState hands the worker's current weights to a peer that asks for
+// them by hash.
+func (w *Worker) serveState(ns network.Stream) {
+	defer ns.Close()
+	ns.SetDeadline(time.Now().Add(10 * time.Minute))
+	s := w.wrap(ns)
+	var req stateRequest
+	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
+		ns.Reset()
+		return
+	}
+	w.mu.Lock()
+	if w.w == nil || w.w.Round() < 0 || (req.Hash != "" && req.Hash != w.w.Hash().String()) {
+		w.mu.Unlock()
+		wire.WriteError(s, "no weights with that hash here")
+		return
+	}
+	round, hash := w.w.Round(), w.w.Hash()
+	blob := floatsToBytes(w.w.Weights())
+	w.mu.Unlock()
+	if wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}) == nil {
+		wire.WriteBlob(s, blob)
+	}
+}

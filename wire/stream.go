@@ -1,0 +1,232 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+)
+
+// Stream is a bidirectional stream that can be half-closed, as a libp2p
+// stream is. LimitStream and CountStream wrap one.
+type Stream interface {
+	io.ReadWriteCloser
+	// CloseWrite closes the writing side, signalling end of stream to
+	// the peer, while reading stays possible.
+	CloseWrite() error
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// Counter counts the bytes sent and received through the streams wrapped
+// with Count or CountStream. It is safe for concurrent use, and one
+// Counter may be shared by several streams. The zero value is ready.
+type Counter struct {
+	sent, received atomic.Uint64
+}
+
+// Sent returns the number of bytes written so far.
+func (c *Counter) Sent() uint64 { return c.sent.Load() }
+
+// Received returns the number of bytes read so far.
+func (c *Counter) Received() uint64 { return c.received.Load() }
+
+// Count returns rw wrapped so that the bytes its Read and Write calls
+// transfer are added to c (bytes returned together with an error count
+// too). The result also has Close and/or CloseWrite() error, forwarded to
+// rw, when rw has them; other methods of rw are not exposed. If c is nil,
+// rw itself is returned. Count never fails.
+func Count(rw io.ReadWriter, c *Counter) io.ReadWriter {
+	if c == nil {
+		return rw
+	}
+	var closeFn, closeWriteFn func() error
+	if cl, ok := rw.(io.Closer); ok {
+		closeFn = cl.Close
+	}
+	if cw, ok := rw.(closeWriter); ok {
+		closeWriteFn = cw.CloseWrite
+	}
+	return expose(&counted{rw: rw, c: c}, closeFn, closeWriteFn)
+}
+
+// CountStream is Count for a Stream: Close and CloseWrite are forwarded to
+// s. If c is nil, s itself is returned.
+func CountStream(s Stream, c *Counter) Stream {
+	if c == nil {
+		return s
+	}
+	return &countedStream{counted{rw: s, c: c}, s}
+}
+
+type counted struct {
+	rw io.ReadWriter
+	c  *Counter
+}
+
+func (x *counted) Read(p []byte) (int, error) {
+	n, err := x.rw.Read(p)
+	if n > 0 {
+		x.c.received.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (x *counted) Write(p []byte) (int, error) {
+	n, err := x.rw.Write(p)
+	if n > 0 {
+		x.c.sent.Add(uint64(n))
+	}
+	return n, err
+}
+
+type countedStream struct {
+	counted
+	s Stream
+}
+
+func (x *countedStream) Close() error      { return x.s.Close() }
+func (x *countedStream) CloseWrite() error { return x.s.CloseWrite() }
+
+// Limit returns rw wrapped so that its writes are throttled by up and its
+// reads by down; a nil limiter leaves that direction unthrottled, and if
+// both are nil rw itself is returned. Writes wait before sending each
+// piece; reads wait after receiving, for the bytes actually read. Pieces
+// are at most the limiter's burst size clamped to 16 KiB .. 1 MiB.
+//
+// The result also has Close and/or CloseWrite() error, forwarded to rw,
+// when rw has them; other methods of rw are not exposed. Close also wakes
+// reads and writes waiting in the limiters, which then fail with an error
+// wrapping net.ErrClosed. Otherwise errors are those of rw.
+func Limit(rw io.ReadWriter, up, down *Limiter) io.ReadWriter {
+	if up == nil && down == nil {
+		return rw
+	}
+	l := newLimited(rw, up, down)
+	var closeFn, closeWriteFn func() error
+	if cl, ok := rw.(io.Closer); ok {
+		closeFn = func() error { l.cancel(); return cl.Close() }
+	}
+	if cw, ok := rw.(closeWriter); ok {
+		closeWriteFn = cw.CloseWrite
+	}
+	return expose(l, closeFn, closeWriteFn)
+}
+
+// LimitStream is Limit for a Stream: Close (which also wakes waiting reads
+// and writes) and CloseWrite are forwarded to s. If up and down are both
+// nil, s itself is returned.
+func LimitStream(s Stream, up, down *Limiter) Stream {
+	if up == nil && down == nil {
+		return s
+	}
+	return &limitedStream{newLimited(s, up, down), s}
+}
+
+type limited struct {
+	rw       io.ReadWriter
+	up, down *Limiter
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func newLimited(rw io.ReadWriter, up, down *Limiter) *limited {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &limited{rw: rw, up: up, down: down, ctx: ctx, cancel: cancel}
+}
+
+// piece is the largest transfer made in one step under l.
+func piece(l *Limiter) int {
+	return min(max(l.burst, 16<<10), 1<<20)
+}
+
+func (x *limited) Read(p []byte) (int, error) {
+	if x.down == nil {
+		return x.rw.Read(p)
+	}
+	if len(p) > piece(x.down) {
+		p = p[:piece(x.down)]
+	}
+	n, err := x.rw.Read(p)
+	if n > 0 {
+		if werr := x.down.Wait(x.ctx, n); werr != nil && err == nil {
+			err = closedErr(werr)
+		}
+	}
+	return n, err
+}
+
+func (x *limited) Write(p []byte) (int, error) {
+	if x.up == nil {
+		return x.rw.Write(p)
+	}
+	step := piece(x.up)
+	done := 0
+	for done < len(p) {
+		q := p[done:min(done+step, len(p))]
+		if err := x.up.Wait(x.ctx, len(q)); err != nil {
+			return done, closedErr(err)
+		}
+		n, err := x.rw.Write(q)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// closedErr translates the cancellation done by Close.
+func closedErr(error) error {
+	return fmt.Errorf("wire: stream closed while throttled: %w", net.ErrClosed)
+}
+
+type limitedStream struct {
+	*limited
+	s Stream
+}
+
+func (x *limitedStream) Close() error {
+	x.cancel()
+	return x.s.Close()
+}
+
+func (x *limitedStream) CloseWrite() error { return x.s.CloseWrite() }
+
+// expose returns base with Close and/or CloseWrite methods added for the
+// non-nil functions given.
+func expose(base io.ReadWriter, closeFn, closeWriteFn func() error) io.ReadWriter {
+	switch {
+	case closeFn != nil && closeWriteFn != nil:
+		return &rwBoth{base, closeFn, closeWriteFn}
+	case closeFn != nil:
+		return &rwCloser{base, closeFn}
+	case closeWriteFn != nil:
+		return &rwCloseWriter{base, closeWriteFn}
+	default:
+		return base
+	}
+}
+
+type rwCloser struct {
+	io.ReadWriter
+	close func() error
+}
+
+func (x *rwCloser) Close() error { return x.close() }
+
+type rwCloseWriter struct {
+	io.ReadWriter
+	closeWrite func() error
+}
+
+func (x *rwCloseWriter) CloseWrite() error { return x.closeWrite() }
+
+type rwBoth struct {
+	io.ReadWriter
+	close, closeWrite func() error
+}
+
+func (x *rwBoth) Close() error      { return x.close() }
+func (x *rwBoth) CloseWrite() error { return x.closeWrite() }
