@@ -49,3 +49,49 @@ func BenchmarkFlateLevel(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncode measures Encode on 1<<20 Gaussian values (MB/s of
+// float32 input).
+func BenchmarkEncode(b *testing.B) {
+	x := gaussian(benchN, 1, 1)
+	for _, c := range []Codec{FP32, Int8} {
+		b.Run(string(c), func(b *testing.B) {
+			e := NewEncoder(c, benchN)
+			var p []byte
+			b.SetBytes(4 * benchN)
+			b.ReportAllocs()
+			for b.Loop() {
+				p, _ = e.Encode(x)
+			}
+			b.ReportMetric(float64(len(p))/benchN, "B/value")
+		})
+	}
+}
+
+// BenchmarkDecode measures Decode and DecodeAdd on 1<<20 Gaussian values
+// (MB/s of float32 output).
+func BenchmarkDecode(b *testing.B) {
+	x := gaussian(benchN, 1, 1)
+	for _, c := range []Codec{FP32, Int8} {
+		p, _ := NewEncoder(c, benchN).Encode(x)
+		out := make([]float32, benchN)
+		b.Run(string(c), func(b *testing.B) {
+			b.SetBytes(4 * benchN)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Decode(p, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(c)+"/add", func(b *testing.B) {
+			b.SetBytes(4 * benchN)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := DecodeAdd(p, 0.25, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

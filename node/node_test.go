@@ -99,3 +99,209 @@ func TestRunOverLoopback(t *testing.T) {
 		t.Fatalf("validation loss did not fall: %v then %v", rounds[0].ValLoss, rounds[3].ValLoss)
 	}
 }
+
+func runAll(t *testing.T, ctx context.Context, agg *Aggregator, workers []*Worker) chan error {
+	errs := make(chan error, len(workers)+1)
+	for _, w := range workers {
+		go func() { errs <- w.Run(ctx) }()
+	}
+	go func() { errs <- agg.Run(ctx) }()
+	return errs
+}
+
+// TestWorkerCrashDoesNotStallRound: a worker that dies in the middle of a
+// round (its host closes, as a SIGKILL would) does not hold the round up:
+// it closes with the others' contributions long before its deadline.
+func TestWorkerCrashDoesNotStallRound(t *testing.T) {
+	cfg := tinyConfig(3)
+	cfg.RoundTimeout = diloco.Duration(30 * time.Second)
+	var mu sync.Mutex
+	var rounds []RoundInfo
+	agg := startAggregator(t, t.TempDir(), cfg, func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() })
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, b := startWorker(t, agg.Addrs()[0]), startWorker(t, agg.Addrs()[0])
+	victimCtx, kill := context.WithCancel(ctx)
+	victim, err := StartWorker(WorkerOptions{DataDir: t.TempDir(), Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1,
+		OnStep: func(round, step int, _ float32) {
+			if round == 1 && step == 1 {
+				kill()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victimDone := make(chan struct{})
+	go func() {
+		victim.Run(victimCtx)
+		victim.Close() // the process is gone: its connections drop
+		close(victimDone)
+	}()
+	start := time.Now()
+	errs := runAll(t, ctx, agg, []*Worker{a, b})
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-victimDone
+	if el := time.Since(start); el > 20*time.Second {
+		t.Fatalf("run took %v: the crashed worker stalled a round", el)
+	}
+	if len(rounds[0].Contributors) != 3 || len(rounds[1].Contributors) != 2 || len(rounds[2].Contributors) != 2 {
+		t.Fatalf("contributors per round: %d %d %d, want 3 2 2", len(rounds[0].Contributors), len(rounds[1].Contributors), len(rounds[2].Contributors))
+	}
+}
+
+// TestLateJoinerContributesNextRound: a worker that joins while round r is
+// open fetches the weights from a peer or the aggregator, checks their
+// hash and is aggregated in round r+1.
+func TestLateJoinerContributesNextRound(t *testing.T) {
+	cfg := tinyConfig(5)
+	joinerCh := make(chan *Worker, 1)
+	var mu sync.Mutex
+	var rounds []RoundInfo
+	var agg *Aggregator
+	agg = startAggregator(t, t.TempDir(), cfg, func(r RoundInfo) {
+		mu.Lock()
+		rounds = append(rounds, r)
+		mu.Unlock()
+		if r.Round == 1 { // round 2 is open now
+			joinerCh <- startWorker(t, agg.Addrs()[0])
+		}
+	})
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow := func(int, int, float32) { time.Sleep(20 * time.Millisecond) } // rounds of ~100 ms
+	var early []*Worker
+	for i := 0; i < 2; i++ {
+		w, err := StartWorker(WorkerOptions{DataDir: t.TempDir(), Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, OnStep: slow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		early = append(early, w)
+	}
+	errs := runAll(t, ctx, agg, early)
+	joiner := <-joinerCh
+	go func() { errs <- joiner.Run(ctx) }()
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := joiner.ID().String()
+	in := func(r RoundInfo) bool {
+		for _, c := range r.Contributors {
+			if c == id {
+				return true
+			}
+		}
+		return false
+	}
+	j := joiner.Stats().JoinRound
+	if j < 2 || j > 3 {
+		t.Fatalf("joiner joined at round %d, want 2 or 3", j)
+	}
+	if in(rounds[j]) || !in(rounds[j+1]) {
+		t.Fatalf("joiner during round %d contributed to rounds %d/%d: %v %v, want false true", j, j, j+1, in(rounds[j]), in(rounds[j+1]))
+	}
+	if st := joiner.Stats(); st.StateFetches != 1 {
+		t.Fatalf("joiner fetched the weights %d times, want 1", st.StateFetches)
+	}
+	theta, _ := agg.Weights()
+	if joiner.w.Hash() != diloco.HashWeights(5, theta) {
+		t.Fatal("joiner's final weights differ from the aggregator's")
+	}
+}
+
+// TestAggregatorRestartResumes: the aggregator dies after round 1 and a
+// new one starts from its data directory on the same address; the workers
+// reconnect by themselves and the run resumes from the last completed
+// round without a jump in validation loss.
+func TestAggregatorRestartResumes(t *testing.T) {
+	cfg := tinyConfig(5)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var rounds []RoundInfo
+	record := func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() }
+	first := startAggregator(t, dir, cfg, record)
+	addr := first.Addrs()[0] // tcp
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	workers := []*Worker{startWorker(t, addr), startWorker(t, addr)}
+	werrs := make(chan error, 2)
+	for _, w := range workers {
+		go func() { werrs <- w.Run(ctx) }()
+	}
+	firstCtx, crash := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(firstCtx) }()
+	for {
+		mu.Lock()
+		n := len(rounds)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	crash()
+	<-firstDone
+	first.Close()
+	mu.Lock()
+	before := rounds[len(rounds)-1]
+	mu.Unlock()
+
+	listen := []string{addrWithoutPeer(t, addr)}
+	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: listen, Config: cfg, Text: testText(),
+		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), OnRound: record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if second.Host().ID() != first.Host().ID() {
+		t.Fatal("restarted aggregator has another identity")
+	}
+	if err := second.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range workers {
+		if err := <-werrs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var resumed *RoundInfo
+	for i := range rounds {
+		if rounds[i].Resumed {
+			resumed = &rounds[i]
+		}
+	}
+	if resumed == nil || resumed.Round != before.Round {
+		t.Fatalf("no resume report at round %d: %+v", before.Round, rounds)
+	}
+	if d := resumed.ValLoss - before.ValLoss; d > 0.05 || d < -0.05 {
+		t.Fatalf("validation loss jumped by %v across the restart", d)
+	}
+	last := rounds[len(rounds)-1]
+	if last.Round != 4 {
+		t.Fatalf("last round %d, want 4", last.Round)
+	}
+	for _, w := range workers {
+		if w.Stats().Reconnects == 0 {
+			t.Fatal("a worker never reconnected")
+		}
+	}
+}
+
+func addrWithoutPeer(t *testing.T, full string) string {
+	info, err := p2pParse(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}

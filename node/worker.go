@@ -67,6 +67,7 @@ type WorkerStats struct {
 	Refused      int
 	Reconnects   int
 	StateFetches int
+	JoinRound    int // the round the aggregator was at when the worker first joined
 }
 
 type contribution struct {
@@ -190,8 +191,14 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	first := w.w == nil
 	if err := w.setup(wel.Config); err != nil {
 		return errPermanent{err}
+	}
+	if first {
+		w.mu.Lock()
+		w.stats.JoinRound = wel.Round
+		w.mu.Unlock()
 	}
 	w.log.Info("joined", "round", wel.Round, "peers", len(wel.Peers))
 	if p := w.pending; p != nil && p.round == wel.Round && p.hash == hash {

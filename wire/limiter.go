@@ -51,20 +51,34 @@ func (l *Limiter) Burst() int {
 
 // Wait blocks until n bytes may pass. An n larger than the burst size is
 // taken in pieces of at most the burst size, so Wait never fails for a
-// large n. It returns nil at once if l is nil or n <= 0. If ctx ends
-// first, Wait returns ctx.Err(); the bytes of the piece it was waiting for
-// are given back to the bucket, but pieces already let through stay
-// spent.
+// large n; while it goes from one piece to the next, a late wake-up of up
+// to 20 ms is made up for, so a large n takes n/rate seconds (less one
+// burst if the bucket was full) even when the burst is small. Between
+// separate calls the bucket holds at most the burst, so for accuracy the
+// burst should cover the scheduling latency: a few milliseconds' worth of
+// bytes. It returns nil at once if l is nil or n <= 0. If ctx ends first,
+// Wait returns ctx.Err(); the bytes of the piece it was waiting for are
+// given back to the bucket, but pieces already let through stay spent.
 func (l *Limiter) Wait(ctx context.Context, n int) error {
+	return l.wait(ctx, n, false)
+}
+
+// contSlack bounds the oversleep made up for when a caller continues a
+// transfer it had to wait for.
+const contSlack = 20 * time.Millisecond
+
+// wait is Wait; cont says that the caller continues a transfer it was
+// throttled on just before, so that its own late wake-up may be made up.
+func (l *Limiter) wait(ctx context.Context, n int, cont bool) error {
 	if l == nil || n <= 0 || math.IsInf(l.rate, 1) {
 		return nil
 	}
-	for n > 0 {
+	for ; n > 0; cont = true {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		k := min(n, l.burst)
-		if d := l.reserve(k); d > 0 {
+		if d := l.reserve(k, cont); d > 0 {
 			if err := sleep(ctx, d); err != nil {
 				l.refund(k)
 				return err
@@ -76,13 +90,21 @@ func (l *Limiter) Wait(ctx context.Context, n int) error {
 }
 
 // reserve takes k tokens, going into debt if needed, and returns how long
-// the caller must wait for the debt it created to be paid off.
-func (l *Limiter) reserve(k int) time.Duration {
+// the caller must wait for the debt it created to be paid off. Tokens
+// accrue up to the burst size, or for a continuing caller up to contSlack
+// more, which is the credit its own late wake-up earned.
+func (l *Limiter) reserve(k int, cont bool) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
 	if dt := now.Sub(l.last); dt > 0 {
-		l.tokens = min(float64(l.burst), l.tokens+dt.Seconds()*l.rate)
+		limit := float64(l.burst)
+		if cont {
+			limit += l.rate * contSlack.Seconds()
+		}
+		if l.tokens < limit {
+			l.tokens = min(limit, l.tokens+dt.Seconds()*l.rate)
+		}
 		l.last = now
 	}
 	l.tokens -= float64(k)

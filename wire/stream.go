@@ -165,7 +165,7 @@ func (x *limited) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
 		q := p[done:min(done+step, len(p))]
-		if err := x.up.Wait(x.ctx, len(q)); err != nil {
+		if err := x.up.wait(x.ctx, len(q), done > 0); err != nil {
 			return done, closedErr(err)
 		}
 		n, err := x.rw.Write(q)
