@@ -17,16 +17,22 @@
 // so that 127*scale stays finite). Each element is stored as
 // q = round-half-away-from-zero(y[i]/scale) clamped to [-127, 127]; a chunk
 // whose absmax is 0 has scale 0 and all q = 0. The decoded value is
-// float32(q)*scale, which is within scale/2 of y[i], and the encoder keeps
+// float32(q)*scale, which is within scale/2 of y[i] (plus the float32
+// rounding of the product), and the encoder keeps
 // residual[i] = y[i] - float32(q)*scale for the next round.
 //
 // The int8 stream is then compressed with compress/flate at level
-// flate.HuffmanOnly. Quantised gradients carry no repeated byte strings for
-// LZ77 matching to find, so the gain comes entirely from the uneven symbol
-// frequencies, which Huffman coding alone captures: on Gaussian data
-// BestSpeed and DefaultCompression were measured to give essentially the
-// same size (within about 1%) at a fraction of the speed (see
-// BenchmarkFlateLevel).
+// flate.HuffmanOnly. Quantised gradients hold no repeated byte strings for
+// LZ77 matching to find, so all of the gain comes from the uneven symbol
+// frequencies, which Huffman coding alone captures. Measured on 1<<20
+// values (see BenchmarkFlateLevel), HuffmanOnly gave the smallest payload
+// of the levels tried: 0.917 bytes per value on N(0,1) data (BestSpeed
+// 0.917, DefaultCompression 0.920) and 0.314 on a mixture of 90% N(0,1e-8)
+// and 10% N(0,1e-4) values (BestSpeed 0.432, DefaultCompression 0.381, whose
+// short matches cost more than the literals they replace), while encoding
+// as fast as BestSpeed and up to 10 times faster than DefaultCompression.
+// Huffman codes spend at least one bit per value, so an all-zero vector
+// still takes n/8 bytes.
 //
 // # Payload format
 //
@@ -56,8 +62,8 @@
 // # Determinism
 //
 // Encoding is deterministic: the same encoder state and input give the same
-// bytes (for a given Go release; compress/flate's output is not guaranteed
-// to be identical across releases, while decoding is).
+// bytes. (compress/flate does not promise identical output across Go
+// releases; payloads from any release decode identically.)
 //
 // # Decoding untrusted payloads
 //
@@ -69,6 +75,13 @@
 // would write it in structure (bad magic, version or codec, wrong n, bad
 // chunk size, bad scales, truncation, trailing bytes, int8 value -128,
 // non-finite fp32 values). Errors are one line starting with "compress: ".
+// The padding bits after the end of the DEFLATE stream's last block are
+// not checked.
+//
+// Decode and DecodeAdd are safe for concurrent use. They keep their
+// scratch state (a flate reader and ChunkSize-element buffers) in a
+// sync.Pool; in steady state the only allocations are compress/flate's
+// Huffman decoding tables, about 0.1 bytes per int8 value.
 package compress
 
 import (
@@ -383,6 +396,9 @@ func DecodedSize(payload []byte) (Codec, int, error) {
 	h, err := parseHeader(payload)
 	if err != nil {
 		return "", 0, err
+	}
+	if uint64(h.n) > math.MaxInt {
+		return "", 0, fmt.Errorf("compress: payload holds %d values, more than this platform can index", h.n)
 	}
 	return h.codec, int(h.n), nil
 }

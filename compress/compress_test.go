@@ -243,6 +243,37 @@ func checkQuantised(t *testing.T, p []byte, y, dec, residual []float32) {
 	}
 }
 
+// TestQuantize compares quantize with round-half-away-from-zero of the
+// float64 quotient (math.Round), which is exact for float32 operands.
+func TestQuantize(t *testing.T) {
+	ref := func(y, s float32) int8 {
+		return int8(max(-127, min(127, math.Round(float64(y)/float64(s)))))
+	}
+	check := func(y, s float32) {
+		if got, want := quantize(y, s), ref(y, s); got != want {
+			t.Fatalf("quantize(%g, %g) = %d, want %d", y, s, got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for range 1000000 {
+		s := float32(r.ExpFloat64()) * float32(math.Ldexp(1, r.IntN(200)-150))
+		if s == 0 || !finite(s) {
+			continue
+		}
+		q := float32(r.IntN(255) - 127)
+		// Exact half-integers, their float32 neighbours and random points.
+		y := (q + 0.5) * s
+		check(y, s)
+		check(math.Nextafter32(y, 0), s)
+		check(math.Nextafter32(y, 2*y), s)
+		check(-y, s)
+		check(float32(r.NormFloat64())*s*40, s)
+	}
+	for _, tc := range [][2]float32{{2.5, 1}, {-2.5, 1}, {0.5, 1}, {-0.5, 1}, {0.49999997, 1}, {127.5, 1}, {-1000, 1}, {1.5, 3}, {1e-45, 2e-45}, {3e-45, 2e-45}} {
+		check(tc[0], tc[1])
+	}
+}
+
 func TestInt8Error(t *testing.T) {
 	for _, in := range inputs {
 		for _, n := range testLengths {

@@ -378,6 +378,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context) error {
 	w.mu.Unlock()
 	start := time.Now()
 	payload, tokens, err := w.w.Train(ctx, func(i int, loss float32) {
+		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
 		}
@@ -428,8 +429,16 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	w.mu.Lock()
 	w.stats.Rounds++
 	w.mu.Unlock()
+	w.updateMetrics(c.round)
 	w.log.Debug("contribution accepted", "round", c.round, "bytes", len(c.payload))
 	return nil
+}
+
+func (w *Worker) updateMetrics(round int) {
+	w.met.Gauge("cairn_round", "round of the last accepted contribution").Set(float64(round))
+	w.met.Gauge("cairn_bytes_sent_total", "bytes sent on DiLoCo streams").Set(float64(w.counter.Sent()))
+	w.met.Gauge("cairn_bytes_received_total", "bytes received on DiLoCo streams").Set(float64(w.counter.Received()))
+	w.met.Gauge("cairn_peers", "connected peers").Set(float64(len(w.host.Network().Peers())))
 }
 
 // request opens a stream to p for proto and sends a JSON request; the

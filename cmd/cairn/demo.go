@@ -1,26 +1,137 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
-	"strconv"
+	"time"
+
+	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/node"
 )
 
-// runDemo trains the default model (nanoGPT's CPU configuration) on the
-// embedded corpus, then samples from it. Until the network lands, that is
-// the main job of a node.
+// runDemo is the main job on embedded defaults: an aggregator and N
+// workers in this process, each its own libp2p node on loopback, train the
+// default model on the embedded corpus with DiLoCo.
 func runDemo(args []string, stdout, stderr io.Writer) error {
+	cfg := diloco.DefaultConfig()
 	fs := newFlags("demo", stderr)
-	steps := fs.Int("steps", 2000, "training steps")
-	out := fs.String("out", filepath.Join("out", "demo"), "checkpoint directory")
-	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	var codec string
+	var timeout time.Duration
+	runFlags(fs, &cfg, &codec, &timeout)
+	workers := fs.Int("workers", 4, "workers")
+	out := fs.String("out", filepath.Join("out", "demo"), "where the final model is saved")
+	data := fs.String("data", "", "text to train on (default: the embedded tiny shakespeare)")
+	linkMbps := fs.Float64("link-mbps", 0, "throttle each worker's link to this many Mbit/s each way (0: unlimited)")
+	metricsAddr := fs.String("metrics", "", "serve the aggregator's Prometheus metrics on this host:port")
+	verbose := fs.Bool("v", false, "log every node's events")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	common := []string{"--threads", strconv.Itoa(*threads)}
-	if err := runTrain(append([]string{"--steps", strconv.Itoa(*steps), "--out", *out}, common...), stdout, stderr); err != nil {
+	if *workers < 1 {
+		return badInput("--workers must be at least 1, got %d", *workers)
+	}
+	text, err := corpus.Load(*data)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
-	io.WriteString(stdout, "\nsample:\n")
-	return runSample(append([]string{"--ckpt", *out, "--tokens", "400", "--prompt", "ROMEO:"}, common...), stdout, stderr)
+	var log = logger(io.Discard, false)
+	if *verbose {
+		log = logger(stderr, true)
+	}
+	reg := metrics.NewRegistry()
+	stop, err := serveMetrics(*metricsAddr, reg, logger(stderr, false))
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(stdout, "DiLoCo demo: %d workers on loopback libp2p, %d rounds of H=%d inner steps, %s updates; model %d params (d %d, %d layers, ctx %d), batch %d per worker\n",
+		*workers, cfg.Rounds, cfg.InnerSteps, cfg.Codec, cfg.Model.NumParams(), cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.BlockSize, cfg.Batch)
+	p := newProgress(stderr, cfg.Rounds, "diloco")
+	if p.bar == nil {
+		p.out = stdout
+	}
+	start := time.Now()
+	ctx, cancel := signalContext()
+	defer cancel()
+	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log,
+		LinkBytesPerSec: *linkMbps * 1e6 / 8,
+		OnRound: func(r node.RoundInfo) {
+			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
+			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
+			p.update(r.Round+1, status)
+		}})
+	p.finish()
+	if err != nil {
+		return err
+	}
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	m, err := gpt.New(cfg.Model, pool)
+	if err != nil {
+		return err
+	}
+	copy(m.Params, res.Weights)
+	_, val := corpus.Split(text, 0.9)
+	n := cfg.Batch * cfg.Model.BlockSize
+	vl, err := evaluateFull(m, val, cfg.Batch, n)
+	if err != nil {
+		return err
+	}
+	ddp := experiment.DDPBytes(cfg, *workers)
+	fmt.Fprintf(stdout, "\nvalidation loss %.4f (whole validation split) after %d rounds\n", vl, res.Rounds)
+	fmt.Fprintf(stdout, "wall time %s; workers computed %.1f%% of their time\n", res.Wall.Round(time.Millisecond), 100*res.Utilisation())
+	fmt.Fprintf(stdout, "bytes communicated %s (all nodes, both ways); per-step data-parallel training would have sent %s for the same tokens (%.0fx more)\n",
+		human(res.BytesSent), human(ddp), float64(ddp)/float64(res.BytesSent))
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(*out, checkpoint.ModelFile)
+	if err := checkpoint.SaveModel(path, cfg.Model, res.Weights, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "model saved to %s\n\nsample:\n", path)
+	g := m.NewGenerator()
+	prompt := []int32{'R', 'O', 'M', 'E', 'O', ':'}
+	if err := g.Start(prompt); err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(1, 0))
+	buf := []byte("ROMEO:")
+	for i := 0; i < 300; i++ {
+		tok := gpt.Sample(g.Logits(), gpt.Sampling{Temperature: 0.8, TopK: 40}, r)
+		buf = append(buf, byte(tok))
+		g.Append(tok)
+	}
+	fmt.Fprintf(stdout, "%s\n", buf)
+	return nil
 }
+
+func evaluateFull(m *gpt.Model, val []byte, B, n int) (float64, error) {
+	return trainEvaluate(m, val, B, n)
+}
+
+// human formats a byte count.
+func human(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+

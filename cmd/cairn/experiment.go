@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/train"
+)
+
+func trainEvaluate(m *gpt.Model, val []byte, B, n int) (float64, error) {
+	return train.Evaluate(m, val, B, 0, make([]int32, n), make([]int32, n))
+}
+
+func runExperiment(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "diloco" {
+		return badInput("usage: cairn experiment diloco [flags]")
+	}
+	cfg := diloco.DefaultConfig()
+	cfg.Rounds = 20
+	fs := newFlags("experiment diloco", stderr)
+	var codec string
+	var timeout time.Duration
+	runFlags(fs, &cfg, &codec, &timeout)
+	workers := fs.Int("workers", 4, "workers (k)")
+	data := fs.String("data", "", "text (default: the embedded tiny shakespeare)")
+	threads := fs.Int("threads", 0, "threads for the data-parallel arm (default: all cores)")
+	if err := parseFlags(fs, args[1:], 0); err != nil {
+		return err
+	}
+	if *workers < 1 {
+		return badInput("--workers must be at least 1, got %d", *workers)
+	}
+	text, err := corpus.Load(*data)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d = %d tokens; data-parallel: %d steps of batch %d\n",
+		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize,
+		cfg.Rounds*cfg.InnerSteps**workers*cfg.Batch*cfg.Model.BlockSize, cfg.Rounds*cfg.InnerSteps, *workers*cfg.Batch)
+	p := newProgress(stderr, 2, "experiment")
+	if p.bar == nil {
+		p.out = io.Discard
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	res, err := experiment.DiLoCoVsDDP(ctx, experiment.Options{Config: cfg, Workers: *workers, Text: text, Threads: *threads,
+		Progress: func(arm string, done, total int) { p.update(done, fmt.Sprintf("%s %d/%d", arm, done, total)) }})
+	p.finish()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "method\tval loss\tbytes communicated\twall time\ttokens\tnote")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%.4f\t%s (%d)\t%s\t%d\t%s\n", r.Name, r.ValLoss, human(r.Bytes), r.Bytes, r.Wall.Round(time.Millisecond), r.Tokens, r.Note)
+	}
+	tw.Flush()
+	d, b := res[0], res[1]
+	fmt.Fprintf(stdout, "DiLoCo - DDP validation loss: %+.4f nats (target <= +0.03); DDP/DiLoCo bytes: %.0fx (target >= 200x)\n",
+		d.ValLoss-b.ValLoss, float64(b.Bytes)/float64(d.Bytes))
+	return nil
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/node"
+)
+
+// runFlags binds the flags of a DiLoCo run's configuration to c.
+func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *time.Duration) {
+	fs.IntVar(&c.Model.NEmbd, "d", c.Model.NEmbd, "model width")
+	fs.IntVar(&c.Model.NLayer, "layers", c.Model.NLayer, "transformer blocks")
+	fs.IntVar(&c.Model.NHead, "heads", c.Model.NHead, "attention heads")
+	fs.IntVar(&c.Model.BlockSize, "ctx", c.Model.BlockSize, "context length (block size)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "sequences per inner step, per worker")
+	fs.IntVar(&c.InnerSteps, "inner-steps", c.InnerSteps, "inner steps per round (H)")
+	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rounds")
+	fs.Float64Var(&c.InnerLR, "lr", c.InnerLR, "inner AdamW peak learning rate")
+	fs.Float64Var(&c.InnerMinLR, "min-lr", c.InnerMinLR, "inner learning rate at the end of the cosine decay")
+	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "inner warm-up steps")
+	fs.Float64Var(&c.OuterLR, "outer-lr", c.OuterLR, "outer Nesterov learning rate")
+	fs.Float64Var(&c.Momentum, "outer-momentum", c.Momentum, "outer Nesterov momentum")
+	fs.StringVar(codec, "codec", string(c.Codec), "update compression: int8 (with error feedback) or fp32")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initial weights and of data assignment")
+	fs.DurationVar(timeout, "round-timeout", time.Duration(c.RoundTimeout), "how long a round waits for contributions")
+	fs.IntVar(&c.Quorum, "quorum", c.Quorum, "fewest contributions a round may close with")
+}
+
+// finishRunConfig applies the string flags and validates.
+func finishRunConfig(c *diloco.RunConfig, codec string, timeout time.Duration, text []byte) error {
+	cd, err := compress.ParseCodec(codec)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	c.Codec, c.RoundTimeout, c.DataHash = cd, diloco.Duration(timeout), node.DataHash(text)
+	if err := c.Validate(); err != nil {
+		return badInput("%v", err)
+	}
+	train, val := corpus.Split(text, 0.9)
+	if len(train) < c.Model.BlockSize+1 || len(val) < c.Model.BlockSize+1 {
+		return badInput("data has %d bytes: too short for the context of %d (the first 90%% trains, the last 10%% validates)", len(text), c.Model.BlockSize)
+	}
+	return nil
+}
+
+func runNode(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "aggregate" && args[0] != "work") {
+		return badInput("usage: cairn node aggregate|work [flags]")
+	}
+	if args[0] == "aggregate" {
+		return runAggregate(args[1:], stdout, stderr)
+	}
+	return runWork(args[1:], stdout, stderr)
+}
+
+func logger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func serveMetrics(addr string, reg *metrics.Registry, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	srv, at, err := metrics.Serve(addr, reg)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	log.Info("metrics", "url", "http://"+at+"/metrics")
+	return func() { srv.Close() }, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func runAggregate(args []string, stdout, stderr io.Writer) error {
+	cfg := diloco.DefaultConfig()
+	fs := newFlags("node aggregate", stderr)
+	var codec string
+	var timeout time.Duration
+	runFlags(fs, &cfg, &codec, &timeout)
+	dir := fs.String("data-dir", "cairn-aggregator", "identity key, run state and final model (a directory with state resumes its run)")
+	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1", "comma-separated multiaddrs to listen on")
+	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
+	evalBatches := fs.Int("eval-batches", 20, "validation batches after each round (0: the whole split)")
+	threads := fs.Int("threads", 0, "threads for evaluation (default: all cores)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	text, err := corpus.Load(*data)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
+		return err
+	}
+	log := logger(stderr, *verbose)
+	reg := metrics.NewRegistry()
+	stop, err := serveMetrics(*metricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Text: text,
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log})
+	if err != nil {
+		return badInput("%v", err)
+	}
+	defer a.Close()
+	fmt.Fprintln(stdout, "workers join with one of:")
+	for _, addr := range a.Addrs() {
+		fmt.Fprintf(stdout, "  cairn node work --join %s\n", addr)
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return a.Run(ctx)
+}
+
+func runWork(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("node work", stderr)
+	join := fs.String("join", "", "the aggregator's multiaddr, e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW...")
+	dir := fs.String("data-dir", "cairn-worker", "identity key")
+	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "comma-separated multiaddrs to listen on (peers fetch weights here)")
+	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
+	linkMbps := fs.Float64("link-mbps", 0, "throttle this node's streams to this many Mbit/s each way (0: unlimited)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *join == "" {
+		return badInput("--join MULTIADDR is required")
+	}
+	if *linkMbps < 0 {
+		return badInput("--link-mbps must not be negative")
+	}
+	text, err := corpus.Load(*data)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	log := logger(stderr, *verbose)
+	reg := metrics.NewRegistry()
+	stop, err := serveMetrics(*metricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	w, err := node.StartWorker(node.WorkerOptions{DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
+		Threads: *threads, LinkBytesPerSec: *linkMbps * 1e6 / 8, Metrics: reg, Log: log})
+	if err != nil {
+		return badInput("%v", err)
+	}
+	defer w.Close()
+	log.Info("worker started", "id", w.ID(), "addrs", w.Addrs())
+	ctx, cancel := signalContext()
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		return err
+	}
+	st := w.Stats()
+	fmt.Fprintf(stdout, "run finished: %d contributions accepted, %d refused, compute %.1f%% of %s\n",
+		st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second))
+	return nil
+}
