@@ -677,3 +677,50 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentDecode decodes from several goroutines at once (the
+// decoders are pooled).
+func TestConcurrentDecode(t *testing.T) {
+	const n = 5000
+	x := gaussian(n, 1, 9)
+	p8 := mustEncode(t, NewEncoder(Int8, n), x)
+	p32 := mustEncode(t, NewEncoder(FP32, n), x)
+	want8 := mustDecode(t, p8, n)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			out := make([]float32, n)
+			for i := range 20 {
+				p, want := p8, want8
+				if (g+i)%2 == 1 {
+					p, want = p32, x
+				}
+				if i%5 == 4 {
+					// Interleave failures so that pooled decoders are
+					// reused after errors.
+					if Decode(p[:len(p)-1], out) == nil {
+						errs <- fmt.Errorf("truncated payload accepted")
+						return
+					}
+					continue
+				}
+				if err := Decode(p, out); err != nil {
+					errs <- err
+					return
+				}
+				for j := range out {
+					if out[j] != want[j] {
+						errs <- fmt.Errorf("goroutine %d: value %d = %g, want %g", g, j, out[j], want[j])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -49,6 +49,10 @@ type Aggregator struct {
 	active       map[string]time.Time
 	participants map[string]bool
 	subs         map[string]submission
+	// probation holds workers that missed a deadline: they may still
+	// train and contribute, but rounds do not wait for them until they
+	// have contributed in time again.
+	probation map[string]bool
 
 	sum, scratch []float32
 }
@@ -74,7 +78,7 @@ func newAggregator(cfg RunConfig) *Aggregator {
 	n := cfg.Model.NumParams()
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
 		down: compress.NewEncoder(cfg.Codec, n), active: map[string]time.Time{},
-		participants: map[string]bool{}, subs: map[string]submission{},
+		participants: map[string]bool{}, subs: map[string]submission{}, probation: map[string]bool{},
 		sum: make([]float32, n), scratch: make([]float32, n)}
 }
 
@@ -154,10 +158,10 @@ func (a *Aggregator) Active() []string {
 // Submitted is the number of contributions held for the current round.
 func (a *Aggregator) Submitted() int { return len(a.subs) }
 
-// Join registers a worker. It is answered with the current round and its
-// weights' hash; the worker gets those weights and then polls.
+// Join answers a worker with the current round and its weights' hash; the
+// worker gets those weights and then polls. Only a worker that polls with
+// the current weights, or contributes, counts as present.
 func (a *Aggregator) Join(id string, now time.Time) (round int, hash Hash) {
-	a.active[id] = now
 	return a.round, a.hash
 }
 
@@ -200,15 +204,15 @@ type Reply struct {
 }
 
 // Poll tells worker id, which holds the weights of round with hash, what
-// to do now. A worker that waits is counted present and takes part in the
-// next round that opens.
+// to do now. A worker that holds the current weights is counted present
+// and takes part in the next round that opens.
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
-	a.active[id] = now
 	switch {
 	case round == a.round && hash == a.hash:
 		if a.phase == Done {
 			return Reply{Action: Finished, Round: a.round, Hash: a.hash}
 		}
+		a.active[id] = now
 		if a.phase == Waiting {
 			a.participants[id] = true
 		}
@@ -228,7 +232,6 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // It refuses, in one line, contributions for another round or weights,
 // late ones, duplicates, impossible token counts and malformed payloads.
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
-	a.active[id] = now
 	switch {
 	case a.phase == Done:
 		return fmt.Errorf("the run is finished")
@@ -255,6 +258,8 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 		return err
 	}
 	a.subs[id] = submission{payload: append([]byte(nil), payload...), tokens: tokens}
+	a.active[id] = now
+	delete(a.probation, id)
 	return nil
 }
 
@@ -297,7 +302,7 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 	case Open:
 		pending := 0
 		for id := range a.participants {
-			if _, ok := a.subs[id]; !ok {
+			if _, ok := a.subs[id]; !ok && !a.probation[id] {
 				pending++
 			}
 		}
@@ -336,15 +341,17 @@ func (a *Aggregator) open(now time.Time) {
 	}
 }
 
-// dropMissing forgets participants that did not contribute: they crashed
-// or are too slow, and the next round should not wait for them. They take
-// part again once they poll.
+// dropMissing forgets participants that did not contribute: they crashed,
+// are too slow, or never meant to; the next round should not wait for
+// them. They take part again once they poll, on probation until they
+// contribute in time.
 func (a *Aggregator) dropMissing() []string {
 	var missing []string
 	for id := range a.participants {
 		if _, ok := a.subs[id]; !ok {
 			missing = append(missing, id)
 			delete(a.active, id)
+			a.probation[id] = true
 		}
 	}
 	slices.Sort(missing)

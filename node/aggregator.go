@@ -369,7 +369,7 @@ func (a *Aggregator) handle(serve func(s wire.Stream, from peer.ID) error) netwo
 		s.SetDeadline(time.Now().Add(10 * time.Minute))
 		cs := wire.CountStream(s, &a.counter)
 		if err := serve(cs, s.Conn().RemotePeer()); err != nil {
-			a.log.Debug("request refused", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+			a.log.Warn("request refused", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
 			var re *refusal
 			if errors.As(err, &re) {
 				wire.WriteError(cs, re.msg)
