@@ -134,4 +134,3 @@ func human(b uint64) string {
 	}
 	return fmt.Sprintf("%d B", b)
 }
-
