@@ -80,6 +80,16 @@ type Aggregator struct {
 	pool  *kernels.Pool
 	model *gpt.Model
 	val   []byte
+	evals       chan evalJob // closed rounds waiting for evaluation, in order
+	evalsClosed bool         // guarded by mu
+	idle        chan struct{}
+}
+
+// evalJob is a closed round whose weights the evaluator scores off the
+// protocol's path, so that workers get the next round without waiting.
+type evalJob struct {
+	info  RoundInfo
+	theta []float32
 }
 
 // StartAggregator loads or creates the run's state and starts listening.
@@ -122,7 +132,9 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 		return nil, err
 	}
 	a := &Aggregator{opts: o, host: h, log: o.Log, statePath: statePath, met: o.Metrics,
-		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val}
+		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
+		evals: make(chan evalJob, 1024), idle: make(chan struct{})}
+	go a.evaluator()
 	h.SetStreamHandler(ProtoJoin, a.handle(a.serveJoin))
 	h.SetStreamHandler(ProtoPoll, a.handle(a.servePoll))
 	h.SetStreamHandler(ProtoSubmit, a.handle(a.serveSubmit))
@@ -192,7 +204,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	if a.resumed {
-		a.report(RoundInfo{Round: a.agg.Round() - 1, Resumed: true})
+		a.mu.Lock()
+		a.evals <- evalJob{info: RoundInfo{Round: a.agg.Round() - 1, Resumed: true, Active: len(a.agg.Active())},
+			theta: append([]float32(nil), a.agg.Weights()...)}
+		a.mu.Unlock()
 	}
 	for {
 		a.mu.Lock()
@@ -212,6 +227,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 }
 
 func (a *Aggregator) finish(ctx context.Context) error {
+	a.mu.Lock()
+	a.stopEvalsLocked()
+	a.mu.Unlock()
+	<-a.idle // every round reported
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
 	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
@@ -228,8 +247,29 @@ func (a *Aggregator) finish(ctx context.Context) error {
 
 // Close stops the node.
 func (a *Aggregator) Close() error {
+	err := a.host.Close()
+	a.mu.Lock()
+	a.stopEvalsLocked()
+	a.mu.Unlock()
+	<-a.idle
 	a.pool.Close()
-	return a.host.Close()
+	return err
+}
+
+func (a *Aggregator) stopEvalsLocked() {
+	if !a.evalsClosed {
+		a.evalsClosed = true
+		close(a.evals)
+	}
+}
+
+// evaluator scores closed rounds in order and reports them.
+func (a *Aggregator) evaluator() {
+	defer close(a.idle)
+	for job := range a.evals {
+		job.info.ValLoss = a.evaluate(job.theta)
+		a.report(job.info)
+	}
 }
 
 // tickLocked advances the state machine; on a closed round it persists
@@ -255,8 +295,9 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
-		info.ValLoss = a.evaluateLocked()
-		a.report(info)
+		if !a.evalsClosed {
+			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...)}
+		}
 	}
 	if ev.Opened || ev.Reopened || ev.Closed != nil {
 		close(a.changed)
@@ -266,11 +307,6 @@ func (a *Aggregator) tickLocked(now time.Time) {
 
 func (a *Aggregator) report(info RoundInfo) {
 	info.Sent, info.Recv = a.counter.Sent(), a.counter.Received()
-	if info.ValLoss == 0 && info.Resumed {
-		a.mu.Lock()
-		info.ValLoss = a.evaluateLocked()
-		a.mu.Unlock()
-	}
 	a.met.Gauge("cairn_val_loss", "validation loss of the global weights").Set(info.ValLoss)
 	a.met.Gauge("cairn_workers_active", "workers taking part").Set(float64(info.Active))
 	a.met.Gauge("cairn_peers", "connected peers").Set(float64(len(a.host.Network().Peers())))
@@ -283,10 +319,10 @@ func (a *Aggregator) report(info RoundInfo) {
 	}
 }
 
-// evaluateLocked is the validation loss of the current weights.
-func (a *Aggregator) evaluateLocked() float64 {
+// evaluate is the validation loss of theta.
+func (a *Aggregator) evaluate(theta []float32) float64 {
 	cfg := a.agg.Cfg
-	copy(a.model.Params, a.agg.Weights())
+	copy(a.model.Params, theta)
 	n := cfg.Batch * cfg.Model.BlockSize
 	loss, err := train.Evaluate(a.model, a.val, cfg.Batch, a.opts.EvalBatches, make([]int32, n), make([]int32, n))
 	if err != nil {
