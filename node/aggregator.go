@@ -14,10 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
@@ -37,6 +33,9 @@ const StateFile = "aggregator.safetensors"
 type AggregatorOptions struct {
 	DataDir string   // identity key, durable state, final model
 	Listen  []string // multiaddrs; default p2p.DefaultListen
+	// Transport, when set, is used instead of a libp2p host made from the
+	// identity in DataDir and Listen.
+	Transport Transport
 	// Config starts a new run; a data directory with saved state resumes
 	// that run instead (and Config is ignored).
 	Config diloco.RunConfig
@@ -66,7 +65,7 @@ type RoundInfo struct {
 // Aggregator is a running aggregator node.
 type Aggregator struct {
 	opts      AggregatorOptions
-	host      host.Host
+	tr        Transport
 	log       *slog.Logger
 	statePath string
 	counter   wire.Counter
@@ -117,13 +116,15 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	if len(val) < cfg.Model.BlockSize+1 {
 		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), cfg.Model.BlockSize)
 	}
-	key, err := p2p.LoadIdentity(o.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	h, err := p2p.NewHost(key, o.Listen)
-	if err != nil {
-		return nil, err
+	h := o.Transport
+	if h == nil {
+		key, err := p2p.LoadIdentity(o.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if h, err = p2p.NewTransport(key, o.Listen); err != nil {
+			return nil, err
+		}
 	}
 	pool := kernels.NewPool(o.Threads)
 	m, err := gpt.New(cfg.Model, pool)
@@ -131,25 +132,22 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 		h.Close()
 		return nil, err
 	}
-	a := &Aggregator{opts: o, host: h, log: o.Log, statePath: statePath, met: o.Metrics,
+	a := &Aggregator{opts: o, tr: h, log: o.Log, statePath: statePath, met: o.Metrics,
 		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{})}
 	go a.evaluator()
-	h.SetStreamHandler(ProtoJoin, a.handle(a.serveJoin))
-	h.SetStreamHandler(ProtoPoll, a.handle(a.servePoll))
-	h.SetStreamHandler(ProtoSubmit, a.handle(a.serveSubmit))
-	h.SetStreamHandler(ProtoState, a.handle(a.serveState))
-	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(n network.Network, c network.Conn) {
-		if len(n.ConnsToPeer(c.RemotePeer())) > 0 {
-			return
-		}
+	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
+	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
+	h.Handle(ProtoSubmit, a.handle(ProtoSubmit, a.serveSubmit))
+	h.Handle(ProtoState, a.handle(ProtoState, a.serveState))
+	h.OnDisconnect(func(p string) {
 		a.mu.Lock()
-		a.agg.Leave(c.RemotePeer().String())
+		a.agg.Leave(p)
 		a.tickLocked(time.Now())
 		a.mu.Unlock()
-	}})
+	})
 	a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(agg.Round()))
-	a.log.Info("aggregator listening", "addrs", p2p.Addrs(h), "round", agg.Round(), "of", cfg.Rounds, "resumed", resumed)
+	a.log.Info("aggregator listening", "addrs", h.Addrs(), "round", agg.Round(), "of", cfg.Rounds, "resumed", resumed)
 	return a, nil
 }
 
@@ -180,10 +178,10 @@ func loadOrCreate(path string, cfg diloco.RunConfig) (*diloco.Aggregator, bool, 
 }
 
 // Addrs are the multiaddrs workers join with.
-func (a *Aggregator) Addrs() []string { return p2p.Addrs(a.host) }
+func (a *Aggregator) Addrs() []string { return a.tr.Addrs() }
 
-// Host is the node's libp2p host.
-func (a *Aggregator) Host() host.Host { return a.host }
+// ID is the node's identity.
+func (a *Aggregator) ID() string { return a.tr.ID() }
 
 // Config is the run's configuration.
 func (a *Aggregator) Config() diloco.RunConfig { return a.agg.Cfg }
@@ -247,7 +245,7 @@ func (a *Aggregator) finish(ctx context.Context) error {
 
 // Close stops the node.
 func (a *Aggregator) Close() error {
-	err := a.host.Close()
+	err := a.tr.Close()
 	a.mu.Lock()
 	a.stopEvalsLocked()
 	a.mu.Unlock()
@@ -309,7 +307,7 @@ func (a *Aggregator) report(info RoundInfo) {
 	info.Sent, info.Recv = a.counter.Sent(), a.counter.Received()
 	a.met.Gauge("cairn_val_loss", "validation loss of the global weights").Set(info.ValLoss)
 	a.met.Gauge("cairn_workers_active", "workers taking part").Set(float64(info.Active))
-	a.met.Gauge("cairn_peers", "connected peers").Set(float64(len(a.host.Network().Peers())))
+	a.met.Gauge("cairn_peers", "connected peers").Set(float64(a.tr.Peers()))
 	a.met.Gauge("cairn_bytes_sent_total", "bytes sent on DiLoCo streams").Set(float64(info.Sent))
 	a.met.Gauge("cairn_bytes_received_total", "bytes received on DiLoCo streams").Set(float64(info.Recv))
 	a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
@@ -399,13 +397,13 @@ func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
 
 // handle wraps a stream handler: bytes are counted, the stream is closed
 // afterwards, and a handler error is sent back as a one-line refusal.
-func (a *Aggregator) handle(serve func(s wire.Stream, from peer.ID) error) network.StreamHandler {
-	return func(s network.Stream) {
+func (a *Aggregator) handle(proto string, serve func(s wire.Stream, from string) error) func(wire.NetStream, string) {
+	return func(s wire.NetStream, from string) {
 		defer s.Close()
 		s.SetDeadline(time.Now().Add(10 * time.Minute))
 		cs := wire.CountStream(s, &a.counter)
-		if err := serve(cs, s.Conn().RemotePeer()); err != nil {
-			a.log.Warn("request refused", "protocol", s.Protocol(), "peer", s.Conn().RemotePeer(), "err", err)
+		if err := serve(cs, from); err != nil {
+			a.log.Warn("request refused", "protocol", proto, "peer", from, "err", err)
 			var re *refusal
 			if errors.As(err, &re) {
 				wire.WriteError(cs, re.msg)
@@ -423,7 +421,7 @@ func (r *refusal) Error() string { return r.msg }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-func (a *Aggregator) serveJoin(s wire.Stream, from peer.ID) error {
+func (a *Aggregator) serveJoin(s wire.Stream, from string) error {
 	var req joinRequest
 	if err := wire.ReadJSON(s, kindJoin, maxControl, &req); err != nil {
 		return err
@@ -432,21 +430,15 @@ func (a *Aggregator) serveJoin(s wire.Stream, from peer.ID) error {
 		return refuse("protocol version %d, the aggregator speaks %d", req.Version, ProtocolVersion)
 	}
 	a.mu.Lock()
-	round, hash := a.agg.Join(from.String(), time.Now())
+	round, hash := a.agg.Join(from, time.Now())
 	active := a.agg.Active()
 	cfg := a.agg.Cfg
 	a.tickLocked(time.Now())
 	a.mu.Unlock()
 	var peers []string
 	for _, id := range active {
-		pid, err := peer.Decode(id)
-		if err != nil || pid == from {
-			continue
-		}
-		info := peer.AddrInfo{ID: pid, Addrs: a.host.Peerstore().Addrs(pid)}
-		addrs, _ := peer.AddrInfoToP2pAddrs(&info)
-		for _, m := range addrs {
-			peers = append(peers, m.String())
+		if id != from {
+			peers = append(peers, a.tr.AddrsOf(id)...)
 		}
 	}
 	a.log.Info("worker joined", "peer", from, "round", round)
@@ -456,7 +448,7 @@ func (a *Aggregator) serveJoin(s wire.Stream, from peer.ID) error {
 // pollHold is how long a poll waits for news before answering "wait".
 const pollHold = 15 * time.Second
 
-func (a *Aggregator) servePoll(s wire.Stream, from peer.ID) error {
+func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 	var req pollRequest
 	if err := wire.ReadJSON(s, kindPoll, maxControl, &req); err != nil {
 		return err
@@ -469,7 +461,7 @@ func (a *Aggregator) servePoll(s wire.Stream, from peer.ID) error {
 	defer hold.Stop()
 	for {
 		a.mu.Lock()
-		r := a.agg.Poll(from.String(), req.Round, hash, time.Now())
+		r := a.agg.Poll(from, req.Round, hash, time.Now())
 		a.tickLocked(time.Now())
 		changed := a.changed
 		a.mu.Unlock()
@@ -494,7 +486,7 @@ func (a *Aggregator) servePoll(s wire.Stream, from peer.ID) error {
 // maxPayload bounds a contribution: fp32 of every parameter plus headers.
 func maxPayload(cfg diloco.RunConfig) int64 { return int64(cfg.Model.NumParams())*4 + 1<<20 }
 
-func (a *Aggregator) serveSubmit(s wire.Stream, from peer.ID) error {
+func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
 	var req submitRequest
 	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
 		return err
@@ -508,7 +500,7 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from peer.ID) error {
 		return refuse("%v", err)
 	}
 	a.mu.Lock()
-	err = a.agg.Submit(from.String(), req.Round, hash, req.Tokens, payload, time.Now())
+	err = a.agg.Submit(from, req.Round, hash, req.Tokens, payload, time.Now())
 	if err == nil {
 		a.tickLocked(time.Now())
 	}
@@ -520,7 +512,7 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from peer.ID) error {
 	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
 }
 
-func (a *Aggregator) serveState(s wire.Stream, from peer.ID) error {
+func (a *Aggregator) serveState(s wire.Stream, from string) error {
 	var req stateRequest
 	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
 		return err

@@ -192,7 +192,7 @@ func TestLateJoinerContributesNextRound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	id := joiner.ID().String()
+	id := joiner.ID()
 	in := func(r RoundInfo) bool {
 		for _, c := range r.Contributors {
 			if c == id {
@@ -262,7 +262,7 @@ func TestAggregatorRestartResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	if second.Host().ID() != first.Host().ID() {
+	if second.ID() != first.ID() {
 		t.Fatal("restarted aggregator has another identity")
 	}
 	if err := second.Run(ctx); err != nil {

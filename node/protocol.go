@@ -4,19 +4,15 @@
 // (join, fetch weights, train, submit, follow the rounds, reconnect).
 package node
 
-import (
-	"github.com/libp2p/go-libp2p/core/protocol"
-
-	"github.com/cairnlabs/cairn/diloco"
-)
+import "github.com/cairnlabs/cairn/diloco"
 
 // Protocol IDs. Every request is one stream: a JSON request, then a JSON
 // reply (or a one-line refusal), with bulk tensors as hash-checked blobs.
 const (
-	ProtoJoin   protocol.ID = "/cairn/diloco/join/1.0.0"
-	ProtoPoll   protocol.ID = "/cairn/diloco/poll/1.0.0"
-	ProtoSubmit protocol.ID = "/cairn/diloco/submit/1.0.0"
-	ProtoState  protocol.ID = "/cairn/diloco/state/1.0.0"
+	ProtoJoin   = "/cairn/diloco/join/1.0.0"
+	ProtoPoll   = "/cairn/diloco/poll/1.0.0"
+	ProtoSubmit = "/cairn/diloco/submit/1.0.0"
+	ProtoState  = "/cairn/diloco/state/1.0.0"
 )
 
 // Message kinds on the streams.

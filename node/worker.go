@@ -9,11 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
@@ -26,7 +21,10 @@ import (
 type WorkerOptions struct {
 	DataDir string   // identity key
 	Listen  []string // multiaddrs (peers fetch weights here); default p2p.DefaultListen
-	Join    string   // the aggregator's full multiaddr
+	// Transport, when set, is used instead of a libp2p host made from the
+	// identity in DataDir and Listen.
+	Transport Transport
+	Join      string // the aggregator's full multiaddr
 	Text    []byte   // the run's text; its first 90% trains
 	Threads int
 	Pool    *kernels.Pool // optional; else one of Threads threads
@@ -42,9 +40,9 @@ type WorkerOptions struct {
 // Worker is a running worker node.
 type Worker struct {
 	opts    WorkerOptions
-	host    host.Host
+	tr      Transport
 	log     *slog.Logger
-	agg     peer.AddrInfo
+	aggID   string // the aggregator's identity, once connected
 	counter wire.Counter
 	up      *wire.Limiter
 	down    *wire.Limiter
@@ -85,19 +83,20 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewRegistry()
 	}
-	info, err := p2p.ParseAddr(o.Join)
-	if err != nil {
-		return nil, err
+	h := o.Transport
+	if h == nil {
+		if _, err := p2p.ParseAddr(o.Join); err != nil {
+			return nil, err
+		}
+		key, err := p2p.LoadIdentity(o.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if h, err = p2p.NewTransport(key, o.Listen); err != nil {
+			return nil, err
+		}
 	}
-	key, err := p2p.LoadIdentity(o.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	h, err := p2p.NewHost(key, o.Listen)
-	if err != nil {
-		return nil, err
-	}
-	w := &Worker{opts: o, host: h, log: o.Log.With("worker", shortID(h.ID())), agg: info, pool: o.Pool, met: o.Metrics}
+	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics}
 	if w.pool == nil {
 		w.pool, w.ownPool = kernels.NewPool(o.Threads), true
 	}
@@ -105,12 +104,11 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 		burst := int(o.LinkBytesPerSec / 50) // 20 ms of traffic
 		w.up, w.down = wire.NewLimiter(o.LinkBytesPerSec, burst), wire.NewLimiter(o.LinkBytesPerSec, burst)
 	}
-	h.SetStreamHandler(ProtoState, w.serveState)
+	h.Handle(ProtoState, w.serveState)
 	return w, nil
 }
 
-func shortID(id peer.ID) string {
-	s := id.String()
+func shortID(s string) string {
 	if len(s) > 8 {
 		return s[len(s)-8:]
 	}
@@ -118,10 +116,10 @@ func shortID(id peer.ID) string {
 }
 
 // ID is the worker's peer ID, its identity in the run.
-func (w *Worker) ID() peer.ID { return w.host.ID() }
+func (w *Worker) ID() string { return w.tr.ID() }
 
 // Addrs are the worker's multiaddrs.
-func (w *Worker) Addrs() []string { return p2p.Addrs(w.host) }
+func (w *Worker) Addrs() []string { return w.tr.Addrs() }
 
 // Counter counts the bytes on the worker's streams.
 func (w *Worker) Counter() *wire.Counter { return &w.counter }
@@ -138,7 +136,7 @@ func (w *Worker) Close() error {
 	if w.ownPool {
 		w.pool.Close()
 	}
-	return w.host.Close()
+	return w.tr.Close()
 }
 
 // errPermanent marks errors that reconnecting cannot fix.
@@ -180,11 +178,13 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // session is one connection's worth of work.
 func (w *Worker) session(ctx context.Context) error {
-	if err := p2p.Connect(ctx, w.host, w.agg, 10*time.Second); err != nil {
+	aggID, err := w.tr.Connect(ctx, w.opts.Join)
+	if err != nil {
 		return err
 	}
+	w.aggID = aggID
 	var wel welcome
-	if err := w.call(ctx, w.agg.ID, ProtoJoin, kindJoin, joinRequest{Version: ProtocolVersion}, kindWelcome, &wel); err != nil {
+	if err := w.call(ctx, w.aggID, ProtoJoin, kindJoin, joinRequest{Version: ProtocolVersion}, kindWelcome, &wel); err != nil {
 		return err
 	}
 	hash, err := diloco.ParseHash(wel.Hash)
@@ -218,7 +218,7 @@ func (w *Worker) session(ctx context.Context) error {
 		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String()}
 		w.mu.Unlock()
 		var reply pollReply
-		s, err := w.request(ctx, w.agg.ID, ProtoPoll, kindPoll, req, pollHold+30*time.Second)
+		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, pollHold+30*time.Second)
 		if err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func (w *Worker) setup(cfg diloco.RunConfig) error {
 		return fmt.Errorf("this worker's data (sha256 %s) is not the run's (sha256 %s)", h, cfg.DataHash)
 	}
 	trainData, _ := corpus.Split(w.opts.Text, 0.9)
-	dw, err := diloco.NewWorker(w.host.ID().String(), cfg, trainData, w.pool)
+	dw, err := diloco.NewWorker(w.tr.ID(), cfg, trainData, w.pool)
 	if err != nil {
 		return err
 	}
@@ -317,37 +317,37 @@ func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash,
 // fetchState downloads the weights with hash, trying peers (in random
 // order) before the aggregator, and checks them.
 func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
-	var infos []peer.AddrInfo
-	for _, s := range peers {
-		if info, err := p2p.ParseAddr(s); err == nil && info.ID != w.host.ID() && info.ID != w.agg.ID {
-			infos = append(infos, info)
-		}
-	}
-	rand.Shuffle(len(infos), func(i, j int) { infos[i], infos[j] = infos[j], infos[i] })
-	infos = append(infos, w.agg)
+	peers = append([]string(nil), peers...)
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	var last error
-	for _, info := range infos {
-		if info.ID != w.agg.ID {
-			if err := p2p.Connect(ctx, w.host, info, 5*time.Second); err != nil {
+	for i := 0; i <= len(peers); i++ {
+		from := w.aggID // the aggregator is the last resort
+		if i < len(peers) {
+			id, err := w.tr.Connect(ctx, peers[i])
+			if err != nil {
 				last = err
 				continue
 			}
+			if id == w.tr.ID() || id == w.aggID {
+				continue
+			}
+			from = id
 		}
-		err := w.fetchFrom(ctx, info.ID, round, hash)
+		err := w.fetchFrom(ctx, from, round, hash)
 		if err == nil {
-			w.log.Info("fetched weights", "round", round, "from", shortID(info.ID))
+			w.log.Info("fetched weights", "round", round, "from", shortID(from))
 			w.mu.Lock()
 			w.stats.StateFetches++
 			w.mu.Unlock()
 			return nil
 		}
 		last = err
-		w.log.Debug("weights not fetched", "from", info.ID, "err", err)
+		w.log.Debug("weights not fetched", "from", from, "err", err)
 	}
 	return fmt.Errorf("fetching the weights of round %d: %v", round, last)
 }
 
-func (w *Worker) fetchFrom(ctx context.Context, from peer.ID, round int, hash diloco.Hash) error {
+func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash diloco.Hash) error {
 	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, 10*time.Minute)
 	if err != nil {
 		return err
@@ -402,7 +402,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context) error {
 // submit sends a contribution. A refusal is logged and dropped; a network
 // error is returned so that the session reconnects and tries again.
 func (w *Worker) submit(ctx context.Context, c *contribution) error {
-	s, err := w.request(ctx, w.agg.ID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, 10*time.Minute)
+	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, 10*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -438,13 +438,13 @@ func (w *Worker) updateMetrics(round int) {
 	w.met.Gauge("cairn_round", "round of the last accepted contribution").Set(float64(round))
 	w.met.Gauge("cairn_bytes_sent_total", "bytes sent on DiLoCo streams").Set(float64(w.counter.Sent()))
 	w.met.Gauge("cairn_bytes_received_total", "bytes received on DiLoCo streams").Set(float64(w.counter.Received()))
-	w.met.Gauge("cairn_peers", "connected peers").Set(float64(len(w.host.Network().Peers())))
+	w.met.Gauge("cairn_peers", "connected peers").Set(float64(w.tr.Peers()))
 }
 
 // request opens a stream to p for proto and sends a JSON request; the
 // caller reads the reply and closes the stream.
-func (w *Worker) request(ctx context.Context, p peer.ID, proto protocol.ID, kind uint8, req any, timeout time.Duration) (wire.Stream, error) {
-	ns, err := w.host.NewStream(ctx, p, proto)
+func (w *Worker) request(ctx context.Context, p, proto string, kind uint8, req any, timeout time.Duration) (wire.Stream, error) {
+	ns, err := w.tr.Open(ctx, p, proto)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +458,7 @@ func (w *Worker) request(ctx context.Context, p peer.ID, proto protocol.ID, kind
 }
 
 // call is a request whose reply is one JSON message.
-func (w *Worker) call(ctx context.Context, p peer.ID, proto protocol.ID, kind uint8, req any, replyKind uint8, reply any) error {
+func (w *Worker) call(ctx context.Context, p, proto string, kind uint8, req any, replyKind uint8, reply any) error {
 	s, err := w.request(ctx, p, proto, kind, req, time.Minute)
 	if err != nil {
 		return err
@@ -468,7 +468,7 @@ func (w *Worker) call(ctx context.Context, p peer.ID, proto protocol.ID, kind ui
 }
 
 // wrap counts a stream's bytes and throttles it to the emulated link.
-func (w *Worker) wrap(s network.Stream) wire.Stream {
+func (w *Worker) wrap(s wire.NetStream) wire.Stream {
 	var ws wire.Stream = wire.CountStream(s, &w.counter)
 	if w.up != nil {
 		ws = wire.LimitStream(ws, w.up, w.down)
@@ -478,7 +478,7 @@ func (w *Worker) wrap(s network.Stream) wire.Stream {
 
 // serveState hands the worker's current weights to a peer that asks for
 // them by hash.
-func (w *Worker) serveState(ns network.Stream) {
+func (w *Worker) serveState(ns wire.NetStream, _ string) {
 	defer ns.Close()
 	ns.SetDeadline(time.Now().Add(10 * time.Minute))
 	s := w.wrap(ns)

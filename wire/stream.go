@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // Stream is a bidirectional stream that can be half-closed, as a libp2p
@@ -230,3 +231,11 @@ type rwBoth struct {
 
 func (x *rwBoth) Close() error      { return x.close() }
 func (x *rwBoth) CloseWrite() error { return x.closeWrite() }
+
+// NetStream is a stream over a network connection: a Stream that can also
+// be reset (aborted in both directions) and given a deadline.
+type NetStream interface {
+	Stream
+	Reset() error
+	SetDeadline(t time.Time) error
+}
