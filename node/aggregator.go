@@ -76,9 +76,9 @@ type Aggregator struct {
 	changed chan struct{} // closed and replaced when the state changes
 	resumed bool
 
-	pool  *kernels.Pool
-	model *gpt.Model
-	val   []byte
+	pool        *kernels.Pool
+	model       *gpt.Model
+	val         []byte
 	evals       chan evalJob // closed rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}

@@ -25,9 +25,9 @@ type WorkerOptions struct {
 	// identity in DataDir and Listen.
 	Transport Transport
 	Join      string // the aggregator's full multiaddr
-	Text    []byte   // the run's text; its first 90% trains
-	Threads int
-	Pool    *kernels.Pool // optional; else one of Threads threads
+	Text      []byte // the run's text; its first 90% trains
+	Threads   int
+	Pool      *kernels.Pool // optional; else one of Threads threads
 	// LinkBytesPerSec emulates the worker's link: every stream it uses is
 	// throttled to this rate each way (0: unlimited).
 	LinkBytesPerSec float64
