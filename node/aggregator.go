@@ -310,8 +310,12 @@ func (a *Aggregator) report(info RoundInfo) {
 	a.met.Gauge("cairn_peers", "connected peers").Set(float64(a.tr.Peers()))
 	a.met.Gauge("cairn_bytes_sent_total", "bytes sent on DiLoCo streams").Set(float64(info.Sent))
 	a.met.Gauge("cairn_bytes_received_total", "bytes received on DiLoCo streams").Set(float64(info.Recv))
-	a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
-		"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes)
+	if info.Resumed {
+		a.log.Info("resumed from saved state", "round", info.Round+1, "val_loss", fmt.Sprintf("%.4f", info.ValLoss))
+	} else {
+		a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
+			"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes)
+	}
 	if a.opts.OnRound != nil {
 		a.opts.OnRound(info)
 	}
