@@ -12,6 +12,7 @@ import (
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/optim"
+	"github.com/cairnlabs/cairn/train"
 )
 
 // Config is the shape of a benchmark run; the flags of the anchor script.
@@ -58,12 +59,8 @@ func Run(c Config, text []byte, pool *kernels.Pool, progress func(step int, loss
 	if err != nil {
 		return Result{}, err
 	}
-	var groups []optim.Group
-	for _, t := range cfg.Layout() {
-		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: true})
-	}
-	// torch.optim.AdamW defaults, as the anchor uses them
-	opt, err := optim.NewAdamW(len(m.Params), groups, 0.9, 0.999, 1e-8, 0.01, pool)
+	// torch.optim.AdamW defaults on every parameter, as the anchor has it
+	opt, err := optim.NewAdamW(len(m.Params), train.ParamGroups(cfg, true), 0.9, 0.999, 1e-8, 0.01, pool)
 	if err != nil {
 		return Result{}, err
 	}

@@ -27,7 +27,7 @@ import (
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/gpt"
-	"github.com/cairnlabs/cairn/optim"
+	"github.com/cairnlabs/cairn/train"
 )
 
 // RunConfig is what every node of a run must agree on. The aggregator owns
@@ -113,10 +113,13 @@ func (c RunConfig) Validate() error {
 // TokensPerRound is what one worker trains on in a round.
 func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.Batch * c.Model.BlockSize }
 
-// InnerSchedule is the inner learning rate over the run's inner steps
-// (round·H + step): warm-up, then cosine decay to InnerMinLR at the end.
-func (c RunConfig) InnerSchedule() optim.Schedule {
-	return optim.Schedule{LR: c.InnerLR, MinLR: c.InnerMinLR, Warmup: c.Warmup, DecaySteps: c.Rounds * c.InnerSteps}
+// InnerOptions are the hyperparameters of a worker's inner training, as
+// one long run over the run's inner steps (round·H + step): the learning
+// rate warms up, then decays by a cosine to InnerMinLR at the end.
+func (c RunConfig) InnerOptions() train.Options {
+	return train.Options{Model: c.Model, Batch: c.Batch, Steps: c.Rounds * c.InnerSteps,
+		LR: c.InnerLR, MinLR: c.InnerMinLR, Warmup: c.Warmup, DecaySteps: c.Rounds * c.InnerSteps,
+		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay, GradClip: c.GradClip, Seed: c.Seed}
 }
 
 // Hash identifies the global weights of a round: SHA-256 of the round

@@ -3,13 +3,11 @@ package diloco
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/cairnlabs/cairn/compress"
-	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
-	"github.com/cairnlabs/cairn/optim"
+	"github.com/cairnlabs/cairn/train"
 )
 
 // Worker runs the inner optimisation of DiLoCo rounds for one node. Its
@@ -18,47 +16,28 @@ type Worker struct {
 	ID  string
 	Cfg RunConfig
 
-	model   *gpt.Model
-	opt     *optim.AdamW
-	sampler *corpus.Sampler
-	stream  uint64
-	enc     *compress.Encoder
-
-	theta []float32 // the global weights of Round
+	inner *train.Trainer
+	enc   *compress.Encoder
+	theta []float32 // the global weights of round
 	round int
 	hash  Hash
 	delta []float32
-	in    []int32
-	tg    []int32
 }
 
 // NewWorker prepares a worker with identity id for the run cfg, training on
 // train (the first 90% of the run's text).
-func NewWorker(id string, cfg RunConfig, train []byte, pool *kernels.Pool) (*Worker, error) {
+func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := gpt.New(cfg.Model, pool)
+	inner, err := train.New(cfg.InnerOptions(), trainData, nil, pool)
 	if err != nil {
 		return nil, err
 	}
-	s, err := corpus.NewSampler(train, cfg.Batch, cfg.Model.BlockSize, cfg.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("training data: %v", err)
-	}
-	var groups []optim.Group
-	for _, t := range cfg.Model.Layout() {
-		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: t.Matrix()})
-	}
-	n := len(m.Params)
-	opt, err := optim.NewAdamW(n, groups, cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay, pool)
-	if err != nil {
-		return nil, err
-	}
-	T := cfg.Model.BlockSize
-	return &Worker{ID: id, Cfg: cfg, model: m, opt: opt, sampler: s, stream: Stream(id),
-		enc: compress.NewEncoder(cfg.Codec, n), theta: make([]float32, n), round: -1,
-		delta: make([]float32, n), in: make([]int32, cfg.Batch*T), tg: make([]int32, cfg.Batch*T)}, nil
+	inner.Stream = Stream(id)
+	n := len(inner.Model.Params)
+	return &Worker{ID: id, Cfg: cfg, inner: inner, enc: compress.NewEncoder(cfg.Codec, n),
+		theta: make([]float32, n), round: -1, delta: make([]float32, n)}, nil
 }
 
 // InitialWeights returns θ0 of a run: the model initialised from the run
@@ -101,41 +80,29 @@ func (w *Worker) Train(ctx context.Context, step func(i int, loss float32)) (pay
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
 	}
-	cfg, m := w.Cfg, w.model
-	copy(m.Params, w.theta)
-	sched := cfg.InnerSchedule()
-	T := cfg.Model.BlockSize
-	for i := 0; i < cfg.InnerSteps; i++ {
+	t := w.inner
+	copy(t.Model.Params, w.theta)
+	for i := 0; i < w.Cfg.InnerSteps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		gs := cfg.GlobalStep(w.round, i)
-		w.sampler.Batch(w.stream, uint64(gs), w.in, w.tg)
-		m.ZeroGrad()
-		loss, err := m.Forward(w.in, w.tg, cfg.Batch, T)
+		t.Step = w.Cfg.GlobalStep(w.round, i)
+		r, err := t.TrainStep()
 		if err != nil {
-			return nil, 0, err
-		}
-		if err := m.Backward(); err != nil {
-			return nil, 0, err
-		}
-		w.opt.ClipGradNorm(m.Grads, cfg.GradClip)
-		w.opt.Update(m.Params, m.Grads, sched.At(gs))
-		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
-			return nil, 0, fmt.Errorf("round %d step %d: loss is %v; training diverged", w.round, i, loss)
+			return nil, 0, fmt.Errorf("round %d: %v", w.round, err)
 		}
 		if step != nil {
-			step(i, loss)
+			step(i, r.Loss)
 		}
 	}
 	for i, v := range w.theta {
-		w.delta[i] = v - m.Params[i]
+		w.delta[i] = v - t.Model.Params[i]
 	}
 	payload, err = w.enc.Encode(w.delta)
 	if err != nil {
 		return nil, 0, err
 	}
-	return payload, cfg.TokensPerRound(), nil
+	return payload, w.Cfg.TokensPerRound(), nil
 }
 
 // ApplyUpdate moves the worker from round r to r+1 by subtracting the

@@ -92,11 +92,7 @@ func DDP(ctx context.Context, cfg diloco.RunConfig, k int, text []byte, pool *ke
 		return Result{}, err
 	}
 	copy(m.Params, diloco.InitialWeights(cfg))
-	var groups []optim.Group
-	for _, t := range cfg.Model.Layout() {
-		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: t.Matrix()})
-	}
-	opt, err := optim.NewAdamW(len(m.Params), groups, cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay, pool)
+	opt, err := optim.NewAdamW(len(m.Params), train.ParamGroups(cfg.Model, false), cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay, pool)
 	if err != nil {
 		return Result{}, err
 	}
@@ -110,7 +106,7 @@ func DDP(ctx context.Context, cfg diloco.RunConfig, k int, text []byte, pool *ke
 	}
 	in, tg := make([]int32, k*B*T), make([]int32, k*B*T)
 	steps := cfg.Rounds * cfg.InnerSteps
-	sched := cfg.InnerSchedule()
+	sched := cfg.InnerOptions().Schedule()
 	start := time.Now()
 	for s := 0; s < steps; s++ {
 		if err := ctx.Err(); err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -101,9 +100,6 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			first = err
 			cancel()
 		}
-	}
-	if first != nil && !errors.Is(first, context.Canceled) {
-		return LocalResult{}, first
 	}
 	if first != nil {
 		return LocalResult{}, first

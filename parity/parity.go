@@ -14,6 +14,7 @@ import (
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/optim"
 	"github.com/cairnlabs/cairn/safetensors"
+	"github.com/cairnlabs/cairn/train"
 )
 
 // Tolerances of the checks.
@@ -172,10 +173,7 @@ func Run(dir string, pool *kernels.Pool) (*Report, error) {
 	if err := json.Unmarshal([]byte(cf.Metadata["adamw"]), &hp); err != nil {
 		return nil, fmt.Errorf("%s: metadata adamw: %v", cpath, err)
 	}
-	groups := make([]optim.Group, len(layout))
-	for i, t := range layout {
-		groups[i] = optim.Group{Offset: t.Offset, Size: t.Size(), Decay: true} // torch applies wd to all params given
-	}
+	groups := train.ParamGroups(cfg, true) // the fixture's torch.optim.AdamW decays every parameter
 	// The AdamW check starts from the fixture's gradients, so that it tests
 	// the optimizer alone. Adam's first step, g/(|g|+eps), turns the tiny
 	// rounding differences of gradients near zero into differences of up to

@@ -75,12 +75,15 @@ func (o Options) Schedule() optim.Schedule {
 }
 
 // Trainer trains one model. Step is the number of completed steps; the
-// batch of step s is a function of (Seed, s) only.
+// batch of step s is a function of (Seed, Stream, s) only.
 type Trainer struct {
 	Opts  Options
 	Model *gpt.Model
 	Opt   *optim.AdamW
 	Step  int
+	// Stream selects the data stream batches are drawn from (0 for a
+	// single node; DiLoCo workers each have their own).
+	Stream uint64
 
 	train, val      []byte
 	sampler         *corpus.Sampler
@@ -94,9 +97,21 @@ type StepResult struct {
 	GradNorm float64
 }
 
+// ParamGroups splits a model's parameters for AdamW: with decayAll every
+// tensor gets weight decay (as torch.optim.AdamW(model.parameters())
+// does), otherwise only matrices and embeddings (nanoGPT's recipe).
+func ParamGroups(c gpt.Config, decayAll bool) []optim.Group {
+	var groups []optim.Group
+	for _, t := range c.Layout() {
+		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: decayAll || t.Matrix()})
+	}
+	return groups
+}
+
 // New starts a run from freshly initialised weights on the given data. It
 // fails when the options are invalid or the data is shorter than one
-// window of the model's context.
+// window of the model's context. val may be nil for a trainer that is
+// never asked to evaluate.
 func New(o Options, train, val []byte, pool *kernels.Pool) (*Trainer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -115,14 +130,10 @@ func newTrainer(o Options, m *gpt.Model, train, val []byte) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("training data: %v", err)
 	}
-	if len(val) < T+1 {
+	if val != nil && len(val) < T+1 {
 		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), T)
 	}
-	var groups []optim.Group
-	for _, t := range o.Model.Layout() {
-		groups = append(groups, optim.Group{Offset: t.Offset, Size: t.Size(), Decay: t.Matrix()})
-	}
-	opt, err := optim.NewAdamW(len(m.Params), groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay, m.Pool())
+	opt, err := optim.NewAdamW(len(m.Params), ParamGroups(o.Model, false), o.Beta1, o.Beta2, o.Eps, o.WeightDecay, m.Pool())
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +141,10 @@ func newTrainer(o Options, m *gpt.Model, train, val []byte) (*Trainer, error) {
 	return &Trainer{Opts: o, Model: m, Opt: opt, train: train, val: val, sampler: s,
 		inputs: make([]int32, n), targets: make([]int32, n)}, nil
 }
+
+// LastBatch returns the inputs and targets of the latest step (shared;
+// overwritten by the next step).
+func (t *Trainer) LastBatch() (inputs, targets []int32) { return t.inputs, t.targets }
 
 // TokensPerStep is the number of tokens one step trains on.
 func (t *Trainer) TokensPerStep() int { return t.Opts.Batch * t.Opts.Model.BlockSize }
@@ -139,7 +154,7 @@ func (t *Trainer) TokensPerStep() int { return t.Opts.Batch * t.Opts.Model.Block
 func (t *Trainer) TrainStep() (StepResult, error) {
 	o := &t.Opts
 	T := o.Model.BlockSize
-	t.sampler.Batch(0, uint64(t.Step), t.inputs, t.targets)
+	t.sampler.Batch(t.Stream, uint64(t.Step), t.inputs, t.targets)
 	m := t.Model
 	m.ZeroGrad()
 	loss, err := m.Forward(t.inputs, t.targets, o.Batch, T)
@@ -164,6 +179,9 @@ func (t *Trainer) TrainStep() (StepResult, error) {
 // EvalBatches batches when that is set; at least one batch, reusing windows
 // when the data holds fewer than a batch).
 func (t *Trainer) Evaluate() (float64, error) {
+	if t.val == nil {
+		return 0, fmt.Errorf("this trainer has no validation data")
+	}
 	return Evaluate(t.Model, t.val, t.Opts.Batch, t.Opts.EvalBatches, t.inputs, t.targets)
 }
 
