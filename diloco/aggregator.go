@@ -65,11 +65,24 @@ type submission struct {
 // NewAggregator starts a run at round 0 with weights initialised from the
 // run seed.
 func NewAggregator(cfg RunConfig) (*Aggregator, error) {
+	return NewAggregatorFrom(cfg, nil)
+}
+
+// NewAggregatorFrom starts a run at round 0 from the weights theta (a
+// pretrained model, say; nil means the run seed's initialisation). Workers
+// that cannot compute θ0 themselves fetch it and check its hash.
+func NewAggregatorFrom(cfg RunConfig, theta []float32) (*Aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if theta == nil {
+		theta = InitialWeights(cfg)
+	}
+	if n := cfg.Model.NumParams(); len(theta) != n {
+		return nil, fmt.Errorf("initial weights have %d values, the model %d", len(theta), n)
+	}
 	a := newAggregator(cfg)
-	a.theta = InitialWeights(cfg)
+	a.theta = append([]float32(nil), theta...)
 	a.hash = HashWeights(0, a.theta)
 	return a, nil
 }

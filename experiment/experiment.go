@@ -32,6 +32,9 @@ type Result struct {
 // Options of the DiLoCo-versus-DDP comparison.
 type Options struct {
 	Config  diloco.RunConfig // the DiLoCo run; DDP uses its model, batch·Workers and inner optimizer
+	// Init are the weights both arms start from (nil: the run seed's
+	// initialisation). The DiLoCo paper starts from a pretrained model.
+	Init    []float32
 	Workers int
 	Text    []byte
 	Threads int
@@ -48,7 +51,7 @@ func DiLoCoVsDDP(ctx context.Context, o Options) ([]Result, error) {
 	defer pool.Close()
 	_, val := corpus.Split(o.Text, 0.9)
 
-	lo, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: o.Text, Workers: o.Workers, EvalBatches: 20, Log: o.Log,
+	lo, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Init: o.Init, Text: o.Text, Workers: o.Workers, EvalBatches: 20, Log: o.Log,
 		OnRound: func(r node.RoundInfo) {
 			if o.Progress != nil {
 				o.Progress("diloco", r.Round+1, cfg.Rounds)
@@ -65,7 +68,7 @@ func DiLoCoVsDDP(ctx context.Context, o Options) ([]Result, error) {
 		Bytes: lo.BytesSent, Wall: lo.Wall, Tokens: lo.Tokens,
 		Note: fmt.Sprintf("loopback libp2p; worker compute utilisation %.1f%%", 100*lo.Utilisation())}}
 
-	ddp, err := DDP(ctx, cfg, o.Workers, o.Text, pool, func(step, total int) {
+	ddp, err := DDP(ctx, cfg, o.Init, o.Workers, o.Text, pool, func(step, total int) {
 		if o.Progress != nil {
 			o.Progress("ddp", step, total)
 		}
@@ -84,14 +87,18 @@ func DiLoCoVsDDP(ctx context.Context, o Options) ([]Result, error) {
 // equal-size batch gradients is the gradient of their union, computed here
 // as one batch); the bytes reported are what k workers would exchange:
 // each sends its fp32 gradient and receives the fp32 average every step.
-func DDP(ctx context.Context, cfg diloco.RunConfig, k int, text []byte, pool *kernels.Pool, progress func(step, total int)) (Result, error) {
+// It starts from init (nil: the run seed's initialisation).
+func DDP(ctx context.Context, cfg diloco.RunConfig, init []float32, k int, text []byte, pool *kernels.Pool, progress func(step, total int)) (Result, error) {
 	trainData, val := corpus.Split(text, 0.9)
 	T, B := cfg.Model.BlockSize, cfg.Batch
 	m, err := gpt.New(cfg.Model, pool)
 	if err != nil {
 		return Result{}, err
 	}
-	copy(m.Params, diloco.InitialWeights(cfg))
+	if init == nil {
+		init = diloco.InitialWeights(cfg)
+	}
+	copy(m.Params, init)
 	opt, err := optim.NewAdamW(len(m.Params), train.ParamGroups(cfg.Model, false), cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay, pool)
 	if err != nil {
 		return Result{}, err

@@ -39,7 +39,10 @@ type AggregatorOptions struct {
 	// Config starts a new run; a data directory with saved state resumes
 	// that run instead (and Config is ignored).
 	Config diloco.RunConfig
-	Text   []byte // the run's text: its last 10% is the validation split
+	// Init, when set, are the weights a new run starts from (else the
+	// run seed's initialisation).
+	Init []float32
+	Text []byte // the run's text: its last 10% is the validation split
 	// EvalBatches bounds the validation batches run after every round
 	// (0: the whole validation split).
 	EvalBatches int
@@ -103,7 +106,7 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 		o.Grace = time.Second
 	}
 	statePath := filepath.Join(o.DataDir, StateFile)
-	agg, resumed, err := loadOrCreate(statePath, o.Config)
+	agg, resumed, err := loadOrCreate(statePath, o.Config, o.Init)
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +160,10 @@ func DataHash(text []byte) string {
 	return sha256Hex(text)
 }
 
-func loadOrCreate(path string, cfg diloco.RunConfig) (*diloco.Aggregator, bool, error) {
+func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, error) {
 	f, err := safetensors.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		a, err := diloco.NewAggregator(cfg)
+		a, err := diloco.NewAggregatorFrom(cfg, init)
 		return a, false, err
 	}
 	if err != nil {

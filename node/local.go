@@ -17,6 +17,7 @@ import (
 // Workers workers, each with its own libp2p host on loopback.
 type LocalOptions struct {
 	Config      diloco.RunConfig
+	Init        []float32 // initial weights; nil for the run seed's
 	Text        []byte
 	Workers     int
 	DataDir     string // each node gets a subdirectory; "" for a temporary one
@@ -63,7 +64,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	}
 	threads := max(1, runtime.GOMAXPROCS(0)/o.Workers)
 	loop := []string{"/ip4/127.0.0.1/tcp/0"}
-	agg, err := StartAggregator(AggregatorOptions{DataDir: filepath.Join(dir, "aggregator"), Listen: loop, Config: o.Config,
+	agg, err := StartAggregator(AggregatorOptions{DataDir: filepath.Join(dir, "aggregator"), Listen: loop, Config: o.Config, Init: o.Init,
 		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, OnRound: o.OnRound, Grace: 500 * time.Millisecond})
 	if err != nil {
 		return LocalResult{}, err

@@ -305,3 +305,38 @@ func addrWithoutPeer(t *testing.T, full string) string {
 	}
 	return info
 }
+
+// TestRunFromInitialWeights: a run that starts from given weights (a
+// pretrained model) instead of the seed's: workers notice that θ0 is not
+// theirs, fetch it, check its hash and train from it.
+func TestRunFromInitialWeights(t *testing.T) {
+	cfg := tinyConfig(2)
+	init := diloco.InitialWeights(cfg)
+	for i := range init {
+		init[i] *= 0.5
+	}
+	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Init: init, Text: testText(),
+		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	workers := []*Worker{startWorker(t, agg.Addrs()[0]), startWorker(t, agg.Addrs()[0])}
+	errs := runAll(t, ctx, agg, workers)
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	theta, _ := agg.Weights()
+	for _, w := range workers {
+		if st := w.Stats(); st.StateFetches != 1 || st.Rounds != 2 {
+			t.Fatalf("worker fetched θ0 %d times and contributed %d times", st.StateFetches, st.Rounds)
+		}
+		if w.w.Hash() != diloco.HashWeights(2, theta) {
+			t.Fatal("worker ended with other weights")
+		}
+	}
+}

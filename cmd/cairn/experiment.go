@@ -30,6 +30,7 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	workers := fs.Int("workers", 4, "workers (k)")
 	data := fs.String("data", "", "text (default: the embedded tiny shakespeare)")
 	threads := fs.Int("threads", 0, "threads for the data-parallel arm (default: all cores)")
+	initPath := fs.String("init", "", "start both arms from this model file, as the DiLoCo paper starts from a pretrained model (default: the seed's initialisation)")
 	if err := parseFlags(fs, args[1:], 0); err != nil {
 		return err
 	}
@@ -43,6 +44,10 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
+	init, err := loadInit(*initPath, cfg.Model)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d = %d tokens; data-parallel: %d steps of batch %d\n",
 		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize,
 		cfg.Rounds*cfg.InnerSteps**workers*cfg.Batch*cfg.Model.BlockSize, cfg.Rounds*cfg.InnerSteps, *workers*cfg.Batch)
@@ -52,7 +57,7 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	res, err := experiment.DiLoCoVsDDP(ctx, experiment.Options{Config: cfg, Workers: *workers, Text: text, Threads: *threads,
+	res, err := experiment.DiLoCoVsDDP(ctx, experiment.Options{Config: cfg, Init: init, Workers: *workers, Text: text, Threads: *threads,
 		Progress: func(arm string, done, total int) { p.update(done, fmt.Sprintf("%s %d/%d", arm, done, total)) }})
 	p.finish()
 	if err != nil {

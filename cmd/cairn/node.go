@@ -12,9 +12,13 @@ import (
 	"syscall"
 	"time"
 
+	"path/filepath"
+
+	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
 )
@@ -54,6 +58,25 @@ func finishRunConfig(c *diloco.RunConfig, codec string, timeout time.Duration, t
 		return badInput("data has %d bytes: too short for the context of %d (the first 90%% trains, the last 10%% validates)", len(text), c.Model.BlockSize)
 	}
 	return nil
+}
+
+// loadInit reads the initial weights of a run from a model file, which
+// must be of the run's model shape.
+func loadInit(path string, c gpt.Config) ([]float32, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, checkpoint.ModelFile)
+	}
+	ck, err := checkpoint.LoadModel(path)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if ck.Config != c {
+		return nil, badInput("%s holds a model of another shape than the run's (%s, want %s)", path, ck.Config.JSON(), c.JSON())
+	}
+	return ck.Params, nil
 }
 
 func runNode(args []string, stdout, stderr io.Writer) error {
@@ -113,6 +136,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	evalBatches := fs.Int("eval-batches", 20, "validation batches after each round (0: the whole split)")
 	threads := fs.Int("threads", 0, "threads for evaluation (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
+	initPath := fs.String("init", "", "start a new run from this model file (default: the seed's initialisation)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -124,6 +148,10 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
+	init, err := loadInit(*initPath, cfg.Model)
+	if err != nil {
+		return err
+	}
 	log := logger(stderr, *verbose)
 	reg := metrics.NewRegistry()
 	stop, err := serveMetrics(*metricsAddr, reg, log)
@@ -131,7 +159,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stop()
-	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Text: text,
+	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
 		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)
