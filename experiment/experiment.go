@@ -31,7 +31,7 @@ type Result struct {
 
 // Options of the DiLoCo-versus-DDP comparison.
 type Options struct {
-	Config  diloco.RunConfig // the DiLoCo run; DDP uses its model, batch·Workers and inner optimizer
+	Config diloco.RunConfig // the DiLoCo run; DDP uses its model, batch·Workers and inner optimizer
 	// Init are the weights both arms start from (nil: the run seed's
 	// initialisation). The DiLoCo paper starts from a pretrained model.
 	Init    []float32
