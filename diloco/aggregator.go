@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/vecmath"
 )
 
 // Phase is where the aggregator is in its current round.
@@ -55,11 +56,15 @@ type Aggregator struct {
 	probation map[string]bool
 
 	sum, scratch []float32
+	free         [][]float32 // decoded-contribution buffers to reuse
 }
 
+// submission is a contribution, decoded when it arrives so that closing
+// the round only has to add (the aggregator holds one n-float buffer per
+// contribution of the round in progress).
 type submission struct {
-	payload []byte
-	tokens  int
+	delta  []float32
+	tokens int
 }
 
 // NewAggregator starts a run at round 0 with weights initialised from the
@@ -267,10 +272,17 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	if codec != a.Cfg.Codec || n != len(a.theta) {
 		return fmt.Errorf("contribution is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta))
 	}
-	if err := compress.Decode(payload, a.scratch); err != nil {
+	var delta []float32
+	if k := len(a.free); k > 0 {
+		delta, a.free = a.free[k-1], a.free[:k-1]
+	} else {
+		delta = make([]float32, len(a.theta))
+	}
+	if err := compress.Decode(payload, delta); err != nil {
+		a.free = append(a.free, delta)
 		return err
 	}
-	a.subs[id] = submission{payload: append([]byte(nil), payload...), tokens: tokens}
+	a.subs[id] = submission{delta: delta, tokens: tokens}
 	a.active[id] = now
 	delete(a.probation, id)
 	return nil
@@ -385,9 +397,8 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.sum)
 	for _, id := range ids {
 		s := a.subs[id]
-		if err := compress.DecodeAdd(s.payload, float32(float64(s.tokens)/float64(total)), a.sum); err != nil {
-			return nil, fmt.Errorf("aggregating %s: %v", id, err)
-		}
+		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
+		a.free = append(a.free, s.delta)
 	}
 	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
 	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The

@@ -87,11 +87,14 @@ type Aggregator struct {
 	idle        chan struct{}
 }
 
-// evalJob is a closed round whose weights the evaluator scores off the
-// protocol's path, so that workers get the next round without waiting.
+// evalJob is a closed round that the background goroutine saves, scores
+// and reports, in order, off the protocol's path, so that workers get the
+// next round without waiting for the disk or the evaluation. A round is
+// reported only once its state is durable.
 type evalJob struct {
 	info  RoundInfo
 	theta []float32
+	state *savedState // nil: nothing to save
 }
 
 // StartAggregator loads or creates the run's state and starts listening.
@@ -264,10 +267,17 @@ func (a *Aggregator) stopEvalsLocked() {
 	}
 }
 
-// evaluator scores closed rounds in order and reports them.
+// evaluator saves, scores and reports closed rounds in order.
 func (a *Aggregator) evaluator() {
 	defer close(a.idle)
 	for job := range a.evals {
+		if job.state != nil {
+			start := time.Now()
+			if err := a.save(job.state); err != nil {
+				a.log.Error("saving state", "err", err)
+			}
+			a.log.Debug("state saved", "round", job.info.Round+1, "took", time.Since(start))
+		}
 		job.info.ValLoss = a.evaluate(job.theta)
 		a.report(job.info)
 	}
@@ -276,6 +286,7 @@ func (a *Aggregator) evaluator() {
 // tickLocked advances the state machine; on a closed round it persists
 // the state, evaluates and wakes pollers. a.mu is held.
 func (a *Aggregator) tickLocked(now time.Time) {
+	start := time.Now()
 	ev, err := a.agg.Tick(now)
 	if err != nil {
 		a.log.Error("round failed", "round", a.agg.Round(), "err", err)
@@ -288,16 +299,14 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.log.Warn("round reopened: too few contributions by the deadline", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
 	}
 	if ev.Closed != nil {
-		if err := a.persistLocked(); err != nil {
-			a.log.Error("saving state", "err", err)
-		}
+		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
 		res := ev.Closed
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
 		if !a.evalsClosed {
-			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...)}
+			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...), state: a.stateLocked()}
 		}
 	}
 	if ev.Opened || ev.Reopened || ev.Closed != nil {
@@ -337,8 +346,14 @@ func (a *Aggregator) evaluate(theta []float32) float64 {
 	return loss
 }
 
-// persistLocked writes the durable state atomically.
-func (a *Aggregator) persistLocked() error {
+// savedState is a copy of the durable state, ready to write.
+type savedState struct {
+	tensors map[string]safetensors.Tensor
+	meta    map[string]string
+}
+
+// stateLocked copies the durable state (the tensors copy their data).
+func (a *Aggregator) stateLocked() *savedState {
 	s := a.agg.Snapshot()
 	tensors := map[string]safetensors.Tensor{
 		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
@@ -350,15 +365,17 @@ func (a *Aggregator) persistLocked() error {
 	if s.LastUpdate != nil {
 		tensors["last_update"] = safetensors.Tensor{DType: safetensors.U8, Shape: []int{len(s.LastUpdate)}, Data: s.LastUpdate}
 	}
-	cfg, err := jsonString(s.Cfg)
-	if err != nil {
-		return err
-	}
+	cfg, _ := jsonString(s.Cfg) // a validated config always encodes
 	md := map[string]string{"config": cfg, "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
+	return &savedState{tensors: tensors, meta: md}
+}
+
+// save writes a state atomically (temp file, fsync, rename).
+func (a *Aggregator) save(s *savedState) error {
 	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
 		return err
 	}
-	return safetensors.WriteFile(a.statePath, tensors, md)
+	return safetensors.WriteFile(a.statePath, s.tensors, s.meta)
 }
 
 func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {

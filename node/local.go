@@ -38,6 +38,7 @@ type LocalResult struct {
 	WorkerWall  time.Duration // summed over workers: time from start to finish
 	Tokens      int64         // trained on, over all workers
 	Contributed int           // contributions accepted
+	PerWorker   []WorkerStats
 }
 
 // Utilisation is the share of the workers' wall time spent computing.
@@ -65,7 +66,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	threads := max(1, runtime.GOMAXPROCS(0)/o.Workers)
 	loop := []string{"/ip4/127.0.0.1/tcp/0"}
 	agg, err := StartAggregator(AggregatorOptions{DataDir: filepath.Join(dir, "aggregator"), Listen: loop, Config: o.Config, Init: o.Init,
-		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, OnRound: o.OnRound, Grace: 500 * time.Millisecond})
+		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, OnRound: o.OnRound, Grace: 200 * time.Millisecond})
 	if err != nil {
 		return LocalResult{}, err
 	}
@@ -109,6 +110,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	res.Weights, res.Rounds = agg.Weights()
 	for i, w := range workers {
 		st := w.Stats()
+		res.PerWorker = append(res.PerWorker, st)
 		res.BytesSent += w.Counter().Sent()
 		res.Compute += st.Compute
 		res.WorkerWall += done[i]

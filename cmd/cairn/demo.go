@@ -92,6 +92,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	ddp := experiment.DDPBytes(cfg, *workers)
 	fmt.Fprintf(stdout, "\nvalidation loss %.4f (whole validation split) after %d rounds\n", vl, res.Rounds)
 	fmt.Fprintf(stdout, "wall time %s; workers computed %.1f%% of their time\n", res.Wall.Round(time.Millisecond), 100*res.Utilisation())
+	if *verbose {
+		for i, st := range res.PerWorker {
+			fmt.Fprintf(stdout, "  worker %d: computed %s, %d contributions, %d refused, %d reconnects\n", i, st.Compute.Round(time.Millisecond), st.Rounds, st.Refused, st.Reconnects)
+		}
+	}
 	fmt.Fprintf(stdout, "bytes communicated %s (all nodes, both ways); per-step data-parallel training would have sent %s for the same tokens (%.0fx more)\n",
 		human(res.BytesSent), human(ddp), float64(ddp)/float64(res.BytesSent))
 	if err := os.MkdirAll(*out, 0o755); err != nil {
