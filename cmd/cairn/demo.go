@@ -16,6 +16,7 @@ import (
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/train"
 )
 
 // runDemo is the main job on embedded defaults: an aggregator and N
@@ -85,7 +86,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	copy(m.Params, res.Weights)
 	_, val := corpus.Split(text, 0.9)
 	n := cfg.Batch * cfg.Model.BlockSize
-	vl, err := evaluateFull(m, val, cfg.Batch, n)
+	vl, err := train.Evaluate(m, val, cfg.Batch, 0, make([]int32, n), make([]int32, n))
 	if err != nil {
 		return err
 	}
@@ -121,10 +122,6 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s\n", buf)
 	return nil
-}
-
-func evaluateFull(m *gpt.Model, val []byte, B, n int) (float64, error) {
-	return trainEvaluate(m, val, B, n)
 }
 
 // human formats a byte count.

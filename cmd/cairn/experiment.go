@@ -9,13 +9,7 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/experiment"
-	"github.com/cairnlabs/cairn/gpt"
-	"github.com/cairnlabs/cairn/train"
 )
-
-func trainEvaluate(m *gpt.Model, val []byte, B, n int) (float64, error) {
-	return train.Evaluate(m, val, B, 0, make([]int32, n), make([]int32, n))
-}
 
 func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "diloco" {
