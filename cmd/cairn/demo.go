@@ -71,7 +71,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
-			p.update(r.Round+1, status)
+			if p.bar != nil {
+				p.update(r.Round+1, status)
+			}
 		}})
 	p.finish()
 	if err != nil {
