@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -160,7 +163,8 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 // DataHash fingerprints a run's text, so that workers check they train on
 // the same bytes.
 func DataHash(text []byte) string {
-	return sha256Hex(text)
+	s := sha256.Sum256(text)
+	return hex.EncodeToString(s[:])
 }
 
 func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, error) {
@@ -365,8 +369,8 @@ func (a *Aggregator) stateLocked() *savedState {
 	if s.LastUpdate != nil {
 		tensors["last_update"] = safetensors.Tensor{DType: safetensors.U8, Shape: []int{len(s.LastUpdate)}, Data: s.LastUpdate}
 	}
-	cfg, _ := jsonString(s.Cfg) // a validated config always encodes
-	md := map[string]string{"config": cfg, "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
+	cfg, _ := json.Marshal(s.Cfg) // a validated config always encodes
+	md := map[string]string{"config": string(cfg), "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
 	return &savedState{tensors: tensors, meta: md}
 }
 
@@ -380,7 +384,7 @@ func (a *Aggregator) save(s *savedState) error {
 
 func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
 	var s diloco.Snapshot
-	if err := jsonParse(f.Metadata["config"], &s.Cfg); err != nil {
+	if err := json.Unmarshal([]byte(f.Metadata["config"]), &s.Cfg); err != nil {
 		return s, fmt.Errorf("run config: %v", err)
 	}
 	r, err := strconv.Atoi(f.Metadata["round"])

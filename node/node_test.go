@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/p2p"
 )
 
 var loopback = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
@@ -59,7 +63,13 @@ func TestRunOverLoopback(t *testing.T) {
 	cfg := tinyConfig(4)
 	var mu sync.Mutex
 	var rounds []RoundInfo
-	agg := startAggregator(t, t.TempDir(), cfg, func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() })
+	reg := metrics.NewRegistry()
+	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
+		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), Metrics: reg,
+		OnRound: func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer agg.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -97,6 +107,16 @@ func TestRunOverLoopback(t *testing.T) {
 	}
 	if rounds[3].ValLoss >= rounds[0].ValLoss {
 		t.Fatalf("validation loss did not fall: %v then %v", rounds[0].ValLoss, rounds[3].ValLoss)
+	}
+	var page strings.Builder
+	reg.WriteTo(&page)
+	for _, want := range []string{"cairn_round 4\n", "cairn_val_loss " + fmt.Sprint(rounds[3].ValLoss) + "\n", "cairn_contributions_total 12\n"} {
+		if !strings.Contains(page.String(), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, page.String())
+		}
+	}
+	if !strings.Contains(page.String(), "cairn_bytes_received_total ") || strings.Contains(page.String(), "cairn_bytes_received_total 0\n") {
+		t.Fatalf("no bytes counted:\n%s", page.String())
 	}
 }
 
@@ -299,11 +319,11 @@ func TestAggregatorRestartResumes(t *testing.T) {
 }
 
 func addrWithoutPeer(t *testing.T, full string) string {
-	info, err := p2pParse(full)
+	info, err := p2p.ParseAddr(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info
+	return info.Addrs[0].String()
 }
 
 // TestRunFromInitialWeights: a run that starts from given weights (a
@@ -338,5 +358,40 @@ func TestRunFromInitialWeights(t *testing.T) {
 		if w.w.Hash() != diloco.HashWeights(2, theta) {
 			t.Fatal("worker ended with other weights")
 		}
+	}
+}
+
+// TestPeerServesWeights: a worker hands its verified weights to a peer
+// that asks by hash, and refuses a hash it does not hold.
+func TestPeerServesWeights(t *testing.T) {
+	cfg := tinyConfig(1)
+	agg := startAggregator(t, t.TempDir(), cfg, nil)
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	holder, asker := startWorker(t, agg.Addrs()[0]), startWorker(t, agg.Addrs()[0])
+	if err := holder.setup(cfg); err != nil {
+		t.Fatal(err)
+	}
+	theta := diloco.InitialWeights(cfg)
+	hash := diloco.HashWeights(0, theta)
+	if err := holder.w.SetWeights(0, theta, hash); err != nil {
+		t.Fatal(err)
+	}
+	if err := asker.setup(cfg); err != nil {
+		t.Fatal(err)
+	}
+	id, err := asker.tr.Connect(ctx, holder.Addrs()[0])
+	if err != nil || id != holder.ID() {
+		t.Fatalf("connect to the holder: %v", err)
+	}
+	if err := asker.fetchFrom(ctx, id, 0, diloco.Hash{1}); err == nil {
+		t.Fatal("a peer served weights it does not hold")
+	}
+	if err := asker.fetchFrom(ctx, id, 0, hash); err != nil {
+		t.Fatal(err)
+	}
+	if asker.w.Round() != 0 || asker.w.Hash() != hash {
+		t.Fatal("fetched weights were not installed")
 	}
 }
