@@ -300,7 +300,7 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.log.Info("round open", "round", a.agg.Round(), "participants", len(a.agg.Active()), "deadline", a.agg.Deadline().Format(time.TimeOnly))
 	}
 	if ev.Reopened {
-		a.log.Warn("round reopened: too few contributions by the deadline", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
+		a.log.Warn("round back to waiting for workers: too few contributions, and nobody is training for it in time", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
 	}
 	if ev.Closed != nil {
 		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
@@ -490,7 +490,13 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 	for {
 		a.mu.Lock()
 		r := a.agg.Poll(from, req.Round, hash, time.Now())
-		a.tickLocked(time.Now())
+		before := a.changed
+		a.tickLocked(time.Now()) // this poll may complete a quorum, say
+		if a.changed != before {
+			// The state moved on: answer from where it is now, or the
+			// wait below would sleep through the change.
+			r = a.agg.Poll(from, req.Round, hash, time.Now())
+		}
 		changed := a.changed
 		a.mu.Unlock()
 		if r.Action != diloco.Wait {
