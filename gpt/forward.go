@@ -1,6 +1,10 @@
 package gpt
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/cairnlabs/cairn/vecmath"
+)
 
 // Forward runs the model on B sequences of T tokens (inputs, row-major) and
 // keeps the activations for Backward. With targets it returns the mean
@@ -129,11 +133,8 @@ func (m *Model) Backward() error {
 
 	J.embedBwd = embedBwdJob{dwpe: g.wpe, dres: a.dres, B: B, T: T, C: C}
 	p.Run(T, &J.embedBwd)
-	for r, tok := range a.inputs {
-		d := g.wte[int(tok)*C : int(tok)*C+C]
-		for i, v := range a.dres[r*C : r*C+C] {
-			d[i] += v
-		}
+	for r, tok := range a.inputs { // in order: rows sharing a token add up alike for any thread count
+		vecmath.Add(g.wte[int(tok)*C:int(tok)*C+C], a.dres[r*C:r*C+C])
 	}
 	return nil
 }
