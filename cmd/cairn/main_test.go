@@ -46,6 +46,19 @@ func TestBadInput(t *testing.T) {
 		{[]string{"parity"}, "usage"},
 		{[]string{"parity", dir}, "model.safetensors"},
 		{[]string{"nonsense"}, "unknown command"},
+		{[]string{"node"}, "usage"},
+		{[]string{"node", "work"}, "--join"},
+		{[]string{"node", "work", "--join", "/ip4/1.2.3.4/tcp/1"}, "needs /p2p/ID"},
+		{[]string{"node", "work", "--join", "garbage"}, "bad multiaddr"},
+		{[]string{"node", "aggregate", "--codec", "int4"}, "int4"},
+		{[]string{"node", "aggregate", "--inner-steps", "0"}, "inner steps"},
+		{[]string{"node", "aggregate", "--d", "30", "--heads", "4"}, "not divisible"},
+		{[]string{"node", "aggregate", "--data", empty}, "is empty"},
+		{[]string{"node", "aggregate", "--init", filepath.Join(dir, "missing.safetensors"), "--data-dir", filepath.Join(dir, "agg")}, "missing.safetensors"},
+		{[]string{"demo", "--workers", "0"}, "--workers"},
+		{[]string{"demo", "--data", short}, "too short"},
+		{[]string{"experiment"}, "usage"},
+		{[]string{"experiment", "diloco", "--rounds", "0"}, "rounds"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(c.args...)
