@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // LocalOptions describe a whole network in one process: an aggregator and
@@ -49,6 +53,14 @@ func (r LocalResult) Utilisation() float64 {
 	return r.Compute.Seconds() / r.WorkerWall.Seconds()
 }
 
+func seedBytes(seed uint64, i int) [32]byte {
+	var b [32]byte
+	binary.LittleEndian.PutUint64(b[:], seed)
+	binary.LittleEndian.PutUint64(b[8:], uint64(i))
+	copy(b[16:], "cairn/local/key")
+	return b
+}
+
 // RunLocal runs a DiLoCo network on loopback until the run finishes.
 func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if o.Workers < 1 {
@@ -75,7 +87,18 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	for i := 0; i < o.Workers; i++ {
 		pool := kernels.NewPool(threads)
 		defer pool.Close()
-		w, err := StartWorker(WorkerOptions{DataDir: filepath.Join(dir, fmt.Sprintf("worker%d", i)), Listen: loop,
+		// Identities derived from the run seed give the workers the same
+		// data streams, and the run the same result, every time. They are
+		// for this simulation only: anyone can recompute them.
+		wdir := filepath.Join(dir, fmt.Sprintf("worker%d", i))
+		key, _, err := crypto.GenerateEd25519Key(rand.NewChaCha8(seedBytes(o.Config.Seed, i)))
+		if err != nil {
+			return LocalResult{}, err
+		}
+		if err := p2p.SaveIdentity(wdir, key); err != nil {
+			return LocalResult{}, err
+		}
+		w, err := StartWorker(WorkerOptions{DataDir: wdir, Listen: loop,
 			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, Log: o.Log})
 		if err != nil {
 			return LocalResult{}, err

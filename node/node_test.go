@@ -410,3 +410,26 @@ func TestPeerServesWeights(t *testing.T) {
 		t.Fatal("fetched weights were not installed")
 	}
 }
+
+// TestRunLocalIsReproducible: a whole network in one process, with
+// identities derived from the run seed, ends with bitwise the same weights
+// every time.
+func TestRunLocalIsReproducible(t *testing.T) {
+	cfg := tinyConfig(2)
+	run := func() []float32 {
+		res, err := RunLocal(context.Background(), LocalOptions{Config: cfg, Text: testText(), Workers: 2, EvalBatches: 1, Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Contributed != 4 {
+			t.Fatalf("%d contributions, want 4", res.Contributed)
+		}
+		return res.Weights
+	}
+	a, b := run(), run()
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("weight %d differs between two identical runs: %v vs %v", i, a[i], b[i])
+		}
+	}
+}

@@ -47,17 +47,23 @@ func LoadIdentity(dir string) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err = crypto.MarshalPrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := writeAtomic(path, b, 0o600); err != nil {
+	if err := SaveIdentity(dir, k); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// SaveIdentity writes key to dir/node.key (atomically, mode 0600),
+// creating dir.
+func SaveIdentity(dir string, key crypto.PrivKey) error {
+	b, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, KeyFile), b, 0o600)
 }
 
 // writeAtomic writes data to path through a synced temporary file and a
