@@ -150,8 +150,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.stats.Start = time.Now()
 	w.mu.Unlock()
-	backoff := 250 * time.Millisecond
+	const firstBackoff = 250 * time.Millisecond
+	backoff := firstBackoff
 	for {
+		began := time.Now()
 		err := w.session(ctx)
 		if err == nil || ctx.Err() != nil {
 			if err == nil {
@@ -162,6 +164,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		var pe errPermanent
 		if errors.As(err, &pe) {
 			return pe.error
+		}
+		if time.Since(began) > time.Minute {
+			backoff = firstBackoff // that session worked for a while: a fresh failure
 		}
 		w.log.Warn("connection to the aggregator lost; retrying", "err", err, "in", backoff)
 		w.mu.Lock()
