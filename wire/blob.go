@@ -99,8 +99,14 @@ func ReadBlob(r io.Reader, maxSize int64) ([]byte, error) {
 	if h.size > uint64(limit) || h.size > math.MaxInt {
 		return nil, fmt.Errorf("wire: blob of %d bytes exceeds the limit of %d", h.size, limit)
 	}
-	data := make([]byte, h.size)
-	if err := readChunks(r, &h, data); err != nil {
+	// Memory grows with the data that actually arrives, chunk by chunk,
+	// so a header that promises a large blob costs its sender the bytes.
+	data := make([]byte, 0, min(int(h.size), h.chunk))
+	err = readChunks(r, &h, int(h.size), func(off, n int) []byte {
+		data = append(data, make([]byte, n)...)
+		return data[off : off+n]
+	})
+	if err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -118,7 +124,7 @@ func ReadBlobInto(r io.Reader, dst []byte) error {
 	if h.size != uint64(len(dst)) {
 		return fmt.Errorf("wire: blob of %d bytes does not match the expected size of %d", h.size, len(dst))
 	}
-	return readChunks(r, &h, dst)
+	return readChunks(r, &h, len(dst), func(off, n int) []byte { return dst[off : off+n] })
 }
 
 func readBlobHeader(r io.Reader) (blobHeader, error) {
@@ -164,18 +170,20 @@ func readRefusal(r io.Reader) error {
 	return newRemoteError(body)
 }
 
-func readChunks(r io.Reader, h *blobHeader, dst []byte) error {
+// readChunks reads the chunks of a blob of size bytes, each into the
+// slice next(offset, length) returns, checking lengths, CRCs and the hash.
+func readChunks(r io.Reader, h *blobHeader, size int, next func(off, n int) []byte) error {
 	d := sha256.New()
 	var field [4]byte
-	for i, off := 0, 0; off < len(dst); i++ {
-		n := min(h.chunk, len(dst)-off)
+	for i, off := 0, 0; off < size; i++ {
+		n := min(h.chunk, size-off)
 		if got, err := io.ReadFull(r, field[:]); err != nil {
 			return readErr(fmt.Sprintf("chunk %d: length", i), got, len(field), err)
 		}
 		if got := binary.BigEndian.Uint32(field[:]); uint64(got) != uint64(n) {
 			return fmt.Errorf("wire: chunk %d: length %d, want %d", i, got, n)
 		}
-		c := dst[off : off+n]
+		c := next(off, n)
 		if got, err := io.ReadFull(r, c); err != nil {
 			return readErr(fmt.Sprintf("chunk %d: data", i), got, n, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -313,5 +314,26 @@ func BenchmarkBlob(b *testing.B) {
 		if err := ReadBlobInto(&buf, dst); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReadBlobAllocatesWhatArrives: a header promising a large blob,
+// followed by little data, costs the reader little memory.
+func TestReadBlobAllocatesWhatArrives(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteBlob(&b, bytes.Repeat([]byte{7}, 3*ChunkSize)); err != nil {
+		t.Fatal(err)
+	}
+	raw := b.Bytes()
+	binary.BigEndian.PutUint64(raw[1:9], 1<<30) // claim 1 GiB
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := ReadBlob(bytes.NewReader(raw), 2<<30); err == nil {
+		t.Fatal("a truncated 1 GiB blob was accepted")
+	}
+	runtime.ReadMemStats(&after)
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 32<<20 {
+		t.Fatalf("reading 3 MiB of a blob that claims 1 GiB allocated %d bytes", grown)
 	}
 }
