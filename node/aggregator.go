@@ -118,6 +118,9 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	}
 	agg.Grace = o.Grace
 	cfg := agg.Cfg
+	if resumed && o.Config != cfg {
+		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
+	}
 	if h := DataHash(o.Text); h != cfg.DataHash {
 		return nil, fmt.Errorf("the run was started on data with hash %s, this text hashes to %s", cfg.DataHash, h)
 	}
