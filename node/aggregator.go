@@ -77,10 +77,12 @@ type Aggregator struct {
 	counter   wire.Counter
 	met       *metrics.Registry
 
-	mu      sync.Mutex
-	agg     *diloco.Aggregator
-	changed chan struct{} // closed and replaced when the state changes
-	resumed bool
+	mu       sync.Mutex
+	agg      *diloco.Aggregator
+	changed  chan struct{} // closed and replaced when the state changes
+	resumed  bool
+	blob     []byte      // the current weights, serialised for joiners
+	blobHash diloco.Hash // of blob
 
 	pool        *kernels.Pool
 	model       *gpt.Model
@@ -556,11 +558,16 @@ func (a *Aggregator) serveState(s wire.Stream, from string) error {
 	}
 	a.mu.Lock()
 	round, hash := a.agg.Round(), a.agg.Hash()
-	blob := floatsToBytes(a.agg.Weights())
-	a.mu.Unlock()
 	if req.Hash != "" && req.Hash != hash.String() {
+		a.mu.Unlock()
 		return refuse("no weights with hash %s here (round %d is %s)", req.Hash, round, hash)
 	}
+	// Joiners of one round share one serialised copy of its weights.
+	if a.blobHash != hash {
+		a.blob, a.blobHash = floatsToBytes(a.agg.Weights()), hash
+	}
+	blob := a.blob
+	a.mu.Unlock()
 	if err := wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}); err != nil {
 		return err
 	}
