@@ -168,7 +168,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(began) > time.Minute {
 			backoff = firstBackoff // that session worked for a while: a fresh failure
 		}
-		w.log.Warn("connection to the aggregator lost; retrying", "err", err, "in", backoff)
+		w.log.Warn("no connection to the aggregator; retrying", "err", err, "in", backoff)
 		w.mu.Lock()
 		w.stats.Reconnects++
 		w.mu.Unlock()

@@ -171,7 +171,14 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	return a.Run(ctx)
+	if err := a.Run(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped; the run resumes from " + *dir)
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 func runWork(args []string, stdout, stderr io.Writer) error {
@@ -213,11 +220,15 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	log.Info("worker started", "id", w.ID(), "addrs", w.Addrs())
 	ctx, cancel := signalContext()
 	defer cancel()
+	how := "run finished"
 	if err := w.Run(ctx); err != nil {
-		return err
+		if ctx.Err() == nil {
+			return err
+		}
+		how = "stopped"
 	}
 	st := w.Stats()
-	fmt.Fprintf(stdout, "run finished: %d contributions accepted, %d refused, compute %.1f%% of %s\n",
-		st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second))
+	fmt.Fprintf(stdout, "%s: %d contributions accepted, %d refused, compute %.1f%% of %s\n",
+		how, st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second))
 	return nil
 }
