@@ -235,7 +235,7 @@ func TestExpSubSpecial(t *testing.T) {
 		{-90, 0, math.Exp(-90)},       // subnormal
 		{-87.3, 0, math.Exp(-87.3)},
 		{0, 0, 1},
-		{-0.0, 0, 1},
+		{math.Copysign(0, -1), 0, 1},
 		{1, 0, math.E},
 		{88.7, 0, math.Exp(88.7)},
 		{88.73, 0, inf},
