@@ -77,6 +77,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}})
 	p.finish()
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stdout, "stopped")
+			return nil
+		}
 		return err
 	}
 	pool := kernels.NewPool(0)
