@@ -6,12 +6,11 @@ var genericImpl = impl{name: "generic", mr: 4, nr: 4, kernel: sgemmKernelGeneric
 
 // sgemmKernelGeneric is the portable 4×4 micro-kernel.
 func sgemmKernelGeneric(kc int, a, b, c *float32, ldc int, acc bool) {
-	as := unsafe.Slice(a, 4*kc)
-	bs := unsafe.Slice(b, 4*kc)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
+	pa, pb := unsafe.Pointer(a), unsafe.Pointer(b)
 	for kk := 0; kk < kc; kk++ {
-		av := as[kk*4 : kk*4+4 : kk*4+4]
-		bv := bs[kk*4 : kk*4+4 : kk*4+4]
+		av := (*[4]float32)(unsafe.Add(pa, 16*kk)) // packed panels hold 4 floats per k
+		bv := (*[4]float32)(unsafe.Add(pb, 16*kk))
 		a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
 		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
 		c00 += a0 * b0
