@@ -92,6 +92,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	tokens := 0
 	var last train.StepResult
+	vl, evaluatedAt := 0.0, -1
 	for t.Step < o.Steps {
 		r, err := t.TrainStep()
 		if err != nil {
@@ -102,10 +103,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		rate := float64(tokens) / time.Since(start).Seconds()
 		p.update(t.Step, fmt.Sprintf("loss %.4f lr %.2e tok/s %.0f", r.Loss, r.LR, rate))
 		if t.Step%*evalEvery == 0 || t.Step == o.Steps {
-			vl, err := t.Evaluate()
-			if err != nil {
+			if vl, err = t.Evaluate(); err != nil {
 				return err
 			}
+			evaluatedAt = t.Step
 			if err := t.Save(*out); err != nil {
 				return err
 			}
@@ -114,9 +115,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	p.finish()
 	wall := time.Since(start)
-	vl, err := t.Evaluate()
-	if err != nil {
-		return err
+	if evaluatedAt != t.Step {
+		if vl, err = t.Evaluate(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "done: step %d, train loss %.4f, val loss %.4f, wall time %s (%.0f tokens/s)\n",
 		t.Step, last.Loss, vl, wall.Round(time.Millisecond), float64(tokens)/wall.Seconds())
