@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -28,6 +29,7 @@ type LocalOptions struct {
 	EvalBatches int
 	// LinkBytesPerSec throttles every worker's streams (0: unlimited).
 	LinkBytesPerSec float64
+	Metrics         *metrics.Registry // the aggregator's; nil for a private one
 	Log             *slog.Logger
 	OnRound         func(RoundInfo)
 }
@@ -78,7 +80,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	threads := max(1, runtime.GOMAXPROCS(0)/o.Workers)
 	loop := []string{"/ip4/127.0.0.1/tcp/0"}
 	agg, err := StartAggregator(AggregatorOptions{DataDir: filepath.Join(dir, "aggregator"), Listen: loop, Config: o.Config, Init: o.Init,
-		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, OnRound: o.OnRound, Grace: 200 * time.Millisecond})
+		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond})
 	if err != nil {
 		return LocalResult{}, err
 	}

@@ -423,9 +423,13 @@ func TestPeerServesWeights(t *testing.T) {
 func TestRunLocalIsReproducible(t *testing.T) {
 	cfg := tinyConfig(2)
 	run := func() []float32 {
-		res, err := RunLocal(context.Background(), LocalOptions{Config: cfg, Text: testText(), Workers: 2, EvalBatches: 1, Log: testLog(t)})
+		reg := metrics.NewRegistry()
+		res, err := RunLocal(context.Background(), LocalOptions{Config: cfg, Text: testText(), Workers: 2, EvalBatches: 1, Log: testLog(t), Metrics: reg})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := reg.Gauge("cairn_round", "").Value(); got != 2 {
+			t.Fatalf("the aggregator's metrics say round %v, want 2", got)
 		}
 		if res.Contributed != 4 {
 			t.Fatalf("%d contributions, want 4", res.Contributed)

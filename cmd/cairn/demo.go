@@ -23,14 +23,10 @@ import (
 // workers in this process, each its own libp2p node on loopback, train the
 // default model on the embedded corpus with DiLoCo.
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	cfg := diloco.DefaultConfig()
 	fs := newFlags("demo", stderr)
-	var codec string
-	var timeout time.Duration
-	runFlags(fs, &cfg, &codec, &timeout)
+	run := bindRun(fs, diloco.DefaultConfig())
 	workers := fs.Int("workers", 4, "workers")
 	out := fs.String("out", filepath.Join("out", "demo"), "where the final model is saved")
-	data := fs.String("data", "", "text to train on (default: the embedded tiny shakespeare)")
 	linkMbps := fs.Float64("link-mbps", 0, "throttle each worker's link to this many Mbit/s each way (0: unlimited)")
 	metricsAddr := fs.String("metrics", "", "serve the aggregator's Prometheus metrics on this host:port")
 	verbose := fs.Bool("v", false, "log every node's events")
@@ -40,13 +36,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if *workers < 1 {
 		return badInput("--workers must be at least 1, got %d", *workers)
 	}
-	text, err := corpus.Load(*data)
+	text, err := run.load()
 	if err != nil {
-		return badInput("%v", err)
-	}
-	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
+	cfg := run.cfg
 	var log = logger(io.Discard, false)
 	if *verbose {
 		log = logger(stderr, true)
@@ -66,7 +60,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	ctx, cancel := signalContext()
 	defer cancel()
-	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log,
+	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg,
 		LinkBytesPerSec: *linkMbps * 1e6 / 8,
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))

@@ -6,7 +6,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/experiment"
 )
@@ -15,16 +14,13 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "diloco" {
 		return badInput("usage: cairn experiment diloco [flags]")
 	}
-	cfg := diloco.DefaultConfig()
+	defaults := diloco.DefaultConfig()
 	// DiLoCo lags data parallelism early in training (at 20 rounds of this
 	// model the gap is ~0.19 nats) and catches up over a longer run.
-	cfg.Rounds = 100
+	defaults.Rounds = 100
 	fs := newFlags("experiment diloco", stderr)
-	var codec string
-	var timeout time.Duration
-	runFlags(fs, &cfg, &codec, &timeout)
+	run := bindRun(fs, defaults)
 	workers := fs.Int("workers", 4, "workers (k)")
-	data := fs.String("data", "", "text (default: the embedded tiny shakespeare)")
 	threads := fs.Int("threads", 0, "threads for the data-parallel arm (default: all cores)")
 	initPath := fs.String("init", "", "start both arms from this model file, as the DiLoCo paper starts from a pretrained model (default: the seed's initialisation)")
 	if err := parseFlags(fs, args[1:], 0); err != nil {
@@ -33,13 +29,11 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if *workers < 1 {
 		return badInput("--workers must be at least 1, got %d", *workers)
 	}
-	text, err := corpus.Load(*data)
+	text, err := run.load()
 	if err != nil {
-		return badInput("%v", err)
-	}
-	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
+	cfg := run.cfg
 	init, err := loadInit(*initPath, cfg.Model)
 	if err != nil {
 		return err

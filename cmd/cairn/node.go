@@ -23,6 +23,36 @@ import (
 	"github.com/cairnlabs/cairn/node"
 )
 
+// runSpec is a DiLoCo run as given on a command line: its configuration
+// flags and the text it trains on (--data).
+type runSpec struct {
+	cfg     diloco.RunConfig
+	codec   string
+	timeout time.Duration
+	data    *string
+}
+
+// bindRun binds the run flags, with defaults from cfg, to a new runSpec.
+func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
+	r := &runSpec{cfg: cfg}
+	runFlags(fs, &r.cfg, &r.codec, &r.timeout)
+	r.data = fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
+	return r
+}
+
+// load reads the run's text and completes and validates the
+// configuration; problems are bad input.
+func (r *runSpec) load() ([]byte, error) {
+	text, err := corpus.Load(*r.data)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if err := finishRunConfig(&r.cfg, r.codec, r.timeout, text); err != nil {
+		return nil, err
+	}
+	return text, nil
+}
+
 // runFlags binds the flags of a DiLoCo run's configuration to c.
 func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *time.Duration) {
 	fs.IntVar(&c.Model.NEmbd, "d", c.Model.NEmbd, "model width")
@@ -125,14 +155,10 @@ func splitList(s string) []string {
 }
 
 func runAggregate(args []string, stdout, stderr io.Writer) error {
-	cfg := diloco.DefaultConfig()
 	fs := newFlags("node aggregate", stderr)
-	var codec string
-	var timeout time.Duration
-	runFlags(fs, &cfg, &codec, &timeout)
+	run := bindRun(fs, diloco.DefaultConfig())
 	dir := fs.String("data-dir", "cairn-aggregator", "identity key, run state and final model (a directory with state resumes its run)")
 	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1", "comma-separated multiaddrs to listen on")
-	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	evalBatches := fs.Int("eval-batches", 20, "validation batches after each round (0: the whole split)")
 	threads := fs.Int("threads", 0, "threads for evaluation (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
@@ -141,13 +167,11 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	text, err := corpus.Load(*data)
+	text, err := run.load()
 	if err != nil {
-		return badInput("%v", err)
-	}
-	if err := finishRunConfig(&cfg, codec, timeout, text); err != nil {
 		return err
 	}
+	cfg := run.cfg
 	init, err := loadInit(*initPath, cfg.Model)
 	if err != nil {
 		return err
