@@ -321,17 +321,29 @@ func TestWorkerRound(t *testing.T) {
 		return w
 	}
 	a1, a2, b := mk("alice"), mk("alice"), mk("bob")
-	p1, tok, err := a1.Train(context.Background(), nil)
+	p1, tok, err := a1.Train(context.Background(), a1.Cfg.InnerSteps, nil)
 	if err != nil || tok != cfg.TokensPerRound() {
 		t.Fatalf("train: %v, %d tokens", err, tok)
 	}
-	p2, _, _ := a2.Train(context.Background(), nil)
-	pb, _, _ := b.Train(context.Background(), nil)
+	p2, _, _ := a2.Train(context.Background(), a1.Cfg.InnerSteps, nil)
+	pb, _, _ := b.Train(context.Background(), a1.Cfg.InnerSteps, nil)
 	if string(p1) != string(p2) {
 		t.Fatal("the same worker id from the same weights gave different contributions")
 	}
 	if string(p1) == string(pb) {
 		t.Fatal("two workers trained on the same data")
+	}
+	// A worker short of time trains the first steps of its round only and
+	// claims their tokens.
+	short := mk("alice")
+	ps, tok, err := short.Train(context.Background(), 1, nil)
+	if err != nil || tok != cfg.TokensPerStep() || string(ps) == string(p1) {
+		t.Fatalf("one step of a round: %v, %d tokens (want %d), same payload as H steps: %v", err, tok, cfg.TokensPerStep(), string(ps) == string(p1))
+	}
+	for _, steps := range []int{0, -1, cfg.InnerSteps + 1} {
+		if _, _, err := short.Train(context.Background(), steps, nil); err == nil {
+			t.Fatalf("trained %d inner steps of a round of %d", steps, cfg.InnerSteps)
+		}
 	}
 	// The batches are (seed, stream(id), round·H + step): recompute one.
 	s, _ := corpus.NewSampler(train, cfg.Batch, cfg.Model.BlockSize, cfg.Seed)
@@ -347,7 +359,7 @@ func TestWorkerRound(t *testing.T) {
 	if a1.Round() != -1 {
 		t.Fatal("a worker with unverified weights still claims a round")
 	}
-	if _, _, err := a1.Train(context.Background(), nil); err == nil {
+	if _, _, err := a1.Train(context.Background(), a1.Cfg.InnerSteps, nil); err == nil {
 		t.Fatal("trained without verified weights")
 	}
 }

@@ -110,8 +110,11 @@ func (c RunConfig) Validate() error {
 	return nil
 }
 
-// TokensPerRound is what one worker trains on in a round.
-func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.Batch * c.Model.BlockSize }
+// TokensPerRound is what one worker trains on in a round of H inner steps.
+func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.TokensPerStep() }
+
+// TokensPerStep is what one worker trains on in one inner step.
+func (c RunConfig) TokensPerStep() int { return c.Batch * c.Model.BlockSize }
 
 // InnerOptions are the hyperparameters of a worker's inner training, as
 // one long run over the run's inner steps (round·H + step): the learning

@@ -71,18 +71,24 @@ func (w *Worker) Hash() Hash { return w.hash }
 // Weights are the worker's global weights (shared; do not modify).
 func (w *Worker) Weights() []float32 { return w.theta }
 
-// Train runs the H inner steps of the worker's round from its global
-// weights and returns the compressed pseudo-gradient θr − θlocal and the
-// number of tokens trained on. step, when not nil, is called after each
-// inner step with its loss. It stops early, with ctx's error, when ctx is
-// done; the encoder's error feedback is only updated by a finished round.
-func (w *Worker) Train(ctx context.Context, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
+// Train runs the first steps of the worker's round's H inner steps (a
+// worker too slow to train all H before the round's deadline trains
+// fewer, and claims fewer tokens) from its global weights and returns the
+// compressed pseudo-gradient θr − θlocal and the number of tokens trained
+// on. steps outside [1, H] is an error. step, when not nil, is called after
+// each inner step with its loss. It stops early, with ctx's error, when ctx
+// is done; the encoder's error feedback is only updated by a finished
+// round.
+func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
 	}
+	if steps < 1 || steps > w.Cfg.InnerSteps {
+		return nil, 0, fmt.Errorf("a round trains 1 to %d inner steps, not %d", w.Cfg.InnerSteps, steps)
+	}
 	t := w.inner
 	copy(t.Model.Params, w.theta)
-	for i := 0; i < w.Cfg.InnerSteps; i++ {
+	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
@@ -102,7 +108,7 @@ func (w *Worker) Train(ctx context.Context, step func(i int, loss float32)) (pay
 	if err != nil {
 		return nil, 0, err
 	}
-	return payload, w.Cfg.TokensPerRound(), nil
+	return payload, steps * w.Cfg.TokensPerStep(), nil
 }
 
 // ApplyUpdate moves the worker from round r to r+1 by subtracting the

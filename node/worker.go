@@ -382,7 +382,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context) error {
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
 	start := time.Now()
-	payload, tokens, err := w.w.Train(ctx, func(i int, loss float32) {
+	payload, tokens, err := w.w.Train(ctx, w.w.Cfg.InnerSteps, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
