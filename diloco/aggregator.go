@@ -2,6 +2,7 @@ package diloco
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -55,8 +56,11 @@ type Aggregator struct {
 	// have contributed in time again.
 	probation map[string]bool
 
-	sum, scratch []float32
-	free         [][]float32 // decoded-contribution buffers to reuse
+	// Scratch of close, so that a round closes all or nothing: the sum of
+	// the contributions (then the outer step), the decoded update, the new
+	// momentum and a copy of the update encoder's residual.
+	sum, scratch, nextMomentum, residual []float32
+	free                                 [][]float32 // decoded-contribution buffers to reuse
 }
 
 // submission is a contribution, decoded when it arrives so that closing
@@ -97,7 +101,7 @@ func newAggregator(cfg RunConfig) *Aggregator {
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
 		down: compress.NewEncoder(cfg.Codec, n), active: map[string]time.Time{},
 		participants: map[string]bool{}, subs: map[string]submission{}, probation: map[string]bool{},
-		sum: make([]float32, n), scratch: make([]float32, n)}
+		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n)}
 }
 
 // Snapshot is the aggregator's durable state: enough to resume the run
@@ -293,6 +297,11 @@ type Event struct {
 	Opened   bool         // a round opened
 	Reopened bool         // a round went back to waiting for too few contributions
 	Closed   *RoundResult // a round closed and the weights moved on
+	// Abandoned: the round's contributions could not be aggregated (their
+	// sum or the outer step is not finite, or the update does not encode);
+	// they were dropped, nothing else changed, and the round waits for
+	// workers again. Tick's error says why.
+	Abandoned bool
 }
 
 // RoundResult describes a closed round.
@@ -344,7 +353,9 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		}
 		res, err := a.close()
 		if err != nil {
-			return Event{}, err
+			k := len(a.subs)
+			a.abandon()
+			return Event{Abandoned: true}, fmt.Errorf("round %d abandoned, its %d contributions dropped: %v", a.round, k, err)
 		}
 		if a.phase != Done {
 			a.phase, a.openAt = Waiting, time.Time{}
@@ -383,9 +394,24 @@ func (a *Aggregator) dropMissing() []string {
 	return missing
 }
 
+// abandon drops the round's contributions (their buffers go back to the
+// free list) and sends the round back to waiting for workers; the weights,
+// momentum and residual are untouched.
+func (a *Aggregator) abandon() {
+	for id, s := range a.subs {
+		a.free = append(a.free, s.delta)
+		delete(a.subs, id)
+	}
+	clear(a.participants)
+	a.phase, a.openAt = Waiting, time.Time{}
+}
+
 // close aggregates the round's contributions in sorted worker order (so the
 // result depends only on the set of contributions), takes the outer
-// Nesterov step and publishes the change.
+// Nesterov step and publishes the change. It is all or nothing: the new
+// momentum, the update and the new weights are computed into scratch and
+// checked to be finite before anything is committed, so on error the
+// aggregator is exactly as before (the caller abandons the round).
 func (a *Aggregator) close() (*RoundResult, error) {
 	ids := make([]string, 0, len(a.subs))
 	total := 0
@@ -398,7 +424,9 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	for _, id := range ids {
 		s := a.subs[id]
 		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
-		a.free = append(a.free, s.delta)
+	}
+	if i, ok := allFinite(a.sum); !ok {
+		return nil, fmt.Errorf("the average contribution is not finite (value %d is %v)", i, a.sum[i])
 	}
 	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
 	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
@@ -406,15 +434,41 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	mu, lr := float32(a.Cfg.Momentum), float32(a.Cfg.OuterLR)
 	for i, d := range a.sum {
 		b := mu*a.momentum[i] + d
-		a.momentum[i] = b
+		a.nextMomentum[i] = b
 		a.sum[i] = lr * (d + mu*b)
+	}
+	if i, ok := allFinite(a.nextMomentum); !ok {
+		return nil, fmt.Errorf("the outer momentum would not be finite (value %d is %v)", i, a.nextMomentum[i])
+	}
+	if i, ok := allFinite(a.sum); !ok {
+		return nil, fmt.Errorf("the outer step is not finite (value %d is %v)", i, a.sum[i])
+	}
+	// Encode changes the residual on success: keep a copy to put back if
+	// the update turns out not to apply.
+	if r := a.down.Residual(); r != nil {
+		a.residual = append(a.residual[:0], r...)
 	}
 	payload, err := a.down.Encode(a.sum)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the update: %v", err)
 	}
-	if err := applyUpdate(a.theta, a.scratch, payload); err != nil {
-		return nil, err
+	if err := compress.Decode(payload, a.scratch); err != nil {
+		copy(a.down.Residual(), a.residual)
+		return nil, fmt.Errorf("decoding the update: %v", err)
+	}
+	for i, u := range a.scratch {
+		if v := a.theta[i] - u; !finite(v) {
+			copy(a.down.Residual(), a.residual)
+			return nil, fmt.Errorf("the update makes weight %d %v", i, v)
+		}
+	}
+	// Commit.
+	for i, u := range a.scratch {
+		a.theta[i] -= u
+	}
+	a.momentum, a.nextMomentum = a.nextMomentum, a.momentum
+	for _, id := range ids {
+		a.free = append(a.free, a.subs[id].delta)
 	}
 	res := &RoundResult{Round: a.round, Contributors: ids, Missing: a.dropMissing(), Tokens: total, UpdateBytes: len(payload)}
 	a.prev = a.hash
@@ -428,4 +482,17 @@ func (a *Aggregator) close() (*RoundResult, error) {
 		a.phase = Done
 	}
 	return res, nil
+}
+
+// finite reports whether v is neither infinite nor NaN.
+func finite(v float32) bool { return math.Float32bits(v)&0x7f800000 != 0x7f800000 }
+
+// allFinite returns the index of the first value of v that is not finite.
+func allFinite(v []float32) (int, bool) {
+	for i, x := range v {
+		if !finite(x) {
+			return i, false
+		}
+	}
+	return 0, true
 }

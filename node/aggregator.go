@@ -299,7 +299,6 @@ func (a *Aggregator) tickLocked(now time.Time) {
 	ev, err := a.agg.Tick(now)
 	if err != nil {
 		a.log.Error("round failed", "round", a.agg.Round(), "err", err)
-		return
 	}
 	if ev.Opened {
 		a.log.Info("round open", "round", a.agg.Round(), "participants", len(a.agg.Active()), "deadline", a.agg.Deadline().Format(time.TimeOnly))
@@ -318,7 +317,7 @@ func (a *Aggregator) tickLocked(now time.Time) {
 			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...), state: a.stateLocked()}
 		}
 	}
-	if ev.Opened || ev.Reopened || ev.Closed != nil {
+	if ev.Opened || ev.Reopened || ev.Abandoned || ev.Closed != nil {
 		close(a.changed)
 		a.changed = make(chan struct{})
 	}
