@@ -125,8 +125,9 @@ func (c RunConfig) InnerOptions() train.Options {
 		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay, GradClip: c.GradClip, Seed: c.Seed}
 }
 
-// Hash identifies the global weights of a round: SHA-256 of the round
-// number and the weights' float32 bits, little-endian.
+// Hash is a SHA-256 digest. It identifies the global weights of a round
+// (HashWeights: SHA-256 of the round number and the weights' float32 bits,
+// little-endian) and a worker's local state (LocalState.Hash).
 type Hash [32]byte
 
 // String is the hash in hex.

@@ -22,6 +22,8 @@ type Worker struct {
 	round int
 	hash  Hash
 	delta []float32
+
+	backup LocalState // the optimiser state at the start of Train
 }
 
 // NewWorker prepares a worker with identity id for the run cfg, training on
@@ -77,8 +79,8 @@ func (w *Worker) Weights() []float32 { return w.theta }
 // compressed pseudo-gradient θr − θlocal and the number of tokens trained
 // on. steps outside [1, H] is an error. step, when not nil, is called after
 // each inner step with its loss. It stops early, with ctx's error, when ctx
-// is done; the encoder's error feedback is only updated by a finished
-// round.
+// is done. The worker's local state (see State) only changes by a finished
+// round: on any error it is left as it was before the call.
 func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
@@ -87,6 +89,16 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 		return nil, 0, fmt.Errorf("a round trains 1 to %d inner steps, not %d", w.Cfg.InnerSteps, steps)
 	}
 	t := w.inner
+	// Keep the optimiser state to roll back to; the encoder leaves its
+	// residual unchanged on error by itself.
+	w.backup.copyFrom(t.Opt.M, t.Opt.V, t.Opt.Step, nil)
+	defer func() {
+		if err != nil {
+			copy(t.Opt.M, w.backup.M)
+			copy(t.Opt.V, w.backup.V)
+			t.Opt.Step = w.backup.Step
+		}
+	}()
 	copy(t.Model.Params, w.theta)
 	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
@@ -109,6 +121,47 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 		return nil, 0, err
 	}
 	return payload, steps * w.Cfg.TokensPerStep(), nil
+}
+
+// State returns a copy of the worker's local state: what, besides the
+// global weights, its next contribution depends on.
+func (w *Worker) State() LocalState {
+	var s LocalState
+	w.StateTo(&s)
+	return s
+}
+
+// StateTo copies the worker's local state into dst, reusing dst's buffers
+// when they are large enough (so a node that keeps the start state of
+// every round for a later reveal does not allocate each round).
+func (w *Worker) StateTo(dst *LocalState) {
+	o := w.inner.Opt
+	dst.copyFrom(o.M, o.V, o.Step, w.enc.Residual())
+}
+
+// StateHash is the hash of the worker's local state (LocalState.Hash),
+// computed without copying it: the value a worker commits to before and
+// after each round's training.
+func (w *Worker) StateHash() Hash {
+	o := w.inner.Opt
+	return LocalState{M: o.M, V: o.V, Step: o.Step, Residual: w.enc.Residual()}.Hash()
+}
+
+// SetState replaces the worker's local state by a copy of s: to resume a
+// worker from a saved state, to roll it back to the start of a round whose
+// contribution was not accepted, or to recompute someone else's round. It
+// refuses, leaving the state unchanged, a state that does not fit the run
+// or that no honest worker can hold (see LocalState.Check).
+func (w *Worker) SetState(s LocalState) error {
+	if err := s.Check(w.Cfg); err != nil {
+		return err
+	}
+	o := w.inner.Opt
+	copy(o.M, s.M)
+	copy(o.V, s.V)
+	o.Step = s.Step
+	copy(w.enc.Residual(), s.Residual)
+	return nil
 }
 
 // ApplyUpdate moves the worker from round r to r+1 by subtracting the
