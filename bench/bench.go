@@ -18,6 +18,10 @@ import (
 // Config is the shape of a benchmark run; the flags of the anchor script.
 type Config struct {
 	D, Layers, Heads, Ctx, Batch, Steps, Threads int
+	// Profile times every operation of the timed steps (see Result.Ops).
+	// Timing adds a little to each step, so throughput is measured
+	// without it.
+	Profile bool
 }
 
 // Warmup is the number of untimed steps before the timed ones.
@@ -32,6 +36,9 @@ type Result struct {
 	GFLOPs     float64 // per second, by the anchor's formula
 	FirstLoss  float32
 	LastLoss   float32
+	// Ops is where the timed steps' time went, by kind of operation, the
+	// most time first (with Config.Profile only).
+	Ops []gpt.OpStat
 }
 
 // FLOPs is the anchor's count for one token of training: 6 per parameter
@@ -67,13 +74,23 @@ func Run(c Config, text []byte, pool *kernels.Pool, progress func(step int, loss
 	in, tg := make([]int32, c.Batch*c.Ctx), make([]int32, c.Batch*c.Ctx)
 	var res Result
 	res.Params = len(m.Params)
+	var prof *gpt.Profile
+	if c.Profile {
+		prof = gpt.NewProfile()
+		m.SetProfile(prof)
+	}
 	var t0 time.Time
 	for step := 0; step < c.Steps+Warmup; step++ {
 		if step == Warmup {
 			t0 = time.Now()
+			if prof != nil {
+				prof.Reset()
+			}
 		}
 		s.Batch(0, uint64(step), in, tg)
+		prof.Begin()
 		m.ZeroGrad()
+		prof.End("zero grad", 0)
 		loss, err := m.Forward(in, tg, c.Batch, c.Ctx)
 		if err != nil {
 			return Result{}, err
@@ -81,7 +98,9 @@ func Run(c Config, text []byte, pool *kernels.Pool, progress func(step int, loss
 		if err := m.Backward(); err != nil {
 			return Result{}, err
 		}
+		prof.Begin()
 		opt.Update(m.Params, m.Grads, 3e-3)
+		prof.End("adamw", 0)
 		if step == 0 {
 			res.FirstLoss = loss
 		}
@@ -94,5 +113,26 @@ func Run(c Config, text []byte, pool *kernels.Pool, progress func(step int, loss
 	res.Tokens = c.Steps * c.Batch * c.Ctx
 	res.TokensPerS = float64(res.Tokens) / res.Seconds
 	res.GFLOPs = FLOPs(res.Params, c) * float64(res.Tokens) / res.Seconds / 1e9
+	if prof != nil {
+		res.Ops = prof.Ops()
+	}
 	return res, nil
+}
+
+// SgemmPeak measures the pool's rate on square products of size n, the
+// best of reps, in GFLOP/s: the ceiling the profile's products are
+// compared with.
+func SgemmPeak(pool *kernels.Pool, n, reps int) float64 {
+	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], b[i] = float32(i%7)-3, float32(i%5)-2
+	}
+	pool.Sgemm(false, false, n, n, n, a, n, b, n, c, n, false) // warm-up
+	best := 0.0
+	for range reps {
+		t := time.Now()
+		pool.Sgemm(false, false, n, n, n, a, n, b, n, c, n, false)
+		best = max(best, 2*float64(n)*float64(n)*float64(n)/time.Since(t).Seconds()/1e9)
+	}
+	return best
 }

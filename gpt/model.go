@@ -20,6 +20,7 @@ type Model struct {
 	pool *kernels.Pool
 	acts *activations
 	jobs jobs
+	prof *Profile // nil unless profiling
 }
 
 // New returns a model of config c with zero parameters; fill them with
