@@ -40,6 +40,7 @@ type Aggregator struct {
 
 	round      int
 	theta      []float32
+	maxDelta   float32 // the largest |Δ_i| a contribution to the round may hold
 	momentum   []float32
 	hash, prev Hash
 	lastUpdate []byte // the change from round-1 to round
@@ -90,9 +91,13 @@ func NewAggregatorFrom(cfg RunConfig, theta []float32) (*Aggregator, error) {
 	if n := cfg.Model.NumParams(); len(theta) != n {
 		return nil, fmt.Errorf("initial weights have %d values, the model %d", len(theta), n)
 	}
+	if i, ok := allFinite(theta); !ok {
+		return nil, fmt.Errorf("initial weight %d is %v", i, theta[i])
+	}
 	a := newAggregator(cfg)
 	a.theta = append([]float32(nil), theta...)
 	a.hash = HashWeights(0, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
 	return a, nil
 }
 
@@ -135,6 +140,14 @@ func Restore(s Snapshot) (*Aggregator, error) {
 		return nil, fmt.Errorf("snapshot does not fit the model: %d weights, %d momenta, %d residuals for %d parameters",
 			len(s.Theta), len(s.Momentum), len(s.Residual), n)
 	}
+	for _, v := range []struct {
+		name string
+		x    []float32
+	}{{"weight", s.Theta}, {"momentum", s.Momentum}, {"residual", s.Residual}} {
+		if i, ok := allFinite(v.x); !ok {
+			return nil, fmt.Errorf("snapshot %s %d is %v", v.name, i, v.x[i])
+		}
+	}
 	if s.Round < 0 || s.Round > s.Cfg.Rounds {
 		return nil, fmt.Errorf("snapshot round %d outside the run's %d rounds", s.Round, s.Cfg.Rounds)
 	}
@@ -146,6 +159,7 @@ func Restore(s Snapshot) (*Aggregator, error) {
 	a.lastUpdate = append([]byte(nil), s.LastUpdate...)
 	a.prev = s.PrevHash
 	a.hash = HashWeights(a.round, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
 	if a.round == a.Cfg.Rounds {
 		a.phase = Done
 	}
@@ -252,7 +266,9 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // Submit takes worker id's contribution for round (trained from the
 // weights with hash): tokens trained on and the compressed pseudo-gradient.
 // It refuses, in one line, contributions for another round or weights,
-// late ones, duplicates, impossible token counts and malformed payloads.
+// late ones, duplicates, impossible token counts, malformed payloads and
+// payloads holding a value no honest worker sends: not finite, or larger in
+// magnitude than the run's bound (RunConfig.MaxDelta).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
 	switch {
 	case a.phase == Done:
@@ -285,6 +301,11 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	if err := compress.Decode(payload, delta); err != nil {
 		a.free = append(a.free, delta)
 		return err
+	}
+	if i, ok := within(delta, a.maxDelta); !ok {
+		a.free = append(a.free, delta)
+		return fmt.Errorf("contribution moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
+			i, delta[i], a.Cfg.InnerSteps, a.maxDelta)
 	}
 	a.subs[id] = submission{delta: delta, tokens: tokens}
 	a.active[id] = now
@@ -425,8 +446,8 @@ func (a *Aggregator) close() (*RoundResult, error) {
 		s := a.subs[id]
 		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
 	}
-	if i, ok := allFinite(a.sum); !ok {
-		return nil, fmt.Errorf("the average contribution is not finite (value %d is %v)", i, a.sum[i])
+	if i, ok := within(a.sum, a.maxDelta); !ok {
+		return nil, fmt.Errorf("the average contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
 	}
 	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
 	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
@@ -474,6 +495,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	a.prev = a.hash
 	a.round++
 	a.hash = HashWeights(a.round, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
 	a.lastUpdate = payload
 	res.Hash = a.hash
 	clear(a.subs)
@@ -495,4 +517,27 @@ func allFinite(v []float32) (int, bool) {
 		}
 	}
 	return 0, true
+}
+
+// within returns the index of the first value of v that is not finite or
+// exceeds bound in magnitude.
+func within(v []float32, bound float32) (int, bool) {
+	for i, x := range v {
+		if !(x <= bound && x >= -bound) { // false for NaN
+			return i, false
+		}
+	}
+	return 0, true
+}
+
+// absMax is the largest magnitude in v (+Inf if v holds a NaN).
+func absMax(v []float32) float32 {
+	var m float32
+	for _, x := range v {
+		if x != x {
+			return float32(math.Inf(1))
+		}
+		m = max(m, x, -x)
+	}
+	return m
 }

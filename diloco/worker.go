@@ -78,7 +78,9 @@ func (w *Worker) Weights() []float32 { return w.theta }
 // on. steps outside [1, H] is an error. step, when not nil, is called after
 // each inner step with its loss. It stops early, with ctx's error, when ctx
 // is done; the encoder's error feedback is only updated by a finished
-// round.
+// round. A step whose loss is not finite (the round's weights are
+// poisoned, say) is an error, after which the inner optimizer's moments
+// are reset: the worker can train the next round's weights.
 func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
@@ -95,6 +97,11 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 		t.Step = w.Cfg.GlobalStep(w.round, i)
 		r, err := t.TrainStep()
 		if err != nil {
+			// A diverged step leaves non-finite moments behind: the inner
+			// optimizer starts afresh, so that later rounds can train.
+			clear(t.Opt.M)
+			clear(t.Opt.V)
+			t.Opt.Step = 0
 			return nil, 0, fmt.Errorf("round %d: %v", w.round, err)
 		}
 		if step != nil {

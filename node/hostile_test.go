@@ -112,3 +112,63 @@ func TestHostilePeer(t *testing.T) {
 		t.Fatalf("run ended at round %d", round)
 	}
 }
+
+// TestWorkerSurvivesPoisonedWeights: global weights that give a
+// non-finite loss (what an accepted poison would leave) do not make a
+// worker exit as though it were broken: it skips the round, keeps
+// following the run, and contributes again once the run's weights are
+// healthy (here: the aggregator is replaced by one running the same run
+// from the seed's weights).
+func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
+	cfg := tinyConfig(2)
+	cfg.RoundTimeout = diloco.Duration(2 * time.Second)
+	dir := t.TempDir()
+	bad := diloco.InitialWeights(cfg)
+	for i := range bad {
+		bad[i] = -2e38
+	}
+	first, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Config: cfg, Init: bad, Text: testText(),
+		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := first.Addrs()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := startWorker(t, addr)
+	werr := make(chan error, 1)
+	go func() { werr <- w.Run(ctx) }()
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(firstCtx) }()
+	for w.Stats().Skipped == 0 {
+		select {
+		case err := <-werr:
+			t.Fatalf("the worker exited on poisoned weights: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the worker never tried the poisoned round")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stopFirst()
+	<-firstDone
+	first.Close()
+	if _, round := first.Weights(); round != 0 {
+		t.Fatalf("the poisoned run closed round %d", round)
+	}
+	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{addrWithoutPeer(t, addr)}, Config: cfg, Text: testText(),
+		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if st := w.Stats(); st.Rounds != 2 {
+		t.Fatalf("the worker contributed %d rounds of the healthy run, want 2", st.Rounds)
+	}
+}
