@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/cairnlabs/cairn/compress"
@@ -171,4 +177,77 @@ func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
 	if st := w.Stats(); st.Rounds != 2 {
 		t.Fatalf("the worker contributed %d rounds of the healthy run, want 2", st.Rounds)
 	}
+}
+
+// attacker is a libp2p host that speaks to a node by hand.
+type attacker struct {
+	t    *testing.T
+	h    host.Host
+	to   peer.ID
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+func newAttacker(t *testing.T, addr string) *attacker {
+	t.Helper()
+	key, err := p2p.LoadIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.NewHost(key, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := p2p.ParseAddr(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	if err := p2p.Connect(ctx, h, info, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); h.Close() })
+	return &attacker{t: t, h: h, to: info.ID, ctx: ctx, stop: cancel}
+}
+
+// open starts a stream for proto and writes the JSON request.
+func (x *attacker) open(proto string, kind uint8, req any) network.Stream {
+	x.t.Helper()
+	s, err := x.h.NewStream(x.ctx, x.to, protocol.ID(proto))
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	s.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := wire.WriteJSON(s, kind, req); err != nil {
+		x.t.Fatal(err)
+	}
+	return s
+}
+
+// refusal reads a reply that must be a refusal, and returns its reason.
+func refusalOf(t *testing.T, s io.Reader, kind uint8) string {
+	t.Helper()
+	var v map[string]any
+	err := wire.ReadJSON(s, kind, maxControl, &v)
+	var re *wire.RemoteError
+	if !errors.As(err, &re) {
+		t.Fatalf("want a refusal, got %v (%v)", err, v)
+	}
+	return re.Msg
+}
+
+// TestNonParticipantRefusedWithReason: a contribution from an identity
+// that was not present when the round opened is refused, and the peer is
+// told why; so is a second contribution under one identity.
+func TestNonParticipantRefusedWithReason(t *testing.T) {
+	cfg := tinyConfig(2)
+	agg := startAggregator(t, t.TempDir(), cfg, nil)
+	defer agg.Close()
+	x := newAttacker(t, agg.Addrs()[0])
+	round0 := diloco.HashWeights(0, diloco.InitialWeights(cfg))
+	good, _ := compress.NewEncoder(cfg.Codec, cfg.Model.NumParams()).Encode(make([]float32, cfg.Model.NumParams()))
+	s := x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: cfg.TokensPerStep()})
+	wire.WriteBlob(s, good)
+	s.CloseWrite()
+	if msg := refusalOf(t, s, kindAck); !strings.Contains(msg, "not a participant") {
+		t.Fatalf("refusal %q does not say why", msg)
+	}
+	s.Close()
 }
