@@ -2,12 +2,10 @@ package diloco
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
-	"github.com/cairnlabs/cairn/vecmath"
 )
 
 // Phase is where the aggregator is in its current round.
@@ -37,24 +35,33 @@ type Aggregator struct {
 	// Grace is how long the aggregator waits, once it has a quorum, for
 	// more workers before it opens a round that nobody is training yet.
 	Grace time.Duration
+	// Limits bound what identities can cost; zero fields take the
+	// defaults of DefaultLimits.
+	Limits Limits
+	// Admit, when set, decides whether an identity may take part in the
+	// run (holds a stake, say); it is asked on every Poll and Submit, and
+	// its error is the refusal's reason. Nil admits everyone.
+	Admit func(id string) error
 
 	round      int
 	theta      []float32
+	maxDelta   float32 // the largest |Δ_i| a contribution to the round may hold
 	momentum   []float32
 	hash, prev Hash
 	lastUpdate []byte // the change from round-1 to round
 	down       *compress.Encoder
 
-	phase        Phase
-	openAt       time.Time
-	deadline     time.Time
-	active       map[string]time.Time
+	phase     Phase
+	openAt    time.Time
+	deadline  time.Time
+	peers     map[string]*peer // every identity tracked, at most Limits.MaxPeers
+	nextSweep time.Time
+	// participants may contribute to the current round: they were present
+	// when it opened (at any opening since the last close).
 	participants map[string]bool
-	subs         map[string]submission
-	// probation holds workers that missed a deadline: they may still
-	// train and contribute, but rounds do not wait for them until they
-	// have contributed in time again.
-	probation map[string]bool
+	// waiting holds the participants the current opening waits for.
+	waiting map[string]bool
+	subs    map[string]submission
 
 	// Scratch of close, so that a round closes all or nothing: the sum of
 	// the contributions (then the outer step), the decoded update, the new
@@ -90,17 +97,21 @@ func NewAggregatorFrom(cfg RunConfig, theta []float32) (*Aggregator, error) {
 	if n := cfg.Model.NumParams(); len(theta) != n {
 		return nil, fmt.Errorf("initial weights have %d values, the model %d", len(theta), n)
 	}
+	if i, ok := allFinite(theta); !ok {
+		return nil, fmt.Errorf("initial weight %d is %v", i, theta[i])
+	}
 	a := newAggregator(cfg)
 	a.theta = append([]float32(nil), theta...)
 	a.hash = HashWeights(0, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
 	return a, nil
 }
 
 func newAggregator(cfg RunConfig) *Aggregator {
 	n := cfg.Model.NumParams()
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
-		down: compress.NewEncoder(cfg.Codec, n), active: map[string]time.Time{},
-		participants: map[string]bool{}, subs: map[string]submission{}, probation: map[string]bool{},
+		down: compress.NewEncoder(cfg.Codec, n), peers: map[string]*peer{},
+		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{},
 		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n)}
 }
 
@@ -135,6 +146,14 @@ func Restore(s Snapshot) (*Aggregator, error) {
 		return nil, fmt.Errorf("snapshot does not fit the model: %d weights, %d momenta, %d residuals for %d parameters",
 			len(s.Theta), len(s.Momentum), len(s.Residual), n)
 	}
+	for _, v := range []struct {
+		name string
+		x    []float32
+	}{{"weight", s.Theta}, {"momentum", s.Momentum}, {"residual", s.Residual}} {
+		if i, ok := allFinite(v.x); !ok {
+			return nil, fmt.Errorf("snapshot %s %d is %v", v.name, i, v.x[i])
+		}
+	}
 	if s.Round < 0 || s.Round > s.Cfg.Rounds {
 		return nil, fmt.Errorf("snapshot round %d outside the run's %d rounds", s.Round, s.Cfg.Rounds)
 	}
@@ -146,6 +165,7 @@ func Restore(s Snapshot) (*Aggregator, error) {
 	a.lastUpdate = append([]byte(nil), s.LastUpdate...)
 	a.prev = s.PrevHash
 	a.hash = HashWeights(a.round, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
 	if a.round == a.Cfg.Rounds {
 		a.phase = Done
 	}
@@ -169,13 +189,17 @@ func (a *Aggregator) Deadline() time.Time { return a.deadline }
 
 // Active lists the workers the aggregator counts as present, sorted.
 func (a *Aggregator) Active() []string {
-	ids := make([]string, 0, len(a.active))
-	for id := range a.active {
-		ids = append(ids, id)
-	}
+	ids := a.present()
 	slices.Sort(ids)
 	return ids
 }
+
+// NumActive counts the workers the aggregator counts as present.
+func (a *Aggregator) NumActive() int { return a.numPresent() }
+
+// Tracked counts the identities the aggregator remembers (present, on
+// probation or having contributed); at most Limits.MaxPeers.
+func (a *Aggregator) Tracked() int { return len(a.peers) }
 
 // Submitted is the number of contributions held for the current round.
 func (a *Aggregator) Submitted() int { return len(a.subs) }
@@ -187,11 +211,14 @@ func (a *Aggregator) Join(id string, now time.Time) (round int, hash Hash) {
 	return a.round, a.hash
 }
 
-// Leave forgets a worker that disconnected; a round no longer waits for it.
-// Its contribution, if it sent one, still counts.
+// Leave notes that a worker disconnected: it no longer counts as present
+// and the round no longer waits for it. Its contribution, if it sent one,
+// still counts, and it may still send one if it comes back in time.
 func (a *Aggregator) Leave(id string) {
-	delete(a.active, id)
-	delete(a.participants, id)
+	if p := a.peers[id]; p != nil {
+		p.present = false
+	}
+	delete(a.waiting, id)
 }
 
 // Action tells a polling worker what to do.
@@ -210,10 +237,14 @@ const (
 	Resync
 	// Finished: the run is over and the worker holds the final weights.
 	Finished
+	// Refused: the aggregator will not count this identity (it is not
+	// admitted, or the aggregator has no room for more); Reply.Reason
+	// says why.
+	Refused
 )
 
 func (x Action) String() string {
-	return [...]string{"wait", "train", "update", "resync", "finished"}[x]
+	return [...]string{"wait", "train", "update", "resync", "finished", "refused"}[x]
 }
 
 // Reply answers a Poll.
@@ -223,23 +254,36 @@ type Reply struct {
 	Hash     Hash
 	Update   []byte        // for Update: the change to subtract
 	Deadline time.Duration // for Train: time left in the round
+	// Waited, for Train: the round waits for this worker's contribution
+	// until its deadline. Otherwise (a newcomer while others have proven
+	// themselves, or a worker on probation) the round may close as soon
+	// as the workers it waits for have contributed: a short contribution
+	// (a step or a few) is what proves the worker.
+	Waited bool
+	Reason string // for Refused
 }
 
 // Poll tells worker id, which holds the weights of round with hash, what
 // to do now. A worker that holds the current weights is counted present
-// and takes part in the next round that opens.
+// and takes part in the next round that opens. An identity that the
+// admission check refuses, or that the aggregator has no room to track
+// (Limits.MaxPeers), is answered Refused with the reason.
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
+	if err := a.admit(id); err != nil {
+		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
+	}
 	switch {
 	case round == a.round && hash == a.hash:
 		if a.phase == Done {
 			return Reply{Action: Finished, Round: a.round, Hash: a.hash}
 		}
-		a.active[id] = now
-		if a.phase == Waiting {
-			a.participants[id] = true
+		p, err := a.track(id, now)
+		if err != nil {
+			return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 		}
+		p.present = true
 		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent {
-			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now)}
+			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now), Waited: a.waiting[id]}
 		}
 		return Reply{Action: Wait, Round: a.round, Hash: a.hash}
 	case round == a.round-1 && hash == a.prev && a.lastUpdate != nil:
@@ -252,22 +296,13 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // Submit takes worker id's contribution for round (trained from the
 // weights with hash): tokens trained on and the compressed pseudo-gradient.
 // It refuses, in one line, contributions for another round or weights,
-// late ones, duplicates, impossible token counts and malformed payloads.
+// from identities that are not admitted or were not participants of the
+// round, late ones, duplicates, impossible token counts, malformed
+// payloads and payloads holding a value no honest worker sends: not
+// finite, or larger in magnitude than the run's bound (RunConfig.MaxDelta).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
-	switch {
-	case a.phase == Done:
-		return fmt.Errorf("the run is finished")
-	case round != a.round:
-		return fmt.Errorf("contribution for round %d, but the round is %d", round, a.round)
-	case hash != a.hash:
-		return fmt.Errorf("contribution trained from weights %s, not the round's %s", hash, a.hash)
-	case a.phase == Open && !now.Before(a.deadline):
-		return fmt.Errorf("contribution for round %d arrived after its deadline", round)
-	case tokens < 1 || tokens > a.Cfg.TokensPerRound():
-		return fmt.Errorf("contribution claims %d tokens; a round trains on %d", tokens, a.Cfg.TokensPerRound())
-	}
-	if _, dup := a.subs[id]; dup {
-		return fmt.Errorf("worker already contributed to round %d", round)
+	if err := a.check(id, round, hash, tokens, now); err != nil {
+		return err
 	}
 	codec, n, err := compress.DecodedSize(payload)
 	if err != nil {
@@ -286,9 +321,53 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 		a.free = append(a.free, delta)
 		return err
 	}
+	if i, ok := within(delta, a.maxDelta); !ok {
+		a.free = append(a.free, delta)
+		return fmt.Errorf("contribution moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
+			i, delta[i], a.Cfg.InnerSteps, a.maxDelta)
+	}
 	a.subs[id] = submission{delta: delta, tokens: tokens}
-	a.active[id] = now
-	delete(a.probation, id)
+	p := a.peers[id]
+	if p == nil { // a participant is tracked; this is only defensive
+		p = &peer{first: now}
+		a.peers[id] = p
+	}
+	p.seen, p.present, p.proven, p.probation = now, true, true, false
+	return nil
+}
+
+// check refuses a contribution for what its header says, before the
+// payload is looked at.
+func (a *Aggregator) check(id string, round int, hash Hash, tokens int, now time.Time) error {
+	switch {
+	case a.phase == Done:
+		return fmt.Errorf("the run is finished")
+	case round != a.round:
+		return fmt.Errorf("contribution for round %d, but the round is %d", round, a.round)
+	case hash != a.hash:
+		return fmt.Errorf("contribution trained from weights %s, not the round's %s", hash, a.hash)
+	}
+	if err := a.admit(id); err != nil {
+		return err
+	}
+	if !a.participants[id] {
+		return fmt.Errorf("not a participant of round %d: only workers present when a round opens contribute to it; poll and take part in the next", round)
+	}
+	if _, dup := a.subs[id]; dup {
+		return fmt.Errorf("this identity already contributed to round %d (if this node did not, another node runs with its identity: give each node its own data directory)", round)
+	}
+	switch {
+	case a.phase == Open && !now.Before(a.deadline):
+		return fmt.Errorf("contribution for round %d arrived after its deadline", round)
+	case tokens < 1 || tokens > a.Cfg.TokensPerRound():
+		return fmt.Errorf("contribution claims %d tokens; a round trains on %d", tokens, a.Cfg.TokensPerRound())
+	}
+	if !a.waiting[id] {
+		waited, _ := a.pending()
+		if max := a.limits().MaxContributions; len(a.subs)+waited >= max {
+			return fmt.Errorf("round %d holds its maximum of %d contributions from workers it does not wait for", round, max)
+		}
+	}
 	return nil
 }
 
@@ -308,7 +387,7 @@ type Event struct {
 type RoundResult struct {
 	Round        int      // the round that closed
 	Contributors []string // sorted
-	Missing      []string // participants that sent nothing in time
+	Missing      []string // participants the round waited for that sent nothing in time (now on probation)
 	Tokens       int
 	UpdateBytes  int // size of the published change
 	Hash         Hash
@@ -319,9 +398,12 @@ type RoundResult struct {
 // or whose deadline has passed. Call it after every input and
 // periodically.
 func (a *Aggregator) Tick(now time.Time) (Event, error) {
+	if !now.Before(a.nextSweep) {
+		a.sweep(now)
+	}
 	switch a.phase {
 	case Waiting:
-		if len(a.active) < a.Cfg.Quorum {
+		if a.numPresent() < a.Cfg.Quorum {
 			a.openAt = time.Time{}
 			return Event{}, nil
 		}
@@ -334,21 +416,18 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		a.open(now)
 		return Event{Opened: true}, nil
 	case Open:
-		pending := 0
-		for id := range a.participants {
-			if _, ok := a.subs[id]; !ok && !a.probation[id] {
-				pending++
-			}
+		waited, optional := a.pending()
+		if !now.Before(a.deadline) {
+			waited, optional = 0, 0
 		}
-		late := !now.Before(a.deadline)
-		if pending > 0 && !late {
+		if waited > 0 || (len(a.subs) < a.Cfg.Quorum && optional > 0) {
 			return Event{}, nil
 		}
 		if len(a.subs) < a.Cfg.Quorum {
 			// Nobody else is coming in time: wait for more workers.
 			a.phase, a.openAt = Waiting, time.Time{}
 			a.dropMissing()
-			clear(a.participants)
+			clear(a.waiting)
 			return Event{Reopened: true}, nil
 		}
 		res, err := a.close()
@@ -359,140 +438,11 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		}
 		if a.phase != Done {
 			a.phase, a.openAt = Waiting, time.Time{}
-			if len(a.active) >= a.Cfg.Quorum {
+			if a.numPresent() >= a.Cfg.Quorum {
 				a.open(now) // the workers that just contributed are polling for it
 			}
 		}
 		return Event{Closed: res, Opened: a.phase == Open}, nil
 	}
 	return Event{}, nil
-}
-
-func (a *Aggregator) open(now time.Time) {
-	a.phase = Open
-	a.deadline = now.Add(time.Duration(a.Cfg.RoundTimeout))
-	clear(a.participants)
-	for id := range a.active {
-		a.participants[id] = true
-	}
-}
-
-// dropMissing forgets participants that did not contribute: they crashed,
-// are too slow, or never meant to; the next round should not wait for
-// them. They take part again once they poll, on probation until they
-// contribute in time.
-func (a *Aggregator) dropMissing() []string {
-	var missing []string
-	for id := range a.participants {
-		if _, ok := a.subs[id]; !ok {
-			missing = append(missing, id)
-			delete(a.active, id)
-			a.probation[id] = true
-		}
-	}
-	slices.Sort(missing)
-	return missing
-}
-
-// abandon drops the round's contributions (their buffers go back to the
-// free list) and sends the round back to waiting for workers; the weights,
-// momentum and residual are untouched.
-func (a *Aggregator) abandon() {
-	for id, s := range a.subs {
-		a.free = append(a.free, s.delta)
-		delete(a.subs, id)
-	}
-	clear(a.participants)
-	a.phase, a.openAt = Waiting, time.Time{}
-}
-
-// close aggregates the round's contributions in sorted worker order (so the
-// result depends only on the set of contributions), takes the outer
-// Nesterov step and publishes the change. It is all or nothing: the new
-// momentum, the update and the new weights are computed into scratch and
-// checked to be finite before anything is committed, so on error the
-// aggregator is exactly as before (the caller abandons the round).
-func (a *Aggregator) close() (*RoundResult, error) {
-	ids := make([]string, 0, len(a.subs))
-	total := 0
-	for id, s := range a.subs {
-		ids = append(ids, id)
-		total += s.tokens
-	}
-	slices.Sort(ids)
-	clear(a.sum)
-	for _, id := range ids {
-		s := a.subs[id]
-		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
-	}
-	if i, ok := allFinite(a.sum); !ok {
-		return nil, fmt.Errorf("the average contribution is not finite (value %d is %v)", i, a.sum[i])
-	}
-	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
-	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
-	// published change is lr·step, compressed with error feedback.
-	mu, lr := float32(a.Cfg.Momentum), float32(a.Cfg.OuterLR)
-	for i, d := range a.sum {
-		b := mu*a.momentum[i] + d
-		a.nextMomentum[i] = b
-		a.sum[i] = lr * (d + mu*b)
-	}
-	if i, ok := allFinite(a.nextMomentum); !ok {
-		return nil, fmt.Errorf("the outer momentum would not be finite (value %d is %v)", i, a.nextMomentum[i])
-	}
-	if i, ok := allFinite(a.sum); !ok {
-		return nil, fmt.Errorf("the outer step is not finite (value %d is %v)", i, a.sum[i])
-	}
-	// Encode changes the residual on success: keep a copy to put back if
-	// the update turns out not to apply.
-	if r := a.down.Residual(); r != nil {
-		a.residual = append(a.residual[:0], r...)
-	}
-	payload, err := a.down.Encode(a.sum)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the update: %v", err)
-	}
-	if err := compress.Decode(payload, a.scratch); err != nil {
-		copy(a.down.Residual(), a.residual)
-		return nil, fmt.Errorf("decoding the update: %v", err)
-	}
-	for i, u := range a.scratch {
-		if v := a.theta[i] - u; !finite(v) {
-			copy(a.down.Residual(), a.residual)
-			return nil, fmt.Errorf("the update makes weight %d %v", i, v)
-		}
-	}
-	// Commit.
-	for i, u := range a.scratch {
-		a.theta[i] -= u
-	}
-	a.momentum, a.nextMomentum = a.nextMomentum, a.momentum
-	for _, id := range ids {
-		a.free = append(a.free, a.subs[id].delta)
-	}
-	res := &RoundResult{Round: a.round, Contributors: ids, Missing: a.dropMissing(), Tokens: total, UpdateBytes: len(payload)}
-	a.prev = a.hash
-	a.round++
-	a.hash = HashWeights(a.round, a.theta)
-	a.lastUpdate = payload
-	res.Hash = a.hash
-	clear(a.subs)
-	clear(a.participants)
-	if a.round == a.Cfg.Rounds {
-		a.phase = Done
-	}
-	return res, nil
-}
-
-// finite reports whether v is neither infinite nor NaN.
-func finite(v float32) bool { return math.Float32bits(v)&0x7f800000 != 0x7f800000 }
-
-// allFinite returns the index of the first value of v that is not finite.
-func allFinite(v []float32) (int, bool) {
-	for i, x := range v {
-		if !finite(x) {
-			return i, false
-		}
-	}
-	return 0, true
 }

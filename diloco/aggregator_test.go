@@ -223,7 +223,9 @@ func TestSubmitRefusals(t *testing.T) {
 	n := cfg.Model.NumParams()
 	h := a.Hash()
 	a.Poll("a", 0, h, at(0))
+	a.Poll("x", 0, h, at(0))
 	mustTick(t, a, at(0))
+	a.Poll("late", 0, h, at(0.5)) // present, but after the round opened
 	good := encode(t, cfg.Codec, constDelta(n, 0.01))
 	other := encode(t, compress.FP32, constDelta(n, 0.01))
 	short := encode(t, cfg.Codec, constDelta(n-1, 0.01))
@@ -248,6 +250,11 @@ func TestSubmitRefusals(t *testing.T) {
 		err := a.Submit("x", c.round, c.hash, c.tokens, c.p, at(c.when))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("case %d: %v, want %q", i, err, c.want)
+		}
+	}
+	for _, id := range []string{"late", "stranger"} {
+		if err := a.Submit(id, 0, h, 10, good, at(1)); err == nil || !strings.Contains(err.Error(), "not a participant") {
+			t.Errorf("%s: %v, want a refusal as not a participant", id, err)
 		}
 	}
 	if err := a.Submit("a", 0, h, 10, good, at(1)); err != nil {

@@ -1,12 +1,15 @@
 package diloco
 
 import (
+	"context"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/kernels"
 )
 
 // TestPoisonedCloseIsAllOrNothing: a round whose contributions sum to
@@ -26,9 +29,12 @@ func TestPoisonedCloseIsAllOrNothing(t *testing.T) {
 		a.Grace = 0
 		// One honest round first, so that momentum and residual are not zero.
 		a.Poll("a", 0, a.Hash(), at(0))
+		a.Poll("b", 0, a.Hash(), at(0))
 		mustTick(t, a, at(0))
-		if err := a.Submit("a", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.003)), at(1)); err != nil {
-			t.Fatal(err)
+		for _, id := range []string{"a", "b"} {
+			if err := a.Submit(id, 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.003)), at(1)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if ev := mustTick(t, a, at(1)); ev.Closed == nil {
 			t.Fatal("round 0 did not close")
@@ -42,9 +48,6 @@ func TestPoisonedCloseIsAllOrNothing(t *testing.T) {
 	update := slices.Clone(before.LastUpdate)
 	hash := a.Hash()
 
-	a.Poll("a", 1, hash, at(2))
-	a.Poll("b", 1, hash, at(2))
-	mustTick(t, a, at(2))
 	if err := a.Submit("a", 1, hash, tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -75,12 +78,13 @@ func TestPoisonedCloseIsAllOrNothing(t *testing.T) {
 	if len(a.free) != 2 || &a.free[0][0] == &a.free[1][0] {
 		t.Fatalf("free list holds %d buffers after the abandoned round, want 2 distinct", len(a.free))
 	}
+	// The abandoned round reopens for the workers still present.
+	if a.Phase() != Open {
+		t.Fatalf("after the abandoned round: %v", a.Phase())
+	}
 	// The round runs again (it reopened for the workers present) with
 	// honest contributions: bitwise what the clean aggregator gets.
 	for _, b := range []*Aggregator{poisoned, clean} {
-		b.Poll("a", 1, b.Hash(), at(5.5))
-		b.Poll("b", 1, b.Hash(), at(5.5))
-		mustTick(t, b, at(5.5))
 		if b.Phase() != Open {
 			t.Fatalf("round 1 is %v", b.Phase())
 		}
@@ -99,5 +103,162 @@ func TestPoisonedCloseIsAllOrNothing(t *testing.T) {
 	}
 	if len(poisoned.free) != 2 || &poisoned.free[0][0] == &poisoned.free[1][0] {
 		t.Fatalf("free list holds %d buffers, want 2 distinct", len(poisoned.free))
+	}
+}
+
+// TestSubmitRefusesAbsurdDelta: the payloads of issue 7.2 are refused by
+// Submit, with the reason, before they can move the weights: int8 chunk
+// scales at the decoder's maximum, and a plain delta of 1e6. With one
+// honest co-contributor the round closes on the honest contribution alone
+// and the weights stay where an honest round puts them.
+func TestSubmitRefusesAbsurdDelta(t *testing.T) {
+	for _, codec := range []compress.Codec{compress.Int8, compress.FP32} {
+		cfg := tinyCfg(codec)
+		n := cfg.Model.NumParams()
+		a, _ := NewAggregator(cfg)
+		a.Grace = 0
+		h := a.Hash()
+		for _, id := range []string{"honest", "evil"} {
+			a.Poll(id, 0, h, at(0))
+		}
+		mustTick(t, a, at(0))
+		bound := a.maxDelta
+		if !(bound > 0.1 && bound < 10) {
+			t.Fatalf("bound %g for H=%d, lr %g", bound, cfg.InnerSteps, cfg.InnerLR)
+		}
+		maxed := constDelta(n, math.MaxFloat32/5) // the encoder caps its scales at the decoder's maximum
+		poison := [][]float32{constDelta(n, 1e6), constDelta(n, 2*bound)}
+		if codec == compress.Int8 {
+			poison = append(poison, maxed)
+		}
+		for _, p := range poison {
+			err := a.Submit("evil", 0, h, cfg.TokensPerStep(), encode(t, codec, p), at(1))
+			if err == nil || !strings.Contains(err.Error(), "move a weight by less than") {
+				t.Fatalf("%s: a delta of %g was not refused for its size: %v", codec, p[0], err)
+			}
+		}
+		if a.Submitted() != 0 || len(a.free) != 1 {
+			t.Fatalf("refused contributions held: %d, free buffers %d", a.Submitted(), len(a.free))
+		}
+		// Just inside the bound is still accepted (the check is the bound, not a guess).
+		inside := make([]float32, n)
+		for i := range inside {
+			inside[i] = bound * 0.99
+		}
+		if err := a.Submit("evil", 0, h, cfg.TokensPerStep(), encode(t, codec, inside), at(1)); err != nil {
+			t.Fatalf("%s: a delta inside the bound was refused: %v", codec, err)
+		}
+	}
+
+	// One honest co-contributor: the evil one's payload is refused, the
+	// round closes on the honest one, and θ1 is the honest round's.
+	cfg := tinyCfg(compress.Int8)
+	n := cfg.Model.NumParams()
+	a, _ := NewAggregator(cfg)
+	ref, _ := NewAggregator(cfg)
+	for _, x := range []*Aggregator{a, ref} {
+		x.Grace = 0
+		x.Poll("honest", 0, x.Hash(), at(0))
+	}
+	a.Poll("evil", 0, a.Hash(), at(0))
+	mustTick(t, a, at(0))
+	mustTick(t, ref, at(0))
+	if err := a.Submit("evil", 0, a.Hash(), cfg.TokensPerRound(), encode(t, cfg.Codec, constDelta(n, math.MaxFloat32/5)), at(1)); err == nil {
+		t.Fatal("the overflowing payload was accepted")
+	}
+	a.Leave("evil")
+	for _, x := range []*Aggregator{a, ref} {
+		if err := x.Submit("honest", 0, x.Hash(), cfg.TokensPerRound(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+			t.Fatal(err)
+		}
+		if ev := mustTick(t, x, at(1)); ev.Closed == nil {
+			t.Fatal("round did not close")
+		}
+	}
+	if a.Hash() != ref.Hash() || absMax(a.Weights()) > 10 {
+		t.Fatalf("the weights moved to |θ| = %g", absMax(a.Weights()))
+	}
+}
+
+// TestHonestDeltaFarBelowBound: contributions from real inner training
+// (tiny model, warm-up, the run's learning rate) stay far below the bound,
+// over several rounds.
+func TestHonestDeltaFarBelowBound(t *testing.T) {
+	cfg := tinyCfg(compress.FP32)
+	cfg.InnerSteps, cfg.Rounds = 8, 4
+	text := corpus.TinyShakespeare()[:20000]
+	train, _ := corpus.Split(text, 0.9)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	a, _ := NewAggregator(cfg)
+	a.Grace = 0
+	w, err := NewWorker("alice", cfg, train, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := a.maxDelta
+	var largest float32
+	for r := 0; r < cfg.Rounds; r++ {
+		if err := w.SetWeights(r, a.Weights(), a.Hash()); err != nil {
+			t.Fatal(err)
+		}
+		a.Poll("alice", r, a.Hash(), at(float64(r)))
+		mustTick(t, a, at(float64(r)))
+		p, tokens, err := w.Train(context.Background(), cfg.InnerSteps, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := make([]float32, cfg.Model.NumParams())
+		if err := compress.Decode(p, d); err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, absMax(d))
+		if err := a.Submit("alice", r, a.Hash(), tokens, p, at(float64(r)+0.5)); err != nil {
+			t.Fatalf("round %d: an honest contribution was refused: %v", r, err)
+		}
+		if ev := mustTick(t, a, at(float64(r)+0.5)); ev.Closed == nil {
+			t.Fatalf("round %d did not close", r)
+		}
+	}
+	t.Logf("largest honest |Δ| %g, bound %g (%.0fx)", largest, bound, bound/largest)
+	if !(largest > 0 && largest < bound/20) {
+		t.Fatalf("largest honest |Δ| %g, bound %g: want far below", largest, bound)
+	}
+}
+
+// TestWorkerRecoversFromPoisonedWeights: training from global weights that
+// give a non-finite loss is an error, not a crash, and leaves the worker
+// able to train the next weights exactly as a fresh worker would (the
+// optimizer's poisoned moments are reset).
+func TestWorkerRecoversFromPoisonedWeights(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	train, _ := corpus.Split(corpus.TinyShakespeare()[:20000], 0.9)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	w, _ := NewWorker("alice", cfg, train, pool)
+	fresh, _ := NewWorker("alice", cfg, train, pool)
+	bad := InitialWeights(cfg)
+	for i := range bad {
+		bad[i] = -2e38
+	}
+	if err := w.SetWeights(0, bad, HashWeights(0, bad)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Train(context.Background(), cfg.InnerSteps, nil); err == nil || !strings.Contains(err.Error(), "loss is") {
+		t.Fatalf("training from poisoned weights: %v", err)
+	}
+	good := InitialWeights(cfg)
+	for _, x := range []*Worker{w, fresh} {
+		if err := x.SetWeights(1, good, HashWeights(1, good)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _, err := w.Train(context.Background(), cfg.InnerSteps, nil)
+	if err != nil {
+		t.Fatalf("the worker cannot train after a poisoned round: %v", err)
+	}
+	q, _, _ := fresh.Train(context.Background(), cfg.InnerSteps, nil)
+	if string(p) != string(q) {
+		t.Fatal("after a poisoned round the worker trains differently from a fresh one")
 	}
 }

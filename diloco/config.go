@@ -113,6 +113,37 @@ func (c RunConfig) Validate() error {
 // TokensPerRound is what one worker trains on in a round of H inner steps.
 func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.TokensPerStep() }
 
+// deltaMargin is how many times the most an AdamW step can move a weight
+// (lr·|m̂|/(√v̂+ε)) the bound of MaxDelta allows. With bias correction, and
+// β1² < β2 as in every usual setting, |m̂|/√v̂ stays below
+// (1−β1)/√((1−β2)(1−β1²/β2)), about 2.4 for the default betas 0.9 and 0.99,
+// and an honest step moves a weight by at most a few lr; 100 is a margin
+// for unusual betas and for the int8 error feedback a worker adds (below
+// 1/254 of a chunk's largest value).
+const deltaMargin = 100
+
+// MaxDelta bounds the magnitude of every value of an honest contribution
+// Δ = θr − θlocal in a run whose global weights are at most thetaAbsMax in
+// magnitude. H AdamW steps at a learning rate of at most lr (the larger of
+// InnerLR and InnerMinLR) move a weight by at most H·lr·A through the
+// gradient term (A = deltaMargin, see there) and by at most H·lr·wd·|θ|
+// through decoupled weight decay, where |θ| stays below
+// thetaAbsMax + H·lr·A during the round:
+//
+//	MaxDelta = H·lr·(A + wd·(thetaAbsMax + H·lr·A))
+//
+// For the default run (H = 50, lr = 1e-3, wd = 0.1, |θ| < 1) that is about
+// 5, against honest contributions of a few hundredths at most. Anything
+// larger is not an honest worker's, and the aggregator refuses it before
+// it can move the weights far (or, at the int8 decoder's largest values,
+// overflow them).
+func (c RunConfig) MaxDelta(thetaAbsMax float32) float32 {
+	lr := max(c.InnerLR, c.InnerMinLR)
+	hl := float64(c.InnerSteps) * lr
+	b := hl * (deltaMargin + c.WeightDecay*(float64(thetaAbsMax)+hl*deltaMargin))
+	return float32(min(b, math.MaxFloat32))
+}
+
 // TokensPerStep is what one worker trains on in one inner step.
 func (c RunConfig) TokensPerStep() int { return c.Batch * c.Model.BlockSize }
 

@@ -79,8 +79,10 @@ func (w *Worker) Weights() []float32 { return w.theta }
 // compressed pseudo-gradient θr − θlocal and the number of tokens trained
 // on. steps outside [1, H] is an error. step, when not nil, is called after
 // each inner step with its loss. It stops early, with ctx's error, when ctx
-// is done. The worker's local state (see State) only changes by a finished
-// round: on any error it is left as it was before the call.
+// is done. A step whose loss is not finite (the round's weights are
+// poisoned, say) is an error. The worker's local state (see State) only
+// changes by a finished round: on any error it is left as it was before
+// the call, so the worker can train the next round's weights.
 func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")

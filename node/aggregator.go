@@ -51,9 +51,15 @@ type AggregatorOptions struct {
 	EvalBatches int
 	Threads     int // for evaluation
 	Grace       time.Duration
-	Metrics     *metrics.Registry // nil: a private registry
-	Log         *slog.Logger      // nil: discard
-	OnRound     func(RoundInfo)   // after every closed round, from one goroutine
+	// Limits bound what identities can cost the aggregator (zero fields:
+	// diloco.DefaultLimits).
+	Limits diloco.Limits
+	// Admit, when set, decides whether an identity may take part (see
+	// diloco.Aggregator.Admit); nil admits everyone.
+	Admit   func(id string) error
+	Metrics *metrics.Registry // nil: a private registry
+	Log     *slog.Logger      // nil: discard
+	OnRound func(RoundInfo)   // after every closed round, from one goroutine
 }
 
 // RoundInfo reports a closed round.
@@ -118,7 +124,7 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	if err != nil {
 		return nil, err
 	}
-	agg.Grace = o.Grace
+	agg.Grace, agg.Limits, agg.Admit = o.Grace, o.Limits, o.Admit
 	cfg := agg.Cfg
 	if resumed && o.Config != cfg {
 		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
@@ -503,8 +509,11 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 		}
 		changed := a.changed
 		a.mu.Unlock()
+		if r.Action == diloco.Refused {
+			return refuse("%s", r.Reason)
+		}
 		if r.Action != diloco.Wait {
-			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds()}
+			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds(), Waited: r.Waited}
 			if err := wire.WriteJSON(s, kindReply, reply); err != nil {
 				return err
 			}

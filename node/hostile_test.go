@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/cairnlabs/cairn/compress"
@@ -111,4 +117,137 @@ func TestHostilePeer(t *testing.T) {
 	if _, round := agg.Weights(); round != 2 {
 		t.Fatalf("run ended at round %d", round)
 	}
+}
+
+// TestWorkerSurvivesPoisonedWeights: global weights that give a
+// non-finite loss (what an accepted poison would leave) do not make a
+// worker exit as though it were broken: it skips the round, keeps
+// following the run, and contributes again once the run's weights are
+// healthy (here: the aggregator is replaced by one running the same run
+// from the seed's weights).
+func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
+	cfg := tinyConfig(2)
+	cfg.RoundTimeout = diloco.Duration(2 * time.Second)
+	dir := t.TempDir()
+	bad := diloco.InitialWeights(cfg)
+	for i := range bad {
+		bad[i] = -2e38
+	}
+	first, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Config: cfg, Init: bad, Text: testText(),
+		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := first.Addrs()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := startWorker(t, addr)
+	werr := make(chan error, 1)
+	go func() { werr <- w.Run(ctx) }()
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(firstCtx) }()
+	for w.Stats().Skipped == 0 {
+		select {
+		case err := <-werr:
+			t.Fatalf("the worker exited on poisoned weights: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the worker never tried the poisoned round")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stopFirst()
+	<-firstDone
+	first.Close()
+	if _, round := first.Weights(); round != 0 {
+		t.Fatalf("the poisoned run closed round %d", round)
+	}
+	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{addrWithoutPeer(t, addr)}, Config: cfg, Text: testText(),
+		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if st := w.Stats(); st.Rounds != 2 {
+		t.Fatalf("the worker contributed %d rounds of the healthy run, want 2", st.Rounds)
+	}
+}
+
+// attacker is a libp2p host that speaks to a node by hand.
+type attacker struct {
+	t    *testing.T
+	h    host.Host
+	to   peer.ID
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+func newAttacker(t *testing.T, addr string) *attacker {
+	t.Helper()
+	key, err := p2p.LoadIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.NewHost(key, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := p2p.ParseAddr(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	if err := p2p.Connect(ctx, h, info, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); h.Close() })
+	return &attacker{t: t, h: h, to: info.ID, ctx: ctx, stop: cancel}
+}
+
+// open starts a stream for proto and writes the JSON request.
+func (x *attacker) open(proto string, kind uint8, req any) network.Stream {
+	x.t.Helper()
+	s, err := x.h.NewStream(x.ctx, x.to, protocol.ID(proto))
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	s.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := wire.WriteJSON(s, kind, req); err != nil {
+		x.t.Fatal(err)
+	}
+	return s
+}
+
+// refusal reads a reply that must be a refusal, and returns its reason.
+func refusalOf(t *testing.T, s io.Reader, kind uint8) string {
+	t.Helper()
+	var v map[string]any
+	err := wire.ReadJSON(s, kind, maxControl, &v)
+	var re *wire.RemoteError
+	if !errors.As(err, &re) {
+		t.Fatalf("want a refusal, got %v (%v)", err, v)
+	}
+	return re.Msg
+}
+
+// TestNonParticipantRefusedWithReason: a contribution from an identity
+// that was not present when the round opened is refused, and the peer is
+// told why; so is a second contribution under one identity.
+func TestNonParticipantRefusedWithReason(t *testing.T) {
+	cfg := tinyConfig(2)
+	agg := startAggregator(t, t.TempDir(), cfg, nil)
+	defer agg.Close()
+	x := newAttacker(t, agg.Addrs()[0])
+	round0 := diloco.HashWeights(0, diloco.InitialWeights(cfg))
+	good, _ := compress.NewEncoder(cfg.Codec, cfg.Model.NumParams()).Encode(make([]float32, cfg.Model.NumParams()))
+	s := x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: cfg.TokensPerStep()})
+	wire.WriteBlob(s, good)
+	s.CloseWrite()
+	if msg := refusalOf(t, s, kindAck); !strings.Contains(msg, "not a participant") {
+		t.Fatalf("refusal %q does not say why", msg)
+	}
+	s.Close()
 }

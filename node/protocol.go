@@ -30,8 +30,10 @@ const (
 // maxControl bounds every JSON message.
 const maxControl = 1 << 16
 
-// ProtocolVersion is checked at join.
-const ProtocolVersion = 1
+// ProtocolVersion is checked at join. Version 2: the aggregator says
+// whether it waits for a worker (pollReply.Waited), and refuses
+// contributions from workers that were not participants of the round.
+const ProtocolVersion = 2
 
 type joinRequest struct {
 	Version int `json:"version"`
@@ -58,6 +60,10 @@ type pollReply struct {
 	Round      int    `json:"round"`
 	Hash       string `json:"hash"`
 	DeadlineMS int64  `json:"deadline_ms,omitempty"`
+	// Waited, for train: the round waits for this worker until its
+	// deadline. A worker it does not wait for (a newcomer, or one on
+	// probation) proves itself with a short contribution.
+	Waited bool `json:"waited,omitempty"`
 }
 
 // submitRequest is followed by a blob with the compressed pseudo-gradient.

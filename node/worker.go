@@ -63,6 +63,7 @@ type WorkerStats struct {
 	Compute      time.Duration // inside inner steps
 	Rounds       int           // contributions accepted
 	Refused      int
+	Skipped      int // rounds not contributed to because training from the global weights failed
 	Reconnects   int
 	StateFetches int
 	JoinRound    int // the round the aggregator was at when the worker first joined
@@ -168,7 +169,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(began) > time.Minute {
 			backoff = firstBackoff // that session worked for a while: a fresh failure
 		}
-		w.log.Warn("no connection to the aggregator; retrying", "err", err, "in", backoff)
+		if re := (*wire.RemoteError)(nil); errors.As(err, &re) {
+			w.log.Warn("the aggregator refused this worker; retrying", "reason", re.Msg, "in", backoff)
+		} else {
+			w.log.Warn("no connection to the aggregator; retrying", "err", err, "in", backoff)
+		}
 		w.mu.Lock()
 		w.stats.Reconnects++
 		w.mu.Unlock()
@@ -271,7 +276,7 @@ func (w *Worker) session(ctx context.Context) error {
 			}
 		case diloco.Train:
 			s.Close()
-			if err := w.trainAndSubmit(ctx); err != nil {
+			if err := w.trainAndSubmit(ctx, time.Duration(reply.DeadlineMS)*time.Millisecond, reply.Waited); err != nil {
 				return err
 			}
 		}
@@ -377,12 +382,26 @@ func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash dil
 	return w.w.SetWeights(round, theta, hash)
 }
 
-func (w *Worker) trainAndSubmit(ctx context.Context) error {
+// trainAndSubmit trains the current round and submits the contribution;
+// left is the time the aggregator gave until the round's deadline, and
+// waited whether the round waits for this worker: one it does not wait
+// for (a newcomer to a run whose workers have proven themselves, or one on
+// probation) trains a single step, which it can send before the round
+// closes, to prove itself. A
+// round that cannot be trained from the global weights (a non-finite loss:
+// the weights are poisoned) is skipped, not fatal: the worker logs it,
+// waits out the round and keeps following the run.
+func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited bool) error {
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
+	deadline := time.Now().Add(left)
 	start := time.Now()
-	payload, tokens, err := w.w.Train(ctx, w.w.Cfg.InnerSteps, func(i int, loss float32) {
+	steps := w.w.Cfg.InnerSteps
+	if !waited {
+		steps = 1
+	}
+	payload, tokens, err := w.w.Train(ctx, steps, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
@@ -392,9 +411,23 @@ func (w *Worker) trainAndSubmit(ctx context.Context) error {
 	w.stats.Compute += time.Since(start)
 	w.mu.Unlock()
 	if err != nil {
-		return errPermanent{err}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.log.Warn("cannot train from the round's weights; skipping this round's contribution and following the run", "round", round, "err", err)
+		w.mu.Lock()
+		w.stats.Skipped++
+		w.mu.Unlock()
+		// The aggregator would tell us to train this round again: wait
+		// until it is over.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(deadline) + 100*time.Millisecond):
+		}
+		return nil
 	}
-	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(w.w.Cfg.InnerSteps))
+	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
 	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {

@@ -1,0 +1,140 @@
+package diloco
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/vecmath"
+)
+
+// abandon drops the round's contributions (their buffers go back to the
+// free list) and sends the round back to waiting for workers; the weights,
+// momentum and residual are untouched.
+func (a *Aggregator) abandon() {
+	for id, s := range a.subs {
+		a.free = append(a.free, s.delta)
+		delete(a.subs, id)
+	}
+	clear(a.participants)
+	clear(a.waiting)
+	a.phase, a.openAt = Waiting, time.Time{}
+}
+
+// close aggregates the round's contributions in sorted worker order (so the
+// result depends only on the set of contributions), takes the outer
+// Nesterov step and publishes the change. It is all or nothing: the new
+// momentum, the update and the new weights are computed into scratch and
+// checked to be finite before anything is committed, so on error the
+// aggregator is exactly as before (the caller abandons the round).
+func (a *Aggregator) close() (*RoundResult, error) {
+	ids := make([]string, 0, len(a.subs))
+	total := 0
+	for id, s := range a.subs {
+		ids = append(ids, id)
+		total += s.tokens
+	}
+	slices.Sort(ids)
+	clear(a.sum)
+	for _, id := range ids {
+		s := a.subs[id]
+		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
+	}
+	if i, ok := within(a.sum, a.maxDelta); !ok {
+		return nil, fmt.Errorf("the average contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
+	}
+	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
+	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
+	// published change is lr·step, compressed with error feedback.
+	mu, lr := float32(a.Cfg.Momentum), float32(a.Cfg.OuterLR)
+	for i, d := range a.sum {
+		b := mu*a.momentum[i] + d
+		a.nextMomentum[i] = b
+		a.sum[i] = lr * (d + mu*b)
+	}
+	if i, ok := allFinite(a.nextMomentum); !ok {
+		return nil, fmt.Errorf("the outer momentum would not be finite (value %d is %v)", i, a.nextMomentum[i])
+	}
+	if i, ok := allFinite(a.sum); !ok {
+		return nil, fmt.Errorf("the outer step is not finite (value %d is %v)", i, a.sum[i])
+	}
+	// Encode changes the residual on success: keep a copy to put back if
+	// the update turns out not to apply.
+	if r := a.down.Residual(); r != nil {
+		a.residual = append(a.residual[:0], r...)
+	}
+	payload, err := a.down.Encode(a.sum)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the update: %v", err)
+	}
+	if err := compress.Decode(payload, a.scratch); err != nil {
+		copy(a.down.Residual(), a.residual)
+		return nil, fmt.Errorf("decoding the update: %v", err)
+	}
+	for i, u := range a.scratch {
+		if v := a.theta[i] - u; !finite(v) {
+			copy(a.down.Residual(), a.residual)
+			return nil, fmt.Errorf("the update makes weight %d %v", i, v)
+		}
+	}
+	// Commit.
+	for i, u := range a.scratch {
+		a.theta[i] -= u
+	}
+	a.momentum, a.nextMomentum = a.nextMomentum, a.momentum
+	for _, id := range ids {
+		a.free = append(a.free, a.subs[id].delta)
+	}
+	res := &RoundResult{Round: a.round, Contributors: ids, Missing: a.dropMissing(), Tokens: total, UpdateBytes: len(payload)}
+	a.prev = a.hash
+	a.round++
+	a.hash = HashWeights(a.round, a.theta)
+	a.maxDelta = a.Cfg.MaxDelta(absMax(a.theta))
+	a.lastUpdate = payload
+	res.Hash = a.hash
+	clear(a.subs)
+	clear(a.participants)
+	clear(a.waiting)
+	if a.round == a.Cfg.Rounds {
+		a.phase = Done
+	}
+	return res, nil
+}
+
+// finite reports whether v is neither infinite nor NaN.
+func finite(v float32) bool { return math.Float32bits(v)&0x7f800000 != 0x7f800000 }
+
+// allFinite returns the index of the first value of v that is not finite.
+func allFinite(v []float32) (int, bool) {
+	for i, x := range v {
+		if !finite(x) {
+			return i, false
+		}
+	}
+	return 0, true
+}
+
+// within returns the index of the first value of v that is not finite or
+// exceeds bound in magnitude.
+func within(v []float32, bound float32) (int, bool) {
+	for i, x := range v {
+		if !(x <= bound && x >= -bound) { // false for NaN
+			return i, false
+		}
+	}
+	return 0, true
+}
+
+// absMax is the largest magnitude in v (+Inf if v holds a NaN).
+func absMax(v []float32) float32 {
+	var m float32
+	for _, x := range v {
+		if x != x {
+			return float32(math.Inf(1))
+		}
+		m = max(m, x, -x)
+	}
+	return m
+}
