@@ -80,11 +80,11 @@ func (g *Genesis) Validate() error {
 
 // supply is the total of the initial balances and stakes.
 func (g *Genesis) supply() (uint64, error) {
-	var total, carry uint64
+	var total, c1, c2 uint64
 	for _, a := range g.Accounts {
-		total, carry = bits.Add64(total, a.Balance, carry)
-		total, carry = bits.Add64(total, a.Stake, carry)
-		if carry != 0 {
+		total, c1 = bits.Add64(total, a.Balance, 0)
+		total, c2 = bits.Add64(total, a.Stake, 0)
+		if c1|c2 != 0 {
 			return 0, errors.New("ledger: genesis: total supply overflows 64 bits")
 		}
 	}
