@@ -371,3 +371,27 @@ func (s stateView) round(r uint64) (RoundRecord, bool, error) {
 	rr, err := decodeRoundRecord(r, b)
 	return rr, true, err
 }
+
+// DescribeStateKey names a state key for people ("account 1f2e...",
+// "commit of ... in round 3"); a key of no known layout is shown in hex.
+func DescribeStateKey(k []byte) string {
+	if len(k) == 0 {
+		return "(empty key)"
+	}
+	rest := k[1:]
+	switch {
+	case k[0] == prefixMeta && len(rest) == 0:
+		return "meta"
+	case k[0] == prefixAccount && len(rest) == 32:
+		return fmt.Sprintf("account %x", rest)
+	case k[0] == prefixCommit && len(rest) == 40:
+		return fmt.Sprintf("commit of %x in round %d", rest[8:], binary.BigEndian.Uint64(rest))
+	case k[0] == prefixRound && len(rest) == 8:
+		return fmt.Sprintf("result of round %d", binary.BigEndian.Uint64(rest))
+	case k[0] == prefixVerdict && len(rest) == 40:
+		return fmt.Sprintf("verdict on %x in round %d", rest[8:], binary.BigEndian.Uint64(rest))
+	case k[0] == prefixHistory && len(rest) == 44:
+		return fmt.Sprintf("history of %x at block %d tx %d", rest[:32], binary.BigEndian.Uint64(rest[32:]), binary.BigEndian.Uint32(rest[40:]))
+	}
+	return fmt.Sprintf("key %x", k)
+}
