@@ -106,15 +106,14 @@ func Open(path string, g *ledger.Genesis) (*Store, error) {
 		return nil, fmt.Errorf("store: %s: %v", path, err)
 	}
 	s := &Store{db: db}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil {
-			if g == nil {
-				return fmt.Errorf("store: %s holds no ledger", path)
-			}
-			return initialise(tx, g)
-		}
-		return nil
-	})
+	var fresh bool
+	err = db.View(func(tx *bolt.Tx) error { fresh = tx.Bucket(bucketMeta) == nil; return nil })
+	switch {
+	case err == nil && fresh && g == nil:
+		err = fmt.Errorf("store: %s holds no ledger", path)
+	case err == nil && fresh:
+		err = db.Update(func(tx *bolt.Tx) error { return initialise(tx, g) })
+	}
 	if err == nil {
 		err = db.View(func(tx *bolt.Tx) error { return s.load(tx, g) })
 	}
