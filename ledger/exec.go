@@ -113,7 +113,10 @@ func (x *execution) flush(txHash Hash, kind Kind) {
 	}
 	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
 	for _, k := range keys {
-		x.st.putAccount(x.accts[k])
+		enc := x.accts[k].encode()
+		if old, ok := x.st.kv.get(accountKey(k)); !ok || !bytes.Equal(old, enc) {
+			x.st.kv.put(accountKey(k), enc)
+		}
 		h := HistoryEntry{TxHash: txHash, Kind: kind}
 		x.st.kv.put(historyKey(k, x.height, x.index), h.encode())
 	}
