@@ -345,9 +345,12 @@ func (x *execution) settle(a *Account, b *SettleTx) error {
 			return err
 		}
 		cut := slashAmount(w.Stake+w.Unbonded(), x.g.SlashBasisPoints)
+		var c uint64
+		if m.Burned, c = bits.Add64(m.Burned, cut, 0); c != 0 {
+			return reject(CodeInvalid, "the burned total would overflow")
+		}
 		recs[i].Slashed = cut
-		m.Supply -= cut
-		m.Burned += cut // Burned <= genesis supply + Minted, which fits
+		m.Supply -= cut // cut <= the worker's holdings <= the supply
 		takeStake(w, cut)
 	}
 	for i := range recs {
