@@ -18,7 +18,7 @@
 // the genesis and compares everything.
 //
 // Store and Chain are the write side (one process: bbolt locks the file);
-// OpenReadOnly is for inspection and fails at once, rather than waiting,
+// OpenReadOnly is for inspection and fails within a tenth of a second, rather than waiting,
 // while a node holds the file. A Store is not safe for concurrent use; a
 // Chain is.
 package store
