@@ -245,7 +245,7 @@ func identifier(s string) error {
 		c := s[i]
 		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '/' || c == '-'
 		if !ok {
-			return fmt.Errorf("character %q at %d not in [a-z0-9._+/-]", c, i)
+			return fmt.Errorf("byte %#x at %d not in [a-z0-9._+/-]", c, i)
 		}
 	}
 	return nil
@@ -259,11 +259,18 @@ func nonEmptyPrintable(s string) error {
 	return printable(s)
 }
 
-// clip shortens s to at most MaxReasonBytes, for reasons built from
-// untrusted values.
+// clip makes a reason built from untrusted values fit a result: bytes
+// that are not printable ASCII become '?', and it is cut to
+// MaxReasonBytes.
 func clip(s string) string {
-	if len(s) > MaxReasonBytes {
-		return s[:MaxReasonBytes-3] + "..."
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
 	}
-	return s
+	if len(b) > MaxReasonBytes {
+		b = append(b[:MaxReasonBytes-3], "..."...)
+	}
+	return string(b)
 }

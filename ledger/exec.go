@@ -113,7 +113,10 @@ func (x *execution) flush(txHash Hash, kind Kind) {
 	}
 	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
 	for _, k := range keys {
-		x.st.putAccount(x.accts[k])
+		enc := x.accts[k].encode()
+		if old, ok := x.st.kv.get(accountKey(k)); !ok || !bytes.Equal(old, enc) {
+			x.st.kv.put(accountKey(k), enc)
+		}
 		h := HistoryEntry{TxHash: txHash, Kind: kind}
 		x.st.kv.put(historyKey(k, x.height, x.index), h.encode())
 	}
@@ -342,9 +345,12 @@ func (x *execution) settle(a *Account, b *SettleTx) error {
 			return err
 		}
 		cut := slashAmount(w.Stake+w.Unbonded(), x.g.SlashBasisPoints)
+		var c uint64
+		if m.Burned, c = bits.Add64(m.Burned, cut, 0); c != 0 {
+			return reject(CodeInvalid, "the burned total would overflow")
+		}
 		recs[i].Slashed = cut
-		m.Supply -= cut
-		m.Burned += cut // Burned <= genesis supply + Minted, which fits
+		m.Supply -= cut // cut <= the worker's holdings <= the supply
 		takeStake(w, cut)
 	}
 	for i := range recs {

@@ -13,28 +13,28 @@ const GenesisVersion = 1
 
 // Genesis fixes a chain's rules and its initial accounts.
 type Genesis struct {
-	ChainID string // [a-z0-9._+/-], 1..64 bytes; part of every signature
+	ChainID string `json:"chain_id"` // [a-z0-9._+/-], 1..64 bytes; part of every signature
 
 	// Authorities may sign round results, settlements and blocks (the
 	// organiser's or aggregator's keys): sorted, distinct, 1..16.
-	Authorities []PubKey
+	Authorities []PubKey `json:"authorities"`
 
 	// Accounts are the initial balances and stakes, sorted by key, distinct.
-	Accounts []GenesisAccount
+	Accounts []GenesisAccount `json:"accounts"`
 
-	MinStake         uint64 // stake a worker needs to commit; at least 1
-	UnbondingRounds  uint64 // rounds an unbonding entry waits; more than SettlementLag
-	EmissionPerRound uint64 // minted at each round's settlement, split among paid contributions
-	SlashBasisPoints uint32 // share of a failed worker's stake burned, in 1/10000; at most 10000
-	SettlementLag    uint64 // closing round r needs round r-SettlementLag settled; at least 1
+	MinStake         uint64 `json:"min_stake"`          // stake a worker needs to commit; at least 1
+	UnbondingRounds  uint64 `json:"unbonding_rounds"`   // rounds an unbonding entry waits; more than SettlementLag
+	EmissionPerRound uint64 `json:"emission_per_round"` // minted at each round's settlement, split among paid contributions
+	SlashBasisPoints uint32 `json:"slash_basis_points"` // share of a failed worker's stake burned, in 1/10000; at most 10000
+	SettlementLag    uint64 `json:"settlement_lag"`     // closing round r needs round r-SettlementLag settled; at least 1
 }
 
 // GenesisAccount is an account that exists from the start. Stake is
 // bonded (as by a RegisterTx) from the start.
 type GenesisAccount struct {
-	Key     PubKey
-	Balance uint64
-	Stake   uint64
+	Key     PubKey `json:"key"`
+	Balance uint64 `json:"balance"`
+	Stake   uint64 `json:"stake"`
 }
 
 // Validate checks the rules: a valid chain ID, 1..16 sorted distinct

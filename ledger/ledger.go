@@ -257,9 +257,11 @@ func (l *Ledger) ApplyBlock(b *Block) (*BlockResult, error) {
 }
 
 // Commit makes the pending block the committed state and returns the new
-// tip. The pending (mempool) state of CheckTx is reset to it: the caller
-// checks its remaining transactions again. It fails if no block is
-// pending.
+// tip. The tip's block hash is the block's when it came through ApplyBlock
+// or Producer.MakeBlock, and zero after a bare FinalizeBlock (a host such
+// as CometBFT keeps its own block hashes). The pending (mempool) state of
+// CheckTx is reset to the new state: the caller checks its remaining
+// transactions again. It fails if no block is pending.
 func (l *Ledger) Commit() (Tip, error) {
 	p := l.pending
 	if p == nil {

@@ -88,16 +88,16 @@ type CommitTx struct {
 // Contribution is one accepted contribution in a round result; it must
 // match the worker's commit for the round.
 type Contribution struct {
-	Worker    PubKey
-	DeltaHash Hash
-	Tokens    uint64
+	Worker    PubKey `json:"worker"`
+	DeltaHash Hash   `json:"delta_hash"`
+	Tokens    uint64 `json:"tokens"`
 }
 
 // Rejection is a committed contribution the aggregator did not accept,
 // with its screening verdict (late, never revealed, hash mismatch, ...).
 type Rejection struct {
-	Worker PubKey
-	Reason string // printable ASCII, 1..200 bytes
+	Worker PubKey `json:"worker"`
+	Reason string `json:"reason"` // printable ASCII, 1..200 bytes
 }
 
 // ResultTx is the round result, signed by an authority: the hash of the

@@ -18,7 +18,7 @@
 // the genesis and compares everything.
 //
 // Store and Chain are the write side (one process: bbolt locks the file);
-// OpenReadOnly is for inspection and fails at once, rather than waiting,
+// OpenReadOnly is for inspection and fails within a tenth of a second, rather than waiting,
 // while a node holds the file. A Store is not safe for concurrent use; a
 // Chain is.
 package store
@@ -106,15 +106,14 @@ func Open(path string, g *ledger.Genesis) (*Store, error) {
 		return nil, fmt.Errorf("store: %s: %v", path, err)
 	}
 	s := &Store{db: db}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil {
-			if g == nil {
-				return fmt.Errorf("store: %s holds no ledger", path)
-			}
-			return initialise(tx, g)
-		}
-		return nil
-	})
+	var fresh bool
+	err = db.View(func(tx *bolt.Tx) error { fresh = tx.Bucket(bucketMeta) == nil; return nil })
+	switch {
+	case err == nil && fresh && g == nil:
+		err = fmt.Errorf("store: %s holds no ledger", path)
+	case err == nil && fresh:
+		err = db.Update(func(tx *bolt.Tx) error { return initialise(tx, g) })
+	}
 	if err == nil {
 		err = db.View(func(tx *bolt.Tx) error { return s.load(tx, g) })
 	}

@@ -37,6 +37,7 @@ func commands() []command {
 		{"sample", "generate text from a checkpoint", runSample},
 		{"bench", "measure training throughput (flags of the PyTorch anchor)", runBench},
 		{"parity", "check the engine against a PyTorch fixture directory", runParity},
+		{"ledger", "inspect a node's contribution ledger: 'ledger balances|history|verify --data-dir DIR'", runLedger},
 	}
 }
 
