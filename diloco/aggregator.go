@@ -301,7 +301,7 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // payloads and payloads holding a value no honest worker sends: not
 // finite, or larger in magnitude than the run's bound (RunConfig.MaxDelta).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
-	if err := a.check(id, round, hash, tokens, now); err != nil {
+	if err := a.CanSubmit(id, round, hash, tokens, now); err != nil {
 		return err
 	}
 	codec, n, err := compress.DecodedSize(payload)
@@ -336,9 +336,13 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	return nil
 }
 
-// check refuses a contribution for what its header says, before the
-// payload is looked at.
-func (a *Aggregator) check(id string, round int, hash Hash, tokens int, now time.Time) error {
+// CanSubmit is Submit's check of everything but the payload: the run,
+// round and weights, admission, participation, duplicates, the deadline,
+// the token count and room for the contribution. A transport calls it on a
+// contribution's header, before it reads the payload (whose size is then
+// bounded by compress.MaxEncodedSize of the run's codec); Submit checks
+// again. It changes nothing.
+func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now time.Time) error {
 	switch {
 	case a.phase == Done:
 		return fmt.Errorf("the run is finished")

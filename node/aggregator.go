@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
@@ -89,6 +90,7 @@ type Aggregator struct {
 	resumed  bool
 	blob     []byte      // the current weights, serialised for joiners
 	blobHash diloco.Hash // of blob
+	serves   *serveLimit // downloads of the weights
 
 	pool        *kernels.Pool
 	model       *gpt.Model
@@ -154,7 +156,7 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	}
 	a := &Aggregator{opts: o, tr: h, log: o.Log, statePath: statePath, met: o.Metrics,
 		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
-		evals: make(chan evalJob, 1024), idle: make(chan struct{})}
+		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8)}
 	go a.evaluator()
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
@@ -433,20 +435,22 @@ func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
 	return s, nil
 }
 
-// handle wraps a stream handler: bytes are counted, the stream is closed
-// afterwards, and a handler error is sent back as a one-line refusal.
-func (a *Aggregator) handle(proto string, serve func(s wire.Stream, from string) error) func(wire.NetStream, string) {
-	return func(s wire.NetStream, from string) {
-		defer s.Close()
-		s.SetDeadline(time.Now().Add(10 * time.Minute))
-		cs := wire.CountStream(s, &a.counter)
-		if err := serve(cs, from); err != nil {
+// handle wraps a stream handler: bytes are counted, reads and writes must
+// make progress (a request's control messages get controlTimeout, a blob
+// what the handler allows for its size), the stream is closed afterwards,
+// and a handler error is sent back as a one-line refusal.
+func (a *Aggregator) handle(proto string, serve func(s *progressStream, from string) error) func(wire.NetStream, string) {
+	return func(ns wire.NetStream, from string) {
+		defer ns.Close()
+		s := newProgress(wire.CountStream(ns, &a.counter), ns, serveStall, time.Now().Add(controlTimeout))
+		if err := serve(s, from); err != nil {
 			a.log.Warn("request refused", "protocol", proto, "peer", from, "err", err)
 			var re *refusal
 			if errors.As(err, &re) {
-				wire.WriteError(cs, re.msg)
+				s.allow(0, serveStall, serveMinRate)
+				wire.WriteError(s, re.msg)
 			} else {
-				s.Reset()
+				ns.Reset()
 			}
 		}
 	}
@@ -459,7 +463,7 @@ func (r *refusal) Error() string { return r.msg }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-func (a *Aggregator) serveJoin(s wire.Stream, from string) error {
+func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 	var req joinRequest
 	if err := wire.ReadJSON(s, kindJoin, maxControl, &req); err != nil {
 		return err
@@ -486,7 +490,7 @@ func (a *Aggregator) serveJoin(s wire.Stream, from string) error {
 // pollHold is how long a poll waits for news before answering "wait".
 const pollHold = 15 * time.Second
 
-func (a *Aggregator) servePoll(s wire.Stream, from string) error {
+func (a *Aggregator) servePoll(s *progressStream, from string) error {
 	var req pollRequest
 	if err := wire.ReadJSON(s, kindPoll, maxControl, &req); err != nil {
 		return err
@@ -518,6 +522,7 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 				return err
 			}
 			if r.Action == diloco.Update {
+				s.allow(int64(len(r.Update)), serveBase, serveMinRate)
 				return wire.WriteBlob(s, r.Update)
 			}
 			return nil
@@ -530,10 +535,16 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 	}
 }
 
-// maxPayload bounds a contribution: fp32 of every parameter plus headers.
-func maxPayload(cfg diloco.RunConfig) int64 { return int64(cfg.Model.NumParams())*4 + 1<<20 }
+// maxPayload bounds a contribution or an update: the largest payload the
+// run's codec writes for the model's parameters.
+func maxPayload(cfg diloco.RunConfig) int64 {
+	return compress.MaxEncodedSize(cfg.Codec, cfg.Model.NumParams())
+}
 
-func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
+// serveSubmit takes a contribution. Its header is checked (round, weights,
+// participant, duplicate, deadline, tokens) before a byte of the payload
+// is read, and the payload may be no larger than the run's codec writes.
+func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	var req submitRequest
 	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
 		return err
@@ -542,7 +553,16 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	payload, err := wire.ReadBlob(s, maxPayload(a.agg.Cfg))
+	a.mu.Lock()
+	err = a.agg.CanSubmit(from, req.Round, hash, req.Tokens, time.Now())
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
+		return refuse("%v", err)
+	}
+	limit := maxPayload(a.agg.Cfg)
+	s.allow(wire.EncodedBlobSize(limit), serveBase, serveMinRate)
+	payload, err := wire.ReadBlob(s, limit)
 	if err != nil {
 		return refuse("%v", err)
 	}
@@ -559,7 +579,9 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
 	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
 }
 
-func (a *Aggregator) serveState(s wire.Stream, from string) error {
+// serveState hands the current weights to a peer, at most twice per peer
+// for one round's weights and to at most 8 peers at a time.
+func (a *Aggregator) serveState(s *progressStream, from string) error {
 	var req stateRequest
 	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
 		return err
@@ -570,6 +592,12 @@ func (a *Aggregator) serveState(s wire.Stream, from string) error {
 		a.mu.Unlock()
 		return refuse("no weights with hash %s here (round %d is %s)", req.Hash, round, hash)
 	}
+	release, err := a.serves.acquire(from, hash)
+	if err != nil {
+		a.mu.Unlock()
+		return refuse("%v", err)
+	}
+	defer release()
 	// Joiners of one round share one serialised copy of its weights.
 	if a.blobHash != hash {
 		a.blob, a.blobHash = floatsToBytes(a.agg.Weights()), hash
@@ -579,6 +607,7 @@ func (a *Aggregator) serveState(s wire.Stream, from string) error {
 	if err := wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}); err != nil {
 		return err
 	}
+	s.allow(int64(len(blob)), serveBase, serveMinRate)
 	return wire.WriteBlob(s, blob)
 }
 

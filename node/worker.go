@@ -52,6 +52,16 @@ type Worker struct {
 
 	mu sync.Mutex // guards w's weights against the state server
 	w  *diloco.Worker
+	// served is the worker's current weights serialised for peers, built
+	// by the run loop (the only writer of the weights) outside mu and
+	// shared by every request for them; guarded by mu.
+	served *servedWeights
+	serves *serveLimit
+
+	// Fetching from peers: how long a read may wait, and the time allowed
+	// for a transfer (base plus its size at minRate).
+	peerStall, peerBase time.Duration
+	peerMinRate         float64
 
 	pending *contribution
 	stats   WorkerStats
@@ -67,6 +77,13 @@ type WorkerStats struct {
 	Reconnects   int
 	StateFetches int
 	JoinRound    int // the round the aggregator was at when the worker first joined
+}
+
+// servedWeights are weights ready to hand to peers.
+type servedWeights struct {
+	round int
+	hash  diloco.Hash
+	blob  []byte
 }
 
 type contribution struct {
@@ -97,7 +114,11 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 			return nil, err
 		}
 	}
-	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics}
+	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics,
+		serves: newServeLimit(2, 2), peerStall: peerFetchStall, peerBase: peerFetchBase, peerMinRate: peerFetchMinRate}
+	if o.LinkBytesPerSec > 0 {
+		w.peerMinRate = min(w.peerMinRate, o.LinkBytesPerSec/2)
+	}
 	if w.pool == nil {
 		w.pool, w.ownPool = kernels.NewPool(o.Threads), true
 	}
@@ -228,7 +249,7 @@ func (w *Worker) session(ctx context.Context) error {
 		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String()}
 		w.mu.Unlock()
 		var reply pollReply
-		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, pollHold+30*time.Second)
+		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, controlTimeout)
 		if err != nil {
 			return err
 		}
@@ -255,7 +276,9 @@ func (w *Worker) session(ctx context.Context) error {
 			w.log.Info("run finished", "round", reply.Round)
 			return nil
 		case diloco.Update:
-			payload, err := wire.ReadBlob(s, maxPayload(w.w.Cfg))
+			limit := maxPayload(w.w.Cfg)
+			s.allow(wire.EncodedBlobSize(limit), aggFetchBase, aggFetchMinRate)
+			payload, err := wire.ReadBlob(s, limit)
 			s.Close()
 			if err != nil {
 				return err
@@ -263,7 +286,9 @@ func (w *Worker) session(ctx context.Context) error {
 			w.mu.Lock()
 			err = w.w.ApplyUpdate(payload, rh)
 			w.mu.Unlock()
-			if err != nil {
+			if err == nil {
+				w.publishWeights()
+			} else {
 				w.log.Warn("update did not apply; fetching the weights", "err", err)
 				if err := w.fetchState(ctx, reply.Round, rh, nil); err != nil {
 					return err
@@ -314,10 +339,15 @@ func (w *Worker) setup(cfg diloco.RunConfig) error {
 func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
 	w.mu.Lock()
 	have := w.w.Round() == round && w.w.Hash() == hash
+	computed := false
 	if !have && round == 0 {
 		have = w.w.SetWeights(0, diloco.InitialWeights(w.w.Cfg), hash) == nil
+		computed = have
 	}
 	w.mu.Unlock()
+	if computed {
+		w.publishWeights()
+	}
 	if have {
 		return nil
 	}
@@ -325,7 +355,9 @@ func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash,
 }
 
 // fetchState downloads the weights with hash, trying peers (in random
-// order) before the aggregator, and checks them.
+// order) before the aggregator, and checks them. A peer must keep up
+// (peerStall, peerBase, peerMinRate): one that stalls or trickles costs
+// seconds before the next is tried.
 func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
 	peers = append([]string(nil), peers...)
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
@@ -343,7 +375,7 @@ func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, pe
 			}
 			from = id
 		}
-		err := w.fetchFrom(ctx, from, round, hash)
+		err := w.fetchFrom(ctx, from, round, hash, from != w.aggID)
 		if err == nil {
 			w.log.Info("fetched weights", "round", round, "from", shortID(from))
 			w.mu.Lock()
@@ -357,12 +389,20 @@ func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, pe
 	return fmt.Errorf("fetching the weights of round %d: %v", round, last)
 }
 
-func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash diloco.Hash) error {
-	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, 10*time.Minute)
+// fetchFrom downloads the weights of round with hash from a peer (peer)
+// or the aggregator, whose reads must make progress at the rates for
+// either, and installs them if they hash right.
+func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash diloco.Hash, peer bool) error {
+	stall, base, rate := aggFetchStall, aggFetchBase, float64(aggFetchMinRate)
+	if peer {
+		stall, base, rate = w.peerStall, w.peerBase, w.peerMinRate
+	}
+	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, base)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	s.stall = stall
 	var rep stateReply
 	if err := wire.ReadJSON(s, kindState, maxControl, &rep); err != nil {
 		return err
@@ -372,14 +412,34 @@ func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash dil
 	}
 	n := w.w.Cfg.Model.NumParams()
 	blob := make([]byte, 4*n)
+	s.allow(wire.EncodedBlobSize(int64(len(blob))), base, rate)
 	if err := wire.ReadBlobInto(s, blob); err != nil {
 		return err
 	}
 	theta := make([]float32, n)
 	bytesToFloats(blob, theta)
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.SetWeights(round, theta, hash)
+	err = w.w.SetWeights(round, theta, hash)
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.publishWeights()
+	return nil
+}
+
+// publishWeights serialises the worker's current weights for the peers
+// that ask for them. Only the run loop calls it, after it changed the
+// weights: it is their only writer, so it reads them without the lock.
+func (w *Worker) publishWeights() {
+	round, hash := w.w.Round(), w.w.Hash()
+	if round < 0 {
+		return
+	}
+	sw := &servedWeights{round: round, hash: hash, blob: floatsToBytes(w.w.Weights())}
+	w.mu.Lock()
+	w.served = sw
+	w.mu.Unlock()
 }
 
 // trainAndSubmit trains the current round and submits the contribution;
@@ -440,19 +500,24 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 // submit sends a contribution. A refusal is logged and dropped; a network
 // error is returned so that the session reconnects and tries again.
 func (w *Worker) submit(ctx context.Context, c *contribution) error {
-	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, 10*time.Minute)
+	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, controlTimeout)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := wire.WriteBlob(s, c.payload); err != nil {
-		return err
+	s.allow(wire.EncodedBlobSize(int64(len(c.payload))), serveBase, serveMinRate)
+	werr := wire.WriteBlob(s, c.payload)
+	if werr == nil {
+		werr = s.CloseWrite()
 	}
-	if err := s.CloseWrite(); err != nil {
-		return err
-	}
+	// The aggregator refuses on the header, before it reads the payload:
+	// a refusal may be waiting even when the payload could not be sent.
+	s.allow(0, controlTimeout, serveMinRate)
 	var a ack
 	err = wire.ReadJSON(s, kindAck, maxControl, &a)
+	if werr != nil && err == nil {
+		err = werr
+	}
 	var re *wire.RemoteError
 	if errors.As(err, &re) {
 		w.log.Warn("contribution refused", "round", c.round, "reason", re.Msg)
@@ -480,14 +545,14 @@ func (w *Worker) updateMetrics(round int) {
 }
 
 // request opens a stream to p for proto and sends a JSON request; the
-// caller reads the reply and closes the stream.
-func (w *Worker) request(ctx context.Context, p, proto string, kind uint8, req any, timeout time.Duration) (wire.Stream, error) {
+// caller reads the reply (within timeout, unless it allows a blob more)
+// and closes the stream.
+func (w *Worker) request(ctx context.Context, p, proto string, kind uint8, req any, timeout time.Duration) (*progressStream, error) {
 	ns, err := w.tr.Open(ctx, p, proto)
 	if err != nil {
 		return nil, err
 	}
-	ns.SetDeadline(time.Now().Add(timeout))
-	s := w.wrap(ns)
+	s := newProgress(w.wrap(ns), ns, timeout, time.Now().Add(timeout))
 	if err := wire.WriteJSON(s, kind, req); err != nil {
 		ns.Reset()
 		return nil, err
@@ -515,26 +580,32 @@ func (w *Worker) wrap(s wire.NetStream) wire.Stream {
 }
 
 // serveState hands the worker's current weights to a peer that asks for
-// them by hash.
-func (w *Worker) serveState(ns wire.NetStream, _ string) {
+// them by hash: the serialisation shared by all requests (built by the run
+// loop, not under the lock), at most twice per peer for one set of weights
+// and to two peers at a time; the peer must keep reading.
+func (w *Worker) serveState(ns wire.NetStream, from string) {
 	defer ns.Close()
-	ns.SetDeadline(time.Now().Add(10 * time.Minute))
-	s := w.wrap(ns)
+	s := newProgress(w.wrap(ns), ns, serveStall, time.Now().Add(controlTimeout))
 	var req stateRequest
 	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
 		ns.Reset()
 		return
 	}
 	w.mu.Lock()
-	if w.w == nil || w.w.Round() < 0 || (req.Hash != "" && req.Hash != w.w.Hash().String()) {
-		w.mu.Unlock()
+	sw := w.served
+	w.mu.Unlock()
+	if sw == nil || (req.Hash != "" && req.Hash != sw.hash.String()) {
 		wire.WriteError(s, "no weights with that hash here")
 		return
 	}
-	round, hash := w.w.Round(), w.w.Hash()
-	blob := floatsToBytes(w.w.Weights())
-	w.mu.Unlock()
-	if wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}) == nil {
-		wire.WriteBlob(s, blob)
+	release, err := w.serves.acquire(from, sw.hash)
+	if err != nil {
+		wire.WriteError(s, err.Error())
+		return
+	}
+	defer release()
+	if wire.WriteJSON(s, kindState, stateReply{Round: sw.round, Hash: sw.hash.String()}) == nil {
+		s.allow(int64(len(sw.blob)), serveBase, serveMinRate)
+		wire.WriteBlob(s, sw.blob)
 	}
 }
