@@ -27,11 +27,19 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 
+// mustTick ticks a and, as a node does once the state is durable,
+// publishes a round that closed.
 func mustTick(t *testing.T, a *Aggregator, now time.Time) Event {
 	t.Helper()
 	ev, err := a.Tick(now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ev.Closed != nil {
+		if a.Phase() != Unpublished {
+			t.Fatalf("a closed round is %v before Publish", a.Phase())
+		}
+		ev.Opened = a.Publish(now).Opened
 	}
 	return ev
 }

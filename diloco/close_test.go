@@ -262,3 +262,50 @@ func TestWorkerRecoversFromPoisonedWeights(t *testing.T) {
 		t.Fatal("after a poisoned round the worker trains differently from a fresh one")
 	}
 }
+
+// TestClosedRoundUnpublishedUntilPublish: a closed round tells nobody
+// anything (no update, no training, no new round, no contributions) until
+// the caller, having persisted the snapshot, publishes it.
+func TestClosedRoundUnpublishedUntilPublish(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n := cfg.Model.NumParams()
+	a, _ := NewAggregator(cfg)
+	a.Grace = 0
+	h0 := a.Hash()
+	a.Poll("a", 0, h0, at(0))
+	mustTick(t, a, at(0))
+	if err := a.Submit("a", 0, h0, cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := a.Tick(at(1))
+	if err != nil || ev.Closed == nil || ev.Opened || a.Phase() != Unpublished {
+		t.Fatalf("close: %+v %v, phase %v", ev, err, a.Phase())
+	}
+	snap := a.Snapshot()
+	if snap.Round != 1 || HashWeights(1, snap.Theta) != a.Hash() || snap.LastUpdate == nil {
+		t.Fatal("the snapshot to persist is not the closed round's result")
+	}
+	for s := 1.0; s < 30; s += 5 {
+		if r := a.Poll("a", 0, h0, at(s)); r.Action != Wait {
+			t.Fatalf("before Publish a worker one round behind was told %v", r.Action)
+		}
+		if r := a.Poll("b", 1, a.Hash(), at(s)); r.Action != Wait {
+			t.Fatalf("before Publish a worker with the new weights was told %v", r.Action)
+		}
+		if ev := mustTick(t, a, at(s)); ev.Opened || a.Phase() != Unpublished {
+			t.Fatalf("the next round opened before Publish: %+v", ev)
+		}
+	}
+	if err := a.Submit("a", 1, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(30)); err == nil {
+		t.Fatal("a contribution was taken before Publish")
+	}
+	if ev := a.Publish(at(30)); !ev.Opened || a.Phase() != Open {
+		t.Fatalf("publish: %+v, phase %v", ev, a.Phase())
+	}
+	if r := a.Poll("a", 0, h0, at(30)); r.Action != Update || r.Hash != a.Hash() {
+		t.Fatalf("after Publish a worker one round behind was told %v", r.Action)
+	}
+	if ev := a.Publish(at(31)); ev.Opened {
+		t.Fatal("a second Publish did something")
+	}
+}

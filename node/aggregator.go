@@ -5,13 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -25,7 +22,6 @@ import (
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
-	"github.com/cairnlabs/cairn/safetensors"
 	"github.com/cairnlabs/cairn/train"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -95,19 +91,28 @@ type Aggregator struct {
 	pool        *kernels.Pool
 	model       *gpt.Model
 	val         []byte
-	evals       chan evalJob // closed rounds waiting for evaluation, in order
+	evals       chan evalJob // published rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}
+
+	// Persistence: a closed round is saved (off the lock, retried) and
+	// only then published. saveState is a.save unless a test replaces it;
+	// a save that fails saveAttempts times, saveBackoff apart (doubling),
+	// stops the node with fatal.
+	saveState    func(*savedState) error
+	saveAttempts int
+	saveBackoff  time.Duration
+	saving       sync.WaitGroup
+	closing      chan struct{}
+	failed       chan struct{} // closed with fatal set
+	fatal        error         // guarded by mu
 }
 
-// evalJob is a closed round that the background goroutine saves, scores
-// and reports, in order, off the protocol's path, so that workers get the
-// next round without waiting for the disk or the evaluation. A round is
-// reported only once its state is durable.
+// evalJob is a published round that the background goroutine scores and
+// reports, in order, off the protocol's path.
 type evalJob struct {
 	info  RoundInfo
 	theta []float32
-	state *savedState // nil: nothing to save
 }
 
 // StartAggregator loads or creates the run's state and starts listening.
@@ -156,7 +161,9 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	}
 	a := &Aggregator{opts: o, tr: h, log: o.Log, statePath: statePath, met: o.Metrics,
 		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
-		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8)}
+		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
+		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
+	a.saveState = a.save
 	go a.evaluator()
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
@@ -180,26 +187,6 @@ func DataHash(text []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, error) {
-	f, err := safetensors.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		a, err := diloco.NewAggregatorFrom(cfg, init)
-		return a, false, err
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	s, err := decodeSnapshot(f)
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
-	}
-	a, err := diloco.Restore(s)
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
-	}
-	return a, true, nil
-}
-
 // Addrs are the multiaddrs workers join with.
 func (a *Aggregator) Addrs() []string { return a.tr.Addrs() }
 
@@ -220,7 +207,9 @@ func (a *Aggregator) Weights() ([]float32, int) {
 }
 
 // Run drives the round clock until the run is finished (it then saves the
-// final model as DataDir/model.safetensors and returns nil) or ctx ends.
+// final model as DataDir/model.safetensors and returns nil), ctx ends, or
+// the round state cannot be saved (an error naming the file; the round
+// that could not be saved was never published).
 func (a *Aggregator) Run(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -242,6 +231,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-a.failed:
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.fatal
 		case <-t.C:
 		}
 	}
@@ -270,6 +263,14 @@ func (a *Aggregator) finish(ctx context.Context) error {
 func (a *Aggregator) Close() error {
 	err := a.tr.Close()
 	a.mu.Lock()
+	select {
+	case <-a.closing:
+	default:
+		close(a.closing)
+	}
+	a.mu.Unlock()
+	a.saving.Wait()
+	a.mu.Lock()
 	a.stopEvalsLocked()
 	a.mu.Unlock()
 	<-a.idle
@@ -284,24 +285,18 @@ func (a *Aggregator) stopEvalsLocked() {
 	}
 }
 
-// evaluator saves, scores and reports closed rounds in order.
+// evaluator scores and reports published rounds in order.
 func (a *Aggregator) evaluator() {
 	defer close(a.idle)
 	for job := range a.evals {
-		if job.state != nil {
-			start := time.Now()
-			if err := a.save(job.state); err != nil {
-				a.log.Error("saving state", "err", err)
-			}
-			a.log.Debug("state saved", "round", job.info.Round+1, "took", time.Since(start))
-		}
 		job.info.ValLoss = a.evaluate(job.theta)
 		a.report(job.info)
 	}
 }
 
-// tickLocked advances the state machine; on a closed round it persists
-// the state, evaluates and wakes pollers. a.mu is held.
+// tickLocked advances the state machine; a closed round is handed to
+// persist, which publishes it once it is durable. Pollers are woken on
+// every change. a.mu is held.
 func (a *Aggregator) tickLocked(now time.Time) {
 	start := time.Now()
 	ev, err := a.agg.Tick(now)
@@ -321,9 +316,8 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
-		if !a.evalsClosed {
-			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...), state: a.stateLocked()}
-		}
+		a.saving.Add(1)
+		go a.persist(a.stateLocked(), info)
 	}
 	if ev.Opened || ev.Reopened || ev.Abandoned || ev.Closed != nil {
 		close(a.changed)
@@ -360,79 +354,6 @@ func (a *Aggregator) evaluate(theta []float32) float64 {
 		return math.NaN()
 	}
 	return loss
-}
-
-// savedState is a copy of the durable state, ready to write.
-type savedState struct {
-	tensors map[string]safetensors.Tensor
-	meta    map[string]string
-}
-
-// stateLocked copies the durable state (the tensors copy their data).
-func (a *Aggregator) stateLocked() *savedState {
-	s := a.agg.Snapshot()
-	tensors := map[string]safetensors.Tensor{
-		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
-		"momentum": safetensors.NewF32([]int{len(s.Momentum)}, s.Momentum),
-	}
-	if s.Residual != nil {
-		tensors["residual"] = safetensors.NewF32([]int{len(s.Residual)}, s.Residual)
-	}
-	if s.LastUpdate != nil {
-		tensors["last_update"] = safetensors.Tensor{DType: safetensors.U8, Shape: []int{len(s.LastUpdate)}, Data: s.LastUpdate}
-	}
-	cfg, _ := json.Marshal(s.Cfg) // a validated config always encodes
-	md := map[string]string{"config": string(cfg), "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
-	return &savedState{tensors: tensors, meta: md}
-}
-
-// save writes a state atomically (temp file, fsync, rename).
-func (a *Aggregator) save(s *savedState) error {
-	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
-		return err
-	}
-	return safetensors.WriteFile(a.statePath, s.tensors, s.meta)
-}
-
-func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
-	var s diloco.Snapshot
-	if err := json.Unmarshal([]byte(f.Metadata["config"]), &s.Cfg); err != nil {
-		return s, fmt.Errorf("run config: %v", err)
-	}
-	r, err := strconv.Atoi(f.Metadata["round"])
-	if err != nil {
-		return s, fmt.Errorf("round %q is not a number", f.Metadata["round"])
-	}
-	s.Round = r
-	if s.PrevHash, err = diloco.ParseHash(f.Metadata["prev_hash"]); err != nil {
-		return s, err
-	}
-	get := func(name string, required bool) ([]float32, error) {
-		t, ok := f.Tensors[name]
-		if !ok {
-			if required {
-				return nil, fmt.Errorf("missing tensor %q", name)
-			}
-			return nil, nil
-		}
-		return t.Float32s()
-	}
-	if s.Theta, err = get("theta", true); err != nil {
-		return s, err
-	}
-	if s.Momentum, err = get("momentum", true); err != nil {
-		return s, err
-	}
-	if s.Residual, err = get("residual", false); err != nil {
-		return s, err
-	}
-	if t, ok := f.Tensors["last_update"]; ok {
-		if t.DType != safetensors.U8 {
-			return s, fmt.Errorf("last_update is %s, want U8", t.DType)
-		}
-		s.LastUpdate = t.Data
-	}
-	return s, nil
 }
 
 // handle wraps a stream handler: bytes are counted, reads and writes must
@@ -472,6 +393,9 @@ func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 		return refuse("protocol version %d, the aggregator speaks %d", req.Version, ProtocolVersion)
 	}
 	a.mu.Lock()
+	if err := a.awaitPublished(); err != nil {
+		return err
+	}
 	round, hash := a.agg.Join(from, time.Now())
 	active := a.agg.Active()
 	cfg := a.agg.Cfg
@@ -587,6 +511,9 @@ func (a *Aggregator) serveState(s *progressStream, from string) error {
 		return err
 	}
 	a.mu.Lock()
+	if err := a.awaitPublished(); err != nil {
+		return err
+	}
 	round, hash := a.agg.Round(), a.agg.Hash()
 	if req.Hash != "" && req.Hash != hash.String() {
 		a.mu.Unlock()
