@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -401,14 +402,47 @@ func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 	cfg := a.agg.Cfg
 	a.tickLocked(time.Now())
 	a.mu.Unlock()
-	var peers []string
-	for _, id := range active {
-		if id != from {
-			peers = append(peers, a.tr.AddrsOf(id)...)
-		}
-	}
+	peers := a.samplePeers(active, from)
 	a.log.Info("worker joined", "peer", from, "round", round)
 	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers})
+}
+
+// A welcome lists a random sample of the workers that hold the current
+// weights, so that it fits in one control message however many there are:
+// at most welcomePeers workers with at most welcomeAddrs addresses each,
+// none longer than maxAddrLen (16·4·256 bytes, well within maxControl).
+const (
+	welcomePeers = 16
+	welcomeAddrs = 4
+	maxAddrLen   = 256
+)
+
+// samplePeers picks the welcome's peers among ids, leaving out the joiner.
+func (a *Aggregator) samplePeers(ids []string, joiner string) []string {
+	var peers []string
+	picked := 0
+	for _, i := range rand.Perm(len(ids)) {
+		if picked == welcomePeers {
+			break
+		}
+		if ids[i] == joiner {
+			continue
+		}
+		took := 0
+		for _, addr := range a.tr.AddrsOf(ids[i]) {
+			if took == welcomeAddrs {
+				break
+			}
+			if len(addr) <= maxAddrLen {
+				peers = append(peers, addr)
+				took++
+			}
+		}
+		if took > 0 {
+			picked++
+		}
+	}
+	return peers
 }
 
 // pollHold is how long a poll waits for news before answering "wait".

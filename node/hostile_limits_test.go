@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,83 @@ func TestSlowPeerCostsSeconds(t *testing.T) {
 	}
 	if w.w.Hash() != hash {
 		t.Fatal("weights not installed")
+	}
+}
+
+// manyAddrs is a transport that knows ten long addresses for every peer,
+// as the aggregator of a large run would.
+type manyAddrs struct{ Transport }
+
+func (m manyAddrs) AddrsOf(p string) []string {
+	var out []string
+	for i := 0; i < 10; i++ {
+		pad := strings.Repeat("x", 20*i) // the longest are over maxAddrLen
+		out = append(out, fmt.Sprintf("/dns4/%s%d.example.net/tcp/4001/p2p/%s", pad, i, p))
+	}
+	return out
+}
+
+// TestWelcomeFitsWithThousandsOfWorkers: with 5000 workers present, each
+// with ten addresses, a join is answered with a bounded random sample of
+// them, and a real worker still joins and trains.
+func TestWelcomeFitsWithThousandsOfWorkers(t *testing.T) {
+	cfg := tinyConfig(1)
+	cfg.RoundTimeout = diloco.Duration(2 * time.Second)
+	key, err := p2p.LoadIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := p2p.NewTransport(key, []string{"/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Transport: manyAddrs{tr}, Config: cfg, Text: testText(),
+		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Limits: diloco.Limits{MaxPeers: 10000}, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Close()
+	round0 := diloco.HashWeights(0, diloco.InitialWeights(cfg))
+	agg.mu.Lock()
+	for i := 0; i < 5000; i++ {
+		agg.agg.Poll(fmt.Sprintf("12D3KooWfake%05d", i), 0, round0, time.Now())
+	}
+	agg.mu.Unlock()
+	x := newAttacker(t, agg.Addrs()[0])
+	seen := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		s := x.open(ProtoJoin, kindJoin, joinRequest{Version: ProtocolVersion})
+		var wel welcome
+		if err := wire.ReadJSON(s, kindWelcome, maxControl, &wel); err != nil {
+			t.Fatalf("join with 5000 workers present: %v", err)
+		}
+		s.Close()
+		if len(wel.Peers) == 0 || len(wel.Peers) > welcomePeers*welcomeAddrs {
+			t.Fatalf("welcome lists %d addresses", len(wel.Peers))
+		}
+		for _, a := range wel.Peers {
+			if len(a) > maxAddrLen {
+				t.Fatalf("address of %d bytes in the welcome", len(a))
+			}
+			seen[a[strings.LastIndex(a, "/")+1:]] = true
+		}
+	}
+	if len(seen) <= welcomePeers {
+		t.Fatalf("two welcomes named %d workers: not a random sample", len(seen))
+	}
+	// A real worker joins (it computes θ0; the fake peers are never
+	// needed) and its contribution closes the run's one round, at the
+	// deadline: the round waited for the earliest silent newcomers.
+	w := startWorker(t, agg.Addrs()[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := runAll(t, ctx, agg, []*Worker{w})
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := w.Stats(); st.Rounds != 1 {
+		t.Fatalf("the worker contributed %d times", st.Rounds)
 	}
 }
