@@ -59,7 +59,8 @@ type Aggregator struct {
 	down       *compress.Encoder
 
 	phase     Phase
-	openAt    time.Time
+	openAt    time.Time // when a waiting round opens (after the grace period)
+	openedAt  time.Time // when the current round last opened
 	deadline  time.Time
 	peers     map[string]*peer // every identity tracked, at most Limits.MaxPeers
 	nextSweep time.Time
@@ -377,8 +378,9 @@ func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now 
 	switch {
 	case a.phase == Open && !now.Before(a.deadline):
 		return fmt.Errorf("contribution for round %d arrived after its deadline", round)
-	case tokens < 1 || tokens > a.Cfg.TokensPerRound():
-		return fmt.Errorf("contribution claims %d tokens; a round trains on %d", tokens, a.Cfg.TokensPerRound())
+	case tokens < 1 || tokens > a.Cfg.TokensPerRound() || tokens%a.Cfg.TokensPerStep() != 0:
+		return fmt.Errorf("contribution claims %d tokens; a round trains 1 to %d inner steps of %d tokens each",
+			tokens, a.Cfg.InnerSteps, a.Cfg.TokensPerStep())
 	}
 	if !a.waiting[id] {
 		waited, _ := a.pending()
@@ -407,7 +409,8 @@ type RoundResult struct {
 	Contributors []string // sorted
 	Missing      []string // participants the round waited for that sent nothing in time (now on probation)
 	Tokens       int
-	UpdateBytes  int // size of the published change
+	UpdateBytes  int           // size of the published change
+	Took         time.Duration // from the round's (last) opening to its close
 	Hash         Hash
 }
 
@@ -450,6 +453,9 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 			return Event{Reopened: true}, nil
 		}
 		res, err := a.close()
+		if res != nil {
+			res.Took = now.Sub(a.openedAt)
+		}
 		if err != nil {
 			k := len(a.subs)
 			a.abandon()

@@ -309,3 +309,32 @@ func TestClosedRoundUnpublishedUntilPublish(t *testing.T) {
 		t.Fatal("a second Publish did something")
 	}
 }
+
+// TestWorkerStopsEarly: KeepTraining ends a round's training after the
+// steps it allows, and the contribution is exactly Train of that many
+// steps (so its tokens, and its data, can be recomputed).
+func TestWorkerStopsEarly(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	train, _ := corpus.Split(corpus.TinyShakespeare()[:20000], 0.9)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	theta := InitialWeights(cfg)
+	mk := func() *Worker {
+		w, _ := NewWorker("alice", cfg, train, pool)
+		if err := w.SetWeights(0, theta, HashWeights(0, theta)); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	stopping, fixed := mk(), mk()
+	var asked []int
+	stopping.KeepTraining = func(done int) bool { asked = append(asked, done); return done < 2 }
+	p, tokens, err := stopping.Train(context.Background(), cfg.InnerSteps, nil)
+	if err != nil || tokens != 2*cfg.TokensPerStep() || !slices.Equal(asked, []int{1, 2}) {
+		t.Fatalf("stopped training: %v, %d tokens, asked %v", err, tokens, asked)
+	}
+	q, _, _ := fixed.Train(context.Background(), 2, nil)
+	if string(p) != string(q) {
+		t.Fatal("stopping after 2 steps differs from training 2 steps")
+	}
+}

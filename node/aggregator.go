@@ -69,7 +69,8 @@ type RoundInfo struct {
 	Active       int
 	Sent, Recv   uint64 // bytes on the aggregator's streams so far
 	UpdateBytes  int
-	Resumed      bool // the first report after a restart from saved state
+	Took         time.Duration // from the round's opening to its close
+	Resumed      bool          // the first report after a restart from saved state
 }
 
 // Aggregator is a running aggregator node.
@@ -316,7 +317,7 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
-			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
+			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
 		a.saving.Add(1)
 		go a.persist(a.stateLocked(), info)
 	}

@@ -65,6 +65,7 @@ type Worker struct {
 
 	pending *contribution
 	stats   WorkerStats
+	pace    pace // the run loop's
 }
 
 // WorkerStats is where a worker's time and bytes went.
@@ -72,6 +73,8 @@ type WorkerStats struct {
 	Start        time.Time
 	Compute      time.Duration // inside inner steps
 	Rounds       int           // contributions accepted
+	Tokens       int64         // tokens of the accepted contributions
+	Steps        int           // inner steps trained
 	Refused      int
 	Skipped      int // rounds not contributed to because training from the global weights failed
 	Reconnects   int
@@ -444,10 +447,11 @@ func (w *Worker) publishWeights() {
 
 // trainAndSubmit trains the current round and submits the contribution;
 // left is the time the aggregator gave until the round's deadline, and
-// waited whether the round waits for this worker: one it does not wait
-// for (a newcomer to a run whose workers have proven themselves, or one on
-// probation) trains a single step, which it can send before the round
-// closes, to prove itself. A
+// waited whether the round waits for this worker. One it waits for trains
+// as many of the H inner steps as fit before the deadline, leaving time to
+// upload (see pace); one it does not wait for (a newcomer to a run whose
+// workers have proven themselves, or one on probation) trains a single
+// step, which it can send before the round closes, to prove itself. A
 // round that cannot be trained from the global weights (a non-finite loss:
 // the weights are poisoned) is skipped, not fatal: the worker logs it,
 // waits out the round and keeps following the run.
@@ -455,18 +459,21 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
-	deadline := time.Now().Add(left)
 	start := time.Now()
-	steps := w.w.Cfg.InnerSteps
-	if !waited {
-		steps = 1
-	}
-	payload, tokens, err := w.w.Train(ctx, steps, func(i int, loss float32) {
+	deadline := start.Add(left)
+	budget := w.pace.budget(left, maxPayload(w.w.Cfg), w.opts.LinkBytesPerSec)
+	w.w.KeepTraining = func(done int) bool { return waited && w.pace.more(time.Since(start), budget) }
+	last := start
+	payload, tokens, err := w.w.Train(ctx, w.w.Cfg.InnerSteps, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
 		}
+		now := time.Now()
+		w.pace.observeStep(now.Sub(last))
+		last = now
 	})
+	w.w.KeepTraining = nil
 	w.mu.Lock()
 	w.stats.Compute += time.Since(start)
 	w.mu.Unlock()
@@ -487,7 +494,14 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 		}
 		return nil
 	}
+	steps := tokens / w.w.Cfg.TokensPerStep()
+	w.mu.Lock()
+	w.stats.Steps += steps
+	w.mu.Unlock()
 	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
+	if steps < w.w.Cfg.InnerSteps && waited {
+		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", w.w.Cfg.InnerSteps, "left", left, "step", w.pace.step)
+	}
 	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {
@@ -506,6 +520,7 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	}
 	defer s.Close()
 	s.allow(wire.EncodedBlobSize(int64(len(c.payload))), serveBase, serveMinRate)
+	sent := time.Now()
 	werr := wire.WriteBlob(s, c.payload)
 	if werr == nil {
 		werr = s.CloseWrite()
@@ -529,8 +544,10 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	if err != nil {
 		return err
 	}
+	w.pace.observeUpload(len(c.payload), time.Since(sent))
 	w.mu.Lock()
 	w.stats.Rounds++
+	w.stats.Tokens += int64(c.tokens)
 	w.mu.Unlock()
 	w.updateMetrics(c.round)
 	w.log.Debug("contribution accepted", "round", c.round, "bytes", len(c.payload))
