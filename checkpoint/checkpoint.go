@@ -66,6 +66,12 @@ func LoadModel(path string) (*Model, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	// The file must hold every tensor of the config's shape before the
+	// parameters are allocated: a header cannot make us allocate memory
+	// that the file's own bytes do not account for.
+	if err := checkTensors(f, cfg.Layout(), ""); err != nil {
+		return fail("%v", err)
+	}
 	m := &Model{Config: cfg, Params: make([]float32, cfg.NumParams()), Metadata: f.Metadata}
 	if err := readTensors(f, cfg.Layout(), "", m.Params); err != nil {
 		return fail("%v", err)
@@ -88,6 +94,22 @@ func findLayout(cfg gpt.Config, name string) (gpt.TensorInfo, bool) {
 		}
 	}
 	return gpt.TensorInfo{}, false
+}
+
+// checkTensors checks that f holds the tensors named prefix+t.Name for
+// every t in layout, of t's shape.
+func checkTensors(f *safetensors.File, layout []gpt.TensorInfo, prefix string) error {
+	for _, t := range layout {
+		name := prefix + t.Name
+		st, ok := f.Tensors[name]
+		if !ok {
+			return fmt.Errorf("missing tensor %q", name)
+		}
+		if !sameShape(st.Shape, t.Shape) {
+			return fmt.Errorf("tensor %q has shape %v, expected %v", name, st.Shape, t.Shape)
+		}
+	}
+	return nil
 }
 
 // readTensors copies the tensors named prefix+t.Name for every t in layout
@@ -155,6 +177,11 @@ func LoadOptimizer(path string, cfg gpt.Config) (*Optimizer, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	for _, prefix := range []string{"exp_avg.", "exp_avg_sq."} {
+		if err := checkTensors(f, cfg.Layout(), prefix); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
 	}
 	n := cfg.NumParams()
 	o := &Optimizer{M: make([]float32, n), V: make([]float32, n), Metadata: f.Metadata}

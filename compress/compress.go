@@ -356,6 +356,34 @@ func (e *Encoder) encodeInt8(x []float32) ([]byte, error) {
 	return bytes.Clone(e.out.Bytes()), nil
 }
 
+// maxStoredBlock is compress/flate's largest stored block (65535 bytes).
+const maxStoredBlock = 1<<16 - 1
+
+// MaxEncodedSize is the largest payload an Encoder of codec c writes for n
+// values, so that a receiver can refuse a larger one before reading it.
+// For FP32 it is exact: 8 + 4n. For Int8 it is the 12-byte header, the
+// 4-byte chunk scales and the flate stream of the n int8 values, which
+// compress/flate at HuffmanOnly writes as blocks of at most 65535 values,
+// each either stored (the values plus 5 bytes of header) or Huffman-coded
+// only when that is smaller, followed by an empty final stored block and
+// byte alignment (at most 6 bytes); 16 bytes of slack are added. It
+// returns 0 for an unknown codec or a negative n.
+func MaxEncodedSize(c Codec, n int) int64 {
+	if n < 0 {
+		return 0
+	}
+	v := int64(n)
+	switch c {
+	case FP32:
+		return headerFP32 + 4*v
+	case Int8:
+		chunks := (v + ChunkSize - 1) / ChunkSize
+		blocks := (v + maxStoredBlock - 1) / maxStoredBlock
+		return headerInt8 + 4*chunks + v + 5*blocks + 6 + 16
+	}
+	return 0
+}
+
 // header is a parsed payload header.
 type header struct {
 	codec  Codec

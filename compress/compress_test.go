@@ -724,3 +724,47 @@ func TestConcurrentDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxEncodedSize: no payload the encoder writes exceeds the bound,
+// whatever the data (incompressible uniform values are the worst case
+// for Huffman coding), and the bound is tight on such data.
+func TestMaxEncodedSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{0, 1, 1023, 1024, 65535, 65536, 3*65535 + 7, 1 << 20} {
+		for _, gen := range []func() float32{
+			func() float32 { return r.Float32()*2 - 1 },        // uniform: incompressible int8
+			func() float32 { return float32(r.NormFloat64()) }, // Gaussian
+			func() float32 { return 0 },                        // all zero
+		} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = gen()
+			}
+			for _, c := range []Codec{FP32, Int8} {
+				p, err := NewEncoder(c, n).Encode(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bound := MaxEncodedSize(c, n)
+				if int64(len(p)) > bound {
+					t.Fatalf("%s n=%d: payload of %d bytes exceeds the bound %d", c, n, len(p), bound)
+				}
+				if c == FP32 && int64(len(p)) != bound {
+					t.Fatalf("fp32 n=%d: %d bytes, bound %d", n, len(p), bound)
+				}
+			}
+		}
+		// Uniform data is stored: the bound is within a few bytes per block.
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = r.Float32()*2 - 1
+		}
+		p, _ := NewEncoder(Int8, n).Encode(x)
+		if slack := MaxEncodedSize(Int8, n) - int64(len(p)); n > 0 && slack > 32 {
+			t.Fatalf("int8 n=%d: bound %d is %d bytes above an incompressible payload", n, MaxEncodedSize(Int8, n), slack)
+		}
+	}
+	if MaxEncodedSize("int4", 10) != 0 || MaxEncodedSize(Int8, -1) != 0 {
+		t.Fatal("bound for an unknown codec or negative length")
+	}
+}

@@ -18,18 +18,25 @@ const (
 	// Open: participants are training; contributions are accepted until
 	// the deadline.
 	Open
-	// Done: the run's last round has closed.
+	// Done: the run's last round has closed and been published.
 	Done
+	// Unpublished: a round has closed, and the aggregator holds the next
+	// round's state, but nobody learns of it (polls wait, contributions
+	// are refused, the round does not open) until the caller has made the
+	// state durable (Snapshot) and calls Publish. The caller persists
+	// before it sends.
+	Unpublished
 )
 
 func (p Phase) String() string {
-	return [...]string{"waiting", "open", "done"}[p]
+	return [...]string{"waiting", "open", "done", "unpublished"}[p]
 }
 
 // Aggregator is the DiLoCo outer loop as a state machine. Its inputs are
-// Join, Poll, Submit, Leave and Tick, each with the current time; it never
-// reads a clock or touches a network or disk. It is not safe for concurrent
-// use: the caller serialises calls.
+// Join, Poll, Submit, Leave, Tick and Publish, each with the current time;
+// it never reads a clock or touches a network or disk. A round that closes
+// stays Unpublished until the caller has persisted Snapshot and calls
+// Publish. It is not safe for concurrent use: the caller serialises calls.
 type Aggregator struct {
 	Cfg RunConfig
 	// Grace is how long the aggregator waits, once it has a quorum, for
@@ -52,7 +59,8 @@ type Aggregator struct {
 	down       *compress.Encoder
 
 	phase     Phase
-	openAt    time.Time
+	openAt    time.Time // when a waiting round opens (after the grace period)
+	openedAt  time.Time // when the current round last opened
 	deadline  time.Time
 	peers     map[string]*peer // every identity tracked, at most Limits.MaxPeers
 	nextSweep time.Time
@@ -205,7 +213,9 @@ func (a *Aggregator) Tracked() int { return len(a.peers) }
 func (a *Aggregator) Submitted() int { return len(a.subs) }
 
 // Join answers a worker with the current round and its weights' hash; the
-// worker gets those weights and then polls. Only a worker that polls with
+// worker gets those weights and then polls. While a round is Unpublished
+// the caller should hold joiners until Publish: the weights it would hand
+// out are not yet durable. Only a worker that polls with
 // the current weights, or contributes, counts as present.
 func (a *Aggregator) Join(id string, now time.Time) (round int, hash Hash) {
 	return a.round, a.hash
@@ -273,6 +283,9 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 	}
 	switch {
+	case a.phase == Unpublished:
+		// Nothing is told about the closed round until it is durable.
+		return Reply{Action: Wait, Round: a.round - 1, Hash: a.prev}
 	case round == a.round && hash == a.hash:
 		if a.phase == Done {
 			return Reply{Action: Finished, Round: a.round, Hash: a.hash}
@@ -301,7 +314,7 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // payloads and payloads holding a value no honest worker sends: not
 // finite, or larger in magnitude than the run's bound (RunConfig.MaxDelta).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
-	if err := a.check(id, round, hash, tokens, now); err != nil {
+	if err := a.CanSubmit(id, round, hash, tokens, now); err != nil {
 		return err
 	}
 	codec, n, err := compress.DecodedSize(payload)
@@ -336,12 +349,18 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	return nil
 }
 
-// check refuses a contribution for what its header says, before the
-// payload is looked at.
-func (a *Aggregator) check(id string, round int, hash Hash, tokens int, now time.Time) error {
+// CanSubmit is Submit's check of everything but the payload: the run,
+// round and weights, admission, participation, duplicates, the deadline,
+// the token count and room for the contribution. A transport calls it on a
+// contribution's header, before it reads the payload (whose size is then
+// bounded by compress.MaxEncodedSize of the run's codec); Submit checks
+// again. It changes nothing.
+func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now time.Time) error {
 	switch {
 	case a.phase == Done:
 		return fmt.Errorf("the run is finished")
+	case a.phase == Unpublished:
+		return fmt.Errorf("round %d has closed", a.round-1)
 	case round != a.round:
 		return fmt.Errorf("contribution for round %d, but the round is %d", round, a.round)
 	case hash != a.hash:
@@ -359,8 +378,9 @@ func (a *Aggregator) check(id string, round int, hash Hash, tokens int, now time
 	switch {
 	case a.phase == Open && !now.Before(a.deadline):
 		return fmt.Errorf("contribution for round %d arrived after its deadline", round)
-	case tokens < 1 || tokens > a.Cfg.TokensPerRound():
-		return fmt.Errorf("contribution claims %d tokens; a round trains on %d", tokens, a.Cfg.TokensPerRound())
+	case tokens < 1 || tokens > a.Cfg.TokensPerRound() || tokens%a.Cfg.TokensPerStep() != 0:
+		return fmt.Errorf("contribution claims %d tokens; a round trains 1 to %d inner steps of %d tokens each",
+			tokens, a.Cfg.InnerSteps, a.Cfg.TokensPerStep())
 	}
 	if !a.waiting[id] {
 		waited, _ := a.pending()
@@ -389,13 +409,15 @@ type RoundResult struct {
 	Contributors []string // sorted
 	Missing      []string // participants the round waited for that sent nothing in time (now on probation)
 	Tokens       int
-	UpdateBytes  int // size of the published change
+	UpdateBytes  int           // size of the published change
+	Took         time.Duration // from the round's (last) opening to its close
 	Hash         Hash
 }
 
 // Tick advances the state machine to time now: it opens a round that has
-// enough workers, and closes one whose participants have all contributed
-// or whose deadline has passed. Call it after every input and
+// enough workers, and closes one when every participant it waits for has
+// contributed (and it has a quorum) or at its deadline. A closed round is
+// Unpublished until Publish. Call Tick after every input and
 // periodically.
 func (a *Aggregator) Tick(now time.Time) (Event, error) {
 	if !now.Before(a.nextSweep) {
@@ -431,18 +453,35 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 			return Event{Reopened: true}, nil
 		}
 		res, err := a.close()
+		if res != nil {
+			res.Took = now.Sub(a.openedAt)
+		}
 		if err != nil {
 			k := len(a.subs)
 			a.abandon()
 			return Event{Abandoned: true}, fmt.Errorf("round %d abandoned, its %d contributions dropped: %v", a.round, k, err)
 		}
-		if a.phase != Done {
-			a.phase, a.openAt = Waiting, time.Time{}
-			if a.numPresent() >= a.Cfg.Quorum {
-				a.open(now) // the workers that just contributed are polling for it
-			}
-		}
-		return Event{Closed: res, Opened: a.phase == Open}, nil
+		return Event{Closed: res}, nil
 	}
 	return Event{}, nil
+}
+
+// Publish makes the round that closed last known: polls get its update,
+// and the next round opens at once if enough workers are present (or the
+// run is Done). Call it once Snapshot's state is durable; at any other
+// time it does nothing.
+func (a *Aggregator) Publish(now time.Time) Event {
+	if a.phase != Unpublished {
+		return Event{}
+	}
+	if a.round == a.Cfg.Rounds {
+		a.phase = Done
+		return Event{}
+	}
+	a.phase, a.openAt = Waiting, time.Time{}
+	if a.numPresent() >= a.Cfg.Quorum {
+		a.open(now) // the workers that just contributed are polling for it
+		return Event{Opened: true}
+	}
+	return Event{}
 }

@@ -27,11 +27,19 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 
+// mustTick ticks a and, as a node does once the state is durable,
+// publishes a round that closed.
 func mustTick(t *testing.T, a *Aggregator, now time.Time) Event {
 	t.Helper()
 	ev, err := a.Tick(now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ev.Closed != nil {
+		if a.Phase() != Unpublished {
+			t.Fatalf("a closed round is %v before Publish", a.Phase())
+		}
+		ev.Opened = a.Publish(now).Opened
 	}
 	return ev
 }
@@ -59,6 +67,7 @@ func encode(t *testing.T, c compress.Codec, d []float32) []byte {
 // the arithmetic is visible), weighted by tokens.
 func TestRoundLifecycle(t *testing.T) {
 	cfg := tinyCfg(compress.FP32)
+	cfg.InnerSteps = 4 // contributions of 1 and 3 steps: weights 1/4 and 3/4
 	a, err := NewAggregator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +154,7 @@ func TestDeadlineAndProbation(t *testing.T) {
 	a.Poll("good", 0, a.Hash(), at(0))
 	a.Poll("idle", 0, a.Hash(), at(0))
 	mustTick(t, a, at(0))
-	if err := a.Submit("good", 0, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+	if err := a.Submit("good", 0, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(9.9)); ev.Closed != nil {
@@ -160,7 +169,7 @@ func TestDeadlineAndProbation(t *testing.T) {
 	if r := a.Poll("idle", 1, a.Hash(), at(10.1)); r.Action != Wait && r.Action != Train {
 		t.Fatalf("idle told %v", r.Action)
 	}
-	if err := a.Submit("good", 1, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.01)), at(11)); err != nil {
+	if err := a.Submit("good", 1, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(11)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(11)); ev.Closed == nil {
@@ -182,7 +191,7 @@ func TestQuorumReopens(t *testing.T) {
 	if ev := mustTick(t, a, at(1)); !ev.Opened {
 		t.Fatal("did not open at quorum")
 	}
-	a.Submit("a", 0, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.01)), at(2))
+	a.Submit("a", 0, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(2))
 	ev := mustTick(t, a, at(11))
 	if !ev.Reopened || a.Phase() != Waiting || a.Round() != 0 || a.Submitted() != 1 {
 		t.Fatalf("below quorum at the deadline: %+v, phase %v, round %d, %d held", ev, a.Phase(), a.Round(), a.Submitted())
@@ -190,7 +199,7 @@ func TestQuorumReopens(t *testing.T) {
 	// The held contribution still counts once a second one arrives.
 	a.Poll("c", 0, a.Hash(), at(12))
 	mustTick(t, a, at(12))
-	if err := a.Submit("c", 0, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.02)), at(13)); err != nil {
+	if err := a.Submit("c", 0, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.02)), at(13)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(13)); ev.Closed == nil || len(ev.Closed.Contributors) != 2 {
@@ -206,7 +215,7 @@ func TestLeaveDoesNotStall(t *testing.T) {
 	a.Poll("a", 0, a.Hash(), at(0))
 	a.Poll("crashed", 0, a.Hash(), at(0))
 	mustTick(t, a, at(0))
-	a.Submit("a", 0, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1))
+	a.Submit("a", 0, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1))
 	if ev := mustTick(t, a, at(1)); ev.Closed != nil {
 		t.Fatal("closed early")
 	}
@@ -228,6 +237,7 @@ func TestSubmitRefusals(t *testing.T) {
 	a.Poll("late", 0, h, at(0.5)) // present, but after the round opened
 	good := encode(t, cfg.Codec, constDelta(n, 0.01))
 	other := encode(t, compress.FP32, constDelta(n, 0.01))
+	tps := cfg.TokensPerStep()
 	short := encode(t, cfg.Codec, constDelta(n-1, 0.01))
 	cases := []struct {
 		round  int
@@ -237,14 +247,15 @@ func TestSubmitRefusals(t *testing.T) {
 		when   float64
 		want   string
 	}{
-		{1, h, 10, good, 1, "round is 0"},
-		{0, Hash{7}, 10, good, 1, "not the round's"},
+		{1, h, tps, good, 1, "round is 0"},
+		{0, Hash{7}, tps, good, 1, "not the round's"},
 		{0, h, 0, good, 1, "claims 0 tokens"},
 		{0, h, cfg.TokensPerRound() + 1, good, 1, "claims"},
-		{0, h, 10, other, 1, "fp32"},
-		{0, h, 10, short, 1, "values"},
-		{0, h, 10, []byte("garbage"), 1, "compress"},
-		{0, h, 10, good, 10, "after its deadline"},
+		{0, h, tps + 1, good, 1, "inner steps of"},
+		{0, h, tps, other, 1, "fp32"},
+		{0, h, tps, short, 1, "values"},
+		{0, h, tps, []byte("garbage"), 1, "compress"},
+		{0, h, tps, good, 10, "after its deadline"},
 	}
 	for i, c := range cases {
 		err := a.Submit("x", c.round, c.hash, c.tokens, c.p, at(c.when))
@@ -253,14 +264,14 @@ func TestSubmitRefusals(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"late", "stranger"} {
-		if err := a.Submit(id, 0, h, 10, good, at(1)); err == nil || !strings.Contains(err.Error(), "not a participant") {
+		if err := a.Submit(id, 0, h, cfg.TokensPerStep(), good, at(1)); err == nil || !strings.Contains(err.Error(), "not a participant") {
 			t.Errorf("%s: %v, want a refusal as not a participant", id, err)
 		}
 	}
-	if err := a.Submit("a", 0, h, 10, good, at(1)); err != nil {
+	if err := a.Submit("a", 0, h, cfg.TokensPerStep(), good, at(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Submit("a", 0, h, 10, good, at(1)); err == nil || !strings.Contains(err.Error(), "already") {
+	if err := a.Submit("a", 0, h, cfg.TokensPerStep(), good, at(1)); err == nil || !strings.Contains(err.Error(), "already") {
 		t.Fatalf("duplicate: %v", err)
 	}
 }
@@ -274,7 +285,7 @@ func TestSnapshotRestore(t *testing.T) {
 		n := cfg.Model.NumParams()
 		a.Poll("a", round, a.Hash(), at(when))
 		mustTick(t, a, at(when))
-		if err := a.Submit("a", round, a.Hash(), 10, encode(t, cfg.Codec, constDelta(n, 0.01*float32(round+1))), at(when+1)); err != nil {
+		if err := a.Submit("a", round, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01*float32(round+1))), at(when+1)); err != nil {
 			t.Fatal(err)
 		}
 		if ev := mustTick(t, a, at(when+1)); ev.Closed == nil {

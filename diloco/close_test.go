@@ -262,3 +262,79 @@ func TestWorkerRecoversFromPoisonedWeights(t *testing.T) {
 		t.Fatal("after a poisoned round the worker trains differently from a fresh one")
 	}
 }
+
+// TestClosedRoundUnpublishedUntilPublish: a closed round tells nobody
+// anything (no update, no training, no new round, no contributions) until
+// the caller, having persisted the snapshot, publishes it.
+func TestClosedRoundUnpublishedUntilPublish(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n := cfg.Model.NumParams()
+	a, _ := NewAggregator(cfg)
+	a.Grace = 0
+	h0 := a.Hash()
+	a.Poll("a", 0, h0, at(0))
+	mustTick(t, a, at(0))
+	if err := a.Submit("a", 0, h0, cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := a.Tick(at(1))
+	if err != nil || ev.Closed == nil || ev.Opened || a.Phase() != Unpublished {
+		t.Fatalf("close: %+v %v, phase %v", ev, err, a.Phase())
+	}
+	snap := a.Snapshot()
+	if snap.Round != 1 || HashWeights(1, snap.Theta) != a.Hash() || snap.LastUpdate == nil {
+		t.Fatal("the snapshot to persist is not the closed round's result")
+	}
+	for s := 1.0; s < 30; s += 5 {
+		if r := a.Poll("a", 0, h0, at(s)); r.Action != Wait {
+			t.Fatalf("before Publish a worker one round behind was told %v", r.Action)
+		}
+		if r := a.Poll("b", 1, a.Hash(), at(s)); r.Action != Wait {
+			t.Fatalf("before Publish a worker with the new weights was told %v", r.Action)
+		}
+		if ev := mustTick(t, a, at(s)); ev.Opened || a.Phase() != Unpublished {
+			t.Fatalf("the next round opened before Publish: %+v", ev)
+		}
+	}
+	if err := a.Submit("a", 1, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(30)); err == nil {
+		t.Fatal("a contribution was taken before Publish")
+	}
+	if ev := a.Publish(at(30)); !ev.Opened || a.Phase() != Open {
+		t.Fatalf("publish: %+v, phase %v", ev, a.Phase())
+	}
+	if r := a.Poll("a", 0, h0, at(30)); r.Action != Update || r.Hash != a.Hash() {
+		t.Fatalf("after Publish a worker one round behind was told %v", r.Action)
+	}
+	if ev := a.Publish(at(31)); ev.Opened {
+		t.Fatal("a second Publish did something")
+	}
+}
+
+// TestWorkerStopsEarly: KeepTraining ends a round's training after the
+// steps it allows, and the contribution is exactly Train of that many
+// steps (so its tokens, and its data, can be recomputed).
+func TestWorkerStopsEarly(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	train, _ := corpus.Split(corpus.TinyShakespeare()[:20000], 0.9)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	theta := InitialWeights(cfg)
+	mk := func() *Worker {
+		w, _ := NewWorker("alice", cfg, train, pool)
+		if err := w.SetWeights(0, theta, HashWeights(0, theta)); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	stopping, fixed := mk(), mk()
+	var asked []int
+	stopping.KeepTraining = func(done int) bool { asked = append(asked, done); return done < 2 }
+	p, tokens, err := stopping.Train(context.Background(), cfg.InnerSteps, nil)
+	if err != nil || tokens != 2*cfg.TokensPerStep() || !slices.Equal(asked, []int{1, 2}) {
+		t.Fatalf("stopped training: %v, %d tokens, asked %v", err, tokens, asked)
+	}
+	q, _, _ := fixed.Train(context.Background(), 2, nil)
+	if string(p) != string(q) {
+		t.Fatal("stopping after 2 steps differs from training 2 steps")
+	}
+}

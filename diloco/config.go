@@ -106,9 +106,22 @@ func (c RunConfig) Validate() error {
 		return fmt.Errorf("round timeout must be positive")
 	case c.Quorum < 1:
 		return fmt.Errorf("quorum must be at least 1, got %d", c.Quorum)
+	case c.InnerSteps > MaxInnerSteps || c.Rounds > MaxRounds || int64(c.Rounds)*int64(c.InnerSteps) > MaxRounds:
+		return fmt.Errorf("inner steps (H) must be at most %d and rounds·H at most %d, got H=%d and %d rounds", MaxInnerSteps, MaxRounds, c.InnerSteps, c.Rounds)
+	case c.Warmup < 0:
+		return fmt.Errorf("warm-up steps must not be negative, got %d", c.Warmup)
+	case c.Quorum > MaxQuorum:
+		return fmt.Errorf("quorum must be at most %d, got %d", MaxQuorum, c.Quorum)
 	}
-	return nil
+	return c.Model.ValidateBatch(c.Batch)
 }
+
+// Bounds of a run's configuration (which workers take from the network).
+const (
+	MaxInnerSteps = 1 << 20
+	MaxRounds     = 1 << 30 // and rounds·H, the run's inner steps
+	MaxQuorum     = 1 << 16
+)
 
 // TokensPerRound is what one worker trains on in a round of H inner steps.
 func (c RunConfig) TokensPerRound() int { return c.InnerSteps * c.TokensPerStep() }

@@ -36,8 +36,12 @@ func ExampleAggregator() {
 		}
 	}
 	ev, _ = agg.Tick(now.Add(time.Second))
-	fmt.Println("closed round", ev.Closed.Round, "with", ev.Closed.Contributors, "-> round", agg.Round())
+	fmt.Println("closed round", ev.Closed.Round, "with", ev.Closed.Contributors, "->", agg.Phase())
+	// The caller persists agg.Snapshot() here, then publishes.
+	agg.Publish(now.Add(time.Second))
+	fmt.Println("round", agg.Round(), agg.Phase())
 	// Output:
 	// opened: true train
-	// closed round 0 with [alice bob] -> round 1
+	// closed round 0 with [alice bob] -> unpublished
+	// round 1 open
 }

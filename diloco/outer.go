@@ -97,9 +97,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.subs)
 	clear(a.participants)
 	clear(a.waiting)
-	if a.round == a.Cfg.Rounds {
-		a.phase = Done
-	}
+	a.phase = Unpublished
 	return res, nil
 }
 

@@ -15,6 +15,11 @@ import (
 type Worker struct {
 	ID  string
 	Cfg RunConfig
+	// KeepTraining, when set, is asked before each inner step after the
+	// first (done steps taken); false ends the round's training there, as
+	// though Train had been asked for done steps. A worker short of time
+	// uses it to fit its steps to the round's deadline.
+	KeepTraining func(done int) bool
 
 	inner *train.Trainer
 	enc   *compress.Encoder
@@ -105,6 +110,10 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
+		}
+		if i > 0 && w.KeepTraining != nil && !w.KeepTraining(i) {
+			steps = i
+			break
 		}
 		t.Step = w.Cfg.GlobalStep(w.round, i)
 		r, err := t.TrainStep()

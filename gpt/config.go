@@ -12,6 +12,8 @@ package gpt
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/bits"
 )
 
 // Config is the shape of a model. Its JSON form is the one nanoGPT-style
@@ -38,21 +40,49 @@ func DefaultConfig(width, layers, heads, blockSize int) Config {
 	}
 }
 
+// Limits on a model's shape. Configs come from files and from the network,
+// so every dimension is bounded before anything is computed from it, and
+// the parameter count is computed without overflow: a config that passes
+// Validate allocates at most MaxParams float32 values per parameter
+// buffer, and its sizes fit an int on every platform.
+const (
+	MaxVocab     = 1 << 20
+	MaxWidth     = 1 << 16
+	MaxLayers    = 1 << 12
+	MaxBlockSize = 1 << 20
+	// MaxParams is the most parameters a model may have: 2^31 − 1, 8 GiB
+	// of float32 weights (and four times that to train with AdamW).
+	MaxParams = 1<<31 - 1
+	// MaxBatch bounds the sequences of one training step.
+	MaxBatch = 1 << 16
+	// MaxActivationFloats bounds the activations of one training step
+	// (64 GiB of float32), and MaxParams every single activation buffer.
+	MaxActivationFloats = 1 << 34
+)
+
 // Validate reports the first thing wrong with c, in one line.
 func (c Config) Validate() error {
 	switch {
 	case c.VocabSize < 1:
 		return fmt.Errorf("vocab_size must be positive, got %d", c.VocabSize)
+	case c.VocabSize > MaxVocab:
+		return fmt.Errorf("vocab_size must be at most %d, got %d", MaxVocab, c.VocabSize)
 	case c.NEmbd < 1:
 		return fmt.Errorf("width (n_embd) must be positive, got %d", c.NEmbd)
+	case c.NEmbd > MaxWidth:
+		return fmt.Errorf("width (n_embd) must be at most %d, got %d", MaxWidth, c.NEmbd)
 	case c.NLayer < 1:
 		return fmt.Errorf("number of layers must be at least 1, got %d", c.NLayer)
+	case c.NLayer > MaxLayers:
+		return fmt.Errorf("number of layers must be at most %d, got %d", MaxLayers, c.NLayer)
 	case c.NHead < 1:
 		return fmt.Errorf("number of heads must be at least 1, got %d", c.NHead)
 	case c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("width %d is not divisible by the number of heads %d", c.NEmbd, c.NHead)
 	case c.BlockSize < 1:
 		return fmt.Errorf("context length (block_size) must be positive, got %d", c.BlockSize)
+	case c.BlockSize > MaxBlockSize:
+		return fmt.Errorf("context length (block_size) must be at most %d, got %d", MaxBlockSize, c.BlockSize)
 	case !c.Bias:
 		return fmt.Errorf("models without biases are not supported")
 	case c.TieEmbeddings:
@@ -62,10 +92,63 @@ func (c Config) Validate() error {
 	case c.Activation != "gelu_erf" && c.Activation != "gelu":
 		return fmt.Errorf("activation %q is not supported (want gelu_erf)", c.Activation)
 	}
-	if n := c.NumParams(); n > 1<<34 {
-		return fmt.Errorf("model has %d parameters, too many", n)
+	if n := c.ParamCount(); n > MaxParams {
+		return fmt.Errorf("model has %d parameters, more than the %d allowed", n, uint64(MaxParams))
 	}
 	return nil
+}
+
+// ParamCount counts the model's parameters in 64 bits, from the shape
+// alone (no layout is built): 2·V·C + T·C + L·(12·C² + 13·C) + 2·C + V.
+// It does not overflow for any config within the dimension limits; for
+// a valid config it equals NumParams.
+func (c Config) ParamCount() uint64 {
+	V, C, L, T := uint64(c.VocabSize), uint64(c.NEmbd), uint64(c.NLayer), uint64(c.BlockSize)
+	return 2*V*C + T*C + L*(12*C*C+13*C) + 2*C + V
+}
+
+// ActivationFloats counts the float32 values of the activations and
+// their gradients for a training step of batch sequences of BlockSize
+// tokens, in total and in the largest single buffer. It saturates instead
+// of overflowing.
+func (c Config) ActivationFloats(batch int) (total, largest uint64) {
+	B, T := uint64(max(batch, 0)), uint64(c.BlockSize)
+	C, V, NH, L := uint64(c.NEmbd), uint64(c.VocabSize), uint64(c.NHead), uint64(c.NLayer)
+	BT := mulSat(B, T)
+	perLayer := addSat(mulSat(BT, 16*C+6), mulSat(mulSat(B, NH), mulSat(T, T)))
+	total = addSat(mulSat(L, perLayer), addSat(mulSat(BT, 2*V+9*C+3), mulSat(T, T)))
+	largest = max(mulSat(BT, 4*C), mulSat(BT, V), mulSat(mulSat(B, NH), mulSat(T, T)))
+	return total, largest
+}
+
+// ValidateBatch reports, in one line, whether c can train batch sequences
+// per step within MaxBatch and the activation limits. c must be valid.
+func (c Config) ValidateBatch(batch int) error {
+	if batch < 1 || batch > MaxBatch {
+		return fmt.Errorf("batch must be in [1, %d], got %d", MaxBatch, batch)
+	}
+	total, largest := c.ActivationFloats(batch)
+	if total > MaxActivationFloats || largest > MaxParams {
+		return fmt.Errorf("a batch of %d sequences of %d tokens needs %d activation values (largest buffer %d), more than the %d allowed",
+			batch, c.BlockSize, total, largest, uint64(MaxActivationFloats))
+	}
+	return nil
+}
+
+func mulSat(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
+}
+
+func addSat(a, b uint64) uint64 {
+	s, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return s
 }
 
 // HeadDim is the width of one attention head.

@@ -245,3 +245,73 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
+
+// TestConfigLimits: shapes whose parameter count overflows an int (the
+// n_embd of issue 7.6) or exceeds MaxParams, or whose training batch
+// would not fit, are refused in one line, without building a layout; the
+// 64-bit count agrees with the layout wherever both exist.
+func TestConfigLimits(t *testing.T) {
+	huge := DefaultConfig(3221225472, 1, 1, 64)
+	cases := []struct {
+		c    Config
+		want string
+	}{
+		{huge, "n_embd"},
+		{DefaultConfig(65536, 4096, 1, 64), "parameters"},
+		{DefaultConfig(1<<14, 1, 1, 1<<20), "parameters"},
+		{DefaultConfig(64, 1<<30, 1, 64), "layers"},
+		{DefaultConfig(64, 1, 1, 1<<40), "block_size"},
+		{Config{VocabSize: 1 << 40, NEmbd: 8, NLayer: 1, NHead: 1, BlockSize: 8, Bias: true, LayerNormEps: 1e-5, Activation: "gelu"}, "vocab_size"},
+	}
+	for _, c := range cases {
+		if err := c.c.Validate(); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: error %v, want one line about %q", c.c, err, c.want)
+		}
+	}
+	if _, err := ParseConfig(`{"n_embd": 3221225472, "n_head": 1, "n_layer": 1, "block_size": 64}`); err == nil {
+		t.Fatal("ParseConfig accepted n_embd 3221225472")
+	}
+	for _, c := range []Config{DefaultConfig(8, 1, 2, 8), DefaultConfig(128, 4, 4, 64), DefaultConfig(768, 12, 12, 1024)} {
+		if uint64(c.NumParams()) != c.ParamCount() {
+			t.Fatalf("%+v: layout counts %d parameters, ParamCount %d", c, c.NumParams(), c.ParamCount())
+		}
+	}
+	big := DefaultConfig(2048, 24, 16, 2048)
+	if err := big.Validate(); err != nil {
+		t.Fatalf("a 1.2B-parameter shape is refused: %v", err)
+	}
+	if err := big.ValidateBatch(1 << 12); err == nil || !strings.Contains(err.Error(), "activation") {
+		t.Fatalf("a batch of 4096 × 2048 tokens of width 2048: %v", err)
+	}
+	if err := DefaultConfig(128, 4, 4, 64).ValidateBatch(12); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []int{0, -1, MaxBatch + 1} {
+		if err := DefaultConfig(128, 4, 4, 64).ValidateBatch(b); err == nil {
+			t.Fatalf("batch %d accepted", b)
+		}
+	}
+	if total, largest := huge.ActivationFloats(1 << 62); total != math.MaxUint64 || largest != math.MaxUint64 {
+		t.Fatalf("activation count does not saturate: %d %d", total, largest)
+	}
+}
+
+// FuzzParseConfig: any JSON either fails to parse in one line or gives a
+// config whose parameter count is within MaxParams and matches its layout.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(DefaultConfig(128, 4, 4, 64).JSON())
+	f.Add(`{"n_embd": 3221225472, "n_head": 1, "n_layer": 1, "block_size": 64}`)
+	f.Add(`{"n_embd": 65536, "n_head": 1, "n_layer": 4096, "block_size": 1048576, "vocab_size": 1048576}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConfig(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		if n := c.ParamCount(); n > MaxParams || uint64(c.NumParams()) != n {
+			t.Fatalf("%+v: %d parameters (layout %d)", c, n, c.NumParams())
+		}
+	})
+}

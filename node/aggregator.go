@@ -5,26 +5,24 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
-	"os"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
-	"github.com/cairnlabs/cairn/safetensors"
 	"github.com/cairnlabs/cairn/train"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -71,7 +69,8 @@ type RoundInfo struct {
 	Active       int
 	Sent, Recv   uint64 // bytes on the aggregator's streams so far
 	UpdateBytes  int
-	Resumed      bool // the first report after a restart from saved state
+	Took         time.Duration // from the round's opening to its close
+	Resumed      bool          // the first report after a restart from saved state
 }
 
 // Aggregator is a running aggregator node.
@@ -89,23 +88,33 @@ type Aggregator struct {
 	resumed  bool
 	blob     []byte      // the current weights, serialised for joiners
 	blobHash diloco.Hash // of blob
+	serves   *serveLimit // downloads of the weights
 
 	pool        *kernels.Pool
 	model       *gpt.Model
 	val         []byte
-	evals       chan evalJob // closed rounds waiting for evaluation, in order
+	evals       chan evalJob // published rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}
+
+	// Persistence: a closed round is saved (off the lock, retried) and
+	// only then published. saveState is a.save unless a test replaces it;
+	// a save that fails saveAttempts times, saveBackoff apart (doubling),
+	// stops the node with fatal.
+	saveState    func(*savedState) error
+	saveAttempts int
+	saveBackoff  time.Duration
+	saving       sync.WaitGroup
+	closing      chan struct{}
+	failed       chan struct{} // closed with fatal set
+	fatal        error         // guarded by mu
 }
 
-// evalJob is a closed round that the background goroutine saves, scores
-// and reports, in order, off the protocol's path, so that workers get the
-// next round without waiting for the disk or the evaluation. A round is
-// reported only once its state is durable.
+// evalJob is a published round that the background goroutine scores and
+// reports, in order, off the protocol's path.
 type evalJob struct {
 	info  RoundInfo
 	theta []float32
-	state *savedState // nil: nothing to save
 }
 
 // StartAggregator loads or creates the run's state and starts listening.
@@ -154,7 +163,9 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 	}
 	a := &Aggregator{opts: o, tr: h, log: o.Log, statePath: statePath, met: o.Metrics,
 		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
-		evals: make(chan evalJob, 1024), idle: make(chan struct{})}
+		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
+		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
+	a.saveState = a.save
 	go a.evaluator()
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
@@ -178,26 +189,6 @@ func DataHash(text []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, error) {
-	f, err := safetensors.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		a, err := diloco.NewAggregatorFrom(cfg, init)
-		return a, false, err
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	s, err := decodeSnapshot(f)
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
-	}
-	a, err := diloco.Restore(s)
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
-	}
-	return a, true, nil
-}
-
 // Addrs are the multiaddrs workers join with.
 func (a *Aggregator) Addrs() []string { return a.tr.Addrs() }
 
@@ -218,7 +209,9 @@ func (a *Aggregator) Weights() ([]float32, int) {
 }
 
 // Run drives the round clock until the run is finished (it then saves the
-// final model as DataDir/model.safetensors and returns nil) or ctx ends.
+// final model as DataDir/model.safetensors and returns nil), ctx ends, or
+// the round state cannot be saved (an error naming the file; the round
+// that could not be saved was never published).
 func (a *Aggregator) Run(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -240,6 +233,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-a.failed:
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.fatal
 		case <-t.C:
 		}
 	}
@@ -268,6 +265,14 @@ func (a *Aggregator) finish(ctx context.Context) error {
 func (a *Aggregator) Close() error {
 	err := a.tr.Close()
 	a.mu.Lock()
+	select {
+	case <-a.closing:
+	default:
+		close(a.closing)
+	}
+	a.mu.Unlock()
+	a.saving.Wait()
+	a.mu.Lock()
 	a.stopEvalsLocked()
 	a.mu.Unlock()
 	<-a.idle
@@ -282,24 +287,18 @@ func (a *Aggregator) stopEvalsLocked() {
 	}
 }
 
-// evaluator saves, scores and reports closed rounds in order.
+// evaluator scores and reports published rounds in order.
 func (a *Aggregator) evaluator() {
 	defer close(a.idle)
 	for job := range a.evals {
-		if job.state != nil {
-			start := time.Now()
-			if err := a.save(job.state); err != nil {
-				a.log.Error("saving state", "err", err)
-			}
-			a.log.Debug("state saved", "round", job.info.Round+1, "took", time.Since(start))
-		}
 		job.info.ValLoss = a.evaluate(job.theta)
 		a.report(job.info)
 	}
 }
 
-// tickLocked advances the state machine; on a closed round it persists
-// the state, evaluates and wakes pollers. a.mu is held.
+// tickLocked advances the state machine; a closed round is handed to
+// persist, which publishes it once it is durable. Pollers are woken on
+// every change. a.mu is held.
 func (a *Aggregator) tickLocked(now time.Time) {
 	start := time.Now()
 	ev, err := a.agg.Tick(now)
@@ -318,10 +317,9 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
-			Active: len(a.agg.Active()), UpdateBytes: res.UpdateBytes}
-		if !a.evalsClosed {
-			a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...), state: a.stateLocked()}
-		}
+			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
+		a.saving.Add(1)
+		go a.persist(a.stateLocked(), info)
 	}
 	if ev.Opened || ev.Reopened || ev.Abandoned || ev.Closed != nil {
 		close(a.changed)
@@ -360,93 +358,22 @@ func (a *Aggregator) evaluate(theta []float32) float64 {
 	return loss
 }
 
-// savedState is a copy of the durable state, ready to write.
-type savedState struct {
-	tensors map[string]safetensors.Tensor
-	meta    map[string]string
-}
-
-// stateLocked copies the durable state (the tensors copy their data).
-func (a *Aggregator) stateLocked() *savedState {
-	s := a.agg.Snapshot()
-	tensors := map[string]safetensors.Tensor{
-		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
-		"momentum": safetensors.NewF32([]int{len(s.Momentum)}, s.Momentum),
-	}
-	if s.Residual != nil {
-		tensors["residual"] = safetensors.NewF32([]int{len(s.Residual)}, s.Residual)
-	}
-	if s.LastUpdate != nil {
-		tensors["last_update"] = safetensors.Tensor{DType: safetensors.U8, Shape: []int{len(s.LastUpdate)}, Data: s.LastUpdate}
-	}
-	cfg, _ := json.Marshal(s.Cfg) // a validated config always encodes
-	md := map[string]string{"config": string(cfg), "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
-	return &savedState{tensors: tensors, meta: md}
-}
-
-// save writes a state atomically (temp file, fsync, rename).
-func (a *Aggregator) save(s *savedState) error {
-	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
-		return err
-	}
-	return safetensors.WriteFile(a.statePath, s.tensors, s.meta)
-}
-
-func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
-	var s diloco.Snapshot
-	if err := json.Unmarshal([]byte(f.Metadata["config"]), &s.Cfg); err != nil {
-		return s, fmt.Errorf("run config: %v", err)
-	}
-	r, err := strconv.Atoi(f.Metadata["round"])
-	if err != nil {
-		return s, fmt.Errorf("round %q is not a number", f.Metadata["round"])
-	}
-	s.Round = r
-	if s.PrevHash, err = diloco.ParseHash(f.Metadata["prev_hash"]); err != nil {
-		return s, err
-	}
-	get := func(name string, required bool) ([]float32, error) {
-		t, ok := f.Tensors[name]
-		if !ok {
-			if required {
-				return nil, fmt.Errorf("missing tensor %q", name)
-			}
-			return nil, nil
-		}
-		return t.Float32s()
-	}
-	if s.Theta, err = get("theta", true); err != nil {
-		return s, err
-	}
-	if s.Momentum, err = get("momentum", true); err != nil {
-		return s, err
-	}
-	if s.Residual, err = get("residual", false); err != nil {
-		return s, err
-	}
-	if t, ok := f.Tensors["last_update"]; ok {
-		if t.DType != safetensors.U8 {
-			return s, fmt.Errorf("last_update is %s, want U8", t.DType)
-		}
-		s.LastUpdate = t.Data
-	}
-	return s, nil
-}
-
-// handle wraps a stream handler: bytes are counted, the stream is closed
-// afterwards, and a handler error is sent back as a one-line refusal.
-func (a *Aggregator) handle(proto string, serve func(s wire.Stream, from string) error) func(wire.NetStream, string) {
-	return func(s wire.NetStream, from string) {
-		defer s.Close()
-		s.SetDeadline(time.Now().Add(10 * time.Minute))
-		cs := wire.CountStream(s, &a.counter)
-		if err := serve(cs, from); err != nil {
+// handle wraps a stream handler: bytes are counted, reads and writes must
+// make progress (a request's control messages get controlTimeout, a blob
+// what the handler allows for its size), the stream is closed afterwards,
+// and a handler error is sent back as a one-line refusal.
+func (a *Aggregator) handle(proto string, serve func(s *progressStream, from string) error) func(wire.NetStream, string) {
+	return func(ns wire.NetStream, from string) {
+		defer ns.Close()
+		s := newProgress(wire.CountStream(ns, &a.counter), ns, serveStall, time.Now().Add(controlTimeout))
+		if err := serve(s, from); err != nil {
 			a.log.Warn("request refused", "protocol", proto, "peer", from, "err", err)
 			var re *refusal
 			if errors.As(err, &re) {
-				wire.WriteError(cs, re.msg)
+				s.allow(0, serveStall, serveMinRate)
+				wire.WriteError(s, re.msg)
 			} else {
-				s.Reset()
+				ns.Reset()
 			}
 		}
 	}
@@ -459,7 +386,7 @@ func (r *refusal) Error() string { return r.msg }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-func (a *Aggregator) serveJoin(s wire.Stream, from string) error {
+func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 	var req joinRequest
 	if err := wire.ReadJSON(s, kindJoin, maxControl, &req); err != nil {
 		return err
@@ -468,25 +395,61 @@ func (a *Aggregator) serveJoin(s wire.Stream, from string) error {
 		return refuse("protocol version %d, the aggregator speaks %d", req.Version, ProtocolVersion)
 	}
 	a.mu.Lock()
+	if err := a.awaitPublished(); err != nil {
+		return err
+	}
 	round, hash := a.agg.Join(from, time.Now())
 	active := a.agg.Active()
 	cfg := a.agg.Cfg
 	a.tickLocked(time.Now())
 	a.mu.Unlock()
-	var peers []string
-	for _, id := range active {
-		if id != from {
-			peers = append(peers, a.tr.AddrsOf(id)...)
-		}
-	}
+	peers := a.samplePeers(active, from)
 	a.log.Info("worker joined", "peer", from, "round", round)
 	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers})
+}
+
+// A welcome lists a random sample of the workers that hold the current
+// weights, so that it fits in one control message however many there are:
+// at most welcomePeers workers with at most welcomeAddrs addresses each,
+// none longer than maxAddrLen (16·4·256 bytes, well within maxControl).
+const (
+	welcomePeers = 16
+	welcomeAddrs = 4
+	maxAddrLen   = 256
+)
+
+// samplePeers picks the welcome's peers among ids, leaving out the joiner.
+func (a *Aggregator) samplePeers(ids []string, joiner string) []string {
+	var peers []string
+	picked := 0
+	for _, i := range rand.Perm(len(ids)) {
+		if picked == welcomePeers {
+			break
+		}
+		if ids[i] == joiner {
+			continue
+		}
+		took := 0
+		for _, addr := range a.tr.AddrsOf(ids[i]) {
+			if took == welcomeAddrs {
+				break
+			}
+			if len(addr) <= maxAddrLen {
+				peers = append(peers, addr)
+				took++
+			}
+		}
+		if took > 0 {
+			picked++
+		}
+	}
+	return peers
 }
 
 // pollHold is how long a poll waits for news before answering "wait".
 const pollHold = 15 * time.Second
 
-func (a *Aggregator) servePoll(s wire.Stream, from string) error {
+func (a *Aggregator) servePoll(s *progressStream, from string) error {
 	var req pollRequest
 	if err := wire.ReadJSON(s, kindPoll, maxControl, &req); err != nil {
 		return err
@@ -518,6 +481,7 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 				return err
 			}
 			if r.Action == diloco.Update {
+				s.allow(int64(len(r.Update)), serveBase, serveMinRate)
 				return wire.WriteBlob(s, r.Update)
 			}
 			return nil
@@ -530,10 +494,16 @@ func (a *Aggregator) servePoll(s wire.Stream, from string) error {
 	}
 }
 
-// maxPayload bounds a contribution: fp32 of every parameter plus headers.
-func maxPayload(cfg diloco.RunConfig) int64 { return int64(cfg.Model.NumParams())*4 + 1<<20 }
+// maxPayload bounds a contribution or an update: the largest payload the
+// run's codec writes for the model's parameters.
+func maxPayload(cfg diloco.RunConfig) int64 {
+	return compress.MaxEncodedSize(cfg.Codec, cfg.Model.NumParams())
+}
 
-func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
+// serveSubmit takes a contribution. Its header is checked (round, weights,
+// participant, duplicate, deadline, tokens) before a byte of the payload
+// is read, and the payload may be no larger than the run's codec writes.
+func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	var req submitRequest
 	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
 		return err
@@ -542,7 +512,16 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	payload, err := wire.ReadBlob(s, maxPayload(a.agg.Cfg))
+	a.mu.Lock()
+	err = a.agg.CanSubmit(from, req.Round, hash, req.Tokens, time.Now())
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
+		return refuse("%v", err)
+	}
+	limit := maxPayload(a.agg.Cfg)
+	s.allow(wire.EncodedBlobSize(limit), serveBase, serveMinRate)
+	payload, err := wire.ReadBlob(s, limit)
 	if err != nil {
 		return refuse("%v", err)
 	}
@@ -559,17 +538,28 @@ func (a *Aggregator) serveSubmit(s wire.Stream, from string) error {
 	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
 }
 
-func (a *Aggregator) serveState(s wire.Stream, from string) error {
+// serveState hands the current weights to a peer, at most twice per peer
+// for one round's weights and to at most 8 peers at a time.
+func (a *Aggregator) serveState(s *progressStream, from string) error {
 	var req stateRequest
 	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
 		return err
 	}
 	a.mu.Lock()
+	if err := a.awaitPublished(); err != nil {
+		return err
+	}
 	round, hash := a.agg.Round(), a.agg.Hash()
 	if req.Hash != "" && req.Hash != hash.String() {
 		a.mu.Unlock()
 		return refuse("no weights with hash %s here (round %d is %s)", req.Hash, round, hash)
 	}
+	release, err := a.serves.acquire(from, hash)
+	if err != nil {
+		a.mu.Unlock()
+		return refuse("%v", err)
+	}
+	defer release()
 	// Joiners of one round share one serialised copy of its weights.
 	if a.blobHash != hash {
 		a.blob, a.blobHash = floatsToBytes(a.agg.Weights()), hash
@@ -579,6 +569,7 @@ func (a *Aggregator) serveState(s wire.Stream, from string) error {
 	if err := wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}); err != nil {
 		return err
 	}
+	s.allow(int64(len(blob)), serveBase, serveMinRate)
 	return wire.WriteBlob(s, blob)
 }
 

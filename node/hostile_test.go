@@ -251,3 +251,38 @@ func TestNonParticipantRefusedWithReason(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestCraftedJoinReply: an aggregator (or a man in the middle of a
+// misconfigured run) whose welcome carries a model shape that overflows
+// the parameter count, or a batch too large to allocate, makes the worker
+// stop with a one-line error, not a panic.
+func TestCraftedJoinReply(t *testing.T) {
+	for _, mutate := range []func(*diloco.RunConfig){
+		func(c *diloco.RunConfig) { c.Model.NEmbd, c.Model.NHead = 3221225472, 1 },
+		func(c *diloco.RunConfig) { c.Batch = 1 << 40 },
+		func(c *diloco.RunConfig) { c.Batch, c.Model.BlockSize = 1<<16, 1<<16 },
+	} {
+		cfg := tinyConfig(1)
+		mutate(&cfg)
+		key, _ := p2p.LoadIdentity(t.TempDir())
+		h, err := p2p.NewHost(key, []string{"/ip4/127.0.0.1/tcp/0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		h.SetStreamHandler(ProtoJoin, func(s network.Stream) {
+			defer s.Close()
+			var req joinRequest
+			wire.ReadJSON(s, kindJoin, maxControl, &req)
+			wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: 0, Hash: diloco.Hash{}.String()})
+		})
+		w := startWorker(t, p2p.Addrs(h)[0])
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = w.Run(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "run config") {
+			t.Fatalf("worker given a crafted config (batch %d, width %d): %v", cfg.Batch, cfg.Model.NEmbd, err)
+		}
+	}
+}

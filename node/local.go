@@ -140,7 +140,8 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		res.Compute += st.Compute
 		res.WorkerWall += done[i]
 		res.Contributed += st.Rounds
+		res.Tokens += st.Tokens
 	}
-	res.Tokens = int64(res.Contributed) * int64(o.Config.TokensPerRound())
+
 	return res, nil
 }

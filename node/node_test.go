@@ -399,6 +399,7 @@ func TestPeerServesWeights(t *testing.T) {
 	if err := holder.w.SetWeights(0, theta, hash); err != nil {
 		t.Fatal(err)
 	}
+	holder.publishWeights()
 	if err := asker.setup(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -406,10 +407,10 @@ func TestPeerServesWeights(t *testing.T) {
 	if err != nil || id != holder.ID() {
 		t.Fatalf("connect to the holder: %v", err)
 	}
-	if err := asker.fetchFrom(ctx, id, 0, diloco.Hash{1}); err == nil {
+	if err := asker.fetchFrom(ctx, id, 0, diloco.Hash{1}, true); err == nil {
 		t.Fatal("a peer served weights it does not hold")
 	}
-	if err := asker.fetchFrom(ctx, id, 0, hash); err != nil {
+	if err := asker.fetchFrom(ctx, id, 0, hash, true); err != nil {
 		t.Fatal(err)
 	}
 	if asker.w.Round() != 0 || asker.w.Hash() != hash {

@@ -46,7 +46,7 @@ type welcome struct {
 	Config  diloco.RunConfig `json:"config"`
 	Round   int              `json:"round"`
 	Hash    string           `json:"hash"`
-	Peers   []string         `json:"peers"` // full multiaddrs of workers
+	Peers   []string         `json:"peers"` // full multiaddrs of a random sample of workers (at most 16, 4 addresses each)
 }
 
 type pollRequest struct {

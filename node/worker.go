@@ -52,9 +52,20 @@ type Worker struct {
 
 	mu sync.Mutex // guards w's weights against the state server
 	w  *diloco.Worker
+	// served is the worker's current weights serialised for peers, built
+	// by the run loop (the only writer of the weights) outside mu and
+	// shared by every request for them; guarded by mu.
+	served *servedWeights
+	serves *serveLimit
+
+	// Fetching from peers: how long a read may wait, and the time allowed
+	// for a transfer (base plus its size at minRate).
+	peerStall, peerBase time.Duration
+	peerMinRate         float64
 
 	pending *contribution
 	stats   WorkerStats
+	pace    pace // the run loop's
 }
 
 // WorkerStats is where a worker's time and bytes went.
@@ -62,11 +73,20 @@ type WorkerStats struct {
 	Start        time.Time
 	Compute      time.Duration // inside inner steps
 	Rounds       int           // contributions accepted
+	Tokens       int64         // tokens of the accepted contributions
+	Steps        int           // inner steps trained
 	Refused      int
 	Skipped      int // rounds not contributed to because training from the global weights failed
 	Reconnects   int
 	StateFetches int
 	JoinRound    int // the round the aggregator was at when the worker first joined
+}
+
+// servedWeights are weights ready to hand to peers.
+type servedWeights struct {
+	round int
+	hash  diloco.Hash
+	blob  []byte
 }
 
 type contribution struct {
@@ -97,7 +117,11 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 			return nil, err
 		}
 	}
-	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics}
+	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics,
+		serves: newServeLimit(2, 2), peerStall: peerFetchStall, peerBase: peerFetchBase, peerMinRate: peerFetchMinRate}
+	if o.LinkBytesPerSec > 0 {
+		w.peerMinRate = min(w.peerMinRate, o.LinkBytesPerSec/2)
+	}
 	if w.pool == nil {
 		w.pool, w.ownPool = kernels.NewPool(o.Threads), true
 	}
@@ -228,7 +252,7 @@ func (w *Worker) session(ctx context.Context) error {
 		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String()}
 		w.mu.Unlock()
 		var reply pollReply
-		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, pollHold+30*time.Second)
+		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, controlTimeout)
 		if err != nil {
 			return err
 		}
@@ -255,7 +279,9 @@ func (w *Worker) session(ctx context.Context) error {
 			w.log.Info("run finished", "round", reply.Round)
 			return nil
 		case diloco.Update:
-			payload, err := wire.ReadBlob(s, maxPayload(w.w.Cfg))
+			limit := maxPayload(w.w.Cfg)
+			s.allow(wire.EncodedBlobSize(limit), aggFetchBase, aggFetchMinRate)
+			payload, err := wire.ReadBlob(s, limit)
 			s.Close()
 			if err != nil {
 				return err
@@ -263,7 +289,9 @@ func (w *Worker) session(ctx context.Context) error {
 			w.mu.Lock()
 			err = w.w.ApplyUpdate(payload, rh)
 			w.mu.Unlock()
-			if err != nil {
+			if err == nil {
+				w.publishWeights()
+			} else {
 				w.log.Warn("update did not apply; fetching the weights", "err", err)
 				if err := w.fetchState(ctx, reply.Round, rh, nil); err != nil {
 					return err
@@ -314,10 +342,15 @@ func (w *Worker) setup(cfg diloco.RunConfig) error {
 func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
 	w.mu.Lock()
 	have := w.w.Round() == round && w.w.Hash() == hash
+	computed := false
 	if !have && round == 0 {
 		have = w.w.SetWeights(0, diloco.InitialWeights(w.w.Cfg), hash) == nil
+		computed = have
 	}
 	w.mu.Unlock()
+	if computed {
+		w.publishWeights()
+	}
 	if have {
 		return nil
 	}
@@ -325,7 +358,9 @@ func (w *Worker) ensureWeights(ctx context.Context, round int, hash diloco.Hash,
 }
 
 // fetchState downloads the weights with hash, trying peers (in random
-// order) before the aggregator, and checks them.
+// order) before the aggregator, and checks them. A peer must keep up
+// (peerStall, peerBase, peerMinRate): one that stalls or trickles costs
+// seconds before the next is tried.
 func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, peers []string) error {
 	peers = append([]string(nil), peers...)
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
@@ -343,7 +378,7 @@ func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, pe
 			}
 			from = id
 		}
-		err := w.fetchFrom(ctx, from, round, hash)
+		err := w.fetchFrom(ctx, from, round, hash, from != w.aggID)
 		if err == nil {
 			w.log.Info("fetched weights", "round", round, "from", shortID(from))
 			w.mu.Lock()
@@ -357,12 +392,20 @@ func (w *Worker) fetchState(ctx context.Context, round int, hash diloco.Hash, pe
 	return fmt.Errorf("fetching the weights of round %d: %v", round, last)
 }
 
-func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash diloco.Hash) error {
-	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, 10*time.Minute)
+// fetchFrom downloads the weights of round with hash from a peer (peer)
+// or the aggregator, whose reads must make progress at the rates for
+// either, and installs them if they hash right.
+func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash diloco.Hash, peer bool) error {
+	stall, base, rate := aggFetchStall, aggFetchBase, float64(aggFetchMinRate)
+	if peer {
+		stall, base, rate = w.peerStall, w.peerBase, w.peerMinRate
+	}
+	s, err := w.request(ctx, from, ProtoState, kindStateReq, stateRequest{Hash: hash.String()}, base)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	s.stall = stall
 	var rep stateReply
 	if err := wire.ReadJSON(s, kindState, maxControl, &rep); err != nil {
 		return err
@@ -372,22 +415,43 @@ func (w *Worker) fetchFrom(ctx context.Context, from string, round int, hash dil
 	}
 	n := w.w.Cfg.Model.NumParams()
 	blob := make([]byte, 4*n)
+	s.allow(wire.EncodedBlobSize(int64(len(blob))), base, rate)
 	if err := wire.ReadBlobInto(s, blob); err != nil {
 		return err
 	}
 	theta := make([]float32, n)
 	bytesToFloats(blob, theta)
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.SetWeights(round, theta, hash)
+	err = w.w.SetWeights(round, theta, hash)
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.publishWeights()
+	return nil
+}
+
+// publishWeights serialises the worker's current weights for the peers
+// that ask for them. Only the run loop calls it, after it changed the
+// weights: it is their only writer, so it reads them without the lock.
+func (w *Worker) publishWeights() {
+	round, hash := w.w.Round(), w.w.Hash()
+	if round < 0 {
+		return
+	}
+	sw := &servedWeights{round: round, hash: hash, blob: floatsToBytes(w.w.Weights())}
+	w.mu.Lock()
+	w.served = sw
+	w.mu.Unlock()
 }
 
 // trainAndSubmit trains the current round and submits the contribution;
 // left is the time the aggregator gave until the round's deadline, and
-// waited whether the round waits for this worker: one it does not wait
-// for (a newcomer to a run whose workers have proven themselves, or one on
-// probation) trains a single step, which it can send before the round
-// closes, to prove itself. A
+// waited whether the round waits for this worker. One it waits for trains
+// as many of the H inner steps as fit before the deadline, leaving time to
+// upload (see pace); one it does not wait for (a newcomer to a run whose
+// workers have proven themselves, or one on probation) trains a single
+// step, which it can send before the round closes, to prove itself. A
 // round that cannot be trained from the global weights (a non-finite loss:
 // the weights are poisoned) is skipped, not fatal: the worker logs it,
 // waits out the round and keeps following the run.
@@ -395,18 +459,21 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
-	deadline := time.Now().Add(left)
 	start := time.Now()
-	steps := w.w.Cfg.InnerSteps
-	if !waited {
-		steps = 1
-	}
-	payload, tokens, err := w.w.Train(ctx, steps, func(i int, loss float32) {
+	deadline := start.Add(left)
+	budget := w.pace.budget(left, maxPayload(w.w.Cfg), w.opts.LinkBytesPerSec)
+	w.w.KeepTraining = func(done int) bool { return waited && w.pace.more(time.Since(start), budget) }
+	last := start
+	payload, tokens, err := w.w.Train(ctx, w.w.Cfg.InnerSteps, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
 		}
+		now := time.Now()
+		w.pace.observeStep(now.Sub(last))
+		last = now
 	})
+	w.w.KeepTraining = nil
 	w.mu.Lock()
 	w.stats.Compute += time.Since(start)
 	w.mu.Unlock()
@@ -427,7 +494,14 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 		}
 		return nil
 	}
+	steps := tokens / w.w.Cfg.TokensPerStep()
+	w.mu.Lock()
+	w.stats.Steps += steps
+	w.mu.Unlock()
 	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
+	if steps < w.w.Cfg.InnerSteps && waited {
+		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", w.w.Cfg.InnerSteps, "left", left, "step", w.pace.step)
+	}
 	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {
@@ -440,19 +514,25 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 // submit sends a contribution. A refusal is logged and dropped; a network
 // error is returned so that the session reconnects and tries again.
 func (w *Worker) submit(ctx context.Context, c *contribution) error {
-	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, 10*time.Minute)
+	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, controlTimeout)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := wire.WriteBlob(s, c.payload); err != nil {
-		return err
+	s.allow(wire.EncodedBlobSize(int64(len(c.payload))), serveBase, serveMinRate)
+	sent := time.Now()
+	werr := wire.WriteBlob(s, c.payload)
+	if werr == nil {
+		werr = s.CloseWrite()
 	}
-	if err := s.CloseWrite(); err != nil {
-		return err
-	}
+	// The aggregator refuses on the header, before it reads the payload:
+	// a refusal may be waiting even when the payload could not be sent.
+	s.allow(0, controlTimeout, serveMinRate)
 	var a ack
 	err = wire.ReadJSON(s, kindAck, maxControl, &a)
+	if werr != nil && err == nil {
+		err = werr
+	}
 	var re *wire.RemoteError
 	if errors.As(err, &re) {
 		w.log.Warn("contribution refused", "round", c.round, "reason", re.Msg)
@@ -464,8 +544,10 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	if err != nil {
 		return err
 	}
+	w.pace.observeUpload(len(c.payload), time.Since(sent))
 	w.mu.Lock()
 	w.stats.Rounds++
+	w.stats.Tokens += int64(c.tokens)
 	w.mu.Unlock()
 	w.updateMetrics(c.round)
 	w.log.Debug("contribution accepted", "round", c.round, "bytes", len(c.payload))
@@ -480,14 +562,14 @@ func (w *Worker) updateMetrics(round int) {
 }
 
 // request opens a stream to p for proto and sends a JSON request; the
-// caller reads the reply and closes the stream.
-func (w *Worker) request(ctx context.Context, p, proto string, kind uint8, req any, timeout time.Duration) (wire.Stream, error) {
+// caller reads the reply (within timeout, unless it allows a blob more)
+// and closes the stream.
+func (w *Worker) request(ctx context.Context, p, proto string, kind uint8, req any, timeout time.Duration) (*progressStream, error) {
 	ns, err := w.tr.Open(ctx, p, proto)
 	if err != nil {
 		return nil, err
 	}
-	ns.SetDeadline(time.Now().Add(timeout))
-	s := w.wrap(ns)
+	s := newProgress(w.wrap(ns), ns, timeout, time.Now().Add(timeout))
 	if err := wire.WriteJSON(s, kind, req); err != nil {
 		ns.Reset()
 		return nil, err
@@ -515,26 +597,32 @@ func (w *Worker) wrap(s wire.NetStream) wire.Stream {
 }
 
 // serveState hands the worker's current weights to a peer that asks for
-// them by hash.
-func (w *Worker) serveState(ns wire.NetStream, _ string) {
+// them by hash: the serialisation shared by all requests (built by the run
+// loop, not under the lock), at most twice per peer for one set of weights
+// and to two peers at a time; the peer must keep reading.
+func (w *Worker) serveState(ns wire.NetStream, from string) {
 	defer ns.Close()
-	ns.SetDeadline(time.Now().Add(10 * time.Minute))
-	s := w.wrap(ns)
+	s := newProgress(w.wrap(ns), ns, serveStall, time.Now().Add(controlTimeout))
 	var req stateRequest
 	if err := wire.ReadJSON(s, kindStateReq, maxControl, &req); err != nil {
 		ns.Reset()
 		return
 	}
 	w.mu.Lock()
-	if w.w == nil || w.w.Round() < 0 || (req.Hash != "" && req.Hash != w.w.Hash().String()) {
-		w.mu.Unlock()
+	sw := w.served
+	w.mu.Unlock()
+	if sw == nil || (req.Hash != "" && req.Hash != sw.hash.String()) {
 		wire.WriteError(s, "no weights with that hash here")
 		return
 	}
-	round, hash := w.w.Round(), w.w.Hash()
-	blob := floatsToBytes(w.w.Weights())
-	w.mu.Unlock()
-	if wire.WriteJSON(s, kindState, stateReply{Round: round, Hash: hash.String()}) == nil {
-		wire.WriteBlob(s, blob)
+	release, err := w.serves.acquire(from, sw.hash)
+	if err != nil {
+		wire.WriteError(s, err.Error())
+		return
+	}
+	defer release()
+	if wire.WriteJSON(s, kindState, stateReply{Round: sw.round, Hash: sw.hash.String()}) == nil {
+		s.allow(int64(len(sw.blob)), serveBase, serveMinRate)
+		wire.WriteBlob(s, sw.blob)
 	}
 }

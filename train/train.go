@@ -66,7 +66,7 @@ func (o Options) Validate() error {
 	case o.EvalBatches < 0:
 		return fmt.Errorf("eval batches must not be negative, got %d", o.EvalBatches)
 	}
-	return nil
+	return o.Model.ValidateBatch(o.Batch)
 }
 
 // Schedule is the run's learning-rate schedule.

@@ -94,10 +94,7 @@ func freePort(t *testing.T) int {
 // the run finishes.
 func TestKillNineRealProcesses(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "cairn")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := cairnBinary(t)
 	data := filepath.Join(dir, "text.txt")
 	os.WriteFile(data, corpus.TinyShakespeare()[:60000], 0o644)
 	port := freePort(t)
