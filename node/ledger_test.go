@@ -243,6 +243,31 @@ func TestLedgerRefusesOthersTransactions(t *testing.T) {
 	if n.host.Chain().Pending() != 0 {
 		t.Fatal("the relayed transaction was queued")
 	}
+	// A peer whose identity is not ed25519 has no account to send from.
+	secp, _, err := crypto.GenerateSecp256k1Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str, err := p2p.NewTransport(secp, []string{"/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer str.Close()
+	if _, err := str.Connect(ctx, n.agg.tr.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	s, err := str.Open(ctx, n.agg.tr.ID(), ProtoLedgerTx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	s.Write(frameOf(kindLedgerTx, raw))
+	var v ledgerTxReply
+	var re *wire.RemoteError
+	if err := wire.ReadJSON(s, kindLedgerTxReply, maxLedgerRequest, &v); !errors.As(err, &re) || !strings.Contains(re.Msg, "ledger accounts are ed25519") {
+		t.Fatalf("secp256k1 peer: %v (%+v)", err, v)
+	}
+	s.Close()
 	// The same bytes from their signer are fine.
 	if err := n.client(t, 0).Submit(ctx, raw); err != nil {
 		t.Fatal(err)
@@ -262,6 +287,7 @@ func TestLedgerRefusesMalformedAndOversize(t *testing.T) {
 	c := n.client(t, 0)
 	good, _ := ledger.SignTx(n.g.ChainID, n.workers[0].key, 1, &ledger.RegisterTx{Amount: 100})
 	wrongChain, _ := ledger.SignTx("other-chain", n.workers[0].key, 1, &ledger.RegisterTx{Amount: 100})
+	result, _ := ledger.SignTx(n.g.ChainID, n.workers[0].key, 1, &ledger.ResultTx{Round: 0})
 	for _, tc := range []struct {
 		name string
 		raw  []byte
@@ -273,6 +299,7 @@ func TestLedgerRefusesMalformedAndOversize(t *testing.T) {
 		{"truncated", good[:len(good)-1], ledger.CodeMalformed, "malformed"},
 		{"trailing byte", append(append([]byte(nil), good...), 0), ledger.CodeMalformed, "malformed"},
 		{"other chain's signature", wrongChain, ledger.CodeBadSignature, ""},
+		{"a worker's round result", result, ledger.CodeUnauthorized, ""},
 	} {
 		if err := c.Submit(ctx, tc.raw); err == nil {
 			t.Errorf("%s: accepted", tc.name)
@@ -486,6 +513,9 @@ func TestLedgerRoundPaysWorker(t *testing.T) {
 	}
 	if _, err := c.Totals(ctx); err == nil {
 		t.Fatal("a closed host answered")
+	}
+	if _, err := OpenLedgerHost(LedgerHostOptions{DataDir: n.dir, Key: n.workers[0].key}); err == nil || !strings.Contains(err.Error(), "not a genesis authority") {
+		t.Fatalf("a worker's key hosts the chain: %v", err)
 	}
 	host, err := OpenLedgerHost(LedgerHostOptions{DataDir: n.dir, Key: n.agg.key, Now: n.clock.Now})
 	if err != nil {
