@@ -77,6 +77,24 @@ func (c *Chain) Produce(now time.Time) (*ledger.Block, error) {
 	return b, nil
 }
 
+// SetMaxPool bounds the mempool to n queued transactions (the
+// producer's default is 10000); Submit gives ledger.ErrMempoolFull
+// beyond it. An n below 1 is taken as 1. Transactions already queued
+// stay queued.
+func (c *Chain) SetMaxPool(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p.MaxPool = max(n, 1)
+}
+
+// Genesis returns a copy of the chain's genesis (chain ID, authorities,
+// parameters, initial accounts).
+func (c *Chain) Genesis() ledger.Genesis {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s.l.Genesis()
+}
+
 // Tip is the last committed block.
 func (c *Chain) Tip() ledger.Tip {
 	c.mu.Lock()

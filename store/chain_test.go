@@ -96,3 +96,48 @@ func FuzzDecodeTip(f *testing.F) {
 		}
 	})
 }
+
+// TestChainMaxPoolAndGenesis: a bounded mempool refuses the transaction
+// past its bound with ErrMempoolFull and takes it again once a block has
+// emptied it; Genesis gives back the chain's genesis after a reopen.
+func TestChainMaxPoolAndGenesis(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	A := testKey("A")
+	g := testGenesis(A)
+	c, err := OpenChain(path, g, testKey("org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetMaxPool(2)
+	to := ledger.KeyOf(testKey("org"))
+	tx := func(n uint64) []byte {
+		raw, err := ledger.SignTx(g.ChainID, A, n, &ledger.TransferTx{To: to, Amount: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	for n := uint64(1); n <= 2; n++ {
+		if err := c.Submit(tx(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Submit(tx(3)); !errors.Is(err, ledger.ErrMempoolFull) {
+		t.Fatalf("third transaction in a mempool of 2: %v", err)
+	}
+	if _, err := c.Produce(time.Unix(1_767_225_600, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(tx(3)); err != nil {
+		t.Fatalf("after a block: %v", err)
+	}
+	c.Close()
+	c, err = OpenChain(path, nil, testKey("org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.Genesis(); !bytes.Equal(got.Encode(), g.Encode()) {
+		t.Fatalf("reopened genesis %+v, want %+v", got, g)
+	}
+}

@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/store"
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 const ledgerUsage = "usage: cairn ledger balances|history|verify --data-dir DIR"
@@ -248,36 +247,16 @@ func txDetails(tx *ledger.Tx) string {
 	return ""
 }
 
-// peerIDOf shows an account as the libp2p peer ID of its ed25519 key (what
-// nodes print), or in hex if the bytes are not a valid key.
-func peerIDOf(k ledger.PubKey) string {
-	pk, err := crypto.UnmarshalEd25519PublicKey(k[:])
-	if err == nil {
-		if id, err := peer.IDFromPublicKey(pk); err == nil {
-			return id.String()
-		}
-	}
-	return k.String()
-}
+// peerIDOf shows an account as the libp2p peer ID of its ed25519 key
+// (what nodes print).
+func peerIDOf(k ledger.PubKey) string { return p2p.PeerIDOf(k) }
 
-// parseAccount reads a peer ID (of an ed25519 key) or 64 hex digits.
+// parseAccount reads --account: a peer ID (of an ed25519 key) or 64 hex
+// digits.
 func parseAccount(s string) (ledger.PubKey, error) {
-	if k, err := ledger.ParsePubKey(s); err == nil {
-		return k, nil
-	}
-	id, err := peer.Decode(s)
+	k, err := p2p.ParseAccount(s)
 	if err != nil {
-		return ledger.PubKey{}, badInput("--account %q is neither a peer ID nor 64 hex digits", s)
+		return ledger.PubKey{}, badInput("--%v", err)
 	}
-	pk, err := id.ExtractPublicKey()
-	if err != nil || pk.Type() != crypto.Ed25519 {
-		return ledger.PubKey{}, badInput("--account %s is not the peer ID of an ed25519 key", s)
-	}
-	raw, err := pk.Raw()
-	if err != nil || len(raw) != 32 {
-		return ledger.PubKey{}, badInput("--account %s: unreadable key", s)
-	}
-	var k ledger.PubKey
-	copy(k[:], raw)
 	return k, nil
 }
