@@ -2,6 +2,7 @@ package diloco_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -293,23 +294,25 @@ func TestVerifyAcrossPaths(t *testing.T) {
 // recomputation, their screening scores, and the cost of a recomputation
 // and of screening. It takes minutes, so it runs only with
 // CAIRN_MEASURE_VERIFY=1 (round numbers to measure, comma-separated, in
-// CAIRN_MEASURE_ROUNDS; default "0,4"):
+// CAIRN_MEASURE_ROUNDS; default "0,10,40" of a 100-round run):
 //
 //	CAIRN_MEASURE_VERIFY=1 go test ./diloco -run TestMeasureVerification -v -timeout 1h
 func TestMeasureVerification(t *testing.T) {
 	if os.Getenv("CAIRN_MEASURE_VERIFY") == "" {
 		t.Skip("set CAIRN_MEASURE_VERIFY=1 to measure (minutes)")
 	}
-	rounds := "0,4"
+	rounds := "0,10,40"
 	if r := os.Getenv("CAIRN_MEASURE_ROUNDS"); r != "" {
 		rounds = r
 	}
+	cfg := diloco.DefaultConfig()
+	cfg.Rounds = 100 // the length of cairn experiment diloco, which sets the inner learning-rate schedule
 	for _, f := range strings.Split(rounds, ",") {
 		var r int
 		if _, err := fmt.Sscan(f, &r); err != nil {
 			t.Fatal(err)
 		}
-		measureRound(t, diloco.DefaultConfig(), r)
+		measureRound(t, cfg, r)
 	}
 }
 
@@ -390,24 +393,41 @@ func measureRound(t *testing.T, cfg diloco.RunConfig, round int) {
 		if err := compress.Decode(p, d); err != nil {
 			t.Fatal(err)
 		}
+		ho.Step = 1
+		_, afterFull, err := ho.Loss(s.theta, d, diloco.Stream(s.ids[i]), round)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ho.Step = 0.25
 		before, after, err := ho.Loss(s.theta, d, diloco.Stream(s.ids[i]), round)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("  %s: held-out gain of the whole Δ %+.4f, of a quarter (screened) %+.4f", s.ids[i], before-afterFull, before-after)
 		return verify.Contribution{Worker: s.ids[i], Payload: verify.PayloadDigest(p), Delta: d, Measured: true, LossBefore: before, LossAfter: after}
 	}
 	t0 := time.Now()
+	for i := range s.ids {
+		d := make([]float32, n)
+		compress.Decode(s.payload[i], d)
+		ho.Loss(s.theta, d, diloco.Stream(s.ids[i]), round)
+	}
+	screenT := time.Since(t0) / k
 	var honest []verify.Contribution
 	for i := range s.ids {
 		honest = append(honest, contrib(i, s.payload[i]))
 	}
-	screenT := time.Since(t0) / k
+	t0 = time.Now()
+	if _, err := verify.Screen(round, honest, prior, verify.DefaultScreenOptions()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Screen of %d contributions (given their held-out losses) takes %v", k, time.Since(t0).Round(time.Microsecond))
 	sc, err := verify.Screen(round, honest, prior, verify.DefaultScreenOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range sc {
-		t.Logf("honest %s: norm %.4g ratio %.3f gain %+.4f score %.3f %s", x.Worker, x.Norm, x.NormRatio, x.Gain, x.Score, x.Flags)
+		t.Logf("honest %s: norm %.4g ratio %.3f gain %+.4f similarity %.3f score %.3f %s", x.Worker, x.Norm, x.NormRatio, x.Gain, x.Similarity, x.Score, x.Flags)
 	}
 	t.Logf("screening one contribution (held-out loss of 2 batches before and after) takes %v (%.1f%% of a worker round)", screenT.Round(time.Millisecond), 100*float64(screenT)/float64(s.trainT))
 	for _, adv := range adversaries {
@@ -427,6 +447,210 @@ func measureRound(t *testing.T, cfg diloco.RunConfig, round int) {
 		for _, h := range sc[1:] {
 			hmax = max(hmax, h.Score)
 		}
-		t.Logf("%-8s distance %.3g (%s)  screening: norm ratio %.3g gain %+.4f score %.3g %s (honest max %.3f)", adv.name, v.Distance, v.Reason, x.NormRatio, x.Gain, x.Score, x.Flags, hmax)
+		t.Logf("%-8s distance %.3g (%s)  screening: norm ratio %.3g gain %+.4f similarity %.3f score %.3g %s (honest max %.3f)", adv.name, v.Distance, v.Reason, x.NormRatio, x.Gain, x.Similarity, x.Score, x.Flags, hmax)
+	}
+}
+
+// TestRecomputerVerify: the validator's whole check, from the revealed
+// bytes to the verdict, for an honest claim and for each way a claim can
+// lie about its inputs.
+func TestRecomputerVerify(t *testing.T) {
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	s := newScenario(t, fastCfg(), 2, 1, pool)
+	j, _ := verify.NewJudge(len(s.theta), verify.DefaultTolerance)
+	rc, err := diloco.NewRecomputer(s.cfg, s.train, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	full := s.cfg.TokensPerRound()
+	reveal, err := s.start[0].MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := verify.CurrentPath()
+	v, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, reveal, full)
+	if err != nil || !v.Passed() || v.Distance != 0 {
+		t.Fatalf("honest claim: %+v, %v", v, err)
+	}
+	// A lazy worker claims all of its round's tokens for a fifth of the
+	// steps.
+	lazy := adversaries[slices.IndexFunc(adversaries, func(a adversary) bool { return a.name == "lazy" })].payload(s)
+	if v, _ := rc.Verify(ctx, j, s.claim(0, lazy, home), s.theta, reveal, full); v.Reason != verify.PayloadMismatch {
+		t.Errorf("lazy claim: %+v", v)
+	}
+	// Another state revealed than committed.
+	other, _ := diloco.ZeroState(s.cfg).MarshalBinary()
+	if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, other, full); v.Reason != verify.BadReveal {
+		t.Errorf("another state revealed: %+v", v)
+	}
+	// Tokens that are not whole inner steps, or too many.
+	for _, tok := range []int{0, full - 1, full + s.cfg.TokensPerStep()} {
+		if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, reveal, tok); v.Reason != verify.Malformed {
+			t.Errorf("%d tokens: %+v", tok, v)
+		}
+	}
+	// A committed state that no honest worker holds: it decodes to a
+	// negative second moment, or does not decode at all.
+	for name, b := range map[string][]byte{
+		"negative moment": func() []byte {
+			bad := s.start[0].Clone()
+			bad.V[0] = -1
+			b, _ := bad.MarshalBinary()
+			return b
+		}(),
+		"truncated": reveal[:len(reveal)-4],
+	} {
+		c := s.claim(0, s.payload[0], home)
+		c.Start = verify.Digest(sha256.Sum256(b))
+		c.WantStart = c.Start
+		if v, _ := rc.Verify(ctx, j, c, s.theta, b, full); v.Reason != verify.BadState {
+			t.Errorf("%s: %+v", name, v)
+		}
+	}
+	// Faults of the verifier are errors, not verdicts.
+	if _, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta[1:], reveal, full); err == nil {
+		t.Error("short weights gave a verdict")
+	}
+	c := s.claim(0, s.payload[0], home)
+	c.Round = s.cfg.Rounds
+	if _, err := rc.Verify(ctx, j, c, s.theta, reveal, full); err == nil {
+		t.Error("a round past the run gave a verdict")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := rc.Verify(cancelled, j, s.claim(0, s.payload[0], home), s.theta, reveal, full); err == nil {
+		t.Error("a cancelled verification gave a verdict")
+	}
+}
+
+// TestMeasureVerifyCost times, alternately and on the same kernel path, a
+// worker's round and its recomputation on the demo model, and the other
+// costs of verification per contribution (state hashes, screening with
+// held-out losses, judging), and prints the overhead at p = 10%. Opt-in
+// like TestMeasureVerification:
+//
+//	CAIRN_MEASURE_VERIFY=1 go test ./diloco -run TestMeasureVerifyCost -v
+func TestMeasureVerifyCost(t *testing.T) {
+	if os.Getenv("CAIRN_MEASURE_VERIFY") == "" {
+		t.Skip("set CAIRN_MEASURE_VERIFY=1 to measure (a minute)")
+	}
+	cfg := diloco.DefaultConfig()
+	cfg.Rounds = 100
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	train, _ := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	theta := diloco.InitialWeights(cfg)
+	h := diloco.HashWeights(0, theta)
+	n := len(theta)
+	w, err := diloco.NewWorker("worker-0", cfg, train, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := diloco.NewRecomputer(cfg, train, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho2, err := verify.NewHeldOut(cfg.Model, train, cfg.Batch, 2, cfg.Seed, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho1, err := verify.NewHeldOut(cfg.Model, train, cfg.Batch, 1, cfg.Seed, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := verify.NewJudge(n, verify.DefaultTolerance)
+	zero := diloco.ZeroState(cfg)
+	reveal, _ := zero.MarshalBinary()
+	const reps = 7
+	var trainT, recT, verT, hashT, decT, held1T, held2T, judgeT, crossT []time.Duration
+	ctx := context.Background()
+	for i := 0; i < reps; i++ {
+		if err := w.SetWeights(0, theta, h); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetState(zero); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		p, _, err := w.Train(ctx, cfg.InnerSteps, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trainT = append(trainT, time.Since(t0))
+		t0 = time.Now()
+		end := w.StateHash()
+		hashT = append(hashT, time.Since(t0))
+
+		t0 = time.Now()
+		rp, rend, err := rc.Recompute(ctx, "worker-0", 0, theta, zero, cfg.InnerSteps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recT = append(recT, time.Since(t0))
+		zh, rh := verify.Digest(zero.Hash()), verify.Digest(rend.Hash())
+		t0 = time.Now()
+		v, err := j.Judge(verify.Claim{Round: 0, Worker: "worker-0", Path: verify.CurrentPath(), Payload: p,
+			Start: zh, End: verify.Digest(end), Revealed: zh, WantStart: zh},
+			verify.Recomputation{Path: verify.CurrentPath(), Payload: rp, End: rh})
+		if err != nil || !v.Passed() {
+			t.Fatalf("%+v %v", v, err)
+		}
+		judgeT = append(judgeT, time.Since(t0))
+
+		t0 = time.Now()
+		c := verify.Claim{Round: 0, Worker: "worker-0", Path: verify.CurrentPath(), Payload: p,
+			Start: zh, End: verify.Digest(end), WantStart: zh}
+		if v, err := rc.Verify(ctx, j, c, theta, reveal, cfg.TokensPerRound()); err != nil || !v.Passed() {
+			t.Fatalf("%+v %v", v, err)
+		}
+		verT = append(verT, time.Since(t0))
+
+		// Across paths the judge decodes both payloads and compares them.
+		t0 = time.Now()
+		if v, err := j.Judge(verify.Claim{Round: 0, Worker: "worker-0", Path: "elsewhere", Payload: p, End: verify.Digest(end)},
+			verify.Recomputation{Path: verify.CurrentPath(), Payload: rp}); err != nil || !v.Passed() {
+			t.Fatalf("%+v %v", v, err)
+		}
+		crossT = append(crossT, time.Since(t0))
+
+		d := make([]float32, n)
+		t0 = time.Now()
+		if err := compress.Decode(p, d); err != nil {
+			t.Fatal(err)
+		}
+		decT = append(decT, time.Since(t0))
+		for _, x := range []struct {
+			ho *verify.HeldOut
+			t  *[]time.Duration
+		}{{ho1, &held1T}, {ho2, &held2T}} {
+			t0 = time.Now()
+			if _, _, err := x.ho.Loss(theta, d, diloco.Stream("worker-0"), 0); err != nil {
+				t.Fatal(err)
+			}
+			*x.t = append(*x.t, time.Since(t0))
+		}
+	}
+	med := func(x []time.Duration) time.Duration { slices.Sort(x); return x[len(x)/2] }
+	tr := med(trainT)
+	frac := func(d time.Duration) string {
+		return fmt.Sprintf("%v (%.2f%% of a worker round)", d.Round(time.Microsecond), 100*float64(d)/float64(tr))
+	}
+	t.Logf("medians of %d on %s, %d threads:", reps, verify.CurrentPath(), pool.Threads())
+	t.Logf("worker round (H=%d): %v", cfg.InnerSteps, tr.Round(time.Millisecond))
+	t.Logf("recomputation: %s; fastest of each: %v and %v (%.3fx)", frac(med(recT)), trainT[0].Round(time.Millisecond), recT[0].Round(time.Millisecond), float64(recT[0])/float64(trainT[0]))
+	t.Logf("Recomputer.Verify (reveal decode and hash, recomputation, judge): %s", frac(med(verT)))
+	t.Logf("hash of the worker's state: %s", frac(med(hashT)))
+	t.Logf("judging on the same path (equal bytes): %s; across paths (decode both, compare): %s", frac(med(judgeT)), frac(med(crossT)))
+	t.Logf("decoding a contribution (the aggregator does anyway): %s", frac(med(decT)))
+	for _, x := range []struct {
+		b int
+		t []time.Duration
+	}{{1, held1T}, {2, held2T}} {
+		held := med(x.t)
+		t.Logf("held-out loss of one contribution, %d batch(es) of %d, before and after: %s", x.b, cfg.Batch, frac(held))
+		over := 0.1*float64(med(verT)) + float64(held) + float64(med(hashT))
+		t.Logf("  verification overhead at p = 10%%: 0.1 x Verify + held-out loss + one state hash per round = %.1f%% of the training compute", 100*over/float64(tr))
 	}
 }

@@ -295,32 +295,7 @@ func (a *Aggregator) combine(out []float32, w []float64, b int) {
 	}
 }
 
-// Norm is the L2 norm of x in float64, the same on every platform: each
-// square is exact in float64; the squares of the values at indices ≡ l
-// (mod 4) are summed in order into partial sum l, and the norm is
-// sqrt((s0+s1)+(s2+s3)). It is +Inf or NaN when x holds a value that is
-// not finite.
-func Norm(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		v := x[i : i+4 : i+4]
-		a, b, c, d := float64(v[0]), float64(v[1]), float64(v[2]), float64(v[3])
-		s0 += a * a // exact: a float32 square fits in float64
-		s1 += b * b
-		s2 += c * c
-		s3 += d * d
-	}
-	for l := 0; i < len(x); i, l = i+1, l+1 {
-		f := float64(x[i])
-		switch l {
-		case 0:
-			s0 += f * f
-		case 1:
-			s1 += f * f
-		default:
-			s2 += f * f
-		}
-	}
-	return math.Sqrt((s0 + s1) + (s2 + s3))
-}
+// Norm is the L2 norm of x in float64, the same on every platform: the
+// square root of dot(x, x) (see dot for the order of summation). It is
+// +Inf or NaN when x holds a value that is not finite.
+func Norm(x []float32) float64 { return math.Sqrt(dot(x, x)) }

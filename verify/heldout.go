@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
@@ -29,7 +30,10 @@ func HeldOutStream(stream uint64) uint64 {
 }
 
 // HeldOut measures the loss of a contribution on a held-out slice of its
-// worker's data, before and after applying it. The slice of a worker's
+// worker's data, before and after applying Step times it (about its weight
+// in the aggregate: a single worker's full Δ overshoots, and on the demo
+// model its held-out gain is negative for honest workers by mid-run, while
+// a quarter of it gains; see the package documentation). The slice of a worker's
 // round is Batches batches of Batch windows of the model's block size,
 // drawn by corpus.Sampler with the run's seed from the data given (the
 // run's training text, the worker's assigned data; or its validation
@@ -38,6 +42,7 @@ func HeldOutStream(stream uint64) uint64 {
 // computes the same score. A HeldOut is not safe for concurrent use.
 type HeldOut struct {
 	Batch, Batches int
+	Step           float64 // the fraction of Δ applied, 0.25 unless changed
 
 	model           *gpt.Model
 	sampler         *corpus.Sampler
@@ -60,20 +65,24 @@ func NewHeldOut(cfg gpt.Config, data []byte, batch, batches int, seed uint64, po
 		return nil, fmt.Errorf("verify: held-out data: %v", err)
 	}
 	n := batch * batches * cfg.BlockSize
-	return &HeldOut{Batch: batch, Batches: batches, model: m, sampler: s,
+	return &HeldOut{Batch: batch, Batches: batches, Step: 0.25, model: m, sampler: s,
 		inputs: make([]int32, n), targets: make([]int32, n)}, nil
 }
 
 // Loss returns the mean loss over the held-out slice of (stream, round) of
-// the weights theta (before) and of theta − delta (after, subtracted in
-// float32 as the published update is). A contribution that makes the
-// model produce non-finite values gives an after of +Inf or NaN, not an
-// error. It fails when theta or delta does not fit the model or round is
-// negative.
+// the weights theta (before) and of theta − Step·delta (after, each value
+// float32(v − float32(Step·d))). A contribution that makes the model
+// produce non-finite values gives an after of +Inf or NaN, not an error.
+// The losses are bitwise reproducible on one kernel path (not across
+// paths). It fails when theta or delta does not fit the model, round is
+// negative, or Step is not positive and finite.
 func (h *HeldOut) Loss(theta, delta []float32, stream uint64, round int) (before, after float64, err error) {
 	p := h.model.Params
 	if round < 0 {
 		return 0, 0, fmt.Errorf("verify: round %d is negative", round)
+	}
+	if !(h.Step > 0) || math.IsInf(h.Step, 0) {
+		return 0, 0, fmt.Errorf("verify: held-out step %v is not positive and finite", h.Step)
 	}
 	if len(theta) != len(p) || len(delta) != len(p) {
 		return 0, 0, fmt.Errorf("verify: weights and contribution have %d and %d values, the model %d", len(theta), len(delta), len(p))
@@ -88,8 +97,9 @@ func (h *HeldOut) Loss(theta, delta []float32, stream uint64, round int) (before
 	if before, err = h.mean(); err != nil {
 		return 0, 0, err
 	}
+	a := float32(h.Step)
 	for i, v := range theta {
-		p[i] = v - delta[i]
+		p[i] = v - float32(a*delta[i]) // the conversion forbids a fused multiply-add
 	}
 	if after, err = h.mean(); err != nil {
 		return 0, 0, err

@@ -55,6 +55,7 @@ func TestHeldOutLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.Step = 1
 	before, after, err := h.Loss(theta, delta, stream, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +63,17 @@ func TestHeldOutLoss(t *testing.T) {
 	if !(after < before-0.05) {
 		t.Fatalf("a helpful contribution: loss %v -> %v", before, after)
 	}
+	h.Step = 0.25
+	if b, a, _ := h.Loss(theta, delta, stream, 3); b != before || !(a < before) || !(a > after) {
+		t.Fatalf("a quarter of a helpful contribution: loss %v -> %v (all of it: %v)", b, a, after)
+	}
+	for _, bad := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		h.Step = bad
+		if _, _, err := h.Loss(theta, delta, stream, 3); err == nil {
+			t.Errorf("step %v accepted", bad)
+		}
+	}
+	h.Step = 1
 	// The documented slice, evaluated by hand.
 	m, _ := gpt.New(cfg, pool)
 	copy(m.Params, theta)

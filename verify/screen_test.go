@@ -51,7 +51,12 @@ func TestScreenFlags(t *testing.T) {
 			c := honestGain(scaled(h, -1))
 			c.LossAfter = 2.56
 			return c
-		}, LossWorse},
+		}, LossWorse | Dissimilar},
+		{"noise", func(h []float32) Contribution { // the honest norm, a random direction
+			c := honestGain(gaussian(rand.New(rand.NewPCG(1, 1)), len(h), 1.4e-3))
+			c.LossAfter = 2.49
+			return c
+		}, Dissimilar},
 		{"nan loss", func(h []float32) Contribution {
 			c := honestGain(h)
 			c.LossAfter = math.NaN()
@@ -91,6 +96,9 @@ func TestScreenFlags(t *testing.T) {
 		if tc.want&(NonFinite|Duplicate) != 0 && x.Score != MaxScore {
 			t.Errorf("%s: a certain finding scores %v", tc.name, x.Score)
 		}
+		if x.Flags&(NonFinite) == 0 && x.Norm > 0 && (x.Peers != 4 || sc[0].Peers != 4) {
+			t.Errorf("%s: compared with %d and %d peers", tc.name, x.Peers, sc[0].Peers)
+		}
 	}
 }
 
@@ -127,7 +135,8 @@ func TestScreenNoLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range sc {
-		if s.Flags != 0 || s.Gain != 0 || s.Score >= 1 {
+		// Signal plus as much noise: cosine about 1/2 with each other.
+		if s.Flags != 0 || s.Gain != 0 || s.Score >= 1 || math.Abs(s.Similarity-0.5) > 0.05 {
 			t.Fatalf("%+v", s)
 		}
 	}
@@ -147,7 +156,16 @@ func TestScreenRefusals(t *testing.T) {
 	if _, err := Screen(0, cs, nil, DefaultScreenOptions()); err == nil || !strings.Contains(err.Error(), `"a" appears twice`) {
 		t.Errorf("repeated worker: %v", err)
 	}
-	for _, o := range []ScreenOptions{{1, 0.5, 0.01}, {2, 0, 0.01}, {2, 1, 0.01}, {2, 0.5, 0}, {math.Inf(1), 0.5, 0.01}, {2, 0.5, math.NaN()}} {
+	good := DefaultScreenOptions()
+	for _, mut := range []func(*ScreenOptions){
+		func(o *ScreenOptions) { o.MaxNormRatio = 1 }, func(o *ScreenOptions) { o.MaxNormRatio = math.Inf(1) },
+		func(o *ScreenOptions) { o.MinNormRatio = 0 }, func(o *ScreenOptions) { o.MinNormRatio = 1 },
+		func(o *ScreenOptions) { o.LossFloor = 0 }, func(o *ScreenOptions) { o.LossFloor = math.NaN() },
+		func(o *ScreenOptions) { o.SimilarityDrop = 0 }, func(o *ScreenOptions) { o.SimilarityDrop = 1.5 },
+		func(o *ScreenOptions) { o.MinSimilarity = 0 }, func(o *ScreenOptions) { o.MinSimilarity = 1 },
+	} {
+		o := good
+		mut(&o)
 		if _, err := Screen(0, cs[:4], nil, o); err == nil {
 			t.Errorf("options %+v accepted", o)
 		}
