@@ -77,6 +77,7 @@ type RoundInfo struct {
 type Aggregator struct {
 	opts      AggregatorOptions
 	tr        Transport
+	lock      *p2p.DirLock // on DataDir, until Close
 	log       *slog.Logger
 	statePath string
 	counter   wire.Counter
@@ -117,8 +118,20 @@ type evalJob struct {
 	theta []float32
 }
 
-// StartAggregator loads or creates the run's state and starts listening.
-func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
+// StartAggregator locks the data directory (failing at once if another
+// node holds it), loads or creates the run's state and starts listening.
+func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
+	var lock *p2p.DirLock
+	if o.DataDir != "" {
+		if lock, err = p2p.LockDir(o.DataDir); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				lock.Close()
+			}
+		}()
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -161,7 +174,7 @@ func StartAggregator(o AggregatorOptions) (*Aggregator, error) {
 		h.Close()
 		return nil, err
 	}
-	a := &Aggregator{opts: o, tr: h, log: o.Log, statePath: statePath, met: o.Metrics,
+	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics,
 		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
@@ -277,6 +290,7 @@ func (a *Aggregator) Close() error {
 	a.mu.Unlock()
 	<-a.idle
 	a.pool.Close()
+	a.lock.Close()
 	return err
 }
 

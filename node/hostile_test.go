@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -194,6 +195,11 @@ func newAttacker(t *testing.T, addr string) *attacker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newAttackerWithKey(t, addr, key)
+}
+
+func newAttackerWithKey(t *testing.T, addr string, key crypto.PrivKey) *attacker {
+	t.Helper()
 	h, err := p2p.NewHost(key, loopback)
 	if err != nil {
 		t.Fatal(err)
@@ -283,6 +289,55 @@ func TestCraftedJoinReply(t *testing.T) {
 		cancel()
 		if err == nil || timedOut || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "run config") {
 			t.Fatalf("worker given a crafted config (batch %d, width %d): %v", cfg.Batch, cfg.Model.NEmbd, err)
+		}
+	}
+}
+
+// TestDuplicateIdentityToldWhy: a second node running under an identity
+// that has already contributed to the round (two processes sharing a data
+// directory, before it was locked) is refused with a reason that says so.
+func TestDuplicateIdentityToldWhy(t *testing.T) {
+	cfg := tinyConfig(1)
+	cfg.Quorum = 2
+	agg := startAggregator(t, t.TempDir(), cfg, nil)
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adir := t.TempDir()
+	a, err := StartWorker(WorkerOptions{DataDir: adir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	release := make(chan struct{})
+	b, err := StartWorker(WorkerOptions{DataDir: t.TempDir(), Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t),
+		OnStep: func(int, int, float32) { <-release }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	errs := runAll(t, ctx, agg, []*Worker{a, b})
+	for a.Stats().Rounds == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	key, err := p2p.LoadIdentity(adir) // the same key file: the same identity
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := newAttackerWithKey(t, agg.Addrs()[0], key)
+	round0 := diloco.HashWeights(0, diloco.InitialWeights(cfg))
+	good, _ := compress.NewEncoder(cfg.Codec, cfg.Model.NumParams()).Encode(make([]float32, cfg.Model.NumParams()))
+	s := twin.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: cfg.TokensPerStep()})
+	wire.WriteBlob(s, good)
+	msg := refusalOf(t, s, kindAck)
+	s.Close()
+	close(release)
+	if !strings.Contains(msg, "already contributed") || !strings.Contains(msg, "another node runs with its identity") {
+		t.Fatalf("refusal %q does not say another node shares the identity", msg)
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -41,6 +41,7 @@ type WorkerOptions struct {
 type Worker struct {
 	opts    WorkerOptions
 	tr      Transport
+	lock    *p2p.DirLock // on DataDir, until Close
 	log     *slog.Logger
 	aggID   string // the aggregator's identity, once connected
 	counter wire.Counter
@@ -96,8 +97,26 @@ type contribution struct {
 	payload []byte
 }
 
-// StartWorker starts a worker's host; Run does the work.
-func StartWorker(o WorkerOptions) (*Worker, error) {
+// StartWorker locks the data directory, if any (failing at once if another
+// node holds it: two nodes must not share an identity), and starts the
+// worker's host; Run does the work.
+func StartWorker(o WorkerOptions) (_ *Worker, err error) {
+	if o.Transport == nil {
+		if _, err := p2p.ParseAddr(o.Join); err != nil {
+			return nil, err
+		}
+	}
+	var lock *p2p.DirLock
+	if o.DataDir != "" {
+		if lock, err = p2p.LockDir(o.DataDir); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				lock.Close()
+			}
+		}()
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -106,9 +125,6 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 	}
 	h := o.Transport
 	if h == nil {
-		if _, err := p2p.ParseAddr(o.Join); err != nil {
-			return nil, err
-		}
 		key, err := p2p.LoadIdentity(o.DataDir)
 		if err != nil {
 			return nil, err
@@ -117,7 +133,7 @@ func StartWorker(o WorkerOptions) (*Worker, error) {
 			return nil, err
 		}
 	}
-	w := &Worker{opts: o, tr: h, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics,
+	w := &Worker{opts: o, tr: h, lock: lock, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics,
 		serves: newServeLimit(2, 2), peerStall: peerFetchStall, peerBase: peerFetchBase, peerMinRate: peerFetchMinRate}
 	if o.LinkBytesPerSec > 0 {
 		w.peerMinRate = min(w.peerMinRate, o.LinkBytesPerSec/2)
@@ -161,7 +177,9 @@ func (w *Worker) Close() error {
 	if w.ownPool {
 		w.pool.Close()
 	}
-	return w.tr.Close()
+	err := w.tr.Close()
+	w.lock.Close()
+	return err
 }
 
 // errPermanent marks errors that reconnecting cannot fix.

@@ -84,3 +84,27 @@ func newTransport(t *testing.T, listen string) *Transport {
 	t.Cleanup(func() { tr.Close() })
 	return tr
 }
+
+// TestLockDir: a data directory locked by one node cannot be locked by
+// another until the first lets go; the refusal names the directory and
+// says it is in use.
+func TestLockDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node")
+	first, err := LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LockDir(dir)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "in use") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("second lock of a held directory: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	again, err := LockDir(dir)
+	if err != nil {
+		t.Fatalf("relock after release: %v", err)
+	}
+	again.Close()
+}

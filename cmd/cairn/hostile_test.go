@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/safetensors"
 )
 
@@ -50,4 +55,43 @@ func TestCraftedCheckpointHeader(t *testing.T) {
 			t.Fatalf("%v: exit %d, stderr %q", args, code, e)
 		}
 	}
+}
+
+// TestDataDirInUse: a second node started on a data directory a running
+// node holds fails at once, exit status 2, with one line naming the
+// directory and saying it is in use (before, two workers shared an
+// identity and the second was refused as a duplicate with no hint why).
+func TestDataDirInUse(t *testing.T) {
+	bin := cairnBinary(t)
+	dir := t.TempDir()
+	wdir := filepath.Join(dir, "worker")
+	key, err := p2p.LoadIdentity(filepath.Join(dir, "nobody"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	// An aggregator that is not there: the first worker keeps retrying.
+	join := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id)
+	first := start(t, bin, "node", "work", "--join", join, "--data-dir", wdir, "--listen", "/ip4/127.0.0.1/tcp/0", "--threads", "1")
+	first.waitFor(t, "worker started", 20*time.Second)
+	var stderr bytes.Buffer
+	second := exec.Command(bin, "node", "work", "--join", join, "--data-dir", wdir, "--listen", "/ip4/127.0.0.1/tcp/0", "--threads", "1")
+	second.Stderr = &stderr
+	began := time.Now()
+	err = second.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || time.Since(began) > 10*time.Second {
+		t.Fatalf("second worker on the same directory: %v after %v, stderr:\n%s", err, time.Since(began), stderr.String())
+	}
+	if e := stderr.String(); strings.Count(e, "\n") != 1 || !strings.Contains(e, wdir) || !strings.Contains(e, "in use") {
+		t.Fatalf("stderr %q, want one line naming %s as in use", e, wdir)
+	}
+	// Once the first is gone (even killed), the directory is free.
+	first.cmd.Process.Kill()
+	<-first.done
+	lock, err := p2p.LockDir(wdir)
+	if err != nil {
+		t.Fatalf("the directory is still locked after its node died: %v", err)
+	}
+	lock.Close()
 }
