@@ -59,7 +59,7 @@
 //	noise, the honest norm       1.41                dissimilar (2.0 / 2.0 / 2.0)
 //	honest Δ x50                 49                  norm-high, loss-worse (9.6 / 414 / 357)
 //	zeros                        1                   norm-low (MaxScore)
-//	copier (worker 1, round−1)   1.20 / 1.36         duplicate (MaxScore)
+//	copier (worker 1, round−1)   – / 1.20 / 1.36     duplicate (MaxScore)
 //	lazy (H/5 steps, claims H)   0.95 / 0.92 / 0.91  norm-low (4.3 / 1.8 / 1.8): norm ratio 0.11 / 0.41 / 0.41
 //	negated honest Δ             2                   loss-worse, dissimilar (4.0 / 4.0 / 4.5)
 //	overflow (int8 scales max)   1e41                norm-high, loss-worse, dissimilar (MaxScore)
