@@ -15,6 +15,14 @@
 // momentum 0.9 by default) and publishes the resulting change of θ,
 // compressed with its own error feedback; every node applies exactly the
 // published change, so all hold bitwise the same θr+1, checked by hash.
+//
+// A worker's contribution is a function of the run, its id, the round, θr
+// and its LocalState (inner AdamW moments and step count, int8
+// error-feedback residual), which it can export, restore and hash
+// canonically. A Recomputer reruns any worker's round through the
+// worker's own code (Worker.Train) from a revealed start state: on the
+// same kernel path it gives bitwise the submitted payload and end state,
+// which is how package verify checks contributions (Recomputer.Verify).
 package diloco
 
 import (

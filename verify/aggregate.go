@@ -18,8 +18,8 @@ type AggregateOptions struct {
 }
 
 // DefaultAggregateOptions clip to twice the median norm (honest
-// contributions of one round differ in norm by well under 2x; see the
-// package documentation) and trim 20% at each end.
+// contributions of one round of the demo model are within 5% of their
+// median; see the package documentation) and trim 20% at each end.
 func DefaultAggregateOptions() AggregateOptions {
 	return AggregateOptions{ClipMultiple: 2, Trim: 0.2}
 }
@@ -295,7 +295,8 @@ func (a *Aggregator) combine(out []float32, w []float64, b int) {
 	}
 }
 
-// Norm is the L2 norm of x in float64, the same on every platform: the
-// square root of dot(x, x) (see dot for the order of summation). It is
+// Norm is the L2 norm of x in float64, the same on every platform: each
+// square is exact in float64, the squares at indices ≡ l (mod 4) are summed
+// in order into partial sum l, and the norm is sqrt((s0+s1)+(s2+s3)). It is
 // +Inf or NaN when x holds a value that is not finite.
 func Norm(x []float32) float64 { return math.Sqrt(dot(x, x)) }

@@ -39,7 +39,7 @@ func HeldOutStream(stream uint64) uint64 {
 // run's training text, the worker's assigned data; or its validation
 // text) on stream HeldOutStream(stream) at steps round·Batches + b for
 // b < Batches: a function of (seed, stream, round) only, so every node
-// computes the same score. A HeldOut is not safe for concurrent use.
+// draws the same slice. A HeldOut is not safe for concurrent use.
 type HeldOut struct {
 	Batch, Batches int
 	Step           float64 // the fraction of Δ applied, 0.25 unless changed

@@ -13,7 +13,7 @@ type Contribution struct {
 	Worker  string
 	Payload Digest    // PayloadDigest of the payload as submitted
 	Delta   []float32 // the decoded Δ
-	// Held-out loss (HeldOut.Loss) at θr and at θr − Δ, when Measured.
+	// Held-out loss (HeldOut.Loss) at θr and at θr − Step·Δ, when Measured.
 	Measured              bool
 	LossBefore, LossAfter float64
 }
@@ -39,10 +39,10 @@ const (
 	// earlier round) or one another worker sent in this round (both are
 	// flagged: either may be the copier).
 	Duplicate
-	// LossWorse: applying it improves its worker's held-out loss by at
-	// least LossFloor (or the round's median improvement, if larger) less
-	// than the round's median contribution does, or makes the loss
-	// non-finite.
+	// LossWorse: its held-out gain (loss before minus after applying it)
+	// falls short of the round's median gain by at least max(|median|,
+	// LossFloor) (when the median gain is positive: it gains nothing), or
+	// the loss after it is not finite.
 	LossWorse
 	// Dissimilar: its direction is unlike the other contributions': its
 	// typical cosine similarity with them is below (1 − SimilarityDrop)

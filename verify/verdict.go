@@ -38,7 +38,9 @@ const (
 	// hold (it does not decode, or holds impossible values), so the round
 	// cannot be recomputed from it.
 	BadState
-	// Malformed: the submitted payload does not decode to the model's size.
+	// Malformed: the submitted payload does not decode to the model's
+	// size, or the claimed tokens are not a whole number of a round's
+	// inner steps.
 	Malformed
 	// PayloadMismatch: the payload differs from the recomputation: at all
 	// on the same kernel path, beyond the tolerance across paths.
