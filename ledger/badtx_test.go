@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,6 +44,11 @@ func badTxChain(t *testing.T) (c *chain, A, B, C, D, E ed25519.PrivateKey, repla
 	b2.DeltaHash, b2.Fresh = a2.DeltaHash, true
 	c.block(c.tx(A, a2), c.tx(B, b2), c.tx(B, &ledger.UnbondTx{Amount: 10}))
 	return
+}
+
+func sortedVerdicts(vs ...ledger.Verdict) []ledger.Verdict {
+	slices.SortFunc(vs, func(a, b ledger.Verdict) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
+	return vs
 }
 
 // TestBadTransactions: every kind of bad transaction is refused with its
@@ -126,8 +132,9 @@ func TestBadTransactions(t *testing.T) {
 		{"settlement signed by a non-aggregator", c.tx(B, &ledger.SettleTx{Round: 1, Verdicts: []ledger.Verdict{{Worker: k(A), Outcome: ledger.Passed}}}), ledger.CodeUnauthorized, "may not sign settlements"},
 		{"settlement of the open round", c.tx(org, &ledger.SettleTx{Round: 2}), ledger.CodeNotSettleable, "round 2 is not closed"},
 		{"settlement of a settled round", c.tx(org, &ledger.SettleTx{Round: 0}), ledger.CodeNotSettleable, "round 0 is already settled"},
-		{"settlement missing a verdict", c.tx(org, &ledger.SettleTx{Round: 1}), ledger.CodeInvalid, "0 verdicts for 1 accepted"},
-		{"settlement judging the wrong worker", c.tx(org, &ledger.SettleTx{Round: 1, Verdicts: []ledger.Verdict{{Worker: k(B), Outcome: ledger.Passed}}}), ledger.CodeInvalid, "not the accepted"},
+		{"settlement missing a verdict", c.tx(org, &ledger.SettleTx{Round: 1}), ledger.CodeInvalid, "no verdict for the accepted contribution"},
+		{"settlement judging a worker without a contribution", c.tx(org, &ledger.SettleTx{Round: 1, Verdicts: sortedVerdicts(
+			ledger.Verdict{Worker: k(A), Outcome: ledger.Passed}, ledger.Verdict{Worker: k(B), Outcome: ledger.Passed})}), ledger.CodeInvalid, "who has no contribution in round 1"},
 	}
 	root := c.l.StateRoot()
 	tip := c.l.Tip()

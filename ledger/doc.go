@@ -63,7 +63,10 @@
 //   - SettleTx, signed by an authority, settles the oldest closed,
 //     unsettled round with one verdict per accepted contribution: passed,
 //     failed (with a reason and the verifier's evidence bytes, which stay
-//     in the block; the state keeps their SHA-256) or unchecked.
+//     in the block; the state keeps their SHA-256) or unchecked; and, where
+//     the verifier checked them, verdicts on rejected contributions (failed
+//     or unchecked: a rejected contribution is never paid, but a failed
+//     one is slashed like any other).
 //
 // # Rewards and slashing
 //

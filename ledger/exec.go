@@ -292,19 +292,35 @@ func (x *execution) settle(a *Account, b *SettleTx) error {
 	if err != nil || !ok {
 		return internalError{fmt.Errorf("ledger: closed round %d has no result record (%v)", b.Round, err)}
 	}
-	if len(b.Verdicts) != len(rr.Accepted) {
-		return reject(CodeInvalid, "%d verdicts for %d accepted contributions", len(b.Verdicts), len(rr.Accepted))
-	}
+	// Verdicts (sorted by worker) cover every accepted contribution and
+	// may cover rejected ones: a contribution screening kept out of the
+	// aggregate is never paid, but a failed verification still slashes it.
 	var tokens []uint64
 	var paid []int
+	ai, ri := 0, 0
 	for i, v := range b.Verdicts {
-		if v.Worker != rr.Accepted[i].Worker {
-			return reject(CodeInvalid, "verdict %d is for %s, not the accepted %s", i, v.Worker, rr.Accepted[i].Worker)
+		for ri < len(rr.Rejected) && bytes.Compare(rr.Rejected[ri].Worker[:], v.Worker[:]) < 0 {
+			ri++
 		}
-		if v.Outcome != Failed {
-			tokens = append(tokens, rr.Accepted[i].Tokens)
-			paid = append(paid, i)
+		switch {
+		case ai < len(rr.Accepted) && rr.Accepted[ai].Worker == v.Worker:
+			if v.Outcome != Failed {
+				tokens = append(tokens, rr.Accepted[ai].Tokens)
+				paid = append(paid, i)
+			}
+			ai++
+		case ai < len(rr.Accepted) && bytes.Compare(rr.Accepted[ai].Worker[:], v.Worker[:]) < 0:
+			return reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
+		case ri < len(rr.Rejected) && rr.Rejected[ri].Worker == v.Worker:
+			if v.Outcome == Passed {
+				return reject(CodeInvalid, "%s's contribution was rejected in round %d: it cannot pass", v.Worker, b.Round)
+			}
+		default:
+			return reject(CodeInvalid, "verdict for %s, who has no contribution in round %d", v.Worker, b.Round)
 		}
+	}
+	if ai < len(rr.Accepted) {
+		return reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
 	}
 	shares, err := SplitEmission(x.g.EmissionPerRound, tokens)
 	if err != nil {

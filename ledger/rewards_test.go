@@ -2,10 +2,12 @@ package ledger_test
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cairnlabs/cairn/ledger"
@@ -179,4 +181,46 @@ func TestRewardsAddUpRoundAfterRound(t *testing.T) {
 		t.Fatalf("the test exercised %d paid rounds and burned %d", paidRounds, burned)
 	}
 	t.Logf("%d rounds, %d paid, minted %d, burned %d, supply %d", rounds, paidRounds, minted, burned, tot.Supply)
+}
+
+// TestRejectedContributionSlashed: a contribution screening kept out of
+// the round is never paid, but a failed verification of it slashes its
+// worker; it cannot pass, and a verdict for a worker without any
+// contribution is refused.
+func TestRejectedContributionSlashed(t *testing.T) {
+	org, A, B, C := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C")
+	c := newChain(t, genesisFor(org, 3, A, B, C), org)
+	a0, b0 := commitBody("A", 0, 100), commitBody("B", 0, 100)
+	c.block(c.tx(A, a0), c.tx(B, b0))
+	c.block(c.tx(org, &ledger.ResultTx{Round: 0, ModelHash: hashOf("theta1"), Accepted: sortedContribs(pledge{A, a0}),
+		Rejected: []ledger.Rejection{{Worker: ledger.KeyOf(B), Reason: "norm 50x the median"}}}))
+	for _, tc := range []struct {
+		name     string
+		verdicts []ledger.Verdict
+		want     string
+	}{
+		{"rejected passes", sortedVerdicts(ledger.Verdict{Worker: ledger.KeyOf(A), Outcome: ledger.Passed},
+			ledger.Verdict{Worker: ledger.KeyOf(B), Outcome: ledger.Passed}), "cannot pass"},
+		{"stranger judged", sortedVerdicts(ledger.Verdict{Worker: ledger.KeyOf(A), Outcome: ledger.Passed},
+			ledger.Verdict{Worker: ledger.KeyOf(C), Outcome: ledger.Unchecked}), "who has no contribution in round 0"},
+		{"only the rejected", []ledger.Verdict{{Worker: ledger.KeyOf(B), Outcome: ledger.Unchecked}}, "no verdict for the accepted contribution"},
+	} {
+		raw := c.tx(org, &ledger.SettleTx{Round: 0, Verdicts: tc.verdicts})
+		var te *ledger.TxError
+		if err := c.p.Submit(raw); !errors.As(err, &te) || !strings.Contains(te.Reason, tc.want) {
+			t.Fatalf("%s: %v, want a refusal containing %q", tc.name, err, tc.want)
+		}
+	}
+	c.nonces[ledger.KeyOf(org)] -= 3 // the refused settlements used no nonce
+	before := c.account(B)
+	c.block(c.tx(org, &ledger.SettleTx{Round: 0, Verdicts: sortedVerdicts(
+		ledger.Verdict{Worker: ledger.KeyOf(A), Outcome: ledger.Passed},
+		ledger.Verdict{Worker: ledger.KeyOf(B), Outcome: ledger.Failed, Reason: "payload mismatch", Evidence: []byte("recomputed")})}))
+	a, b := c.account(A), c.account(B)
+	if a.Balance != 1000+c.g.EmissionPerRound {
+		t.Fatalf("A holds %d, want its balance plus the whole emission", a.Balance)
+	}
+	if b.Balance != before.Balance || b.Stake != before.Stake/2 {
+		t.Fatalf("B holds %d and stakes %d, want %d unpaid and half of %d slashed", b.Balance, b.Stake, before.Balance, before.Stake)
+	}
 }

@@ -141,9 +141,12 @@ type Verdict struct {
 	Evidence []byte
 }
 
-// SettleTx settles a closed round, signed by an authority: one verdict per
-// accepted contribution, in the result's order. It pays the round's
-// emission and slashes failed contributions.
+// SettleTx settles a closed round, signed by an authority: verdicts
+// sorted by worker, one for every accepted contribution and, optionally,
+// one for a rejected contribution (Failed or Unchecked: a rejected
+// contribution is never paid, but failing verification still slashes it).
+// It pays the round's emission to the accepted contributions that did not
+// fail and slashes every failed one.
 type SettleTx struct {
 	Round    uint64
 	Verdicts []Verdict
