@@ -36,6 +36,7 @@ import (
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/train"
+	"github.com/cairnlabs/cairn/verify"
 )
 
 // RunConfig is what every node of a run must agree on. The aggregator owns
@@ -63,6 +64,68 @@ type RunConfig struct {
 	// Quorum is the fewest contributions a round may close with; a round
 	// that has fewer at its deadline is extended.
 	Quorum int `json:"quorum"`
+	// Robust sets how the aggregator screens and combines a round's
+	// contributions; its zero value (and a config saved before it
+	// existed) takes verify's defaults.
+	Robust Robust `json:"robust,omitzero"`
+}
+
+// Robust sets the screening thresholds and the robust aggregation rule of
+// a run. A zero field takes verify's default (DefaultScreenOptions,
+// DefaultAggregateOptions); a zero Robust is omitted from the config's
+// JSON, so a run that keeps the defaults encodes as it did before the
+// field existed.
+type Robust struct {
+	// ClipMultiple bounds each contribution's norm to this multiple of
+	// the round's median norm (default 2).
+	ClipMultiple float64 `json:"clip_multiple,omitempty"`
+	// Trim is the fraction of contributions dropped at each end of every
+	// coordinate (default 0.2; see verify.Trimmed); a negative value
+	// drops none (the clipped weighted mean).
+	Trim float64 `json:"trim,omitempty"`
+	// Screening thresholds (see verify.ScreenOptions): norm ratios to the
+	// median that flag a contribution (defaults 1.5 and 0.6), the unit of
+	// held-out loss gains (0.01 nats), the drop in similarity that flags
+	// (0.5) and the least median similarity the score applies to (0.05).
+	MaxNormRatio   float64 `json:"max_norm_ratio,omitempty"`
+	MinNormRatio   float64 `json:"min_norm_ratio,omitempty"`
+	LossFloor      float64 `json:"loss_floor,omitempty"`
+	SimilarityDrop float64 `json:"similarity_drop,omitempty"`
+	MinSimilarity  float64 `json:"min_similarity,omitempty"`
+}
+
+// AggregateOptions are the run's robust aggregation rule: Robust's
+// fields with verify's defaults filled in.
+func (c RunConfig) AggregateOptions() verify.AggregateOptions {
+	o, r := verify.DefaultAggregateOptions(), c.Robust
+	if r.ClipMultiple != 0 {
+		o.ClipMultiple = r.ClipMultiple
+	}
+	switch {
+	case r.Trim < 0:
+		o.Trim = 0
+	case r.Trim != 0 || r.Trim != r.Trim: // NaN is kept, for Validate to refuse
+		o.Trim = r.Trim
+	}
+	return o
+}
+
+// ScreenOptions are the run's screening thresholds: Robust's fields with
+// verify's defaults filled in.
+func (c RunConfig) ScreenOptions() verify.ScreenOptions {
+	o, r := verify.DefaultScreenOptions(), c.Robust
+	for _, f := range []struct {
+		dst *float64
+		v   float64
+	}{
+		{&o.MaxNormRatio, r.MaxNormRatio}, {&o.MinNormRatio, r.MinNormRatio}, {&o.LossFloor, r.LossFloor},
+		{&o.SimilarityDrop, r.SimilarityDrop}, {&o.MinSimilarity, r.MinSimilarity},
+	} {
+		if f.v != 0 {
+			*f.dst = f.v
+		}
+	}
+	return o
 }
 
 // Duration is a time.Duration that encodes as a Go duration string.
@@ -120,6 +183,12 @@ func (c RunConfig) Validate() error {
 		return fmt.Errorf("warm-up steps must not be negative, got %d", c.Warmup)
 	case c.Quorum > MaxQuorum:
 		return fmt.Errorf("quorum must be at most %d, got %d", MaxQuorum, c.Quorum)
+	}
+	if err := c.AggregateOptions().Validate(); err != nil {
+		return fmt.Errorf("robust aggregation: %v", err)
+	}
+	if err := c.ScreenOptions().Validate(); err != nil {
+		return fmt.Errorf("screening: %v", err)
 	}
 	return c.Model.ValidateBatch(c.Batch)
 }
