@@ -102,7 +102,7 @@ const MaxWorkerID = verify.MaxWorkerLen
 // held, or a second loss for one contribution. A refusal is normal when the
 // round closed before the measurement finished.
 func (a *Aggregator) SetHeldOut(id string, round int, payload verify.Digest, before, after float64) error {
-	if a.phase != Open || round != a.round {
+	if round != a.round || (a.phase != Open && a.phase != Waiting) { // a round back to waiting keeps its contributions
 		return fmt.Errorf("held-out loss for round %d, but round %d is %v", round, a.round, a.phase)
 	}
 	s, ok := a.subs[id]
