@@ -34,10 +34,11 @@ func (p Phase) String() string {
 }
 
 // Aggregator is the DiLoCo outer loop as a state machine. Its inputs are
-// Join, Poll, Submit, Leave, Tick and Publish, each with the current time;
-// it never reads a clock or touches a network or disk. A round that closes
-// stays Unpublished until the caller has persisted Snapshot and calls
-// Publish. It is not safe for concurrent use: the caller serialises calls.
+// Join, Poll, Submit, SetHeldOut, Leave, Tick and Publish, with the
+// current time where it matters; it never reads a clock or touches a
+// network or disk. A round that closes stays Unpublished until the caller
+// has persisted Snapshot and calls Publish. It is not safe for concurrent
+// use: the caller serialises calls.
 type Aggregator struct {
 	Cfg RunConfig
 	// Grace is how long the aggregator waits, once it has a quorum, for
