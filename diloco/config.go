@@ -148,7 +148,7 @@ func (c RunConfig) AggregateOptions() verify.AggregateOptions {
 	switch {
 	case r.Trim < 0:
 		o.Trim = 0
-	case r.Trim != 0 || r.Trim != r.Trim: // NaN is kept, for Validate to refuse
+	case r.Trim != 0: // NaN too, for Validate to refuse
 		o.Trim = r.Trim
 	}
 	return o
