@@ -97,7 +97,7 @@ const MaxWorkerID = verify.MaxWorkerLen
 // finite excludes the contribution); a before that is not finite says
 // nothing about the contribution and counts as unmeasured.
 //
-// It refuses, in one line, a loss for another round than the open one, for
+// It refuses, in one line, a loss for another round than the current one, for
 // a worker that has not contributed to it, for another payload than the one
 // held, or a second loss for one contribution. A refusal is normal when the
 // round closed before the measurement finished.
