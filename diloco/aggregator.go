@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/verify"
 )
 
 // Phase is where the aggregator is in its current round.
@@ -33,10 +34,11 @@ func (p Phase) String() string {
 }
 
 // Aggregator is the DiLoCo outer loop as a state machine. Its inputs are
-// Join, Poll, Submit, Leave, Tick and Publish, each with the current time;
-// it never reads a clock or touches a network or disk. A round that closes
-// stays Unpublished until the caller has persisted Snapshot and calls
-// Publish. It is not safe for concurrent use: the caller serialises calls.
+// Join, Poll, Submit, SetHeldOut, Leave, Tick and Publish, with the
+// current time where it matters; it never reads a clock or touches a
+// network or disk. A round that closes stays Unpublished until the caller
+// has persisted Snapshot and calls Publish. It is not safe for concurrent
+// use: the caller serialises calls.
 type Aggregator struct {
 	Cfg RunConfig
 	// Grace is how long the aggregator waits, once it has a quorum, for
@@ -49,6 +51,12 @@ type Aggregator struct {
 	// run (holds a stake, say); it is asked on every Poll and Submit, and
 	// its error is the refusal's reason. Nil admits everyone.
 	Admit func(id string) error
+	// HeldOutWait is how long a round that could close waits for the
+	// held-out losses (SetHeldOut) of its contributions that have none
+	// yet; after it, the round closes with what was measured (an
+	// unmeasured contribution is screened without a loss score). Zero,
+	// the default, never waits: for a caller that does not measure.
+	HeldOutWait time.Duration
 
 	round      int
 	theta      []float32
@@ -70,6 +78,13 @@ type Aggregator struct {
 	// waiting holds the participants the current opening waits for.
 	waiting map[string]bool
 	subs    map[string]submission
+	// readyAt is when the open round could first have closed but for
+	// missing held-out losses (zero: not yet).
+	readyAt time.Time
+	// seen are the payload digests of the last PayloadHistory closed
+	// rounds, in round order; robust combines a round's contributions.
+	seen   []SeenPayload
+	robust *verify.Aggregator
 
 	// Scratch of close, so that a round closes all or nothing: the sum of
 	// the contributions (then the outer step), the decoded update, the new
@@ -84,6 +99,11 @@ type Aggregator struct {
 type submission struct {
 	delta  []float32
 	tokens int
+	digest verify.Digest // of the payload
+	// The held-out loss: lossSet once SetHeldOut was called, measured
+	// when it gave a usable loss.
+	lossSet, measured bool
+	before, after     float64
 }
 
 // NewAggregator starts a run at round 0 with weights initialised from the
@@ -117,10 +137,14 @@ func NewAggregatorFrom(cfg RunConfig, theta []float32) (*Aggregator, error) {
 
 func newAggregator(cfg RunConfig) *Aggregator {
 	n := cfg.Model.NumParams()
+	robust, err := verify.NewAggregator(cfg.AggregateOptions())
+	if err != nil {
+		panic(err) // cfg.Validate checked the options
+	}
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
 		down: compress.NewEncoder(cfg.Codec, n), peers: map[string]*peer{},
 		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{},
-		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n)}
+		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n), robust: robust}
 }
 
 // Snapshot is the aggregator's durable state: enough to resume the run
@@ -133,13 +157,18 @@ type Snapshot struct {
 	Residual   []float32 // error feedback of the published updates
 	LastUpdate []byte    // the change that made Theta from the previous round's
 	PrevHash   Hash
+	// Seen are the payload digests of the last PayloadHistory closed
+	// rounds' contributions, in round order, so that a copy of one is
+	// still recognised after a restart (a snapshot without them restores
+	// with no memory of earlier payloads).
+	Seen []SeenPayload
 }
 
 // Snapshot returns the durable state. The slices are the aggregator's own:
 // persist them before the next call.
 func (a *Aggregator) Snapshot() Snapshot {
 	return Snapshot{Cfg: a.Cfg, Round: a.round, Theta: a.theta, Momentum: a.momentum,
-		Residual: a.down.Residual(), LastUpdate: a.lastUpdate, PrevHash: a.prev}
+		Residual: a.down.Residual(), LastUpdate: a.lastUpdate, PrevHash: a.prev, Seen: a.seen}
 }
 
 // Restore resumes a run from a snapshot. The round restarts from Waiting;
@@ -165,7 +194,12 @@ func Restore(s Snapshot) (*Aggregator, error) {
 	if s.Round < 0 || s.Round > s.Cfg.Rounds {
 		return nil, fmt.Errorf("snapshot round %d outside the run's %d rounds", s.Round, s.Cfg.Rounds)
 	}
+	seen, err := checkSeen(s.Seen, s.Round)
+	if err != nil {
+		return nil, err
+	}
 	a := newAggregator(s.Cfg)
+	a.seen = seen
 	a.round = s.Round
 	a.theta = append([]float32(nil), s.Theta...)
 	copy(a.momentum, s.Momentum)
@@ -313,6 +347,8 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // round, late ones, duplicates, impossible token counts, malformed
 // payloads and payloads holding a value no honest worker sends: not
 // finite, or larger in magnitude than the run's bound (RunConfig.MaxDelta).
+// A contribution it takes is screened when the round closes (see Tick),
+// with its held-out loss if the caller supplies it (SetHeldOut).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
 	if err := a.CanSubmit(id, round, hash, tokens, now); err != nil {
 		return err
@@ -339,7 +375,7 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 		return fmt.Errorf("contribution moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
 			i, delta[i], a.Cfg.InnerSteps, a.maxDelta)
 	}
-	a.subs[id] = submission{delta: delta, tokens: tokens}
+	a.subs[id] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload)}
 	p := a.peers[id]
 	if p == nil { // a participant is tracked; this is only defensive
 		p = &peer{first: now}
@@ -396,29 +432,56 @@ type Event struct {
 	Opened   bool         // a round opened
 	Reopened bool         // a round went back to waiting for too few contributions
 	Closed   *RoundResult // a round closed and the weights moved on
-	// Abandoned: the round's contributions could not be aggregated (their
-	// sum or the outer step is not finite, or the update does not encode);
-	// they were dropped, nothing else changed, and the round waits for
-	// workers again. Tick's error says why.
+	// Abandoned: the round's contributions could not be aggregated (every
+	// one was excluded by screening, their aggregate or the outer step is
+	// not finite, or the update does not encode); they were dropped,
+	// nothing else changed, and the round waits for workers again. Tick's
+	// error says why.
 	Abandoned bool
 }
 
 // RoundResult describes a closed round.
 type RoundResult struct {
-	Round        int      // the round that closed
-	Contributors []string // sorted
-	Missing      []string // participants the round waited for that sent nothing in time (now on probation)
-	Tokens       int
+	Round        int           // the round that closed
+	Contributors []string      // every contribution the round took, accepted or excluded, sorted
+	Missing      []string      // participants the round waited for that sent nothing in time (now on probation)
+	Tokens       int           // claimed by all of Contributors
 	UpdateBytes  int           // size of the published change
 	Took         time.Duration // from the round's (last) opening to its close
 	Hash         Hash
+	// Accepted are the contributions aggregated into the new weights, in
+	// worker-id order; Excluded those left out for a certain finding of
+	// screening, with the reason (not an error of the round).
+	Accepted []Contribution
+	Excluded []Exclusion
+	// Screening is every contribution's screening (verify.Screen: norm
+	// ratio, similarity, held-out gain, score and flags), in the order
+	// of Contributors: the input of verify.Sample, which draws the
+	// contributions to recompute. Excluded contributions are screened
+	// with the rest (the medians are over all of them).
+	Screening []verify.Screening
+	// Clip is the robust aggregation over Accepted (in their order): each
+	// one's norm and the factor it was scaled by, the median norm, the
+	// clipping bound and the values trimmed at each end of a coordinate.
+	Clip verify.AggregateStats
 }
 
 // Tick advances the state machine to time now: it opens a round that has
 // enough workers, and closes one when every participant it waits for has
-// contributed (and it has a quorum) or at its deadline. A closed round is
-// Unpublished until Publish. Call Tick after every input and
+// contributed (and it has a quorum) or at its deadline, once the held-out
+// losses of its contributions are in or HeldOutWait has passed. A closed
+// round is Unpublished until Publish. Call Tick after every input and
 // periodically.
+//
+// Closing screens every contribution (verify.Screen, in worker-id order,
+// against the payloads of the last PayloadHistory rounds, with the
+// held-out losses given), leaves out those with a certain finding
+// (Exclusion), combines the rest robustly (verify.Aggregator: each clipped
+// to the run's ClipMultiple of the median norm, then a coordinate-wise
+// trimmed mean weighted by tokens) and takes the outer Nesterov step. The
+// new weights depend only on the set of contributions and the held-out
+// losses given, bit for bit, whatever their order of arrival; the losses
+// matter only where one after applying a contribution is not finite.
 func (a *Aggregator) Tick(now time.Time) (Event, error) {
 	if !now.Before(a.nextSweep) {
 		a.sweep(now)
@@ -447,10 +510,13 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		}
 		if len(a.subs) < a.Cfg.Quorum {
 			// Nobody else is coming in time: wait for more workers.
-			a.phase, a.openAt = Waiting, time.Time{}
+			a.phase, a.openAt, a.readyAt = Waiting, time.Time{}, time.Time{}
 			a.dropMissing()
 			clear(a.waiting)
 			return Event{Reopened: true}, nil
+		}
+		if a.awaitingLoss(now) {
+			return Event{}, nil
 		}
 		res, err := a.close()
 		if res != nil {

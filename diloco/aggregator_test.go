@@ -64,7 +64,8 @@ func encode(t *testing.T, c compress.Codec, d []float32) []byte {
 // TestRoundLifecycle replays a script: two workers poll, the round opens
 // after the grace period, both contribute, the round closes and the outer
 // Nesterov step moves θ by exactly lr·(1+μ)·Δ on the first round (fp32, so
-// the arithmetic is visible), weighted by tokens.
+// the arithmetic is visible), weighted by tokens (two contributions within
+// the clipping bound: the robust aggregate is their weighted mean).
 func TestRoundLifecycle(t *testing.T) {
 	cfg := tinyCfg(compress.FP32)
 	cfg.InnerSteps = 4 // contributions of 1 and 3 steps: weights 1/4 and 3/4
@@ -97,7 +98,7 @@ func TestRoundLifecycle(t *testing.T) {
 	if r := a.Poll("late", 0, h0, at(1.2)); r.Action != Wait {
 		t.Fatalf("a worker that arrived after the opening was told %v", r.Action)
 	}
-	da, db := constDelta(n, 0.01), constDelta(n, -0.002)
+	da, db := constDelta(n, 0.01), constDelta(n, -0.007)
 	tpr := cfg.TokensPerRound()
 	if err := a.Submit("a", 0, h0, tpr/4, encode(t, cfg.Codec, da), at(2)); err != nil {
 		t.Fatal(err)
@@ -169,7 +170,7 @@ func TestDeadlineAndProbation(t *testing.T) {
 	if r := a.Poll("idle", 1, a.Hash(), at(10.1)); r.Action != Wait && r.Action != Train {
 		t.Fatalf("idle told %v", r.Action)
 	}
-	if err := a.Submit("good", 1, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(11)); err != nil {
+	if err := a.Submit("good", 1, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.011)), at(11)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(11)); ev.Closed == nil {

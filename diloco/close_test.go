@@ -31,8 +31,8 @@ func TestPoisonedCloseIsAllOrNothing(t *testing.T) {
 		a.Poll("a", 0, a.Hash(), at(0))
 		a.Poll("b", 0, a.Hash(), at(0))
 		mustTick(t, a, at(0))
-		for _, id := range []string{"a", "b"} {
-			if err := a.Submit(id, 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.003)), at(1)); err != nil {
+		for i, id := range []string{"a", "b"} {
+			if err := a.Submit(id, 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.003*float32(1+i))), at(1)); err != nil {
 				t.Fatal(err)
 			}
 		}

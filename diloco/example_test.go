@@ -25,10 +25,10 @@ func ExampleAggregator() {
 	fmt.Println("opened:", ev.Opened, agg.Poll("alice", 0, agg.Hash(), now).Action)
 
 	n := cfg.Model.NumParams()
-	for _, id := range []string{"alice", "bob"} {
+	for k, id := range []string{"alice", "bob"} {
 		delta := make([]float32, n) // θr − θlocal after H inner steps
 		for i := range delta {
-			delta[i] = 1e-3
+			delta[i] = 1e-3 * float32(1+k+i%3)
 		}
 		payload, _ := compress.NewEncoder(cfg.Codec, n).Encode(delta)
 		if err := agg.Submit(id, 0, agg.Hash(), cfg.TokensPerRound(), payload, now.Add(time.Second)); err != nil {
@@ -37,11 +37,16 @@ func ExampleAggregator() {
 	}
 	ev, _ = agg.Tick(now.Add(time.Second))
 	fmt.Println("closed round", ev.Closed.Round, "with", ev.Closed.Contributors, "->", agg.Phase())
+	// Both were screened (norms within the bounds of the round's median,
+	// no copies) and aggregated.
+	fmt.Printf("accepted %d, excluded %d, flags %q %q\n", len(ev.Closed.Accepted), len(ev.Closed.Excluded),
+		ev.Closed.Screening[0].Flags.String(), ev.Closed.Screening[1].Flags.String())
 	// The caller persists agg.Snapshot() here, then publishes.
 	agg.Publish(now.Add(time.Second))
 	fmt.Println("round", agg.Round(), agg.Phase())
 	// Output:
 	// opened: true train
 	// closed round 0 with [alice bob] -> unpublished
+	// accepted 2, excluded 0, flags "" ""
 	// round 1 open
 }

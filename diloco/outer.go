@@ -4,15 +4,16 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
-	"github.com/cairnlabs/cairn/vecmath"
+	"github.com/cairnlabs/cairn/verify"
 )
 
 // abandon drops the round's contributions (their buffers go back to the
 // free list) and sends the round back to waiting for workers; the weights,
-// momentum and residual are untouched.
+// momentum, residual and payload history are untouched.
 func (a *Aggregator) abandon() {
 	for id, s := range a.subs {
 		a.free = append(a.free, s.delta)
@@ -20,30 +21,71 @@ func (a *Aggregator) abandon() {
 	}
 	clear(a.participants)
 	clear(a.waiting)
-	a.phase, a.openAt = Waiting, time.Time{}
+	a.phase, a.openAt, a.readyAt = Waiting, time.Time{}, time.Time{}
 }
 
-// close aggregates the round's contributions in sorted worker order (so the
-// result depends only on the set of contributions), takes the outer
-// Nesterov step and publishes the change. It is all or nothing: the new
-// momentum, the update and the new weights are computed into scratch and
-// checked to be finite before anything is committed, so on error the
-// aggregator is exactly as before (the caller abandons the round).
+// screen screens the round's contributions (in sorted worker order, so
+// the result depends only on the set of contributions) and splits them
+// into those to aggregate and those excluded for a certain finding.
+func (a *Aggregator) screen(ids []string) (res *RoundResult, deltas [][]float32, weights []float64, err error) {
+	cs := make([]verify.Contribution, len(ids))
+	all := make([]Contribution, len(ids))
+	for i, id := range ids {
+		s := a.subs[id]
+		cs[i] = verify.Contribution{Worker: id, Payload: s.digest, Delta: s.delta,
+			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
+		all[i] = Contribution{Worker: id, Payload: s.digest, Tokens: s.tokens,
+			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
+	}
+	screened, err := verify.Screen(a.round, cs, a.prior(), a.Cfg.ScreenOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	res = &RoundResult{Round: a.round, Contributors: ids, Screening: screened}
+	for i, c := range all {
+		res.Tokens += c.Tokens
+		if f, why := certain(a.round, screened[i], c); f != 0 {
+			res.Excluded = append(res.Excluded, Exclusion{Contribution: c, Flags: f, Reason: why})
+			continue
+		}
+		res.Accepted = append(res.Accepted, c)
+		deltas = append(deltas, cs[i].Delta)
+		weights = append(weights, float64(c.Tokens))
+	}
+	if len(deltas) == 0 {
+		why := make([]string, len(res.Excluded))
+		for i, x := range res.Excluded {
+			why[i] = x.Worker + ": " + x.Reason
+		}
+		return nil, nil, nil, fmt.Errorf("screening excluded every contribution (%s)", strings.Join(why, "; "))
+	}
+	return res, deltas, weights, nil
+}
+
+// close screens the round's contributions, aggregates those not excluded
+// robustly, takes the outer Nesterov step and publishes the change. It is
+// all or nothing: the aggregate, the new momentum, the update and the new
+// weights are computed into scratch and checked to be finite before
+// anything is committed, so on error the aggregator is exactly as before
+// (the caller abandons the round).
 func (a *Aggregator) close() (*RoundResult, error) {
 	ids := make([]string, 0, len(a.subs))
-	total := 0
-	for id, s := range a.subs {
+	for id := range a.subs {
 		ids = append(ids, id)
-		total += s.tokens
 	}
 	slices.Sort(ids)
-	clear(a.sum)
-	for _, id := range ids {
-		s := a.subs[id]
-		vecmath.Axpy(float32(float64(s.tokens)/float64(total)), s.delta, a.sum)
+	res, deltas, weights, err := a.screen(ids)
+	if err != nil {
+		return nil, err
 	}
+	clip, err := a.robust.Aggregate(a.sum, deltas, weights)
+	if err != nil {
+		return nil, err
+	}
+	res.Clip = verify.AggregateStats{Norms: slices.Clone(clip.Norms), Median: clip.Median, Bound: clip.Bound,
+		Scales: slices.Clone(clip.Scales), Trim: clip.Trim}
 	if i, ok := within(a.sum, a.maxDelta); !ok {
-		return nil, fmt.Errorf("the average contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
+		return nil, fmt.Errorf("the aggregate contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
 	}
 	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
 	// dampening=0): buf = μ·buf + Δ; step = Δ + μ·buf; θ −= lr·step. The
@@ -87,7 +129,8 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	for _, id := range ids {
 		a.free = append(a.free, a.subs[id].delta)
 	}
-	res := &RoundResult{Round: a.round, Contributors: ids, Missing: a.dropMissing(), Tokens: total, UpdateBytes: len(payload)}
+	a.remember(a.round, ids)
+	res.Missing, res.UpdateBytes = a.dropMissing(), len(payload)
 	a.prev = a.hash
 	a.round++
 	a.hash = HashWeights(a.round, a.theta)
@@ -97,7 +140,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.subs)
 	clear(a.participants)
 	clear(a.waiting)
-	a.phase = Unpublished
+	a.phase, a.readyAt = Unpublished, time.Time{}
 	return res, nil
 }
 

@@ -154,7 +154,7 @@ func (a *Aggregator) numPresent() int {
 // Limits.MaxNewcomers, the earliest first) only when there are none of
 // those; everyone when all are on probation.
 func (a *Aggregator) open(now time.Time) {
-	a.phase, a.openedAt = Open, now
+	a.phase, a.openedAt, a.readyAt = Open, now, time.Time{}
 	a.deadline = now.Add(time.Duration(a.Cfg.RoundTimeout))
 	clear(a.waiting)
 	ids := a.present()

@@ -22,13 +22,15 @@ func TestFloodOfFreshIdentities(t *testing.T) {
 	a, _ := NewAggregator(cfg)
 	a.Grace = 0
 	a.Limits = Limits{MaxPeers: 1000, MaxNewcomers: 4}
-	good := encode(t, cfg.Codec, constDelta(n, 0.01))
+	// An honest contribution of round r (a new payload every round: a
+	// repeated one is excluded as a copy).
+	good := func(r int) []byte { return encode(t, cfg.Codec, constDelta(n, 0.01*float32(1+r))) }
 	tps := cfg.TokensPerStep()
 
 	// Round 0: the honest worker alone, proving itself.
 	a.Poll("honest", 0, a.Hash(), at(0))
 	mustTick(t, a, at(0))
-	if err := a.Submit("honest", 0, a.Hash(), tps, good, at(1)); err != nil {
+	if err := a.Submit("honest", 0, a.Hash(), tps, good(0), at(1)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(1)); ev.Closed == nil || !ev.Opened {
@@ -56,13 +58,13 @@ func TestFloodOfFreshIdentities(t *testing.T) {
 		t.Fatalf("%d identities refused, want %d", refused, 5000-999)
 	}
 	// They poll after round 1 opened: they cannot contribute to it.
-	if err := a.Submit("sybil0", 1, a.Hash(), tps, good, at(1.6)); err == nil || !strings.Contains(err.Error(), "not a participant") {
+	if err := a.Submit("sybil0", 1, a.Hash(), tps, good(1), at(1.6)); err == nil || !strings.Contains(err.Error(), "not a participant") {
 		t.Fatalf("a non-participant's contribution: %v", err)
 	}
 	if r := a.Poll("honest", 1, a.Hash(), at(1.6)); r.Action != Train || !r.Waited {
 		t.Fatalf("the proven worker was told %v (waited %v)", r.Action, r.Waited)
 	}
-	if err := a.Submit("honest", 1, a.Hash(), tps, good, at(2)); err != nil {
+	if err := a.Submit("honest", 1, a.Hash(), tps, good(1), at(2)); err != nil {
 		t.Fatal(err)
 	}
 	ev := mustTick(t, a, at(2))
@@ -74,7 +76,7 @@ func TestFloodOfFreshIdentities(t *testing.T) {
 	if r := a.Poll("sybil1", 2, a.Hash(), at(2.1)); r.Action != Train || r.Waited {
 		t.Fatalf("a newcomer in a round with proven workers was told %v (waited %v)", r.Action, r.Waited)
 	}
-	if err := a.Submit("honest", 2, a.Hash(), tps, good, at(2.5)); err != nil {
+	if err := a.Submit("honest", 2, a.Hash(), tps, good(2), at(2.5)); err != nil {
 		t.Fatal(err)
 	}
 	ev = mustTick(t, a, at(2.5))
@@ -110,7 +112,9 @@ func TestNewcomersWaitedForAtMostOnce(t *testing.T) {
 	a, _ := NewAggregator(cfg)
 	a.Grace = 0
 	a.Limits = Limits{MaxNewcomers: 3}
-	good := encode(t, cfg.Codec, constDelta(n, 0.01))
+	// An honest contribution of round r (a new payload every round: a
+	// repeated one is excluded as a copy).
+	good := func(r int) []byte { return encode(t, cfg.Codec, constDelta(n, 0.01*float32(1+r))) }
 	tps := cfg.TokensPerStep()
 	for i := 0; i < 100; i++ {
 		a.Poll(fmt.Sprint("sybil", i), 0, a.Hash(), at(float64(i)/1000))
@@ -123,7 +127,7 @@ func TestNewcomersWaitedForAtMostOnce(t *testing.T) {
 	if r := a.Poll("honest", 0, a.Hash(), at(0.2)); r.Action != Train || r.Waited {
 		t.Fatalf("newcomer past the cap told %v (waited %v)", r.Action, r.Waited)
 	}
-	if err := a.Submit("honest", 0, a.Hash(), tps, good, at(0.5)); err != nil {
+	if err := a.Submit("honest", 0, a.Hash(), tps, good(0), at(0.5)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(0.5)); ev.Closed != nil {
@@ -141,7 +145,7 @@ func TestNewcomersWaitedForAtMostOnce(t *testing.T) {
 	if r := a.Poll("sybil0", 1, a.Hash(), at(10.3)); r.Action != Wait {
 		t.Fatalf("a sybil that polled after round 1 opened was told %v", r.Action)
 	}
-	if err := a.Submit("honest", 1, a.Hash(), tps, good, at(10.5)); err != nil {
+	if err := a.Submit("honest", 1, a.Hash(), tps, good(1), at(10.5)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := mustTick(t, a, at(10.5)); ev.Closed == nil {
@@ -198,11 +202,13 @@ func TestContributionsFromUnwaitedCapped(t *testing.T) {
 	a, _ := NewAggregator(cfg)
 	a.Grace = 0
 	a.Limits = Limits{MaxContributions: 5}
-	good := encode(t, cfg.Codec, constDelta(n, 0.01))
+	// An honest contribution of round r (a new payload every round: a
+	// repeated one is excluded as a copy).
+	good := func(r int) []byte { return encode(t, cfg.Codec, constDelta(n, 0.01*float32(1+r))) }
 	tps := cfg.TokensPerStep()
 	a.Poll("honest", 0, a.Hash(), at(0))
 	mustTick(t, a, at(0))
-	a.Submit("honest", 0, a.Hash(), tps, good, at(0.5))
+	a.Submit("honest", 0, a.Hash(), tps, good(0), at(0.5))
 	mustTick(t, a, at(0.5))
 	a.Poll("honest", 1, a.Hash(), at(0.6))
 	// honest is a participant of round 1 (it contributed, so it was
@@ -213,7 +219,7 @@ func TestContributionsFromUnwaitedCapped(t *testing.T) {
 	a.open(at(0.7))
 	taken := 0
 	for i := 0; i < 20; i++ {
-		if err := a.Submit(fmt.Sprint("s", i), 1, a.Hash(), tps, good, at(1)); err == nil {
+		if err := a.Submit(fmt.Sprint("s", i), 1, a.Hash(), tps, good(2+i), at(1)); err == nil {
 			taken++
 		} else if !strings.Contains(err.Error(), "maximum of 5") {
 			t.Fatal(err)
@@ -222,7 +228,7 @@ func TestContributionsFromUnwaitedCapped(t *testing.T) {
 	if taken != 4 {
 		t.Fatalf("%d contributions from unwaited workers taken, want 4 (one slot kept for the waited worker)", taken)
 	}
-	if err := a.Submit("honest", 1, a.Hash(), tps, good, at(1)); err != nil {
+	if err := a.Submit("honest", 1, a.Hash(), tps, good(1), at(1)); err != nil {
 		t.Fatalf("the waited worker had no room: %v", err)
 	}
 }

@@ -47,8 +47,11 @@ type AggregatorOptions struct {
 	// EvalBatches bounds the validation batches run after every round
 	// (0: the whole validation split).
 	EvalBatches int
-	Threads     int // for evaluation
+	Threads     int // for evaluation (and each held-out evaluator)
 	Grace       time.Duration
+	// HeldOut configures the held-out loss measured for every
+	// contribution's screening (zero value: the defaults).
+	HeldOut HeldOutOptions
 	// Limits bound what identities can cost the aggregator (zero fields:
 	// diloco.DefaultLimits).
 	Limits diloco.Limits
@@ -71,6 +74,10 @@ type RoundInfo struct {
 	UpdateBytes  int
 	Took         time.Duration // from the round's opening to its close
 	Resumed      bool          // the first report after a restart from saved state
+	// Result is the state machine's report of the round: contributions
+	// accepted and excluded (with reasons), every one's screening, the
+	// clipping (nil in a Resumed report).
+	Result *diloco.RoundResult
 }
 
 // Aggregator is a running aggregator node.
@@ -97,6 +104,7 @@ type Aggregator struct {
 	evals       chan evalJob // published rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}
+	screen      *screener // held-out losses of contributions, screening reports
 
 	// Persistence: a closed round is saved (off the lock, retried) and
 	// only then published. saveState is a.save unless a test replaces it;
@@ -179,6 +187,11 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
 	a.saveState = a.save
+	if a.screen, err = startScreener(a); err != nil {
+		h.Close()
+		pool.Close()
+		return nil, err
+	}
 	go a.evaluator()
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
@@ -284,6 +297,7 @@ func (a *Aggregator) Close() error {
 		close(a.closing)
 	}
 	a.mu.Unlock()
+	a.screen.close()
 	a.saving.Wait()
 	a.mu.Lock()
 	a.stopEvalsLocked()
@@ -332,6 +346,8 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
+		info.Result = res
+		a.screen.report(res)
 		a.saving.Add(1)
 		go a.persist(a.stateLocked(), info)
 	}
@@ -542,6 +558,7 @@ func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	a.mu.Lock()
 	err = a.agg.Submit(from, req.Round, hash, req.Tokens, payload, time.Now())
 	if err == nil {
+		a.screen.submitted(from, req.Round, hash, payload)
 		a.tickLocked(time.Now())
 	}
 	a.mu.Unlock()

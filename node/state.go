@@ -122,6 +122,10 @@ func (a *Aggregator) stateLocked() *savedState {
 	}
 	cfg, _ := json.Marshal(s.Cfg) // a validated config always encodes
 	md := map[string]string{"config": string(cfg), "round": strconv.Itoa(s.Round), "prev_hash": s.PrevHash.String()}
+	if len(s.Seen) > 0 {
+		seen, _ := json.Marshal(s.Seen) // digests, ids and rounds always encode
+		md["seen_payloads"] = string(seen)
+	}
 	return &savedState{tensors: tensors, meta: md}
 }
 
@@ -145,6 +149,13 @@ func decodeSnapshot(f *safetensors.File) (diloco.Snapshot, error) {
 	s.Round = r
 	if s.PrevHash, err = diloco.ParseHash(f.Metadata["prev_hash"]); err != nil {
 		return s, err
+	}
+	// The payloads of the last rounds, for screening (a state saved before
+	// they were kept has none; diloco.Restore checks them).
+	if seen, ok := f.Metadata["seen_payloads"]; ok {
+		if err := json.Unmarshal([]byte(seen), &s.Seen); err != nil {
+			return s, fmt.Errorf("seen payloads: %v", err)
+		}
 	}
 	get := func(name string, required bool) ([]float32, error) {
 		t, ok := f.Tensors[name]

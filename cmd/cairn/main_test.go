@@ -55,6 +55,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"node", "aggregate", "--d", "30", "--heads", "4"}, "not divisible"},
 		{[]string{"node", "aggregate", "--data", empty}, "is empty"},
 		{[]string{"node", "aggregate", "--init", filepath.Join(dir, "missing.safetensors"), "--data-dir", filepath.Join(dir, "agg")}, "missing.safetensors"},
+		{[]string{"node", "aggregate", "--trim", "0.6"}, "trim fraction"},
+		{[]string{"demo", "--clip", "-1"}, "clip multiple"},
 		{[]string{"demo", "--workers", "0"}, "--workers"},
 		{[]string{"demo", "--data", short}, "too short"},
 		{[]string{"experiment"}, "usage"},

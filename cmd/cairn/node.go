@@ -21,6 +21,7 @@ import (
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/verify"
 )
 
 // runSpec is a DiLoCo run as given on a command line: its configuration
@@ -29,13 +30,21 @@ type runSpec struct {
 	cfg     diloco.RunConfig
 	codec   string
 	timeout time.Duration
+	robust  robustFlags
 	data    *string
 }
+
+// robustFlags are the aggregation rule's flags, with verify's defaults
+// shown.
+type robustFlags struct{ clip, trim float64 }
 
 // bindRun binds the run flags, with defaults from cfg, to a new runSpec.
 func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
 	r := &runSpec{cfg: cfg}
 	runFlags(fs, &r.cfg, &r.codec, &r.timeout)
+	d := verify.DefaultAggregateOptions()
+	fs.Float64Var(&r.robust.clip, "clip", d.ClipMultiple, "clip each contribution to this multiple of the round's median norm")
+	fs.Float64Var(&r.robust.trim, "trim", d.Trim, "fraction of contributions dropped at each end of every coordinate before averaging (0: none)")
 	r.data = fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	return r
 }
@@ -46,6 +55,19 @@ func (r *runSpec) load() ([]byte, error) {
 	text, err := corpus.Load(*r.data)
 	if err != nil {
 		return nil, badInput("%v", err)
+	}
+	// Defaults stay zero in the config, so it encodes as a run's that
+	// never set them.
+	d := verify.DefaultAggregateOptions()
+	r.cfg.Robust.ClipMultiple, r.cfg.Robust.Trim = 0, 0
+	if r.robust.clip != d.ClipMultiple {
+		r.cfg.Robust.ClipMultiple = r.robust.clip
+	}
+	switch {
+	case r.robust.trim == 0:
+		r.cfg.Robust.Trim = -1
+	case r.robust.trim != d.Trim:
+		r.cfg.Robust.Trim = r.robust.trim
 	}
 	if err := finishRunConfig(&r.cfg, r.codec, r.timeout, text); err != nil {
 		return nil, err
