@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
@@ -21,10 +22,13 @@ import (
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/train"
+	"github.com/cairnlabs/cairn/verify"
 	"github.com/cairnlabs/cairn/wire"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // StateFile is the aggregator's durable state inside its data directory.
@@ -53,8 +57,31 @@ type AggregatorOptions struct {
 	// diloco.DefaultLimits).
 	Limits diloco.Limits
 	// Admit, when set, decides whether an identity may take part (see
-	// diloco.Aggregator.Admit); nil admits everyone.
-	Admit   func(id string) error
+	// diloco.Aggregator.Admit), after the run's admission by stake;
+	// nil adds nothing to it.
+	Admit func(id string) error
+
+	// The run's ledger (DataDir/ledger.db), which the aggregator hosts.
+	// Ledger are its rules, used when the chain is created (a data
+	// directory that holds a chain keeps its own); nil takes
+	// DefaultLedgerParams. A MinStake of 0 makes an open run: every
+	// identity with an ed25519 key takes part, staked or not. Otherwise
+	// only identities with at least MinStake bonded take part.
+	Ledger *LedgerParams
+	// Accounts are funded (balance) and staked at the chain's creation.
+	Accounts []ledger.GenesisAccount
+	// BlockInterval is the least time between the blocks the clock loop
+	// makes of workers' transactions (default 1 s); a round's result and
+	// its settlement get their blocks at once.
+	BlockInterval time.Duration
+	// Settler judges closed rounds for their settlement; nil settles
+	// each round as soon as its result is recorded, every contribution
+	// Unchecked (SettleUnchecked).
+	Settler Settler
+	// Key is the node's identity when Transport is set (nil: the key in
+	// DataDir); it signs the chain's blocks, results and settlements.
+	Key crypto.PrivKey
+
 	Metrics *metrics.Registry // nil: a private registry
 	Log     *slog.Logger      // nil: discard
 	OnRound func(RoundInfo)   // after every closed round, from one goroutine
@@ -83,13 +110,20 @@ type Aggregator struct {
 	counter   wire.Counter
 	met       *metrics.Registry
 
-	mu       sync.Mutex
-	agg      *diloco.Aggregator
-	changed  chan struct{} // closed and replaced when the state changes
-	resumed  bool
-	blob     []byte      // the current weights, serialised for joiners
-	blobHash diloco.Hash // of blob
-	serves   *serveLimit // downloads of the weights
+	led *aggLedger // the run's chain
+
+	mu  sync.Mutex
+	agg *diloco.Aggregator
+	// commits are the commits recorded with contributions to the current
+	// round, by worker, and their order of arrival.
+	commits     map[string]*roundCommit
+	commitOrder []string
+	holding     bool          // a round's close waits for a settlement (logged once)
+	changed     chan struct{} // closed and replaced when the state changes
+	resumed     bool
+	blob        []byte      // the current weights, serialised for joiners
+	blobHash    diloco.Hash // of blob
+	serves      *serveLimit // downloads of the weights
 
 	pool        *kernels.Pool
 	model       *gpt.Model
@@ -109,6 +143,11 @@ type Aggregator struct {
 	closing      chan struct{}
 	failed       chan struct{} // closed with fatal set
 	fatal        error         // guarded by mu
+	// crashAfterSave, set by tests, makes persist stop after saving a
+	// round, as though the process died there, and Close leave the
+	// ledger's queue unflushed.
+	crashAfterSave func(round int) bool
+	crashed        atomic.Bool
 }
 
 // evalJob is a published round that the background goroutine scores and
@@ -142,11 +181,11 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		o.Grace = time.Second
 	}
 	statePath := filepath.Join(o.DataDir, StateFile)
-	agg, resumed, err := loadOrCreate(statePath, o.Config, o.Init)
+	agg, resumed, saved, err := loadOrCreate(statePath, o.Config, o.Init)
 	if err != nil {
 		return nil, err
 	}
-	agg.Grace, agg.Limits, agg.Admit = o.Grace, o.Limits, o.Admit
+	agg.Grace, agg.Limits = o.Grace, o.Limits
 	cfg := agg.Cfg
 	if resumed && o.Config != cfg {
 		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
@@ -158,28 +197,61 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 	if len(val) < cfg.Model.BlockSize+1 {
 		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), cfg.Model.BlockSize)
 	}
-	h := o.Transport
-	if h == nil {
-		key, err := p2p.LoadIdentity(o.DataDir)
-		if err != nil {
+	key := o.Key
+	if key == nil {
+		if key, err = p2p.LoadIdentity(o.DataDir); err != nil {
 			return nil, err
 		}
+	}
+	lkey, err := p2p.LedgerKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("the aggregator's identity cannot sign the run's ledger: %v", err)
+	}
+	h := o.Transport
+	if h == nil {
 		if h, err = p2p.NewTransport(key, o.Listen); err != nil {
 			return nil, err
 		}
 	}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	led, err := openAggLedger(o, lkey, h.ID(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			led.close()
+		}
+	}()
+	if err = led.sync(agg.Round(), saved, time.Now); err != nil {
+		return nil, err
+	}
+	agg.Admit = func(id string) error {
+		if err := led.admit(id); err != nil {
+			return err
+		}
+		if o.Admit != nil {
+			return o.Admit(id)
+		}
+		return nil
+	}
 	pool := kernels.NewPool(o.Threads)
 	m, err := gpt.New(cfg.Model, pool)
 	if err != nil {
-		h.Close()
+		pool.Close()
 		return nil, err
 	}
-	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics,
-		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
+	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics, led: led,
+		agg: agg, commits: map[string]*roundCommit{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
 	a.saveState = a.save
 	go a.evaluator()
+	led.host.Serve(h)
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
 	h.Handle(ProtoSubmit, a.handle(ProtoSubmit, a.serveSubmit))
@@ -191,7 +263,10 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		a.mu.Unlock()
 	})
 	a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(agg.Round()))
+	info := led.info
 	a.log.Info("aggregator listening", "addrs", h.Addrs(), "round", agg.Round(), "of", cfg.Rounds, "resumed", resumed)
+	a.log.Info("ledger", "chain", info.ChainID, "min_stake", info.MinStake, "emission_per_round", info.EmissionPerRound,
+		"settlement_lag", info.SettlementLag, "height", led.height.Load(), "file", led.path)
 	return a, nil
 }
 
@@ -210,6 +285,10 @@ func (a *Aggregator) ID() string { return a.tr.ID() }
 
 // Config is the run's configuration.
 func (a *Aggregator) Config() diloco.RunConfig { return a.agg.Cfg }
+
+// Ledger describes the run's chain the aggregator hosts (in
+// DataDir/ledger.db).
+func (a *Aggregator) Ledger() LedgerInfo { return a.led.info }
 
 // Counter counts the bytes on the aggregator's streams.
 func (a *Aggregator) Counter() *wire.Counter { return &a.counter }
@@ -239,6 +318,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		a.tickLocked(time.Now())
 		done := a.agg.Phase() == diloco.Done
 		a.mu.Unlock()
+		a.led.tick(time.Now())
 		if done {
 			// let workers collect the last update before the host closes
 			return a.finish(ctx)
@@ -260,6 +340,9 @@ func (a *Aggregator) finish(ctx context.Context) error {
 	a.stopEvalsLocked()
 	a.mu.Unlock()
 	<-a.idle // every round reported
+	if err := a.led.settle(time.Now); err != nil {
+		a.log.Warn("the last rounds are not settled yet", "err", err)
+	}
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
 	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
@@ -290,6 +373,11 @@ func (a *Aggregator) Close() error {
 	a.mu.Unlock()
 	<-a.idle
 	a.pool.Close()
+	if a.crashed.Load() {
+		a.led.host.Close() // a dead process flushes nothing
+	} else if lerr := a.led.close(); err == nil {
+		err = lerr
+	}
 	a.lock.Close()
 	return err
 }
@@ -314,6 +402,17 @@ func (a *Aggregator) evaluator() {
 // persist, which publishes it once it is durable. Pollers are woken on
 // every change. a.mu is held.
 func (a *Aggregator) tickLocked(now time.Time) {
+	if a.agg.Phase() == diloco.Open && !a.led.mayClose(a.agg.Round()) {
+		// The ledger refuses the result of round r until round
+		// r-SettlementLag is settled: the round's contributions wait.
+		if !a.holding {
+			a.holding = true
+			a.log.Info("round held open: the ledger waits for an earlier round's settlement", "round", a.agg.Round(),
+				"unsettled", a.led.settled.Load())
+		}
+		return
+	}
+	a.holding = false
 	start := time.Now()
 	ev, err := a.agg.Tick(now)
 	if err != nil {
@@ -325,15 +424,32 @@ func (a *Aggregator) tickLocked(now time.Time) {
 	if ev.Reopened {
 		a.log.Warn("round back to waiting for workers: too few contributions, and nobody is training for it in time", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
 	}
+	if ev.Abandoned {
+		for _, c := range a.commits {
+			if c.accepted {
+				c.accepted, c.refused = false, "dropped: the round's contributions could not be aggregated"
+			}
+		}
+	}
 	if ev.Closed != nil {
 		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
 		res := ev.Closed
+		result, missing := resultOf(res, a.commits, a.commitOrder)
+		if len(missing) > 0 {
+			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)
+		}
+		clear(a.commits)
+		a.commitOrder = a.commitOrder[:0]
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
+		st, err := a.stateLocked(result)
+		if err != nil {
+			a.log.Error("the round's ledger result does not encode", "round", res.Round, "err", err)
+		}
 		a.saving.Add(1)
-		go a.persist(a.stateLocked(), info)
+		go a.persist(st, info, result)
 	}
 	if ev.Opened || ev.Reopened || ev.Abandoned || ev.Closed != nil {
 		close(a.changed)
@@ -419,7 +535,8 @@ func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 	a.mu.Unlock()
 	peers := a.samplePeers(active, from)
 	a.log.Info("worker joined", "peer", from, "round", round)
-	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers})
+	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers,
+		ChainID: a.led.info.ChainID, MinStake: a.led.info.MinStake})
 }
 
 // A welcome lists a random sample of the workers that hold the current
@@ -514,9 +631,19 @@ func maxPayload(cfg diloco.RunConfig) int64 {
 	return compress.MaxEncodedSize(cfg.Codec, cfg.Model.NumParams())
 }
 
-// serveSubmit takes a contribution. Its header is checked (round, weights,
-// participant, duplicate, deadline, tokens) before a byte of the payload
-// is read, and the payload may be no larger than the run's codec writes.
+// serveSubmit takes a contribution and the worker's commit to it. The
+// header is checked (round, weights, participant, duplicate, deadline,
+// tokens) and then the commit (a commit transaction signed for this chain
+// by the stream's own identity, for the request's round and tokens)
+// before a byte of the payload is read, and the payload may be no larger
+// than the run's codec writes. Its digest must be the committed one. The
+// commit is then queued on the chain (the ledger's own checks: nonce,
+// stake, continuity of the worker's local state, one commit per round)
+// and only then is the contribution handed to the state machine. A
+// refusal before the commit is queued is a one-line refusal; once it is
+// queued, the answer is an ack, which says if the state machine refused
+// the contribution all the same. The same commit sent again (a worker
+// that lost the answer) gets the same ack.
 func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	var req submitRequest
 	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
@@ -527,8 +654,17 @@ func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 		return refuse("%v", err)
 	}
 	a.mu.Lock()
+	if c := a.commits[from]; c != nil && len(req.Commit) > 0 && sha256.Sum256(req.Commit) == c.txHash && req.Round == a.agg.Round() {
+		reply := ack{Round: req.Round, Refused: c.refused}
+		a.mu.Unlock()
+		return wire.WriteJSON(s, kindAck, reply)
+	}
 	err = a.agg.CanSubmit(from, req.Round, hash, req.Tokens, time.Now())
 	a.mu.Unlock()
+	var c *roundCommit
+	if err == nil {
+		c, err = a.led.checkCommit(from, &req)
+	}
 	if err != nil {
 		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
 		return refuse("%v", err)
@@ -539,17 +675,54 @@ func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	a.mu.Lock()
-	err = a.agg.Submit(from, req.Round, hash, req.Tokens, payload, time.Now())
-	if err == nil {
-		a.tickLocked(time.Now())
+	if d := ledger.Hash(verify.PayloadDigest(payload)); d != c.delta {
+		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", "payload digest differs from the commit's")
+		return refuse("the payload's digest %s is not the one committed to (%s)", d, c.delta)
 	}
+	a.mu.Lock()
+	refused, err := a.acceptLocked(from, &req, hash, c, payload)
 	a.mu.Unlock()
 	if err != nil {
 		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
 		return refuse("%v", err)
 	}
-	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
+	if refused != "" {
+		a.log.Warn("contribution refused after its commit was recorded", "peer", from, "round", req.Round, "err", refused)
+	}
+	return wire.WriteJSON(s, kindAck, ack{Round: req.Round, Refused: refused})
+}
+
+// acceptLocked records a checked commit and hands its contribution to the
+// state machine; a.mu is held. An error means the commit was not
+// recorded; otherwise refused says why the state machine refused the
+// contribution ("" when it took it).
+func (a *Aggregator) acceptLocked(from string, req *submitRequest, hash diloco.Hash, c *roundCommit, payload []byte) (refused string, err error) {
+	now := time.Now()
+	if err := a.agg.CanSubmit(from, req.Round, hash, req.Tokens, now); err != nil {
+		return "", err
+	}
+	if len(a.commits) >= ledger.MaxContributions {
+		return "", fmt.Errorf("round %d holds the most contributions a ledger result can name (%d)", req.Round, ledger.MaxContributions)
+	}
+	for _, o := range a.commits {
+		if o.delta == c.delta && o.worker != c.worker {
+			return "", fmt.Errorf("the payload is a copy of another contribution to round %d (digest %s)", req.Round, c.delta)
+		}
+	}
+	if err := a.led.queueCommit(c); err != nil {
+		return "", err
+	}
+	if a.commits[from] == nil {
+		a.commitOrder = append(a.commitOrder, from)
+	}
+	a.commits[from] = c
+	if err := a.agg.Submit(from, req.Round, hash, req.Tokens, payload, now); err != nil {
+		c.refused = ledgerReason(err.Error())
+		return err.Error(), nil
+	}
+	c.accepted = true
+	a.tickLocked(now)
+	return "", nil
 }
 
 // serveState hands the current weights to a peer, at most twice per peer

@@ -30,6 +30,14 @@ func tinyConfig(rounds int) diloco.RunConfig {
 	return c
 }
 
+// openRun is the default ledger rules without a minimum stake: every
+// worker takes part, as in the tests that are not about stakes.
+func openRun() *LedgerParams {
+	p := DefaultLedgerParams()
+	p.MinStake = 0
+	return &p
+}
+
 func testLog(t *testing.T) *slog.Logger {
 	if os.Getenv("CAIRN_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -39,7 +47,7 @@ func testLog(t *testing.T) *slog.Logger {
 
 func startAggregator(t *testing.T, dir string, cfg diloco.RunConfig, onRound func(RoundInfo)) *Aggregator {
 	t.Helper()
-	a, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: loopback, Config: cfg, Text: testText(),
+	a, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: loopback, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), OnRound: onRound})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +72,7 @@ func TestRunOverLoopback(t *testing.T) {
 	var mu sync.Mutex
 	var rounds []RoundInfo
 	reg := metrics.NewRegistry()
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), Metrics: reg,
 		OnRound: func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() }})
 	if err != nil {
@@ -285,7 +293,7 @@ func TestAggregatorRestartResumes(t *testing.T) {
 	mu.Unlock()
 
 	listen := []string{addrWithoutPeer(t, addr)}
-	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: listen, Config: cfg, Text: testText(),
+	second, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: listen, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), OnRound: record})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +364,7 @@ func TestRunFromInitialWeights(t *testing.T) {
 	for i := range init {
 		init[i] *= 0.5
 	}
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Init: init, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Listen: loopback, Config: cfg, Init: init, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
