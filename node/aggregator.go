@@ -118,8 +118,9 @@ type Aggregator struct {
 	// round, by worker, and their order of arrival.
 	commits     map[string]*roundCommit
 	commitOrder []string
-	holding     bool          // a round's close waits for a settlement (logged once)
-	changed     chan struct{} // closed and replaced when the state changes
+	holding     bool            // a round's close waits for a settlement (logged once)
+	told        map[string]bool // workers told the run is finished
+	changed     chan struct{}   // closed and replaced when the state changes
 	resumed     bool
 	blob        []byte      // the current weights, serialised for joiners
 	blobHash    diloco.Hash // of blob
@@ -148,6 +149,9 @@ type Aggregator struct {
 	// ledger's queue unflushed.
 	crashAfterSave func(round int) bool
 	crashed        atomic.Bool
+	// dropAck, set by tests, makes serveSubmit reset the stream instead
+	// of acknowledging a recorded contribution (a lost answer).
+	dropAck func(from string, round int) bool
 }
 
 // evalJob is a published round that the background goroutine scores and
@@ -246,7 +250,7 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		return nil, err
 	}
 	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics, led: led,
-		agg: agg, commits: map[string]*roundCommit{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
+		agg: agg, commits: map[string]*roundCommit{}, told: map[string]bool{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
 	a.saveState = a.save
@@ -318,7 +322,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		a.tickLocked(time.Now())
 		done := a.agg.Phase() == diloco.Done
 		a.mu.Unlock()
-		a.led.tick(time.Now())
+		if !a.crashed.Load() {
+			a.led.tick(time.Now())
+		}
 		if done {
 			// let workers collect the last update before the host closes
 			return a.finish(ctx)
@@ -349,12 +355,42 @@ func (a *Aggregator) finish(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("run finished", "rounds", a.agg.Round(), "model", path)
-	// Keep answering polls briefly so that workers get the final update.
-	select {
-	case <-ctx.Done():
-	case <-time.After(2 * time.Second):
+	// Keep answering polls so that workers get the final update: until
+	// every worker present has been told the run is over (and a moment
+	// more, for their last ledger query), 2 s at most.
+	linger := time.NewTimer(2 * time.Second)
+	defer linger.Stop()
+	var told time.Time
+	for told.IsZero() || time.Since(told) < finishGrace {
+		if told.IsZero() && a.allTold() {
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-linger.C:
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return nil
+}
+
+// finishGrace is how long a finished run still answers once every worker
+// knows it is over.
+const finishGrace = 250 * time.Millisecond
+
+// allTold reports whether every worker present has been told the run is
+// finished.
+func (a *Aggregator) allTold() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range a.agg.Active() {
+		if !a.told[id] {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops the node.
@@ -602,6 +638,9 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 			r = a.agg.Poll(from, req.Round, hash, time.Now())
 		}
 		changed := a.changed
+		if r.Action == diloco.Finished {
+			a.told[from] = true
+		}
 		a.mu.Unlock()
 		if r.Action == diloco.Refused {
 			return refuse("%s", r.Reason)
@@ -688,6 +727,9 @@ func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
 	}
 	if refused != "" {
 		a.log.Warn("contribution refused after its commit was recorded", "peer", from, "round", req.Round, "err", refused)
+	}
+	if a.dropAck != nil && a.dropAck(from, req.Round) {
+		return errors.New("test: the acknowledgement is lost")
 	}
 	return wire.WriteJSON(s, kindAck, ack{Round: req.Round, Refused: refused})
 }

@@ -59,11 +59,12 @@ type LocalAccount struct {
 // LocalLedger summarises a local run's chain after the run, read from its
 // file once the aggregator has closed it.
 type LocalLedger struct {
-	Path     string // the aggregator's ledger.db (gone after the run if LocalOptions.DataDir was "")
-	ChainID  string
-	Totals   ledger.Totals      // supply, minted, burned, open round, next round to settle, tip
-	Accounts []LocalAccount     // the workers', in worker order
-	Rounds   []ledger.RoundInfo // every closed round: result, commits, verdicts
+	Path             string // the aggregator's ledger.db (gone after the run if LocalOptions.DataDir was "")
+	ChainID          string
+	EmissionPerRound uint64             // paid at each round's settlement
+	Totals           ledger.Totals      // supply, minted, burned, open round, next round to settle, tip
+	Accounts         []LocalAccount     // the workers', in worker order
+	Rounds           []ledger.RoundInfo // every closed round: result, commits, verdicts
 	// Invariants is ledger.CheckInvariants' verdict on the final state
 	// (nil: the supply adds up); Verified is store.Verify's replay of the
 	// file from its genesis (nil: intact), Report what it replayed.
@@ -223,7 +224,8 @@ func readLocalLedger(path string, ids []string) (LocalLedger, error) {
 		return ll, err
 	}
 	l := s.Ledger()
-	ll.ChainID = l.Genesis().ChainID
+	g := l.Genesis()
+	ll.ChainID, ll.EmissionPerRound = g.ChainID, g.EmissionPerRound
 	ll.Invariants = l.CheckInvariants()
 	if ll.Totals, err = l.Totals(); err != nil {
 		s.Close()

@@ -428,7 +428,9 @@ func TestPeerServesWeights(t *testing.T) {
 
 // TestRunLocalIsReproducible: a whole network in one process, with
 // identities derived from the run seed, ends with bitwise the same weights
-// every time.
+// every time. Its ledger records every accepted contribution's commit,
+// each round's result and settlement; the rewards of each round add up to
+// exactly its emission and are the workers' balances (they start at 0).
 func TestRunLocalIsReproducible(t *testing.T) {
 	cfg := tinyConfig(2)
 	run := func() []float32 {
@@ -442,6 +444,29 @@ func TestRunLocalIsReproducible(t *testing.T) {
 		}
 		if res.Contributed != 4 {
 			t.Fatalf("%d contributions, want 4", res.Contributed)
+		}
+		l := res.Ledger
+		if l.Invariants != nil || l.Verified != nil || l.Totals.OpenRound != 2 || l.Totals.NextSettle != 2 {
+			t.Fatalf("ledger: invariants %v, replay %v, totals %+v", l.Invariants, l.Verified, l.Totals)
+		}
+		commits, accepted := 0, 0
+		for _, r := range l.Rounds {
+			commits += len(r.Commits)
+			accepted += len(r.Result.Accepted)
+		}
+		if commits != res.Contributed || accepted != res.Contributed {
+			t.Fatalf("%d contributions accepted, %d commits and %d accepted on the ledger", res.Contributed, commits, accepted)
+		}
+		var paid uint64
+		for i, a := range l.Accounts {
+			paid += a.Reward
+			if a.Account.Balance != a.Reward || a.Rounds != 2 || a.Account.Stake != LocalStake(DefaultLedgerParams()) ||
+				res.PerWorker[i].Balance != a.Reward || res.PerWorker[i].Stake != a.Account.Stake {
+				t.Fatalf("worker %d: %+v, its stats %+v", i, a, res.PerWorker[i])
+			}
+		}
+		if want := 2 * DefaultLedgerParams().EmissionPerRound; paid != want || l.Totals.Minted != want || l.Totals.Burned != 0 {
+			t.Fatalf("paid %d, minted %d, want %d", paid, l.Totals.Minted, want)
 		}
 		return res.Weights
 	}
