@@ -346,8 +346,21 @@ func (a *Aggregator) finish(ctx context.Context) error {
 	a.stopEvalsLocked()
 	a.mu.Unlock()
 	<-a.idle // every round reported
-	if err := a.led.settle(time.Now); err != nil {
-		a.log.Warn("the last rounds are not settled yet", "err", err)
+	// The run's rewards are paid before it ends: wait for the Settler's
+	// verdicts on the last rounds (the default settles them at once).
+	for waited := false; a.led.settled.Load() < a.led.open.Load(); waited = true {
+		err := a.led.settle(time.Now)
+		if a.led.settled.Load() >= a.led.open.Load() {
+			break
+		}
+		if !waited {
+			a.log.Info("waiting for the settlement of the last rounds", "settled_below", a.led.settled.Load(), "rounds", a.led.open.Load(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(a.led.host.interval):
+		}
 	}
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)

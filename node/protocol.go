@@ -1,7 +1,10 @@
 // Package node runs Cairn's DiLoCo nodes over go-libp2p: the aggregator
 // service (the diloco.Aggregator state machine behind a lock, with its
-// clock, durable state, evaluation and metrics) and the worker loop
-// (join, fetch weights, train, submit, follow the rounds, reconnect).
+// clock, durable state, evaluation and metrics, and the run's ledger,
+// which it hosts: admission by stake, a checked commit with every
+// contribution, round results and settlements) and the worker loop (join,
+// bond its stake, fetch weights, train, commit and submit, follow the
+// rounds, reconnect, read its balance back).
 package node
 
 import "github.com/cairnlabs/cairn/diloco"
