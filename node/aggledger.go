@@ -175,21 +175,21 @@ func (l *aggLedger) admit(id string) error {
 	if err != nil {
 		return fmt.Errorf("%v: taking part needs a ledger account, which needs an ed25519 identity", err)
 	}
-	min := l.info.MinStake
-	if min == 0 {
+	minStake := l.info.MinStake
+	if minStake == 0 {
 		return nil
 	}
 	a, err := l.host.Chain().Account(k)
 	if err != nil {
 		return err
 	}
-	if a.Stake >= min {
+	if a.Stake >= minStake {
 		return nil
 	}
 	return fmt.Errorf("%s has a stake of %d units, below this run's minimum of %d: it needs %d more bonded "+
 		"(a worker bonds it by itself when it joins if its balance allows; this one has a balance of %d), "+
 		"so ask the run's organiser to fund it (cairn node aggregate --stake %s=%d) or transfer it the balance",
-		id, a.Stake, min, min-a.Stake, a.Balance, id, min)
+		id, a.Stake, minStake, minStake-a.Stake, a.Balance, id, minStake)
 }
 
 // mayClose reports whether the chain lets DiLoCo round r close: round

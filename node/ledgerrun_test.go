@@ -278,7 +278,7 @@ func TestCommitsContinueAfterRefusalAndLostAck(t *testing.T) {
 					rec = &cs[j]
 				}
 			}
-			if !ok || rec == nil || ledger.Hash(rv.Start.Hash()) != rec.StartState || rv.Commit.EndState != rec.EndState {
+			if !ok || rec == nil || ledger.Hash(rv.Start.Hash()) != rec.StartState || rv.Commit.EndState != rec.EndState || digest(rv.Payload) != rec.DeltaHash {
 				t.Fatalf("worker %d's reveal of round %d does not match its commit %+v", i, r, rec)
 			}
 		}

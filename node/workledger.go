@@ -14,14 +14,16 @@ import (
 )
 
 // Reveal is what a worker keeps of one of its accepted contributions
-// until the round is settled: its commit and the local state it trained
-// from (whose hash is Commit.StartState). With the round's weights and
-// the worker's identity they fix the contribution bit for bit on the
+// until the round is settled: its commit, the local state it trained from
+// (whose hash is Commit.StartState) and the payload it sent (whose
+// digest is Commit.DeltaHash). With the round's weights and the worker's
+// identity the start state fixes the contribution bit for bit on the
 // commit's kernel path, so a validator recomputing it asks for them.
 type Reveal struct {
-	Round  uint64
-	Commit ledger.CommitTx
-	Start  diloco.LocalState
+	Round   uint64
+	Commit  ledger.CommitTx
+	Start   diloco.LocalState
+	Payload []byte
 }
 
 // workLedger is a worker's side of the run's chain. Its fields belong to
@@ -98,8 +100,8 @@ func (w *Worker) connectLedger(ctx context.Context, wel *welcome) error {
 		l.keep = int(min(c.Info().SettlementLag, 64)) + 1
 	}
 	l.known = false // the chain may have moved on while we were away
-	min := wel.MinStake
-	if min == 0 {
+	minStake := wel.MinStake
+	if minStake == 0 {
 		return nil
 	}
 	a, err := l.client.Account(ctx, l.self)
@@ -107,19 +109,19 @@ func (w *Worker) connectLedger(ctx context.Context, wel *welcome) error {
 		return err
 	}
 	w.setBalance(a)
-	if a.Stake >= min {
+	if a.Stake >= minStake {
 		return nil
 	}
-	need := min - a.Stake
+	need := minStake - a.Stake
 	if a.Balance < need {
 		w.log.Warn("this identity's stake is below the run's minimum and its balance cannot make it up: the aggregator will refuse it until someone funds it",
-			"id", w.ID(), "stake", a.Stake, "balance", a.Balance, "min_stake", min)
+			"id", w.ID(), "stake", a.Stake, "balance", a.Balance, "min_stake", minStake)
 		return nil
 	}
 	if err := l.client.Register(ctx, need); err != nil {
 		return fmt.Errorf("bonding %d units of stake: %w", need, err)
 	}
-	w.log.Info("bonding stake", "amount", need, "min_stake", min)
+	w.log.Info("bonding stake", "amount", need, "min_stake", minStake)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for wait := time.Now().Add(time.Minute); time.Now().Before(wait); {
@@ -131,7 +133,7 @@ func (w *Worker) connectLedger(ctx context.Context, wel *welcome) error {
 		if a, err = l.client.Account(ctx, l.self); err != nil {
 			return err
 		}
-		if a.Stake >= min {
+		if a.Stake >= minStake {
 			w.setBalance(a)
 			w.log.Info("stake bonded", "stake", a.Stake, "balance", a.Balance)
 			return nil
@@ -218,7 +220,7 @@ func (w *Worker) submitted(c *contribution, recorded, accepted bool) {
 // start).
 func (w *Worker) keepReveal(c *contribution) {
 	l := &w.led
-	r := Reveal{Round: c.commit.Round, Commit: c.commit, Start: l.start}
+	r := Reveal{Round: c.commit.Round, Commit: c.commit, Start: l.start, Payload: c.payload}
 	l.start, l.startValid = diloco.LocalState{}, false
 	w.mu.Lock()
 	if len(l.kept) >= l.keep {
@@ -238,7 +240,7 @@ func (w *Worker) Reveal(round uint64) (Reveal, bool) {
 	defer w.mu.Unlock()
 	for _, r := range w.led.kept {
 		if r.Round == round {
-			r.Start = r.Start.Clone()
+			r.Start, r.Payload = r.Start.Clone(), append([]byte(nil), r.Payload...)
 			return r, true
 		}
 	}

@@ -96,7 +96,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wall time %s; workers computed %.1f%% of their time\n", res.Wall.Round(time.Millisecond), 100*res.Utilisation())
 	if *verbose {
 		for i, st := range res.PerWorker {
-			fmt.Fprintf(stdout, "  worker %d: computed %s, %d contributions, %d refused, %d reconnects\n", i, st.Compute.Round(time.Millisecond), st.Rounds, st.Refused, st.Reconnects)
+			fmt.Fprintf(stdout, "  worker %d: computed %s, %d contributions, %d refused, %d reconnects; read its balance as %d\n", i, st.Compute.Round(time.Millisecond), st.Rounds, st.Refused, st.Reconnects, st.Balance)
 		}
 	}
 	fmt.Fprintf(stdout, "bytes communicated %s (all nodes, both ways); per-step data-parallel training would have sent %s for the same tokens (%.0fx more)\n",

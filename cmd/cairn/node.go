@@ -199,7 +199,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	defer a.Close()
-	if info := a.Ledger(); info.MinStake > 0 && len(accts.byKey) == 0 && a.Config() == cfg {
+	if info := a.Ledger(); info.MinStake > 0 && len(accts.byKey) == 0 {
 		fmt.Fprintf(stdout, "only identities with a stake of %d take part: fund them with --stake PEERID=AMOUNT when the ledger is created, or run with --min-stake 0 for an open run\n", info.MinStake)
 	}
 	fmt.Fprintln(stdout, "workers join with one of:")
