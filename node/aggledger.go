@@ -113,6 +113,42 @@ type aggLedger struct {
 
 	// The clock loop's (one goroutine).
 	lastAsk, lastTickErr time.Time
+
+	// stakes caches the committed accounts admission read at height
+	// stakesAt: a poll need not wait for a block being written.
+	stakesMu sync.Mutex
+	stakes   map[ledger.PubKey]ledger.Account
+	stakesAt uint64
+}
+
+// maxStakeCache bounds the admission cache; a full cache starts afresh.
+const maxStakeCache = 4096
+
+// account is the committed account k, from the cache while no block has
+// been made since it was read.
+func (l *aggLedger) account(k ledger.PubKey) (ledger.Account, error) {
+	h := l.height.Load()
+	l.stakesMu.Lock()
+	if l.stakes == nil || l.stakesAt != h || len(l.stakes) >= maxStakeCache {
+		l.stakes, l.stakesAt = map[ledger.PubKey]ledger.Account{}, h
+	}
+	a, ok := l.stakes[k]
+	l.stakesMu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := l.host.Chain().Account(k)
+	if err != nil {
+		return a, err
+	}
+	if l.height.Load() == h { // not read across a block
+		l.stakesMu.Lock()
+		if l.stakesAt == h {
+			l.stakes[k] = a
+		}
+		l.stakesMu.Unlock()
+	}
+	return a, nil
 }
 
 // openAggLedger opens the chain in o.DataDir, creating it with the run's
@@ -179,7 +215,7 @@ func (l *aggLedger) admit(id string) error {
 	if minStake == 0 {
 		return nil
 	}
-	a, err := l.host.Chain().Account(k)
+	a, err := l.account(k)
 	if err != nil {
 		return err
 	}
