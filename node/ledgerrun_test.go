@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/store"
 )
@@ -142,8 +143,10 @@ func TestStakeAdmission(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var workers []*Worker
+	reg := metrics.NewRegistry()
 	for _, dir := range []string{adir, bdir} {
-		w, err := StartWorker(WorkerOptions{DataDir: dir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t)})
+		w, err := StartWorker(WorkerOptions{DataDir: dir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t), Metrics: reg})
+		reg = nil // the first worker's
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,6 +189,9 @@ func TestStakeAdmission(t *testing.T) {
 			t.Fatalf("worker %d read balance %d and stake %d, the ledger holds %d and %d", i, st.Balance, st.Stake, acct.Account.Balance, acct.Account.Stake)
 		}
 		wantContinuous(t, w.ID(), commitsOf(t, ll, w.ID()))
+	}
+	if m := workers[0].met; m.Gauge("cairn_balance", "").Value() != float64(ll.Accounts[0].Account.Balance) || m.Gauge("cairn_stake", "").Value() != float64(p.MinStake) {
+		t.Fatalf("the first worker's metrics: balance %v, stake %v", m.Gauge("cairn_balance", "").Value(), m.Gauge("cairn_stake", "").Value())
 	}
 	if ll.Accounts[0].Account.Balance != ll.Accounts[0].Reward || ll.Accounts[1].Account.Balance != 50+ll.Accounts[1].Reward ||
 		ll.Accounts[0].Reward+ll.Accounts[1].Reward != 2*p.EmissionPerRound {
