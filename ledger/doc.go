@@ -33,9 +33,10 @@
 //
 // Genesis fixes the chain ID, the authorities (keys that may sign round
 // results, settlements and blocks: the organiser or aggregator), the
-// initial balances and stakes, the minimum stake to commit, the unbonding
-// period in rounds, the emission per round, the slash fraction in basis
-// points, and the settlement lag.
+// initial balances and stakes, the minimum stake to commit (0 makes an open
+// run: any account commits, and a stake is only what a failed verdict can
+// take), the unbonding period in rounds, the emission per round, the slash
+// fraction in basis points, and the settlement lag.
 //
 // # Transactions
 //

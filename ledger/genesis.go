@@ -22,7 +22,7 @@ type Genesis struct {
 	// Accounts are the initial balances and stakes, sorted by key, distinct.
 	Accounts []GenesisAccount `json:"accounts"`
 
-	MinStake         uint64 `json:"min_stake"`          // stake a worker needs to commit; at least 1
+	MinStake         uint64 `json:"min_stake"`          // stake a worker needs to commit; 0 for an open run (any account commits)
 	UnbondingRounds  uint64 `json:"unbonding_rounds"`   // rounds an unbonding entry waits; more than SettlementLag
 	EmissionPerRound uint64 `json:"emission_per_round"` // minted at each round's settlement, split among paid contributions
 	SlashBasisPoints uint32 `json:"slash_basis_points"` // share of a failed worker's stake burned, in 1/10000; at most 10000
@@ -39,7 +39,7 @@ type GenesisAccount struct {
 
 // Validate checks the rules: a valid chain ID, 1..16 sorted distinct
 // authorities, sorted distinct accounts whose total fits in 64 bits, a
-// positive minimum stake, a settlement lag of at least 1, an unbonding
+// settlement lag of at least 1, an unbonding
 // period longer than the settlement lag (so a worker's stake is still
 // there when its last round is judged), and a slash of at most 100%.
 func (g *Genesis) Validate() error {
@@ -66,8 +66,6 @@ func (g *Genesis) Validate() error {
 		}
 	}
 	switch {
-	case g.MinStake == 0:
-		return errors.New("ledger: genesis: minimum stake must be at least 1")
 	case g.SettlementLag == 0:
 		return errors.New("ledger: genesis: settlement lag must be at least 1 round")
 	case g.UnbondingRounds <= g.SettlementLag:

@@ -177,6 +177,30 @@ func TestUnbondingAndSlashing(t *testing.T) {
 	}
 }
 
+// TestOpenRun: a genesis with a minimum stake of 0 is an open run: an
+// account with no stake at all commits and is paid, and a failed verdict
+// takes nothing from it (there is nothing to take).
+func TestOpenRun(t *testing.T) {
+	org, A, B := keyFrom("org"), keyFrom("A"), keyFrom("B")
+	g := genesisFor(org, 0, A)
+	g.MinStake = 0
+	c := newChain(t, g, org)
+	a0, b0 := commitBody("A", 0, 30), commitBody("B", 0, 10)
+	c.block(c.tx(A, a0), c.tx(B, b0)) // B has no account at all before its commit
+	c.block(c.tx(org, &ledger.ResultTx{Round: 0, Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0})}))
+	vs := []ledger.Verdict{{Worker: ledger.KeyOf(A), Outcome: ledger.Unchecked}, {Worker: ledger.KeyOf(B), Outcome: ledger.Failed, Reason: "x", Evidence: []byte{1}}}
+	if bytes.Compare(vs[0].Worker[:], vs[1].Worker[:]) > 0 {
+		vs[0], vs[1] = vs[1], vs[0]
+	}
+	c.block(c.tx(org, &ledger.SettleTx{Round: 0, Verdicts: vs}))
+	if a, b := c.account(A), c.account(B); a.Balance != 1000+1000 || b.Balance != 0 || b.Stake != 0 {
+		t.Fatalf("after settling an open run's round: A %+v, B %+v", a, b)
+	}
+	if tot, _ := c.l.Totals(); tot.Minted != 1000 || tot.Burned != 0 {
+		t.Fatalf("totals %+v", tot)
+	}
+}
+
 // TestPendingState: CheckTx checks against the state left by the
 // transactions it accepted before (a second spend of the same balance is
 // refused before any block), and after a block the producer re-checks
@@ -275,7 +299,6 @@ func TestGenesisValidation(t *testing.T) {
 		{"repeated authority", func(g *ledger.Genesis) { g.Authorities = append(g.Authorities, g.Authorities[0]) }, "not sorted or repeated"},
 		{"unsorted accounts", func(g *ledger.Genesis) { g.Accounts[0], g.Accounts[1] = g.Accounts[1], g.Accounts[0] }, "not sorted"},
 		{"supply overflow", func(g *ledger.Genesis) { g.Accounts[0].Balance = 1 << 63; g.Accounts[1].Balance = 1 << 63 }, "overflows"},
-		{"zero minimum stake", func(g *ledger.Genesis) { g.MinStake = 0 }, "minimum stake"},
 		{"zero lag", func(g *ledger.Genesis) { g.SettlementLag = 0 }, "settlement lag"},
 		{"short unbonding", func(g *ledger.Genesis) { g.UnbondingRounds = g.SettlementLag }, "must exceed the settlement lag"},
 		{"slash over 100%", func(g *ledger.Genesis) { g.SlashBasisPoints = 10001 }, "exceeds 10000"},

@@ -13,18 +13,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
-	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/train"
 	"github.com/cairnlabs/cairn/wire"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // StateFile is the aggregator's durable state inside its data directory.
@@ -56,8 +58,31 @@ type AggregatorOptions struct {
 	// diloco.DefaultLimits).
 	Limits diloco.Limits
 	// Admit, when set, decides whether an identity may take part (see
-	// diloco.Aggregator.Admit); nil admits everyone.
-	Admit   func(id string) error
+	// diloco.Aggregator.Admit), after the run's admission by stake;
+	// nil adds nothing to it.
+	Admit func(id string) error
+
+	// The run's ledger (DataDir/ledger.db), which the aggregator hosts.
+	// Ledger are its rules, used when the chain is created (a data
+	// directory that holds a chain keeps its own); nil takes
+	// DefaultLedgerParams. A MinStake of 0 makes an open run: every
+	// identity with an ed25519 key takes part, staked or not. Otherwise
+	// only identities with at least MinStake bonded take part.
+	Ledger *LedgerParams
+	// Accounts are funded (balance) and staked at the chain's creation.
+	Accounts []ledger.GenesisAccount
+	// BlockInterval is the least time between the blocks the clock loop
+	// makes of workers' transactions (default 1 s); a round's result and
+	// its settlement get their blocks at once.
+	BlockInterval time.Duration
+	// Settler judges closed rounds for their settlement; nil settles
+	// each round as soon as its result is recorded, every contribution
+	// Unchecked (SettleUnchecked).
+	Settler Settler
+	// Key is the node's identity when Transport is set (nil: the key in
+	// DataDir); it signs the chain's blocks, results and settlements.
+	Key crypto.PrivKey
+
 	Metrics *metrics.Registry // nil: a private registry
 	Log     *slog.Logger      // nil: discard
 	OnRound func(RoundInfo)   // after every closed round, from one goroutine
@@ -90,13 +115,21 @@ type Aggregator struct {
 	counter   wire.Counter
 	met       *metrics.Registry
 
-	mu       sync.Mutex
-	agg      *diloco.Aggregator
-	changed  chan struct{} // closed and replaced when the state changes
-	resumed  bool
-	blob     []byte      // the current weights, serialised for joiners
-	blobHash diloco.Hash // of blob
-	serves   *serveLimit // downloads of the weights
+	led *aggLedger // the run's chain
+
+	mu  sync.Mutex
+	agg *diloco.Aggregator
+	// commits are the commits recorded with contributions to the current
+	// round, by worker, and their order of arrival.
+	commits     map[string]*roundCommit
+	commitOrder []string
+	holding     bool            // a round's close waits for a settlement (logged once)
+	told        map[string]bool // workers told the run is finished
+	changed     chan struct{}   // closed and replaced when the state changes
+	resumed     bool
+	blob        []byte      // the current weights, serialised for joiners
+	blobHash    diloco.Hash // of blob
+	serves      *serveLimit // downloads of the weights
 
 	pool        *kernels.Pool
 	model       *gpt.Model
@@ -117,6 +150,14 @@ type Aggregator struct {
 	closing      chan struct{}
 	failed       chan struct{} // closed with fatal set
 	fatal        error         // guarded by mu
+	// crashAfterSave, set by tests, makes persist stop after saving a
+	// round, as though the process died there, and Close leave the
+	// ledger's queue unflushed.
+	crashAfterSave func(round int) bool
+	crashed        atomic.Bool
+	// dropAck, set by tests, makes serveSubmit reset the stream instead
+	// of acknowledging a recorded contribution (a lost answer).
+	dropAck func(from string, round int) bool
 }
 
 // evalJob is a published round that the background goroutine scores and
@@ -150,11 +191,11 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		o.Grace = time.Second
 	}
 	statePath := filepath.Join(o.DataDir, StateFile)
-	agg, resumed, err := loadOrCreate(statePath, o.Config, o.Init)
+	agg, resumed, saved, err := loadOrCreate(statePath, o.Config, o.Init)
 	if err != nil {
 		return nil, err
 	}
-	agg.Grace, agg.Limits, agg.Admit = o.Grace, o.Limits, o.Admit
+	agg.Grace, agg.Limits = o.Grace, o.Limits
 	cfg := agg.Cfg
 	if resumed && o.Config != cfg {
 		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
@@ -166,24 +207,56 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 	if len(val) < cfg.Model.BlockSize+1 {
 		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), cfg.Model.BlockSize)
 	}
-	h := o.Transport
-	if h == nil {
-		key, err := p2p.LoadIdentity(o.DataDir)
-		if err != nil {
+	key := o.Key
+	if key == nil {
+		if key, err = p2p.LoadIdentity(o.DataDir); err != nil {
 			return nil, err
 		}
+	}
+	lkey, err := p2p.LedgerKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("the aggregator's identity cannot sign the run's ledger: %v", err)
+	}
+	h := o.Transport
+	if h == nil {
 		if h, err = p2p.NewTransport(key, o.Listen); err != nil {
 			return nil, err
 		}
 	}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	led, err := openAggLedger(o, lkey, h.ID(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			led.close()
+		}
+	}()
+	if err = led.sync(agg.Round(), saved, time.Now); err != nil {
+		return nil, err
+	}
+	agg.Admit = func(id string) error {
+		if err := led.admit(id); err != nil {
+			return err
+		}
+		if o.Admit != nil {
+			return o.Admit(id)
+		}
+		return nil
+	}
 	pool := kernels.NewPool(o.Threads)
 	m, err := gpt.New(cfg.Model, pool)
 	if err != nil {
-		h.Close()
+		pool.Close()
 		return nil, err
 	}
-	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics,
-		agg: agg, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
+	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics, led: led,
+		agg: agg, commits: map[string]*roundCommit{}, told: map[string]bool{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
 	a.saveState = a.save
@@ -193,6 +266,7 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		return nil, err
 	}
 	go a.evaluator()
+	led.host.Serve(h)
 	h.Handle(ProtoJoin, a.handle(ProtoJoin, a.serveJoin))
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
 	h.Handle(ProtoSubmit, a.handle(ProtoSubmit, a.serveSubmit))
@@ -204,7 +278,10 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		a.mu.Unlock()
 	})
 	a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(agg.Round()))
+	info := led.info
 	a.log.Info("aggregator listening", "addrs", h.Addrs(), "round", agg.Round(), "of", cfg.Rounds, "resumed", resumed)
+	a.log.Info("ledger", "chain", info.ChainID, "min_stake", info.MinStake, "emission_per_round", info.EmissionPerRound,
+		"settlement_lag", info.SettlementLag, "height", led.height.Load(), "file", led.path)
 	return a, nil
 }
 
@@ -223,6 +300,10 @@ func (a *Aggregator) ID() string { return a.tr.ID() }
 
 // Config is the run's configuration.
 func (a *Aggregator) Config() diloco.RunConfig { return a.agg.Cfg }
+
+// Ledger describes the run's chain the aggregator hosts (in
+// DataDir/ledger.db).
+func (a *Aggregator) Ledger() LedgerInfo { return a.led.info }
 
 // Counter counts the bytes on the aggregator's streams.
 func (a *Aggregator) Counter() *wire.Counter { return &a.counter }
@@ -252,6 +333,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		a.tickLocked(time.Now())
 		done := a.agg.Phase() == diloco.Done
 		a.mu.Unlock()
+		if !a.crashed.Load() {
+			a.led.tick(time.Now())
+		}
 		if done {
 			// let workers collect the last update before the host closes
 			return a.finish(ctx)
@@ -273,18 +357,64 @@ func (a *Aggregator) finish(ctx context.Context) error {
 	a.stopEvalsLocked()
 	a.mu.Unlock()
 	<-a.idle // every round reported
+	// The run's rewards are paid before it ends: wait for the Settler's
+	// verdicts on the last rounds (the default settles them at once).
+	for waited := false; a.led.settled.Load() < a.led.open.Load(); waited = true {
+		err := a.led.settle(time.Now)
+		if a.led.settled.Load() >= a.led.open.Load() {
+			break
+		}
+		if !waited {
+			a.log.Info("waiting for the settlement of the last rounds", "settled_below", a.led.settled.Load(), "rounds", a.led.open.Load(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(a.led.host.interval):
+		}
+	}
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
 	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
 		return err
 	}
 	a.log.Info("run finished", "rounds", a.agg.Round(), "model", path)
-	// Keep answering polls briefly so that workers get the final update.
-	select {
-	case <-ctx.Done():
-	case <-time.After(2 * time.Second):
+	// Keep answering polls so that workers get the final update: until
+	// every worker present has been told the run is over (and a moment
+	// more, for their last ledger query), 2 s at most.
+	linger := time.NewTimer(2 * time.Second)
+	defer linger.Stop()
+	var told time.Time
+	for told.IsZero() || time.Since(told) < finishGrace {
+		if told.IsZero() && a.allTold() {
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-linger.C:
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return nil
+}
+
+// finishGrace is how long a finished run still answers once every worker
+// knows it is over.
+const finishGrace = 250 * time.Millisecond
+
+// allTold reports whether every worker present has been told the run is
+// finished.
+func (a *Aggregator) allTold() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range a.agg.Active() {
+		if !a.told[id] {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops the node.
@@ -304,6 +434,11 @@ func (a *Aggregator) Close() error {
 	a.mu.Unlock()
 	<-a.idle
 	a.pool.Close()
+	if a.crashed.Load() {
+		a.led.host.Close() // a dead process flushes nothing
+	} else if lerr := a.led.close(); err == nil {
+		err = lerr
+	}
 	a.lock.Close()
 	return err
 }
@@ -328,6 +463,17 @@ func (a *Aggregator) evaluator() {
 // persist, which publishes it once it is durable. Pollers are woken on
 // every change. a.mu is held.
 func (a *Aggregator) tickLocked(now time.Time) {
+	if a.agg.Phase() == diloco.Open && !a.led.mayClose(a.agg.Round()) {
+		// The ledger refuses the result of round r until round
+		// r-SettlementLag is settled: the round's contributions wait.
+		if !a.holding {
+			a.holding = true
+			a.log.Info("round held open: the ledger waits for an earlier round's settlement", "round", a.agg.Round(),
+				"unsettled", a.led.settled.Load())
+		}
+		return
+	}
+	a.holding = false
 	start := time.Now()
 	ev, err := a.agg.Tick(now)
 	if err != nil {
@@ -339,17 +485,34 @@ func (a *Aggregator) tickLocked(now time.Time) {
 	if ev.Reopened {
 		a.log.Warn("round back to waiting for workers: too few contributions, and nobody is training for it in time", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
 	}
+	if ev.Abandoned {
+		for _, c := range a.commits {
+			if c.accepted {
+				c.accepted, c.refused = false, "dropped: the round's contributions could not be aggregated"
+			}
+		}
+	}
 	if ev.Closed != nil {
 		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
 		res := ev.Closed
+		result, missing := resultOf(res, a.commits, a.commitOrder)
+		if len(missing) > 0 {
+			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)
+		}
+		clear(a.commits)
+		a.commitOrder = a.commitOrder[:0]
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
 		info.Result = res
 		a.screen.report(res)
+		st, err := a.stateLocked(result)
+		if err != nil {
+			a.log.Error("the round's ledger result does not encode", "round", res.Round, "err", err)
+		}
 		a.saving.Add(1)
-		go a.persist(a.stateLocked(), info)
+		go a.persist(st, info, result)
 	}
 	if ev.Opened || ev.Reopened || ev.Abandoned || ev.Closed != nil {
 		close(a.changed)
@@ -435,7 +598,8 @@ func (a *Aggregator) serveJoin(s *progressStream, from string) error {
 	a.mu.Unlock()
 	peers := a.samplePeers(active, from)
 	a.log.Info("worker joined", "peer", from, "round", round)
-	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers})
+	return wire.WriteJSON(s, kindWelcome, welcome{Version: ProtocolVersion, Config: cfg, Round: round, Hash: hash.String(), Peers: peers,
+		ChainID: a.led.info.ChainID, MinStake: a.led.info.MinStake})
 }
 
 // A welcome lists a random sample of the workers that hold the current
@@ -501,6 +665,9 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 			r = a.agg.Poll(from, req.Round, hash, time.Now())
 		}
 		changed := a.changed
+		if r.Action == diloco.Finished {
+			a.told[from] = true
+		}
 		a.mu.Unlock()
 		if r.Action == diloco.Refused {
 			return refuse("%s", r.Reason)
@@ -522,51 +689,6 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 			return wire.WriteJSON(s, kindReply, pollReply{Action: diloco.Wait.String(), Round: r.Round, Hash: r.Hash.String()})
 		}
 	}
-}
-
-// maxPayload bounds a contribution or an update: the largest payload the
-// run's codec writes for the model's parameters.
-func maxPayload(cfg diloco.RunConfig) int64 {
-	return compress.MaxEncodedSize(cfg.Codec, cfg.Model.NumParams())
-}
-
-// serveSubmit takes a contribution. Its header is checked (round, weights,
-// participant, duplicate, deadline, tokens) before a byte of the payload
-// is read, and the payload may be no larger than the run's codec writes.
-func (a *Aggregator) serveSubmit(s *progressStream, from string) error {
-	var req submitRequest
-	if err := wire.ReadJSON(s, kindSubmit, maxControl, &req); err != nil {
-		return err
-	}
-	hash, err := diloco.ParseHash(req.Hash)
-	if err != nil {
-		return refuse("%v", err)
-	}
-	a.mu.Lock()
-	err = a.agg.CanSubmit(from, req.Round, hash, req.Tokens, time.Now())
-	a.mu.Unlock()
-	if err != nil {
-		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
-		return refuse("%v", err)
-	}
-	limit := maxPayload(a.agg.Cfg)
-	s.allow(wire.EncodedBlobSize(limit), serveBase, serveMinRate)
-	payload, err := wire.ReadBlob(s, limit)
-	if err != nil {
-		return refuse("%v", err)
-	}
-	a.mu.Lock()
-	err = a.agg.Submit(from, req.Round, hash, req.Tokens, payload, time.Now())
-	if err == nil {
-		a.screen.submitted(from, req.Round, hash, payload)
-		a.tickLocked(time.Now())
-	}
-	a.mu.Unlock()
-	if err != nil {
-		a.log.Warn("contribution refused", "peer", from, "round", req.Round, "err", err)
-		return refuse("%v", err)
-	}
-	return wire.WriteJSON(s, kindAck, ack{Round: req.Round})
 }
 
 // serveState hands the current weights to a peer, at most twice per peer

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -63,7 +64,9 @@ func TestSubmitHeaderCheckedBeforePayload(t *testing.T) {
 		t.Fatalf("attacker's poll: %v %+v", err, reply)
 	}
 	p.Close()
-	s = x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: cfg.TokensPerStep()})
+	tokens := cfg.TokensPerStep()
+	s = x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: tokens,
+		Commit: x.commit(agg, 1, ledger.CommitTx{Round: 0, Tokens: uint64(tokens), Fresh: true})})
 	s.Write(blobHeader(uint64(limit) + 1))
 	if msg := refusalOf(t, s, kindAck); !strings.Contains(msg, "exceeds the limit") {
 		t.Fatalf("oversized payload: refusal %q", msg)
@@ -74,7 +77,8 @@ func TestSubmitHeaderCheckedBeforePayload(t *testing.T) {
 	if int64(len(good)) > limit {
 		t.Fatalf("an honest payload of %d bytes exceeds the limit %d", len(good), limit)
 	}
-	s = x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: cfg.TokensPerStep()})
+	s = x.open(ProtoSubmit, kindSubmit, submitRequest{Round: 0, Hash: round0.String(), Tokens: tokens,
+		Commit: x.commit(agg, 1, ledger.CommitTx{Round: 0, DeltaHash: digest(good), Tokens: uint64(tokens), Fresh: true})})
 	wire.WriteBlob(s, good)
 	var a ack
 	if err := wire.ReadJSON(s, kindAck, maxControl, &a); err != nil {
@@ -262,7 +266,7 @@ func TestWelcomeFitsWithThousandsOfWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Transport: manyAddrs{tr}, Config: cfg, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Transport: manyAddrs{tr}, Config: cfg, Text: testText(),
 		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Limits: diloco.Limits{MaxPeers: 10000}, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +275,9 @@ func TestWelcomeFitsWithThousandsOfWorkers(t *testing.T) {
 	round0 := diloco.HashWeights(0, diloco.InitialWeights(cfg))
 	agg.mu.Lock()
 	for i := 0; i < 5000; i++ {
-		agg.agg.Poll(fmt.Sprintf("12D3KooWfake%05d", i), 0, round0, time.Now())
+		var k ledger.PubKey
+		binary.BigEndian.PutUint64(k[:], uint64(i)+1)
+		agg.agg.Poll(p2p.PeerIDOf(k), 0, round0, time.Now())
 	}
 	agg.mu.Unlock()
 	x := newAttacker(t, agg.Addrs()[0])

@@ -134,7 +134,7 @@ func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
 	for i := range bad {
 		bad[i] = -2e38
 	}
-	first, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Config: cfg, Init: bad, Text: testText(),
+	first, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Config: cfg, Init: bad, Text: testText(),
 		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
 	if _, round := first.Weights(); round != 0 {
 		t.Fatalf("the poisoned run closed round %d", round)
 	}
-	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: []string{addrWithoutPeer(t, addr)}, Config: cfg, Text: testText(),
+	second, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: []string{addrWithoutPeer(t, addr)}, Config: cfg, Text: testText(),
 		EvalBatches: 1, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +183,7 @@ func TestWorkerSurvivesPoisonedWeights(t *testing.T) {
 // attacker is a libp2p host that speaks to a node by hand.
 type attacker struct {
 	t    *testing.T
+	key  crypto.PrivKey
 	h    host.Host
 	to   peer.ID
 	ctx  context.Context
@@ -210,7 +211,7 @@ func newAttackerWithKey(t *testing.T, addr string, key crypto.PrivKey) *attacker
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); h.Close() })
-	return &attacker{t: t, h: h, to: info.ID, ctx: ctx, stop: cancel}
+	return &attacker{t: t, key: key, h: h, to: info.ID, ctx: ctx, stop: cancel}
 }
 
 // open starts a stream for proto and writes the JSON request.

@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,15 @@ const (
 	ledgerStreamTimeout = 30 * time.Second
 )
 
+// The mempool: defaultMaxPool transactions at most, of which peers may
+// fill all but ownReserve (an eighth of a smaller pool), so that a flood
+// of peers' transactions never keeps the host's own round results and
+// settlements out.
+const (
+	defaultMaxPool = 10000
+	ownReserve     = 256
+)
+
 // The query path the host answers itself; the others are the ledger's.
 const ledgerChainPath = "chain"
 
@@ -120,7 +130,9 @@ type LedgerHostOptions struct {
 	// MaxInFlight bounds the requests served at once (default 64); more
 	// are refused as busy.
 	MaxInFlight int
-	// MaxPool bounds the mempool (default 10000 transactions).
+	// MaxPool bounds the mempool (default 10000 transactions); peers'
+	// transactions may fill all but 256 places (an eighth of a smaller
+	// pool), which stay for the host's own.
 	MaxPool int
 	// BlockInterval is the least time between two blocks made by Tick
 	// (default 1 s).
@@ -146,6 +158,7 @@ type LedgerHost struct {
 	txRate   *peerRate
 	qRate    *peerRate
 	inFlight chan struct{}
+	peerPool int // the mempool room peers' transactions may take
 	interval time.Duration
 	now      func() time.Time
 	log      *slog.Logger
@@ -173,9 +186,8 @@ func OpenLedgerHost(o LedgerHostOptions) (*LedgerHost, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.MaxPool > 0 {
-		c.SetMaxPool(o.MaxPool)
-	}
+	pool := orDefault(o.MaxPool, defaultMaxPool)
+	c.SetMaxPool(pool)
 	g := c.Genesis()
 	info := LedgerInfo{ChainID: g.ChainID, GenesisHash: g.Hash(), Authorities: g.Authorities, LedgerParams: ledgerParamsOf(&g)}
 	infoJSON, err := json.Marshal(info)
@@ -192,6 +204,7 @@ func OpenLedgerHost(o LedgerHostOptions) (*LedgerHost, error) {
 		txRate:   newPeerRate(orDefault(o.TxRate, 20), orDefault(o.TxBurst, 40), orDefault(o.MaxPeers, 4096)),
 		qRate:    newPeerRate(orDefault(o.QueryRate, 50), orDefault(o.QueryBurst, 100), orDefault(o.MaxPeers, 4096)),
 		inFlight: make(chan struct{}, orDefault(o.MaxInFlight, 64)),
+		peerPool: pool - min(ownReserve, pool/8),
 		interval: orDefault(o.BlockInterval, time.Second),
 		now:      o.Now,
 		log:      o.Log,
@@ -304,6 +317,39 @@ func (h *LedgerHost) submitOwn(body ledger.Body) (ledger.Hash, error) {
 	return sha256.Sum256(raw), nil
 }
 
+// submitPeer queues a peer's transaction, within the peers' share of the
+// mempool. Errors are store.Chain.Submit's.
+func (h *LedgerHost) submitPeer(raw []byte) error {
+	if h.chain.Pending() >= h.peerPool {
+		return ledger.ErrMempoolFull
+	}
+	return h.chain.Submit(raw)
+}
+
+// Totals reads the chain's counters (open round, next round to settle,
+// supply, minted, burned) and its tip from the committed state.
+func (h *LedgerHost) Totals() (ledger.Totals, error) {
+	var t ledger.Totals
+	err := h.queryJSON("totals", nil, &t)
+	return t, err
+}
+
+// Round reads round r's status, result, commits and verdicts from the
+// committed state.
+func (h *LedgerHost) Round(r uint64) (ledger.RoundInfo, error) {
+	var ri ledger.RoundInfo
+	err := h.queryJSON("round", binary.BigEndian.AppendUint64(nil, r), &ri)
+	return ri, err
+}
+
+func (h *LedgerHost) queryJSON(path string, data []byte, v any) error {
+	ans, err := h.chain.Query(path, data)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(ans, v)
+}
+
 // Close stops serving and closes the chain's file; transactions still
 // queued are dropped (peers resubmit them).
 func (h *LedgerHost) Close() error {
@@ -367,7 +413,7 @@ func (h *LedgerHost) serveTx(s wire.Stream, from string) error {
 			p2p.PeerIDOf(tx.Sender), from)
 	}
 	if err == nil {
-		err = h.chain.Submit(raw)
+		err = h.submitPeer(raw)
 	} else {
 		err = &ledger.TxError{Code: ledger.CodeMalformed, Reason: err.Error()}
 	}

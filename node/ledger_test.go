@@ -596,7 +596,7 @@ func TestRunGenesis(t *testing.T) {
 		{"empty run", "", nil, DefaultLedgerParams(), "empty run"},
 		{"repeat", "r", []ledger.GenesisAccount{{Key: k(1)}, {Key: k(1)}}, DefaultLedgerParams(), "listed twice"},
 		{"unbonding", "r", nil, bad, "must exceed the settlement lag"},
-		{"zero stake", "r", nil, LedgerParams{UnbondingRounds: 2, SettlementLag: 1}, "minimum stake"},
+		{"zero lag", "r", nil, LedgerParams{UnbondingRounds: 2}, "settlement lag"},
 		{"overflow", "r", []ledger.GenesisAccount{{Key: k(1), Balance: 1 << 63}, {Key: k(2), Balance: 1 << 63}}, DefaultLedgerParams(), ""},
 	} {
 		if _, err := RunGenesis(tc.run, k(9), tc.accts, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {

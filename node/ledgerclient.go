@@ -151,6 +151,26 @@ func (c *LedgerClient) Send(ctx context.Context, body ledger.Body) error {
 	}
 }
 
+// signNext signs body with the next nonce and advances the tracker: for a
+// transaction that travels another way (a commit inside a contribution).
+// A nonce signed and never used leaves a gap, which the ledger allows.
+func (c *LedgerClient) signNext(body ledger.Body) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	raw, err := ledger.SignTx(c.info.ChainID, c.key, c.last+1, body)
+	if err == nil {
+		c.last++
+	}
+	return raw, err
+}
+
+// catchUp moves the tracker up to nonce n (the chain's) if it is behind.
+func (c *LedgerClient) catchUp(n uint64) {
+	c.mu.Lock()
+	c.last = max(c.last, n)
+	c.mu.Unlock()
+}
+
 // Register bonds amount of the worker's balance as stake (the stake
 // afterwards must reach the chain's minimum). Errors are Send's.
 func (c *LedgerClient) Register(ctx context.Context, amount uint64) error {

@@ -13,8 +13,10 @@ import (
 
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/store"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
@@ -32,6 +34,42 @@ type LocalOptions struct {
 	Metrics         *metrics.Registry // the aggregator's; nil for a private one
 	Log             *slog.Logger
 	OnRound         func(RoundInfo)
+	// Ledger are the rules of the run's chain (nil: DefaultLedgerParams).
+	// Every worker is funded at genesis with LocalStake (the minimum
+	// stake, at least 1) bonded and a balance of 0, so what it holds at
+	// the end beyond its stake is what it earned.
+	Ledger *LedgerParams
+	// Settler judges the rounds (nil: SettleUnchecked).
+	Settler Settler
+}
+
+// LocalStake is the stake each worker of a local run has bonded at
+// genesis: the run's minimum stake, or 1 unit in an open run.
+func LocalStake(p LedgerParams) uint64 { return max(p.MinStake, 1) }
+
+// LocalAccount is a local worker's account on the run's chain at the
+// end of the run.
+type LocalAccount struct {
+	ID      string // the worker's peer ID
+	Account ledger.Account
+	Reward  uint64 // paid by the settlements, over all rounds
+	Rounds  int    // rounds in which it was paid
+}
+
+// LocalLedger summarises a local run's chain after the run, read from its
+// file once the aggregator has closed it.
+type LocalLedger struct {
+	Path             string // the aggregator's ledger.db (gone after the run if LocalOptions.DataDir was "")
+	ChainID          string
+	EmissionPerRound uint64             // paid at each round's settlement
+	Totals           ledger.Totals      // supply, minted, burned, open round, next round to settle, tip
+	Accounts         []LocalAccount     // the workers', in worker order
+	Rounds           []ledger.RoundInfo // every closed round: result, commits, verdicts
+	// Invariants is ledger.CheckInvariants' verdict on the final state
+	// (nil: the supply adds up); Verified is store.Verify's replay of the
+	// file from its genesis (nil: intact), Report what it replayed.
+	Invariants, Verified error
+	Report               store.Report
 }
 
 // LocalResult summarises a local run.
@@ -45,6 +83,7 @@ type LocalResult struct {
 	Tokens      int64         // trained on, over all workers
 	Contributed int           // contributions accepted
 	PerWorker   []WorkerStats
+	Ledger      LocalLedger
 }
 
 // Utilisation is the share of the workers' wall time spent computing.
@@ -79,24 +118,45 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	}
 	threads := max(1, runtime.GOMAXPROCS(0)/o.Workers)
 	loop := []string{"/ip4/127.0.0.1/tcp/0"}
-	agg, err := StartAggregator(AggregatorOptions{DataDir: filepath.Join(dir, "aggregator"), Listen: loop, Config: o.Config, Init: o.Init,
-		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond})
-	if err != nil {
-		return LocalResult{}, err
+	params := DefaultLedgerParams()
+	if o.Ledger != nil {
+		params = *o.Ledger
 	}
-	defer agg.Close()
-	var workers []*Worker
+	// Identities derived from the run seed give the workers the same data
+	// streams, and the run the same result, every time. They are for this
+	// simulation only: anyone can recompute them.
+	var keys []crypto.PrivKey
+	var accts []ledger.GenesisAccount
 	for i := 0; i < o.Workers; i++ {
-		pool := kernels.NewPool(threads)
-		defer pool.Close()
-		// Identities derived from the run seed give the workers the same
-		// data streams, and the run the same result, every time. They are
-		// for this simulation only: anyone can recompute them.
-		wdir := filepath.Join(dir, fmt.Sprintf("worker%d", i))
 		key, _, err := crypto.GenerateEd25519Key(rand.NewChaCha8(seedBytes(o.Config.Seed, i)))
 		if err != nil {
 			return LocalResult{}, err
 		}
+		lk, err := p2p.LedgerKey(key)
+		if err != nil {
+			return LocalResult{}, err
+		}
+		keys = append(keys, key)
+		accts = append(accts, ledger.GenesisAccount{Key: ledger.KeyOf(lk), Stake: LocalStake(params)})
+	}
+	aggDir := filepath.Join(dir, "aggregator")
+	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
+		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond,
+		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler})
+	if err != nil {
+		return LocalResult{}, err
+	}
+	aggOpen := true
+	defer func() {
+		if aggOpen {
+			agg.Close()
+		}
+	}()
+	var workers []*Worker
+	for i, key := range keys {
+		pool := kernels.NewPool(threads)
+		defer pool.Close()
+		wdir := filepath.Join(dir, fmt.Sprintf("worker%d", i))
 		if err := p2p.SaveIdentity(wdir, key); err != nil {
 			return LocalResult{}, err
 		}
@@ -142,6 +202,69 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		res.Contributed += st.Rounds
 		res.Tokens += st.Tokens
 	}
+	aggOpen = false
+	if err := agg.Close(); err != nil {
+		return res, err
+	}
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.ID())
+	}
+	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), ids)
+	return res, err
+}
 
-	return res, nil
+// readLocalLedger reads a closed chain's file: totals, the workers'
+// accounts and rewards, every closed round, the invariants, and a replay
+// from genesis. It fails only if the file cannot be opened.
+func readLocalLedger(path string, ids []string) (LocalLedger, error) {
+	ll := LocalLedger{Path: path}
+	s, err := store.OpenReadOnly(path)
+	if err != nil {
+		return ll, err
+	}
+	l := s.Ledger()
+	g := l.Genesis()
+	ll.ChainID, ll.EmissionPerRound = g.ChainID, g.EmissionPerRound
+	ll.Invariants = l.CheckInvariants()
+	if ll.Totals, err = l.Totals(); err != nil {
+		s.Close()
+		return ll, err
+	}
+	byKey := map[ledger.PubKey]*LocalAccount{}
+	for _, id := range ids {
+		k, err := p2p.AccountOf(id)
+		if err != nil {
+			s.Close()
+			return ll, err
+		}
+		a, err := l.Account(k)
+		if err != nil {
+			s.Close()
+			return ll, err
+		}
+		ll.Accounts = append(ll.Accounts, LocalAccount{ID: id, Account: a})
+	}
+	for i := range ll.Accounts {
+		byKey[ll.Accounts[i].Account.Key] = &ll.Accounts[i]
+	}
+	for r := uint64(0); r < ll.Totals.OpenRound; r++ {
+		ri, err := l.Round(r)
+		if err != nil {
+			s.Close()
+			return ll, err
+		}
+		for _, v := range ri.Verdicts {
+			if a := byKey[v.Worker]; a != nil && v.Reward > 0 {
+				a.Reward += v.Reward
+				a.Rounds++
+			}
+		}
+		ll.Rounds = append(ll.Rounds, ri)
+	}
+	if err := s.Close(); err != nil {
+		return ll, err
+	}
+	ll.Report, ll.Verified = store.Verify(path)
+	return ll, nil
 }

@@ -30,6 +30,14 @@ func tinyConfig(rounds int) diloco.RunConfig {
 	return c
 }
 
+// openRun is the default ledger rules without a minimum stake: every
+// worker takes part, as in the tests that are not about stakes.
+func openRun() *LedgerParams {
+	p := DefaultLedgerParams()
+	p.MinStake = 0
+	return &p
+}
+
 func testLog(t *testing.T) *slog.Logger {
 	if os.Getenv("CAIRN_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -39,7 +47,7 @@ func testLog(t *testing.T) *slog.Logger {
 
 func startAggregator(t *testing.T, dir string, cfg diloco.RunConfig, onRound func(RoundInfo)) *Aggregator {
 	t.Helper()
-	a, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: loopback, Config: cfg, Text: testText(),
+	a, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: loopback, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), OnRound: onRound})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +72,7 @@ func TestRunOverLoopback(t *testing.T) {
 	var mu sync.Mutex
 	var rounds []RoundInfo
 	reg := metrics.NewRegistry()
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), Metrics: reg,
 		OnRound: func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() }})
 	if err != nil {
@@ -285,7 +293,7 @@ func TestAggregatorRestartResumes(t *testing.T) {
 	mu.Unlock()
 
 	listen := []string{addrWithoutPeer(t, addr)}
-	second, err := StartAggregator(AggregatorOptions{DataDir: dir, Listen: listen, Config: cfg, Text: testText(),
+	second, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: dir, Listen: listen, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), OnRound: record})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +364,7 @@ func TestRunFromInitialWeights(t *testing.T) {
 	for i := range init {
 		init[i] *= 0.5
 	}
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Init: init, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Listen: loopback, Config: cfg, Init: init, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +428,9 @@ func TestPeerServesWeights(t *testing.T) {
 
 // TestRunLocalIsReproducible: a whole network in one process, with
 // identities derived from the run seed, ends with bitwise the same weights
-// every time.
+// every time. Its ledger records every accepted contribution's commit,
+// each round's result and settlement; the rewards of each round add up to
+// exactly its emission and are the workers' balances (they start at 0).
 func TestRunLocalIsReproducible(t *testing.T) {
 	cfg := tinyConfig(2)
 	run := func() []float32 {
@@ -434,6 +444,29 @@ func TestRunLocalIsReproducible(t *testing.T) {
 		}
 		if res.Contributed != 4 {
 			t.Fatalf("%d contributions, want 4", res.Contributed)
+		}
+		l := res.Ledger
+		if l.Invariants != nil || l.Verified != nil || l.Totals.OpenRound != 2 || l.Totals.NextSettle != 2 {
+			t.Fatalf("ledger: invariants %v, replay %v, totals %+v", l.Invariants, l.Verified, l.Totals)
+		}
+		commits, accepted := 0, 0
+		for _, r := range l.Rounds {
+			commits += len(r.Commits)
+			accepted += len(r.Result.Accepted)
+		}
+		if commits != res.Contributed || accepted != res.Contributed {
+			t.Fatalf("%d contributions accepted, %d commits and %d accepted on the ledger", res.Contributed, commits, accepted)
+		}
+		var paid uint64
+		for i, a := range l.Accounts {
+			paid += a.Reward
+			if a.Account.Balance != a.Reward || a.Rounds != 2 || a.Account.Stake != LocalStake(DefaultLedgerParams()) ||
+				res.PerWorker[i].Balance != a.Reward || res.PerWorker[i].Stake != a.Account.Stake {
+				t.Fatalf("worker %d: %+v, its stats %+v", i, a, res.PerWorker[i])
+			}
+		}
+		if want := 2 * DefaultLedgerParams().EmissionPerRound; paid != want || l.Totals.Minted != want || l.Totals.Burned != 0 {
+			t.Fatalf("paid %d, minted %d, want %d", paid, l.Totals.Minted, want)
 		}
 		return res.Weights
 	}

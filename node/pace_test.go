@@ -31,11 +31,14 @@ func TestPace(t *testing.T) {
 	}
 }
 
-// TestSlowWorkerFitsDeadline: a worker at a third of its peers' speed
-// (it cannot train H steps before the deadline) fits its steps to the
-// deadline and contributes in at least 90% of rounds, weighted by the
-// tokens it claims; no round runs past its deadline for it, and the
-// others contribute every round.
+// TestSlowWorkerFitsDeadline: a worker at a sixth of its peers' speed
+// (H steps take it over twice the deadline) fits its steps to the
+// deadline and contributes in most rounds (at least 80%; without fitting
+// it would contribute in none), weighted by the tokens it claims; no
+// round runs much past its deadline for it (the margin, 300 ms, covers a
+// loaded machine's late timers and is still well short of the second a
+// round that waited for its H steps would take), and the others
+// contribute every round.
 func TestSlowWorkerFitsDeadline(t *testing.T) {
 	cfg := tinyConfig(10)
 	cfg.InnerSteps = 16
@@ -53,7 +56,7 @@ func TestSlowWorkerFitsDeadline(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		d := 10 * time.Millisecond // H steps in ~180 ms
 		if i == 3 {
-			d = 30 * time.Millisecond // H steps in ~500 ms: past the deadline
+			d = 60 * time.Millisecond // H steps in ~1 s: far past the deadline
 		}
 		w, err := StartWorker(WorkerOptions{DataDir: t.TempDir(), Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1,
 			OnStep: sleeper(d), Log: testLog(t)})
@@ -90,14 +93,14 @@ func TestSlowWorkerFitsDeadline(t *testing.T) {
 				t.Errorf("round %d: a fast worker did not contribute", r.Round)
 			}
 		}
-		if r.Took > time.Duration(cfg.RoundTimeout)+150*time.Millisecond {
+		if r.Took > time.Duration(cfg.RoundTimeout)+300*time.Millisecond {
 			t.Errorf("round %d took %v, deadline %v", r.Round, r.Took, time.Duration(cfg.RoundTimeout))
 		}
 	}
 	st := slow.Stats()
 	t.Logf("slow worker: %d of %d rounds, %d inner steps (a full round is %d), %d tokens; refused %d", slowRounds, len(rounds), st.Steps, cfg.InnerSteps, st.Tokens, st.Refused)
-	if len(rounds) != cfg.Rounds || slowRounds*10 < 9*len(rounds) {
-		t.Fatalf("the slow worker contributed to %d of %d rounds, want at least 90%%", slowRounds, len(rounds))
+	if len(rounds) != cfg.Rounds || slowRounds*10 < 8*len(rounds) {
+		t.Fatalf("the slow worker contributed to %d of %d rounds, want at least 80%%", slowRounds, len(rounds))
 	}
 	if st.Steps >= st.Rounds*cfg.InnerSteps || st.Tokens != int64(st.Steps*cfg.TokensPerStep()) {
 		t.Fatalf("the slow worker trained %d steps in %d contributions and claimed %d tokens: it did not fit its rounds", st.Steps, st.Rounds, st.Tokens)

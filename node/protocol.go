@@ -1,7 +1,10 @@
 // Package node runs Cairn's DiLoCo nodes over go-libp2p: the aggregator
 // service (the diloco.Aggregator state machine behind a lock, with its
-// clock, durable state, evaluation and metrics) and the worker loop
-// (join, fetch weights, train, submit, follow the rounds, reconnect).
+// clock, durable state, evaluation and metrics, and the run's ledger,
+// which it hosts: admission by stake, a checked commit with every
+// contribution, round results and settlements) and the worker loop (join,
+// bond its stake, fetch weights, train, commit and submit, follow the
+// rounds, reconnect, read its balance back).
 package node
 
 import "github.com/cairnlabs/cairn/diloco"
@@ -33,7 +36,11 @@ const maxControl = 1 << 16
 // ProtocolVersion is checked at join. Version 2: the aggregator says
 // whether it waits for a worker (pollReply.Waited), and refuses
 // contributions from workers that were not participants of the round.
-const ProtocolVersion = 2
+// Version 3: the aggregator hosts the run's ledger; the welcome names its
+// chain and minimum stake, every contribution carries the worker's signed
+// commit to it, and the acknowledgement says whether a contribution whose
+// commit was recorded was refused all the same.
+const ProtocolVersion = 3
 
 type joinRequest struct {
 	Version int `json:"version"`
@@ -47,6 +54,11 @@ type welcome struct {
 	Round   int              `json:"round"`
 	Hash    string           `json:"hash"`
 	Peers   []string         `json:"peers"` // full multiaddrs of a random sample of workers (at most 16, 4 addresses each)
+	// ChainID is the run's ledger, which the aggregator serves over
+	// ProtoLedgerTx and ProtoLedgerQuery; MinStake is the stake an
+	// identity needs to take part (0: an open run).
+	ChainID  string `json:"chain_id"`
+	MinStake uint64 `json:"min_stake"`
 }
 
 type pollRequest struct {
@@ -67,14 +79,24 @@ type pollReply struct {
 }
 
 // submitRequest is followed by a blob with the compressed pseudo-gradient.
+// Commit is the worker's signed ledger.CommitTx for the contribution (at
+// most MaxLedgerTxBytes): the round and tokens of the request, the
+// payload's digest, the worker's local-state hashes before and after the
+// round, signed by the identity the stream comes from.
 type submitRequest struct {
 	Round  int    `json:"round"`
 	Hash   string `json:"hash"`
 	Tokens int    `json:"tokens"`
+	Commit []byte `json:"commit,omitempty"`
 }
 
+// ack answers a contribution whose commit the aggregator recorded (queued
+// on the chain): the contribution was aggregated unless Refused says why
+// not. A contribution refused before its commit was recorded gets a
+// one-line refusal instead.
 type ack struct {
-	Round int `json:"round"`
+	Round   int    `json:"round"`
+	Refused string `json:"refused,omitempty"`
 }
 
 // stateRequest asks for the weights with a hash ("" for the current ones).

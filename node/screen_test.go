@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/safetensors"
 	"github.com/cairnlabs/cairn/verify"
@@ -22,8 +23,9 @@ import (
 // submits poison: zeros in even rounds (excluded as certain: a zero Δ,
 // then a copy of its own earlier payload), noise far larger than an
 // honest Δ (but within the run's bound) in odd ones (flagged and clipped).
-func (x *attacker) poisoner(cfg diloco.RunConfig) error {
+func (x *attacker) poisoner(agg *Aggregator, cfg diloco.RunConfig) error {
 	n := cfg.Model.NumParams()
+	nonce := uint64(0)
 	rng := rand.New(rand.NewPCG(7, 7))
 	round, hash := 0, diloco.HashWeights(0, diloco.InitialWeights(cfg))
 	for x.ctx.Err() == nil {
@@ -53,7 +55,9 @@ func (x *attacker) poisoner(cfg diloco.RunConfig) error {
 			if err != nil {
 				return err
 			}
-			s := x.open(ProtoSubmit, kindSubmit, submitRequest{Round: round, Hash: hash.String(), Tokens: cfg.TokensPerRound()})
+			nonce++ // a fresh start every round: it keeps no state to continue
+			commit := x.commit(agg, nonce, ledger.CommitTx{Round: uint64(round), DeltaHash: digest(p), Tokens: uint64(cfg.TokensPerRound()), Fresh: true})
+			s := x.open(ProtoSubmit, kindSubmit, submitRequest{Round: round, Hash: hash.String(), Tokens: cfg.TokensPerRound(), Commit: commit})
 			wire.WriteBlob(s, p)
 			s.CloseWrite()
 			var a ack
@@ -77,7 +81,7 @@ func TestScreeningOverLoopback(t *testing.T) {
 	var mu sync.Mutex
 	var rounds []RoundInfo
 	reg := metrics.NewRegistry()
-	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
+	agg, err := StartAggregator(AggregatorOptions{Ledger: openRun(), DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(),
 		EvalBatches: 2, Threads: 1, Grace: 200 * time.Millisecond, Log: testLog(t), Metrics: reg,
 		HeldOut: HeldOutOptions{Evaluators: 2, Wait: 10 * time.Second},
 		OnRound: func(r RoundInfo) { mu.Lock(); rounds = append(rounds, r); mu.Unlock() }})
@@ -89,7 +93,7 @@ func TestScreeningOverLoopback(t *testing.T) {
 	defer cancel()
 	x := newAttacker(t, agg.Addrs()[0])
 	poison := make(chan error, 1)
-	go func() { poison <- x.poisoner(cfg) }()
+	go func() { poison <- x.poisoner(agg, cfg) }()
 	var workers []*Worker
 	for i := 0; i < 3; i++ {
 		workers = append(workers, startWorker(t, agg.Addrs()[0]))
@@ -173,7 +177,10 @@ func TestStateKeepsPayloadHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), StateFile)
-	st := (&Aggregator{agg: d}).stateLocked()
+	st, err := (&Aggregator{agg: d}).stateLocked(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, withSeen := range []bool{true, false} {
 		if !withSeen {
 			delete(st.meta, "seen_payloads")
@@ -181,7 +188,7 @@ func TestStateKeepsPayloadHistory(t *testing.T) {
 		if err := safetensors.WriteFile(path, st.tensors, st.meta); err != nil {
 			t.Fatal(err)
 		}
-		back, _, err := loadOrCreate(path, cfg, nil)
+		back, _, _, err := loadOrCreate(path, cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +198,7 @@ func TestStateKeepsPayloadHistory(t *testing.T) {
 	}
 	st.meta["seen_payloads"] = `[{"payload":"xyz","worker":"w","round":1}]`
 	safetensors.WriteFile(path, st.tensors, st.meta)
-	if _, _, err := loadOrCreate(path, cfg, nil); err == nil || !strings.Contains(err.Error(), "seen payload") {
+	if _, _, _, err := loadOrCreate(path, cfg, nil); err == nil || !strings.Contains(err.Error(), "seen payload") {
 		t.Fatalf("a corrupt history: %v", err)
 	}
 }

@@ -13,56 +13,72 @@ import (
 	"github.com/cairnlabs/cairn/safetensors"
 )
 
-func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, error) {
+// loadOrCreate resumes the run saved at path, with the ledger result of
+// its last closed round if the state holds one, or starts a new run.
+func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Aggregator, bool, *savedResult, error) {
 	f, err := safetensors.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		a, err := diloco.NewAggregatorFrom(cfg, init)
-		return a, false, err
+		return a, false, nil, err
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	s, err := decodeSnapshot(f)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
+		return nil, false, nil, fmt.Errorf("%s: %v", path, err)
 	}
 	a, err := diloco.Restore(s)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %v", path, err)
+		return nil, false, nil, fmt.Errorf("%s: %v", path, err)
 	}
-	return a, true, nil
+	var saved *savedResult
+	if m, ok := f.Metadata[ledgerResultKey]; ok {
+		if saved, err = decodeSavedResult([]byte(m)); err != nil {
+			return nil, false, nil, fmt.Errorf("%s: %v", path, err)
+		}
+	}
+	return a, true, saved, nil
 }
 
-// persist saves a closed round's state, retrying with backoff, and then
-// publishes the round: no worker hears of a round before it is durable.
-// If the disk keeps failing, the round is never published and the node
-// stops with the error.
-func (a *Aggregator) persist(st *savedState, info RoundInfo) {
+// ledgerResultKey is the state's metadata entry with the ledger result of
+// the round that made it (savedResult's JSON).
+const ledgerResultKey = "ledger_result"
+
+// persist saves a closed round's state, retrying with backoff, records
+// the round's result on the ledger in a block of its own (retrying too),
+// settles what the Settler is ready to settle, and then publishes the
+// round: no worker hears of a round before it is durable, and the
+// ledger's open round is the run's whenever a round is open. The saved
+// state holds the round's result, so an aggregator that stops between
+// the save and the result's block records it when it restarts. If the
+// disk or the ledger keeps failing, the round is never published and the
+// node stops with the error.
+func (a *Aggregator) persist(st *savedState, info RoundInfo, result *savedResult) {
 	defer a.saving.Done()
-	backoff := a.saveBackoff
-	for attempt := 1; ; attempt++ {
+	ok := a.retry(fmt.Sprintf("saving the state of round %d to %s", info.Round+1, a.statePath), func() error {
 		start := time.Now()
 		err := a.saveState(st)
 		if err == nil {
 			a.log.Debug("state saved", "round", info.Round+1, "took", time.Since(start))
-			break
 		}
-		if attempt >= a.saveAttempts {
-			a.mu.Lock()
-			a.fatal = fmt.Errorf("saving the state of round %d to %s failed %d times, the last: %v; the round was not published",
-				info.Round+1, a.statePath, attempt, err)
-			close(a.failed)
-			a.mu.Unlock()
-			a.log.Error("cannot save the run's state; stopping", "err", a.fatal)
-			return
-		}
-		a.log.Error("saving state failed; retrying", "round", info.Round+1, "attempt", attempt, "in", backoff, "err", err)
-		select {
-		case <-a.closing:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		return err
+	})
+	if !ok {
+		return
+	}
+	if a.crashAfterSave != nil && a.crashAfterSave(info.Round) {
+		a.crashed.Store(true)
+		return
+	}
+	ok = a.retry(fmt.Sprintf("recording the result of round %d in the ledger %s", info.Round, a.led.path), func() error {
+		return a.led.record(result, time.Now)
+	})
+	if !ok {
+		return
+	}
+	if err := a.led.settle(time.Now); err != nil {
+		a.log.Warn("settlement deferred", "err", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -75,6 +91,35 @@ func (a *Aggregator) persist(st *savedState, info RoundInfo) {
 	}
 	close(a.changed)
 	a.changed = make(chan struct{})
+}
+
+// retry runs attempt until it succeeds (true), saveAttempts times
+// saveBackoff apart (doubling, at most 5 s), or until the node closes
+// (false). When every attempt failed it stops the node with an error
+// naming what and the last failure (false).
+func (a *Aggregator) retry(what string, attempt func() error) bool {
+	backoff := a.saveBackoff
+	for n := 1; ; n++ {
+		err := attempt()
+		if err == nil {
+			return true
+		}
+		if n >= a.saveAttempts {
+			a.mu.Lock()
+			a.fatal = fmt.Errorf("%s failed %d times, the last: %v; the round was not published", what, n, err)
+			close(a.failed)
+			a.mu.Unlock()
+			a.log.Error("cannot make the round durable; stopping", "err", a.fatal)
+			return false
+		}
+		a.log.Error(what+" failed; retrying", "attempt", n, "in", backoff, "err", err)
+		select {
+		case <-a.closing:
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // awaitPublished holds a request while a closed round is being saved;
@@ -107,8 +152,9 @@ type savedState struct {
 	meta    map[string]string
 }
 
-// stateLocked copies the durable state (the tensors copy their data).
-func (a *Aggregator) stateLocked() *savedState {
+// stateLocked copies the durable state (the tensors copy their data),
+// with the ledger result of the round that made it, if any.
+func (a *Aggregator) stateLocked(result *savedResult) (*savedState, error) {
 	s := a.agg.Snapshot()
 	tensors := map[string]safetensors.Tensor{
 		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
@@ -126,7 +172,14 @@ func (a *Aggregator) stateLocked() *savedState {
 		seen, _ := json.Marshal(s.Seen) // digests, ids and rounds always encode
 		md["seen_payloads"] = string(seen)
 	}
-	return &savedState{tensors: tensors, meta: md}
+	if result != nil {
+		b, err := json.Marshal(result)
+		if err != nil {
+			return &savedState{tensors: tensors, meta: md}, err
+		}
+		md[ledgerResultKey] = string(b)
+	}
+	return &savedState{tensors: tensors, meta: md}, nil
 }
 
 // save writes a state atomically (temp file, fsync, rename).

@@ -12,9 +12,11 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/wire"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // WorkerOptions configure a worker node.
@@ -24,10 +26,14 @@ type WorkerOptions struct {
 	// Transport, when set, is used instead of a libp2p host made from the
 	// identity in DataDir and Listen.
 	Transport Transport
-	Join      string // the aggregator's full multiaddr
-	Text      []byte // the run's text; its first 90% trains
-	Threads   int
-	Pool      *kernels.Pool // optional; else one of Threads threads
+	// Key is the node's identity when Transport is set (nil: the key in
+	// DataDir); it signs the worker's ledger transactions, so it must be
+	// the identity the transport runs under.
+	Key     crypto.PrivKey
+	Join    string // the aggregator's full multiaddr
+	Text    []byte // the run's text; its first 90% trains
+	Threads int
+	Pool    *kernels.Pool // optional; else one of Threads threads
 	// LinkBytesPerSec emulates the worker's link: every stream it uses is
 	// throttled to this rate each way (0: unlimited).
 	LinkBytesPerSec float64
@@ -66,7 +72,8 @@ type Worker struct {
 
 	pending *contribution
 	stats   WorkerStats
-	pace    pace // the run loop's
+	pace    pace       // the run loop's
+	led     workLedger // the run's chain, as this worker sees it
 }
 
 // WorkerStats is where a worker's time and bytes went.
@@ -81,6 +88,9 @@ type WorkerStats struct {
 	Reconnects   int
 	StateFetches int
 	JoinRound    int // the round the aggregator was at when the worker first joined
+	// Balance and Stake are the worker's account on the run's ledger as
+	// last read (after each accepted contribution, and at the end).
+	Balance, Stake uint64
 }
 
 // servedWeights are weights ready to hand to peers.
@@ -91,10 +101,13 @@ type servedWeights struct {
 }
 
 type contribution struct {
-	round   int
-	hash    diloco.Hash
-	tokens  int
-	payload []byte
+	round    int
+	hash     diloco.Hash
+	tokens   int
+	payload  []byte
+	commit   ledger.CommitTx // the worker's commit to it
+	raw      []byte          // signed
+	attempts int             // submissions so far
 }
 
 // StartWorker locks the data directory, if any (failing at once if another
@@ -123,18 +136,34 @@ func StartWorker(o WorkerOptions) (_ *Worker, err error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.NewRegistry()
 	}
-	h := o.Transport
-	if h == nil {
-		key, err := p2p.LoadIdentity(o.DataDir)
-		if err != nil {
+	key := o.Key
+	if key == nil {
+		if o.Transport != nil && o.DataDir == "" {
+			return nil, errors.New("a worker needs its identity key (Key or DataDir) to sign its ledger transactions")
+		}
+		if key, err = p2p.LoadIdentity(o.DataDir); err != nil {
 			return nil, err
 		}
+	}
+	lkey, err := p2p.LedgerKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("this identity cannot sign ledger transactions: %v", err)
+	}
+	h := o.Transport
+	if h == nil {
 		if h, err = p2p.NewTransport(key, o.Listen); err != nil {
 			return nil, err
 		}
 	}
+	if acct, aerr := p2p.AccountOf(h.ID()); aerr != nil || acct != ledger.KeyOf(lkey) {
+		if o.Transport == nil {
+			h.Close()
+		}
+		return nil, fmt.Errorf("the transport runs as %s, not as the identity key's %s", h.ID(), p2p.PeerIDOf(ledger.KeyOf(lkey)))
+	}
 	w := &Worker{opts: o, tr: h, lock: lock, log: o.Log.With("worker", shortID(h.ID())), pool: o.Pool, met: o.Metrics,
-		serves: newServeLimit(2, 2), peerStall: peerFetchStall, peerBase: peerFetchBase, peerMinRate: peerFetchMinRate}
+		serves: newServeLimit(2, 2), peerStall: peerFetchStall, peerBase: peerFetchBase, peerMinRate: peerFetchMinRate,
+		led: workLedger{key: lkey, self: ledger.KeyOf(lkey), kernel: kernelName()}}
 	if o.LinkBytesPerSec > 0 {
 		w.peerMinRate = min(w.peerMinRate, o.LinkBytesPerSec/2)
 	}
@@ -252,7 +281,10 @@ func (w *Worker) session(ctx context.Context) error {
 		w.stats.JoinRound = wel.Round
 		w.mu.Unlock()
 	}
-	w.log.Info("joined", "round", wel.Round, "peers", len(wel.Peers))
+	w.log.Info("joined", "round", wel.Round, "peers", len(wel.Peers), "chain", wel.ChainID, "min_stake", wel.MinStake)
+	if err := w.connectLedger(ctx, &wel); err != nil {
+		return err
+	}
 	if p := w.pending; p != nil && p.round == wel.Round && p.hash == hash {
 		if err := w.submit(ctx, p); err != nil {
 			return err
@@ -295,6 +327,7 @@ func (w *Worker) session(ctx context.Context) error {
 		case diloco.Finished:
 			s.Close()
 			w.log.Info("run finished", "round", reply.Round)
+			w.finalBalance(ctx)
 			return nil
 		case diloco.Update:
 			limit := maxPayload(w.w.Cfg)
@@ -348,6 +381,7 @@ func (w *Worker) setup(cfg diloco.RunConfig) error {
 	if err != nil {
 		return err
 	}
+	w.led.zero = diloco.ZeroState(cfg).Hash()
 	w.mu.Lock()
 	w.w = dw
 	w.mu.Unlock()
@@ -477,6 +511,14 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
+	if err := w.reconcile(ctx); err != nil {
+		return err
+	}
+	// The state the round trains from: committed to, kept for a reveal,
+	// and put back if the commit is not recorded.
+	startHash := w.stateHash()
+	w.w.StateTo(&w.led.start)
+	w.led.startHash, w.led.startValid = startHash, true
 	start := time.Now()
 	deadline := start.Add(left)
 	budget := w.pace.budget(left, maxPayload(w.w.Cfg), w.opts.LinkBytesPerSec)
@@ -495,6 +537,9 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.mu.Lock()
 	w.stats.Compute += time.Since(start)
 	w.mu.Unlock()
+	if err == nil {
+		w.led.curValid = false // trained: the local state moved on
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -520,7 +565,11 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	if steps < w.w.Cfg.InnerSteps && waited {
 		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", w.w.Cfg.InnerSteps, "left", left, "step", w.pace.step)
 	}
-	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload}
+	commit, raw, err := w.commitTo(round, payload, tokens, startHash)
+	if err != nil {
+		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", round, err)}
+	}
+	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {
 		return err
@@ -529,10 +578,14 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	return nil
 }
 
-// submit sends a contribution. A refusal is logged and dropped; a network
-// error is returned so that the session reconnects and tries again.
+// submit sends a contribution with its commit. A refusal is logged and
+// dropped (and the worker's ledger side told whether the commit was
+// recorded); a network error is returned so that the session reconnects
+// and tries again.
 func (w *Worker) submit(ctx context.Context, c *contribution) error {
-	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens}, controlTimeout)
+	c.attempts++
+	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw}
+	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, req, controlTimeout)
 	if err != nil {
 		return err
 	}
@@ -548,7 +601,7 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	s.allow(0, controlTimeout, serveMinRate)
 	var a ack
 	err = wire.ReadJSON(s, kindAck, maxControl, &a)
-	if werr != nil && err == nil {
+	if werr != nil && err == nil && a.Round != c.round {
 		err = werr
 	}
 	var re *wire.RemoteError
@@ -557,17 +610,33 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 		w.mu.Lock()
 		w.stats.Refused++
 		w.mu.Unlock()
+		w.submitted(c, false, false)
 		return nil
 	}
 	if err != nil {
+		w.led.known = false
 		return err
 	}
+	if a.Round != c.round {
+		w.led.known = false
+		return fmt.Errorf("the aggregator acknowledged round %d for a contribution to round %d", a.Round, c.round)
+	}
+	if a.Refused != "" {
+		w.log.Warn("contribution refused after its commit was recorded", "round", c.round, "reason", a.Refused)
+		w.mu.Lock()
+		w.stats.Refused++
+		w.mu.Unlock()
+		w.submitted(c, true, false)
+		return nil
+	}
+	w.submitted(c, true, true)
 	w.pace.observeUpload(len(c.payload), time.Since(sent))
 	w.mu.Lock()
 	w.stats.Rounds++
 	w.stats.Tokens += int64(c.tokens)
 	w.mu.Unlock()
 	w.updateMetrics(c.round)
+	w.readBalance(ctx)
 	w.log.Debug("contribution accepted", "round", c.round, "bytes", len(c.payload))
 	return nil
 }

@@ -29,6 +29,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", filepath.Join("out", "demo"), "where the final model is saved")
 	linkMbps := fs.Float64("link-mbps", 0, "throttle each worker's link to this many Mbit/s each way (0: unlimited)")
 	metricsAddr := fs.String("metrics", "", "serve the aggregator's Prometheus metrics on this host:port")
+	dataDir := fs.String("data-dir", "", "keep the nodes' keys, the run's state and its ledger here (default: a temporary directory, removed at the end); a directory that holds a demo resumes it, given the same flags")
 	verbose := fs.Bool("v", false, "log every node's events")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -60,7 +61,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	ctx, cancel := signalContext()
 	defer cancel()
-	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg,
+	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir,
 		LinkBytesPerSec: *linkMbps * 1e6 / 8,
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
@@ -95,7 +96,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wall time %s; workers computed %.1f%% of their time\n", res.Wall.Round(time.Millisecond), 100*res.Utilisation())
 	if *verbose {
 		for i, st := range res.PerWorker {
-			fmt.Fprintf(stdout, "  worker %d: computed %s, %d contributions, %d refused, %d reconnects\n", i, st.Compute.Round(time.Millisecond), st.Rounds, st.Refused, st.Reconnects)
+			fmt.Fprintf(stdout, "  worker %d: computed %s, %d contributions, %d refused, %d reconnects; read its balance as %d\n", i, st.Compute.Round(time.Millisecond), st.Rounds, st.Refused, st.Reconnects, st.Balance)
 		}
 	}
 	fmt.Fprintf(stdout, "bytes communicated %s (all nodes, both ways); per-step data-parallel training would have sent %s for the same tokens (%.0fx more)\n",
@@ -121,7 +122,30 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		g.Append(tok)
 	}
 	fmt.Fprintf(stdout, "%s\n", buf)
+	if !printLedger(stdout, res.Ledger, *dataDir) {
+		return failedCheck{"the run's ledger does not check out (see above)"}
+	}
 	return nil
+}
+
+// printLedger reports the run's chain: each worker's reward, the totals,
+// and the verdict of `cairn ledger verify` on the file. It reports
+// whether the ledger is intact and its supply adds up.
+func printLedger(w io.Writer, l node.LocalLedger, dataDir string) bool {
+	fmt.Fprintf(w, "\nledger %s: %d rounds settled; each worker started with its stake bonded and a balance of 0\n", l.ChainID, l.Totals.NextSettle)
+	for i, a := range l.Accounts {
+		fmt.Fprintf(w, "  worker %d (%s): reward %d units over %d rounds; balance %d, stake %d\n", i, a.ID, a.Reward, a.Rounds, a.Account.Balance, a.Account.Stake)
+	}
+	fmt.Fprintf(w, "minted %d, burned %d, supply %d\n", l.Totals.Minted, l.Totals.Burned, l.Totals.Supply)
+	if l.Invariants != nil {
+		fmt.Fprintf(w, "ledger invariants violated: %v\n", l.Invariants)
+	}
+	line, ok := verifyLine(l.Report, l.Verified)
+	fmt.Fprintln(w, line)
+	if dataDir != "" {
+		fmt.Fprintf(w, "inspect it with: cairn ledger balances --data-dir %s\n", dataDir)
+	}
+	return ok && l.Invariants == nil
 }
 
 // human formats a byte count.

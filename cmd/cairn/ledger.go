@@ -56,7 +56,9 @@ func runLedger(args []string, stdout, stderr io.Writer) error {
 	return ledgerHistory(path, who, stdout)
 }
 
-// ledgerPath checks --data-dir and returns its ledger file.
+// ledgerPath checks --data-dir and returns its ledger file: DIR/ledger.db
+// (an aggregator's data directory), or DIR/aggregator/ledger.db (the
+// data directory of a demo or any local run).
 func ledgerPath(dir string) (string, error) {
 	if dir == "" {
 		return "", badInput("--data-dir is required (%s)", ledgerUsage)
@@ -65,11 +67,12 @@ func ledgerPath(dir string) (string, error) {
 	if err != nil || !st.IsDir() {
 		return "", badInput("--data-dir %s: no such directory", dir)
 	}
-	path := filepath.Join(dir, store.FileName)
-	if _, err := os.Stat(path); err != nil {
-		return "", badInput("no ledger in %s (%s missing)", dir, store.FileName)
+	for _, path := range []string{filepath.Join(dir, store.FileName), filepath.Join(dir, "aggregator", store.FileName)} {
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
 	}
-	return path, nil
+	return "", badInput("no ledger in %s (%s missing, and no aggregator/%s of a local run)", dir, store.FileName, store.FileName)
 }
 
 // openLedger opens the file read-only: a node holding it is bad input
@@ -87,18 +90,29 @@ func openLedger(path string) (*store.Store, error) {
 
 func ledgerVerify(path string, stdout io.Writer) error {
 	r, err := store.Verify(path)
+	if errors.Is(err, store.ErrInUse) {
+		return badInput("%s is in use by a running node", path)
+	}
+	line, ok := verifyLine(r, err)
+	if !ok {
+		return failedCheck{line}
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
+// verifyLine is what `cairn ledger verify` says of store.Verify's result,
+// and whether the ledger is intact.
+func verifyLine(r store.Report, err error) (string, bool) {
 	var ve *store.VerifyError
 	switch {
 	case errors.As(err, &ve):
-		return failedCheck{"tampered or damaged: " + ve.Error()}
-	case errors.Is(err, store.ErrInUse):
-		return badInput("%s is in use by a running node", path)
+		return "tampered or damaged: " + ve.Error(), false
 	case err != nil:
-		return failedCheck{fmt.Sprintf("not a readable ledger: %v", err)}
+		return fmt.Sprintf("not a readable ledger: %v", err), false
 	}
-	fmt.Fprintf(stdout, "ledger intact: chain %s, %d blocks, %d transactions replayed from genesis; state root %s (%d state pairs)\n",
-		r.ChainID, r.Tip.Height, r.Txs, r.Tip.AppHash, r.Pairs)
-	return nil
+	return fmt.Sprintf("ledger intact: chain %s, %d blocks, %d transactions replayed from genesis; state root %s (%d state pairs)",
+		r.ChainID, r.Tip.Height, r.Txs, r.Tip.AppHash, r.Pairs), true
 }
 
 func ledgerBalances(path string, stdout io.Writer) error {

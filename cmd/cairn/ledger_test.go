@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/store"
 	bolt "go.etcd.io/bbolt"
 )
@@ -240,5 +243,59 @@ func TestLedgerCLI(t *testing.T) {
 	held.Close()
 	if code, _, _ := cairn("ledger", "verify", "--data-dir", data); code != 0 {
 		t.Error("the intact ledger no longer verifies")
+	}
+}
+
+// TestDemoLedger: a small demo keeps its ledger under --data-dir and ends
+// by printing each worker's reward and the verdict of `cairn ledger
+// verify`; the ledger commands take the demo's --data-dir as it is. Each
+// round pays exactly the emission: the rewards add up to what was
+// minted, and the balances say the same.
+func TestDemoLedger(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "text.txt")
+	if err := os.WriteFile(data, corpus.TinyShakespeare()[:40000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dd := filepath.Join(dir, "demo")
+	var out, errs strings.Builder
+	code := run([]string{"demo", "--data", data, "--data-dir", dd, "--out", filepath.Join(dir, "model"), "--workers", "2",
+		"--d", "16", "--layers", "1", "--heads", "2", "--ctx", "16", "--batch", "2", "--inner-steps", "4", "--rounds", "3", "--warmup", "2"}, &out, &errs)
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	rewards := regexp.MustCompile(`worker \d \((\w+)\): reward (\d+) units over (\d) rounds; balance (\d+), stake (\d+)`).FindAllStringSubmatch(out.String(), -1)
+	minted := regexp.MustCompile(`minted (\d+), burned 0`).FindStringSubmatch(out.String())
+	if len(rewards) != 2 || minted == nil || !strings.Contains(out.String(), "ledger intact: chain cairn-") {
+		t.Fatalf("demo output lacks the rewards or the ledger's verdict:\n%s", out.String())
+	}
+	sum := 0
+	for _, r := range rewards {
+		n, _ := strconv.Atoi(r[2])
+		if r[2] != r[4] || r[3] != "3" || n == 0 {
+			t.Fatalf("reward line %q: want a reward over 3 rounds equal to the balance", r[0])
+		}
+		sum += n
+	}
+	if want := 3 * int(node.DefaultLedgerParams().EmissionPerRound); strconv.Itoa(sum) != minted[1] || sum != want {
+		t.Fatalf("rewards add up to %d, minted %s, want %d", sum, minted[1], want)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"ledger", "verify", "--data-dir", dd}, []string{"ledger intact"}},
+		{[]string{"ledger", "balances", "--data-dir", dd}, []string{rewards[0][1], rewards[1][1], "(authority)", "minted " + minted[1]}},
+		{[]string{"ledger", "history", "--data-dir", dd, "--account", rewards[0][1]}, []string{"commit", "round 2 settled"}},
+	} {
+		var o, e strings.Builder
+		if code := run(tc.args, &o, &e); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, e.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(o.String(), w) {
+				t.Fatalf("%v lacks %q:\n%s", tc.args, w, o.String())
+			}
+		}
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -26,6 +29,7 @@ func TestBadInput(t *testing.T) {
 	if code, _, e := runCLI("train", "--steps", "1", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "8", "--batch", "2", "--eval-batches", "1", "--out", ckptDir); code != 0 {
 		t.Fatalf("tiny training run failed (%d): %s", code, e)
 	}
+	peer := p2p.PeerIDOf(ledger.PubKey{1})
 	cases := []struct {
 		args []string
 		want string
@@ -57,6 +61,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"node", "aggregate", "--init", filepath.Join(dir, "missing.safetensors"), "--data-dir", filepath.Join(dir, "agg")}, "missing.safetensors"},
 		{[]string{"node", "aggregate", "--trim", "0.6"}, "trim fraction"},
 		{[]string{"demo", "--clip", "-1"}, "clip multiple"},
+		{[]string{"node", "aggregate", "--stake", "nope"}, "PEERID=AMOUNT"},
+		{[]string{"node", "aggregate", "--stake", "nope=5"}, "nope"},
+		{[]string{"node", "aggregate", "--fund", peer + "=lots"}, "not a whole number"},
+		{[]string{"node", "aggregate", "--stake", peer + "=1", "--stake", peer + "=18446744073709551615"}, "more than 2^64-1"},
+		{[]string{"node", "aggregate", "--min-stake", "-1"}, "min-stake"},
 		{[]string{"demo", "--workers", "0"}, "--workers"},
 		{[]string{"demo", "--data", short}, "too short"},
 		{[]string{"experiment"}, "usage"},

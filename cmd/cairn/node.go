@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,8 +21,10 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/verify"
 )
 
@@ -186,6 +190,12 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
 	initPath := fs.String("init", "", "start a new run from this model file (default: the seed's initialisation)")
 	verbose := fs.Bool("v", false, "debug logging")
+	params := node.DefaultLedgerParams()
+	accts := &genesisAccounts{byKey: map[ledger.PubKey]*ledger.GenesisAccount{}}
+	fs.Var(accountFlag{accts, true}, "stake", "bond AMOUNT units as PEERID's stake at the ledger's creation: `PEERID=AMOUNT` (repeatable)")
+	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units at the ledger's creation (it bonds the minimum stake by itself when it joins): `PEERID=AMOUNT` (repeatable)")
+	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
+	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -206,11 +216,14 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer stop()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
-		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log})
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: &params, Accounts: accts.list()})
 	if err != nil {
 		return badInput("%v", err)
 	}
 	defer a.Close()
+	if info := a.Ledger(); info.MinStake > 0 && len(accts.byKey) == 0 {
+		fmt.Fprintf(stdout, "only identities with a stake of %d take part: fund them with --stake PEERID=AMOUNT when the ledger is created, or run with --min-stake 0 for an open run\n", info.MinStake)
+	}
 	fmt.Fprintln(stdout, "workers join with one of:")
 	for _, addr := range a.Addrs() {
 		fmt.Fprintf(stdout, "  cairn node work --join %s\n", addr)
@@ -274,7 +287,59 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		how = "stopped"
 	}
 	st := w.Stats()
-	fmt.Fprintf(stdout, "%s: %d contributions accepted, %d refused, compute %.1f%% of %s\n",
-		how, st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second))
+	fmt.Fprintf(stdout, "%s: %d contributions accepted, %d refused, compute %.1f%% of %s; balance %d units, stake %d\n",
+		how, st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second), st.Balance, st.Stake)
+	return nil
+}
+
+// genesisAccounts are the accounts --stake and --fund give the ledger at
+// its creation.
+type genesisAccounts struct {
+	byKey map[ledger.PubKey]*ledger.GenesisAccount
+}
+
+func (g *genesisAccounts) list() []ledger.GenesisAccount {
+	var out []ledger.GenesisAccount
+	for _, a := range g.byKey {
+		out = append(out, *a)
+	}
+	return out
+}
+
+// accountFlag reads PEERID=AMOUNT into a stake or a balance.
+type accountFlag struct {
+	accts *genesisAccounts
+	stake bool
+}
+
+func (f accountFlag) String() string { return "" }
+
+func (f accountFlag) Set(s string) error {
+	id, amount, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("want PEERID=AMOUNT, got %q", s)
+	}
+	k, err := p2p.ParseAccount(id)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.ParseUint(amount, 10, 64)
+	if err != nil {
+		return fmt.Errorf("amount %q is not a whole number of units", amount)
+	}
+	a := f.accts.byKey[k]
+	if a == nil {
+		a = &ledger.GenesisAccount{Key: k}
+		f.accts.byKey[k] = a
+	}
+	to := &a.Balance
+	if f.stake {
+		to = &a.Stake
+	}
+	sum, carry := bits.Add64(*to, n, 0)
+	if carry != 0 {
+		return fmt.Errorf("%s: amounts add up to more than 2^64-1", id)
+	}
+	*to = sum
 	return nil
 }

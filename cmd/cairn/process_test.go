@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
 )
 
 // proc is a cairn process whose stderr (the log) is collected.
@@ -91,16 +93,32 @@ func freePort(t *testing.T) int {
 // it, then kills a worker with SIGKILL in the middle of a round. The run
 // resumes from the last completed round without a jump in validation
 // loss, the round the worker died in closes long before its deadline, and
-// the run finishes.
+// the run finishes. The first worker is staked at the ledger's creation
+// (--stake), the second only funded (--fund) and bonds its stake by
+// itself; afterwards the ledger verifies and the surviving worker reports
+// its earnings.
 func TestKillNineRealProcesses(t *testing.T) {
 	dir := t.TempDir()
 	bin := cairnBinary(t)
 	data := filepath.Join(dir, "text.txt")
 	os.WriteFile(data, corpus.TinyShakespeare()[:60000], 0o644)
 	port := freePort(t)
+	var ids []string
+	for i := 0; i < 2; i++ {
+		key, err := p2p.LoadIdentity(filepath.Join(dir, fmt.Sprint("w", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk, err := p2p.LedgerKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, p2p.PeerIDOf(ledger.KeyOf(lk)))
+	}
 	aggArgs := []string{"node", "aggregate", "--data-dir", filepath.Join(dir, "agg"), "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port),
 		"--data", data, "--d", "64", "--layers", "2", "--heads", "2", "--ctx", "32", "--batch", "8", "--inner-steps", "50",
-		"--rounds", "10", "--warmup", "2", "--round-timeout", "60s", "--eval-batches", "2", "--threads", "1"}
+		"--rounds", "10", "--warmup", "2", "--round-timeout", "60s", "--eval-batches", "2", "--threads", "1",
+		"--min-stake", "1000", "--emission", "500", "--stake", ids[0] + "=1000", "--fund", ids[1] + "=1500"}
 	agg := start(t, bin, aggArgs...)
 	line := agg.waitFor(t, "aggregator listening", 20*time.Second)
 	addr := regexp.MustCompile(`/ip4/127\.0\.0\.1/tcp/\d+/p2p/\w+`).FindString(line)
@@ -155,8 +173,25 @@ func TestKillNineRealProcesses(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("surviving worker did not exit")
 	}
-	if !strings.Contains(workers[0].out.String(), "run finished") {
-		t.Fatalf("worker output: %q", workers[0].out.String())
+	out := workers[0].out.String()
+	if !strings.Contains(out, "run finished") {
+		t.Fatalf("worker output: %q", out)
+	}
+	// The surviving worker earned at least its share of the rounds it
+	// contributed to alone (500 each, after the other's death).
+	m := regexp.MustCompile(`balance (\d+) units, stake 1000`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("worker output: %q, want its balance and stake", out)
+	}
+	if bal, _ := strconv.Atoi(m[1]); bal < 500 {
+		t.Fatalf("worker output: %q, want a balance of at least 500 and its stake", out)
+	}
+	if !strings.Contains(strings.Join(workers[1].lines, "\n"), "stake bonded") {
+		t.Fatalf("the funded worker did not bond its stake:\n%s", strings.Join(workers[1].lines, "\n"))
+	}
+	var vout, verr strings.Builder
+	if code := run([]string{"ledger", "verify", "--data-dir", filepath.Join(dir, "agg")}, &vout, &verr); code != 0 || !strings.Contains(vout.String(), "ledger intact") {
+		t.Fatalf("ledger verify after the kills: exit %d, %s%s", code, vout.String(), verr.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "agg", "model.safetensors")); err != nil {
 		t.Fatal("no final model:", err)
