@@ -82,6 +82,13 @@ type AggregatorOptions struct {
 	// Key is the node's identity when Transport is set (nil: the key in
 	// DataDir); it signs the chain's blocks, results and settlements.
 	Key crypto.PrivKey
+	// Validation, when set, makes the aggregator the run's validator: it
+	// recomputes a sample of every round's contributions (and every
+	// contribution screening excluded, and every one from a worker caught
+	// before) from the start states their workers reveal, and settles the
+	// round with the verdicts: failed contributions are not paid and
+	// their workers are slashed. It replaces Settler.
+	Validation *ValidationOptions
 
 	Metrics *metrics.Registry // nil: a private registry
 	Log     *slog.Logger      // nil: discard

@@ -41,6 +41,9 @@ type LocalOptions struct {
 	Ledger *LedgerParams
 	// Settler judges the rounds (nil: SettleUnchecked).
 	Settler Settler
+	// Validation makes the aggregator recompute contributions and settle
+	// rounds by the verdicts (see AggregatorOptions.Validation).
+	Validation *ValidationOptions
 }
 
 // LocalStake is the stake each worker of a local run has bonded at
@@ -142,7 +145,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	aggDir := filepath.Join(dir, "aggregator")
 	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
 		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond,
-		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler})
+		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler, Validation: o.Validation})
 	if err != nil {
 		return LocalResult{}, err
 	}
