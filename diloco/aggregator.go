@@ -314,6 +314,7 @@ type Reply struct {
 // (Limits.MaxPeers), is answered Refused with the reason.
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
 	if err := a.admit(id); err != nil {
+		a.expel(id)
 		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 	}
 	switch {

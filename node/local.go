@@ -87,6 +87,7 @@ type LocalResult struct {
 	Contributed int           // contributions accepted
 	PerWorker   []WorkerStats
 	Ledger      LocalLedger
+	Validator   ValidatorStats // the aggregator's, with LocalOptions.Validation
 }
 
 // Utilisation is the share of the workers' wall time spent computing.
@@ -205,6 +206,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		res.Contributed += st.Rounds
 		res.Tokens += st.Tokens
 	}
+	res.Validator = agg.ValidatorStats()
 	aggOpen = false
 	if err := agg.Close(); err != nil {
 		return res, err
