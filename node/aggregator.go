@@ -466,13 +466,15 @@ func (a *Aggregator) Close() error {
 	return err
 }
 
-// ValidatorStats reports what the aggregator's validator did (zero when
-// it runs none).
+// ValidatorStats reports what the aggregator's validator did (only the
+// screening time when it runs none).
 func (a *Aggregator) ValidatorStats() ValidatorStats {
-	if a.valid == nil {
-		return ValidatorStats{}
+	var st ValidatorStats
+	if a.valid != nil {
+		st = a.valid.Stats()
 	}
-	return a.valid.Stats()
+	st.Screening = time.Duration(a.screen.busy.Load())
+	return st
 }
 
 func (a *Aggregator) stopEvalsLocked() {

@@ -38,6 +38,9 @@ type ValidatorStats struct {
 	Checked int           // contributions recomputed (or found unrevealed)
 	Failed  int           // of those, the ones that failed
 	Busy    time.Duration // time spent recomputing and judging
+	// Screening is the time spent measuring every contribution's
+	// held-out loss (the screening every run does, validated or not).
+	Screening time.Duration
 }
 
 // validation is the Settler of an aggregator that validates its rounds.

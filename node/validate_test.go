@@ -96,7 +96,7 @@ func TestValidationSlashesPoisoner(t *testing.T) {
 			t.Errorf("the poisoner was paid %d and keeps a stake of %d", a.Reward, a.Account.Stake)
 		}
 	}
-	if st.Checked < 12 || st.Failed < 1 || st.Busy <= 0 {
+	if st.Checked < 12 || st.Failed < 1 || st.Busy <= 0 || st.Screening <= 0 {
 		t.Fatalf("validator stats %+v: want the 12 honest contributions and the poisoner's checked", st)
 	}
 }
