@@ -44,6 +44,19 @@ type LocalOptions struct {
 	// Validation makes the aggregator recompute contributions and settle
 	// rounds by the verdicts (see AggregatorOptions.Validation).
 	Validation *ValidationOptions
+	// Behaviours make workers misbehave, by worker index (see
+	// WorkerOptions.Behaviour): worker i is honest when i is beyond the
+	// slice or Behaviours[i] is nil.
+	Behaviours []Behaviour
+	// OnStep, when set, is called after every inner step of every worker,
+	// with the worker's index, from that worker's run loop (its training
+	// waits for it).
+	OnStep func(worker, round, step int, loss float32)
+	// OnSettle, when set, is told about every round the run's chain
+	// settles (its result, commits and verdicts), in order, from one
+	// goroutine, within a fraction of a second of its block; the last
+	// ones before RunLocal returns.
+	OnSettle func(ledger.RoundInfo)
 }
 
 // LocalStake is the stake each worker of a local run has bonded at
@@ -87,7 +100,9 @@ type LocalResult struct {
 	Contributed int           // contributions accepted
 	PerWorker   []WorkerStats
 	Ledger      LocalLedger
-	Validator   ValidatorStats // the aggregator's, with LocalOptions.Validation
+	// Validator is what the aggregator's validator did (only the
+	// screening time without LocalOptions.Validation).
+	Validator ValidatorStats
 }
 
 // Utilisation is the share of the workers' wall time spent computing.
@@ -164,8 +179,15 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		if err := p2p.SaveIdentity(wdir, key); err != nil {
 			return LocalResult{}, err
 		}
-		w, err := StartWorker(WorkerOptions{DataDir: wdir, Listen: loop,
-			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, Log: o.Log})
+		wo := WorkerOptions{DataDir: wdir, Listen: loop,
+			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, Log: o.Log}
+		if i < len(o.Behaviours) {
+			wo.Behaviour = o.Behaviours[i]
+		}
+		if o.OnStep != nil {
+			wo.OnStep = func(round, step int, loss float32) { o.OnStep(i, round, step, loss) }
+		}
+		w, err := StartWorker(wo)
 		if err != nil {
 			return LocalResult{}, err
 		}
@@ -185,6 +207,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		}()
 	}
 	go func() { errs <- agg.Run(ctx) }()
+	settled := newSettleWatch(agg.led.host, o.OnSettle)
 	var first error
 	for range len(workers) + 1 {
 		if err := <-errs; err != nil && first == nil {
@@ -192,6 +215,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			cancel()
 		}
 	}
+	settled.stop()
 	if first != nil {
 		return LocalResult{}, first
 	}
@@ -272,4 +296,65 @@ func readLocalLedger(path string, ids []string) (LocalLedger, error) {
 	}
 	ll.Report, ll.Verified = store.Verify(path)
 	return ll, nil
+}
+
+// settleWatch tells a LocalOptions.OnSettle about the rounds the chain
+// settles, polling the host's committed state.
+type settleWatch struct {
+	host *LedgerHost
+	f    func(ledger.RoundInfo)
+	next uint64 // the next round to tell about
+	quit chan struct{}
+	done chan struct{}
+}
+
+// settlePoll is how often a settleWatch looks at the chain.
+const settlePoll = 100 * time.Millisecond
+
+// newSettleWatch starts watching host for f; nil f watches nothing.
+func newSettleWatch(host *LedgerHost, f func(ledger.RoundInfo)) *settleWatch {
+	s := &settleWatch{host: host, f: f, quit: make(chan struct{}), done: make(chan struct{})}
+	if f == nil {
+		close(s.done)
+		return s
+	}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(settlePoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+				s.tell()
+			}
+		}
+	}()
+	return s
+}
+
+// tell reports the rounds settled since the last call.
+func (s *settleWatch) tell() {
+	tot, err := s.host.Totals()
+	if err != nil {
+		return
+	}
+	for ; s.next < tot.NextSettle; s.next++ {
+		ri, err := s.host.Round(s.next)
+		if err != nil {
+			return
+		}
+		s.f(ri)
+	}
+}
+
+// stop ends the watch after telling about every round settled so far.
+func (s *settleWatch) stop() {
+	if s.f == nil {
+		return
+	}
+	close(s.quit)
+	<-s.done
+	s.tell()
 }

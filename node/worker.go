@@ -39,8 +39,12 @@ type WorkerOptions struct {
 	LinkBytesPerSec float64
 	Metrics         *metrics.Registry
 	Log             *slog.Logger
-	// OnStep is called after every inner step.
+	// OnStep is called after every inner step, from the run loop (the
+	// round's training waits for it).
 	OnStep func(round, step int, loss float32)
+	// Behaviour, when set, makes the worker misbehave (see Behaviour):
+	// for the experiments and the demo's adversaries. Nil is honest.
+	Behaviour Behaviour
 }
 
 // Worker is a running worker node.
@@ -509,7 +513,10 @@ func (w *Worker) publishWeights() {
 // step, which it can send before the round closes, to prove itself. A
 // round that cannot be trained from the global weights (a non-finite loss:
 // the weights are poisoned) is skipped, not fatal: the worker logs it,
-// waits out the round and keeps following the run.
+// waits out the round and keeps following the run. A worker with a
+// Behaviour trains the steps it says and commits to and sends the
+// contribution its Forge makes of the honest one; its local state, and so
+// its commit's start and end, is what it really trained.
 func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited bool) error {
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
@@ -527,7 +534,11 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	budget := w.pace.budget(left, maxPayload(w.w.Cfg), w.opts.LinkBytesPerSec)
 	w.w.KeepTraining = func(done int) bool { return waited && w.pace.more(time.Since(start), budget) }
 	last := start
-	payload, tokens, err := w.w.Train(ctx, w.w.Cfg.InnerSteps, func(i int, loss float32) {
+	want := w.w.Cfg.InnerSteps
+	if b := w.opts.Behaviour; b != nil {
+		want = min(max(b.Steps(round, want), 1), want)
+	}
+	payload, tokens, err := w.w.Train(ctx, want, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
@@ -565,8 +576,15 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.stats.Steps += steps
 	w.mu.Unlock()
 	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
-	if steps < w.w.Cfg.InnerSteps && waited {
-		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", w.w.Cfg.InnerSteps, "left", left, "step", w.pace.step)
+	if steps < want && waited {
+		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", want, "left", left, "step", w.pace.step)
+	}
+	if b := w.opts.Behaviour; b != nil {
+		// What is committed to and sent is the behaviour's; the local
+		// state (the commit's start and end) is what was really trained.
+		payload, tokens = b.Forge(round, payload, tokens)
+		tokens = max(tokens, 0)
+		w.log.Debug("the behaviour forged the contribution", "round", round, "steps", steps, "claimed_tokens", tokens)
 	}
 	commit, raw, err := w.commitTo(round, payload, tokens, startHash)
 	if err != nil {
