@@ -1,6 +1,7 @@
 package diloco
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -265,6 +266,12 @@ func (a *Aggregator) Leave(id string) {
 	delete(a.waiting, id)
 }
 
+// ErrPayload marks a contribution Submit refused for its payload (it does
+// not decode, does not fit the model, or moves weights further than the
+// run allows) after everything else about it passed. The round no longer
+// waits for its worker.
+var ErrPayload = errors.New("contribution refused for its payload")
+
 // Action tells a polling worker what to do.
 type Action int
 
@@ -354,12 +361,18 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	if err := a.CanSubmit(id, round, hash, tokens, now); err != nil {
 		return err
 	}
+	// From here on a refusal is for the payload: the worker had its turn,
+	// so the round stops waiting for it.
+	bad := func(err error) error {
+		delete(a.waiting, id)
+		return fmt.Errorf("%w: %v", ErrPayload, err)
+	}
 	codec, n, err := compress.DecodedSize(payload)
 	if err != nil {
-		return err
+		return bad(err)
 	}
 	if codec != a.Cfg.Codec || n != len(a.theta) {
-		return fmt.Errorf("contribution is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta))
+		return bad(fmt.Errorf("it is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta)))
 	}
 	var delta []float32
 	if k := len(a.free); k > 0 {
@@ -369,12 +382,12 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	}
 	if err := compress.Decode(payload, delta); err != nil {
 		a.free = append(a.free, delta)
-		return err
+		return bad(err)
 	}
 	if i, ok := within(delta, a.maxDelta); !ok {
 		a.free = append(a.free, delta)
-		return fmt.Errorf("contribution moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
-			i, delta[i], a.Cfg.InnerSteps, a.maxDelta)
+		return bad(fmt.Errorf("it moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
+			i, delta[i], a.Cfg.InnerSteps, a.maxDelta))
 	}
 	a.subs[id] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload)}
 	p := a.peers[id]

@@ -196,7 +196,7 @@ func TestCommitChecksWithContribution(t *testing.T) {
 	}
 	xa, ya := ledger.KeyOf(xKey), ledger.KeyOf(yKey)
 	if r0.Result == nil || len(r0.Result.Accepted) != 1 || r0.Result.Accepted[0].Worker != xa || r0.Result.Accepted[0].DeltaHash != digest(good) ||
-		len(r0.Result.Rejected) != 1 || r0.Result.Rejected[0].Worker != ya || !strings.Contains(r0.Result.Rejected[0].Reason, "contribution is") {
+		len(r0.Result.Rejected) != 1 || r0.Result.Rejected[0].Worker != ya || !strings.Contains(r0.Result.Rejected[0].Reason, "refused for its payload") {
 		t.Fatalf("round 0's result: %+v", r0.Result)
 	}
 	if len(r0.Commits) != 2 || r0.Status != "settled" {

@@ -109,6 +109,10 @@ func (a *Aggregator) acceptLocked(from string, req *submitRequest, hash diloco.H
 	a.commits[from] = c
 	if err := a.agg.Submit(from, req.Round, hash, req.Tokens, payload, now); err != nil {
 		c.refused = ledgerReason(err.Error())
+		if a.valid != nil && errors.Is(err, diloco.ErrPayload) {
+			c.payload = payload // committed and absurd: the validator judges it
+		}
+		a.tickLocked(now) // the round may have been waiting only for it
 		return err.Error(), nil
 	}
 	c.accepted = true

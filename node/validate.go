@@ -52,8 +52,9 @@ type ValidatorStats struct {
 // round after another, answering with the verdicts once all are in.
 //
 // What is recomputed: the beacon's draw with probability Sample.P, the
-// most suspicious by screening, every contribution screening excluded
-// (to slash it: an exclusion alone is not evidence), and every
+// most suspicious by screening, every contribution screening excluded or
+// the state machine refused for its payload after its commit was
+// recorded (to slash it: an exclusion alone is not evidence), and every
 // contribution of a worker that failed before (so a caught worker is paid
 // nothing after it is caught). A contribution nobody recomputed is
 // Unchecked: paid when it was aggregated.
@@ -82,10 +83,10 @@ type validation struct {
 type roundCase struct {
 	round     uint64
 	theta     []float32
-	payloads  map[string][]byte // by worker peer ID
-	tokens    map[string]int
+	payloads  map[string][]byte // by worker peer ID: every contribution the round took or refused for its payload
 	screening []verify.Screening
-	excluded  map[string]bool
+	judged    map[string]bool   // taken by the round: accepted or excluded
+	excluded  map[string]string // not aggregated, and why: always recomputed
 
 	started  bool
 	rec      ledger.RoundRecord
@@ -168,14 +169,19 @@ func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byt
 	if theta == nil {
 		return // the round began before a restart: it is settled unchecked
 	}
-	c := &roundCase{round: uint64(res.Round), theta: theta, payloads: payloads, tokens: map[string]int{},
-		screening: res.Screening, excluded: map[string]bool{}}
+	c := &roundCase{round: uint64(res.Round), theta: theta, payloads: payloads,
+		screening: res.Screening, judged: map[string]bool{}, excluded: map[string]string{}}
 	for _, a := range res.Accepted {
-		c.tokens[a.Worker] = a.Tokens
+		c.judged[a.Worker] = true
 	}
 	for _, e := range res.Excluded {
-		c.tokens[e.Worker] = e.Tokens
-		c.excluded[e.Worker] = true
+		c.judged[e.Worker] = true
+		c.excluded[e.Worker] = "excluded by screening"
+	}
+	for id := range payloads {
+		if !c.judged[id] {
+			c.excluded[id] = "refused for its payload"
+		}
 	}
 	val.cases[c.round] = c
 }
@@ -251,10 +257,9 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 	}
 	val.mu.Lock()
 	for w := range c.payloads {
-		switch {
-		case c.excluded[w]:
-			check[w] = "excluded by screening"
-		case val.caught[w]:
+		if why, ok := c.excluded[w]; ok {
+			check[w] = why
+		} else if val.caught[w] {
 			check[w] = "caught before"
 		}
 	}
@@ -289,7 +294,7 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 		if cr.Fresh {
 			want = zero
 		}
-		chk := Check{Round: int(c.round), Theta: c.theta, Worker: id, Payload: payload, Tokens: c.tokens[id], Path: cr.Kernel,
+		chk := Check{Round: int(c.round), Theta: c.theta, Worker: id, Payload: payload, Tokens: int(cr.Tokens), Path: cr.Kernel,
 			Start: diloco.Hash(cr.StartState), End: diloco.Hash(cr.EndState), WantStart: want}
 		before := val.v.Busy
 		v, err := val.v.Verify(val.ctx, chk)
