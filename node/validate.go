@@ -201,9 +201,10 @@ func (val *validation) Settle(rec ledger.RoundRecord, b *ledger.Block) ([]ledger
 		if val.stopped {
 			return nil, false, fmt.Errorf("the validator is stopped")
 		}
+		c.rec, c.beacon = rec, b.Hash() // before the hand-over: the worker goroutine reads them
 		select {
 		case val.jobs <- c:
-			c.started, c.rec, c.beacon = true, rec, b.Hash()
+			c.started = true
 		default: // queue full: handed over when asked again
 		}
 		return nil, false, nil
