@@ -57,6 +57,18 @@ type LocalOptions struct {
 	// goroutine, within a fraction of a second of its block; the last
 	// ones before RunLocal returns.
 	OnSettle func(ledger.RoundInfo)
+	// Remote are workers of the run that RunLocal does not start (worker
+	// processes, say), by peer ID: staked at genesis as the local ones
+	// are, and reported after them in LocalResult.Ledger.Accounts. Their
+	// keys must be ed25519 (an ID that is not is an error). Starting and
+	// stopping them is the caller's (OnStart); the run waits for them as
+	// for any participant.
+	Remote []string
+	// OnStart, when set, is called once the aggregator listens and the
+	// local workers are started, before the run: with the address workers
+	// join at and the local workers' peer IDs, in worker order. An error
+	// stops the run and is returned.
+	OnStart func(join string, workers []string) error
 }
 
 // LocalStake is the stake each worker of a local run has bonded at
@@ -158,6 +170,13 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		keys = append(keys, key)
 		accts = append(accts, ledger.GenesisAccount{Key: ledger.KeyOf(lk), Stake: LocalStake(params)})
 	}
+	for _, id := range o.Remote {
+		k, err := p2p.AccountOf(id)
+		if err != nil {
+			return LocalResult{}, fmt.Errorf("remote worker %s: %v", id, err)
+		}
+		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: LocalStake(params)})
+	}
 	aggDir := filepath.Join(dir, "aggregator")
 	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
 		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond,
@@ -193,6 +212,15 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		}
 		defer w.Close()
 		workers = append(workers, w)
+	}
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.ID())
+	}
+	if o.OnStart != nil {
+		if err := o.OnStart(agg.Addrs()[0], append([]string(nil), ids...)); err != nil {
+			return LocalResult{}, err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -234,11 +262,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if err := agg.Close(); err != nil {
 		return res, err
 	}
-	var ids []string
-	for _, w := range workers {
-		ids = append(ids, w.ID())
-	}
-	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), ids)
+	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), append(ids, o.Remote...))
 	return res, err
 }
 

@@ -1,0 +1,355 @@
+package experiment
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/verify"
+)
+
+// AdversaryOptions configure the trust experiment (Adversaries).
+type AdversaryOptions struct {
+	// Config is the run of both arms (the demo's, 100 rounds, in `cairn
+	// experiment adversaries`); its DataHash is set from Text.
+	Config diloco.RunConfig
+	Text   []byte
+	// Honest is the number of honest workers (default 4). They have the
+	// same identities, and so the same data streams, in both arms.
+	Honest int
+	// Kinds are the adversaries of the adversarial arm, one worker each
+	// (nil: AdversaryKinds()). A copier copies honest worker 0.
+	Kinds []string
+	// P is the probability with which the validator recomputes each
+	// contribution (default 0.1); it adds verify's default suspects.
+	P float64
+	// NoValidation runs both arms without a validator: the aggregator
+	// settles every round unchecked (a baseline: nothing is caught).
+	NoValidation bool
+	// Slow slows one honest worker of the adversarial arm (the last one
+	// run in this process) to a third of its speed: after every inner
+	// step it sleeps twice the step's time. The report says in how many
+	// rounds it still contributed.
+	Slow bool
+	// Ledger are the chain's rules (nil: node.DefaultLedgerParams); every
+	// worker starts with node.LocalStake bonded.
+	Ledger *node.LedgerParams
+	// Processes, when set, runs honest workers 1..Honest-1 as worker
+	// processes on mixed kernel paths (see Processes).
+	Processes *Processes
+	// Threads evaluate the final weights (0: all cores).
+	Threads int
+	// EvalBatches bounds the aggregator's validation after every round
+	// (default 20; the final losses use the whole validation split).
+	EvalBatches int
+	Log         *slog.Logger
+	// Progress, when set, is told which arm runs and how far it got.
+	Progress func(arm string, done, total int)
+	// OnCaught, when set, is told (from one goroutine, as rounds are
+	// settled) when an adversary of the adversarial arm gets its first
+	// failed verdict.
+	OnCaught func(AdversaryReport)
+}
+
+// The arms of the experiment, as Progress names them.
+const (
+	ArmHonest      = "honest"
+	ArmAdversarial = "adversarial"
+)
+
+// Adversaries runs the trust experiment: (a) the honest workers alone and
+// (b) the same honest workers with one adversary of each kind, both with
+// the ledger staked and (unless NoValidation) the aggregator validating at
+// probability P, on the same configuration and seed; and reports what
+// became of each adversary (first cheat, first failed verdict, slashed,
+// paid after detection), the honest workers slashed, whether every round's
+// rewards add up to the emission, the final validation loss of both arms
+// and the verification overhead (the validator's compute over the
+// workers'). It fails on bad options (an unknown kind, no honest worker,
+// P outside (0, 1], processes without a binary), when a run fails, and
+// when ctx ends.
+func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, error) {
+	if o.Honest == 0 {
+		o.Honest = 4
+	}
+	if o.Honest < 1 {
+		return nil, fmt.Errorf("need at least one honest worker, got %d", o.Honest)
+	}
+	if o.Kinds == nil {
+		o.Kinds = AdversaryKinds()
+	}
+	if o.P == 0 {
+		o.P = verify.DefaultSampleOptions().P
+	}
+	if !(o.P > 0 && o.P <= 1) {
+		return nil, fmt.Errorf("the verification probability must be in (0, 1], got %g", o.P)
+	}
+	if o.EvalBatches == 0 {
+		o.EvalBatches = 20
+	}
+	cfg := o.Config
+	cfg.DataHash = node.DataHash(o.Text)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	board := NewBoard()
+	advs := make([]*watched, len(o.Kinds))
+	for i, kind := range o.Kinds {
+		b, err := NewAdversary(kind, cfg, cfg.Seed+uint64(o.Honest+i), board)
+		if err != nil {
+			return nil, err
+		}
+		advs[i] = &watched{Behaviour: b, cheats: map[int]bool{}}
+	}
+	var procs *processSet
+	if o.Processes != nil {
+		var err error
+		if procs, err = o.Processes.open(cfg.Seed, o.Honest); err != nil {
+			return nil, err
+		}
+		defer procs.close()
+	}
+
+	// (a) The honest workers alone.
+	hon, err := o.runArm(ctx, ArmHonest, cfg, procs, nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	// (b) The same with the adversaries, worker 0 posting its
+	// contributions for the copier.
+	var slow *slowdown
+	if o.Slow {
+		slow = &slowdown{ctx: ctx, factor: 3}
+	}
+	watch := &catchWatch{kinds: o.Kinds, advs: advs, f: o.OnCaught}
+	adv, err := o.runArm(ctx, ArmAdversarial, cfg, procs, Recorder{Board: board}, advs, slow, watch)
+	if err != nil {
+		return nil, err
+	}
+	pool := kernels.NewPool(o.Threads)
+	defer pool.Close()
+	_, val := corpus.Split(o.Text, 0.9)
+	for _, a := range []*armRun{hon, adv} {
+		if a.valLoss, err = evaluate(cfg.Model, a.res.Weights, val, cfg.Batch, pool); err != nil {
+			return nil, err
+		}
+	}
+	res := &AdversaryResult{P: o.P, Validated: !o.NoValidation, Honest: o.Honest, Rounds: cfg.Rounds,
+		HonestArm: hon.report(ArmHonest), AdversarialArm: adv.report(ArmAdversarial)}
+	for i, a := range advs {
+		res.Adversaries = append(res.Adversaries, adversaryReport(o.Kinds[i], adv.adversaries[i], adv.res.Ledger, a.rounds()))
+	}
+	if slow != nil {
+		sr := adv.slowReport()
+		res.Slow = &sr
+	}
+	return res, nil
+}
+
+// armRun is one arm's run and what was measured around it.
+type armRun struct {
+	res     node.LocalResult
+	valLoss float64
+	// The peer IDs of the honest workers (worker 0 first) and of the
+	// adversaries, in the order of the options.
+	honest, adversaries []string
+	remote              []node.WorkerStats // the worker processes', in honest order after worker 0
+	slow                int                // the slowed worker's index in res.PerWorker, or -1
+	slept               time.Duration
+}
+
+// runArm runs one arm: the honest workers (1..Honest-1 as processes with
+// procs), worker 0 with behaviour rec (nil: honest), the adversaries
+// after the honest workers run here, and the slowdown (nil: none) on the
+// last honest worker run here.
+func (o AdversaryOptions) runArm(ctx context.Context, arm string, cfg diloco.RunConfig, procs *processSet, rec node.Behaviour,
+	advs []*watched, slow *slowdown, watch ...*catchWatch) (*armRun, error) {
+	local := o.Honest // honest workers run here
+	if procs != nil {
+		local = 1
+	}
+	behaviours := make([]node.Behaviour, local, local+len(advs))
+	behaviours[0] = rec
+	for _, a := range advs {
+		behaviours = append(behaviours, a)
+	}
+	run := &armRun{slow: -1}
+	lo := node.LocalOptions{Config: cfg, Text: o.Text, Workers: len(behaviours), EvalBatches: o.EvalBatches, Log: o.Log,
+		Ledger: o.Ledger, Behaviours: behaviours,
+		OnRound: func(r node.RoundInfo) {
+			if o.Progress != nil {
+				o.Progress(arm, r.Round+1, cfg.Rounds)
+			}
+		}}
+	if !o.NoValidation {
+		s := verify.DefaultSampleOptions()
+		s.P = o.P
+		lo.Validation = &node.ValidationOptions{Sample: s}
+	}
+	if slow != nil {
+		run.slow = local - 1
+		slow.worker = local - 1
+		lo.OnStep = slow.onStep
+	}
+	var w *catchWatch
+	if len(watch) > 0 && watch[0].f != nil {
+		w = watch[0]
+		lo.OnSettle = w.settled
+	}
+	var started *processRun
+	if procs != nil {
+		lo.Remote = procs.ids
+	}
+	lo.OnStart = func(join string, ids []string) error {
+		if w != nil {
+			w.know(ids[local : local+len(advs)])
+		}
+		if procs != nil {
+			var err error
+			started, err = procs.start(ctx, arm, join)
+			return err
+		}
+		return nil
+	}
+	res, err := node.RunLocal(ctx, lo)
+	if started != nil {
+		stats, perr := started.wait(err == nil)
+		if err == nil && perr != nil {
+			err = perr
+		}
+		run.remote = stats
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s run: %v", arm, err)
+	}
+	run.res = res
+	accts := res.Ledger.Accounts
+	if len(accts) != len(behaviours)+len(lo.Remote) {
+		return nil, fmt.Errorf("%s run: the ledger reports %d workers, want %d", arm, len(accts), len(behaviours)+len(lo.Remote))
+	}
+	for i := range local {
+		run.honest = append(run.honest, accts[i].ID)
+	}
+	for _, a := range accts[len(behaviours):] {
+		run.honest = append(run.honest, a.ID)
+	}
+	for _, a := range accts[local:len(behaviours)] {
+		run.adversaries = append(run.adversaries, a.ID)
+	}
+	if slow != nil {
+		run.slept = slow.slept
+	}
+	return run, nil
+}
+
+// watched records the rounds in which an adversary's behaviour sent
+// anything but the honest contribution it was given.
+type watched struct {
+	node.Behaviour
+	mu     sync.Mutex
+	cheats map[int]bool
+}
+
+// Forge forges as the adversary does, noting the rounds it cheated in.
+func (w *watched) Forge(round int, honest []byte, tokens int) ([]byte, int) {
+	p, claimed := w.Behaviour.Forge(round, honest, tokens)
+	if claimed != tokens || !bytes.Equal(p, honest) {
+		w.mu.Lock()
+		w.cheats[round] = true
+		w.mu.Unlock()
+	}
+	return p, claimed
+}
+
+func (w *watched) rounds() map[int]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := make(map[int]bool, len(w.cheats))
+	for r := range w.cheats {
+		m[r] = true
+	}
+	return m
+}
+
+// slowdown makes one worker compute at 1/factor of its speed: after each
+// inner step it sleeps factor-1 times the step's duration (after the
+// first step of a round, which has no step before it to time, the last
+// duration measured).
+type slowdown struct {
+	ctx    context.Context
+	worker int
+	factor float64
+
+	// The worker's run loop's: the end of the last step (after its
+	// sleep), its round and step, the last step's duration, and the
+	// time slept so far (read after the run).
+	last             time.Time
+	lastRound, lastI int
+	step             time.Duration
+	slept            time.Duration
+}
+
+func (s *slowdown) onStep(worker, round, i int, _ float32) {
+	if worker != s.worker {
+		return
+	}
+	now := time.Now()
+	if !s.last.IsZero() && round == s.lastRound && i == s.lastI+1 {
+		s.step = now.Sub(s.last)
+	}
+	if d := time.Duration(float64(s.step) * (s.factor - 1)); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+		}
+		s.slept += time.Since(now)
+	}
+	s.last, s.lastRound, s.lastI = time.Now(), round, i
+}
+
+// catchWatch tells OnCaught about adversaries as their first failed
+// verdicts are settled. Its methods are called from one goroutine at a
+// time (OnStart before the run, OnSettle's during it).
+type catchWatch struct {
+	kinds []string
+	advs  []*watched
+	f     func(AdversaryReport)
+
+	ids  []string              // the adversaries' peer IDs
+	keys map[ledger.PubKey]int // adversary index by account
+	seen map[int]bool
+	ll   node.LocalLedger // the rounds settled so far
+}
+
+// know learns the adversaries' identities.
+func (c *catchWatch) know(ids []string) {
+	c.ids, c.keys, c.seen = ids, map[ledger.PubKey]int{}, map[int]bool{}
+	for i, id := range ids {
+		if k, err := p2p.AccountOf(id); err == nil {
+			c.keys[k] = i
+		}
+	}
+}
+
+func (c *catchWatch) settled(ri ledger.RoundInfo) {
+	c.ll.Rounds = append(c.ll.Rounds, ri)
+	for _, v := range ri.Verdicts {
+		i, ok := c.keys[v.Worker]
+		if v.Outcome != ledger.Failed || !ok || c.seen[i] {
+			continue
+		}
+		c.seen[i] = true
+		c.f(adversaryReport(c.kinds[i], c.ids[i], c.ll, c.advs[i].rounds()))
+	}
+}

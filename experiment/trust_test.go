@@ -1,0 +1,256 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+// summaryForm is the experiment's last line, as issue 7 writes it.
+var summaryForm = regexp.MustCompile(`^caught \d+/\d+ within \d+ rounds; honest slashed \d+; loss gap [+-]\d+\.\d+ nats; emission conserved: (yes|no); verification overhead \d+\.\d+%$`)
+
+// testID makes a peer ID and its ledger account.
+func testID(t *testing.T) (string, ledger.PubKey) {
+	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, err := p2p.LedgerKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ledger.KeyOf(lk)
+	return p2p.PeerIDOf(k), k
+}
+
+// TestTrustReportArithmetic: the report reads the chain's rounds right:
+// an adversary's first cheat is the first round it committed a forged
+// contribution in, it is caught at its first failed verdict, its slashes
+// and rewards add up, and what it was paid for later rounds is counted; a
+// round whose rewards do not add up to the emission (or pay anything when
+// every accepted contribution failed) is not conserved; an honest worker
+// with a failed verdict counts as slashed, in both arms once; and the
+// summary line has the issue's form and figures.
+func TestTrustReportArithmetic(t *testing.T) {
+	hid, hk := testID(t)
+	aid, ak := testID(t)
+	const E = 1000
+	commit := func(r uint64, k ledger.PubKey) ledger.CommitRecord { return ledger.CommitRecord{Round: r, Worker: k} }
+	accepted := func(r uint64, ks ...ledger.PubKey) *ledger.RoundRecord {
+		rec := &ledger.RoundRecord{Round: r}
+		for _, k := range ks {
+			rec.Accepted = append(rec.Accepted, ledger.Contribution{Worker: k})
+		}
+		return rec
+	}
+	v := func(r uint64, k ledger.PubKey, o ledger.Outcome, reward, slashed uint64) ledger.VerdictRecord {
+		return ledger.VerdictRecord{Round: r, Worker: k, Outcome: o, Reward: reward, Slashed: slashed, Reason: map[bool]string{true: "payload"}[o == ledger.Failed]}
+	}
+	rounds := []ledger.RoundInfo{
+		// Round 0: the adversary sends its honest contribution; both paid.
+		{Round: 0, Status: "settled", Result: accepted(0, hk, ak), Commits: []ledger.CommitRecord{commit(0, hk), commit(0, ak)},
+			Verdicts: []ledger.VerdictRecord{v(0, hk, ledger.Unchecked, 500, 0), v(0, ak, ledger.Unchecked, 500, 0)}},
+		// Round 1: its first cheat, unchecked and paid.
+		{Round: 1, Status: "settled", Result: accepted(1, hk, ak), Commits: []ledger.CommitRecord{commit(1, hk), commit(1, ak)},
+			Verdicts: []ledger.VerdictRecord{v(1, hk, ledger.Unchecked, 400, 0), v(1, ak, ledger.Unchecked, 600, 0)}},
+		// Round 2: caught; the honest worker gets it all.
+		{Round: 2, Status: "settled", Result: accepted(2, hk, ak), Commits: []ledger.CommitRecord{commit(2, hk), commit(2, ak)},
+			Verdicts: []ledger.VerdictRecord{v(2, hk, ledger.Passed, 1000, 0), v(2, ak, ledger.Failed, 0, 50)}},
+		// Round 3: failed again, but paid 7 (what the report must show)
+		// and the round pays 1007 in all: not conserved.
+		{Round: 3, Status: "settled", Result: accepted(3, hk, ak), Commits: []ledger.CommitRecord{commit(3, hk), commit(3, ak)},
+			Verdicts: []ledger.VerdictRecord{v(3, hk, ledger.Unchecked, 1000, 0), v(3, ak, ledger.Failed, 7, 25)}},
+		// Round 4: only the adversary's contribution, failed: nothing
+		// may be paid, and nothing is (conserved).
+		{Round: 4, Status: "settled", Result: accepted(4, ak), Commits: []ledger.CommitRecord{commit(4, ak)},
+			Verdicts: []ledger.VerdictRecord{v(4, ak, ledger.Failed, 0, 10)}},
+	}
+	ll := node.LocalLedger{EmissionPerRound: E, Rounds: rounds}
+	ll.Totals.Minted = 500 + 500 + 400 + 600 + 1000 + 1007
+	a := adversaryReport(Noise, aid, ll, map[int]bool{1: true, 2: true, 3: true, 4: true, 9: true})
+	want := AdversaryReport{Kind: Noise, Worker: aid, Committed: 5, FirstCheat: 1, Caught: 2, Reason: "payload", Slashed: 85, Reward: 1107, PaidAfter: 7}
+	if a != want {
+		t.Fatalf("adversary report\n got %+v\nwant %+v", a, want)
+	}
+	if a.Delay() != 1 {
+		t.Errorf("delay %d, want 1", a.Delay())
+	}
+	if b := adversaryReport(Zeros, hid, node.LocalLedger{Rounds: rounds[:2]}, nil); b.Caught != -1 || b.FirstCheat != -1 || b.Delay() != -1 || b.Reward != 900 {
+		t.Errorf("a worker never caught and never cheating: %+v", b)
+	}
+	for i, want := range []bool{true, true, true, false, true} {
+		if got := conserved(rounds[i], E); got != want {
+			t.Errorf("round %d conserved %v, want %v", i, got, want)
+		}
+	}
+
+	arm := &armRun{res: node.LocalResult{Rounds: 5, Compute: 10 * time.Second, Ledger: ll,
+		Validator: node.ValidatorStats{Checked: 4, Failed: 3, Busy: 2 * time.Second}}, valLoss: 2.5, honest: []string{hid}, slept: 2 * time.Second,
+		remote: []node.WorkerStats{{Compute: 2 * time.Second, Rounds: 3}}}
+	r := arm.report(ArmAdversarial)
+	if r.Settled != 5 || r.Conserved != 4 || r.EmissionConserved() || r.Paid != ll.Totals.Minted || len(r.HonestSlashed) != 0 {
+		t.Errorf("arm report: %+v", r)
+	}
+	if r.Compute != 10*time.Second || math.Abs(r.Overhead()-20) > 1e-9 {
+		t.Errorf("compute %v (want the workers' 10 s less 2 s slept plus the processes' 2 s), overhead %.3f%% (want 20%%)", r.Compute, r.Overhead())
+	}
+	// Without round 3 every round adds up; an honest worker failing in
+	// round 2 is slashed.
+	good := append(append([]ledger.RoundInfo(nil), rounds[:3]...), rounds[4])
+	good[2].Verdicts = []ledger.VerdictRecord{v(2, hk, ledger.Failed, 0, 50), v(2, ak, ledger.Passed, 1000, 0)}
+	okLedger := node.LocalLedger{EmissionPerRound: E, Rounds: good}
+	okLedger.Totals.Minted = 3000
+	hon := (&armRun{res: node.LocalResult{Rounds: 4, Compute: time.Second, Ledger: okLedger}, valLoss: 2.4, honest: []string{hid}}).report(ArmHonest)
+	if !hon.EmissionConserved() || len(hon.HonestSlashed) != 1 || hon.HonestSlashed[0] != hid {
+		t.Errorf("honest arm report: %+v", hon)
+	}
+	hon.Rounds = 5
+	if hon.EmissionConserved() {
+		t.Error("an arm with a round never settled conserves the emission")
+	}
+	hon.Rounds = 4
+	hon.LedgerErr = errors.New("supply does not add up")
+	if hon.EmissionConserved() {
+		t.Error("an arm whose chain does not check out conserves the emission")
+	}
+	hon.LedgerErr = nil
+
+	res := &AdversaryResult{Rounds: 5, HonestArm: hon, AdversarialArm: r,
+		Adversaries: []AdversaryReport{a, {Kind: Zeros, FirstCheat: 0, Caught: 3}, {Kind: Copier, FirstCheat: 1, Caught: -1}}}
+	if res.Caught() != 2 || res.Within() != 3 || res.HonestSlashed() != 1 || math.Abs(res.LossGap()-0.1) > 1e-9 {
+		t.Errorf("caught %d within %d, honest slashed %d, gap %v", res.Caught(), res.Within(), res.HonestSlashed(), res.LossGap())
+	}
+	line := res.Summary()
+	if line != "caught 2/3 within 3 rounds; honest slashed 1; loss gap +0.1000 nats; emission conserved: no; verification overhead 20.0%" || !summaryForm.MatchString(line) {
+		t.Errorf("summary %q", line)
+	}
+	res.Adversaries = res.Adversaries[2:]
+	if res.Within() != 5 || !strings.HasPrefix(res.Summary(), "caught 0/1 within 5 rounds;") {
+		t.Errorf("nobody caught: %q", res.Summary())
+	}
+}
+
+// TestAdversariesShortRun runs the experiment on a tiny model for a few
+// rounds: every adversary takes part and cheats from the round its kind
+// says (the copier from round 1), the honest workers are the same
+// identities in both arms, the slowed worker runs at about a third of its
+// peers' speed and still contributes, every round's rewards add up to the
+// emission, and the report's figures are consistent with each other.
+func TestAdversariesShortRun(t *testing.T) {
+	cfg := diloco.DefaultConfig()
+	cfg.Model = gpt.DefaultConfig(16, 1, 2, 16)
+	cfg.Batch, cfg.InnerSteps, cfg.Rounds, cfg.Warmup = 2, 10, 3, 2
+	cfg.RoundTimeout = diloco.Duration(30 * time.Second)
+	text := corpus.TinyShakespeare()[:100000]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress []string
+	res, err := Adversaries(ctx, AdversaryOptions{Config: cfg, Text: text, Honest: 2, Slow: true, Threads: 1, EvalBatches: 2, Log: testLog(),
+		Progress: func(arm string, done, total int) {
+			if done == total {
+				progress = append(progress, arm)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(progress, ",") != "honest,adversarial" {
+		t.Errorf("progress finished %v", progress)
+	}
+	if len(res.Adversaries) != len(AdversaryKinds()) || res.Rounds != 3 || res.P != 0.1 || !res.Validated {
+		t.Fatalf("result %+v", res)
+	}
+	for _, a := range res.Adversaries {
+		want := 0
+		if a.Kind == Copier {
+			want = 1
+		}
+		// Every one commits in every round until it is caught, but the
+		// overflow attack, whose refused payload makes it sit out the
+		// round after (it is not present when that round opens).
+		if wantCommits := map[bool]int{true: cfg.Rounds - 1, false: cfg.Rounds}[a.Kind == Overflow]; a.Committed != wantCommits && a.Caught < 0 {
+			t.Errorf("%s committed in %d rounds of %d without being caught", a.Kind, a.Committed, cfg.Rounds)
+		}
+		if a.FirstCheat != want {
+			t.Errorf("%s first cheated in round %d, want %d", a.Kind, a.FirstCheat, want)
+		}
+	}
+	for _, arm := range []ArmReport{res.HonestArm, res.AdversarialArm} {
+		if arm.Rounds != cfg.Rounds || !arm.EmissionConserved() || !(arm.ValLoss > 0 && arm.ValLoss < 5.6) || arm.Compute <= 0 {
+			t.Errorf("%s arm: %+v", arm.Name, arm)
+		}
+	}
+	if res.HonestArm.Accepted != 2*cfg.Rounds {
+		t.Errorf("the honest arm aggregated %d contributions, want %d", res.HonestArm.Accepted, 2*cfg.Rounds)
+	}
+	if res.HonestSlashed() != 0 {
+		t.Errorf("honest workers slashed: %v %v", res.HonestArm.HonestSlashed, res.AdversarialArm.HonestSlashed)
+	}
+	s := res.Slow
+	if s == nil || s.Rounds != cfg.Rounds || s.Contributed < 1 || s.Steps < cfg.Rounds {
+		t.Fatalf("slow worker: %+v", s)
+	}
+	if !(s.Speed > 0.02 && s.Speed < 0.7) {
+		t.Errorf("the slowed worker ran at %.2f of its peers' speed, not about a third", s.Speed)
+	}
+	t.Logf("%s; slow worker: %d/%d rounds at %.2f of its peers' speed", res.Summary(), s.Contributed, s.Rounds, s.Speed)
+	if !summaryForm.MatchString(res.Summary()) || !strings.Contains(res.Summary(), "emission conserved: yes") {
+		t.Errorf("summary %q", res.Summary())
+	}
+}
+
+// TestAdversariesBadOptions: bad options are errors before anything runs.
+func TestAdversariesBadOptions(t *testing.T) {
+	cfg := diloco.DefaultConfig()
+	text := corpus.TinyShakespeare()[:100000]
+	for _, c := range []struct {
+		name string
+		o    AdversaryOptions
+		want string
+	}{
+		{"negative honest", AdversaryOptions{Config: cfg, Text: text, Honest: -1}, "honest worker"},
+		{"p above 1", AdversaryOptions{Config: cfg, Text: text, P: 1.5}, "probability"},
+		{"p negative", AdversaryOptions{Config: cfg, Text: text, P: -0.1}, "probability"},
+		{"unknown kind", AdversaryOptions{Config: cfg, Text: text, Kinds: []string{"sneaky"}}, "unknown adversary"},
+		{"no binary", AdversaryOptions{Config: cfg, Text: text, Processes: &Processes{}}, "binary"},
+		{"one honest process set", AdversaryOptions{Config: cfg, Text: text, Honest: 1, Processes: &Processes{Binary: "cairn"}}, "at least 2"},
+		{"unknown path", AdversaryOptions{Config: cfg, Text: text, Processes: &Processes{Binary: "cairn", Paths: []string{"avx9000"}}}, "not available"},
+		{"bad config", AdversaryOptions{Config: diloco.RunConfig{}, Text: text}, ""},
+	} {
+		_, err := Adversaries(context.Background(), c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// TestProcessPathsRoundRobin: worker processes take the kernel paths in
+// turn.
+func TestProcessPathsRoundRobin(t *testing.T) {
+	p := &Processes{Paths: []string{"avx512", "avx2", "generic"}}
+	if got := strings.Join(p.WorkerPaths(6), ","); got != "avx512,avx2,generic,avx512,avx2" {
+		t.Errorf("paths %s", got)
+	}
+}
+
+func testLog() *slog.Logger {
+	if os.Getenv("CAIRN_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
