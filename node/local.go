@@ -133,7 +133,17 @@ func seedBytes(seed uint64, i int) [32]byte {
 	return b
 }
 
-// RunLocal runs a DiLoCo network on loopback until the run finishes.
+// localStragglers is how long RunLocal lets its workers run after the
+// aggregator finished (it has told the workers it knows by then, and
+// still answers polls) before it stops those that did not learn the run
+// is over: identities it refuses, such as workers slashed below the
+// minimum stake.
+const localStragglers = 2 * time.Second
+
+// RunLocal runs a DiLoCo network on loopback until the run finishes. A
+// worker still running localStragglers after the aggregator finished (one
+// the run refuses, say, after its stake was slashed) is stopped, and its
+// stats are those it had then.
 func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if o.Workers < 1 {
 		return LocalResult{}, fmt.Errorf("need at least one worker, got %d", o.Workers)
@@ -225,21 +235,47 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	errs := make(chan error, len(workers)+1)
+	// Workers run until they learn the run is over; one that cannot (an
+	// identity the run refuses, its stake slashed below the minimum) is
+	// stopped a while after the aggregator finished.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	type ended struct {
+		worker int // -1: the aggregator
+		err    error
+	}
+	ends := make(chan ended, len(workers)+1)
 	done := make([]time.Duration, len(workers))
 	for i, w := range workers {
 		go func() {
-			err := w.Run(ctx)
+			err := w.Run(wctx)
 			done[i] = time.Since(start)
-			errs <- err
+			ends <- ended{i, err}
 		}()
 	}
-	go func() { errs <- agg.Run(ctx) }()
+	go func() { ends <- ended{-1, agg.Run(ctx)} }()
 	settled := newSettleWatch(agg.led.host, o.OnSettle)
 	var first error
-	for range len(workers) + 1 {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+	var stragglers <-chan time.Time
+	finished := false
+	for left := len(workers) + 1; left > 0; {
+		var e ended
+		select {
+		case e = <-ends:
+			left--
+		case <-stragglers:
+			wcancel()
+			stragglers = nil
+			continue
+		}
+		switch {
+		case e.worker < 0 && e.err == nil:
+			finished = true
+			stragglers = time.After(localStragglers)
+		case e.err != nil && finished && e.worker >= 0 && wctx.Err() != nil && ctx.Err() == nil:
+			// Stopped after the run: not an error.
+		case e.err != nil && first == nil:
+			first = e.err
 			cancel()
 		}
 	}
