@@ -101,18 +101,12 @@ func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	board := NewBoard()
-	advs := make([]*watched, len(o.Kinds))
-	for i, kind := range o.Kinds {
-		b, err := NewAdversary(kind, cfg, cfg.Seed+uint64(o.Honest+i), board)
-		if err != nil {
-			return nil, err
-		}
-		advs[i] = &watched{Behaviour: b, cheats: map[int]bool{}}
+	cast, err := NewCast(cfg, o.Kinds, cfg.Seed+uint64(o.Honest))
+	if err != nil {
+		return nil, err
 	}
 	var procs *processSet
 	if o.Processes != nil {
-		var err error
 		if procs, err = o.Processes.open(cfg.Seed, o.Honest); err != nil {
 			return nil, err
 		}
@@ -120,7 +114,7 @@ func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, err
 	}
 
 	// (a) The honest workers alone.
-	hon, err := o.runArm(ctx, ArmHonest, cfg, procs, nil, nil, nil)
+	hon, err := o.runArm(ctx, ArmHonest, cfg, procs, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +124,7 @@ func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, err
 	if o.Slow {
 		slow = &slowdown{ctx: ctx, factor: 3}
 	}
-	watch := &catchWatch{kinds: o.Kinds, advs: advs, f: o.OnCaught}
-	adv, err := o.runArm(ctx, ArmAdversarial, cfg, procs, Recorder{Board: board}, advs, slow, watch)
+	adv, err := o.runArm(ctx, ArmAdversarial, cfg, procs, cast, slow)
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +138,7 @@ func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, err
 	}
 	res := &AdversaryResult{P: o.P, Validated: !o.NoValidation, Honest: o.Honest, Rounds: cfg.Rounds,
 		HonestArm: hon.report(ArmHonest), AdversarialArm: adv.report(ArmAdversarial)}
-	for i, a := range advs {
-		res.Adversaries = append(res.Adversaries, adversaryReport(o.Kinds[i], adv.adversaries[i], adv.res.Ledger, a.rounds()))
-	}
+	res.Adversaries = cast.Reports(adv.adversaries, adv.res.Ledger)
 	if slow != nil {
 		sr := adv.slowReport()
 		res.Slow = &sr
@@ -168,19 +159,16 @@ type armRun struct {
 }
 
 // runArm runs one arm: the honest workers (1..Honest-1 as processes with
-// procs), worker 0 with behaviour rec (nil: honest), the adversaries
-// after the honest workers run here, and the slowdown (nil: none) on the
-// last honest worker run here.
-func (o AdversaryOptions) runArm(ctx context.Context, arm string, cfg diloco.RunConfig, procs *processSet, rec node.Behaviour,
-	advs []*watched, slow *slowdown, watch ...*catchWatch) (*armRun, error) {
+// procs), the cast's adversaries (nil: none) after the honest workers run
+// here, and the slowdown (nil: none) on the last honest worker run here.
+func (o AdversaryOptions) runArm(ctx context.Context, arm string, cfg diloco.RunConfig, procs *processSet, cast *Cast, slow *slowdown) (*armRun, error) {
 	local := o.Honest // honest workers run here
 	if procs != nil {
 		local = 1
 	}
-	behaviours := make([]node.Behaviour, local, local+len(advs))
-	behaviours[0] = rec
-	for _, a := range advs {
-		behaviours = append(behaviours, a)
+	behaviours := make([]node.Behaviour, local)
+	if cast != nil {
+		behaviours = cast.Behaviours(local)
 	}
 	run := &armRun{slow: -1}
 	lo := node.LocalOptions{Config: cfg, Text: o.Text, Workers: len(behaviours), EvalBatches: o.EvalBatches, Log: o.Log,
@@ -200,18 +188,17 @@ func (o AdversaryOptions) runArm(ctx context.Context, arm string, cfg diloco.Run
 		slow.worker = local - 1
 		lo.OnStep = slow.onStep
 	}
-	var w *catchWatch
-	if len(watch) > 0 && watch[0].f != nil {
-		w = watch[0]
-		lo.OnSettle = w.settled
+	var know func(ids []string)
+	if cast != nil && o.OnCaught != nil {
+		know, lo.OnSettle = cast.Watch(o.OnCaught)
 	}
 	var started *processRun
 	if procs != nil {
 		lo.Remote = procs.ids
 	}
 	lo.OnStart = func(join string, ids []string) error {
-		if w != nil {
-			w.know(ids[local : local+len(advs)])
+		if know != nil {
+			know(ids[local:])
 		}
 		if procs != nil {
 			var err error
@@ -318,13 +305,76 @@ func (s *slowdown) onStep(worker, round, i int, _ float32) {
 	s.last, s.lastRound, s.lastI = time.Now(), round, i
 }
 
-// catchWatch tells OnCaught about adversaries as their first failed
-// verdicts are settled. Its methods are called from one goroutine at a
-// time (OnStart before the run, OnSettle's during it).
-type catchWatch struct {
+// Cast is one adversary of each of a list of kinds for a local run: the
+// behaviours of its workers (honest worker 0 posts its contributions on a
+// board for the copier) and what became of the adversaries, read from the
+// run's chain.
+type Cast struct {
 	kinds []string
 	advs  []*watched
-	f     func(AdversaryReport)
+	board *Board
+}
+
+// NewCast makes the adversaries of kinds for run cfg, the i-th with
+// randomness seed+i. It fails on an unknown kind.
+func NewCast(cfg diloco.RunConfig, kinds []string, seed uint64) (*Cast, error) {
+	c := &Cast{kinds: append([]string(nil), kinds...), board: NewBoard()}
+	for i, kind := range kinds {
+		b, err := NewAdversary(kind, cfg, seed+uint64(i), c.board)
+		if err != nil {
+			return nil, err
+		}
+		c.advs = append(c.advs, &watched{Behaviour: b, cheats: map[int]bool{}})
+	}
+	return c, nil
+}
+
+// Kinds are the adversaries' kinds, in order.
+func (c *Cast) Kinds() []string { return append([]string(nil), c.kinds...) }
+
+// Behaviours are the behaviours of a local run's workers
+// (node.LocalOptions.Behaviours) whose first honest workers are honest,
+// worker 0 posting its contributions for the copier, and whose next
+// workers are the adversaries, in order.
+func (c *Cast) Behaviours(honest int) []node.Behaviour {
+	bs := make([]node.Behaviour, max(honest, 1), max(honest, 1)+len(c.advs))
+	bs[0] = Recorder{Board: c.board}
+	for _, a := range c.advs {
+		bs = append(bs, a)
+	}
+	return bs
+}
+
+// Reports reads what became of each adversary from a run's chain, given
+// their peer IDs in order (the cheats are those of the cast's last run).
+func (c *Cast) Reports(ids []string, ll node.LocalLedger) []AdversaryReport {
+	var out []AdversaryReport
+	for i, a := range c.advs {
+		id := ""
+		if i < len(ids) {
+			id = ids[i]
+		}
+		out = append(out, adversaryReport(c.kinds[i], id, ll, a.rounds()))
+	}
+	return out
+}
+
+// Watch returns the hooks of a run that tell caught about each adversary
+// when its first failed verdict is settled (during the run, from
+// node.LocalOptions.OnSettle's goroutine): know, to call with the
+// adversaries' peer IDs in order before the run (from
+// node.LocalOptions.OnStart), and settled, the run's OnSettle.
+func (c *Cast) Watch(caught func(AdversaryReport)) (know func(ids []string), settled func(ledger.RoundInfo)) {
+	w := &catchWatch{cast: c, f: caught}
+	return w.know, w.settled
+}
+
+// catchWatch tells f about adversaries as their first failed verdicts
+// are settled. know is called before the run, settled during it, from one
+// goroutine.
+type catchWatch struct {
+	cast *Cast
+	f    func(AdversaryReport)
 
 	ids  []string              // the adversaries' peer IDs
 	keys map[ledger.PubKey]int // adversary index by account
@@ -332,11 +382,10 @@ type catchWatch struct {
 	ll   node.LocalLedger // the rounds settled so far
 }
 
-// know learns the adversaries' identities.
 func (c *catchWatch) know(ids []string) {
 	c.ids, c.keys, c.seen = ids, map[ledger.PubKey]int{}, map[int]bool{}
 	for i, id := range ids {
-		if k, err := p2p.AccountOf(id); err == nil {
+		if k, err := p2p.AccountOf(id); err == nil && i < len(c.cast.advs) {
 			c.keys[k] = i
 		}
 	}
@@ -350,6 +399,6 @@ func (c *catchWatch) settled(ri ledger.RoundInfo) {
 			continue
 		}
 		c.seen[i] = true
-		c.f(adversaryReport(c.kinds[i], c.ids[i], c.ll, c.advs[i].rounds()))
+		c.f(adversaryReport(c.cast.kinds[i], c.ids[i], c.ll, c.cast.advs[i].rounds()))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,4 +254,140 @@ func testLog() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return nil
+}
+
+// TestCastWatch: a cast's watch tells of each adversary once, at the
+// settled round of its first failed verdict, and never of an honest
+// worker (failed or not); the cast's behaviours put the recorder on
+// worker 0, nothing on the other honest workers and the adversaries
+// after them.
+func TestCastWatch(t *testing.T) {
+	cfg := diloco.DefaultConfig()
+	cast, err := NewCast(cfg, []string{Zeros, Lazy}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := cast.Behaviours(3)
+	if len(bs) != 5 || bs[1] != nil || bs[2] != nil || bs[3] == nil || bs[4] == nil {
+		t.Fatalf("behaviours %v", bs)
+	}
+	if _, ok := bs[0].(Recorder); !ok {
+		t.Fatalf("worker 0 is %T, not the recorder", bs[0])
+	}
+	hid, hk := testID(t)
+	zid, zk := testID(t)
+	lid, lk := testID(t)
+	var told []AdversaryReport
+	know, settled := cast.Watch(func(a AdversaryReport) { told = append(told, a) })
+	know([]string{zid, lid})
+	failed := func(r uint64, k ledger.PubKey) ledger.VerdictRecord {
+		return ledger.VerdictRecord{Round: r, Worker: k, Outcome: ledger.Failed, Slashed: 5}
+	}
+	settled(ledger.RoundInfo{Round: 0, Verdicts: []ledger.VerdictRecord{failed(0, hk), failed(0, zk)}})
+	settled(ledger.RoundInfo{Round: 1, Verdicts: []ledger.VerdictRecord{failed(1, zk), {Round: 1, Worker: lk, Outcome: ledger.Unchecked}}})
+	settled(ledger.RoundInfo{Round: 2, Verdicts: []ledger.VerdictRecord{failed(2, lk)}})
+	if len(told) != 2 || told[0].Kind != Zeros || told[0].Worker != zid || told[0].Caught != 0 ||
+		told[1].Kind != Lazy || told[1].Worker != lid || told[1].Caught != 2 || told[1].Slashed != 5 {
+		t.Fatalf("told %+v (honest %s)", told, hid)
+	}
+	if _, err := NewCast(cfg, []string{"sneaky"}, 1); err == nil {
+		t.Error("a cast of an unknown kind")
+	}
+}
+
+// failFrom is a Settler that fails the contributions of the given
+// accounts from round from on (as a validator that caught them would) and
+// passes the rest unchecked.
+type failFrom struct {
+	from uint64
+	mu   sync.Mutex
+	bad  map[ledger.PubKey]bool
+}
+
+func (f *failFrom) Settle(rec ledger.RoundRecord, _ *ledger.Block) ([]ledger.Verdict, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var vs []ledger.Verdict
+	for _, c := range rec.Accepted {
+		v := ledger.Verdict{Worker: c.Worker, Outcome: ledger.Unchecked}
+		if f.bad[c.Worker] && rec.Round >= f.from {
+			v = ledger.Verdict{Worker: c.Worker, Outcome: ledger.Failed, Reason: "test: caught", Evidence: []byte("test evidence")}
+		}
+		vs = append(vs, v)
+	}
+	return vs, true, nil
+}
+
+// TestCastCaughtOnTheChain runs a cast on a real chain whose settlements
+// fail the adversaries from round 1 (in place of the validator): the
+// report finds each caught at round 1, a round after its first cheat,
+// slashed, paid for round 0 and nothing after (its stake below the
+// minimum, it is refused), the watch tells of each once, during the run,
+// no honest worker is slashed, and every round's rewards add up to the
+// emission although some of its contributions failed.
+func TestCastCaughtOnTheChain(t *testing.T) {
+	cfg := diloco.DefaultConfig()
+	cfg.Model = gpt.DefaultConfig(16, 1, 2, 16)
+	cfg.Batch, cfg.InnerSteps, cfg.Rounds, cfg.Warmup = 2, 10, 4, 2
+	cfg.RoundTimeout = diloco.Duration(30 * time.Second)
+	text := corpus.TinyShakespeare()[:100000]
+	cfg.DataHash = node.DataHash(text)
+	kinds := []string{Noise, Scaled, Lazy}
+	cast, err := NewCast(cfg, kinds, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const honest = 2
+	settler := &failFrom{from: 1, bad: map[ledger.PubKey]bool{}}
+	var told []AdversaryReport
+	know, settled := cast.Watch(func(a AdversaryReport) { told = append(told, a) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: honest + len(kinds), EvalBatches: 1,
+		Behaviours: cast.Behaviours(honest), Settler: settler, OnSettle: settled,
+		OnStart: func(_ string, ids []string) error {
+			know(ids[honest:])
+			settler.mu.Lock()
+			defer settler.mu.Unlock()
+			for _, id := range ids[honest:] {
+				k, err := p2p.AccountOf(id)
+				if err != nil {
+					return err
+				}
+				settler.bad[k] = true
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range res.Ledger.Accounts[honest:] {
+		ids = append(ids, a.ID)
+	}
+	reps := cast.Reports(ids, res.Ledger)
+	stake := node.LocalStake(node.DefaultLedgerParams())
+	for _, a := range reps {
+		if a.FirstCheat != 0 || a.Caught != 1 || a.Delay() != 1 || a.Reason != "test: caught" || a.Slashed != stake/2 ||
+			a.Reward == 0 || a.PaidAfter != 0 {
+			t.Errorf("%+v", a)
+		}
+	}
+	if len(told) != len(kinds) {
+		t.Fatalf("the watch told of %d adversaries: %+v", len(told), told)
+	}
+	byID := map[string]bool{}
+	for _, id := range ids {
+		byID[id] = true
+	}
+	for _, a := range told {
+		if a.Caught != 1 || !byID[a.Worker] {
+			t.Errorf("told %+v", a)
+		}
+		delete(byID, a.Worker)
+	}
+	arm := (&armRun{res: res, honest: []string{res.Ledger.Accounts[0].ID, res.Ledger.Accounts[1].ID}}).report(ArmAdversarial)
+	if !arm.EmissionConserved() || len(arm.HonestSlashed) != 0 || arm.Burned != uint64(len(kinds))*stake/2 {
+		t.Errorf("arm report %+v", arm)
+	}
 }
