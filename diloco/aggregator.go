@@ -317,12 +317,10 @@ type Reply struct {
 // and takes part in the next round that opens. An identity that the
 // admission check refuses, or that the aggregator has no room to track
 // (Limits.MaxPeers), is answered Refused with the reason; one refused
-// admission is no longer present, nor waited for (as after Leave).
+// admission is no longer present, nor waited for (see expel).
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
 	if err := a.admit(id); err != nil {
-		// No longer admitted (a stake slashed below the minimum, say):
-		// the round does not wait for it, as for a worker that left.
-		a.Leave(id)
+		a.expel(id)
 		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 	}
 	switch {

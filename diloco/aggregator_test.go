@@ -2,7 +2,6 @@ package diloco
 
 import (
 	"context"
-	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -348,42 +347,6 @@ func TestRefusedPayloadAnswersRound(t *testing.T) {
 		if ev.Closed == nil || len(ev.Closed.Contributors) != r {
 			t.Fatalf("round %d: %+v", r, ev.Closed)
 		}
-	}
-}
-
-// TestRefusedAdmissionNotWaitedFor: a participant the admission check
-// refuses after the round opened (its stake slashed, say) is answered
-// Refused with the reason and no longer waited for: the round closes on
-// the others' contributions without waiting for the deadline.
-func TestRefusedAdmissionNotWaitedFor(t *testing.T) {
-	cfg := tinyCfg(compress.Int8)
-	a, _ := NewAggregator(cfg)
-	a.Grace = 0
-	n := cfg.Model.NumParams()
-	slashed := false
-	a.Admit = func(id string) error {
-		if id == "cheat" && slashed {
-			return errors.New("stake below the minimum")
-		}
-		return nil
-	}
-	h := a.Hash()
-	for _, id := range []string{"good", "cheat"} {
-		a.Poll(id, 0, h, at(0))
-	}
-	mustTick(t, a, at(0))
-	if err := a.Submit("good", 0, h, cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
-		t.Fatal(err)
-	}
-	if ev := mustTick(t, a, at(1)); ev.Closed != nil {
-		t.Fatal("closed before the admitted participant it waits for was refused")
-	}
-	slashed = true
-	if r := a.Poll("cheat", 0, h, at(1.5)); r.Action != Refused || !strings.Contains(r.Reason, "stake below the minimum") {
-		t.Fatalf("the refused identity is told %v (%q)", r.Action, r.Reason)
-	}
-	if ev := mustTick(t, a, at(1.5)); ev.Closed == nil {
-		t.Fatal("the round waited for an identity no longer admitted")
 	}
 }
 

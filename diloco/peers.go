@@ -87,6 +87,17 @@ func (a *Aggregator) admit(id string) error {
 	return nil
 }
 
+// expel stops counting id, which the admission check now refuses (its
+// stake was slashed, say), as present: the round in progress no longer
+// waits for it, and later rounds do not count it among their
+// participants.
+func (a *Aggregator) expel(id string) {
+	if p := a.peers[id]; p != nil {
+		p.present = false
+	}
+	delete(a.waiting, id)
+}
+
 // track returns id's record, creating it if there is room, and marks it
 // heard from at now.
 func (a *Aggregator) track(id string, now time.Time) (*peer, error) {

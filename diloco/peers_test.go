@@ -232,3 +232,41 @@ func TestContributionsFromUnwaitedCapped(t *testing.T) {
 		t.Fatalf("the waited worker had no room: %v", err)
 	}
 }
+
+// TestExpelledParticipantNotWaitedFor: a participant whose admission is
+// withdrawn mid-round (its stake slashed) is not waited for once it polls:
+// the round closes with the others' contributions instead of at its
+// deadline.
+func TestExpelledParticipantNotWaitedFor(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n := cfg.Model.NumParams()
+	a, _ := NewAggregator(cfg)
+	a.Grace = 0
+	staked := map[string]bool{"alice": true, "mallory": true}
+	a.Admit = func(id string) error {
+		if !staked[id] {
+			return errors.New("stake slashed")
+		}
+		return nil
+	}
+	a.Poll("alice", 0, a.Hash(), at(0))
+	a.Poll("mallory", 0, a.Hash(), at(0))
+	mustTick(t, a, at(0))
+	if err := a.Submit("alice", 0, a.Hash(), cfg.TokensPerStep(), encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := mustTick(t, a, at(1)); ev.Closed != nil {
+		t.Fatal("the round closed while waiting for mallory")
+	}
+	delete(staked, "mallory")
+	if r := a.Poll("mallory", 0, a.Hash(), at(2)); r.Action != Refused {
+		t.Fatalf("mallory told %v", r.Action)
+	}
+	ev := mustTick(t, a, at(2))
+	if ev.Closed == nil || len(ev.Closed.Contributors) != 1 {
+		t.Fatalf("the round did not close without the expelled participant: %+v", ev)
+	}
+	if a.NumActive() != 1 {
+		t.Fatalf("%d present after the expulsion", a.NumActive())
+	}
+}

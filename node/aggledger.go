@@ -40,6 +40,7 @@ type roundCommit struct {
 	worker   ledger.PubKey
 	delta    ledger.Hash
 	tokens   uint64
+	payload  []byte // what was submitted, while the validator may need it
 	accepted bool   // the state machine took the contribution
 	refused  string // why it did not, or why it was dropped later
 }

@@ -144,7 +144,8 @@ type Aggregator struct {
 	evals       chan evalJob // published rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}
-	screen      *screener // held-out losses of contributions, screening reports
+	screen      *screener   // held-out losses of contributions, screening reports
+	valid       *validation // the run's validator (nil: rounds settle unchecked)
 
 	// Persistence: a closed round is saved (off the lock, retried) and
 	// only then published. saveState is a.save unless a test replaces it;
@@ -271,6 +272,18 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		h.Close()
 		pool.Close()
 		return nil, err
+	}
+	if o.Validation != nil {
+		train, _ := corpus.Split(o.Text, 0.9)
+		if a.valid, err = newValidation(cfg, *o.Validation, train, h, &a.counter, led.host.Round, a.log, a.met); err != nil {
+			a.screen.close()
+			pool.Close()
+			return nil, err
+		}
+		a.valid.weights(agg.Round(), agg.Weights())
+		led.drive.Lock()
+		led.settler = a.valid
+		led.drive.Unlock()
 	}
 	go a.evaluator()
 	led.host.Serve(h)
@@ -436,6 +449,9 @@ func (a *Aggregator) Close() error {
 	a.mu.Unlock()
 	a.screen.close()
 	a.saving.Wait()
+	if a.valid != nil {
+		a.valid.close()
+	}
 	a.mu.Lock()
 	a.stopEvalsLocked()
 	a.mu.Unlock()
@@ -448,6 +464,17 @@ func (a *Aggregator) Close() error {
 	}
 	a.lock.Close()
 	return err
+}
+
+// ValidatorStats reports what the aggregator's validator did (only the
+// screening time when it runs none).
+func (a *Aggregator) ValidatorStats() ValidatorStats {
+	var st ValidatorStats
+	if a.valid != nil {
+		st = a.valid.Stats()
+	}
+	st.Screening = time.Duration(a.screen.busy.Load())
+	return st
 }
 
 func (a *Aggregator) stopEvalsLocked() {
@@ -502,6 +529,15 @@ func (a *Aggregator) tickLocked(now time.Time) {
 	if ev.Closed != nil {
 		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
 		res := ev.Closed
+		if a.valid != nil {
+			payloads := map[string][]byte{}
+			for id, c := range a.commits {
+				if c.payload != nil {
+					payloads[id] = c.payload
+				}
+			}
+			a.valid.closed(res, payloads)
+		}
 		result, missing := resultOf(res, a.commits, a.commitOrder)
 		if len(missing) > 0 {
 			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)

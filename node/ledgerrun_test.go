@@ -71,18 +71,25 @@ func closedLedger(t *testing.T, dir string, ids ...string) LocalLedger {
 	}
 	var minted uint64
 	for _, r := range ll.Rounds {
-		if r.Result == nil || r.Status != "settled" || len(r.Verdicts) != len(r.Result.Accepted) {
+		if r.Result == nil || r.Status != "settled" || len(r.Verdicts) < len(r.Result.Accepted) {
 			t.Fatalf("round %d: %s, result %+v, %d verdicts", r.Round, r.Status, r.Result, len(r.Verdicts))
 		}
+		accepted := map[ledger.PubKey]bool{}
+		for _, c := range r.Result.Accepted {
+			accepted[c.Worker] = true
+		}
 		var paid uint64
+		payable := false
 		for _, v := range r.Verdicts {
 			paid += v.Reward
-		}
-		if len(r.Verdicts) > 0 {
-			minted += paid
-			if paid != ll.EmissionPerRound {
-				t.Fatalf("round %d paid %d in all, not the emission of %d", r.Round, paid, ll.EmissionPerRound)
+			if v.Reward > 0 && (!accepted[v.Worker] || v.Outcome == ledger.Failed) {
+				t.Fatalf("round %d paid %s, whose contribution was rejected or failed", r.Round, v.Worker)
 			}
+			payable = payable || accepted[v.Worker] && v.Outcome != ledger.Failed
+		}
+		minted += paid
+		if want := map[bool]uint64{true: ll.EmissionPerRound}[payable]; paid != want {
+			t.Fatalf("round %d paid %d in all, not %d (the emission, or nothing when nothing is payable)", r.Round, paid, want)
 		}
 	}
 	if minted != ll.Totals.Minted {

@@ -112,8 +112,8 @@ type LocalResult struct {
 	Contributed int           // contributions accepted
 	PerWorker   []WorkerStats
 	Ledger      LocalLedger
-	// Validator is what the aggregator's validator did (zero without
-	// LocalOptions.Validation).
+	// Validator is what the aggregator's validator did (only the
+	// screening time without LocalOptions.Validation).
 	Validator ValidatorStats
 }
 
@@ -294,6 +294,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		res.Contributed += st.Rounds
 		res.Tokens += st.Tokens
 	}
+	res.Validator = agg.ValidatorStats()
 	aggOpen = false
 	if err := agg.Close(); err != nil {
 		return res, err

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/cairnlabs/cairn/diloco"
@@ -43,60 +42,17 @@ const (
 	revealMinRate = aggFetchMinRate
 )
 
-// RevealStore keeps a worker's start states of its most recent rounds,
-// encoded, until validators have had their chance to ask for them (the
-// ledger's settlement lag bounds how long that is). It is safe for
-// concurrent use.
-type RevealStore struct {
-	keep int
+// RevealSource gives the encoded start state a worker committed to for
+// round (diloco.LocalState's canonical encoding), or false when it keeps
+// none for that round.
+type RevealSource func(round int) ([]byte, bool)
 
-	mu     sync.Mutex
-	states map[int]revealState
-}
-
-type revealState struct {
-	hash diloco.Hash
-	enc  []byte
-}
-
-// NewRevealStore keeps the states of the last keep rounds (at least 1).
-func NewRevealStore(keep int) *RevealStore {
-	return &RevealStore{keep: max(1, keep), states: map[int]revealState{}}
-}
-
-// Put records s as the start state of round, and forgets the states of
-// rounds keep or more rounds older. It fails, recording nothing, when s
-// does not encode (see diloco.LocalState.MarshalBinary).
-func (r *RevealStore) Put(round int, s diloco.LocalState) error {
-	enc, err := s.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.states[round] = revealState{hash: sha256.Sum256(enc), enc: enc}
-	for k := range r.states {
-		if k <= round-r.keep {
-			delete(r.states, k)
-		}
-	}
-	return nil
-}
-
-// Get returns the encoded start state of round and its hash (shared: do
-// not modify), and whether it is kept.
-func (r *RevealStore) Get(round int) (enc []byte, hash diloco.Hash, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.states[round]
-	return s.enc, s.hash, ok
-}
-
-// Serve answers reveal requests on tr from the peers allowed says may ask
-// (the run's validators: nobody else needs a worker's optimiser state, and
-// each answer costs three models' worth of upload), counting the bytes in
-// c (nil: uncounted). Anything else is refused with its reason.
-func (r *RevealStore) Serve(tr Transport, allowed func(peer string) bool, c *wire.Counter, log *slog.Logger) {
+// serveReveals answers reveal requests on tr from the peers allowed says
+// may ask (the run's validators: nobody else needs a worker's optimiser
+// state, and each answer costs three models' worth of upload), from
+// source, counting the bytes in c (nil: uncounted). Anything else is
+// refused with its reason.
+func serveReveals(tr Transport, source RevealSource, allowed func(peer string) bool, c *wire.Counter, log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -113,18 +69,20 @@ func (r *RevealStore) Serve(tr Transport, allowed func(peer string) bool, c *wir
 			wire.WriteError(s, "only the run's validators may ask for a worker's state")
 			return
 		}
-		enc, hash, ok := r.Get(req.Round)
+		enc, ok := source(req.Round)
 		if !ok {
 			wire.WriteError(s, fmt.Sprintf("no start state of round %d kept here", req.Round))
 			return
 		}
-		if err := wire.WriteJSON(s, kindReveal, revealReply{Round: req.Round, Hash: hash.String()}); err != nil {
+		hash := sha256.Sum256(enc)
+		if err := wire.WriteJSON(s, kindReveal, revealReply{Round: req.Round, Hash: diloco.Hash(hash).String()}); err != nil {
 			return
 		}
 		s.allow(wire.EncodedBlobSize(int64(len(enc))), revealBase, revealMinRate)
 		if err := wire.WriteBlob(s, enc); err != nil {
 			log.Debug("reveal not sent", "peer", from, "round", req.Round, "err", err)
 		}
+		log.Info("start state revealed", "round", req.Round, "to", shortID(from))
 	})
 }
 

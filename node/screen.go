@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
@@ -66,6 +67,7 @@ type screener struct {
 	done  chan struct{} // closed by close: queued jobs are dropped
 	wg    sync.WaitGroup
 	pools []*kernels.Pool
+	busy  atomic.Int64 // nanoseconds spent measuring held-out losses
 
 	// Guarded by a.mu: closed once close began; theta is a copy of the
 	// weights of round (with hash), shared by that round's jobs.
@@ -161,6 +163,7 @@ func (s *screener) evaluate(ho *verify.HeldOut) {
 		if err == nil {
 			before, after, err = ho.Loss(job.theta, delta, diloco.Stream(job.id), job.round)
 		}
+		s.busy.Add(int64(time.Since(start)))
 		if err != nil { // Submit decoded it: a fault here is the node's
 			s.a.log.Error("held-out loss", "peer", job.id, "round", job.round, "err", err)
 			continue

@@ -83,6 +83,9 @@ func (a *Aggregator) persist(st *savedState, info RoundInfo, result *savedResult
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ev := a.agg.Publish(time.Now())
+	if a.valid != nil {
+		a.valid.weights(a.agg.Round(), a.agg.Weights())
+	}
 	if ev.Opened {
 		a.log.Info("round open", "round", a.agg.Round(), "participants", a.agg.NumActive(), "deadline", a.agg.Deadline().Format(time.TimeOnly))
 	}

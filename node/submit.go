@@ -112,6 +112,9 @@ func (a *Aggregator) acceptLocked(from string, req *submitRequest, hash diloco.H
 		return err.Error(), nil
 	}
 	c.accepted = true
+	if a.valid != nil {
+		c.payload = payload
+	}
 	a.screen.submitted(from, req.Round, hash, payload)
 	a.tickLocked(now)
 	return "", nil

@@ -1,9 +1,21 @@
 package node
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/verify"
+	"github.com/cairnlabs/cairn/wire"
 )
 
 // ValidationOptions configure the aggregator's validator.
@@ -26,4 +38,291 @@ type ValidatorStats struct {
 	Checked int           // contributions recomputed (or found unrevealed)
 	Failed  int           // of those, the ones that failed
 	Busy    time.Duration // time spent recomputing and judging
+	// Screening is the time spent measuring every contribution's
+	// held-out loss (the screening every run does, validated or not).
+	Screening time.Duration
+}
+
+// validation is the Settler of an aggregator that validates its rounds.
+// The node tells it each round's weights when the round starts (weights)
+// and the round's contributions when it closes (closed); when the chain
+// has recorded the round's result, Settle draws the contributions to
+// recompute with the result block's hash as beacon (fixed only after
+// every commit of the round) and verifies them in the background, one
+// round after another, answering with the verdicts once all are in.
+//
+// What is recomputed: the beacon's draw with probability Sample.P, the
+// most suspicious by screening, every contribution screening excluded
+// (to slash it: an exclusion alone is not evidence), and every
+// contribution of a worker that failed before (so a caught worker is paid
+// nothing after it is caught). A contribution nobody recomputed is
+// Unchecked: paid when it was aggregated.
+type validation struct {
+	cfg    diloco.RunConfig
+	opts   ValidationOptions
+	v      *Validator
+	pool   *kernels.Pool
+	commit func(round uint64) (ledger.RoundInfo, error) // the chain's record of a round
+	log    *slog.Logger
+	met    *metrics.Registry
+	ctx    context.Context
+	stop   context.CancelFunc
+	jobs   chan *roundCase
+	done   chan struct{}
+
+	mu      sync.Mutex
+	stopped bool              // jobs is closed
+	thetas  map[int][]float32 // θ of rounds that may still be validated
+	cases   map[uint64]*roundCase
+	caught  map[string]bool // workers that failed a verdict
+	stats   ValidatorStats
+}
+
+// roundCase is a closed round awaiting its verdicts.
+type roundCase struct {
+	round     uint64
+	theta     []float32
+	payloads  map[string][]byte // by worker peer ID
+	tokens    map[string]int
+	screening []verify.Screening
+	excluded  map[string]bool
+
+	started  bool
+	rec      ledger.RoundRecord
+	beacon   ledger.Hash
+	verdicts []ledger.Verdict // when done
+	done     bool
+}
+
+// newValidation starts the validator of a run: its own pool of threads,
+// recomputing on trainData (the run's first 90%) and fetching reveals over
+// tr (bytes counted in c).
+func newValidation(cfg diloco.RunConfig, o ValidationOptions, trainData []byte, tr Transport, c *wire.Counter,
+	commit func(uint64) (ledger.RoundInfo, error), log *slog.Logger, met *metrics.Registry) (*validation, error) {
+	if o.Sample == (verify.SampleOptions{}) {
+		o.Sample = verify.DefaultSampleOptions()
+	}
+	if o.Threads < 1 {
+		o.Threads = 1
+	}
+	pool := kernels.NewPool(o.Threads)
+	fetch := func(ctx context.Context, worker string, round int) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, revealBase)
+		defer cancel()
+		return FetchReveal(ctx, tr, c, worker, round, cfg)
+	}
+	v, err := NewValidator(cfg, trainData, pool, fetch, o.Tolerance)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	val := &validation{cfg: cfg, opts: o, v: v, pool: pool, commit: commit, log: log, met: met, ctx: ctx, stop: stop,
+		jobs: make(chan *roundCase, 64), done: make(chan struct{}),
+		thetas: map[int][]float32{}, cases: map[uint64]*roundCase{}, caught: map[string]bool{}}
+	go val.work()
+	return val, nil
+}
+
+// close stops the validator; a round in progress is abandoned.
+func (val *validation) close() {
+	val.stop()
+	val.mu.Lock()
+	if val.stopped {
+		val.mu.Unlock()
+		return
+	}
+	val.stopped = true
+	close(val.jobs)
+	val.mu.Unlock()
+	<-val.done
+	val.pool.Close()
+}
+
+// Stats reports what the validator did so far.
+func (val *validation) Stats() ValidatorStats {
+	val.mu.Lock()
+	defer val.mu.Unlock()
+	return val.stats
+}
+
+// weights records θ of round, the weights its contributions train from.
+func (val *validation) weights(round int, theta []float32) {
+	val.mu.Lock()
+	defer val.mu.Unlock()
+	val.thetas[round] = append([]float32(nil), theta...)
+}
+
+// closed records a closed round: its screening and every contribution it
+// took (payloads by worker).
+func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byte) {
+	val.mu.Lock()
+	defer val.mu.Unlock()
+	theta := val.thetas[res.Round]
+	delete(val.thetas, res.Round)
+	for r := range val.thetas {
+		if r < res.Round {
+			delete(val.thetas, r)
+		}
+	}
+	if theta == nil {
+		return // the round began before a restart: it is settled unchecked
+	}
+	c := &roundCase{round: uint64(res.Round), theta: theta, payloads: payloads, tokens: map[string]int{},
+		screening: res.Screening, excluded: map[string]bool{}}
+	for _, a := range res.Accepted {
+		c.tokens[a.Worker] = a.Tokens
+	}
+	for _, e := range res.Excluded {
+		c.tokens[e.Worker] = e.Tokens
+		c.excluded[e.Worker] = true
+	}
+	val.cases[c.round] = c
+}
+
+// Settle answers for the round rec records, from block b. A round the
+// validator has nothing on (it closed before the node restarted) is
+// settled at once, every contribution Unchecked.
+func (val *validation) Settle(rec ledger.RoundRecord, b *ledger.Block) ([]ledger.Verdict, bool, error) {
+	val.mu.Lock()
+	c := val.cases[rec.Round]
+	if c == nil {
+		val.mu.Unlock()
+		return SettleUnchecked{}.Settle(rec, b)
+	}
+	defer val.mu.Unlock()
+	if !c.started {
+		if val.stopped {
+			return nil, false, fmt.Errorf("the validator is stopped")
+		}
+		select {
+		case val.jobs <- c:
+			c.started, c.rec, c.beacon = true, rec, b.Hash()
+		default: // queue full: handed over when asked again
+		}
+		return nil, false, nil
+	}
+	if !c.done {
+		return nil, false, nil
+	}
+	delete(val.cases, rec.Round)
+	return c.verdicts, true, nil
+}
+
+// work verifies the rounds handed over by Settle, in order.
+func (val *validation) work() {
+	defer close(val.done)
+	for c := range val.jobs {
+		vs, err := val.judge(c)
+		val.mu.Lock()
+		if err != nil {
+			c.started = false // the next Settle hands it over again
+			val.log.Warn("validating a round", "round", c.round, "err", err)
+		} else {
+			c.verdicts, c.done = vs, true
+		}
+		val.mu.Unlock()
+		if val.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// judge verifies round c's chosen contributions and returns the
+// settlement's verdicts: one per accepted contribution (Passed, Failed or
+// Unchecked) and one per rejected contribution it recomputed (Failed, or
+// Unchecked when it passed: it was not aggregated, so it is not paid).
+func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
+	info, err := val.commit(c.round)
+	if err != nil {
+		return nil, err
+	}
+	commits := map[ledger.PubKey]ledger.CommitRecord{}
+	for _, cr := range info.Commits {
+		commits[cr.Worker] = cr
+	}
+	picks, err := verify.Sample(c.beacon[:], int(c.round), c.screening, val.opts.Sample)
+	if err != nil {
+		return nil, err
+	}
+	check := map[string]string{} // worker -> why it is recomputed
+	for _, p := range picks {
+		check[p.Worker] = map[bool]string{true: "drawn", false: "suspicious"}[p.Random]
+	}
+	val.mu.Lock()
+	for w := range c.payloads {
+		switch {
+		case c.excluded[w]:
+			check[w] = "excluded by screening"
+		case val.caught[w]:
+			check[w] = "caught before"
+		}
+	}
+	val.mu.Unlock()
+
+	type entry struct {
+		key      ledger.PubKey
+		accepted bool
+	}
+	var entries []entry
+	for _, a := range c.rec.Accepted {
+		entries = append(entries, entry{a.Worker, true})
+	}
+	for _, r := range c.rec.Rejected {
+		entries = append(entries, entry{r.Worker, false})
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key[:], b.key[:]) })
+	zero := diloco.ZeroState(val.cfg).Hash()
+	var verdicts []ledger.Verdict
+	for _, e := range entries {
+		id := p2p.PeerIDOf(e.key)
+		why, chosen := check[id]
+		payload, have := c.payloads[id]
+		cr, committed := commits[e.key]
+		if !chosen || !have || !committed {
+			if e.accepted {
+				verdicts = append(verdicts, ledger.Verdict{Worker: e.key, Outcome: ledger.Unchecked})
+			}
+			continue
+		}
+		want := diloco.Hash(cr.StartState)
+		if cr.Fresh {
+			want = zero
+		}
+		chk := Check{Round: int(c.round), Theta: c.theta, Worker: id, Payload: payload, Tokens: c.tokens[id], Path: cr.Kernel,
+			Start: diloco.Hash(cr.StartState), End: diloco.Hash(cr.EndState), WantStart: want}
+		before := val.v.Busy
+		v, err := val.v.Verify(val.ctx, chk)
+		if err != nil {
+			return nil, err
+		}
+		val.mu.Lock()
+		val.stats.Checked++
+		val.stats.Busy += val.v.Busy - before
+		if !v.Passed() {
+			val.stats.Failed++
+			val.caught[id] = true
+		}
+		val.mu.Unlock()
+		val.met.Counter("cairn_verified_total", "contributions recomputed by the validator").Add(1)
+		if v.Passed() {
+			val.log.Info("contribution verified", "round", c.round, "worker", shortID(id), "why", why, "same_path", v.SamePath, "distance", v.Distance)
+			if e.accepted {
+				verdicts = append(verdicts, ledger.Verdict{Worker: e.key, Outcome: ledger.Passed})
+			} else {
+				verdicts = append(verdicts, ledger.Verdict{Worker: e.key, Outcome: ledger.Unchecked, Reason: "recomputed and passed; not aggregated"})
+			}
+			continue
+		}
+		val.met.Counter("cairn_verification_failures_total", "contributions that failed verification").Add(1)
+		val.log.Warn("contribution failed verification", "round", c.round, "worker", shortID(id), "why", why,
+			"reason", v.Reason.String(), "distance", v.Distance)
+		evidence, err := v.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("the verdict on %s's contribution does not encode: %v", id, err)
+		}
+		verdicts = append(verdicts, ledger.Verdict{Worker: e.key, Outcome: ledger.Failed,
+			Reason: ledgerReason(fmt.Sprintf("%s (%s; distance %.3g)", v.Reason, why, v.Distance)), Evidence: evidence})
+	}
+	return verdicts, nil
 }

@@ -24,9 +24,10 @@ func TestValidatorOverLoopback(t *testing.T) {
 	defer pool.Close()
 	workerNode, validatorNode, stranger := newLedgerPeer(t), newLedgerPeer(t), newLedgerPeer(t)
 	ctx := context.Background()
-	store := NewRevealStore(2)
+	kept := map[int][]byte{}
 	var served wire.Counter
-	store.Serve(workerNode.tr, func(p string) bool { return p == validatorNode.tr.ID() }, &served, nil)
+	serveReveals(workerNode.tr, func(r int) ([]byte, bool) { b, ok := kept[r]; return b, ok },
+		func(p string) bool { return p == validatorNode.tr.ID() }, &served, nil)
 
 	// The worker trains round 0 honestly, keeping its start state.
 	id := workerNode.tr.ID()
@@ -39,7 +40,7 @@ func TestValidatorOverLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := w.State()
-	if err := store.Put(0, start); err != nil {
+	if kept[0], err = start.MarshalBinary(); err != nil {
 		t.Fatal(err)
 	}
 	honest, tokens, err := w.Train(ctx, cfg.InnerSteps, nil)
@@ -96,25 +97,5 @@ func TestValidatorOverLoopback(t *testing.T) {
 
 	if _, err = FetchReveal(ctx, stranger.tr, nil, id, 0, cfg); err == nil || !strings.Contains(err.Error(), "only the run's validators") {
 		t.Fatalf("a stranger asking for the state: %v", err)
-	}
-}
-
-func TestRevealStoreKeepsRecentRounds(t *testing.T) {
-	cfg := tinyConfig(10)
-	s := NewRevealStore(2)
-	st := diloco.ZeroState(cfg)
-	for r := 0; r < 5; r++ {
-		if err := s.Put(r, st); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for r := 0; r < 5; r++ {
-		enc, h, ok := s.Get(r)
-		if ok != (r >= 3) {
-			t.Fatalf("round %d kept: %v", r, ok)
-		}
-		if ok && (len(enc) != diloco.StateSize(cfg) || h != st.Hash()) {
-			t.Fatalf("round %d: %d bytes, hash %s", r, len(enc), h)
-		}
 	}
 }

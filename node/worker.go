@@ -179,6 +179,7 @@ func StartWorker(o WorkerOptions) (_ *Worker, err error) {
 		w.up, w.down = wire.NewLimiter(o.LinkBytesPerSec, burst), wire.NewLimiter(o.LinkBytesPerSec, burst)
 	}
 	h.Handle(ProtoState, w.serveState)
+	serveReveals(h, w.revealState, w.isValidator, &w.counter, w.log)
 	return w, nil
 }
 
@@ -267,7 +268,9 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.mu.Lock()
 	w.aggID = aggID
+	w.mu.Unlock()
 	var wel welcome
 	if err := w.call(ctx, w.aggID, ProtoJoin, kindJoin, joinRequest{Version: ProtocolVersion}, kindWelcome, &wel); err != nil {
 		return err

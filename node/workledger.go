@@ -326,3 +326,25 @@ func kernelName() string {
 	}
 	return string(b)
 }
+
+// revealState is the worker's RevealSource: the encoded start state of its
+// contribution to round, while it keeps it.
+func (w *Worker) revealState(round int) ([]byte, bool) {
+	if round < 0 {
+		return nil, false
+	}
+	r, ok := w.Reveal(uint64(round))
+	if !ok {
+		return nil, false
+	}
+	enc, err := r.Start.MarshalBinary()
+	return enc, err == nil
+}
+
+// isValidator says whether peer may see the worker's start states: the
+// run's aggregator, which validates its rounds.
+func (w *Worker) isValidator(peer string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return peer != "" && peer == w.aggID
+}

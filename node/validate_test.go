@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/verify"
+)
+
+// TestValidationSlashesPoisoner: with the aggregator validating every
+// contribution (p = 1), three honest workers pass every round, bitwise,
+// and are paid the whole emission; a poisoner (zeros, then noise), which
+// cannot show the state it trained from, fails, is slashed below the
+// minimum stake, is refused from then on and is paid nothing after.
+func TestValidationSlashesPoisoner(t *testing.T) {
+	cfg := tinyConfig(4)
+	p := testLedgerParams
+	var dirs []string
+	var accts []ledger.GenesisAccount
+	for i := 0; i < 3; i++ {
+		dir, k := identity(t)
+		dirs = append(dirs, dir)
+		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: p.MinStake})
+	}
+	evilKey, err := p2p.LoadIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, _ := p2p.LedgerKey(evilKey)
+	accts = append(accts, ledger.GenesisAccount{Key: ledger.KeyOf(lk), Stake: p.MinStake})
+	sample := verify.DefaultSampleOptions()
+	sample.P = 1
+	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(), EvalBatches: 1, Threads: 1,
+		Grace: 200 * time.Millisecond, Log: testLog(t), Ledger: &p, BlockInterval: 100 * time.Millisecond, Accounts: accts,
+		Validation: &ValidationOptions{Sample: sample}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	x := newAttackerWithKey(t, agg.Addrs()[0], evilKey)
+	poison := make(chan error, 1)
+	go func() { poison <- x.poisoner(agg, cfg) }()
+	var workers []*Worker
+	for _, dir := range dirs {
+		w, err := StartWorker(WorkerOptions{DataDir: dir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		workers = append(workers, w)
+	}
+	errs := runAll(t, ctx, agg, workers)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	x.stop()
+	<-poison
+	st := agg.ValidatorStats()
+	agg.Close()
+	ids := []string{workers[0].ID(), workers[1].ID(), workers[2].ID(), x.h.ID().String()}
+	ll := closedLedger(t, agg.opts.DataDir, ids...)
+	evil := accts[3].Key
+	caught := -1
+	for _, r := range ll.Rounds {
+		for _, v := range r.Verdicts {
+			switch {
+			case v.Worker == evil && v.Outcome == ledger.Failed:
+				if v.Slashed == 0 {
+					t.Errorf("round %d: the poisoner failed but was not slashed", r.Round)
+				}
+				if caught < 0 {
+					caught = int(r.Round)
+				}
+			case v.Worker == evil:
+				t.Errorf("round %d: the poisoner's contribution was judged %v", r.Round, v.Outcome)
+			case v.Outcome != ledger.Passed || v.Slashed != 0:
+				t.Errorf("round %d: honest %s judged %v (slashed %d): %s", r.Round, v.Worker, v.Outcome, v.Slashed, v.Reason)
+			}
+		}
+	}
+	if caught != 0 {
+		t.Fatalf("the poisoner was first caught in round %d, want round 0", caught)
+	}
+	for i, a := range ll.Accounts {
+		switch {
+		case i < 3 && (a.Account.Stake != p.MinStake || a.Rounds != 4):
+			t.Errorf("honest worker %d: stake %d, paid in %d of 4 rounds", i, a.Account.Stake, a.Rounds)
+		case i == 3 && (a.Reward != 0 || a.Account.Stake >= p.MinStake):
+			t.Errorf("the poisoner was paid %d and keeps a stake of %d", a.Reward, a.Account.Stake)
+		}
+	}
+	if st.Checked < 12 || st.Failed < 1 || st.Busy <= 0 || st.Screening <= 0 {
+		t.Fatalf("validator stats %+v: want the 12 honest contributions and the poisoner's checked", st)
+	}
+}
