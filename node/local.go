@@ -134,16 +134,15 @@ func seedBytes(seed uint64, i int) [32]byte {
 }
 
 // localStragglers is how long RunLocal lets its workers run after the
-// aggregator finished (it has told the workers it knows by then, and
-// still answers polls) before it stops those that did not learn the run
-// is over: identities it refuses, such as workers slashed below the
-// minimum stake.
+// aggregator finished and told them so, before it stops them. Those it
+// did not tell (identities it refuses, such as workers slashed below the
+// minimum stake, which cannot learn the run is over) are stopped at once.
 const localStragglers = 2 * time.Second
 
 // RunLocal runs a DiLoCo network on loopback until the run finishes. A
-// worker still running localStragglers after the aggregator finished (one
-// the run refuses, say, after its stake was slashed) is stopped, and its
-// stats are those it had then.
+// worker the finished aggregator did not tell so (one the run refuses,
+// say, after its stake was slashed) is stopped, as is one still running
+// localStragglers later; its stats are those it had then.
 func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if o.Workers < 1 {
 		return LocalResult{}, fmt.Errorf("need at least one worker, got %d", o.Workers)
@@ -237,9 +236,14 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	start := time.Now()
 	// Workers run until they learn the run is over; one that cannot (an
 	// identity the run refuses, its stake slashed below the minimum) is
-	// stopped a while after the aggregator finished.
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
+	// stopped when the aggregator finished without telling it, the
+	// others a while after.
+	wctx := make([]context.Context, len(workers))
+	wcancel := make([]context.CancelFunc, len(workers))
+	for i := range workers {
+		wctx[i], wcancel[i] = context.WithCancel(ctx)
+		defer wcancel[i]()
+	}
 	type ended struct {
 		worker int // -1: the aggregator
 		err    error
@@ -248,7 +252,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	done := make([]time.Duration, len(workers))
 	for i, w := range workers {
 		go func() {
-			err := w.Run(wctx)
+			err := w.Run(wctx[i])
 			done[i] = time.Since(start)
 			ends <- ended{i, err}
 		}()
@@ -264,7 +268,9 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		case e = <-ends:
 			left--
 		case <-stragglers:
-			wcancel()
+			for _, c := range wcancel {
+				c()
+			}
 			stragglers = nil
 			continue
 		}
@@ -272,7 +278,14 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		case e.worker < 0 && e.err == nil:
 			finished = true
 			stragglers = time.After(localStragglers)
-		case e.err != nil && finished && e.worker >= 0 && wctx.Err() != nil && ctx.Err() == nil:
+			agg.mu.Lock()
+			for i, w := range workers {
+				if !agg.told[w.ID()] {
+					wcancel[i]()
+				}
+			}
+			agg.mu.Unlock()
+		case e.err != nil && finished && e.worker >= 0 && wctx[e.worker].Err() != nil && ctx.Err() == nil:
 			// Stopped after the run: not an error.
 		case e.err != nil && first == nil:
 			first = e.err
