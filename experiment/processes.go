@@ -28,9 +28,10 @@ import (
 // different kernel paths take part in one run and the validator (in the
 // experiment's process, on this process's path) recomputes contributions
 // across paths. Worker 0 stays in the experiment's process (the copier
-// copies it); workers 1..Honest-1 are processes, their kernel paths
-// round-robin over Paths. Their identities are made once, from the run
-// seed, and staked at genesis in both arms.
+// copies it) on this process's path; workers 1..Honest-1 are processes,
+// worker i on Paths[i mod len(Paths)] (with every path, worker 0 has the
+// first: the paths go round all the honest workers). Their identities
+// are made once, from the run seed, and staked at genesis in both arms.
 type Processes struct {
 	Binary string   // the cairn executable
 	Paths  []string // kernel paths (nil: every one this CPU has, kernels.Impls())
@@ -53,7 +54,7 @@ func (p *Processes) WorkerPaths(honest int) []string {
 	}
 	var out []string
 	for i := 1; i < honest; i++ {
-		out = append(out, paths[(i-1)%len(paths)])
+		out = append(out, paths[i%len(paths)])
 	}
 	return out
 }

@@ -73,8 +73,8 @@ const (
 // became of each adversary (first cheat, first failed verdict, slashed,
 // paid after detection), the honest workers slashed, whether every round's
 // rewards add up to the emission, the final validation loss of both arms
-// and the verification overhead (the validator's compute over the
-// workers'). It fails on bad options (an unknown kind, no honest worker,
+// and the verification overhead (the validator's and the screening's
+// compute over the workers'). It fails on bad options (an unknown kind, no honest worker,
 // P outside (0, 1], processes without a binary), when a run fails, and
 // when ctx ends.
 func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, error) {

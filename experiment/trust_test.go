@@ -101,14 +101,14 @@ func TestTrustReportArithmetic(t *testing.T) {
 	}
 
 	arm := &armRun{res: node.LocalResult{Rounds: 5, Compute: 10 * time.Second, Ledger: ll,
-		Validator: node.ValidatorStats{Checked: 4, Failed: 3, Busy: 2 * time.Second}}, valLoss: 2.5, honest: []string{hid}, slept: 2 * time.Second,
+		Validator: node.ValidatorStats{Checked: 4, Failed: 3, Busy: 1500 * time.Millisecond, Screening: 500 * time.Millisecond}}, valLoss: 2.5, honest: []string{hid}, slept: 2 * time.Second,
 		remote: []node.WorkerStats{{Compute: 2 * time.Second, Rounds: 3}}}
 	r := arm.report(ArmAdversarial)
 	if r.Settled != 5 || r.Conserved != 4 || r.EmissionConserved() || r.Paid != ll.Totals.Minted || len(r.HonestSlashed) != 0 {
 		t.Errorf("arm report: %+v", r)
 	}
 	if r.Compute != 10*time.Second || math.Abs(r.Overhead()-20) > 1e-9 {
-		t.Errorf("compute %v (want the workers' 10 s less 2 s slept plus the processes' 2 s), overhead %.3f%% (want 20%%)", r.Compute, r.Overhead())
+		t.Errorf("compute %v (want the workers' 10 s less 2 s slept plus the processes' 2 s), overhead %.3f%% (want 1.5 s recomputing and 0.5 s screening over it: 20%%)", r.Compute, r.Overhead())
 	}
 	// Without round 3 every round adds up; an honest worker failing in
 	// round 2 is slashed.
@@ -190,6 +190,17 @@ func TestAdversariesShortRun(t *testing.T) {
 		if a.FirstCheat != want {
 			t.Errorf("%s first cheated in round %d, want %d", a.Kind, a.FirstCheat, want)
 		}
+		// Screening excludes the free-rider and the copier the round they
+		// cheat, and the validator recomputes every excluded contribution.
+		if (a.Kind == Zeros || a.Kind == Copier) && a.Caught != want {
+			t.Errorf("%s caught at round %d, want %d (it was excluded)", a.Kind, a.Caught, want)
+		}
+		if a.Caught >= 0 && (a.Slashed == 0 || a.PaidAfter != 0 || a.Delay() < 0) {
+			t.Errorf("%s caught: %+v", a.Kind, a)
+		}
+	}
+	if !(res.AdversarialArm.Validator.Checked >= 2 && res.AdversarialArm.Validator.Failed >= 2 && res.AdversarialArm.Validator.Busy > 0) {
+		t.Errorf("the validator: %+v", res.AdversarialArm.Validator)
 	}
 	for _, arm := range []ArmReport{res.HonestArm, res.AdversarialArm} {
 		if arm.Rounds != cfg.Rounds || !arm.EmissionConserved() || !(arm.ValLoss > 0 && arm.ValLoss < 5.6) || arm.Compute <= 0 {
@@ -244,7 +255,7 @@ func TestAdversariesBadOptions(t *testing.T) {
 // turn.
 func TestProcessPathsRoundRobin(t *testing.T) {
 	p := &Processes{Paths: []string{"avx512", "avx2", "generic"}}
-	if got := strings.Join(p.WorkerPaths(6), ","); got != "avx512,avx2,generic,avx512,avx2" {
+	if got := strings.Join(p.WorkerPaths(6), ","); got != "avx2,generic,avx512,avx2,generic" {
 		t.Errorf("paths %s", got)
 	}
 }

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cairnlabs/cairn/ledger"
@@ -47,15 +48,19 @@ type ArmReport struct {
 	// LedgerErr is the chain's invariants' or replay's complaint (nil:
 	// the supply adds up and the file replays from its genesis).
 	LedgerErr error
+	// Kernels are the kernel paths the honest workers' commits declare,
+	// sorted.
+	Kernels []string
 }
 
-// Overhead is the verification overhead in percent: the validator's
-// compute over the workers'.
+// Overhead is the verification overhead in percent: the compute spent
+// checking contributions, the validator's recomputations and the
+// screening's held-out losses, over the workers' compute.
 func (a ArmReport) Overhead() float64 {
 	if a.Compute <= 0 {
 		return 0
 	}
-	return 100 * a.Validator.Busy.Seconds() / a.Compute.Seconds()
+	return 100 * (a.Validator.Busy + a.Validator.Screening).Seconds() / a.Compute.Seconds()
 }
 
 // EmissionConserved reports whether every round was settled with rewards
@@ -191,7 +196,14 @@ func (a *armRun) report(name string) ArmReport {
 		}
 	}
 	slashed := map[string]bool{}
+	kernels := map[string]bool{}
 	for _, ri := range ll.Rounds {
+		for _, c := range ri.Commits {
+			if _, ok := honest[c.Worker]; ok && !kernels[c.Kernel] {
+				kernels[c.Kernel] = true
+				r.Kernels = append(r.Kernels, c.Kernel)
+			}
+		}
 		if ri.Status == "settled" {
 			r.Settled++
 			if conserved(ri, ll.EmissionPerRound) {
@@ -206,6 +218,7 @@ func (a *armRun) report(name string) ArmReport {
 			}
 		}
 	}
+	slices.Sort(r.Kernels)
 	return r
 }
 
