@@ -128,7 +128,7 @@ func (s *processSet) close() {
 // processRun is one arm's worker processes.
 type processRun struct {
 	cmds   []*exec.Cmd
-	outs   []*bytes.Buffer
+	outs   []*tail
 	done   chan struct{}
 	errs   []error
 	stop   time.Duration
@@ -148,7 +148,7 @@ func (s *processSet) start(ctx context.Context, arm, join string) (*processRun, 
 			"--threads", strconv.Itoa(threads), "--listen", "/ip4/127.0.0.1/tcp/0", "--json")
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 10 * time.Second
-		out := &bytes.Buffer{}
+		out := &tail{max: maxProcessOutput}
 		cmd.Stdout = out
 		if s.p.Stderr != nil {
 			cmd.Stderr = &prefixed{w: s.p.Stderr, prefix: fmt.Sprintf("[%s worker %d %s] ", arm, i+1, s.paths[i])}
@@ -195,13 +195,40 @@ func (r *processRun) wait(ok bool) ([]node.WorkerStats, error) {
 	for i := range r.cmds {
 		err := r.errs[i]
 		if err == nil {
-			err = lastJSON(r.outs[i].Bytes(), &stats[i])
+			err = lastJSON(r.outs[i].bytes(), &stats[i])
 		}
 		if err != nil && first == nil {
 			first = fmt.Errorf("worker process %d: %v", i+1, err)
 		}
 	}
 	return stats, first
+}
+
+// maxProcessOutput bounds what is kept of a worker process's standard
+// output: its last line is a few hundred bytes of JSON.
+const maxProcessOutput = 64 << 10
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.b...)
 }
 
 // lastJSON decodes the last line of out into v.

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -400,5 +401,38 @@ func TestCastCaughtOnTheChain(t *testing.T) {
 	arm := (&armRun{res: res, honest: []string{res.Ledger.Accounts[0].ID, res.Ledger.Accounts[1].ID}}).report(ArmAdversarial)
 	if !arm.EmissionConserved() || len(arm.HonestSlashed) != 0 || arm.Burned != uint64(len(kinds))*stake/2 {
 		t.Errorf("arm report %+v", arm)
+	}
+}
+
+// FuzzLastJSON: a worker process's output, whatever it holds, decodes to
+// its stats or an error, never a panic; the tail buffer keeps at most its
+// bound.
+func FuzzLastJSON(f *testing.F) {
+	f.Add([]byte("log line\n{\"Rounds\":3,\"Steps\":30}\n"))
+	f.Add([]byte(""))
+	f.Add([]byte("{\"Compute\":\"soon\"}"))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		var st node.WorkerStats
+		_ = lastJSON(out, &st)
+		tl := &tail{max: 16}
+		tl.Write(out)
+		tl.Write(out)
+		if b := tl.bytes(); len(b) > 16 || (len(out) > 0 && !bytes.HasSuffix(append(append([]byte(nil), out...), out...), b)) {
+			t.Fatalf("tail kept %q of %q twice", b, out)
+		}
+	})
+}
+
+// TestLastJSON: a worker process's stats are its output's last line; an
+// output without one is an error.
+func TestLastJSON(t *testing.T) {
+	var st node.WorkerStats
+	if err := lastJSON([]byte("stopped\n{\"Rounds\":3,\"Steps\":30}\n\n"), &st); err != nil || st.Rounds != 3 || st.Steps != 30 {
+		t.Errorf("stats %+v, %v", st, err)
+	}
+	for _, out := range []string{"", "\n", "run finished: 3 contributions\n"} {
+		if err := lastJSON([]byte(out), &st); err == nil {
+			t.Errorf("%q decoded", out)
+		}
 	}
 }
