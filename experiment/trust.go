@@ -36,9 +36,10 @@ type AdversaryOptions struct {
 	// settles every round unchecked (a baseline: nothing is caught).
 	NoValidation bool
 	// Slow slows one honest worker of the adversarial arm (the last one
-	// run in this process) to a third of its speed: after every inner
-	// step it sleeps twice the step's time. The report says in how many
-	// rounds it still contributed.
+	// run in this process) to a third of its honest peers' speed: after
+	// every inner step it sleeps until the step has taken three times
+	// theirs (twice its own without peers in this process). The report
+	// says in how many rounds it still contributed.
 	Slow bool
 	// Ledger are the chain's rules (nil: node.DefaultLedgerParams); every
 	// worker starts with node.LocalStake bonded.
@@ -185,7 +186,10 @@ func (o AdversaryOptions) runArm(ctx context.Context, arm string, cfg diloco.Run
 	}
 	if slow != nil {
 		run.slow = local - 1
-		slow.worker = local - 1
+		slow.worker, slow.peers, slow.peerAt = local-1, map[int]bool{}, map[int]stepMark{}
+		for i := range local - 1 {
+			slow.peers[i] = true
+		}
 		lo.OnStep = slow.onStep
 	}
 	var know func(ids []string)
@@ -267,33 +271,72 @@ func (w *watched) rounds() map[int]bool {
 	return m
 }
 
-// slowdown makes one worker compute at 1/factor of its speed: after each
-// inner step it sleeps factor-1 times the step's duration (after the
-// first step of a round, which has no step before it to time, the last
-// duration measured).
+// slowdown makes one worker compute at 1/factor of its honest peers'
+// speed: after each inner step it sleeps until the step has taken factor
+// times the peers' step (a moving average of the steps of the peers run in
+// this process, timed between their consecutive steps). Without peers to
+// time it sleeps factor-1 times its own step. A round's first step, which
+// has no step before it to time, counts as long as the last one timed.
 type slowdown struct {
 	ctx    context.Context
-	worker int
+	worker int          // the slowed worker's index
+	peers  map[int]bool // its honest peers' indices
 	factor float64
 
-	// The worker's run loop's: the end of the last step (after its
-	// sleep), its round and step, the last step's duration, and the
-	// time slept so far (read after the run).
-	last             time.Time
-	lastRound, lastI int
-	step             time.Duration
-	slept            time.Duration
+	mu       sync.Mutex
+	peerAt   map[int]stepMark
+	peerStep time.Duration // moving average of the peers' steps
+
+	// The slowed worker's run loop's: the end of its last step (after its
+	// sleep), its own last step's duration, and the time slept so far
+	// (read after the run).
+	last  stepMark
+	step  time.Duration
+	slept time.Duration
 }
 
+// stepMark is when a worker's step ended.
+type stepMark struct {
+	at       time.Time
+	round, i int
+}
+
+// follows reports whether step i of round comes right after m.
+func (m stepMark) follows(round, i int) bool { return !m.at.IsZero() && m.round == round && m.i+1 == i }
+
+// slowAlpha is the weight of the newest of the peers' steps.
+const slowAlpha = 0.1
+
 func (s *slowdown) onStep(worker, round, i int, _ float32) {
+	now := time.Now()
 	if worker != s.worker {
+		if !s.peers[worker] {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if m := s.peerAt[worker]; m.follows(round, i) {
+			d := now.Sub(m.at)
+			if s.peerStep == 0 {
+				s.peerStep = d
+			} else {
+				s.peerStep = time.Duration(slowAlpha*float64(d) + (1-slowAlpha)*float64(s.peerStep))
+			}
+		}
+		s.peerAt[worker] = stepMark{now, round, i}
 		return
 	}
-	now := time.Now()
-	if !s.last.IsZero() && round == s.lastRound && i == s.lastI+1 {
-		s.step = now.Sub(s.last)
+	if s.last.follows(round, i) {
+		s.step = now.Sub(s.last.at)
 	}
-	if d := time.Duration(float64(s.step) * (s.factor - 1)); d > 0 {
+	s.mu.Lock()
+	ref := s.peerStep
+	s.mu.Unlock()
+	d := time.Duration((s.factor - 1) * float64(s.step))
+	if ref > 0 {
+		d = time.Duration(s.factor*float64(ref)) - s.step
+	}
+	if d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -302,7 +345,7 @@ func (s *slowdown) onStep(worker, round, i int, _ float32) {
 		}
 		s.slept += time.Since(now)
 	}
-	s.last, s.lastRound, s.lastI = time.Now(), round, i
+	s.last = stepMark{time.Now(), round, i}
 }
 
 // Cast is one adversary of each of a list of kinds for a local run: the
