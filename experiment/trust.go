@@ -39,7 +39,8 @@ type AdversaryOptions struct {
 	// run in this process) to a third of its honest peers' speed: after
 	// every inner step it sleeps until the step has taken three times
 	// theirs (twice its own without peers in this process). The report
-	// says in how many rounds it still contributed.
+	// says in how many rounds it still contributed. It is ignored with
+	// Processes: the peers run elsewhere, at their paths' speeds.
 	Slow bool
 	// Ledger are the chain's rules (nil: node.DefaultLedgerParams); every
 	// worker starts with node.LocalStake bonded.
@@ -122,7 +123,7 @@ func Adversaries(ctx context.Context, o AdversaryOptions) (*AdversaryResult, err
 	// (b) The same with the adversaries, worker 0 posting its
 	// contributions for the copier.
 	var slow *slowdown
-	if o.Slow {
+	if o.Slow && o.Processes == nil {
 		slow = &slowdown{ctx: ctx, factor: 3}
 	}
 	adv, err := o.runArm(ctx, ArmAdversarial, cfg, procs, cast, slow)

@@ -76,14 +76,15 @@ func TestDemoAdversaries(t *testing.T) {
 // TestMixedPathsAndKernelFlag runs the built binary: `bench --kernel
 // generic` computes on the portable path, and the trust experiment with
 // --mixed-paths runs honest workers as `node work --kernel ... --json`
-// processes whose commits declare their paths, and ends with its line.
+// processes whose commits declare their paths (and no slowed worker: its
+// peers run at other paths' speeds), and ends with its line.
 func TestMixedPathsAndKernelFlag(t *testing.T) {
 	bin := cairnBinary(t)
 	out, err := exec.Command(bin, "bench", "--kernel", "generic", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "16", "--batch", "2", "--steps", "1", "--threads", "1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "kernel=generic") {
 		t.Fatalf("bench --kernel generic: %v\n%s", err, out)
 	}
-	args := append([]string{"experiment", "adversaries", "--mixed-paths", "--honest", "3", "--adversaries", "zeros,lazy", "--slow=false", "--threads", "1"}, tinyRun...)
+	args := append([]string{"experiment", "adversaries", "--mixed-paths", "--honest", "3", "--adversaries", "zeros,lazy", "--threads", "1"}, tinyRun...)
 	cmd := exec.Command(bin, args...)
 	o, err := cmd.Output()
 	if err != nil {
@@ -93,6 +94,9 @@ func TestMixedPathsAndKernelFlag(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(text), "\n")
 	if m := summaryLine.FindStringSubmatch(lines[len(lines)-1]); m == nil || m[1] != "2" || m[2] != "yes" {
 		t.Fatalf("last line %q\n%s", lines[len(lines)-1], text)
+	}
+	if strings.Contains(text, "slow worker") {
+		t.Errorf("a slowed worker measured against peers on other paths:\n%s", text)
 	}
 	paths := kernelPaths()
 	m := regexp.MustCompile(`the honest workers' commits declare the kernel paths (.*)`).FindStringSubmatch(text)
