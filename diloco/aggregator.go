@@ -79,6 +79,11 @@ type Aggregator struct {
 	// waiting holds the participants the current opening waits for.
 	waiting map[string]bool
 	subs    map[string]submission
+	// refused are the participants whose contribution Submit refused for
+	// its payload: they have answered the round (a node that records
+	// commits on a ledger cannot take a second one for the round), so the
+	// round neither waits for them nor tells them to train it again.
+	refused map[string]bool
 	// readyAt is when the open round could first have closed but for
 	// missing held-out losses (zero: not yet).
 	readyAt time.Time
@@ -144,7 +149,7 @@ func newAggregator(cfg RunConfig) *Aggregator {
 	}
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
 		down: compress.NewEncoder(cfg.Codec, n), peers: map[string]*peer{},
-		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{},
+		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{}, refused: map[string]bool{},
 		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n), robust: robust}
 }
 
@@ -318,7 +323,8 @@ type Reply struct {
 // to do now. A worker that holds the current weights is counted present
 // and takes part in the next round that opens. An identity that the
 // admission check refuses, or that the aggregator has no room to track
-// (Limits.MaxPeers), is answered Refused with the reason.
+// (Limits.MaxPeers), is answered Refused with the reason; one refused
+// admission is no longer present, nor waited for (see expel).
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
 	if err := a.admit(id); err != nil {
 		a.expel(id)
@@ -337,7 +343,7 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 			return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 		}
 		p.present = true
-		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent {
+		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent && !a.refused[id] {
 			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now), Waited: a.waiting[id]}
 		}
 		return Reply{Action: Wait, Round: a.round, Hash: a.hash}
@@ -356,23 +362,34 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 // payloads and payloads holding a value no honest worker sends: not
 // finite, or larger in magnitude than the run's bound (RunConfig.MaxDelta).
 // A contribution it takes is screened when the round closes (see Tick),
-// with its held-out loss if the caller supplies it (SetHeldOut).
+// with its held-out loss if the caller supplies it (SetHeldOut). A
+// payload refused for what it holds (malformed, or a value no honest
+// worker sends) is the worker's answer to the round: the round no longer
+// waits for it, refuses anything else it sends, polls tell it to wait for
+// the next round, and when the round closes it is reported missing and
+// goes on probation (as one that sent nothing in time does).
 func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload []byte, now time.Time) error {
 	if err := a.CanSubmit(id, round, hash, tokens, now); err != nil {
 		return err
 	}
-	// From here on a refusal is for the payload: the worker had its turn,
-	// so the round stops waiting for it.
-	bad := func(err error) error {
+	if err := a.take(id, tokens, payload, now); err != nil {
+		// A refusal for the payload: the worker had its turn, so the
+		// round stops waiting for it.
+		a.refused[id] = true
 		delete(a.waiting, id)
 		return fmt.Errorf("%w: %v", ErrPayload, err)
 	}
+	return nil
+}
+
+// take decodes and checks a contribution's payload and keeps it.
+func (a *Aggregator) take(id string, tokens int, payload []byte, now time.Time) error {
 	codec, n, err := compress.DecodedSize(payload)
 	if err != nil {
-		return bad(err)
+		return err
 	}
 	if codec != a.Cfg.Codec || n != len(a.theta) {
-		return bad(fmt.Errorf("it is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta)))
+		return fmt.Errorf("it is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta))
 	}
 	var delta []float32
 	if k := len(a.free); k > 0 {
@@ -382,12 +399,12 @@ func (a *Aggregator) Submit(id string, round int, hash Hash, tokens int, payload
 	}
 	if err := compress.Decode(payload, delta); err != nil {
 		a.free = append(a.free, delta)
-		return bad(err)
+		return err
 	}
 	if i, ok := within(delta, a.maxDelta); !ok {
 		a.free = append(a.free, delta)
-		return bad(fmt.Errorf("it moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
-			i, delta[i], a.Cfg.InnerSteps, a.maxDelta))
+		return fmt.Errorf("it moves weight %d by %g; %d inner steps of this run move a weight by less than %g",
+			i, delta[i], a.Cfg.InnerSteps, a.maxDelta)
 	}
 	a.subs[id] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload)}
 	p := a.peers[id]
@@ -424,6 +441,9 @@ func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now 
 	}
 	if _, dup := a.subs[id]; dup {
 		return fmt.Errorf("this identity already contributed to round %d (if this node did not, another node runs with its identity: give each node its own data directory)", round)
+	}
+	if a.refused[id] {
+		return fmt.Errorf("this identity's contribution to round %d was refused; it takes part again in the next round", round)
 	}
 	switch {
 	case a.phase == Open && !now.Before(a.deadline):

@@ -232,15 +232,19 @@ func TestSubmitRefusals(t *testing.T) {
 	a.Grace = 0
 	n := cfg.Model.NumParams()
 	h := a.Hash()
-	a.Poll("a", 0, h, at(0))
-	a.Poll("x", 0, h, at(0))
+	for _, id := range []string{"a", "x", "p1", "p2", "p3"} {
+		a.Poll(id, 0, h, at(0))
+	}
 	mustTick(t, a, at(0))
 	a.Poll("late", 0, h, at(0.5)) // present, but after the round opened
 	good := encode(t, cfg.Codec, constDelta(n, 0.01))
 	other := encode(t, compress.FP32, constDelta(n, 0.01))
 	tps := cfg.TokensPerStep()
 	short := encode(t, cfg.Codec, constDelta(n-1, 0.01))
+	// A payload refused for what it holds is its worker's answer to the
+	// round (TestRefusedPayloadAnswersRound): each gets its own worker.
 	cases := []struct {
+		who    string
 		round  int
 		hash   Hash
 		tokens int
@@ -248,18 +252,18 @@ func TestSubmitRefusals(t *testing.T) {
 		when   float64
 		want   string
 	}{
-		{1, h, tps, good, 1, "round is 0"},
-		{0, Hash{7}, tps, good, 1, "not the round's"},
-		{0, h, 0, good, 1, "claims 0 tokens"},
-		{0, h, cfg.TokensPerRound() + 1, good, 1, "claims"},
-		{0, h, tps + 1, good, 1, "inner steps of"},
-		{0, h, tps, other, 1, "fp32"},
-		{0, h, tps, short, 1, "values"},
-		{0, h, tps, []byte("garbage"), 1, "compress"},
-		{0, h, tps, good, 10, "after its deadline"},
+		{"x", 1, h, tps, good, 1, "round is 0"},
+		{"x", 0, Hash{7}, tps, good, 1, "not the round's"},
+		{"x", 0, h, 0, good, 1, "claims 0 tokens"},
+		{"x", 0, h, cfg.TokensPerRound() + 1, good, 1, "claims"},
+		{"x", 0, h, tps + 1, good, 1, "inner steps of"},
+		{"p1", 0, h, tps, other, 1, "fp32"},
+		{"p2", 0, h, tps, short, 1, "values"},
+		{"p3", 0, h, tps, []byte("garbage"), 1, "compress"},
+		{"x", 0, h, tps, good, 10, "after its deadline"},
 	}
 	for i, c := range cases {
-		err := a.Submit("x", c.round, c.hash, c.tokens, c.p, at(c.when))
+		err := a.Submit(c.who, c.round, c.hash, c.tokens, c.p, at(c.when))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("case %d: %v, want %q", i, err, c.want)
 		}
@@ -274,6 +278,75 @@ func TestSubmitRefusals(t *testing.T) {
 	}
 	if err := a.Submit("a", 0, h, cfg.TokensPerStep(), good, at(1)); err == nil || !strings.Contains(err.Error(), "already") {
 		t.Fatalf("duplicate: %v", err)
+	}
+}
+
+// TestRefusedPayloadAnswersRound: a participant whose payload is refused
+// for what it holds (here a value far beyond what an honest worker's
+// inner steps can move a weight by) has answered the round: polls tell
+// it to wait rather than train it again, anything else it sends to the
+// round is refused with the reason, the round closes as soon as the
+// others have contributed instead of waiting for it until the deadline,
+// it is reported missing (it sent nothing usable), and it is on probation
+// in the next round (not waited for), which it may contribute to again.
+func TestRefusedPayloadAnswersRound(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	a, _ := NewAggregator(cfg)
+	a.Grace = 0
+	n := cfg.Model.NumParams()
+	h := a.Hash()
+	for _, id := range []string{"good", "bad"} {
+		a.Poll(id, 0, h, at(0))
+	}
+	mustTick(t, a, at(0))
+	tps := cfg.TokensPerStep()
+	huge := encode(t, cfg.Codec, constDelta(n, 1e30))
+	if err := a.Submit("bad", 0, h, tps, huge, at(1)); err == nil || !strings.Contains(err.Error(), "moves weight") {
+		t.Fatalf("absurd payload: %v", err)
+	}
+	if r := a.Poll("bad", 0, h, at(1.1)); r.Action != Wait {
+		t.Fatalf("a participant whose payload was refused is told to %v", r.Action)
+	}
+	err := a.Submit("bad", 0, h, tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1.2))
+	if err == nil || !strings.Contains(err.Error(), "was refused") {
+		t.Fatalf("a second contribution to the round: %v", err)
+	}
+	if ev := mustTick(t, a, at(1.3)); ev.Closed != nil {
+		t.Fatal("closed before the participant it waits for contributed")
+	}
+	if err := a.Submit("good", 0, h, tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(2)); err != nil {
+		t.Fatal(err)
+	}
+	ev := mustTick(t, a, at(2))
+	if ev.Closed == nil {
+		t.Fatal("the round waited for a participant whose payload it refused")
+	}
+	if !slices.Equal(ev.Closed.Missing, []string{"bad"}) || len(ev.Closed.Contributors) != 1 {
+		t.Fatalf("close: missing %v, contributors %v", ev.Closed.Missing, ev.Closed.Contributors)
+	}
+	// Round 1 opened without it (it had not polled since); it polls, and
+	// the round closes on the other's contribution. It takes part in
+	// round 2, on probation: told to train, not waited for, and its
+	// honest contribution is taken.
+	for r := 1; r <= 2; r++ {
+		hr := a.Hash()
+		a.Poll("good", r, hr, at(float64(r)+1.1))
+		reply := a.Poll("bad", r, hr, at(float64(r)+1.1))
+		if r == 2 && (reply.Action != Train || reply.Waited) {
+			t.Fatalf("round 2 tells the refused worker %v (waited %v), want an unwaited train", reply.Action, reply.Waited)
+		}
+		if err := a.Submit("good", r, hr, tps, encode(t, cfg.Codec, constDelta(n, 0.01+0.002*float32(r))), at(float64(r)+1.5)); err != nil {
+			t.Fatal(err)
+		}
+		if r == 2 {
+			if err := a.Submit("bad", r, hr, tps, encode(t, cfg.Codec, constDelta(n, 0.011)), at(float64(r)+1.5)); err != nil {
+				t.Fatalf("round 2: %v", err)
+			}
+		}
+		ev := mustTick(t, a, at(float64(r)+1.5))
+		if ev.Closed == nil || len(ev.Closed.Contributors) != r {
+			t.Fatalf("round %d: %+v", r, ev.Closed)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package diloco
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -118,7 +119,9 @@ func TestSubmitRefusesAbsurdDelta(t *testing.T) {
 		a, _ := NewAggregator(cfg)
 		a.Grace = 0
 		h := a.Hash()
-		for _, id := range []string{"honest", "evil"} {
+		// Each poison from a worker of its own: a refused payload is its
+		// worker's answer to the round.
+		for _, id := range []string{"honest", "evil0", "evil1", "evil2", "edge"} {
 			a.Poll(id, 0, h, at(0))
 		}
 		mustTick(t, a, at(0))
@@ -131,8 +134,8 @@ func TestSubmitRefusesAbsurdDelta(t *testing.T) {
 		if codec == compress.Int8 {
 			poison = append(poison, maxed)
 		}
-		for _, p := range poison {
-			err := a.Submit("evil", 0, h, cfg.TokensPerStep(), encode(t, codec, p), at(1))
+		for i, p := range poison {
+			err := a.Submit(fmt.Sprintf("evil%d", i), 0, h, cfg.TokensPerStep(), encode(t, codec, p), at(1))
 			if err == nil || !strings.Contains(err.Error(), "move a weight by less than") {
 				t.Fatalf("%s: a delta of %g was not refused for its size: %v", codec, p[0], err)
 			}
@@ -145,7 +148,7 @@ func TestSubmitRefusesAbsurdDelta(t *testing.T) {
 		for i := range inside {
 			inside[i] = bound * 0.99
 		}
-		if err := a.Submit("evil", 0, h, cfg.TokensPerStep(), encode(t, codec, inside), at(1)); err != nil {
+		if err := a.Submit("edge", 0, h, cfg.TokensPerStep(), encode(t, codec, inside), at(1)); err != nil {
 			t.Fatalf("%s: a delta inside the bound was refused: %v", codec, err)
 		}
 	}

@@ -21,6 +21,7 @@ func (a *Aggregator) abandon() {
 	}
 	clear(a.participants)
 	clear(a.waiting)
+	clear(a.refused)
 	a.phase, a.openAt, a.readyAt = Waiting, time.Time{}, time.Time{}
 }
 
@@ -140,6 +141,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.subs)
 	clear(a.participants)
 	clear(a.waiting)
+	clear(a.refused)
 	a.phase, a.readyAt = Unpublished, time.Time{}
 	return res, nil
 }

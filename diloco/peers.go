@@ -203,7 +203,8 @@ func (a *Aggregator) open(now time.Time) {
 // dropMissing handles the participants that did not contribute: they
 // crashed, are too slow, or never meant to. They no longer count as
 // present (they take part again once they poll), and those the round
-// waited for go on probation. It returns the latter, sorted.
+// waited for, and those whose payload it refused, go on probation. It
+// returns the latter, sorted.
 func (a *Aggregator) dropMissing() []string {
 	var missing []string
 	for id := range a.participants {
@@ -215,7 +216,7 @@ func (a *Aggregator) dropMissing() []string {
 			continue
 		}
 		p.present = false
-		if a.waiting[id] {
+		if a.waiting[id] || a.refused[id] {
 			p.probation = true
 			missing = append(missing, id)
 		}
@@ -228,7 +229,7 @@ func (a *Aggregator) dropMissing() []string {
 // contributed, and the others that are still present and may.
 func (a *Aggregator) pending() (waited, optional int) {
 	for id := range a.participants {
-		if _, ok := a.subs[id]; ok {
+		if _, ok := a.subs[id]; ok || a.refused[id] {
 			continue
 		}
 		switch {

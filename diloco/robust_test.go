@@ -210,7 +210,7 @@ func TestRobustRoundAgainstAdversaries(t *testing.T) {
 			if err := refused["worker-4"]; err == nil || !strings.Contains(err.Error(), tc.refused) {
 				t.Errorf("%s: Submit said %v, want a refusal saying %q", tc.adv, err, tc.refused)
 			}
-			if len(res.Missing) != 0 { // refused for its payload: it had its turn, the round did not wait for it
+			if !slices.Equal(res.Missing, []string{"worker-4"}) { // refused: reported missing, on probation
 				t.Errorf("%s: missing %v", tc.adv, res.Missing)
 			}
 		case tc.excluded != 0:

@@ -1,7 +1,12 @@
 // Package experiment holds Cairn's measured comparisons. DiLoCoVsDDP trains
 // the same model on equal tokens with DiLoCo over a loopback libp2p
 // network and with synchronous data-parallel training, and reports
-// validation loss, bytes communicated and wall time for each.
+// validation loss, bytes communicated and wall time for each. Adversaries
+// runs honest workers alone and then with one cheating worker of each
+// kind (a Cast of NewAdversary behaviours) under the aggregator's
+// validator, and reports what became of each cheat (caught when, slashed,
+// paid after), the honest workers slashed, whether the rewards add up to
+// the emission, the loss gap and the verification overhead.
 package experiment
 
 import (

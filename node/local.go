@@ -57,6 +57,18 @@ type LocalOptions struct {
 	// goroutine, within a fraction of a second of its block; the last
 	// ones before RunLocal returns.
 	OnSettle func(ledger.RoundInfo)
+	// Remote are workers of the run that RunLocal does not start (worker
+	// processes, say), by peer ID: staked at genesis as the local ones
+	// are, and reported after them in LocalResult.Ledger.Accounts. Their
+	// keys must be ed25519 (an ID that is not is an error). Starting and
+	// stopping them is the caller's (OnStart); the run waits for them as
+	// for any participant.
+	Remote []string
+	// OnStart, when set, is called once the aggregator listens and the
+	// local workers are started, before the run: with the address workers
+	// join at and the local workers' peer IDs, in worker order. An error
+	// stops the run and is returned.
+	OnStart func(join string, workers []string) error
 }
 
 // LocalStake is the stake each worker of a local run has bonded at
@@ -121,7 +133,16 @@ func seedBytes(seed uint64, i int) [32]byte {
 	return b
 }
 
-// RunLocal runs a DiLoCo network on loopback until the run finishes.
+// localStragglers is how long RunLocal lets its workers run after the
+// aggregator finished and told them so, before it stops them. Those it
+// did not tell (identities it refuses, such as workers slashed below the
+// minimum stake, which cannot learn the run is over) are stopped at once.
+const localStragglers = 2 * time.Second
+
+// RunLocal runs a DiLoCo network on loopback until the run finishes. A
+// worker the finished aggregator did not tell so (one the run refuses,
+// say, after its stake was slashed) is stopped, as is one still running
+// localStragglers later; its stats are those it had then.
 func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if o.Workers < 1 {
 		return LocalResult{}, fmt.Errorf("need at least one worker, got %d", o.Workers)
@@ -157,6 +178,13 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		}
 		keys = append(keys, key)
 		accts = append(accts, ledger.GenesisAccount{Key: ledger.KeyOf(lk), Stake: LocalStake(params)})
+	}
+	for _, id := range o.Remote {
+		k, err := p2p.AccountOf(id)
+		if err != nil {
+			return LocalResult{}, fmt.Errorf("remote worker %s: %v", id, err)
+		}
+		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: LocalStake(params)})
 	}
 	aggDir := filepath.Join(dir, "aggregator")
 	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
@@ -194,24 +222,73 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		defer w.Close()
 		workers = append(workers, w)
 	}
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.ID())
+	}
+	if o.OnStart != nil {
+		if err := o.OnStart(agg.Addrs()[0], append([]string(nil), ids...)); err != nil {
+			return LocalResult{}, err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	errs := make(chan error, len(workers)+1)
+	// Workers run until they learn the run is over; one that cannot (an
+	// identity the run refuses, its stake slashed below the minimum) is
+	// stopped when the aggregator finished without telling it, the
+	// others a while after.
+	wctx := make([]context.Context, len(workers))
+	wcancel := make([]context.CancelFunc, len(workers))
+	for i := range workers {
+		wctx[i], wcancel[i] = context.WithCancel(ctx)
+		defer wcancel[i]()
+	}
+	type ended struct {
+		worker int // -1: the aggregator
+		err    error
+	}
+	ends := make(chan ended, len(workers)+1)
 	done := make([]time.Duration, len(workers))
 	for i, w := range workers {
 		go func() {
-			err := w.Run(ctx)
+			err := w.Run(wctx[i])
 			done[i] = time.Since(start)
-			errs <- err
+			ends <- ended{i, err}
 		}()
 	}
-	go func() { errs <- agg.Run(ctx) }()
+	go func() { ends <- ended{-1, agg.Run(ctx)} }()
 	settled := newSettleWatch(agg.led.host, o.OnSettle)
 	var first error
-	for range len(workers) + 1 {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+	var stragglers <-chan time.Time
+	finished := false
+	for left := len(workers) + 1; left > 0; {
+		var e ended
+		select {
+		case e = <-ends:
+			left--
+		case <-stragglers:
+			for _, c := range wcancel {
+				c()
+			}
+			stragglers = nil
+			continue
+		}
+		switch {
+		case e.worker < 0 && e.err == nil:
+			finished = true
+			stragglers = time.After(localStragglers)
+			agg.mu.Lock()
+			for i, w := range workers {
+				if !agg.told[w.ID()] {
+					wcancel[i]()
+				}
+			}
+			agg.mu.Unlock()
+		case e.err != nil && finished && e.worker >= 0 && wctx[e.worker].Err() != nil && ctx.Err() == nil:
+			// Stopped after the run: not an error.
+		case e.err != nil && first == nil:
+			first = e.err
 			cancel()
 		}
 	}
@@ -235,11 +312,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if err := agg.Close(); err != nil {
 		return res, err
 	}
-	var ids []string
-	for _, w := range workers {
-		ids = append(ids, w.ID())
-	}
-	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), ids)
+	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), append(ids, o.Remote...))
 	return res, err
 }
 

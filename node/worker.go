@@ -504,6 +504,10 @@ func (w *Worker) publishWeights() {
 	w.mu.Unlock()
 }
 
+// committedWait is how long a worker told to train a round it has
+// already committed to waits before it polls again.
+const committedWait = 500 * time.Millisecond
+
 // trainAndSubmit trains the current round and submits the contribution;
 // left is the time the aggregator gave until the round's deadline, and
 // waited whether the round waits for this worker. One it waits for trains
@@ -521,6 +525,17 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
+	if w.led.recorded == round+1 {
+		// The chain holds this worker's commit to the round (its
+		// contribution was refused after the commit was recorded): it
+		// would refuse a second one. Wait for the next round.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(committedWait):
+		}
+		return nil
+	}
 	if err := w.reconcile(ctx); err != nil {
 		return err
 	}

@@ -43,6 +43,9 @@ type workLedger struct {
 	// commit.
 	known, has bool
 	end        ledger.Hash
+	// recorded is 1 + the round of the last commit the chain recorded
+	// (0: none yet): the chain takes one commit per round.
+	recorded int
 
 	// The local state before the round in progress (or the last one
 	// trained), to roll back to if its commit is not recorded.
@@ -202,6 +205,7 @@ func (w *Worker) submitted(c *contribution, recorded, accepted bool) {
 	l := &w.led
 	if recorded {
 		l.known, l.has, l.end = true, true, c.commit.EndState
+		l.recorded = c.round + 1
 		if accepted {
 			w.keepReveal(c)
 		}

@@ -21,12 +21,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Steps, "steps", 50, "timed steps (after 5 warm-up steps)")
 	fs.IntVar(&c.Threads, "threads", 2, "threads")
 	text := fs.String("text", "", "text file (default: the embedded tiny shakespeare)")
+	kernel := kernelFlag(fs)
 	profile := fs.Bool("profile", false, "after the throughput run, profile the same steps: time and GFLOP/s per kind of operation against this machine's SGEMM peak")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if c.Threads < 1 {
 		return badInput("--threads must be positive, got %d", c.Threads)
+	}
+	if err := selectKernel(*kernel); err != nil {
+		return err
 	}
 	data, err := corpus.Load(*text)
 	if err != nil {

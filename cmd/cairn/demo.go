@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
@@ -30,6 +31,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	linkMbps := fs.Float64("link-mbps", 0, "throttle each worker's link to this many Mbit/s each way (0: unlimited)")
 	metricsAddr := fs.String("metrics", "", "serve the aggregator's Prometheus metrics on this host:port")
 	dataDir := fs.String("data-dir", "", "keep the nodes' keys, the run's state and its ledger here (default: a temporary directory, removed at the end); a directory that holds a demo resumes it, given the same flags")
+	adversaries := fs.Bool("adversaries", false, "add one misbehaving worker of each kind ("+strings.Join(experiment.AdversaryKinds(), ", ")+
+		") and let the aggregator validate: it recomputes a sample of contributions (p = 10% and the most suspicious), and each cheat caught is slashed")
 	verbose := fs.Bool("v", false, "log every node's events")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -54,6 +57,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	fmt.Fprintf(stdout, "DiLoCo demo: %d workers on loopback libp2p, %d rounds of H=%d inner steps, %s updates; model %d params (d %d, %d layers, ctx %d), batch %d per worker\n",
 		*workers, cfg.Rounds, cfg.InnerSteps, cfg.Codec, cfg.Model.NumParams(), cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.BlockSize, cfg.Batch)
+	if *adversaries {
+		fmt.Fprintf(stdout, "with adversaries: one of each kind (%s) as workers %d-%d; the aggregator validates, recomputing 10%% of the contributions and the most suspicious, and slashes those that fail\n",
+			strings.Join(experiment.AdversaryKinds(), ", "), *workers, *workers+len(experiment.AdversaryKinds())-1)
+	}
 	p := newProgress(stderr, cfg.Rounds, "diloco")
 	if p.bar == nil {
 		p.out = stdout
@@ -61,7 +68,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	ctx, cancel := signalContext()
 	defer cancel()
-	res, err := node.RunLocal(ctx, node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir,
+	lo := node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir,
 		LinkBytesPerSec: *linkMbps * 1e6 / 8,
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
@@ -69,7 +76,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			if p.bar != nil {
 				p.update(r.Round+1, status)
 			}
-		}})
+		}}
+	var cast *experiment.Cast
+	if *adversaries {
+		if cast, err = demoAdversaries(&lo, *workers, p); err != nil {
+			return err
+		}
+	}
+	res, err := node.RunLocal(ctx, lo)
 	p.finish()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -122,19 +136,27 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		g.Append(tok)
 	}
 	fmt.Fprintf(stdout, "%s\n", buf)
-	if !printLedger(stdout, res.Ledger, *dataDir) {
+	if !printLedger(stdout, res.Ledger, *dataDir, *workers) {
 		return failedCheck{"the run's ledger does not check out (see above)"}
+	}
+	if cast != nil {
+		printCaught(stdout, cast, res, *workers)
 	}
 	return nil
 }
 
-// printLedger reports the run's chain: each worker's reward, the totals,
-// and the verdict of `cairn ledger verify` on the file. It reports
-// whether the ledger is intact and its supply adds up.
-func printLedger(w io.Writer, l node.LocalLedger, dataDir string) bool {
+// printLedger reports the run's chain: each worker's reward (the honest
+// ones first, then any adversaries), the totals, and the verdict of
+// `cairn ledger verify` on the file. It reports whether the ledger is
+// intact and its supply adds up.
+func printLedger(w io.Writer, l node.LocalLedger, dataDir string, honest int) bool {
 	fmt.Fprintf(w, "\nledger %s: %d rounds settled; each worker started with its stake bonded and a balance of 0\n", l.ChainID, l.Totals.NextSettle)
 	for i, a := range l.Accounts {
-		fmt.Fprintf(w, "  worker %d (%s): reward %d units over %d rounds; balance %d, stake %d\n", i, a.ID, a.Reward, a.Rounds, a.Account.Balance, a.Account.Stake)
+		who := fmt.Sprintf("worker %d", i)
+		if i >= honest {
+			who = fmt.Sprintf("adversary %s", experiment.AdversaryKinds()[(i-honest)%len(experiment.AdversaryKinds())])
+		}
+		fmt.Fprintf(w, "  %s (%s): reward %d units over %d rounds; balance %d, stake %d\n", who, a.ID, a.Reward, a.Rounds, a.Account.Balance, a.Account.Stake)
 	}
 	fmt.Fprintf(w, "minted %d, burned %d, supply %d\n", l.Totals.Minted, l.Totals.Burned, l.Totals.Supply)
 	if l.Invariants != nil {
@@ -159,4 +181,48 @@ func human(b uint64) string {
 		return fmt.Sprintf("%.1f kB", float64(b)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", b)
+}
+
+// demoAdversaries adds one adversary of each kind to the demo's run (after
+// its honest workers; worker 0 posts its contributions for the copier),
+// makes the aggregator validate, and prints a line as each one's first
+// failed verdict is settled.
+func demoAdversaries(lo *node.LocalOptions, honest int, p *progress) (*experiment.Cast, error) {
+	cast, err := experiment.NewCast(lo.Config, experiment.AdversaryKinds(), lo.Config.Seed+uint64(honest))
+	if err != nil {
+		return nil, err
+	}
+	lo.Behaviours = cast.Behaviours(honest)
+	lo.Workers = len(lo.Behaviours)
+	lo.Validation = &node.ValidationOptions{}
+	know, settled := cast.Watch(func(a experiment.AdversaryReport) {
+		p.log("caught: the %s adversary (%s) failed verification of its round %d (%d rounds after its first cheat): %s; slashed %d units",
+			a.Kind, shortPeer(a.Worker), a.Caught, a.Delay(), a.Reason, a.Slashed)
+	})
+	lo.OnSettle = settled
+	lo.OnStart = func(_ string, ids []string) error {
+		know(ids[honest:])
+		return nil
+	}
+	return cast, nil
+}
+
+// printCaught sums up what became of the demo's adversaries.
+func printCaught(w io.Writer, cast *experiment.Cast, res node.LocalResult, honest int) {
+	var ids []string
+	for _, a := range res.Ledger.Accounts[honest:] {
+		ids = append(ids, a.ID)
+	}
+	reps := cast.Reports(ids, res.Ledger)
+	caught := 0
+	fmt.Fprintf(w, "\nadversaries (the validator checked %d contributions, %d failed, in %s):\n", res.Validator.Checked, res.Validator.Failed, res.Validator.Busy.Round(time.Millisecond))
+	for _, a := range reps {
+		status := "not caught"
+		if a.Caught >= 0 {
+			caught++
+			status = fmt.Sprintf("caught at round %d (%d after its first cheat), slashed %d units, paid %d after", a.Caught, a.Delay(), a.Slashed, a.PaidAfter)
+		}
+		fmt.Fprintf(w, "  %-8s (%s): first cheat round %s; %s; paid %d in all\n", a.Kind, shortPeer(a.Worker), roundOrDash(a.FirstCheat), status, a.Reward)
+	}
+	fmt.Fprintf(w, "caught %d/%d adversaries\n", caught, len(reps))
 }

@@ -32,7 +32,7 @@ func commands() []command {
 	return []command{
 		{"demo", "DiLoCo on loopback: an aggregator and 4 workers train the default model on the embedded corpus", runDemo},
 		{"node", "run a real node: 'node aggregate' or 'node work --join MULTIADDR'", runNode},
-		{"experiment", "measured comparisons: 'experiment diloco' (DiLoCo against data-parallel at equal tokens)", runExperiment},
+		{"experiment", "measured comparisons: 'experiment diloco' (DiLoCo against data-parallel at equal tokens), 'experiment adversaries' (cheating workers caught and slashed)", runExperiment},
 		{"train", "train a model (embedded tiny shakespeare by default)", runTrain},
 		{"sample", "generate text from a checkpoint", runSample},
 		{"bench", "measure training throughput (flags of the PyTorch anchor)", runBench},

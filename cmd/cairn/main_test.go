@@ -70,6 +70,20 @@ func TestBadInput(t *testing.T) {
 		{[]string{"demo", "--data", short}, "too short"},
 		{[]string{"experiment"}, "usage"},
 		{[]string{"experiment", "diloco", "--rounds", "0"}, "rounds"},
+		{[]string{"experiment", "adversaries", "--rounds", "0"}, "rounds"},
+		{[]string{"experiment", "adversaries", "--p", "0"}, "--p must be in (0, 1]"},
+		{[]string{"experiment", "adversaries", "--p", "1.5"}, "--p must be in (0, 1]"},
+		{[]string{"experiment", "adversaries", "--honest", "0"}, "--honest"},
+		{[]string{"experiment", "adversaries", "--adversaries", "noise,sneaky"}, `unknown adversary "sneaky"`},
+		{[]string{"experiment", "adversaries", "--threads", "-1"}, "--threads"},
+		{[]string{"experiment", "adversaries", "--mixed-paths", "--honest", "1"}, "at least 2"},
+		{[]string{"experiment", "adversaries", "--mixed-paths", "--paths", "avx9000"}, `"avx9000" is not available`},
+		{[]string{"experiment", "adversaries", "--mixed-paths", "--paths", ","}, "no kernel path"},
+		{[]string{"experiment", "adversaries", "stray"}, "unexpected argument"},
+		{[]string{"node", "work", "--join", "x", "--kernel", "avx9000"}, "--kernel avx9000: not available on this CPU"},
+		{[]string{"bench", "--kernel", "avx9000"}, "--kernel avx9000: not available"},
+		{[]string{"train", "--kernel", "sse"}, "--kernel sse: not available"},
+		{[]string{"demo", "--adversaries", "--workers", "0"}, "--workers"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runCLI(c.args...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -249,12 +250,17 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
 	linkMbps := fs.Float64("link-mbps", 0, "throttle this node's streams to this many Mbit/s each way (0: unlimited)")
+	kernel := kernelFlag(fs)
+	asJSON := fs.Bool("json", false, "end with the worker's stats as one line of JSON instead of the summary line")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *join == "" {
 		return badInput("--join MULTIADDR is required")
+	}
+	if err := selectKernel(*kernel); err != nil {
+		return err
 	}
 	if *linkMbps < 0 {
 		return badInput("--link-mbps must not be negative")
@@ -276,7 +282,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	defer w.Close()
-	log.Info("worker started", "id", w.ID(), "addrs", w.Addrs())
+	log.Info("worker started", "id", w.ID(), "addrs", w.Addrs(), "kernel", verify.CurrentPath())
 	ctx, cancel := signalContext()
 	defer cancel()
 	how := "run finished"
@@ -287,6 +293,9 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		how = "stopped"
 	}
 	st := w.Stats()
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(st)
+	}
 	fmt.Fprintf(stdout, "%s: %d contributions accepted, %d refused, compute %.1f%% of %s; balance %d units, stake %d\n",
 		how, st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second), st.Balance, st.Stake)
 	return nil

@@ -44,7 +44,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	resume := fs.Bool("resume", false, "continue the run checkpointed in --out")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	evalEvery := fs.Int("eval-every", 250, "steps between validation runs and checkpoints")
+	kernel := kernelFlag(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if err := selectKernel(*kernel); err != nil {
 		return err
 	}
 	set := map[string]bool{}
