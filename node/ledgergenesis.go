@@ -86,6 +86,17 @@ func RunGenesis(run string, authority ledger.PubKey, accounts []ledger.GenesisAc
 	if run == "" {
 		return nil, fmt.Errorf("ledger: genesis: empty run name")
 	}
+	return ChainGenesis(LedgerChainID(run), []ledger.PubKey{authority}, accounts, p)
+}
+
+// ChainGenesis is RunGenesis for a chain named chainID with several
+// authorities (any order; sorted here, a repeat is dropped): the genesis
+// of a chain that 'cairn chain init' configures for a CometBFT network
+// before any run exists. It fails as RunGenesis does.
+func ChainGenesis(chainID string, authorities []ledger.PubKey, accounts []ledger.GenesisAccount, p LedgerParams) (*ledger.Genesis, error) {
+	auth := slices.Clone(authorities)
+	slices.SortFunc(auth, func(a, b ledger.PubKey) int { return bytes.Compare(a[:], b[:]) })
+	auth = slices.Compact(auth)
 	if len(accounts) > ledger.MaxGenesisAccts {
 		return nil, fmt.Errorf("ledger: genesis: %d accounts, at most %d", len(accounts), ledger.MaxGenesisAccts)
 	}
@@ -97,8 +108,8 @@ func RunGenesis(run string, authority ledger.PubKey, accounts []ledger.GenesisAc
 		}
 	}
 	g := &ledger.Genesis{
-		ChainID:          LedgerChainID(run),
-		Authorities:      []ledger.PubKey{authority},
+		ChainID:          chainID,
+		Authorities:      auth,
 		Accounts:         accts,
 		MinStake:         p.MinStake,
 		UnbondingRounds:  p.UnbondingRounds,

@@ -37,6 +37,7 @@ func commands() []command {
 		{"sample", "generate text from a checkpoint", runSample},
 		{"bench", "measure training throughput (flags of the PyTorch anchor)", runBench},
 		{"parity", "check the engine against a PyTorch fixture directory", runParity},
+		{"chain", "the ledger on CometBFT: 'chain init' a network, 'chain start --home DIR' a validator, 'chain bench', 'chain faults'", runChain},
 		{"ledger", "inspect a node's contribution ledger: 'ledger balances|history|verify --data-dir DIR'", runLedger},
 	}
 }

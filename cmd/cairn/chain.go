@@ -1,0 +1,206 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
+)
+
+const chainUsage = "usage: cairn chain init|start|bench|faults (run 'cairn chain SUBCOMMAND -h')"
+
+// runChain runs the ledger as a CometBFT network: its configuration, a
+// validator, a load benchmark and the fault drill.
+func runChain(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return badInput(chainUsage)
+	}
+	switch args[0] {
+	case "init":
+		return chainInit(args[1:], stdout, stderr)
+	case "start":
+		return chainStart(args[1:], stdout, stderr)
+	case "bench":
+		return chainBench(args[1:], stdout, stderr)
+	case "faults":
+		return chainFaults(args[1:], stdout, stderr)
+	}
+	return badInput("%s (unknown %q)", chainUsage, args[0])
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+func chainInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("chain init", stderr)
+	n := fs.Int("validators", 4, "validators in the network")
+	out := fs.String("out", "cairn-chain", "directory for the validators' homes (must not hold a network already)")
+	chainID := fs.String("chain-id", "cairn-chain", "the chain's ID (every ledger signature covers it)")
+	organiser := fs.String("organiser", "", "data directory of the organiser's node (its identity is created there if absent) whose key signs round results and settlements (default OUT/organiser)")
+	var authorities listFlag
+	fs.Var(&authorities, "authority", "another identity that may sign round results and settlements: `PEERID` (repeatable)")
+	basePort := fs.Int("base-port", 26656, "validator i listens for peers on BASE+2i and serves RPC on BASE+2i+1")
+	blockTime := fs.Duration("timeout-commit", 300*time.Millisecond, "pause after each block (sets the block time with the consensus rounds)")
+	empty := fs.Duration("empty-blocks", 10*time.Second, "interval of blocks without transactions (0: none)")
+	benchAccts := fs.Int("bench-accounts", 0, "fund this many well-known accounts for 'cairn chain bench' (their keys are public: for test networks only)")
+	params := node.DefaultLedgerParams()
+	accts := &genesisAccounts{byKey: map[ledger.PubKey]*ledger.GenesisAccount{}}
+	fs.Var(accountFlag{accts, true}, "stake", "bond AMOUNT units as PEERID's stake in the genesis: `PEERID=AMOUNT` (repeatable)")
+	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units in the genesis: `PEERID=AMOUNT` (repeatable)")
+	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
+	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *n < 1 || *n > chain.MaxValidators {
+		return badInput("--validators %d: want 1..%d", *n, chain.MaxValidators)
+	}
+	if *benchAccts < 0 || *benchAccts > chain.MaxBenchAccounts {
+		return badInput("--bench-accounts %d: want 0..%d", *benchAccts, chain.MaxBenchAccounts)
+	}
+	if *empty == 0 {
+		*empty = -1
+	}
+	if *organiser == "" {
+		*organiser = filepath.Join(*out, "organiser")
+	}
+	if _, err := os.Stat(filepath.Join(*out, chain.NetworkFile)); err == nil {
+		return badInput("%s already holds a network (%s): choose a new directory", *out, chain.NetworkFile)
+	}
+	key, err := p2p.LoadIdentity(*organiser)
+	if err != nil {
+		return badInput("--organiser: %v", err)
+	}
+	lk, err := p2p.LedgerKey(key)
+	if err != nil {
+		return badInput("--organiser: %v", err)
+	}
+	auth := []ledger.PubKey{ledger.KeyOf(lk)}
+	for _, a := range authorities {
+		k, err := p2p.ParseAccount(a)
+		if err != nil {
+			return badInput("--authority: %v", err)
+		}
+		auth = append(auth, k)
+	}
+	list := accts.list()
+	for i := range *benchAccts {
+		k := ledger.KeyOf(chain.BenchKey(i))
+		if a, ok := accts.byKey[k]; ok {
+			a.Balance += chain.BenchFunds
+		} else {
+			list = append(list, ledger.GenesisAccount{Key: k, Balance: chain.BenchFunds})
+		}
+	}
+	g, err := node.ChainGenesis(*chainID, auth, list, params)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	net, err := chain.Init(chain.InitOptions{Validators: *n, Out: *out, Genesis: *g, BasePort: *basePort,
+		TimeoutCommit: *blockTime, EmptyBlocksInterval: *empty})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "chain %s: %d validators in %s; organiser %s (its data directory %s)\n", net.ChainID, len(net.Validators), *out, p2p.PeerIDOf(auth[0]), *organiser)
+	for _, v := range net.Validators {
+		fmt.Fprintf(stdout, "  cairn chain start --home %s    # RPC %s\n", v.Home, v.RPC)
+	}
+	fmt.Fprintf(stdout, "then: cairn node aggregate --data-dir %s --ledger %s\n", *organiser, net.Validators[0].RPC)
+	return nil
+}
+
+func chainStart(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("chain start", stderr)
+	home := fs.String("home", "", "the validator's home directory (from 'cairn chain init')")
+	rpc := fs.String("rpc", "", "RPC listen address host:port (default: the home's config.toml)")
+	verbose := fs.Bool("v", false, "CometBFT's info-level log")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *home == "" {
+		return badInput("--home is required")
+	}
+	n, err := chain.Start(*home, chain.NodeOptions{RPC: *rpc, Log: stderr, Verbose: *verbose})
+	if err != nil {
+		return badInput("%v", err)
+	}
+	fmt.Fprintf(stdout, "validator %s: RPC %s, at height %d\n", *home, n.RPC(), n.Height())
+	ctx, cancel := signalContext()
+	defer cancel()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(stdout, "stopping at height %d\n", n.Height())
+			return n.Stop()
+		case <-tick.C:
+			fmt.Fprintf(stdout, "height %d\n", n.Height())
+		}
+	}
+}
+
+func chainBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("chain bench", stderr)
+	var rpcs listFlag
+	fs.Var(&rpcs, "rpc", "a validator's RPC address `host:port` (repeatable: senders spread over them; the first reports blocks)")
+	rate := fs.Float64("rate", 600, "transactions per second to submit")
+	dur := fs.Duration("duration", 20*time.Second, "how long to submit")
+	accounts := fs.Int("accounts", 64, "funded bench accounts (as given to chain init --bench-accounts)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if len(rpcs) == 0 {
+		return badInput("--rpc is required")
+	}
+	if *rate <= 0 || *rate > 100000 || *dur <= 0 || *dur > time.Hour {
+		return badInput("--rate must be in (0, 100000] and --duration in (0, 1h]")
+	}
+	var clients []*chain.Client
+	for _, r := range rpcs {
+		c, err := chain.Dial(r)
+		if err != nil {
+			return badInput("%v", err)
+		}
+		clients = append(clients, c)
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	fmt.Fprintf(stdout, "submitting %.0f transfers/s for %v to %s\n", *rate, *dur, strings.Join(rpcs, ", "))
+	rep, err := chain.Bench(ctx, chain.BenchOptions{Clients: clients, Rate: *rate, Duration: *dur, Accounts: *accounts,
+		Progress: func(sent, committed int, height int64) {
+			fmt.Fprintf(stderr, "\rsent %d, committed %d, height %d   ", sent, committed, height)
+		}})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sent %d, refused %d, committed %d, failed in block %d, missing %d\n", rep.Sent, rep.Refused, rep.Committed, rep.Failed, rep.Missing)
+	if len(rep.MissingTxs) > 0 {
+		fmt.Fprintf(stdout, "missing, for example: %v\n", rep.MissingTxs)
+	}
+	if rep.FirstErr != "" {
+		fmt.Fprintf(stdout, "first refusal: %s\n", rep.FirstErr)
+	}
+	fmt.Fprintf(stdout, "committed %.0f tx/s over %v; %d blocks, block time p50 %v, max %v; latency broadcast to commit p50 %v, p99 %v, max %v\n",
+		rep.TPS, rep.Span.Round(time.Millisecond), rep.Blocks, rep.BlockTimeP50.Round(time.Millisecond), rep.BlockMax.Round(time.Millisecond),
+		rep.LatencyP50.Round(time.Millisecond), rep.LatencyP99.Round(time.Millisecond), rep.LatencyMax.Round(time.Millisecond))
+	return nil
+}
+
+func chainFaults(args []string, stdout, stderr io.Writer) error {
+	return badInput("chain faults: not built yet")
+}
