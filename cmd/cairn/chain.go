@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
@@ -202,5 +203,42 @@ func chainBench(args []string, stdout, stderr io.Writer) error {
 }
 
 func chainFaults(args []string, stdout, stderr io.Writer) error {
-	return badInput("chain faults: not built yet")
+	fs := newFlags("chain faults", stderr)
+	dir := fs.String("dir", "", "directory for the network and the validators' logs (default: a new temporary directory, removed unless a check fails)")
+	basePort := fs.Int("base-port", 46656, "validator i listens on BASE+2i (peers) and BASE+2i+1 (RPC)")
+	load := fs.Float64("load", 20, "transfers per second submitted throughout")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	keep := *dir != ""
+	if !keep {
+		if *dir, err = os.MkdirTemp("", "cairn-chain-faults-"); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	fmt.Fprintf(stdout, "fault drill: 4 validators as processes in %s, %g transfers/s throughout\n", *dir, *load)
+	rep, err := experiment.ChainFaults(ctx, experiment.ChainFaultsOptions{Binary: bin, Dir: *dir, BasePort: *basePort, Load: *load, Log: stdout})
+	if err != nil {
+		return fmt.Errorf("%v (the network and its logs: %s)", err, *dir)
+	}
+	failed := 0
+	for _, c := range rep.Checks {
+		if !c.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return failedCheck{fmt.Sprintf("%d of %d checks failed (the network and its logs: %s)", failed, len(rep.Checks), *dir)}
+	}
+	fmt.Fprintf(stdout, "all %d checks hold\n", len(rep.Checks))
+	if !keep {
+		os.RemoveAll(*dir)
+	}
+	return nil
 }
