@@ -316,7 +316,7 @@ type failFrom struct {
 	bad  map[ledger.PubKey]bool
 }
 
-func (f *failFrom) Settle(rec ledger.RoundRecord, _ *ledger.Block) ([]ledger.Verdict, bool, error) {
+func (f *failFrom) Settle(rec ledger.RoundRecord, _ ledger.Hash) ([]ledger.Verdict, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var vs []ledger.Verdict

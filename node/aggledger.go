@@ -93,7 +93,7 @@ func (l *aggLedger) account(k ledger.PubKey) (ledger.Account, error) {
 	if ok {
 		return a, nil
 	}
-	a, err := l.host.Chain().Account(k)
+	a, err := l.host.be.Account(k)
 	if err != nil {
 		return a, err
 	}
@@ -112,6 +112,21 @@ func (l *aggLedger) account(k ledger.PubKey) (ledger.Account, error) {
 // aggregator's key the authority, o.Accounts funded, o.Ledger's rules or
 // DefaultLedgerParams) when there is none.
 func openAggLedger(o AggregatorOptions, key ed25519.PrivateKey, self string, cfg diloco.RunConfig) (*aggLedger, error) {
+	if o.ChainRPC != "" {
+		host, err := OpenLedgerHost(LedgerHostOptions{ChainRPC: o.ChainRPC, Key: key, BlockInterval: o.BlockInterval, Log: o.Log})
+		if err != nil {
+			return nil, fmt.Errorf("the run's ledger: %w", err)
+		}
+		l := &aggLedger{host: host, info: host.Info(), path: "the chain at " + o.ChainRPC, settler: o.Settler, log: o.Log, met: o.Metrics}
+		if l.settler == nil {
+			l.settler = SettleUnchecked{}
+		}
+		if err := l.refresh(); err != nil {
+			host.Close()
+			return nil, err
+		}
+		return l, nil
+	}
 	if o.DataDir == "" {
 		return nil, errors.New("the aggregator needs a data directory for the run's ledger")
 	}
@@ -283,7 +298,7 @@ func (l *aggLedger) tick(now time.Time) {
 func (l *aggLedger) close() error {
 	l.drive.Lock()
 	defer l.drive.Unlock()
-	if l.host.Chain().Pending() > 0 {
+	if l.host.be.Pending() > 0 {
 		l.host.Produce(time.Now())
 	}
 	return l.host.Close()

@@ -75,6 +75,12 @@ type AggregatorOptions struct {
 	// makes of workers' transactions (default 1 s); a round's result and
 	// its settlement get their blocks at once.
 	BlockInterval time.Duration
+	// ChainRPC, if set, records the run on a CometBFT network of the
+	// ledger through this validator's RPC address ('cairn chain start')
+	// instead of the chain in DataDir; the aggregator's identity must be
+	// one of the chain's authorities. Ledger and Accounts are then unused:
+	// the chain's genesis set them.
+	ChainRPC string
 	// Settler judges closed rounds for their settlement; nil settles
 	// each round as soon as its result is recorded, every contribution
 	// Unchecked (SettleUnchecked).

@@ -113,6 +113,12 @@ type LedgerHostOptions struct {
 	// error if there is none). A genesis other than the file's is an
 	// error.
 	Genesis *ledger.Genesis
+	// ChainRPC, if set, records on a CometBFT network of the ledger
+	// (cairn chain init/start) through this validator's RPC address
+	// instead of a chain in DataDir: transactions are broadcast, Produce
+	// waits until they are in committed blocks, and the network makes
+	// its blocks on its own. DataDir and Genesis are then unused.
+	ChainRPC string
 	// Key is the host's identity key (p2p.LedgerKey of the node's
 	// identity); it must be a genesis authority. It signs blocks and the
 	// host's own transactions.
@@ -150,7 +156,8 @@ type LedgerHostOptions struct {
 // settlements, and turned into blocks by Produce or Tick from the node's
 // clock loop. It is safe for concurrent use.
 type LedgerHost struct {
-	chain    *store.Chain
+	chain    *store.Chain // nil on a CometBFT network
+	be       ledgerBackend
 	key      ed25519.PrivateKey
 	self     ledger.PubKey
 	info     LedgerInfo
@@ -179,24 +186,44 @@ func OpenLedgerHost(o LedgerHostOptions) (*LedgerHost, error) {
 	if len(o.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("ledger host: key of %d bytes, want an ed25519 private key", len(o.Key))
 	}
-	if o.DataDir == "" {
-		return nil, errors.New("ledger host: no data directory")
-	}
-	c, err := store.OpenChain(filepath.Join(o.DataDir, store.FileName), o.Genesis, o.Key)
-	if err != nil {
-		return nil, err
-	}
 	pool := orDefault(o.MaxPool, defaultMaxPool)
-	c.SetMaxPool(pool)
-	g := c.Genesis()
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var c *store.Chain
+	var be ledgerBackend
+	if o.ChainRPC != "" {
+		r, err := dialRemote(o.ChainRPC, pool, log)
+		if err != nil {
+			return nil, err
+		}
+		if g := r.Genesis(); !g.IsAuthority(ledger.KeyOf(o.Key)) {
+			return nil, fmt.Errorf("ledger host: the chain at %s does not list this node (%s) among its authorities: give it to 'cairn chain init --organiser DIR' or --authority",
+				o.ChainRPC, ledger.KeyOf(o.Key))
+		}
+		be = r
+	} else {
+		if o.DataDir == "" {
+			return nil, errors.New("ledger host: no data directory")
+		}
+		var err error
+		if c, err = store.OpenChain(filepath.Join(o.DataDir, store.FileName), o.Genesis, o.Key); err != nil {
+			return nil, err
+		}
+		c.SetMaxPool(pool)
+		be = embeddedBackend{c}
+	}
+	g := be.Genesis()
 	info := LedgerInfo{ChainID: g.ChainID, GenesisHash: g.Hash(), Authorities: g.Authorities, LedgerParams: ledgerParamsOf(&g)}
 	infoJSON, err := json.Marshal(info)
 	if err != nil {
-		c.Close()
+		be.Close()
 		return nil, err
 	}
 	h := &LedgerHost{
 		chain:    c,
+		be:       be,
 		key:      o.Key,
 		self:     ledger.KeyOf(o.Key),
 		info:     info,
@@ -207,15 +234,14 @@ func OpenLedgerHost(o LedgerHostOptions) (*LedgerHost, error) {
 		peerPool: pool - min(ownReserve, pool/8),
 		interval: orDefault(o.BlockInterval, time.Second),
 		now:      o.Now,
-		log:      o.Log,
+		log:      log,
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.log == nil {
-		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if c != nil {
+		h.lastBlock = time.Unix(0, c.Tip().Time)
 	}
-	h.lastBlock = time.Unix(0, c.Tip().Time)
 	return h, nil
 }
 
@@ -237,8 +263,12 @@ func (h *LedgerHost) Serve(tr Transport) {
 	})
 }
 
-// Chain is the hosted chain, for local reads (Account, Query, Block).
+// Chain is the hosted chain, for local reads (Account, Query, Block);
+// nil when the host records on a CometBFT network.
 func (h *LedgerHost) Chain() *store.Chain { return h.chain }
+
+// Remote reports whether the host records on a CometBFT network.
+func (h *LedgerHost) Remote() bool { return !h.be.Produces() }
 
 // Info describes the chain.
 func (h *LedgerHost) Info() LedgerInfo { return h.info }
@@ -248,8 +278,16 @@ func (h *LedgerHost) Account() ledger.PubKey { return h.self }
 
 // Produce makes a block of the queued transactions at time now, persists
 // it and commits it (store.Chain.Produce); it returns nil if nothing was
-// queued. After a write error the transactions stay queued.
+// queued. After a write error the transactions stay queued. On a
+// CometBFT network it waits until every transaction queued so far is in
+// a committed block and returns a nil block.
 func (h *LedgerHost) Produce(now time.Time) (*ledger.Block, error) {
+	if h.closed.Load() {
+		return nil, errors.New("ledger host: closed")
+	}
+	if !h.be.Produces() {
+		return h.be.Produce(now)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
@@ -268,8 +306,12 @@ func (h *LedgerHost) Produce(now time.Time) (*ledger.Block, error) {
 
 // Tick is Produce for the node's clock loop: it makes a block only when
 // transactions are queued and BlockInterval has passed since the last
-// block; otherwise it returns nil and does nothing.
+// block; otherwise it returns nil and does nothing. A CometBFT network
+// makes its blocks by itself: Tick does nothing there.
 func (h *LedgerHost) Tick(now time.Time) (*ledger.Block, error) {
+	if !h.be.Produces() {
+		return nil, nil
+	}
 	h.mu.Lock()
 	due := !h.closed.Load() && h.chain.Pending() > 0 && now.Sub(h.lastBlock) >= h.interval
 	h.mu.Unlock()
@@ -298,7 +340,7 @@ func (h *LedgerHost) SubmitSettle(s *ledger.SettleTx) (ledger.Hash, error) {
 func (h *LedgerHost) submitOwn(body ledger.Body) (ledger.Hash, error) {
 	h.ownMu.Lock()
 	defer h.ownMu.Unlock()
-	acct, err := h.chain.Account(h.self)
+	acct, err := h.be.Account(h.self)
 	if err != nil {
 		return ledger.Hash{}, err
 	}
@@ -310,7 +352,7 @@ func (h *LedgerHost) submitOwn(body ledger.Body) (ledger.Hash, error) {
 	if err != nil {
 		return ledger.Hash{}, err
 	}
-	if err := h.chain.Submit(raw); err != nil {
+	if err := h.be.Submit(raw); err != nil {
 		return ledger.Hash{}, err
 	}
 	h.ownNonce = n
@@ -320,10 +362,10 @@ func (h *LedgerHost) submitOwn(body ledger.Body) (ledger.Hash, error) {
 // submitPeer queues a peer's transaction, within the peers' share of the
 // mempool. Errors are store.Chain.Submit's.
 func (h *LedgerHost) submitPeer(raw []byte) error {
-	if h.chain.Pending() >= h.peerPool {
+	if h.be.Pending() >= h.peerPool {
 		return ledger.ErrMempoolFull
 	}
-	return h.chain.Submit(raw)
+	return h.be.Submit(raw)
 }
 
 // Totals reads the chain's counters (open round, next round to settle,
@@ -343,7 +385,7 @@ func (h *LedgerHost) Round(r uint64) (ledger.RoundInfo, error) {
 }
 
 func (h *LedgerHost) queryJSON(path string, data []byte, v any) error {
-	ans, err := h.chain.Query(path, data)
+	ans, err := h.be.Query(path, data)
 	if err != nil {
 		return err
 	}
@@ -358,7 +400,7 @@ func (h *LedgerHost) Close() error {
 	if h.closed.Swap(true) {
 		return nil
 	}
-	return h.chain.Close()
+	return h.be.Close()
 }
 
 // serve runs one ledger request: the peer's rate limit and the in-flight
@@ -446,7 +488,7 @@ func (h *LedgerHost) serveQuery(s wire.Stream, _ string) error {
 		return refuse("query %q is not served to peers", q.Path)
 	default:
 		var err error
-		if ans, err = h.chain.Query(q.Path, q.Data); err != nil {
+		if ans, err = h.be.Query(q.Path, q.Data); err != nil {
 			return refuse("query %q: %v", q.Path, err)
 		}
 	}

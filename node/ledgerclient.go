@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -29,7 +30,8 @@ func (e *LedgerRefusal) Error() string { return "ledger: host refused: " + e.Rea
 // are sent one at a time, in nonce order.
 type LedgerClient struct {
 	tr   Transport
-	host string // the aggregator's peer ID
+	host string        // the aggregator's peer ID
+	rpc  *chain.Client // instead, a validator of a CometBFT network
 	key  ed25519.PrivateKey
 	self ledger.PubKey
 	info LedgerInfo
@@ -72,6 +74,38 @@ func NewLedgerClient(ctx context.Context, tr Transport, host string, key ed25519
 	return c, nil
 }
 
+// NewChainLedgerClient is NewLedgerClient for a chain run as a CometBFT
+// network ('cairn chain start'), reached through the RPC address of any
+// of its validators rather than through the aggregator: transactions are
+// broadcast and waited for until a committed block holds them, and
+// queries read the validator's committed state. It fails if the
+// validator does not answer, serves no Cairn ledger, or serves a chain
+// other than chainID (when given).
+func NewChainLedgerClient(ctx context.Context, rpc string, key ed25519.PrivateKey, chainID string) (*LedgerClient, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("ledger client: key of %d bytes, want an ed25519 private key", len(key))
+	}
+	rc, err := chain.Dial(rpc)
+	if err != nil {
+		return nil, err
+	}
+	c := &LedgerClient{rpc: rc, key: key, self: ledger.KeyOf(key)}
+	g, err := rc.Genesis(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger client: %v", err)
+	}
+	c.info = LedgerInfo{ChainID: g.ChainID, GenesisHash: g.Hash(), Authorities: g.Authorities, LedgerParams: ledgerParamsOf(g)}
+	if chainID != "" && c.info.ChainID != chainID {
+		return nil, fmt.Errorf("ledger client: the validator at %s serves chain %q, not %q", rpc, c.info.ChainID, chainID)
+	}
+	a, err := c.Account(ctx, c.self)
+	if err != nil {
+		return nil, err
+	}
+	c.last = a.Nonce
+	return c, nil
+}
+
 // Info describes the chain (as the host answered at NewLedgerClient).
 func (c *LedgerClient) Info() LedgerInfo { return c.info }
 
@@ -87,7 +121,9 @@ func (c *LedgerClient) Nonce() uint64 {
 
 // Submit sends one signed transaction (raw, its encoding) to the host,
 // which checks it against its pending state and queues it for the next
-// block. It returns nil once queued; a *ledger.TxError with the ledger's
+// block. It returns nil once queued (on a CometBFT network: once a
+// committed block holds it, or a *ledger.TxError if the block rejected
+// it, or chain.ErrNotIncluded when ctx ends first); a *ledger.TxError with the ledger's
 // code and reason if the ledger rejected it (a replay is
 // ledger.CodeBadNonce); ledger.ErrMempoolFull; a *LedgerRefusal if the
 // host refused the request; or a network error. Submit leaves the nonce
@@ -95,6 +131,12 @@ func (c *LedgerClient) Nonce() uint64 {
 func (c *LedgerClient) Submit(ctx context.Context, raw []byte) error {
 	if len(raw) > MaxLedgerTxBytes {
 		return fmt.Errorf("ledger client: transaction of %d bytes exceeds the limit of %d", len(raw), MaxLedgerTxBytes)
+	}
+	if c.rpc != nil {
+		wctx, cancel := context.WithTimeout(ctx, ledgerStreamTimeout)
+		defer cancel()
+		_, err := c.rpc.Submit(wctx, raw)
+		return err
 	}
 	var reply ledgerTxReply
 	err := c.exchange(ctx, ProtoLedgerTx, func(s wire.Stream) error {
@@ -233,6 +275,17 @@ func (c *LedgerClient) History(ctx context.Context, k ledger.PubKey) ([]ledger.H
 // JSON answer, at most MaxLedgerAnswerBytes. A refused query gives a
 // *LedgerRefusal naming the reason.
 func (c *LedgerClient) Query(ctx context.Context, path string, data []byte) ([]byte, error) {
+	if c.rpc != nil {
+		if path == ledgerChainPath {
+			return json.Marshal(c.info)
+		}
+		ans, err := c.rpc.Query(ctx, path, data)
+		var qe *chain.QueryError
+		if errors.As(err, &qe) {
+			return nil, &LedgerRefusal{Reason: qe.Reason}
+		}
+		return ans, err
+	}
 	var ans json.RawMessage
 	err := c.exchange(ctx, ProtoLedgerQuery, func(s wire.Stream) error {
 		return wire.WriteJSON(s, kindLedgerQuery, ledgerQuery{Path: path, Data: data})

@@ -384,7 +384,7 @@ type slowSettler struct {
 	asked   atomic.Int32
 }
 
-func (s *slowSettler) Settle(rec ledger.RoundRecord, b *ledger.Block) ([]ledger.Verdict, bool, error) {
+func (s *slowSettler) Settle(rec ledger.RoundRecord, b ledger.Hash) ([]ledger.Verdict, bool, error) {
 	s.asked.Add(1)
 	select {
 	case <-s.release:

@@ -137,7 +137,7 @@ func (l *aggLedger) record(s *savedResult, now func() time.Time) error {
 	}
 	if l.resultQueued != s.Round+1 {
 		for _, raw := range s.Commits {
-			l.host.Chain().Submit(raw) // a refusal: already queued or recorded
+			l.host.be.Submit(raw) // a refusal: already queued or recorded
 		}
 		tx := s.tx()
 		_, err := l.host.SubmitResult(tx)
@@ -220,11 +220,11 @@ func (l *aggLedger) settle(now func() time.Time) error {
 			if ri.Result == nil {
 				return fmt.Errorf("the ledger's closed round %d has no result", r)
 			}
-			b, _, err := l.host.Chain().Block(ri.Result.Height)
+			beacon, err := l.host.be.BlockHash(ri.Result.Height)
 			if err != nil {
 				return err
 			}
-			vs, ready, err := l.settler.Settle(*ri.Result, b)
+			vs, ready, err := l.settler.Settle(*ri.Result, beacon)
 			if err != nil {
 				return fmt.Errorf("settling round %d: %v", r, err)
 			}

@@ -24,13 +24,13 @@ import "github.com/cairnlabs/cairn/ledger"
 // call returns the verdicts.
 type Settler interface {
 	// Settle returns the verdicts for the round rec describes, whose
-	// result the chain recorded in block b: one per rec.Accepted, in that
+	// result the chain recorded in the block with hash beacon: one per rec.Accepted, in that
 	// order and for the same workers, and ready true. While they are not
 	// ready it returns ready false and no error, and is asked again with
 	// the same arguments; it must not block. An error is logged and the
 	// round asked again later; so are verdicts the ledger refuses (the
 	// wrong number, order or workers, a failed verdict without evidence).
-	Settle(rec ledger.RoundRecord, b *ledger.Block) (verdicts []ledger.Verdict, ready bool, err error)
+	Settle(rec ledger.RoundRecord, beacon ledger.Hash) (verdicts []ledger.Verdict, ready bool, err error)
 }
 
 // SettleUnchecked is the default Settler while no validator runs: it
@@ -41,7 +41,7 @@ type SettleUnchecked struct{}
 
 // Settle returns an Unchecked verdict for every accepted contribution; it
 // is always ready and never fails.
-func (SettleUnchecked) Settle(rec ledger.RoundRecord, _ *ledger.Block) ([]ledger.Verdict, bool, error) {
+func (SettleUnchecked) Settle(rec ledger.RoundRecord, _ ledger.Hash) ([]ledger.Verdict, bool, error) {
 	vs := make([]ledger.Verdict, len(rec.Accepted))
 	for i, c := range rec.Accepted {
 		vs[i] = ledger.Verdict{Worker: c.Worker, Outcome: ledger.Unchecked}

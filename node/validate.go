@@ -189,19 +189,19 @@ func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byt
 // Settle answers for the round rec records, from block b. A round the
 // validator has nothing on (it closed before the node restarted) is
 // settled at once, every contribution Unchecked.
-func (val *validation) Settle(rec ledger.RoundRecord, b *ledger.Block) ([]ledger.Verdict, bool, error) {
+func (val *validation) Settle(rec ledger.RoundRecord, beacon ledger.Hash) ([]ledger.Verdict, bool, error) {
 	val.mu.Lock()
 	c := val.cases[rec.Round]
 	if c == nil {
 		val.mu.Unlock()
-		return SettleUnchecked{}.Settle(rec, b)
+		return SettleUnchecked{}.Settle(rec, beacon)
 	}
 	defer val.mu.Unlock()
 	if !c.started {
 		if val.stopped {
 			return nil, false, fmt.Errorf("the validator is stopped")
 		}
-		c.rec, c.beacon = rec, b.Hash() // before the hand-over: the worker goroutine reads them
+		c.rec, c.beacon = rec, beacon // before the hand-over: the worker goroutine reads them
 		select {
 		case val.jobs <- c:
 			c.started = true

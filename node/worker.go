@@ -45,6 +45,11 @@ type WorkerOptions struct {
 	// Behaviour, when set, makes the worker misbehave (see Behaviour):
 	// for the experiments and the demo's adversaries. Nil is honest.
 	Behaviour Behaviour
+	// ChainRPC, if set, is the RPC address of a validator of the run's
+	// chain when it runs as a CometBFT network: the worker sends its
+	// transactions and reads its account there rather than through the
+	// aggregator (the chain must be the one the aggregator names).
+	ChainRPC string
 }
 
 // Worker is a running worker node.

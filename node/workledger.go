@@ -89,8 +89,14 @@ func (w *Worker) connectLedger(ctx context.Context, wel *welcome) error {
 	if wel.ChainID == "" {
 		return errPermanent{errors.New("the aggregator names no ledger chain")}
 	}
-	if l.client == nil || l.host != w.aggID || l.client.Info().ChainID != wel.ChainID {
-		c, err := NewLedgerClient(ctx, w.tr, w.aggID, l.key, wel.ChainID)
+	if l.client == nil || (l.host != w.aggID && w.opts.ChainRPC == "") || l.client.Info().ChainID != wel.ChainID {
+		var c *LedgerClient
+		var err error
+		if w.opts.ChainRPC != "" {
+			c, err = NewChainLedgerClient(ctx, w.opts.ChainRPC, l.key, wel.ChainID)
+		} else {
+			c, err = NewLedgerClient(ctx, w.tr, w.aggID, l.key, wel.ChainID)
+		}
 		if err != nil {
 			return err
 		}

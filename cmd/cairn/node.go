@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/bits"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -197,7 +198,12 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units at the ledger's creation (it bonds the minimum stake by itself when it joins): `PEERID=AMOUNT` (repeatable)")
 	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
 	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
+	ledgerAt := fs.String("ledger", "embedded", "the run's ledger: 'embedded' (a chain in --data-dir) or the RPC address host:port of a validator of a CometBFT network of the ledger ('cairn chain start'; this node must be one of its authorities)")
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	chainRPC, err := ledgerFlag(*ledgerAt)
+	if err != nil {
 		return err
 	}
 	text, err := run.load()
@@ -217,7 +223,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer stop()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
-		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: &params, Accounts: accts.list()})
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: &params, Accounts: accts.list(), ChainRPC: chainRPC})
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -244,6 +250,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 func runWork(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("node work", stderr)
 	join := fs.String("join", "", "the aggregator's multiaddr, e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW...")
+	ledgerAt := fs.String("ledger", "embedded", "where this worker reaches the run's ledger: 'embedded' (through the aggregator) or the RPC address host:port of any validator of the run's CometBFT chain")
 	dir := fs.String("data-dir", "cairn-worker", "identity key")
 	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "comma-separated multiaddrs to listen on (peers fetch weights here)")
 	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
@@ -276,7 +283,11 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stop()
-	w, err := node.StartWorker(node.WorkerOptions{DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
+	chainRPC, err := ledgerFlag(*ledgerAt)
+	if err != nil {
+		return err
+	}
+	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
 		Threads: *threads, LinkBytesPerSec: *linkMbps * 1e6 / 8, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)
@@ -351,4 +362,17 @@ func (f accountFlag) Set(s string) error {
 	}
 	*to = sum
 	return nil
+}
+
+// ledgerFlag reads --ledger: "embedded" (or empty) gives "", anything
+// else must be a validator's RPC address.
+func ledgerFlag(v string) (string, error) {
+	if v == "" || v == "embedded" {
+		return "", nil
+	}
+	addr := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(v, "http://"), "tcp://"), "https://")
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", badInput("--ledger %q: want 'embedded' or a validator's RPC address host:port", v)
+	}
+	return v, nil
 }
