@@ -32,8 +32,8 @@ const appKind = "abci-app"
 // replays what the application missed. An AppStore is not safe for
 // concurrent use.
 type AppStore struct {
-	db      *bolt.DB
-	l       *ledger.Ledger
+	db          *bolt.DB
+	l           *ledger.Ledger
 	pending     *ledger.BlockResult
 	pendingTime int64
 }
