@@ -53,8 +53,9 @@ type AppState struct {
 // The methods are safe for concurrent use.
 type App struct {
 	abci.BaseApplication
-	mu sync.Mutex
-	st *store.AppStore
+	mu   sync.Mutex
+	st   *store.AppStore
+	path string
 }
 
 var _ abci.Application = (*App)(nil)
@@ -65,8 +66,11 @@ func OpenApp(path string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{st: st}, nil
+	return &App{st: st, path: path}, nil
 }
+
+// Path is the application's state file.
+func (a *App) Path() string { return a.path }
 
 // Close closes the state file.
 func (a *App) Close() error {

@@ -64,6 +64,13 @@ type LocalOptions struct {
 	// stopping them is the caller's (OnStart); the run waits for them as
 	// for any participant.
 	Remote []string
+	// ChainValidators, if positive, runs the run's ledger on a CometBFT
+	// network of that many validators on loopback, in this process, with
+	// their homes under DataDir/chain (chain.Init's layout; a directory
+	// that holds one resumes it): the aggregator records on the first
+	// validator, and the workers send their transactions to the
+	// validators in turn.
+	ChainValidators int
 	// OnStart, when set, is called once the aggregator listens and the
 	// local workers are started, before the run: with the address workers
 	// join at and the local workers' peer IDs, in worker order. An error
@@ -98,6 +105,11 @@ type LocalLedger struct {
 	// file from its genesis (nil: intact), Report what it replayed.
 	Invariants, Verified error
 	Report               store.Report
+	// Validators is the number of validators of the CometBFT network the
+	// ledger ran on (0: the embedded chain). Verified is then the check
+	// that they all hold the same block hash and app hash at every
+	// height (chain.Compare); Report counts those blocks' transactions.
+	Validators int
 }
 
 // LocalResult summarises a local run.
@@ -187,9 +199,31 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: LocalStake(params)})
 	}
 	aggDir := filepath.Join(dir, "aggregator")
+	var lc *localChain
+	chainRPC := ""
+	if o.ChainValidators > 0 {
+		key, err := p2p.LoadIdentity(aggDir)
+		if err != nil {
+			return LocalResult{}, err
+		}
+		lk, err := p2p.LedgerKey(key)
+		if err != nil {
+			return LocalResult{}, err
+		}
+		self := ledger.KeyOf(lk)
+		g, err := ChainGenesis(LedgerChainID(LedgerRunName(o.Config, p2p.PeerIDOf(self))), []ledger.PubKey{self}, accts, params)
+		if err != nil {
+			return LocalResult{}, err
+		}
+		if lc, err = startLocalChain(ctx, filepath.Join(dir, "chain"), o.ChainValidators, g); err != nil {
+			return LocalResult{}, err
+		}
+		defer lc.stop()
+		chainRPC = lc.nodes[0].RPC()
+	}
 	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
 		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond,
-		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler, Validation: o.Validation})
+		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler, Validation: o.Validation, ChainRPC: chainRPC})
 	if err != nil {
 		return LocalResult{}, err
 	}
@@ -209,6 +243,9 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		}
 		wo := WorkerOptions{DataDir: wdir, Listen: loop,
 			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, Log: o.Log}
+		if lc != nil {
+			wo.ChainRPC = lc.nodes[i%len(lc.nodes)].RPC()
+		}
 		if i < len(o.Behaviours) {
 			wo.Behaviour = o.Behaviours[i]
 		}
@@ -312,6 +349,10 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	if err := agg.Close(); err != nil {
 		return res, err
 	}
+	if lc != nil {
+		res.Ledger, err = lc.readLedger(ctx, append(ids, o.Remote...))
+		return res, err
+	}
 	res.Ledger, err = readLocalLedger(filepath.Join(aggDir, store.FileName), append(ids, o.Remote...))
 	return res, err
 }
@@ -320,29 +361,41 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 // accounts and rewards, every closed round, the invariants, and a replay
 // from genesis. It fails only if the file cannot be opened.
 func readLocalLedger(path string, ids []string) (LocalLedger, error) {
-	ll := LocalLedger{Path: path}
 	s, err := store.OpenReadOnly(path)
+	if err != nil {
+		return LocalLedger{Path: path}, err
+	}
+	ll, err := summariseLedger(s.Ledger(), ids)
+	ll.Path = path
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return ll, err
 	}
-	l := s.Ledger()
+	ll.Report, ll.Verified = store.Verify(path)
+	return ll, nil
+}
+
+// summariseLedger reads a run's ledger: totals, the workers' accounts
+// and rewards, every closed round, and the invariants.
+func summariseLedger(l *ledger.Ledger, ids []string) (LocalLedger, error) {
+	var ll LocalLedger
+	var err error
 	g := l.Genesis()
 	ll.ChainID, ll.EmissionPerRound = g.ChainID, g.EmissionPerRound
 	ll.Invariants = l.CheckInvariants()
 	if ll.Totals, err = l.Totals(); err != nil {
-		s.Close()
 		return ll, err
 	}
 	byKey := map[ledger.PubKey]*LocalAccount{}
 	for _, id := range ids {
 		k, err := p2p.AccountOf(id)
 		if err != nil {
-			s.Close()
 			return ll, err
 		}
 		a, err := l.Account(k)
 		if err != nil {
-			s.Close()
 			return ll, err
 		}
 		ll.Accounts = append(ll.Accounts, LocalAccount{ID: id, Account: a})
@@ -353,7 +406,6 @@ func readLocalLedger(path string, ids []string) (LocalLedger, error) {
 	for r := uint64(0); r < ll.Totals.OpenRound; r++ {
 		ri, err := l.Round(r)
 		if err != nil {
-			s.Close()
 			return ll, err
 		}
 		for _, v := range ri.Verdicts {
@@ -364,10 +416,6 @@ func readLocalLedger(path string, ids []string) (LocalLedger, error) {
 		}
 		ll.Rounds = append(ll.Rounds, ri)
 	}
-	if err := s.Close(); err != nil {
-		return ll, err
-	}
-	ll.Report, ll.Verified = store.Verify(path)
 	return ll, nil
 }
 

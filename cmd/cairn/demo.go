@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
@@ -33,12 +34,16 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data-dir", "", "keep the nodes' keys, the run's state and its ledger here (default: a temporary directory, removed at the end); a directory that holds a demo resumes it, given the same flags")
 	adversaries := fs.Bool("adversaries", false, "add one misbehaving worker of each kind ("+strings.Join(experiment.AdversaryKinds(), ", ")+
 		") and let the aggregator validate: it recomputes a sample of contributions (p = 10% and the most suspicious), and each cheat caught is slashed")
+	chainN := fs.Int("chain", 0, "run the ledger on a CometBFT network of this many validators on loopback, started by the demo (0: the embedded single-node chain)")
 	verbose := fs.Bool("v", false, "log every node's events")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *workers < 1 {
 		return badInput("--workers must be at least 1, got %d", *workers)
+	}
+	if *chainN < 0 || *chainN > chain.MaxValidators {
+		return badInput("--chain %d: want 0..%d validators", *chainN, chain.MaxValidators)
 	}
 	text, err := run.load()
 	if err != nil {
@@ -68,7 +73,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	ctx, cancel := signalContext()
 	defer cancel()
-	lo := node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir,
+	if *chainN > 0 {
+		fmt.Fprintf(stdout, "ledger: a CometBFT network of %d validators on loopback (in this process); the aggregator records on the first, workers send their transactions to the validators in turn\n", *chainN)
+	}
+	lo := node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir, ChainValidators: *chainN,
 		LinkBytesPerSec: *linkMbps * 1e6 / 8,
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
@@ -163,8 +171,15 @@ func printLedger(w io.Writer, l node.LocalLedger, dataDir string, honest int) bo
 		fmt.Fprintf(w, "ledger invariants violated: %v\n", l.Invariants)
 	}
 	line, ok := verifyLine(l.Report, l.Verified)
+	if l.Validators > 0 {
+		line, ok = fmt.Sprintf("chain intact: %d validators hold the same block hash and app hash at every height (%d blocks, %d transactions); state root %s",
+			l.Validators, l.Report.Tip.Height, l.Report.Txs, l.Report.Tip.AppHash), l.Verified == nil
+		if l.Verified != nil {
+			line = fmt.Sprintf("the validators disagree: %v", l.Verified)
+		}
+	}
 	fmt.Fprintln(w, line)
-	if dataDir != "" {
+	if dataDir != "" && l.Validators == 0 {
 		fmt.Fprintf(w, "inspect it with: cairn ledger balances --data-dir %s\n", dataDir)
 	}
 	return ok && l.Invariants == nil

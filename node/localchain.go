@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/ledger"
+)
+
+// localChain is a CometBFT network of the ledger running in this process
+// (RunLocal with LocalOptions.ChainValidators).
+type localChain struct {
+	nodes   []*chain.Node
+	clients []*chain.Client
+}
+
+// startLocalChain starts n validators on loopback with their homes in
+// dir: a network made by chain.Init with genesis g on free ports, or the
+// one dir already holds (a resumed run; it must be for the same chain).
+func startLocalChain(ctx context.Context, dir string, n int, g *ledger.Genesis) (*localChain, error) {
+	netw, err := chain.ReadNetwork(dir)
+	if err != nil {
+		base, perr := freeBasePort(n)
+		if perr != nil {
+			return nil, perr
+		}
+		if netw, err = chain.Init(chain.InitOptions{Validators: n, Out: dir, Genesis: *g, BasePort: base}); err != nil {
+			return nil, err
+		}
+	} else if netw.ChainID != g.ChainID || len(netw.Validators) != n {
+		return nil, fmt.Errorf("%s holds chain %s of %d validators, not %s of %d: move it away", dir, netw.ChainID, len(netw.Validators), g.ChainID, n)
+	}
+	lc := &localChain{}
+	for _, v := range netw.Validators {
+		nd, err := chain.Start(v.Home, chain.NodeOptions{})
+		if err != nil {
+			lc.stop()
+			return nil, err
+		}
+		lc.nodes = append(lc.nodes, nd)
+		c, err := chain.Dial(nd.RPC())
+		if err != nil {
+			lc.stop()
+			return nil, err
+		}
+		lc.clients = append(lc.clients, c)
+	}
+	ready, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, c := range lc.clients {
+		if err := c.WaitReady(ready); err != nil {
+			lc.stop()
+			return nil, fmt.Errorf("the local chain's validator at %s: %v", c.Addr(), err)
+		}
+	}
+	return lc, nil
+}
+
+func (lc *localChain) stop() error {
+	var errs []error
+	for _, nd := range lc.nodes {
+		errs = append(errs, nd.Stop())
+	}
+	lc.nodes = nil
+	return errors.Join(errs...)
+}
+
+// freeBasePort finds a base port whose 2n ports (peers and RPC of n
+// validators) are free on loopback now.
+func freeBasePort(n int) (int, error) {
+	for range 50 {
+		base := 20000 + 2*rand.IntN(15000)
+		ok := true
+		for p := base; p < base+2*n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free ports on loopback for the local chain")
+}
+
+// readChainLedger summarises the run from the first validator's ledger
+// once the run is over, and checks that every validator holds the same
+// block hash and app hash at every height.
+func (lc *localChain) readLedger(ctx context.Context, ids []string) (LocalLedger, error) {
+	var ll LocalLedger
+	var err error
+	lc.nodes[0].App().Ledger(func(l *ledger.Ledger) {
+		if l == nil {
+			err = errors.New("the local chain's application has no ledger")
+			return
+		}
+		ll, err = summariseLedger(l, ids)
+	})
+	if err != nil {
+		return ll, err
+	}
+	ll.Path = lc.nodes[0].App().Path()
+	ll.Validators = len(lc.nodes)
+	agree, verr := chain.Compare(ctx, lc.clients)
+	ll.Report.ChainID, ll.Report.Txs = ll.ChainID, agree.Txs
+	ll.Report.Tip = ll.Totals.Tip
+	ll.Verified = verr
+	return ll, nil
+}
