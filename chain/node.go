@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	dbm "github.com/cometbft/cometbft-db"
 
 	cfg "github.com/cometbft/cometbft/config"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
@@ -38,6 +41,34 @@ type Node struct {
 	n    *cmtnode.Node
 	app  *App
 	conf *cfg.Config
+	dbs  *openDBs
+}
+
+// openDBs remembers the databases CometBFT opens: its Stop leaves the
+// transaction index open, which would keep a restart in the same process
+// from opening it again.
+type openDBs struct {
+	mu  sync.Mutex
+	dbs []dbm.DB
+}
+
+func (o *openDBs) provider(ctx *cfg.DBContext) (dbm.DB, error) {
+	db, err := cfg.DefaultDBProvider(ctx)
+	if err == nil {
+		o.mu.Lock()
+		o.dbs = append(o.dbs, db)
+		o.mu.Unlock()
+	}
+	return db, err
+}
+
+func (o *openDBs) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, db := range o.dbs {
+		db.Close() // already closed by CometBFT: an error, ignored
+	}
+	o.dbs = nil
 }
 
 // LoadConfig reads home/config/config.toml over CometBFT's defaults. It
@@ -107,17 +138,20 @@ func Start(home string, o NodeOptions) (*Node, error) {
 			logger = cmtlog.NewFilter(logger, cmtlog.AllowError())
 		}
 	}
+	dbs := &openDBs{}
 	n, err := cmtnode.NewNode(c, pv, nk, proxy.NewLocalClientCreator(app), cmtnode.DefaultGenesisDocProviderFunc(c),
-		cfg.DefaultDBProvider, cmtnode.DefaultMetricsProvider(c.Instrumentation), logger)
+		dbs.provider, cmtnode.DefaultMetricsProvider(c.Instrumentation), logger)
 	if err != nil {
+		dbs.close()
 		app.Close()
 		return nil, fmt.Errorf("chain: starting the validator in %s: %v", home, err)
 	}
 	if err := n.Start(); err != nil {
+		dbs.close()
 		app.Close()
 		return nil, fmt.Errorf("chain: starting the validator in %s: %v", home, err)
 	}
-	return &Node{n: n, app: app, conf: c}, nil
+	return &Node{n: n, app: app, conf: c, dbs: dbs}, nil
 }
 
 // loadPV loads the validator's key and last-signed state; CometBFT's own
@@ -158,6 +192,7 @@ func (n *Node) Stop() error {
 		errs = append(errs, n.n.Stop())
 		n.n.Wait()
 	}
+	n.dbs.close()
 	errs = append(errs, n.app.Close())
 	return errors.Join(errs...)
 }
