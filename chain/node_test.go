@@ -80,6 +80,9 @@ func TestValidatorServesAndResumes(t *testing.T) {
 	if _, err := c.Broadcast(cx, bad); !errors.As(err, &te) || te.Code != ledger.CodeInsufficientFunds {
 		t.Fatalf("overspending broadcast: %v", err)
 	}
+	if _, err := c.Broadcast(cx, []byte("junk")); !errors.As(err, &te) || te.Code != ledger.CodeMalformed {
+		t.Fatalf("malformed broadcast: %v", err)
+	}
 	if _, found, err := c.Lookup(cx, ledger.Hash(sha256Of(bad))); err != nil || found {
 		t.Fatalf("a refused transaction is in a block (found %v, err %v)", found, err)
 	}
