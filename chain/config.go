@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,4 +235,25 @@ func ReadNetwork(dir string) (*Network, error) {
 		return nil, fmt.Errorf("chain: %s lists no validators", NetworkFile)
 	}
 	return &n, nil
+}
+
+// FreeBasePort finds a base port whose 2n ports (peers and RPC of n
+// validators, as Init lays them out) are free on loopback now.
+func FreeBasePort(n int) (int, error) {
+	for range 50 {
+		base := 20000 + 2*rand.IntN(15000)
+		ok := true
+		for p := base; p < base+2*n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("chain: no free ports on loopback")
 }

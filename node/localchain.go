@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"time"
 
 	"github.com/cairnlabs/cairn/chain"
@@ -25,7 +23,7 @@ type localChain struct {
 func startLocalChain(ctx context.Context, dir string, n int, g *ledger.Genesis) (*localChain, error) {
 	netw, err := chain.ReadNetwork(dir)
 	if err != nil {
-		base, perr := freeBasePort(n)
+		base, perr := chain.FreeBasePort(n)
 		if perr != nil {
 			return nil, perr
 		}
@@ -68,27 +66,6 @@ func (lc *localChain) stop() error {
 	}
 	lc.nodes = nil
 	return errors.Join(errs...)
-}
-
-// freeBasePort finds a base port whose 2n ports (peers and RPC of n
-// validators) are free on loopback now.
-func freeBasePort(n int) (int, error) {
-	for range 50 {
-		base := 20000 + 2*rand.IntN(15000)
-		ok := true
-		for p := base; p < base+2*n && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free ports on loopback for the local chain")
 }
 
 // readChainLedger summarises the run from the first validator's ledger

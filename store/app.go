@@ -154,15 +154,7 @@ func (s *AppStore) Commit() (ledger.Tip, error) {
 		return ledger.Tip{}, errors.New("store: commit without a finalized block")
 	}
 	tip := ledger.Tip{Height: res.Height, Time: s.pendingTime, AppHash: res.AppHash}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		st := tx.Bucket(bucketState)
-		for _, kv := range res.Changes {
-			if err := st.Put(kv.Key, kv.Value); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyTip, encodeTip(tip))
-	})
+	err := s.db.Update(func(tx *bolt.Tx) error { return putChanges(tx, res.Changes, tip) })
 	if err != nil {
 		return ledger.Tip{}, fmt.Errorf("store: writing block %d: %v", res.Height, err)
 	}

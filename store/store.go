@@ -300,13 +300,7 @@ func (s *Store) persist(b *ledger.Block, res *ledger.BlockResult) error {
 		if err := tx.Bucket(bucketResults).Put(h, ledger.EncodeResults(res.Results)); err != nil {
 			return err
 		}
-		st := tx.Bucket(bucketState)
-		for _, kv := range res.Changes {
-			if err := st.Put(kv.Key, kv.Value); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyTip, encodeTip(tip))
+		return putChanges(tx, res.Changes, tip)
 	})
 	if err != nil {
 		return fmt.Errorf("store: writing block %d: %v", b.Header.Height, err)
@@ -334,4 +328,15 @@ func (s *Store) Block(h uint64) (*ledger.Block, []ledger.TxResult, error) {
 		return err
 	})
 	return b, rs, err
+}
+
+// putChanges writes a block's state changes and the new tip.
+func putChanges(tx *bolt.Tx, changes []ledger.KV, tip ledger.Tip) error {
+	st := tx.Bucket(bucketState)
+	for _, kv := range changes {
+		if err := st.Put(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyTip, encodeTip(tip))
 }

@@ -57,12 +57,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	blockTime := fs.Duration("timeout-commit", 300*time.Millisecond, "pause after each block (sets the block time with the consensus rounds)")
 	empty := fs.Duration("empty-blocks", 10*time.Second, "interval of blocks without transactions (0: none)")
 	benchAccts := fs.Int("bench-accounts", 0, "fund this many well-known accounts for 'cairn chain bench' (their keys are public: for test networks only)")
-	params := node.DefaultLedgerParams()
-	accts := &genesisAccounts{byKey: map[ledger.PubKey]*ledger.GenesisAccount{}}
-	fs.Var(accountFlag{accts, true}, "stake", "bond AMOUNT units as PEERID's stake in the genesis: `PEERID=AMOUNT` (repeatable)")
-	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units in the genesis: `PEERID=AMOUNT` (repeatable)")
-	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
-	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
+	params, accts := bindGenesisFlags(fs, "in the genesis")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -106,7 +101,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 			list = append(list, ledger.GenesisAccount{Key: k, Balance: chain.BenchFunds})
 		}
 	}
-	g, err := node.ChainGenesis(*chainID, auth, list, params)
+	g, err := node.ChainGenesis(*chainID, auth, list, *params)
 	if err != nil {
 		return badInput("%v", err)
 	}

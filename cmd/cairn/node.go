@@ -192,12 +192,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
 	initPath := fs.String("init", "", "start a new run from this model file (default: the seed's initialisation)")
 	verbose := fs.Bool("v", false, "debug logging")
-	params := node.DefaultLedgerParams()
-	accts := &genesisAccounts{byKey: map[ledger.PubKey]*ledger.GenesisAccount{}}
-	fs.Var(accountFlag{accts, true}, "stake", "bond AMOUNT units as PEERID's stake at the ledger's creation: `PEERID=AMOUNT` (repeatable)")
-	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units at the ledger's creation (it bonds the minimum stake by itself when it joins): `PEERID=AMOUNT` (repeatable)")
-	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
-	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
+	params, accts := bindGenesisFlags(fs, "at the ledger's creation")
 	ledgerAt := fs.String("ledger", "embedded", "the run's ledger: 'embedded' (a chain in --data-dir) or the RPC address host:port of a validator of a CometBFT network of the ledger ('cairn chain start'; this node must be one of its authorities)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -223,7 +218,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer stop()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
-		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: &params, Accounts: accts.list(), ChainRPC: chainRPC})
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC})
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -310,6 +305,18 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d contributions accepted, %d refused, compute %.1f%% of %s; balance %d units, stake %d\n",
 		how, st.Rounds, st.Refused, 100*st.Compute.Seconds()/time.Since(st.Start).Seconds(), time.Since(st.Start).Round(time.Second), st.Balance, st.Stake)
 	return nil
+}
+
+// bindGenesisFlags binds --stake, --fund, --min-stake and --emission,
+// the rules and accounts of a ledger's genesis; when says when they apply.
+func bindGenesisFlags(fs *flag.FlagSet, when string) (*node.LedgerParams, *genesisAccounts) {
+	params := node.DefaultLedgerParams()
+	accts := &genesisAccounts{byKey: map[ledger.PubKey]*ledger.GenesisAccount{}}
+	fs.Var(accountFlag{accts, true}, "stake", "bond AMOUNT units as PEERID's stake "+when+": `PEERID=AMOUNT` (repeatable)")
+	fs.Var(accountFlag{accts, false}, "fund", "give PEERID a balance of AMOUNT units "+when+" (it bonds the minimum stake by itself when it joins): `PEERID=AMOUNT` (repeatable)")
+	fs.Uint64Var(&params.MinStake, "min-stake", params.MinStake, "stake an identity needs to take part; 0 for an open run")
+	fs.Uint64Var(&params.EmissionPerRound, "emission", params.EmissionPerRound, "units paid per round, split among its contributions pro rata to tokens")
+	return &params, accts
 }
 
 // genesisAccounts are the accounts --stake and --fund give the ledger at
