@@ -76,6 +76,14 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(filepath.Join(*out, chain.NetworkFile)); err == nil {
 		return badInput("%s already holds a network (%s): choose a new directory", *out, chain.NetworkFile)
 	}
+	var others []ledger.PubKey
+	for _, a := range authorities {
+		k, err := p2p.ParseAccount(a)
+		if err != nil {
+			return badInput("--authority: %v", err)
+		}
+		others = append(others, k)
+	}
 	key, err := p2p.LoadIdentity(*organiser)
 	if err != nil {
 		return badInput("--organiser: %v", err)
@@ -84,14 +92,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("--organiser: %v", err)
 	}
-	auth := []ledger.PubKey{ledger.KeyOf(lk)}
-	for _, a := range authorities {
-		k, err := p2p.ParseAccount(a)
-		if err != nil {
-			return badInput("--authority: %v", err)
-		}
-		auth = append(auth, k)
-	}
+	auth := append([]ledger.PubKey{ledger.KeyOf(lk)}, others...)
 	list := accts.list()
 	for i := range *benchAccts {
 		k := ledger.KeyOf(chain.BenchKey(i))
