@@ -22,6 +22,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	ctx := fs.Int("ctx", 0, "context window in tokens (default: the model's block size)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	wm := bindWatermarkFlags(fs, true)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -60,6 +61,10 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	copyPrefix(m, ck)
+	scheme, err := wm.scheme(cfg.VocabSize)
+	if err != nil {
+		return err
+	}
 	tokens := make([]int32, len(*prompt))
 	for i := 0; i < len(*prompt); i++ {
 		tokens[i] = int32((*prompt)[i])
@@ -71,8 +76,14 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	r := rand.New(rand.NewPCG(*seed, 0))
 	s := gpt.Sampling{Temperature: *temp, TopK: *topK}
 	fmt.Fprint(stdout, *prompt)
+	logits := make([]float32, cfg.VocabSize)
 	for i := 0; i < *n; i++ {
-		tok := gpt.Sample(g.Logits(), s, r)
+		copy(logits, g.Logits())
+		if scheme != nil {
+			scheme.Bias(tokens, logits)
+		}
+		tok := gpt.Sample(logits, s, r)
+		tokens = append(tokens, tok)
 		fmt.Fprint(stdout, string([]byte{byte(tok)}))
 		if err := g.Append(tok); err != nil {
 			return err
