@@ -69,6 +69,13 @@ func TestBadInput(t *testing.T) {
 		{[]string{"demo", "--workers", "0"}, "--workers"},
 		{[]string{"demo", "--chain", "-1"}, "--chain"},
 		{[]string{"chain"}, "usage"},
+		{[]string{"watermark"}, "usage"},
+		{[]string{"watermark", "detect", "--key", "k"}, "usage"},
+		{[]string{"watermark", "detect", filepath.Join(dir, "x")}, "--key"},
+		{[]string{"watermark", "detect", "--key", "k", filepath.Join(dir, "missing.txt")}, "missing.txt"},
+		{[]string{"watermark", "detect", "--key", "k", "--gamma", "1.5", filepath.Join(dir, "x")}, "gamma"},
+		{[]string{"watermark", "detect", "--key", "k", "--seeding", "middle", filepath.Join(dir, "x")}, "seeding"},
+		{[]string{"sample", "--watermark-key", "k", "--delta", "-1", "--ckpt", dir}, "--delta"},
 		{[]string{"chain", "nope"}, "unknown"},
 		{[]string{"chain", "init", "--validators", "0", "--out", filepath.Join(dir, "net")}, "--validators"},
 		{[]string{"chain", "init", "--bench-accounts", "-1", "--out", filepath.Join(dir, "net")}, "--bench-accounts"},
@@ -122,6 +129,32 @@ func TestTrainResumeAndSample(t *testing.T) {
 	code, out, e = runCLI("sample", "--ckpt", dir, "--prompt", "ROMEO:", "--tokens", "20", "--temperature", "0")
 	if code != 0 || !strings.HasPrefix(out, "ROMEO:") || len(out) != len("ROMEO:")+20+1 {
 		t.Fatalf("sample: exit %d %q %s", code, out, e)
+	}
+	// Watermarked samples: the same seed gives the same text; the
+	// detector finds the mark with the key (exit 0) and not without it
+	// (exit 1), nor in the unmarked sample.
+	wm := []string{"sample", "--ckpt", dir, "--prompt", "ROMEO:", "--tokens", "300", "--watermark-key", "k1", "--seed", "7"}
+	code, marked, e := runCLI(wm...)
+	if _, again, _ := runCLI(wm...); code != 0 || again != marked {
+		t.Fatalf("watermarked sample: exit %d, reproducible %v %s", code, again == marked, e)
+	}
+	_, plain, _ := runCLI("sample", "--ckpt", dir, "--prompt", "ROMEO:", "--tokens", "300", "--seed", "7")
+	if plain == marked {
+		t.Fatal("the watermark changed nothing")
+	}
+	for _, tc := range []struct {
+		text, key string
+		code      int
+		verdict   string
+	}{{marked, "k1", 0, ": watermarked"}, {marked, "k2", 1, "not watermarked"}, {plain, "k1", 1, "not watermarked"}} {
+		f := filepath.Join(dir, "text.txt")
+		if err := os.WriteFile(f, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, e := runCLI("watermark", "detect", "--key", tc.key, f)
+		if code != tc.code || !strings.Contains(out, tc.verdict) {
+			t.Fatalf("detect with %s: exit %d %q %s", tc.key, code, out, e)
+		}
 	}
 }
 

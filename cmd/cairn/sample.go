@@ -36,31 +36,18 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	case *prompt == "":
 		return badInput("--prompt is empty")
 	}
-	path := *ckpt
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = filepath.Join(path, checkpoint.ModelFile)
-	}
-	ck, err := checkpoint.LoadModel(path)
-	if err != nil {
-		return badInput("%v", err)
-	}
-	cfg := ck.Config
-	if *ctx > cfg.BlockSize {
-		return badInput("context %d is longer than the checkpoint's block size %d", *ctx, cfg.BlockSize)
-	}
 	if *ctx < 0 {
 		return badInput("--ctx must not be negative, got %d", *ctx)
 	}
-	if *ctx > 0 {
-		cfg.BlockSize = *ctx // a shorter window uses the first ctx positions
+	if err := wm.check(); err != nil {
+		return err
 	}
-	pool := kernels.NewPool(*threads)
-	defer pool.Close()
-	m, err := gpt.New(cfg, pool)
+	m, pool, err := loadModelCtx(*ckpt, *threads, *ctx)
 	if err != nil {
-		return badInput("%v", err)
+		return err
 	}
-	copyPrefix(m, ck)
+	defer pool.Close()
+	cfg := m.Config
 	scheme, err := wm.scheme(cfg.VocabSize)
 	if err != nil {
 		return err
@@ -101,4 +88,37 @@ func copyPrefix(m *gpt.Model, ck *checkpoint.Model) {
 		s := src[i]
 		copy(m.Params[t.Offset:t.Offset+t.Size()], ck.Params[s.Offset:s.Offset+t.Size()])
 	}
+}
+
+// loadModel loads a model file (or a checkpoint directory's) on a pool of
+// threads (0: all cores); the caller closes the pool. Errors are bad input.
+func loadModel(path string, threads int) (*gpt.Model, *kernels.Pool, error) {
+	return loadModelCtx(path, threads, 0)
+}
+
+// loadModelCtx is loadModel with the context window cut to ctx tokens (0:
+// the checkpoint's block size).
+func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, checkpoint.ModelFile)
+	}
+	ck, err := checkpoint.LoadModel(path)
+	if err != nil {
+		return nil, nil, badInput("%v", err)
+	}
+	cfg := ck.Config
+	if ctx > cfg.BlockSize {
+		return nil, nil, badInput("context %d is longer than the checkpoint's block size %d", ctx, cfg.BlockSize)
+	}
+	if ctx > 0 {
+		cfg.BlockSize = ctx // a shorter window uses the first ctx positions
+	}
+	pool := kernels.NewPool(threads)
+	m, err := gpt.New(cfg, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, badInput("%v", err)
+	}
+	copyPrefix(m, ck)
+	return m, pool, nil
 }

@@ -6,6 +6,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/watermark"
 )
 
@@ -32,6 +35,13 @@ func bindWatermarkFlags(fs *flag.FlagSet, sampling bool) *watermarkFlags {
 	w.seeding = fs.String("seeding", "left-hash", "green-list seeding: left-hash (the previous token) or self-hash (the min-hash of --context previous tokens and the token itself)")
 	w.context = fs.Int("context", 0, "tokens seeding the green list (left-hash: 1; self-hash default 4)")
 	return w
+}
+
+// check validates the flags before any work (the vocabulary comes later,
+// with the model).
+func (w *watermarkFlags) check() error {
+	_, err := w.scheme(2)
+	return err
 }
 
 // scheme is the watermark the flags describe, or nil when sampling
@@ -100,5 +110,63 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	if !r.Watermarked {
 		return failedCheck{"not watermarked"}
 	}
+	return nil
+}
+
+// runWatermarkExperiment measures a watermark on a checkpoint.
+func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("experiment watermark", stderr)
+	ckpt := fs.String("ckpt", "out/model.safetensors", "model file, or a checkpoint directory")
+	data := fs.String("data", "", "text whose last 10% gives the prompts and the human windows (default: the embedded tiny shakespeare)")
+	w := bindWatermarkFlags(fs, true)
+	temp := fs.Float64("temperature", 1, "sampling temperature (the paper samples at 1)")
+	topK := fs.Int("top-k", 0, "sample from the k most likely tokens (0: all)")
+	samples := fs.Int("samples", 200, "watermarked generations (each also generated without the watermark)")
+	tokens := fs.Int("tokens", 200, "tokens per generation")
+	windows := fs.Int("windows", 1000, "windows of human text for false positives")
+	seed := fs.Uint64("seed", 1, "seed of prompts, windows and sampling")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *w.key == "" {
+		*w.key = "cairn watermark experiment"
+	}
+	if *temp <= 0 || *topK < 0 || *samples < 1 || *tokens < 1 || *windows < 1 {
+		return badInput("--temperature must be positive; --top-k not negative; --samples, --tokens and --windows at least 1")
+	}
+	if err := w.check(); err != nil {
+		return err
+	}
+	m, pool, err := loadModel(*ckpt, *threads)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s, err := w.scheme(m.Config.VocabSize)
+	if err != nil {
+		return err
+	}
+	text, err := corpus.Load(*data)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	_, val := corpus.Split(text, 0.9)
+	fmt.Fprintf(stdout, "watermark: gamma %g, delta %g, %v seeding (context %d); %d generations of %d tokens at temperature %g, top-k %d; %d windows of 200 bytes of the validation split\n",
+		s.Gamma, s.Delta, s.Seeding, s.Context, *samples, *tokens, *temp, *topK, *windows)
+	p := newProgress(stderr, *samples, "generating")
+	rep, err := experiment.Watermark(experiment.WatermarkOptions{Model: m, Val: val, Scheme: s, Sampling: gpt.Sampling{Temperature: *temp, TopK: *topK},
+		Samples: *samples, Tokens: *tokens, Windows: *windows, Seed: *seed, Progress: func(done, _ int) { p.update(done, "") }})
+	p.finish()
+	if err != nil {
+		return err
+	}
+	q := func(f float64) float64 { return rep.Z[min(len(rep.Z)-1, int(f*float64(len(rep.Z))))] }
+	fmt.Fprintf(stdout, "watermarked generations detected at z >= %g: %d/%d (%.1f%%); z min %.2f, 5th percentile %.2f, median %.2f\n",
+		watermark.DetectZ, rep.Detected, rep.Samples, 100*float64(rep.Detected)/float64(rep.Samples), rep.Z[0], q(0.05), q(0.5))
+	fmt.Fprintf(stdout, "false positives: %d/%d unwatermarked generations, %d/%d human windows (%.2f%%; highest z %.2f)\n",
+		rep.PlainDetected, rep.Samples, rep.HumanFP, rep.Windows, 100*float64(rep.HumanFP)/float64(rep.Windows), rep.HumanZMax)
+	fmt.Fprintf(stdout, "perplexity of the generations under the model: %.3f watermarked, %.3f without (+%.1f%%)\n",
+		rep.PPLMarked, rep.PPLPlain, 100*(rep.PPLMarked/rep.PPLPlain-1))
 	return nil
 }
