@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/metrics"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/serve"
+	"github.com/cairnlabs/cairn/store"
+	"github.com/cairnlabs/cairn/watermark"
+)
+
+// runServe answers OpenAI-compatible completion requests from a model.
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	ckpt := fs.String("ckpt", "out/model.safetensors", "model file, or a checkpoint directory")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	dir := fs.String("data-dir", "cairn-serve", "the server's identity (signs receipts), its receipts (receipts.jsonl) and watermark key")
+	keysPath := fs.String("keys", "", "JSON object of API keys to the ledger accounts they charge: {\"sk-...\": \"PEERID\", ...} (required)")
+	ledgerAt := fs.String("ledger", "", "where balances are read: the RPC address host:port of a validator of the run's CometBFT chain, or a ledger file (DIR/ledger.db of a stopped aggregator); empty serves free of charge")
+	price := fs.Uint64("price", 1, "fee per token (prompt and completion), in ledger units")
+	noWM := fs.Bool("no-watermark", false, "serve without watermarking")
+	wm := bindWatermarkFlags(fs, true)
+	maxActive := fs.Int("max-active", 64, "requests generated at once (more wait their turn)")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *keysPath == "" {
+		return badInput("--keys is required: a JSON object of API keys to ledger accounts")
+	}
+	keys, err := readKeys(*keysPath)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if err := wm.check(); err != nil {
+		return err
+	}
+	balances, err := openBalances(*ledgerAt)
+	if err != nil {
+		return err
+	}
+	m, pool, err := loadModel(*ckpt, *threads)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	id, err := p2p.LoadIdentity(*dir)
+	if err != nil {
+		return badInput("--data-dir: %v", err)
+	}
+	key, err := p2p.LedgerKey(id)
+	if err != nil {
+		return err
+	}
+	var scheme *watermark.Scheme
+	if !*noWM {
+		if *wm.key == "" {
+			if *wm.key, err = watermarkKey(*dir); err != nil {
+				return err
+			}
+		}
+		if scheme, err = wm.scheme(m.Config.VocabSize); err != nil {
+			return err
+		}
+	}
+	rlog, err := serve.OpenFileLog(filepath.Join(*dir, "receipts.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer rlog.Close()
+	modelHash := ledger.Hash(diloco.HashWeights(0, m.Params))
+	reg := metrics.NewRegistry()
+	srv, err := serve.New(serve.Options{Model: m, ModelHash: modelHash, Watermark: scheme, Keys: keys, Balances: balances,
+		Price: *price, Receipts: rlog, Key: key, MaxActive: *maxActive, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return badInput("--addr: %v", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	wmLine := "off"
+	if scheme != nil {
+		wmLine = fmt.Sprintf("on (%v, gamma %g, delta %g; key in %s unless --watermark-key)", scheme.Seeding, scheme.Gamma, scheme.Delta, *dir)
+	}
+	charge := "free of charge (no --ledger)"
+	if balances != nil {
+		charge = fmt.Sprintf("%d units per token, balances from %s", *price, *ledgerAt)
+	}
+	fmt.Fprintf(stdout, "serving %s on http://%s/v1 (model %s, %d API keys, %s; watermark %s; receipts signed by %s)\n",
+		*ckpt, l.Addr(), modelHash, len(keys), charge, wmLine, p2p.PeerIDOf(ledger.KeyOf(key)))
+	ctx, cancel := signalContext()
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// readKeys reads the API keys file: a JSON object of keys to accounts.
+func readKeys(path string) (map[string]ledger.PubKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 16<<20 {
+		return nil, fmt.Errorf("%s: %d bytes, too large for a keys file", path, len(b))
+	}
+	var raw map[string]string
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %v (want {\"KEY\": \"PEERID\", ...})", path, err)
+	}
+	out := map[string]ledger.PubKey{}
+	for k, v := range raw {
+		if len(k) < 8 {
+			return nil, fmt.Errorf("%s: API key %q is shorter than 8 characters", path, k)
+		}
+		acct, err := p2p.ParseAccount(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %q: %v", path, k, err)
+		}
+		out[k] = acct
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no API keys", path)
+	}
+	return out, nil
+}
+
+// openBalances reads balances from a chain's validator or a ledger file.
+func openBalances(at string) (serve.Balances, error) {
+	if at == "" {
+		return nil, nil
+	}
+	if st, err := os.Stat(at); err == nil && !st.IsDir() {
+		return func(_ context.Context, k ledger.PubKey) (uint64, error) {
+			s, err := store.OpenReadOnly(at)
+			if err != nil {
+				return 0, err
+			}
+			defer s.Close()
+			a, err := s.Ledger().Account(k)
+			return a.Balance, err
+		}, nil
+	}
+	rpc, err := ledgerFlag(at)
+	if err != nil {
+		return nil, badInput("--ledger %q: neither a ledger file nor a validator's RPC address", at)
+	}
+	c, err := chain.Dial(rpc)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	return func(ctx context.Context, k ledger.PubKey) (uint64, error) {
+		a, err := c.Account(ctx, k)
+		return a.Balance, err
+	}, nil
+}
+
+// watermarkKey is the server's watermark key in dir (watermark.key),
+// created at random (hex) if absent.
+func watermarkKey(dir string) (string, error) {
+	path := filepath.Join(dir, "watermark.key")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) == 0 || len(b) > 1024 {
+			return "", badInput("%s: not a watermark key", path)
+		}
+		return string(b), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var k [32]byte
+	rand.Read(k[:])
+	s := hex.EncodeToString(k[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+		return "", err
+	}
+	return s, os.Rename(tmp, path)
+}
