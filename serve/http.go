@@ -315,9 +315,10 @@ func (s *Server) release(acct ledger.PubKey, fee uint64) {
 }
 
 // settle writes the receipt of a completed request and replaces the hold
-// by its fee; if the receipt cannot be written nothing is charged.
+// by its fee (at most the hold, so the account never looks richer while
+// the receipt is written); if the receipt cannot be written the hold is
+// released and nothing is charged.
 func (s *Server) settle(acct ledger.PubKey, hold, fee uint64, id string, prompt, completion int) error {
-	s.release(acct, hold)
 	if s.o.Balances == nil {
 		return nil
 	}
@@ -328,10 +329,11 @@ func (s *Server) settle(acct ledger.PubKey, hold, fee uint64, id string, prompt,
 		log = &s.mem
 	}
 	if err := log.Append(rc); err != nil {
+		s.release(acct, hold)
 		return err
 	}
 	s.mu.Lock()
-	s.spent[acct] += fee
+	s.spent[acct] = s.spent[acct] - hold + fee
 	s.mu.Unlock()
 	return nil
 }

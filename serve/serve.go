@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/ledger"
@@ -267,6 +268,7 @@ func (s *Server) advance(j *job, logits []float32) bool {
 			}
 		}
 	}
+	safe = wholeRunes(text, j.sent, safe)
 	if safe > j.sent {
 		j.out <- piece{text: text[j.sent:safe]}
 		j.sent = safe
@@ -283,4 +285,19 @@ func (s *Server) advance(j *job, logits []float32) bool {
 		return false
 	}
 	return true
+}
+
+// wholeRunes moves end back (not below from) so that text[:end] does not
+// stop inside a UTF-8 sequence that the next bytes may complete: a
+// streamed piece is then valid text whenever the bytes are.
+func wholeRunes(text string, from, end int) int {
+	for i := end - 1; i >= max(from, end-utf8.UTFMax+1); i-- {
+		if utf8.RuneStart(text[i]) {
+			if !utf8.FullRuneInString(text[i:end]) {
+				return i
+			}
+			break
+		}
+	}
+	return end
 }
