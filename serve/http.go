@@ -345,3 +345,11 @@ func (s *Server) Receipts() ([]Receipt, error) {
 	}
 	return s.mem.All()
 }
+
+// Spent is what the server has charged acct (receipts written; holds of
+// requests in flight included).
+func (s *Server) Spent(acct ledger.PubKey) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spent[acct]
+}

@@ -12,9 +12,11 @@
 // appended to the receipt log before the response ends.
 //
 // Generation is scheduled by one goroutine that owns every request's
-// KV-cache generator and advances them in turn, a token each, so that
-// concurrent requests share the model without locks and a long request
-// does not hold up a short one. Watermarking (package watermark) applies
+// KV-cache generator and advances all of them by a token per turn in one
+// batched step (gpt.Batch: each weight row read once for the whole
+// batch), so that concurrent requests share the model without locks, a
+// long request does not hold up a short one, and throughput grows with
+// the number of requests in flight. Watermarking (package watermark) applies
 // to every token when the server has a scheme.
 package serve
 
@@ -162,6 +164,8 @@ type job struct {
 	text strings.Builder
 	sent int // bytes of text already sent
 	n    int // tokens generated
+	// prefill are prompt tokens still to feed before sampling.
+	prefill []int32
 }
 
 // submit queues a request for generation; its pieces arrive on the
@@ -184,6 +188,9 @@ func (s *Server) schedule() {
 	defer close(s.done)
 	var active []*job
 	logits := make([]float32, s.o.Model.Config.VocabSize)
+	batch := s.o.Model.NewBatch(s.o.MaxActive)
+	var gens []*gpt.Generator
+	var toks []int32
 	for {
 		if len(active) == 0 {
 			select {
@@ -211,20 +218,41 @@ func (s *Server) schedule() {
 		default:
 		}
 		kept := active[:0]
+		gens, toks = gens[:0], toks[:0]
 		for _, j := range active {
-			if s.advance(j, logits) {
+			if len(j.prefill) > 0 {
 				kept = append(kept, j)
+				gens, toks = append(gens, j.g), append(toks, j.prefill[0])
+				j.prefill = j.prefill[1:]
+				continue
+			}
+			if tok, more := s.advance(j, logits); more {
+				kept = append(kept, j)
+				gens, toks = append(gens, j.g), append(toks, tok)
 			}
 		}
 		clear(active[len(kept):])
 		active = kept
+		// Every continuing request's next token in one batched step.
+		if err := batch.Append(gens, toks); err != nil {
+			for _, j := range active {
+				j.out <- piece{err: err}
+			}
+			active = active[:0]
+		}
 	}
 }
 
 // admit starts a job's generator on its prompt.
 func (s *Server) admit(active []*job, j *job) []*job {
 	j.g = s.o.Model.NewGenerator()
-	if err := j.g.Start(j.req.prompt); err != nil {
+	// A prompt that fits the window is fed through the batch, a token a
+	// turn, with the other requests' tokens (the same logits as Start).
+	start := j.req.prompt
+	if len(start) <= s.o.Model.Config.BlockSize {
+		start, j.prefill = start[:1], start[1:]
+	}
+	if err := j.g.Start(start); err != nil {
 		j.out <- piece{err: err}
 		return active
 	}
@@ -233,11 +261,13 @@ func (s *Server) admit(active []*job, j *job) []*job {
 	return append(active, j)
 }
 
-// advance generates one token of j; it reports whether j goes on.
-func (s *Server) advance(j *job, logits []float32) bool {
+// advance samples j's next token and sends what text it completes; it
+// returns the token and whether j goes on (the caller appends the token
+// to j's generator).
+func (s *Server) advance(j *job, logits []float32) (int32, bool) {
 	if j.ctx.Err() != nil {
 		j.out <- piece{err: j.ctx.Err()}
-		return false
+		return 0, false
 	}
 	copy(logits, j.g.Logits())
 	if s.o.Watermark != nil {
@@ -256,7 +286,7 @@ func (s *Server) advance(j *job, logits []float32) bool {
 				j.out <- piece{text: text[j.sent:i]}
 			}
 			j.out <- piece{finish: "stop"}
-			return false
+			return 0, false
 		}
 	}
 	safe := len(text)
@@ -278,13 +308,9 @@ func (s *Server) advance(j *job, logits []float32) bool {
 			j.out <- piece{text: text[j.sent:]}
 		}
 		j.out <- piece{finish: "length"}
-		return false
+		return 0, false
 	}
-	if err := j.g.Append(tok); err != nil {
-		j.out <- piece{err: err}
-		return false
-	}
-	return true
+	return tok, true
 }
 
 // wholeRunes moves end back (not below from) so that text[:end] does not

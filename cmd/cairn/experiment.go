@@ -17,8 +17,11 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "watermark" {
 		return runWatermarkExperiment(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "serving" {
+		return runServingExperiment(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "diloco" {
-		return badInput("usage: cairn experiment diloco|adversaries|watermark [flags]")
+		return badInput("usage: cairn experiment diloco|adversaries|watermark|serving [flags]")
 	}
 	defaults := diloco.DefaultConfig()
 	// DiLoCo lags data parallelism early in training (at 20 rounds of this

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
@@ -203,4 +204,53 @@ func watermarkKey(dir string) (string, error) {
 		return "", err
 	}
 	return s, os.Rename(tmp, path)
+}
+
+// runServingExperiment is the serving load test: the same load with the
+// server generating all requests at once and one at a time.
+func runServingExperiment(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("experiment serving", stderr)
+	ckpt := fs.String("ckpt", "out/model.safetensors", "model file, or a checkpoint directory")
+	clients := fs.Int("clients", 64, "concurrent clients, each with its own API key and account")
+	requests := fs.Int("requests", 2000, "requests in all")
+	maxTokens := fs.Int("max-tokens", 32, "tokens per request")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *clients < 1 || *requests < 1 || *maxTokens < 1 || *maxTokens > 512 {
+		return badInput("--clients and --requests must be at least 1, --max-tokens 1..512")
+	}
+	m, pool, err := loadModel(*ckpt, *threads)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	scheme, err := watermark.New([]byte("cairn serving experiment"), m.Config.VocabSize, 0, 0, watermark.LeftHash, 0)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	fmt.Fprintf(stdout, "serving load: %d clients, %d requests of %d tokens, watermarked, each client its own key and account\n", *clients, *requests, *maxTokens)
+	var tps [2]float64
+	for i, active := range []int{*clients, 1} {
+		p := newProgress(stderr, *requests, fmt.Sprintf("%d at once", active))
+		rep, err := experiment.Serving(ctx, experiment.ServingOptions{Model: m, Watermark: scheme, Clients: *clients, Requests: *requests,
+			MaxTokens: *maxTokens, MaxActive: active, Progress: func(done, _ int) { p.update(done, "") }})
+		p.finish()
+		if err != nil {
+			return err
+		}
+		tps[i] = rep.TokensPerSec
+		conserved := rep.ReceiptFees == rep.UsageFees && rep.UsageFees == rep.Charged && rep.BadReceipts == 0 && rep.Receipts == rep.Requests-rep.Failed
+		fmt.Fprintf(stdout, "generating %d at once: %d requests, %d failed; %.0f tokens/s over %v; latency p50 %v, p99 %v; %d receipts, fees %d (usage says %d, charged %d): conserved %v\n",
+			active, rep.Requests, rep.Failed, rep.TokensPerSec, rep.Wall.Round(time.Millisecond), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond),
+			rep.Receipts, rep.ReceiptFees, rep.UsageFees, rep.Charged, conserved)
+		if rep.FirstErr != "" {
+			fmt.Fprintf(stdout, "  first failure: %s\n", rep.FirstErr)
+		}
+	}
+	fmt.Fprintf(stdout, "throughput, all at once over one at a time: %.2fx\n", tps[0]/tps[1])
+	return nil
 }

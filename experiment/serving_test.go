@@ -1,0 +1,32 @@
+package experiment
+
+import (
+	"context"
+	"testing"
+
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+)
+
+// A small load: every request answered, one signed receipt each, and the
+// fees in the receipts, in the responses' usage and charged to the
+// accounts agree to the unit.
+func TestServingLoad(t *testing.T) {
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	m, err := gpt.New(gpt.DefaultConfig(16, 1, 2, 32), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpt.InitParams(m.Config, m.Params, 1)
+	rep, err := Serving(context.Background(), ServingOptions{Model: m, Clients: 8, Requests: 40, MaxTokens: 8, Price: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 0 || rep.Receipts != 40 || rep.BadReceipts != 0 || rep.Tokens != 40*8 {
+		t.Fatalf("%+v", rep)
+	}
+	if want := uint64(3 * 40 * (8 + 7)); rep.ReceiptFees != want || rep.UsageFees != want || rep.Charged != want {
+		t.Fatalf("fees: receipts %d, usage %d, charged %d, want %d", rep.ReceiptFees, rep.UsageFees, rep.Charged, want)
+	}
+}
