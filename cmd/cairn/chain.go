@@ -15,7 +15,7 @@ import (
 	"github.com/cairnlabs/cairn/p2p"
 )
 
-const chainUsage = "usage: cairn chain init|start|bench|faults (run 'cairn chain SUBCOMMAND -h')"
+const chainUsage = "usage: cairn chain init|start|bench|faults|verify (run 'cairn chain SUBCOMMAND -h')"
 
 // runChain runs the ledger as a CometBFT network: its configuration, a
 // validator, a load benchmark and the fault drill.
@@ -32,6 +32,8 @@ func runChain(args []string, stdout, stderr io.Writer) error {
 		return chainBench(args[1:], stdout, stderr)
 	case "faults":
 		return chainFaults(args[1:], stdout, stderr)
+	case "verify":
+		return chainVerify(args[1:], stdout, stderr)
 	}
 	return badInput("%s (unknown %q)", chainUsage, args[0])
 }
@@ -236,5 +238,34 @@ func chainFaults(args []string, stdout, stderr io.Writer) error {
 	if !keep {
 		os.RemoveAll(*dir)
 	}
+	return nil
+}
+
+// chainVerify checks that validators agree on every block and app hash.
+func chainVerify(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("chain verify", stderr)
+	var rpcs listFlag
+	fs.Var(&rpcs, "rpc", "a validator's RPC address `host:port` (repeatable: give every validator to compare)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if len(rpcs) == 0 {
+		return badInput("--rpc is required")
+	}
+	var clients []*chain.Client
+	for _, r := range rpcs {
+		c, err := chain.Dial(r)
+		if err != nil {
+			return badInput("%v", err)
+		}
+		clients = append(clients, c)
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	a, err := chain.Compare(ctx, clients)
+	if err != nil {
+		return failedCheck{err.Error()}
+	}
+	fmt.Fprintf(stdout, "chain intact: %d validators hold the same block hash and app hash at all %d heights (%d transactions)\n", len(clients), a.Heights, a.Txs)
 	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/store"
@@ -28,12 +31,19 @@ func runLedger(args []string, stdout, stderr io.Writer) error {
 	}
 	fs := newFlags("ledger "+sub, stderr)
 	dir := fs.String("data-dir", "", "the node's data directory (holds "+store.FileName+")")
+	var rpc *string
+	if sub == "balances" {
+		rpc = fs.String("rpc", "", "read a CometBFT chain's ledger through this validator's RPC address host:port instead of a file")
+	}
 	var account *string
 	if sub == "history" {
 		account = fs.String("account", "", "only the transactions touching this account (peer ID or 64 hex digits)")
 	}
 	if err := parseFlags(fs, args[1:], 0); err != nil {
 		return err
+	}
+	if rpc != nil && *rpc != "" {
+		return chainBalances(*rpc, stdout)
 	}
 	path, err := ledgerPath(*dir)
 	if err != nil {
@@ -130,7 +140,39 @@ func ledgerBalances(path string, stdout io.Writer) error {
 	if err != nil {
 		return failedCheck{err.Error()}
 	}
-	g := l.Genesis()
+	printBalances(stdout, l.Genesis(), tot, accts)
+	return nil
+}
+
+// chainBalances is ledgerBalances for a CometBFT chain, read through a
+// validator's ABCI queries.
+func chainBalances(rpc string, stdout io.Writer) error {
+	c, err := chain.Dial(rpc)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g, err := c.Genesis(ctx)
+	if err != nil {
+		return err
+	}
+	var tot ledger.Totals
+	var accts []ledger.Account
+	for path, v := range map[string]any{"totals": &tot, "accounts": &accts} {
+		b, err := c.Query(ctx, path, nil)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("%s: %v", path, err)
+		}
+	}
+	printBalances(stdout, *g, tot, accts)
+	return nil
+}
+
+func printBalances(stdout io.Writer, g ledger.Genesis, tot ledger.Totals, accts []ledger.Account) {
 	fmt.Fprintf(stdout, "chain %s at block %d (state root %s); open round %d, rounds below %d settled\n",
 		g.ChainID, tot.Tip.Height, tot.Tip.AppHash, tot.OpenRound, tot.NextSettle)
 	rows := [][]string{{"account", "balance", "stake", "unbonding", "nonce"}}
@@ -143,7 +185,6 @@ func ledgerBalances(path string, stdout io.Writer) error {
 	}
 	printTable(stdout, rows)
 	fmt.Fprintf(stdout, "supply %d = genesis %d + minted %d - burned %d\n", tot.Supply, tot.GenesisSupply, tot.Minted, tot.Burned)
-	return nil
 }
 
 func ledgerHistory(path string, who *ledger.PubKey, stdout io.Writer) error {

@@ -83,6 +83,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"chain", "start"}, "--home"},
 		{[]string{"chain", "start", "--home", dir}, "config.toml"},
 		{[]string{"chain", "bench"}, "--rpc"},
+		{[]string{"chain", "verify"}, "--rpc"},
 		{[]string{"chain", "bench", "--rpc", "127.0.0.1:1", "--rate", "0"}, "--rate"},
 		{[]string{"node", "aggregate", "--ledger", "nowhere"}, "--ledger"},
 		{[]string{"node", "work", "--join", "/ip4/1.2.3.4/tcp/1/p2p/" + peer, "--ledger", "nowhere"}, "--ledger"},
