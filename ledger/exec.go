@@ -93,6 +93,8 @@ func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte
 		err = x.result(sender, b)
 	case *SettleTx:
 		err = x.settle(sender, b)
+	case *ReceiptsTx:
+		err = x.receipts(sender, b)
 	default:
 		err = fmt.Errorf("ledger: no rule for %T", b)
 	}
@@ -344,6 +346,7 @@ func (x *execution) settle(a *Account, b *SettleTx) error {
 			recs[i].EvidenceHash = sha256.Sum256(v.Evidence)
 		}
 	}
+	contributed := map[PubKey]uint64{}
 	for j, i := range paid {
 		w, err := x.acct(b.Verdicts[i].Worker)
 		if err != nil {
@@ -351,6 +354,10 @@ func (x *execution) settle(a *Account, b *SettleTx) error {
 		}
 		w.Balance += shares[j] // bounded by the new supply
 		recs[i].Reward = shares[j]
+		contributed[w.Key] = tokens[j]
+	}
+	if err := x.addContributions(contributed); err != nil {
+		return err
 	}
 	for i, v := range b.Verdicts {
 		if v.Outcome != Failed {

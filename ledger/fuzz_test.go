@@ -30,7 +30,8 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&WithdrawTx{},
 		&CommitTx{Round: 0, DeltaHash: Hash{1}, Tokens: 3, EndState: Hash{2}, Fresh: true, Kernel: "avx2"},
 		&ResultTx{Round: 0, ModelHash: Hash{3}, Accepted: []Contribution{{Worker: KeyOf(a), DeltaHash: Hash{1}, Tokens: 3}}},
-		&SettleTx{Round: 0, Verdicts: []Verdict{{Worker: KeyOf(a), Outcome: Failed, Reason: "x", Evidence: []byte("ev")}}},
+		&SettleTx{Round: 0, Verdicts: []Verdict{{Worker: KeyOf(a), Outcome: Unchecked}}},
+		&ReceiptsTx{Model: Hash{7}, Entries: []ReceiptEntry{{Requester: KeyOf(a), Requests: 2, Tokens: 40, Fee: 80}}},
 	} {
 		key := a
 		if i >= 5 {
@@ -54,6 +55,11 @@ func FuzzDecodeTx(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(rej)
+	failed, err := SignTx("fuzz", fuzzKey("org"), 10, &SettleTx{Verdicts: []Verdict{{Worker: PubKey{9}, Outcome: Failed, Reason: "x", Evidence: []byte("ev")}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(failed)
 	f.Add([]byte{})
 	f.Add([]byte{1, 5})
 	f.Add([]byte{1, 6, 0xff, 0xff, 0xff, 0xff})
@@ -173,6 +179,8 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case HistoryEntry:
 		return r.encode()
+	case []Contributor:
+		return encodeContributors(r)
 	}
 	panic("unknown record")
 }
@@ -223,7 +231,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		}
 		types[strings.TrimPrefix(fmt.Sprintf("%T", rec), "ledger.")] = true
 	})
-	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry"} {
+	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor"} {
 		if !types[want] {
 			t.Errorf("no %s in the seed state", want)
 		}

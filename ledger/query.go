@@ -167,6 +167,11 @@ func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
 		} else {
 			v, err = l.Totals()
 		}
+	case "contributors":
+		if len(data) != 0 {
+			return nil, fmt.Errorf("ledger: query contributors takes no data")
+		}
+		v, err = l.Contributors()
 	case "round":
 		if len(data) != 8 {
 			return nil, fmt.Errorf("ledger: query round: data of %d bytes, want an 8-byte round", len(data))

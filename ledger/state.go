@@ -293,8 +293,8 @@ func decodeHistoryEntry(k PubKey, height uint64, index uint32, b []byte) (Histor
 }
 
 // DecodeStateValue decodes one state pair (as the store holds it) into
-// its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord or
-// HistoryEntry. It fails on an unknown key layout or a malformed value;
+// its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord,
+// HistoryEntry or []Contributor. It fails on an unknown key layout or a malformed value;
 // re-encoding an accepted value gives back exactly value.
 func DecodeStateValue(key, value []byte) (any, error) {
 	if len(key) == 0 {
@@ -319,6 +319,8 @@ func DecodeStateValue(key, value []byte) (any, error) {
 	case key[0] == prefixHistory && len(rest) == 44:
 		copy(k[:], rest)
 		return decodeHistoryEntry(k, binary.BigEndian.Uint64(rest[32:]), binary.BigEndian.Uint32(rest[40:]), value)
+	case key[0] == prefixContrib && len(rest) == 0:
+		return decodeContributors(value)
 	}
 	return nil, fmt.Errorf("ledger: unknown state key %x", key)
 }
@@ -392,6 +394,8 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("verdict on %x in round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	case k[0] == prefixHistory && len(rest) == 44:
 		return fmt.Sprintf("history of %x at block %d tx %d", rest[:32], binary.BigEndian.Uint64(rest[32:]), binary.BigEndian.Uint32(rest[40:]))
+	case k[0] == prefixContrib && len(rest) == 0:
+		return describeContrib()
 	}
 	return fmt.Sprintf("key %x", k)
 }

@@ -22,10 +22,11 @@ const (
 	KindCommit                   // commit to a contribution in the open round
 	KindResult                   // the aggregator's round result (closes the round)
 	KindSettle                   // verification verdicts for a closed round: rewards and slashing
+	KindReceipts                 // served usage: requesters pay, contributors are paid
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -35,7 +36,8 @@ func (k Kind) String() string {
 }
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
-// *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx.
+// *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
+// *ReceiptsTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -315,6 +317,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodeResult(&d)
 		case KindSettle:
 			tx.Body = decodeSettle(&d)
+		case KindReceipts:
+			tx.Body = decodeReceipts(&d)
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}

@@ -298,6 +298,13 @@ func txDetails(tx *ledger.Tx) string {
 			s += "; failed: " + strings.Join(failed, ", ")
 		}
 		return s
+	case *ledger.ReceiptsTx:
+		var reqs uint32
+		var tokens, fees uint64
+		for _, e := range b.Entries {
+			reqs, tokens, fees = reqs+e.Requests, tokens+e.Tokens, fees+e.Fee
+		}
+		return fmt.Sprintf("served model %s: %d requests by %d requesters, %d tokens, fees %d split among the contributors", short(b.Model), reqs, len(b.Entries), tokens, fees)
 	}
 	return ""
 }
