@@ -56,6 +56,10 @@ type Options struct {
 	Price uint64
 	// Receipts records receipts durably; nil keeps them in memory.
 	Receipts ReceiptLog
+	// RecordState is the file where Record keeps how many receipts are on
+	// the ledger (those are not counted against balances again); empty
+	// when the server does not record receipts on the ledger.
+	RecordState string
 	// Key signs receipts.
 	Key ed25519.PrivateKey
 	// MaxTokens bounds max_tokens (default 512); MaxPrompt the prompt's
@@ -79,6 +83,7 @@ type Server struct {
 	nextID  uint64
 	closeMu sync.Once
 	mem     memLog
+	recMu   sync.Mutex // one Record at a time
 }
 
 // New starts a server's scheduler. It fails without a model or with a
@@ -113,7 +118,17 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
+		from := 0
+		if o.RecordState != "" {
+			st, err := readRecordState(o.RecordState)
+			if err != nil {
+				return nil, err
+			}
+			if from = st.Recorded; from > len(rs) {
+				return nil, fmt.Errorf("serve: %s counts %d recorded receipts, the log holds %d", o.RecordState, from, len(rs))
+			}
+		}
+		for _, r := range rs[from:] {
 			s.spent[r.Requester] += r.Fee
 		}
 	}

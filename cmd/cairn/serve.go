@@ -38,6 +38,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	noWM := fs.Bool("no-watermark", false, "serve without watermarking")
 	wm := bindWatermarkFlags(fs, true)
 	maxActive := fs.Int("max-active", 64, "requests generated at once (more wait their turn)")
+	recordEvery := fs.Duration("record-every", 10*time.Second, "with --ledger a validator's RPC address: how often the receipts are recorded on the chain (the server's identity must be one of its authorities)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -52,7 +53,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err := wm.check(); err != nil {
 		return err
 	}
-	balances, err := openBalances(*ledgerAt)
+	balances, rpcClient, err := openBalances(*ledgerAt)
 	if err != nil {
 		return err
 	}
@@ -87,12 +88,37 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer rlog.Close()
 	modelHash := ledger.Hash(diloco.HashWeights(0, m.Params))
 	reg := metrics.NewRegistry()
+	statePath := filepath.Join(*dir, "receipts.recorded.json")
 	srv, err := serve.New(serve.Options{Model: m, ModelHash: modelHash, Watermark: scheme, Keys: keys, Balances: balances,
-		Price: *price, Receipts: rlog, Key: key, MaxActive: *maxActive, Metrics: reg})
+		Price: *price, Receipts: rlog, Key: key, MaxActive: *maxActive, Metrics: reg, RecordState: statePath})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	var recorder func(context.Context)
+	if rpcClient != nil {
+		gctx, c := context.WithTimeout(context.Background(), 30*time.Second)
+		g, err := rpcClient.Genesis(gctx)
+		c()
+		if err != nil {
+			return err
+		}
+		if !g.IsAuthority(ledger.KeyOf(key)) {
+			return badInput("this server (%s) is not an authority of chain %s: it cannot record its receipts there (cairn chain init --authority %s)",
+				p2p.PeerIDOf(ledger.KeyOf(key)), g.ChainID, p2p.PeerIDOf(ledger.KeyOf(key)))
+		}
+		cl := chainLedger{rpcClient}
+		recorder = func(ctx context.Context) {
+			rctx, c := context.WithTimeout(ctx, 2*time.Minute)
+			defer c()
+			n, err := srv.Record(rctx, cl, g.ChainID, statePath)
+			if err != nil {
+				fmt.Fprintf(stderr, "recording receipts on the chain: %v (tried again later)\n", err)
+			} else if n > 0 {
+				fmt.Fprintf(stdout, "recorded %d receipts on chain %s\n", n, g.ChainID)
+			}
+		}
+	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return badInput("--addr: %v", err)
@@ -110,6 +136,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		*ckpt, l.Addr(), modelHash, len(keys), charge, wmLine, p2p.PeerIDOf(ledger.KeyOf(key)))
 	ctx, cancel := signalContext()
 	defer cancel()
+	if recorder != nil {
+		recorder(ctx) // what a previous run left
+		go func() {
+			t := time.NewTicker(*recordEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					recorder(ctx)
+				}
+			}
+		}()
+		defer recorder(context.Background())
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
@@ -152,10 +194,24 @@ func readKeys(path string) (map[string]ledger.PubKey, error) {
 	return out, nil
 }
 
-// openBalances reads balances from a chain's validator or a ledger file.
-func openBalances(at string) (serve.Balances, error) {
+// chainLedger records receipts through a validator's RPC.
+type chainLedger struct{ c *chain.Client }
+
+func (l chainLedger) Nonce(ctx context.Context, k ledger.PubKey) (uint64, error) {
+	a, err := l.c.Account(ctx, k)
+	return a.Nonce, err
+}
+
+func (l chainLedger) Submit(ctx context.Context, raw []byte) error {
+	_, err := l.c.Submit(ctx, raw)
+	return err
+}
+
+// openBalances reads balances from a chain's validator (whose client it
+// also returns, for recording receipts) or a ledger file.
+func openBalances(at string) (serve.Balances, *chain.Client, error) {
 	if at == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if st, err := os.Stat(at); err == nil && !st.IsDir() {
 		return func(_ context.Context, k ledger.PubKey) (uint64, error) {
@@ -166,20 +222,20 @@ func openBalances(at string) (serve.Balances, error) {
 			defer s.Close()
 			a, err := s.Ledger().Account(k)
 			return a.Balance, err
-		}, nil
+		}, nil, nil
 	}
 	rpc, err := ledgerFlag(at)
-	if err != nil {
-		return nil, badInput("--ledger %q: neither a ledger file nor a validator's RPC address", at)
+	if err != nil || rpc == "" {
+		return nil, nil, badInput("--ledger %q: neither a ledger file nor a validator's RPC address", at)
 	}
 	c, err := chain.Dial(rpc)
 	if err != nil {
-		return nil, badInput("%v", err)
+		return nil, nil, badInput("%v", err)
 	}
 	return func(ctx context.Context, k ledger.PubKey) (uint64, error) {
 		a, err := c.Account(ctx, k)
 		return a.Balance, err
-	}, nil
+	}, c, nil
 }
 
 // watermarkKey is the server's watermark key in dir (watermark.key),
