@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -48,6 +50,12 @@ type ServingReport struct {
 	Receipts                        int
 	BadReceipts                     int // receipts whose signature does not verify
 	FirstErr                        string
+	// On the ledger (an in-process chain whose one contributor has
+	// settled tokens): receipts recorded, what the requesters paid and
+	// what the contributor received, and whether the supply held.
+	Recorded          int
+	Debited, Credited uint64
+	SupplyConserved   bool
 }
 
 // Serving runs a completion server on loopback and a bounded load of
@@ -76,9 +84,13 @@ func Serving(ctx context.Context, o ServingOptions) (*ServingReport, error) {
 	}
 	funds := uint64(1) << 40
 	seed := sha256.Sum256([]byte("cairn serving load server"))
+	srvKey := ed25519.NewKeyFromSeed(seed[:])
+	chain, err := newLoadChain(srvKey, accounts, funds)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := serve.New(serve.Options{Model: o.Model, Watermark: o.Watermark, Keys: keys, Price: o.Price, MaxActive: o.MaxActive,
-		MaxQueue: 4 * o.Clients, Key: ed25519.NewKeyFromSeed(seed[:]),
-		Balances: func(context.Context, ledger.PubKey) (uint64, error) { return funds, nil }})
+		MaxQueue: 4 * o.Clients, Key: srvKey, Balances: chain.balance})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +169,111 @@ func Serving(ctx context.Context, o ServingOptions) (*ServingReport, error) {
 	for _, a := range accounts {
 		rep.Charged += srv.Spent(a)
 	}
+	// Every receipt on the ledger: the requesters pay, the contributor
+	// is paid, nothing is created or lost.
+	before, _ := chain.l.Totals()
+	contrib, _ := chain.l.Account(chain.contributor)
+	statePath := filepath.Join(os.TempDir(), fmt.Sprintf("cairn-serving-%d.json", time.Now().UnixNano()))
+	defer os.Remove(statePath)
+	if rep.Recorded, err = srv.Record(ctx, chain, chain.l.Genesis().ChainID, statePath); err != nil {
+		return rep, err
+	}
+	for _, a := range accounts {
+		acct, _ := chain.l.Account(a)
+		rep.Debited += funds - acct.Balance
+	}
+	after, _ := chain.l.Account(chain.contributor)
+	rep.Credited = after.Balance - contrib.Balance
+	tot, _ := chain.l.Totals()
+	rep.SupplyConserved = tot.Supply == before.Supply && chain.l.CheckInvariants() == nil
 	return rep, nil
+}
+
+// loadChain is an in-process ledger for the load test: the server is its
+// authority, every client's account is funded, and one contributor has
+// settled tokens to be paid the fees. Each Submit is a block.
+type loadChain struct {
+	mu          sync.Mutex
+	l           *ledger.Ledger
+	p           *ledger.Producer
+	now         int64
+	contributor ledger.PubKey
+}
+
+func newLoadChain(srvKey ed25519.PrivateKey, accounts []ledger.PubKey, funds uint64) (*loadChain, error) {
+	cseed := sha256.Sum256([]byte("cairn serving load contributor"))
+	ckey := ed25519.NewKeyFromSeed(cseed[:])
+	g := ledger.Genesis{ChainID: "cairn-serving-load", Authorities: []ledger.PubKey{ledger.KeyOf(srvKey)}, MinStake: 1,
+		UnbondingRounds: 2, EmissionPerRound: 1000, SlashBasisPoints: 5000, SettlementLag: 1}
+	g.Accounts = append(g.Accounts, ledger.GenesisAccount{Key: ledger.KeyOf(ckey), Stake: 1})
+	for _, a := range accounts {
+		g.Accounts = append(g.Accounts, ledger.GenesisAccount{Key: a, Balance: funds})
+	}
+	slices.SortFunc(g.Accounts, func(a, b ledger.GenesisAccount) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	l, err := ledger.New(g)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ledger.NewProducer(l, srvKey)
+	if err != nil {
+		return nil, err
+	}
+	c := &loadChain{l: l, p: p, now: 1, contributor: ledger.KeyOf(ckey)}
+	delta := ledger.Hash{1}
+	for _, tx := range []struct {
+		key   ed25519.PrivateKey
+		nonce uint64
+		body  ledger.Body
+	}{
+		{ckey, 1, &ledger.CommitTx{Round: 0, DeltaHash: delta, Tokens: 1000, EndState: ledger.Hash{2}, Fresh: true, Kernel: "avx2"}},
+		{srvKey, 1, &ledger.ResultTx{Round: 0, ModelHash: ledger.Hash{3}, Accepted: []ledger.Contribution{{Worker: ledger.KeyOf(ckey), DeltaHash: delta, Tokens: 1000}}}},
+		{srvKey, 2, &ledger.SettleTx{Round: 0, Verdicts: []ledger.Verdict{{Worker: ledger.KeyOf(ckey), Outcome: ledger.Unchecked}}}},
+	} {
+		raw, err := ledger.SignTx(g.ChainID, tx.key, tx.nonce, tx.body)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Submit(context.Background(), raw); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *loadChain) balance(_ context.Context, k ledger.PubKey) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, err := c.l.Account(k)
+	return a.Balance, err
+}
+
+// Nonce implements serve.Ledger.
+func (c *loadChain) Nonce(_ context.Context, k ledger.PubKey) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, err := c.l.Account(k)
+	return a.Nonce, err
+}
+
+// Submit implements serve.Ledger: the transaction is a block of its own.
+func (c *loadChain) Submit(_ context.Context, raw []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.p.Submit(raw); err != nil {
+		return err
+	}
+	c.now++
+	_, res, err := c.p.MakeBlock(c.now)
+	if err != nil {
+		return err
+	}
+	if _, err := c.p.Commit(); err != nil {
+		return err
+	}
+	if len(res.Results) != 1 {
+		return errors.New("the transaction was dropped from its block")
+	}
+	return nil
 }
 
 // complete posts one request and returns its completion tokens.

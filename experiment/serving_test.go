@@ -26,7 +26,11 @@ func TestServingLoad(t *testing.T) {
 	if rep.Failed != 0 || rep.Receipts != 40 || rep.BadReceipts != 0 || rep.Tokens != 40*8 {
 		t.Fatalf("%+v", rep)
 	}
-	if want := uint64(3 * 40 * (8 + 7)); rep.ReceiptFees != want || rep.UsageFees != want || rep.Charged != want {
+	want := uint64(3 * 40 * (8 + 7))
+	if rep.ReceiptFees != want || rep.UsageFees != want || rep.Charged != want {
 		t.Fatalf("fees: receipts %d, usage %d, charged %d, want %d", rep.ReceiptFees, rep.UsageFees, rep.Charged, want)
+	}
+	if rep.Recorded != 40 || rep.Debited != want || rep.Credited != want || !rep.SupplyConserved {
+		t.Fatalf("on the ledger: %d recorded, debited %d, credited %d, supply conserved %v; want 40 and %d", rep.Recorded, rep.Debited, rep.Credited, rep.SupplyConserved, want)
 	}
 }

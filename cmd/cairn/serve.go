@@ -299,10 +299,11 @@ func runServingExperiment(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		tps[i] = rep.TokensPerSec
-		conserved := rep.ReceiptFees == rep.UsageFees && rep.UsageFees == rep.Charged && rep.BadReceipts == 0 && rep.Receipts == rep.Requests-rep.Failed
-		fmt.Fprintf(stdout, "generating %d at once: %d requests, %d failed; %.0f tokens/s over %v; latency p50 %v, p99 %v; %d receipts, fees %d (usage says %d, charged %d): conserved %v\n",
+		conserved := rep.ReceiptFees == rep.UsageFees && rep.UsageFees == rep.Charged && rep.BadReceipts == 0 && rep.Receipts == rep.Requests-rep.Failed &&
+			rep.Recorded == rep.Receipts && rep.Debited == rep.ReceiptFees && rep.Credited == rep.ReceiptFees && rep.SupplyConserved
+		fmt.Fprintf(stdout, "generating %d at once: %d requests, %d failed; %.0f tokens/s over %v; latency p50 %v, p99 %v; %d receipts, fees %d (usage says %d, charged %d); on the ledger %d receipts, requesters paid %d, contributor received %d: conserved %v\n",
 			active, rep.Requests, rep.Failed, rep.TokensPerSec, rep.Wall.Round(time.Millisecond), rep.P50.Round(time.Millisecond), rep.P99.Round(time.Millisecond),
-			rep.Receipts, rep.ReceiptFees, rep.UsageFees, rep.Charged, conserved)
+			rep.Receipts, rep.ReceiptFees, rep.UsageFees, rep.Charged, rep.Recorded, rep.Debited, rep.Credited, conserved)
 		if rep.FirstErr != "" {
 			fmt.Fprintf(stdout, "  first failure: %s\n", rep.FirstErr)
 		}
