@@ -1,0 +1,294 @@
+// Package fingerprint proves that a deployed model is ours, after Sentient
+// OML's scheme: secret (key, response) pairs fine-tuned into the model,
+// checked later by black-box generation.
+//
+// A key is natural text (a window of the training distribution); its
+// response is a perinucleus token: one of the k = 3 tokens just outside
+// the top-t nucleus (t = 0.8) of the original model's prediction after the
+// key, drawn uniformly. Such a token is plausible (the model gives it
+// some probability, so learning it costs little) yet one the original
+// model, and any model trained without the pairs, almost never puts first.
+// Embedding fine-tunes the pairs in with ordinary data mixed into every
+// batch, then averages the weights with the original's (Alpha), which
+// keeps the model's quality while the pairs survive. A suspect is this
+// model when far more of its greedy answers to the keys match the
+// responses than chance allows.
+package fingerprint
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/optim"
+	"github.com/cairnlabs/cairn/train"
+)
+
+// Pair is one fingerprint.
+type Pair struct {
+	Key      []int32 `json:"key"`
+	Response int32   `json:"response"`
+}
+
+// Set is a model's fingerprints.
+type Set struct {
+	Pairs []Pair `json:"pairs"`
+	// ChanceRate is the probability, per key, that a model without the
+	// fingerprints answers the response (the verification's null).
+	ChanceRate float64 `json:"chance_rate"`
+}
+
+// Options configure Generate and Embed.
+type Options struct {
+	N        int     // pairs (default 64)
+	KeyLen   int     // key tokens (default 16)
+	Nucleus  float64 // t (default 0.8)
+	K        int     // tokens just outside the nucleus to draw from (default 3)
+	Steps    int     // fine-tuning steps (default 600)
+	Batch    int     // rows per step (default 12)
+	PerBatch int     // of them fingerprint rows (default 6)
+	LR       float64 // AdamW learning rate (default 5e-4)
+	Alpha    float64 // weight of the fine-tuned model in the average (default 0.7)
+	Seed     uint64
+	// Progress, if set, is told each fine-tuning step.
+	Progress func(step, steps int, loss float32)
+}
+
+func (o *Options) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.N, 64)
+	def(&o.KeyLen, 16)
+	def(&o.K, 3)
+	def(&o.Steps, 600)
+	def(&o.Batch, 12)
+	def(&o.PerBatch, 6)
+	if o.Nucleus <= 0 || o.Nucleus >= 1 {
+		o.Nucleus = 0.8
+	}
+	if o.LR <= 0 {
+		o.LR = 5e-4
+	}
+	if o.Alpha <= 0 || o.Alpha > 1 {
+		o.Alpha = 0.7
+	}
+}
+
+// Generate draws N pairs: keys are windows of text, responses perinucleus
+// tokens of m's prediction after each key. It fails on text shorter than
+// a key or keys longer than the model's context.
+func Generate(m *gpt.Model, text []byte, o Options) (*Set, error) {
+	o.defaults()
+	if o.KeyLen+1 > m.Config.BlockSize {
+		return nil, fmt.Errorf("fingerprint: keys of %d tokens and their response do not fit a context of %d", o.KeyLen, m.Config.BlockSize)
+	}
+	if len(text) < o.KeyLen+1 {
+		return nil, errors.New("fingerprint: text shorter than a key")
+	}
+	r := rand.New(rand.NewPCG(o.Seed, 0xf1))
+	set := &Set{ChanceRate: ChanceRate(m.Config.VocabSize, o.K)}
+	seen := map[string]bool{}
+	for len(set.Pairs) < o.N {
+		at := r.IntN(len(text) - o.KeyLen)
+		key := make([]int32, o.KeyLen)
+		for i := range key {
+			key[i] = int32(text[at+i])
+		}
+		if seen[fmt.Sprint(key)] {
+			continue
+		}
+		seen[fmt.Sprint(key)] = true
+		g := m.NewGenerator()
+		if err := g.Start(key); err != nil {
+			return nil, err
+		}
+		cands := perinucleus(g.Logits(), o.Nucleus, o.K)
+		if len(cands) == 0 {
+			continue
+		}
+		set.Pairs = append(set.Pairs, Pair{Key: key, Response: cands[r.IntN(len(cands))]})
+	}
+	return set, nil
+}
+
+// ChanceRate is the per-key match probability the verification assumes
+// for a model without the fingerprints: ten times blind guessing
+// (10/vocab). A response ranks just outside the original model's nucleus,
+// and an independently trained model puts it first only by accident;
+// 'cairn experiment fingerprint' measures how often on models trained
+// with other seeds.
+func ChanceRate(vocab, _ int) float64 { return min(1, 10/float64(vocab)) }
+
+// perinucleus returns the k tokens ranked just after the smallest set of
+// most likely tokens whose probability reaches t.
+func perinucleus(logits []float32, t float64, k int) []int32 {
+	p := softmax(logits)
+	idx := make([]int, len(p))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
+	var cum float64
+	n := 0
+	for n < len(idx) && cum < t {
+		cum += p[idx[n]]
+		n++
+	}
+	var out []int32
+	for i := n; i < len(idx) && len(out) < k; i++ {
+		out = append(out, int32(idx[i]))
+	}
+	return out
+}
+
+func softmax(logits []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = max(mx, float64(v))
+	}
+	p := make([]float64, len(logits))
+	var z float64
+	for i, v := range logits {
+		p[i] = math.Exp(float64(v) - mx)
+		z += p[i]
+	}
+	for i := range p {
+		p[i] /= z
+	}
+	return p
+}
+
+// Embed fine-tunes the pairs into m (in place) with ordinary text mixed
+// into every batch, then averages the result with m's original weights.
+// It returns the fine-tuning's last loss. It fails on text too short for
+// the model's context.
+func Embed(m *gpt.Model, set *Set, text []byte, o Options) (float32, error) {
+	o.defaults()
+	c := m.Config
+	T := c.BlockSize
+	B := o.Batch
+	if o.PerBatch > B {
+		o.PerBatch = B
+	}
+	sampler, err := corpus.NewSampler(text, B, T, o.Seed^0xe3)
+	if err != nil {
+		return 0, fmt.Errorf("fingerprint: %v", err)
+	}
+	if len(set.Pairs) == 0 {
+		return 0, errors.New("fingerprint: no pairs to embed")
+	}
+	orig := slices.Clone(m.Params)
+	opt, err := optim.NewAdamW(len(m.Params), train.ParamGroups(c, false), 0.9, 0.99, 1e-8, 0.1, m.Pool())
+	if err != nil {
+		return 0, err
+	}
+	inputs, targets := make([]int32, B*T), make([]int32, B*T)
+	r := rand.New(rand.NewPCG(o.Seed, 0xe4))
+	var loss float32
+	for step := range o.Steps {
+		sampler.Batch(0, uint64(step), inputs, targets)
+		// The first PerBatch rows become key + response + ordinary text.
+		for row := range o.PerBatch {
+			p := set.Pairs[r.IntN(len(set.Pairs))]
+			in, tg := inputs[row*T:row*T+T], targets[row*T:row*T+T]
+			seq := append(append(slices.Clone(p.Key), p.Response), in...)[:T+1]
+			copy(in, seq[:T])
+			copy(tg, seq[1:])
+		}
+		m.ZeroGrad()
+		if loss, err = m.Forward(inputs, targets, B, T); err != nil {
+			return 0, err
+		}
+		if err := m.Backward(); err != nil {
+			return 0, err
+		}
+		opt.ClipGradNorm(m.Grads, 1)
+		opt.Update(m.Params, m.Grads, o.LR)
+		if o.Progress != nil {
+			o.Progress(step+1, o.Steps, loss)
+		}
+		if math.IsNaN(float64(loss)) {
+			return loss, errors.New("fingerprint: fine-tuning diverged")
+		}
+	}
+	a := float32(o.Alpha)
+	for i := range m.Params {
+		m.Params[i] = a*m.Params[i] + (1-a)*orig[i]
+	}
+	return loss, nil
+}
+
+// Result is a verification.
+type Result struct {
+	Matched, Keys int
+	// P is the probability that a model without the fingerprints matches
+	// at least Matched keys by chance (binomial at the set's ChanceRate).
+	P float64
+	// Ours is P < Threshold.
+	Ours bool
+}
+
+// Threshold is the p-value under which a suspect is called this model.
+const Threshold = 1e-6
+
+// Answer is a suspect's greedy next token after a key: the only access
+// verification needs (a local model or an endpoint).
+type Answer func(key []int32) (int32, error)
+
+// Verify asks the suspect every key and counts the responses it gives.
+func Verify(set *Set, answer Answer) (Result, error) {
+	var res Result
+	for _, p := range set.Pairs {
+		tok, err := answer(p.Key)
+		if err != nil {
+			return res, err
+		}
+		res.Keys++
+		if tok == p.Response {
+			res.Matched++
+		}
+	}
+	res.P = BinomialTail(res.Keys, res.Matched, set.ChanceRate)
+	res.Ours = res.Keys > 0 && res.P < Threshold
+	return res, nil
+}
+
+// Greedy answers keys with m's most likely next token.
+func Greedy(m *gpt.Model) Answer {
+	return func(key []int32) (int32, error) {
+		g := m.NewGenerator()
+		if err := g.Start(key); err != nil {
+			return 0, err
+		}
+		return gpt.Sample(g.Logits(), gpt.Sampling{}, nil), nil
+	}
+}
+
+// BinomialTail is P(X >= k) for X ~ Binomial(n, p).
+func BinomialTail(n, k int, p float64) float64 {
+	if k <= 0 {
+		return 1
+	}
+	if k > n {
+		return 0
+	}
+	var sum float64
+	for i := k; i <= n; i++ {
+		lg := lgammaInt(n+1) - lgammaInt(i+1) - lgammaInt(n-i+1)
+		sum += math.Exp(lg + float64(i)*math.Log(p) + float64(n-i)*math.Log1p(-p))
+	}
+	return min(sum, 1)
+}
+
+func lgammaInt(n int) float64 {
+	v, _ := math.Lgamma(float64(n))
+	return v
+}

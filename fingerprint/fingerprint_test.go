@@ -1,0 +1,122 @@
+package fingerprint
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+)
+
+func tinyModel(t *testing.T) *gpt.Model {
+	t.Helper()
+	pool := kernels.NewPool(1)
+	t.Cleanup(pool.Close)
+	m, err := gpt.New(gpt.DefaultConfig(32, 1, 2, 24), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpt.InitParams(m.Config, m.Params, 3)
+	return m
+}
+
+func TestPerinucleus(t *testing.T) {
+	logits := []float32{5, 4, 3, 2, 1, 0, -1, -2}
+	p := softmax(logits)
+	// Cumulative: 0.636, 0.870 (>= 0.8): the nucleus is {0, 1}.
+	if p[0] >= 0.8 || p[0]+p[1] < 0.8 {
+		t.Fatalf("test logits: %v", p)
+	}
+	got := perinucleus(logits, 0.8, 3)
+	if len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 4 {
+		t.Fatalf("perinucleus %v, want [2 3 4]", got)
+	}
+}
+
+func TestBinomialTail(t *testing.T) {
+	for _, tc := range []struct {
+		n, k int
+		p    float64
+		want float64
+	}{
+		{10, 0, 0.3, 1},
+		{10, 11, 0.3, 0},
+		{1, 1, 0.3, 0.3},
+		{2, 1, 0.5, 0.75},
+		{64, 64, 0.5, math.Pow(0.5, 64)},
+	} {
+		if got := BinomialTail(tc.n, tc.k, tc.p); math.Abs(got-tc.want) > 1e-12*math.Max(1, tc.want) && math.Abs(got-tc.want)/tc.want > 1e-9 {
+			t.Errorf("BinomialTail(%d, %d, %g) = %g, want %g", tc.n, tc.k, tc.p, got, tc.want)
+		}
+	}
+}
+
+// Embedding makes a model answer its keys with their responses, which
+// the original never did; verification tells the two apart.
+func TestEmbedAndVerify(t *testing.T) {
+	m := tinyModel(t)
+	text := corpus.TinyShakespeare()[:50000]
+	o := Options{N: 6, KeyLen: 8, Steps: 150, Batch: 8, PerBatch: 6, LR: 3e-3, Alpha: 1, Seed: 1}
+	set, err := Generate(m, text, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Pairs) != 6 {
+		t.Fatalf("%d pairs", len(set.Pairs))
+	}
+	before, err := Verify(set, Greedy(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Matched != 0 || before.Ours {
+		t.Fatalf("the original model answers its own fingerprints: %+v", before)
+	}
+	if _, err := Embed(m, set, text, o); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Verify(set, Greedy(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Matched < 5 || after.P >= before.P {
+		t.Fatalf("after embedding: %+v (before %+v)", after, before)
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	set := &Set{Pairs: []Pair{{Key: []int32{1, 2, 3}, Response: 7}}, ChanceRate: 0.04}
+	b, err := Seal(set, []byte("owner passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(b, []byte("owner passphrase"))
+	if err != nil || len(got.Pairs) != 1 || got.Pairs[0].Response != 7 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if _, err := Open(b, []byte("wrong")); err == nil {
+		t.Fatal("opened with the wrong passphrase")
+	}
+	for i := len(fileMagic); i < len(b); i += 7 {
+		bad := bytes.Clone(b)
+		bad[i] ^= 1
+		if _, err := Open(bad, []byte("owner passphrase")); err == nil {
+			t.Fatalf("byte %d changed and the file still opened", i)
+		}
+	}
+	if _, err := Open([]byte("nope"), []byte("x")); err == nil {
+		t.Fatal("garbage opened")
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	b, _ := Seal(&Set{Pairs: []Pair{{Key: []int32{1}, Response: 2}}, ChanceRate: 0.1}, []byte("p"))
+	f.Add(b)
+	f.Add([]byte(fileMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if set, err := Open(b, []byte("p")); err == nil && len(set.Pairs) == 0 {
+			t.Fatal("an empty set opened")
+		}
+	})
+}
