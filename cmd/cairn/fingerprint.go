@@ -14,8 +14,8 @@ import (
 
 	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/fingerprint"
-	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/train"
 )
 
@@ -88,7 +88,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
-	before, err := valLoss(m, val)
+	before, err := experiment.ValLoss(m, val)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	pr.finish()
-	after, err := valLoss(m, val)
+	after, err := experiment.ValLoss(m, val)
 	if err != nil {
 		return err
 	}
@@ -131,11 +131,6 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-func valLoss(m *gpt.Model, val []byte) (float64, error) {
-	B, T := 12, m.Config.BlockSize
-	return train.Evaluate(m, val, B, 0, make([]int32, B*T), make([]int32, B*T))
 }
 
 func fingerprintVerify(args []string, stdout, stderr io.Writer) error {
@@ -235,4 +230,43 @@ func endpointAnswer(base, key, model string) fingerprint.Answer {
 		}
 		return int32(v.Choices[0].Text[0]), nil
 	}
+}
+
+// runFingerprintExperiment embeds fingerprints into a model and measures
+// their cost, their survival of fine-tuning, and models of other seeds.
+func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("experiment fingerprint", stderr)
+	ckpt := fs.String("ckpt", "out/model.safetensors", "the trained model (file or checkpoint directory)")
+	n := fs.Int("n", 64, "fingerprints")
+	tune := fs.Int("tune-steps", 1000, "steps of ordinary fine-tuning afterwards, on the validation text")
+	others := fs.Int("others", 5, "models trained with other seeds")
+	otherSteps := fs.Int("other-steps", 500, "their training steps")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 {
+		return badInput("--n at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1")
+	}
+	m, pool, err := loadModel(*ckpt, *threads)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	tr, val := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	to := train.NanoGPTCPU()
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, Seed: 1},
+		TuneSteps: *tune, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
+		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
+	if err != nil {
+		return err
+	}
+	last := rep.Survival[len(rep.Survival)-1]
+	fmt.Fprintf(stdout, "validation loss %+.4f (target <= 0.02); answered after embedding %d/%d; after %d steps of fine-tuning %d/%d (%.0f%% of those embedded)\n",
+		rep.ValAfter-rep.ValBefore, rep.Embedded.Matched, rep.Embedded.Keys, last.Steps, last.Matched, rep.Embedded.Keys,
+		100*float64(last.Matched)/float64(max(1, rep.Embedded.Matched)))
+	for i, r := range rep.Others {
+		fmt.Fprintf(stdout, "other seed %d: %d/%d (p %.3g): %v\n", i+1, r.Matched, r.Keys, r.P, map[bool]string{true: "called ours (WRONG)", false: "not this model"}[r.Ours])
+	}
+	return nil
 }
