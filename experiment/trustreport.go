@@ -36,8 +36,10 @@ type ArmReport struct {
 	// Accepted counts the contributions aggregated.
 	Accepted int
 	// HonestSlashed lists the honest workers (peer IDs) with a failed
-	// verdict.
-	HonestSlashed []string
+	// verdict; HonestFailures says, for each failed verdict on an honest
+	// worker, the worker, its kernel path, the round and the reason.
+	HonestSlashed  []string
+	HonestFailures []string
 	// Settled counts the rounds settled; Conserved those whose rewards
 	// add up exactly to the emission, or to 0 when no contribution could
 	// be paid (every accepted one failed).
@@ -197,8 +199,15 @@ func (a *armRun) report(name string) ArmReport {
 	}
 	slashed := map[string]bool{}
 	kernels := map[string]bool{}
+	kernelOf := map[ledger.PubKey]map[uint64]string{}
 	for _, ri := range ll.Rounds {
 		for _, c := range ri.Commits {
+			if _, ok := honest[c.Worker]; ok {
+				if kernelOf[c.Worker] == nil {
+					kernelOf[c.Worker] = map[uint64]string{}
+				}
+				kernelOf[c.Worker][ri.Round] = c.Kernel
+			}
 			if _, ok := honest[c.Worker]; ok && !kernels[c.Kernel] {
 				kernels[c.Kernel] = true
 				r.Kernels = append(r.Kernels, c.Kernel)
@@ -212,6 +221,9 @@ func (a *armRun) report(name string) ArmReport {
 		}
 		for _, v := range ri.Verdicts {
 			r.Paid += v.Reward
+			if id, ok := honest[v.Worker]; ok && (v.Outcome == ledger.Failed || v.Slashed > 0) {
+				r.HonestFailures = append(r.HonestFailures, fmt.Sprintf("%s (kernel path %s) in round %d: %s", id, kernelOf[v.Worker][ri.Round], ri.Round, v.Reason))
+			}
 			if id, ok := honest[v.Worker]; ok && (v.Outcome == ledger.Failed || v.Slashed > 0) && !slashed[id] {
 				slashed[id] = true
 				r.HonestSlashed = append(r.HonestSlashed, id)

@@ -146,6 +146,9 @@ func printAdversaries(w io.Writer, res *experiment.AdversaryResult) {
 	}
 	tw.Flush()
 	for _, a := range []experiment.ArmReport{res.HonestArm, res.AdversarialArm} {
+		for _, f := range a.HonestFailures {
+			fmt.Fprintf(w, "%s run: an honest worker failed verification: %s\n", a.Name, f)
+		}
 		if a.LedgerErr != nil {
 			fmt.Fprintf(w, "%s run: the ledger does not check out: %v\n", a.Name, a.LedgerErr)
 		}
