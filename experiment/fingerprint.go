@@ -18,7 +18,7 @@ type FingerprintOptions struct {
 	TuneSteps    int     // ordinary fine-tuning afterwards (default 1000)
 	TuneLR       float64 // its learning rate (default 3e-4)
 	TuneEvery    int     // verification interval (default 100)
-	Others       int     // models trained with other seeds (default 5)
+	Others       int     // models trained with other seeds
 	OtherSteps   int     // their training steps (default 500)
 	OtherOptions train.Options
 	Log          func(format string, args ...any)
@@ -54,8 +54,8 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	if o.TuneEvery <= 0 {
 		o.TuneEvery = 100
 	}
-	if o.Others <= 0 {
-		o.Others = 5
+	if o.Others < 0 {
+		o.Others = 0
 	}
 	if o.OtherSteps <= 0 {
 		o.OtherSteps = 500

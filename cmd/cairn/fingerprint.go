@@ -239,13 +239,14 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	ckpt := fs.String("ckpt", "out/model.safetensors", "the trained model (file or checkpoint directory)")
 	n := fs.Int("n", 64, "fingerprints")
 	tune := fs.Int("tune-steps", 1000, "steps of ordinary fine-tuning afterwards, on the validation text")
+	tuneLR := fs.Float64("tune-lr", 3e-4, "the fine-tuning's AdamW learning rate")
 	others := fs.Int("others", 5, "models trained with other seeds")
 	otherSteps := fs.Int("other-steps", 500, "their training steps")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 {
+	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 {
 		return badInput("--n at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1")
 	}
 	m, pool, err := loadModel(*ckpt, *threads)
@@ -256,7 +257,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	tr, val := corpus.Split(corpus.TinyShakespeare(), 0.9)
 	to := train.NanoGPTCPU()
 	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, Seed: 1},
-		TuneSteps: *tune, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
+		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
 		return err
