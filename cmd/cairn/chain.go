@@ -168,13 +168,9 @@ func chainBench(args []string, stdout, stderr io.Writer) error {
 	if *rate <= 0 || *rate > 100000 || *dur <= 0 || *dur > time.Hour {
 		return badInput("--rate must be in (0, 100000] and --duration in (0, 1h]")
 	}
-	var clients []*chain.Client
-	for _, r := range rpcs {
-		c, err := chain.Dial(r)
-		if err != nil {
-			return badInput("%v", err)
-		}
-		clients = append(clients, c)
+	clients, err := dialAll(rpcs)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -252,13 +248,9 @@ func chainVerify(args []string, stdout, stderr io.Writer) error {
 	if len(rpcs) == 0 {
 		return badInput("--rpc is required")
 	}
-	var clients []*chain.Client
-	for _, r := range rpcs {
-		c, err := chain.Dial(r)
-		if err != nil {
-			return badInput("%v", err)
-		}
-		clients = append(clients, c)
+	clients, err := dialAll(rpcs)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -268,4 +260,17 @@ func chainVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "chain intact: %d validators hold the same block hash and app hash at all %d heights (%d transactions)\n", len(clients), a.Heights, a.Txs)
 	return nil
+}
+
+// dialAll returns a client per RPC address; a bad address is bad input.
+func dialAll(rpcs []string) ([]*chain.Client, error) {
+	var clients []*chain.Client
+	for _, r := range rpcs {
+		c, err := chain.Dial(r)
+		if err != nil {
+			return nil, badInput("%v", err)
+		}
+		clients = append(clients, c)
+	}
+	return clients, nil
 }

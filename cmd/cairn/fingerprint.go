@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/fingerprint"
+	"github.com/cairnlabs/cairn/serve"
 	"github.com/cairnlabs/cairn/train"
 )
 
@@ -196,34 +196,10 @@ func endpointAnswer(base, key, model string) fingerprint.Answer {
 		for i, t := range k {
 			prompt[i] = byte(t)
 		}
-		body, _ := json.Marshal(map[string]any{"model": model, "prompt": string(prompt), "max_tokens": 1, "temperature": 0})
-		req, err := http.NewRequestWithContext(context.Background(), "POST", base+"/completions", bytes.NewReader(body))
-		if err != nil {
-			return 0, badInput("--url: %v", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := client.Do(req)
+		v, err := serve.Complete(context.Background(), client, base+"/completions", key,
+			map[string]any{"model": model, "prompt": string(prompt), "max_tokens": 1, "temperature": 0})
 		if err != nil {
 			return 0, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return 0, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("the endpoint answered %d: %s", resp.StatusCode, bytes.TrimSpace(b))
-		}
-		var v struct {
-			Choices []struct {
-				Text string `json:"text"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal(b, &v); err != nil || len(v.Choices) == 0 {
-			return 0, fmt.Errorf("the endpoint's answer is not a completion: %s", b)
 		}
 		if v.Choices[0].Text == "" {
 			return -1, nil
