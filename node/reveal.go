@@ -37,9 +37,13 @@ type revealReply struct {
 // Bounds of a reveal: the state is about three times the model's size
 // (two AdamW moments and the residual), so it gets the weights' rates.
 const (
-	revealStall   = aggFetchStall
-	revealBase    = aggFetchBase
-	revealMinRate = aggFetchMinRate
+	revealStall = aggFetchStall
+	revealBase  = aggFetchBase
+	// revealAttempts and revealRetry: a reveal is asked for again after
+	// revealRetry, then twice that, before the worker is failed.
+	revealAttempts = 3
+	revealRetry    = 5 * time.Second
+	revealMinRate  = aggFetchMinRate
 )
 
 // RevealSource gives the encoded start state a worker committed to for

@@ -3,9 +3,11 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,10 +109,20 @@ func newValidation(cfg diloco.RunConfig, o ValidationOptions, trainData []byte, 
 		o.Threads = 1
 	}
 	pool := kernels.NewPool(o.Threads)
+	// A reveal is asked for up to revealAttempts times, a while apart, so
+	// that a worker reconnecting or busy for a moment is not failed (and
+	// slashed) for one lost stream; only one that cannot be reached or
+	// refuses every time is.
 	fetch := func(ctx context.Context, worker string, round int) ([]byte, error) {
-		ctx, cancel := context.WithTimeout(ctx, revealBase)
-		defer cancel()
-		return FetchReveal(ctx, tr, c, worker, round, cfg)
+		return retryReveal(ctx, revealAttempts, revealRetry, func(ctx context.Context) ([]byte, error) {
+			ctx, cancel := context.WithTimeout(ctx, revealBase)
+			defer cancel()
+			return FetchReveal(ctx, tr, c, worker, round, cfg)
+		}, func(attempt int, err error) {
+			if log != nil {
+				log.Warn("a reveal could not be fetched", "worker", worker, "round", round, "attempt", attempt, "of", revealAttempts, "err", err)
+			}
+		})
 	}
 	v, err := NewValidator(cfg, trainData, pool, fetch, o.Tolerance)
 	if err != nil {
@@ -331,4 +343,31 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 			Reason: ledgerReason(fmt.Sprintf("%s (%s; distance %.3g)", v.Reason, why, v.Distance)), Evidence: evidence})
 	}
 	return verdicts, nil
+}
+
+// retryReveal calls once up to attempts times, waiting retry, 2·retry, ...
+// between calls, until it succeeds or the worker answers with a final
+// no: a refusal, or no reveal protocol at all. warn is told of each
+// failed attempt. It returns the last error, or ctx's.
+func retryReveal(ctx context.Context, attempts int, retry time.Duration, once func(context.Context) ([]byte, error), warn func(attempt int, err error)) ([]byte, error) {
+	var err error
+	for attempt := range attempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(retry * time.Duration(attempt)):
+			}
+		}
+		var b []byte
+		if b, err = once(ctx); err == nil {
+			return b, nil
+		}
+		var re *wire.RemoteError
+		if errors.As(err, &re) || strings.Contains(err.Error(), "protocols not supported") {
+			return nil, err
+		}
+		warn(attempt+1, err)
+	}
+	return nil, err
 }

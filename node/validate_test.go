@@ -2,12 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/verify"
+	"github.com/cairnlabs/cairn/wire"
 )
 
 // TestValidationSlashesPoisoner: with the aggregator validating every
@@ -98,5 +100,39 @@ func TestValidationSlashesPoisoner(t *testing.T) {
 	}
 	if st.Checked < 12 || st.Failed < 1 || st.Busy <= 0 || st.Screening <= 0 {
 		t.Fatalf("validator stats %+v: want the 12 honest contributions and the poisoner's checked", st)
+	}
+}
+
+func TestRetryReveal(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	flaky := func(context.Context) ([]byte, error) {
+		if calls++; calls < 3 {
+			return nil, errors.New("stream reset")
+		}
+		return []byte("state"), nil
+	}
+	warned := 0
+	b, err := retryReveal(ctx, 3, time.Millisecond, flaky, func(int, error) { warned++ })
+	if err != nil || string(b) != "state" || calls != 3 || warned != 2 {
+		t.Fatalf("flaky worker: %q %v after %d calls, %d warnings", b, err, calls, warned)
+	}
+	calls = 0
+	refusing := func(context.Context) ([]byte, error) {
+		calls++
+		return nil, &wire.RemoteError{Msg: "no state kept for round 3"}
+	}
+	if _, err := retryReveal(ctx, 3, time.Millisecond, refusing, func(int, error) {}); err == nil || calls != 1 {
+		t.Fatalf("a refusal was asked again: %d calls, %v", calls, err)
+	}
+	calls = 0
+	gone := func(context.Context) ([]byte, error) { calls++; return nil, errors.New("no route") }
+	if _, err := retryReveal(ctx, 3, time.Millisecond, gone, func(int, error) {}); err == nil || calls != 3 {
+		t.Fatalf("an unreachable worker: %d calls, %v", calls, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := retryReveal(cctx, 3, time.Hour, gone, func(int, error) {}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
 	}
 }
