@@ -138,11 +138,14 @@ type Aggregator struct {
 	commitOrder []string
 	holding     bool            // a round's close waits for a settlement (logged once)
 	told        map[string]bool // workers told the run is finished
-	changed     chan struct{}   // closed and replaced when the state changes
-	resumed     bool
-	blob        []byte      // the current weights, serialised for joiners
-	blobHash    diloco.Hash // of blob
-	serves      *serveLimit // downloads of the weights
+	// finalSettled: every round of the finished run is settled; until
+	// then a poll is answered Wait, not Finished.
+	finalSettled bool
+	changed      chan struct{} // closed and replaced when the state changes
+	resumed      bool
+	blob         []byte      // the current weights, serialised for joiners
+	blobHash     diloco.Hash // of blob
+	serves       *serveLimit // downloads of the weights
 
 	pool        *kernels.Pool
 	model       *gpt.Model
@@ -399,6 +402,11 @@ func (a *Aggregator) finish(ctx context.Context) error {
 		case <-time.After(a.led.host.interval):
 		}
 	}
+	a.mu.Lock()
+	a.finalSettled = true
+	close(a.changed) // the polls held waiting are answered Finished now
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
 	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
@@ -714,6 +722,12 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 			r = a.agg.Poll(from, req.Round, hash, time.Now())
 		}
 		changed := a.changed
+		if r.Action == diloco.Finished && !a.finalSettled {
+			// Workers keep serving their reveals until the last rounds
+			// are settled: a finished worker could not show a validator
+			// its start state, and would fail verification for it.
+			r.Action = diloco.Wait
+		}
 		if r.Action == diloco.Finished {
 			a.told[from] = true
 		}
