@@ -136,3 +136,64 @@ func TestRetryReveal(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// Workers that leave as soon as they hear the run is over (as a worker
+// process exits) are still there to reveal their last rounds' start
+// states: a finished run answers Wait until every round is settled, so
+// no honest worker fails verification for having left.
+func TestFinishedRunKeepsWorkersForTheirReveals(t *testing.T) {
+	cfg := tinyConfig(3)
+	cfg.InnerSteps = 60 // recomputing takes a while: the last rounds are judged after the workers would have left
+	p := testLedgerParams
+	var dirs []string
+	var accts []ledger.GenesisAccount
+	for i := 0; i < 2; i++ {
+		dir, k := identity(t)
+		dirs = append(dirs, dir)
+		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: p.MinStake})
+	}
+	sample := verify.DefaultSampleOptions()
+	sample.P = 1 // every contribution recomputed, the last rounds' too
+	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(), EvalBatches: 1, Threads: 1,
+		Grace: 200 * time.Millisecond, Log: testLog(t), Ledger: &p, BlockInterval: 100 * time.Millisecond, Accounts: accts,
+		Validation: &ValidationOptions{Sample: sample}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	errs := make(chan error, 3)
+	var ids []string
+	for _, dir := range dirs {
+		w, err := StartWorker(WorkerOptions{DataDir: dir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1, Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, w.ID())
+		go func() {
+			err := w.Run(ctx)
+			w.Close() // gone at once, as a process that exits
+			errs <- err
+		}()
+	}
+	go func() { errs <- agg.Run(ctx) }()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := agg.ValidatorStats()
+	agg.Close()
+	ll := closedLedger(t, agg.opts.DataDir, ids...)
+	for _, r := range ll.Rounds {
+		for _, v := range r.Verdicts {
+			if v.Outcome == ledger.Failed {
+				t.Fatalf("round %d: honest worker %s failed verification: %s", r.Round, v.Worker, v.Reason)
+			}
+		}
+	}
+	if st.Checked != 2*cfg.Rounds || st.Failed != 0 || ll.Totals.NextSettle != uint64(cfg.Rounds) {
+		t.Fatalf("validator %+v, settled below %d", st, ll.Totals.NextSettle)
+	}
+}
