@@ -6,19 +6,11 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/fingerprint"
 	"github.com/cairnlabs/cairn/gpt"
-	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/train"
 )
 
 func TestFingerprintExperiment(t *testing.T) {
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	c := gpt.DefaultConfig(32, 1, 2, 24)
-	m, err := gpt.New(c, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpt.InitParams(c, m.Params, 3)
+	m := untrainedModel(t, gpt.DefaultConfig(32, 1, 2, 24), 3)
 	text := corpus.TinyShakespeare()[:60000]
 	tr, val := corpus.Split(text, 0.9)
 	to := train.NanoGPTCPU()

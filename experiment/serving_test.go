@@ -12,13 +12,7 @@ import (
 // fees in the receipts, in the responses' usage and charged to the
 // accounts agree to the unit.
 func TestServingLoad(t *testing.T) {
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	m, err := gpt.New(gpt.DefaultConfig(16, 1, 2, 32), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpt.InitParams(m.Config, m.Params, 1)
+	m := untrainedModel(t, gpt.DefaultConfig(16, 1, 2, 32), 1)
 	rep, err := Serving(context.Background(), ServingOptions{Model: m, Clients: 8, Requests: 40, MaxTokens: 8, Price: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -33,4 +27,18 @@ func TestServingLoad(t *testing.T) {
 	if rep.Recorded != 40 || rep.Debited != want || rep.Credited != want || !rep.SupplyConserved {
 		t.Fatalf("on the ledger: %d recorded, debited %d, credited %d, supply conserved %v; want 40 and %d", rep.Recorded, rep.Debited, rep.Credited, rep.SupplyConserved, want)
 	}
+}
+
+// untrainedModel is a model of config c at its seed's initialisation, on
+// a one-thread pool closed with the test.
+func untrainedModel(t *testing.T, c gpt.Config, seed uint64) *gpt.Model {
+	t.Helper()
+	pool := kernels.NewPool(1)
+	t.Cleanup(pool.Close)
+	m, err := gpt.New(c, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpt.InitParams(c, m.Params, seed)
+	return m
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
-	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/watermark"
 )
 
@@ -13,13 +12,7 @@ import (
 // watermarked generation is detected, no human window is, and the
 // watermark raises the model's perplexity of its own text.
 func TestWatermarkExperiment(t *testing.T) {
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	m, err := gpt.New(gpt.DefaultConfig(16, 1, 2, 32), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpt.InitParams(m.Config, m.Params, 1)
+	m := untrainedModel(t, gpt.DefaultConfig(16, 1, 2, 32), 1)
 	s, err := watermark.New([]byte("k"), m.Config.VocabSize, 0, 0, watermark.LeftHash, 0)
 	if err != nil {
 		t.Fatal(err)
