@@ -94,7 +94,7 @@ func Generate(m *gpt.Model, text []byte, o Options) (*Set, error) {
 		return nil, errors.New("fingerprint: text shorter than a key")
 	}
 	r := rand.New(rand.NewPCG(o.Seed, 0xf1))
-	set := &Set{ChanceRate: ChanceRate(m.Config.VocabSize, o.K)}
+	set := &Set{ChanceRate: ChanceRate(m.Config.VocabSize)}
 	seen := map[string]bool{}
 	for len(set.Pairs) < o.N {
 		at := r.IntN(len(text) - o.KeyLen)
@@ -125,7 +125,7 @@ func Generate(m *gpt.Model, text []byte, o Options) (*Set, error) {
 // and an independently trained model puts it first only by accident;
 // 'cairn experiment fingerprint' measures how often on models trained
 // with other seeds.
-func ChanceRate(vocab, _ int) float64 { return min(1, 10/float64(vocab)) }
+func ChanceRate(vocab int) float64 { return min(1, 10/float64(vocab)) }
 
 // perinucleus returns the k tokens ranked just after the smallest set of
 // most likely tokens whose probability reaches t.

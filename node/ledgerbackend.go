@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -180,5 +179,3 @@ func (r *remoteBackend) BlockHash(h uint64) (ledger.Hash, error) {
 }
 
 func (r *remoteBackend) Close() error { return nil }
-
-var errNoBackend = errors.New("ledger host: no chain")
