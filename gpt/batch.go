@@ -20,14 +20,19 @@ type Batch struct {
 	x, ln, qkv, y, h []float32 // [rows, width]
 	mm               matMatJob
 	rows             []*Generator
+	dots             [][]float32 // per pool thread [max]
 }
 
 // NewBatch returns a batch of at most max generators of m.
 func (m *Model) NewBatch(max int) *Batch {
 	c := m.Config
 	C := c.NEmbd
-	return &Batch{m: m, max: max, x: make([]float32, max*C), ln: make([]float32, max*C), qkv: make([]float32, max*3*C),
+	b := &Batch{m: m, max: max, x: make([]float32, max*C), ln: make([]float32, max*C), qkv: make([]float32, max*3*C),
 		y: make([]float32, max*C), h: make([]float32, max*4*C)}
+	for range m.pool.Threads() {
+		b.dots = append(b.dots, make([]float32, max))
+	}
+	return b
 }
 
 // Append appends toks[i] to gs[i] for every i and computes each one's
@@ -120,7 +125,7 @@ func (b *Batch) step(toks []int32) {
 		vecmath.LayerNormForward(row(b.ln, i, C), row(b.x, i, C), m.w.lnfw, m.w.lnfb, eps)
 	}
 	V := c.VocabSize
-	b.mm = matMatJob{rows: R, outW: V, W: m.w.lmW, bias: m.w.lmB, in: b.ln, inW: C, dst: b.rows}
+	b.mm = matMatJob{rows: R, outW: V, W: m.w.lmW, bias: m.w.lmB, in: b.ln, inW: C, dst: b.rows, dots: b.dots}
 	m.pool.Run(V, &b.mm)
 	for _, g := range b.rows {
 		g.n++
@@ -130,7 +135,7 @@ func (b *Batch) step(toks []int32) {
 // matMat computes out[i] = W·in[i] + b (+ out[i] if residual) for the
 // first rows rows, split over the pool's threads by rows of W.
 func (b *Batch) matMat(rows int, out []float32, outW int, W, bias, in []float32, inW int, residual bool) {
-	b.mm = matMatJob{rows: rows, out: out, outW: outW, W: W, bias: bias, in: in, inW: inW, residual: residual}
+	b.mm = matMatJob{rows: rows, out: out, outW: outW, W: W, bias: bias, in: in, inW: inW, residual: residual, dots: b.dots}
 	b.m.pool.Run(outW, &b.mm)
 }
 
@@ -140,14 +145,17 @@ type matMatJob struct {
 	in              []float32
 	residual        bool
 	dst             []*Generator // when set, row i's output goes to dst[i].logits
+	dots            [][]float32  // per thread scratch of rows
 }
 
-func (j *matMatJob) Do(_, lo, hi int) {
+func (j *matMatJob) Do(worker, lo, hi int) {
 	n := j.inW
+	dots := j.dots[worker][:j.rows]
 	for r := lo; r < hi; r++ {
 		wr := j.W[r*n : r*n+n]
-		for i := range j.rows {
-			v := vecmath.Dot(wr, j.in[i*n:i*n+n]) + j.bias[r]
+		vecmath.DotRows(dots, wr, j.in[:j.rows*n], n) // each as vecmath.Dot(wr, row)
+		for i, d := range dots {
+			v := d + j.bias[r]
 			if j.dst != nil {
 				j.dst[i].logits[r] = v
 				continue

@@ -10,15 +10,20 @@ import (
 )
 
 // Generator runs the model one token at a time, keeping each layer's keys
-// and values (the KV cache) so that a new token costs one row of work. When
-// the sequence outgrows the block size it keeps the last BlockSize tokens,
-// as nanoGPT's generate does, recomputing the cache for that window.
+// and values (the KV cache) so that a new token costs one row of work. The
+// model's positions are absolute, so a window cannot slide by one token
+// without recomputing it: when a token arrives with the cache full, the
+// generator keeps the last half block (BlockSize/2 tokens, the new one
+// included) and recomputes the cache for them. The model therefore always
+// sees at least half a block of context, and the recomputation costs about
+// two rows of work per token instead of nanoGPT's BlockSize.
 type Generator struct {
 	m      *Model
 	keys   [][]float32 // per layer [BlockSize, C]
 	values [][]float32
 	n      int // positions in the cache
 	seq    []int32
+	start  int // seq[start:] is in the cache
 
 	x, ln, qkv, y, h, logits, scores []float32
 	mv                               matVecJob
@@ -50,15 +55,15 @@ func (g *Generator) Start(prompt []int32) error {
 		}
 	}
 	g.seq = append(g.seq[:0], prompt...)
-	g.refill()
+	g.refill(g.m.Config.BlockSize)
 	return nil
 }
 
-// refill recomputes the cache for the last BlockSize tokens of the sequence.
-func (g *Generator) refill() {
+// refill recomputes the cache for the last keep tokens of the sequence.
+func (g *Generator) refill(keep int) {
 	g.n = 0
-	start := max(0, len(g.seq)-g.m.Config.BlockSize)
-	for _, t := range g.seq[start:] {
+	g.start = max(0, len(g.seq)-keep)
+	for _, t := range g.seq[g.start:] {
 		g.step(t)
 	}
 }
@@ -70,7 +75,7 @@ func (g *Generator) Append(tok int32) error {
 	}
 	g.seq = append(g.seq, tok)
 	if g.n == g.m.Config.BlockSize {
-		g.refill()
+		g.refill(max(1, g.m.Config.BlockSize/2))
 		return nil
 	}
 	g.step(tok)
@@ -82,6 +87,10 @@ func (g *Generator) Logits() []float32 { return g.logits }
 
 // Sequence is the prompt and every token appended since.
 func (g *Generator) Sequence() []int32 { return g.seq }
+
+// Context is the suffix of the sequence the next logits are conditioned
+// on: the tokens in the cache.
+func (g *Generator) Context() []int32 { return g.seq[g.start:] }
 
 // step runs token tok at the next cache position.
 func (g *Generator) step(tok int32) {

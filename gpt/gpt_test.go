@@ -3,6 +3,7 @@ package gpt
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,8 +163,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestGeneratorMatchesForward: the KV-cache path gives the logits of a full
-// forward pass over the same window, also after the sequence outgrows the
-// block size.
+// forward pass over its context, also after the sequence outgrows the
+// block size and the context restarts from half a block.
 func TestGeneratorMatchesForward(t *testing.T) {
 	c := DefaultConfig(24, 2, 3, 10)
 	m := testModel(t, c, 2)
@@ -179,7 +180,11 @@ func TestGeneratorMatchesForward(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		win := seq[max(0, n-c.BlockSize):n]
+		win := g.Context()
+		if n > c.BlockSize && len(win) < c.BlockSize/2 || len(win) > c.BlockSize || len(win) > n ||
+			!slices.Equal(win, seq[n-len(win):n]) {
+			t.Fatalf("after %d tokens the context is %v, not a suffix of at least half a block", n, win)
+		}
 		if _, err := m.Forward(win, nil, 1, len(win)); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ var avx512Kernels = kernels{
 	name:    "avx512",
 	sum:     sumAVX512,
 	dot:     dotAVX512,
+	dot4:    dot4AVX512,
 	max:     maxAVX512,
 	axpy:    axpyAVX512,
 	scale:   scaleAVX512,
@@ -31,6 +32,7 @@ var avx2Kernels = kernels{
 	name:    "avx2",
 	sum:     sumAVX2,
 	dot:     dotAVX2,
+	dot4:    dot4AVX2,
 	max:     maxAVX2,
 	axpy:    axpyAVX2,
 	scale:   scaleAVX2,
@@ -70,6 +72,14 @@ func sumAVX512(x []float32) float32
 
 //go:noescape
 func dotAVX512(x, y []float32) float32
+
+//go:noescape
+func dot4AVX512(w, x0, x1, x2, x3 []float32, out *[4]float32)
+
+// dot4AVX2 is four calls of dotAVX2 (no fused AVX2 kernel yet).
+func dot4AVX2(w, x0, x1, x2, x3 []float32, out *[4]float32) {
+	out[0], out[1], out[2], out[3] = dotAVX2(w, x0), dotAVX2(w, x1), dotAVX2(w, x2), dotAVX2(w, x3)
+}
 
 //go:noescape
 func maxAVX512(x []float32) float32

@@ -52,6 +52,29 @@ func Dot(x, y []float32) float32 {
 	return dotImpl(x, y)
 }
 
+// DotRows sets out[i] to Dot(w, x[i*stride:i*stride+len(w)]) for every
+// row i < len(out), bitwise as Dot computes it; the AVX-512 path reads each
+// block of w once for four rows. It panics if x is too short for the rows
+// or stride is smaller than len(w) while there is more than one row.
+func DotRows(out, w, x []float32, stride int) {
+	n, rows := len(w), len(out)
+	if rows == 0 {
+		return
+	}
+	if rows > 1 && stride < n || (rows-1)*stride+n > len(x) {
+		panic("vecmath: DotRows rows do not fit in x")
+	}
+	i := 0
+	for ; i+4 <= rows; i += 4 {
+		o := (*[4]float32)(out[i : i+4])
+		dot4Impl(w, x[i*stride:i*stride+n], x[(i+1)*stride:(i+1)*stride+n],
+			x[(i+2)*stride:(i+2)*stride+n], x[(i+3)*stride:(i+3)*stride+n], o)
+	}
+	for ; i < rows; i++ {
+		out[i] = dotImpl(w, x[i*stride:i*stride+n])
+	}
+}
+
 // Max returns the largest element of x, or -Inf for an empty slice. If x
 // contains NaN the result is unspecified (either NaN or the maximum of some
 // of the other elements).
@@ -194,6 +217,7 @@ type kernels struct {
 	name    string
 	sum     func(x []float32) float32
 	dot     func(x, y []float32) float32
+	dot4    func(w, x0, x1, x2, x3 []float32, out *[4]float32)
 	max     func(x []float32) float32
 	axpy    func(a float32, x, y []float32)
 	scale   func(a float32, x []float32)
@@ -210,6 +234,7 @@ var genericKernels = kernels{
 	name:    "generic",
 	sum:     sumGeneric,
 	dot:     dotGeneric,
+	dot4:    dot4Generic,
 	max:     maxGeneric,
 	axpy:    axpyGeneric,
 	scale:   scaleGeneric,
@@ -228,6 +253,7 @@ var (
 	implName    string
 	sumImpl     func(x []float32) float32
 	dotImpl     func(x, y []float32) float32
+	dot4Impl    func(w, x0, x1, x2, x3 []float32, out *[4]float32)
 	maxImpl     func(x []float32) float32
 	axpyImpl    func(a float32, x, y []float32)
 	scaleImpl   func(a float32, x []float32)
@@ -249,6 +275,7 @@ func use(k *kernels) {
 	implName = k.name
 	sumImpl = k.sum
 	dotImpl = k.dot
+	dot4Impl = k.dot4
 	maxImpl = k.max
 	axpyImpl = k.axpy
 	scaleImpl = k.scale
