@@ -180,6 +180,23 @@ func (c *Client) Account(ctx context.Context, k ledger.PubKey) (ledger.Account, 
 	return a, nil
 }
 
+// Fingerprint reads the fingerprint commitment for model from the
+// committed state; found is false when the model has none.
+func (c *Client) Fingerprint(ctx context.Context, model ledger.Hash) (rec ledger.FingerprintRecord, found bool, err error) {
+	b, err := c.Query(ctx, "fingerprint", model[:])
+	if err != nil {
+		return rec, false, err
+	}
+	var r *ledger.FingerprintRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return rec, false, fmt.Errorf("chain: %s: fingerprint commitment for model %s: %v", c.addr, model, err)
+	}
+	if r == nil {
+		return rec, false, nil
+	}
+	return *r, true, nil
+}
+
 // Head is a validator's latest committed block.
 type Head struct {
 	Height     int64

@@ -54,16 +54,10 @@ func Seal(set *Set, passphrase []byte) ([]byte, error) {
 // Open decrypts a file Seal wrote. It fails on a file that is not one, a
 // wrong passphrase or any changed byte, and on a set without pairs.
 func Open(b, passphrase []byte) (*Set, error) {
-	if len(b) > MaxFileBytes {
-		return nil, fmt.Errorf("fingerprint: file of %d bytes exceeds %d", len(b), MaxFileBytes)
-	}
-	if !bytes.HasPrefix(b, []byte(fileMagic)) {
-		return nil, errors.New("fingerprint: not a fingerprint file")
+	if err := CheckFile(b); err != nil {
+		return nil, err
 	}
 	b = b[len(fileMagic):]
-	if len(b) < saltLen+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
-		return nil, errors.New("fingerprint: file too short")
-	}
 	salt, nonce, sealed := b[:saltLen], b[saltLen:saltLen+chacha20poly1305.NonceSizeX], b[saltLen+chacha20poly1305.NonceSizeX:]
 	k, err := fileKey(passphrase, salt)
 	if err != nil {
@@ -84,5 +78,35 @@ func Open(b, passphrase []byte) (*Set, error) {
 	if len(set.Pairs) == 0 || !(set.ChanceRate > 0 && set.ChanceRate < 1) {
 		return nil, errors.New("fingerprint: the file holds no pairs or no chance rate")
 	}
+	if set.Model != "" && !isHash(set.Model) {
+		return nil, errors.New("fingerprint: the file's model hash is not 64 lower-case hex digits")
+	}
 	return &set, nil
+}
+
+func isHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckFile checks, without the passphrase, that b has the shape of a
+// file Seal wrote: within MaxFileBytes, the magic line, and room for the
+// salt, nonce and authentication tag. Only Open proves it is intact.
+func CheckFile(b []byte) error {
+	switch {
+	case len(b) > MaxFileBytes:
+		return fmt.Errorf("fingerprint: file of %d bytes exceeds %d", len(b), MaxFileBytes)
+	case !bytes.HasPrefix(b, []byte(fileMagic)):
+		return errors.New("fingerprint: not a fingerprint file")
+	case len(b)-len(fileMagic) < saltLen+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead:
+		return errors.New("fingerprint: file too short")
+	}
+	return nil
 }

@@ -41,6 +41,11 @@ type Set struct {
 	// ChanceRate is the probability, per key, that a model without the
 	// fingerprints answers the response (the verification's null).
 	ChanceRate float64 `json:"chance_rate"`
+	// Model is the hash of the fingerprinted model's weights in lower-case
+	// hex, as the ledger names models (its fingerprint commitment and
+	// served-usage receipts), so that the sealed set says which model it
+	// was committed for; empty in sets sealed before it was recorded.
+	Model string `json:"model,omitempty"`
 }
 
 // Options configure Generate and Embed.

@@ -3,6 +3,7 @@ package fingerprint
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/cairnlabs/cairn/corpus"
@@ -107,6 +108,26 @@ func TestSealOpen(t *testing.T) {
 	}
 	if _, err := Open([]byte("nope"), []byte("x")); err == nil {
 		t.Fatal("garbage opened")
+	}
+	// The model hash travels sealed; a malformed one does not open.
+	set.Model = strings.Repeat("0f", 32)
+	b, _ = Seal(set, []byte("owner passphrase"))
+	if got, err := Open(b, []byte("owner passphrase")); err != nil || got.Model != set.Model {
+		t.Fatalf("model hash %q: %v", got.Model, err)
+	}
+	set.Model = strings.Repeat("0F", 32)
+	b, _ = Seal(set, []byte("owner passphrase"))
+	if _, err := Open(b, []byte("owner passphrase")); err == nil || !strings.Contains(err.Error(), "model hash") {
+		t.Fatalf("an upper-case model hash opened: %v", err)
+	}
+	// CheckFile needs no passphrase and knows only the shape.
+	if err := CheckFile(b); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{nil, []byte("nope"), []byte(fileMagic), make([]byte, MaxFileBytes+1)} {
+		if err := CheckFile(bad); err == nil {
+			t.Errorf("CheckFile accepted %d bytes", len(bad))
+		}
 	}
 }
 

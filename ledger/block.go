@@ -156,9 +156,9 @@ const (
 	CodeBadSignature           // the signature is not the sender's for this chain and kind
 	CodeBadNonce               // the nonce does not exceed the sender's last (a replay)
 	CodeInsufficientFunds      // overspending balance or stake
-	CodeUnauthorized           // a result or settlement not signed by an authority
+	CodeUnauthorized           // a result, settlement or receipts not signed by an authority; a fingerprint commitment from an account holding nothing
 	CodeRoundNotOpen           // a commit or result for a round that is not the open one
-	CodeDuplicateCommit        // a second commit by the same worker in a round
+	CodeDuplicateCommit        // a second commit by the same worker in a round; a second fingerprint commitment for a model
 	CodeStateMismatch          // a commit's start state is not the worker's last end state
 	CodeNotStaked              // a commit from an account whose stake is below the minimum
 	CodeNoCommit               // a result accepts or rejects a contribution that was not committed

@@ -68,6 +68,11 @@
 //     the verifier checked them, verdicts on rejected contributions (failed
 //     or unchecked: a rejected contribution is never paid, but a failed
 //     one is slashed like any other).
+//   - FingerprintTx, from any account holding a balance or stake, commits
+//     its sender as a model's owner to a secret fingerprint set: the
+//     model's weights hash and the SHA-256 of the sealed set file. The
+//     first commitment for a model wins; a later one is refused. The
+//     "fingerprint" query answers who committed which set at which block.
 //
 // # Rewards and slashing
 //

@@ -38,6 +38,7 @@ type execution struct {
 	st     stateView
 	accts  map[PubKey]*Account
 	meta   Meta
+	txHash Hash // SHA-256 of the encoded transaction
 }
 
 // acct returns the account of k, loaded once per transaction so that a
@@ -66,7 +67,7 @@ func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte
 		return reject(CodeBadSignature, "signature is not %s's for chain %q and kind %v", tx.Sender, g.ChainID, tx.Body.Kind())
 	}
 	txo := newOverlay(parent)
-	x := &execution{g: g, height: height, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}}
+	x := &execution{g: g, height: height, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}, txHash: sha256.Sum256(raw)}
 	if x.meta, err = x.st.meta(); err != nil {
 		return internalError{err}
 	}
@@ -95,13 +96,15 @@ func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte
 		err = x.settle(sender, b)
 	case *ReceiptsTx:
 		err = x.receipts(sender, b)
+	case *FingerprintTx:
+		err = x.fingerprint(sender, b)
 	default:
 		err = fmt.Errorf("ledger: no rule for %T", b)
 	}
 	if err != nil {
 		return err
 	}
-	x.flush(sha256.Sum256(raw), tx.Body.Kind())
+	x.flush(x.txHash, tx.Body.Kind())
 	txo.mergeInto(parent)
 	return nil
 }

@@ -32,9 +32,10 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&ResultTx{Round: 0, ModelHash: Hash{3}, Accepted: []Contribution{{Worker: KeyOf(a), DeltaHash: Hash{1}, Tokens: 3}}},
 		&SettleTx{Round: 0, Verdicts: []Verdict{{Worker: KeyOf(a), Outcome: Unchecked}}},
 		&ReceiptsTx{Model: Hash{7}, Entries: []ReceiptEntry{{Requester: KeyOf(a), Requests: 2, Tokens: 40, Fee: 80}}},
+		&FingerprintTx{Model: Hash{8}, Set: Hash{9}},
 	} {
 		key := a
-		if i >= 5 {
+		if i >= 5 && i <= 7 { // results, settlements and receipts are an authority's
 			key = org
 		}
 		raw, err := SignTx("fuzz", key, uint64(i+1), body)
@@ -181,6 +182,8 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case []Contributor:
 		return encodeContributors(r)
+	case FingerprintRecord:
+		return r.encode()
 	}
 	panic("unknown record")
 }
@@ -231,7 +234,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		}
 		types[strings.TrimPrefix(fmt.Sprintf("%T", rec), "ledger.")] = true
 	})
-	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor"} {
+	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord"} {
 		if !types[want] {
 			t.Errorf("no %s in the seed state", want)
 		}

@@ -331,6 +331,8 @@ func TestTxEncoding(t *testing.T) {
 		&ledger.ResultTx{Round: 4, ModelHash: hashOf("m"), Accepted: []ledger.Contribution{{Worker: ledger.PubKey{1}, DeltaHash: hashOf("d"), Tokens: 1}, {Worker: ledger.PubKey{2}}},
 			Rejected: []ledger.Rejection{{Worker: ledger.PubKey{3}, Reason: "late"}}},
 		&ledger.SettleTx{Round: 4, Verdicts: []ledger.Verdict{{Worker: ledger.PubKey{1}, Outcome: ledger.Failed, Reason: "r", Evidence: []byte{9}}, {Worker: ledger.PubKey{2}, Outcome: ledger.Unchecked, Reason: "busy"}}},
+		&ledger.ReceiptsTx{Model: hashOf("m"), Entries: []ledger.ReceiptEntry{{Requester: ledger.PubKey{4}, Requests: 1, Tokens: 2, Fee: 3}}},
+		&ledger.FingerprintTx{Model: hashOf("m"), Set: hashOf("set")},
 	}
 	for _, body := range bodies {
 		raw, err := ledger.SignTx("chain-a", key, 11, body)

@@ -141,6 +141,8 @@ func (l *Ledger) History(k PubKey) ([]HistoryEntry, error) {
 //	"totals"    data: empty            -> Totals
 //	"round"     data: 8-byte big-endian round number -> RoundInfo
 //	"history"   data: 32-byte key      -> []HistoryEntry
+//	"contributors" data: empty         -> []Contributor
+//	"fingerprint" data: 32-byte model hash -> FingerprintRecord, or null if none
 //
 // It fails on an unknown path or data of the wrong size.
 func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
@@ -172,6 +174,19 @@ func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
 			return nil, fmt.Errorf("ledger: query contributors takes no data")
 		}
 		v, err = l.Contributors()
+	case "fingerprint":
+		if len(data) != 32 {
+			return nil, fmt.Errorf("ledger: query fingerprint: data of %d bytes, want a 32-byte model hash", len(data))
+		}
+		var m Hash
+		copy(m[:], data)
+		rec, ok, ferr := l.Fingerprint(m)
+		if ok {
+			v = &rec
+		} else {
+			v = (*FingerprintRecord)(nil)
+		}
+		err = ferr
 	case "round":
 		if len(data) != 8 {
 			return nil, fmt.Errorf("ledger: query round: data of %d bytes, want an 8-byte round", len(data))

@@ -14,6 +14,8 @@ import (
 //	"r" round(8)                     RoundRecord (written by the round result)
 //	"v" round(8) worker(32)          VerdictRecord (written by the settlement)
 //	"h" key(32) height(8) index(4)   HistoryEntry: a transaction that touched the account
+//	"k"                              []Contributor (receipts.go)
+//	"f" model(32)                    FingerprintRecord (fingerprint.go)
 //
 // Keys are never deleted.
 const (
@@ -294,7 +296,7 @@ func decodeHistoryEntry(k PubKey, height uint64, index uint32, b []byte) (Histor
 
 // DecodeStateValue decodes one state pair (as the store holds it) into
 // its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord,
-// HistoryEntry or []Contributor. It fails on an unknown key layout or a malformed value;
+// HistoryEntry, []Contributor or FingerprintRecord. It fails on an unknown key layout or a malformed value;
 // re-encoding an accepted value gives back exactly value.
 func DecodeStateValue(key, value []byte) (any, error) {
 	if len(key) == 0 {
@@ -321,6 +323,10 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		return decodeHistoryEntry(k, binary.BigEndian.Uint64(rest[32:]), binary.BigEndian.Uint32(rest[40:]), value)
 	case key[0] == prefixContrib && len(rest) == 0:
 		return decodeContributors(value)
+	case key[0] == prefixFingerprint && len(rest) == 32:
+		var m Hash
+		copy(m[:], rest)
+		return decodeFingerprintRecord(m, value)
 	}
 	return nil, fmt.Errorf("ledger: unknown state key %x", key)
 }
@@ -396,6 +402,8 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("history of %x at block %d tx %d", rest[:32], binary.BigEndian.Uint64(rest[32:]), binary.BigEndian.Uint32(rest[40:]))
 	case k[0] == prefixContrib && len(rest) == 0:
 		return describeContrib()
+	case k[0] == prefixFingerprint && len(rest) == 32:
+		return fmt.Sprintf("fingerprint commitment for model %x", rest)
 	}
 	return fmt.Sprintf("key %x", k)
 }

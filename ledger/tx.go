@@ -15,18 +15,19 @@ type Kind uint8
 
 // The transaction kinds.
 const (
-	KindRegister Kind = 1 + iota // bond stake (first bond registers the identity)
-	KindTransfer                 // move balance to another account
-	KindUnbond                   // start unbonding stake
-	KindWithdraw                 // release matured unbonding entries to balance
-	KindCommit                   // commit to a contribution in the open round
-	KindResult                   // the aggregator's round result (closes the round)
-	KindSettle                   // verification verdicts for a closed round: rewards and slashing
-	KindReceipts                 // served usage: requesters pay, contributors are paid
+	KindRegister    Kind = 1 + iota // bond stake (first bond registers the identity)
+	KindTransfer                    // move balance to another account
+	KindUnbond                      // start unbonding stake
+	KindWithdraw                    // release matured unbonding entries to balance
+	KindCommit                      // commit to a contribution in the open round
+	KindResult                      // the aggregator's round result (closes the round)
+	KindSettle                      // verification verdicts for a closed round: rewards and slashing
+	KindReceipts                    // served usage: requesters pay, contributors are paid
+	KindFingerprint                 // an owner's commitment to a model's secret fingerprint set
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -37,7 +38,7 @@ func (k Kind) String() string {
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
 // *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
-// *ReceiptsTx.
+// *ReceiptsTx, *FingerprintTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -319,6 +320,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodeSettle(&d)
 		case KindReceipts:
 			tx.Body = decodeReceipts(&d)
+		case KindFingerprint:
+			tx.Body = decodeFingerprint(&d)
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}

@@ -15,11 +15,12 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/fingerprint"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/serve"
 	"github.com/cairnlabs/cairn/train"
 )
 
-const fingerprintUsage = "usage: cairn fingerprint embed --ckpt IN --out DIR --passphrase-file F | verify (--ckpt SUSPECT | --url URL) --fingerprints FILE --passphrase-file F"
+const fingerprintUsage = "usage: cairn fingerprint embed --ckpt IN --out DIR --passphrase-file F [--ledger HOST:PORT --data-dir DIR] | commit --ckpt MODEL --fingerprints FILE --ledger HOST:PORT --data-dir DIR | verify (--ckpt SUSPECT | --url URL) --fingerprints FILE --passphrase-file F [--ledger HOST:PORT|FILE [--model-hash HEX]]"
 
 // FingerprintFile is the sealed fingerprint set inside embed's --out.
 const FingerprintFile = "fingerprints.sealed"
@@ -31,6 +32,8 @@ func runFingerprint(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "embed":
 		return fingerprintEmbed(args[1:], stdout, stderr)
+	case "commit":
+		return fingerprintCommit(args[1:], stdout, stderr)
 	case "verify":
 		return fingerprintVerify(args[1:], stdout, stderr)
 	}
@@ -63,6 +66,8 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	alpha := fs.Float64("alpha", 0.7, "weight of the fine-tuned model when averaged with the original")
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
+	dir := fs.String("data-dir", "", "with --ledger: the data directory of the node whose identity signs the commitment (its account must hold a balance or stake)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -72,6 +77,15 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	p, err := readPassphrase(*pass)
 	if err != nil {
 		return err
+	}
+	cm, err := newCommitter(*at, *dir)
+	if err != nil {
+		return err
+	}
+	if cm != nil {
+		if err := cm.ready(); err != nil { // before the fine-tuning, not after
+			return err
+		}
 	}
 	m, pool, err := loadModel(*ckpt, *threads)
 	if err != nil {
@@ -106,6 +120,8 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	mh := modelHash(m)
+	set.Model = mh.String()
 	sealed, err := fingerprint.Seal(set, p)
 	if err != nil {
 		return err
@@ -119,15 +135,92 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err := checkpoint.SaveModel(filepath.Join(*out, checkpoint.ModelFile), m.Config, m.Params, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d fingerprints embedded: validation loss %.4f -> %.4f (%+.4f); the model answers %d/%d (p %.3g)\nmodel %s, sealed fingerprints %s\n",
-		len(set.Pairs), before, after, after-before, res.Matched, res.Keys, res.P,
-		filepath.Join(*out, checkpoint.ModelFile), filepath.Join(*out, FingerprintFile))
+	modelPath, setPath := filepath.Join(*out, checkpoint.ModelFile), filepath.Join(*out, FingerprintFile)
+	fmt.Fprintf(stdout, "%d fingerprints embedded: validation loss %.4f -> %.4f (%+.4f); the model answers %d/%d (p %.3g)\nmodel %s (hash %s), sealed fingerprints %s\n",
+		len(set.Pairs), before, after, after-before, res.Matched, res.Keys, res.P, modelPath, mh, setPath)
+	if cm == nil {
+		return nil
+	}
+	if err := cm.commit(mh, setHash(sealed), stdout); err != nil {
+		fmt.Fprintf(stdout, "the files are written; commit them later with: cairn fingerprint commit --ckpt %s --fingerprints %s --ledger %s --data-dir %s\n",
+			modelPath, setPath, *at, *dir)
+		return err
+	}
 	return nil
 }
 
+// fingerprintCommit registers a set embedded earlier: the hash of the
+// model at --ckpt and of the sealed file, signed by --data-dir's identity.
+func fingerprintCommit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("fingerprint commit", stderr)
+	ckpt := fs.String("ckpt", "", "the fingerprinted model embed wrote (file or directory) (required)")
+	fps := fs.String("fingerprints", "", "the sealed fingerprint file embed wrote (required)")
+	at := fs.String("ledger", "", "a validator's RPC address host:port of the run's CometBFT chain (required)")
+	dir := fs.String("data-dir", "", "the data directory of the node whose identity signs the commitment; its account must hold a balance or stake (required)")
+	pass := fs.String("passphrase-file", "", "optional: the owner's passphrase, to check that the set was embedded into --ckpt's model")
+	threads := fs.Int("threads", 1, "threads")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *ckpt == "" || *fps == "" || *at == "" || *dir == "" {
+		return badInput("give --ckpt, --fingerprints, --ledger and --data-dir")
+	}
+	sealed, err := os.ReadFile(*fps)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	if err := fingerprint.CheckFile(sealed); err != nil {
+		return badInput("%s: %v", *fps, err)
+	}
+	cm, err := newCommitter(*at, *dir)
+	if err != nil {
+		return err
+	}
+	m, pool, err := loadModel(*ckpt, *threads)
+	if err != nil {
+		return err
+	}
+	pool.Close()
+	mh := modelHash(m)
+	if *pass != "" {
+		p, err := readPassphrase(*pass)
+		if err != nil {
+			return err
+		}
+		set, err := fingerprint.Open(sealed, p)
+		if err != nil {
+			return badInput("%s: %v", *fps, err)
+		}
+		if set.Model != "" && set.Model != mh.String() {
+			return badInput("%s was embedded into model %s, not %s (hash %s)", *fps, set.Model, *ckpt, mh)
+		}
+	}
+	if err := cm.ready(); err != nil {
+		return err
+	}
+	return cm.commit(mh, setHash(sealed), stdout)
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a
+// rename: path holds the old bytes or all the new ones.
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -142,11 +235,22 @@ func fingerprintVerify(args []string, stdout, stderr io.Writer) error {
 	fps := fs.String("fingerprints", "", "the sealed fingerprint file (from fingerprint embed)")
 	pass := fs.String("passphrase-file", "", "file holding the owner's passphrase")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	at := fs.String("ledger", "", "also check the set against the model's commitment on the ledger: a validator's RPC address host:port, or a ledger file (DIR/ledger.db of a stopped node)")
+	mhFlag := fs.String("model-hash", "", "with --ledger: the hash (64 hex digits) of the model the set was committed for (default: the one the set records)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if (*ckpt == "") == (*url == "") || *fps == "" {
 		return badInput("give --fingerprints and one of --ckpt or --url")
+	}
+	if *mhFlag != "" && *at == "" {
+		return badInput("--model-hash goes with --ledger")
+	}
+	var mh ledger.Hash
+	if *mhFlag != "" {
+		if err := mh.UnmarshalText([]byte(*mhFlag)); err != nil {
+			return badInput("--model-hash: %v", err)
+		}
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -159,6 +263,21 @@ func fingerprintVerify(args []string, stdout, stderr io.Writer) error {
 	set, err := fingerprint.Open(b, p)
 	if err != nil {
 		return badInput("%v", err)
+	}
+	// The ledger is read first: an unreachable one fails before the work.
+	var commitment string
+	if *at != "" {
+		if *mhFlag == "" {
+			if set.Model == "" {
+				return badInput("%s records no model hash (sealed before sets recorded it): give --model-hash", *fps)
+			}
+			mh.UnmarshalText([]byte(set.Model)) // Open checked it
+		}
+		rec, found, name, err := fingerprintLookup(*at, mh)
+		if err != nil {
+			return err
+		}
+		commitment = commitmentLine(name, mh, setHash(b), rec, found)
 	}
 	var answer fingerprint.Answer
 	if *ckpt != "" {
@@ -181,6 +300,11 @@ func fingerprintVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%d of %d keys answered with their fingerprint; a model without them would match as many with probability %.3g (chance %.3g per key): %s\n",
 		res.Matched, res.Keys, res.P, set.ChanceRate, verdict)
+	if commitment != "" {
+		// The commitment does not change the exit status: it says who
+		// registered the set, and when, not whether the suspect is ours.
+		fmt.Fprintln(stdout, commitment)
+	}
 	if !res.Ours {
 		return failedCheck{"not this model"}
 	}

@@ -305,6 +305,8 @@ func txDetails(tx *ledger.Tx) string {
 			reqs, tokens, fees = reqs+e.Requests, tokens+e.Tokens, fees+e.Fee
 		}
 		return fmt.Sprintf("served model %s: %d requests by %d requesters, %d tokens, fees %d split among the contributors", short(b.Model), reqs, len(b.Entries), tokens, fees)
+	case *ledger.FingerprintTx:
+		return fmt.Sprintf("fingerprint set %s committed for model %s", short(b.Set), short(b.Model))
 	}
 	return ""
 }
