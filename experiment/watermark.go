@@ -23,6 +23,11 @@ type WatermarkOptions struct {
 	Windows  int // human windows (default 1000)
 	Window   int // bytes per window (default 200)
 	Seed     uint64
+	// MinEntropies, if any, are entropy thresholds (nats) at which the
+	// generations and windows are also scored by DetectSelected, with
+	// the model's entropies of the scored text alone (no prompt), as a
+	// detector holding the model would compute them.
+	MinEntropies []float64
 	// Progress, if set, is called after each generation pair.
 	Progress func(done, total int)
 }
@@ -40,6 +45,20 @@ type WatermarkReport struct {
 	// Perplexity of the generations under the model itself (temperature
 	// 1, no watermark): the watermark's cost.
 	PPLMarked, PPLPlain float64
+	// Selected are the same measures under entropy-selective detection,
+	// one per MinEntropies threshold.
+	Selected []SelectedDetection
+}
+
+// SelectedDetection is Watermark's measure at one entropy threshold.
+type SelectedDetection struct {
+	MinEntropy                      float64
+	Detected, PlainDetected, HumanFP int
+	Z                               []float64 // watermarked generations', sorted
+	HumanZMax                       float64
+	// Scored is the share of the tokens plain detection scores that the
+	// threshold keeps, over the watermarked generations.
+	Scored float64
 }
 
 // Watermark measures a watermark on a model: the share of watermarked
@@ -75,6 +94,7 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 	r := rand.New(rand.NewPCG(o.Seed, 0x5741))
 	rep := &WatermarkReport{Samples: o.Samples, Windows: o.Windows}
 	var nllMarked, nllPlain float64
+	var markedAll, plainAll, windows [][]int32
 	for i := range o.Samples {
 		at := r.IntN(len(o.Val) - o.Prompt)
 		prompt := bytesToTokens(o.Val[at : at+o.Prompt])
@@ -84,8 +104,10 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 			return nil, err
 		}
 		nllMarked += nll
-		res := o.Scheme.Detect(marked[len(prompt)-o.Scheme.Context:])
+		marked = marked[len(prompt)-o.Scheme.Context:]
+		res := o.Scheme.Detect(marked)
 		rep.Z = append(rep.Z, res.Z)
+		markedAll = append(markedAll, marked)
 		if res.Watermarked {
 			rep.Detected++
 		}
@@ -94,9 +116,11 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 			return nil, err
 		}
 		nllPlain += nll
-		if o.Scheme.Detect(plain[len(prompt)-o.Scheme.Context:]).Watermarked {
+		plain = plain[len(prompt)-o.Scheme.Context:]
+		if o.Scheme.Detect(plain).Watermarked {
 			rep.PlainDetected++
 		}
+		plainAll = append(plainAll, plain)
 		if o.Progress != nil {
 			o.Progress(i+1, o.Samples)
 		}
@@ -107,13 +131,76 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 	rep.HumanZMax = math.Inf(-1)
 	for range o.Windows {
 		at := r.IntN(len(o.Val) - o.Window)
-		res := o.Scheme.Detect(bytesToTokens(o.Val[at : at+o.Window]))
+		w := bytesToTokens(o.Val[at : at+o.Window])
+		res := o.Scheme.Detect(w)
 		rep.HumanZMax = max(rep.HumanZMax, res.Z)
 		if res.Watermarked {
 			rep.HumanFP++
 		}
+		windows = append(windows, w)
+	}
+	if len(o.MinEntropies) > 0 {
+		if err := o.selected(rep, markedAll, plainAll, windows); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
+}
+
+// selected scores the texts by DetectSelected at each threshold.
+func (o *WatermarkOptions) selected(rep *WatermarkReport, marked, plain, windows [][]int32) error {
+	entropies := func(texts [][]int32) ([][]float64, error) {
+		var hs [][]float64
+		for _, ts := range texts {
+			h, err := o.Model.Entropies(ts)
+			if err != nil {
+				return nil, err
+			}
+			hs = append(hs, h)
+		}
+		return hs, nil
+	}
+	hm, err := entropies(marked)
+	if err != nil {
+		return err
+	}
+	hp, err := entropies(plain)
+	if err != nil {
+		return err
+	}
+	hw, err := entropies(windows)
+	if err != nil {
+		return err
+	}
+	for _, min := range o.MinEntropies {
+		sd := SelectedDetection{MinEntropy: min, HumanZMax: math.Inf(-1)}
+		var kept, all int
+		for i, ts := range marked {
+			res, err := o.Scheme.DetectSelected(ts, hm[i], min)
+			if err != nil {
+				return err
+			}
+			kept, all = kept+res.Scored, all+o.Scheme.Detect(ts).Scored
+			sd.Z = append(sd.Z, res.Z)
+			if res.Watermarked {
+				sd.Detected++
+			}
+			if res, _ := o.Scheme.DetectSelected(plain[i], hp[i], min); res.Watermarked {
+				sd.PlainDetected++
+			}
+		}
+		for i, ts := range windows {
+			res, _ := o.Scheme.DetectSelected(ts, hw[i], min)
+			sd.HumanZMax = max(sd.HumanZMax, res.Z)
+			if res.Watermarked {
+				sd.HumanFP++
+			}
+		}
+		slices.Sort(sd.Z)
+		sd.Scored = float64(kept) / float64(max(all, 1))
+		rep.Selected = append(rep.Selected, sd)
+	}
+	return nil
 }
 
 func bytesToTokens(b []byte) []int32 {

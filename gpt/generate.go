@@ -155,6 +155,45 @@ func (j *matVecJob) Do(_, lo, hi int) {
 	}
 }
 
+// Entropies returns, for every token of tokens but the first, the entropy
+// (nats) of the model's next-token distribution (temperature 1) given the
+// tokens before it, as a Generator started on the first token sees them;
+// the first has nothing before it and gets 0. It fails on a token outside
+// the vocabulary.
+func (m *Model) Entropies(tokens []int32) ([]float64, error) {
+	h := make([]float64, len(tokens))
+	if len(tokens) < 2 {
+		return h, nil
+	}
+	g := m.NewGenerator()
+	if err := g.Start(tokens[:1]); err != nil {
+		return nil, err
+	}
+	for t := 1; t < len(tokens); t++ {
+		h[t] = Entropy(g.Logits())
+		if err := g.Append(tokens[t]); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Entropy is the entropy (nats) of the softmax of logits.
+func Entropy(logits []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = math.Max(mx, float64(v))
+	}
+	var z, ez float64
+	for _, v := range logits {
+		d := float64(v) - mx
+		e := math.Exp(d)
+		z += e
+		ez += e * d
+	}
+	return math.Log(z) - ez/z
+}
+
 // Sampling chooses the next token from logits.
 type Sampling struct {
 	// Temperature divides the logits; 0 means greedy (the arg max).

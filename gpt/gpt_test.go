@@ -320,3 +320,35 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestEntropies(t *testing.T) {
+	if h := Entropy(make([]float32, 64)); math.Abs(h-math.Log(64)) > 1e-12 {
+		t.Errorf("uniform over 64: entropy %g, want %g", h, math.Log(64))
+	}
+	if h := Entropy([]float32{0, -200, -200}); h > 1e-60 {
+		t.Errorf("certain: entropy %g, want 0", h)
+	}
+	c := DefaultConfig(24, 2, 3, 10)
+	m := testModel(t, c, 1)
+	r := rand.New(rand.NewPCG(4, 4))
+	seq := randTokens(r, 30, 256)
+	h, err := m.Entropies(seq)
+	if err != nil || len(h) != len(seq) || h[0] != 0 {
+		t.Fatalf("Entropies: %v, %d values, first %v", err, len(h), h)
+	}
+	g := m.NewGenerator()
+	if err := g.Start(seq[:1]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(seq); i++ {
+		if want := Entropy(g.Logits()); h[i] != want || !(h[i] > 0 && h[i] <= math.Log(256)+1e-9) {
+			t.Fatalf("token %d: entropy %g, generator gives %g", i, h[i], want)
+		}
+		if err := g.Append(seq[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Entropies([]int32{1, 999}); err == nil {
+		t.Error("Entropies accepted a token outside the vocabulary")
+	}
+}

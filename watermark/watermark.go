@@ -10,8 +10,10 @@
 // one-sided p-value.
 //
 // Seeding (Scheme.Seeding):
-//   - LeftHash: token t's green list depends on the key and token t-1
-//     (the paper's default, context width 1).
+//   - LeftHash: token t's green list depends on the key and the ordered
+//     Context tokens before t (the paper's h; its default is 1, ours 2:
+//     a wider context repeats fewer (seed, token) pairs, so more tokens
+//     are scored). With one token the seed is that token's keyed hash.
 //   - SelfHash: on the key, the Context tokens before t and the
 //     candidate itself, through the minimum of their keyed hashes (the
 //     follow-up paper's "min-hash with self-salting"): an edit changes
@@ -23,6 +25,17 @@
 // hash is below its context's has a colour fixed by the key alone and is
 // not scored. Both keep the count of unmarked text binomial and the
 // false-positive rate where the z-score says.
+//
+// # Low-entropy text
+//
+// Where the model is nearly certain of the next token the bias cannot
+// change it, so those tokens carry no evidence and dilute the score (a
+// byte-level model is certain of most bytes). A detector that has the
+// model can score only the tokens whose predictive entropy reaches a
+// threshold (DetectSelected; Lee et al., "Who Wrote this Code?
+// Watermarking for Code Generation", 2023, SWEET). The selection depends
+// only on the tokens before each scored one, not on its colour, so the
+// count of unmarked text stays binomial.
 //
 // The package does no I/O and draws no randomness: the key is an
 // argument and sampling is the caller's.
@@ -71,7 +84,7 @@ type Scheme struct {
 	Gamma   float64 // green share of the vocabulary, in (0, 1); default 0.25
 	Delta   float64 // bias added to green logits; default 2.0
 	Seeding Seeding
-	Context int // tokens before t that seed its list: 1 for LeftHash; default 4 for SelfHash
+	Context int // tokens before t that seed its list: default 2 for LeftHash, 4 for SelfHash
 	Vocab   int // vocabulary size
 
 	tokenHash []uint64 // keyed hash of every token
@@ -83,6 +96,11 @@ const (
 	DefaultGamma       = 0.25
 	DefaultDelta       = 2.0
 	DefaultSelfContext = 4
+	// DefaultLeftContext is 2, not the paper's 1: over a byte vocabulary
+	// one token of context gives only 256 green lists, and text repeats
+	// its bigrams so often that, each (seed, token) pair scored once, 200
+	// tokens hold too little evidence (README, Watermarks).
+	DefaultLeftContext = 2
 	// DetectZ is the z-score at or above which text is called
 	// watermarked (one-sided p ≈ 3.2e-5).
 	DetectZ = 4.0
@@ -106,7 +124,7 @@ func New(key []byte, vocab int, gamma, delta float64, seeding Seeding, context i
 		delta = DefaultDelta
 	}
 	if context == 0 {
-		context = 1
+		context = DefaultLeftContext
 		if seeding == SelfHash {
 			context = DefaultSelfContext
 		}
@@ -118,8 +136,6 @@ func New(key []byte, vocab int, gamma, delta float64, seeding Seeding, context i
 		return nil, fmt.Errorf("watermark: delta %g", delta)
 	case context < 1 || context > 16:
 		return nil, fmt.Errorf("watermark: context of %d tokens, want 1..16", context)
-	case seeding == LeftHash && context != 1:
-		return nil, fmt.Errorf("watermark: left-hash seeding uses 1 token of context, not %d", context)
 	}
 	s := &Scheme{Gamma: gamma, Delta: delta, Seeding: seeding, Context: context, Vocab: vocab,
 		tokenHash: make([]uint64, vocab), threshold: uint64(gamma * (1 << 63) * 2)}
@@ -146,7 +162,12 @@ func mix(x uint64) uint64 {
 // tokens (SelfHash, which also takes the candidate's in green).
 func (s *Scheme) seed(prev []int32) uint64 {
 	if s.Seeding == LeftHash {
-		return s.tokenHash[prev[len(prev)-1]]
+		n := len(prev)
+		h := s.tokenHash[prev[n-1]]
+		for j := 2; j <= s.Context; j++ { // h > 1: the ordered h-gram
+			h = mix(h*0x9e3779b97f4a7c15 + s.tokenHash[prev[n-j]])
+		}
+		return h
 	}
 	m := uint64(math.MaxUint64)
 	for _, t := range prev[len(prev)-s.Context:] {
@@ -219,7 +240,24 @@ type Result struct {
 // Detect scores tokens: every token with Context tokens before it, each
 // distinct (seed, token) pair once. A text with nothing to score
 // gives Z = 0 and P = 1.
-func (s *Scheme) Detect(tokens []int32) Result {
+func (s *Scheme) Detect(tokens []int32) Result { return s.detect(tokens, nil, 0) }
+
+// DetectSelected is Detect scoring only the tokens t with entropy[t] >=
+// min: entropy[t] is the model's predictive entropy (nats) for token t
+// given the tokens before it, as gpt.Model.Entropies gives it. It fails
+// if entropy and tokens differ in length or min is negative or not
+// finite.
+func (s *Scheme) DetectSelected(tokens []int32, entropy []float64, min float64) (Result, error) {
+	if len(entropy) != len(tokens) {
+		return Result{}, fmt.Errorf("watermark: %d entropies for %d tokens", len(entropy), len(tokens))
+	}
+	if !(min >= 0) || math.IsInf(min, 1) {
+		return Result{}, fmt.Errorf("watermark: entropy threshold %g is not a finite non-negative number", min)
+	}
+	return s.detect(tokens, entropy, min), nil
+}
+
+func (s *Scheme) detect(tokens []int32, entropy []float64, minEntropy float64) Result {
 	var r Result
 	type pair struct {
 		seed uint64
@@ -227,7 +265,7 @@ func (s *Scheme) Detect(tokens []int32) Result {
 	}
 	seen := map[pair]bool{}
 	for t := s.Context; t < len(tokens); t++ {
-		if !s.inVocab(tokens[t-s.Context : t+1]) {
+		if !s.inVocab(tokens[t-s.Context : t+1]) || entropy != nil && !(entropy[t] >= minEntropy) {
 			continue
 		}
 		seed := s.seed(tokens[t-s.Context : t])

@@ -9,8 +9,11 @@ import (
 func schemes(t *testing.T) []*Scheme {
 	t.Helper()
 	var out []*Scheme
-	for _, sd := range []Seeding{LeftHash, SelfHash} {
-		s, err := New([]byte("test key"), 256, 0, 0, sd, 0)
+	for _, c := range []struct {
+		sd  Seeding
+		ctx int
+	}{{LeftHash, 1}, {LeftHash, 0}, {SelfHash, 0}} {
+		s, err := New([]byte("test key"), 256, 0, 0, c.sd, c.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +181,7 @@ func TestNewRefusesBadParameters(t *testing.T) {
 		{"k", 256, -0.5, 0, LeftHash, 0},
 		{"k", 256, 0, -1, LeftHash, 0},
 		{"k", 256, 0, math.Inf(1), LeftHash, 0},
-		{"k", 256, 0, 0, LeftHash, 3},
+		{"k", 256, 0, 0, LeftHash, 17},
 		{"k", 256, 0, 0, SelfHash, 17},
 	} {
 		if _, err := New([]byte(tc.key), tc.vocab, tc.gamma, tc.delta, tc.sd, tc.ctx); err == nil {
@@ -187,5 +190,61 @@ func TestNewRefusesBadParameters(t *testing.T) {
 	}
 	if _, err := ParseSeeding("middle"); err == nil {
 		t.Error("unknown seeding accepted")
+	}
+}
+
+// Text where every other token is forced (entropy 0) and the others free:
+// the forced tokens dilute the plain score, DetectSelected scores only
+// the free ones and rises clearly above it; on unmarked text it stays
+// null.
+func TestDetectSelectedSkipsCertainTokens(t *testing.T) {
+	for _, s := range schemes(t) {
+		r := rand.New(rand.NewPCG(9, 10))
+		var zPlain, zSel float64
+		const runs = 20
+		for range runs {
+			ts := randomTokens(r, s.Context)
+			h := make([]float64, len(ts))
+			for i := range 120 {
+				if i%2 == 0 { // forced: the bias cannot move it
+					ts = append(ts, int32(r.IntN(256)))
+					h = append(h, 0)
+					continue
+				}
+				ts = sample(s, r, ts, 1)
+				h = append(h, math.Log(256))
+			}
+			plain := s.Detect(ts)
+			sel, err := s.DetectSelected(ts, h, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sel.Scored > 60 || sel.Scored >= plain.Scored {
+				t.Fatalf("%v: selected %d of %d scored tokens, want at most the 60 free ones", s.Seeding, sel.Scored, plain.Scored)
+			}
+			zPlain += plain.Z / runs
+			zSel += sel.Z / runs
+			// Unmarked text with the same entropies stays null.
+			un := randomTokens(r, len(ts))
+			if res, _ := s.DetectSelected(un, h, 1); res.Z > 4 {
+				t.Fatalf("%v: unmarked text scored %+v", s.Seeding, res)
+			}
+		}
+		if zSel < zPlain+1.5 {
+			t.Errorf("%v: mean z selected %.2f, plain %.2f: selection does not help", s.Seeding, zSel, zPlain)
+		}
+		all, err := s.DetectSelected([]int32{1, 2, 3, 4, 5, 6, 7}, []float64{0, 1, 1, 1, 1, 1, 1}, 0)
+		if err != nil || all != s.Detect([]int32{1, 2, 3, 4, 5, 6, 7}) {
+			t.Errorf("%v: threshold 0 gives %+v, %v; Detect %+v", s.Seeding, all, err, s.Detect([]int32{1, 2, 3, 4, 5, 6, 7}))
+		}
+	}
+	s := schemes(t)[0]
+	for _, c := range []struct {
+		h   []float64
+		min float64
+	}{{[]float64{1}, 0}, {[]float64{1, 1}, math.NaN()}, {[]float64{1, 1}, -1}, {[]float64{1, 1}, math.Inf(1)}} {
+		if _, err := s.DetectSelected([]int32{1, 2}, c.h, c.min); err == nil {
+			t.Errorf("DetectSelected(%v, %g) accepted", c.h, c.min)
+		}
 	}
 }

@@ -74,6 +74,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"watermark", "detect", filepath.Join(dir, "x")}, "--key"},
 		{[]string{"watermark", "detect", "--key", "k", filepath.Join(dir, "missing.txt")}, "missing.txt"},
 		{[]string{"watermark", "detect", "--key", "k", "--gamma", "1.5", filepath.Join(dir, "x")}, "gamma"},
+		{[]string{"watermark", "detect", "--key", "k", "--min-entropy", "-1", filepath.Join(dir, "x")}, "min-entropy"},
+		{[]string{"watermark", "detect", "--key", "k", "--ckpt", filepath.Join(dir, "none.safetensors"), empty}, "none.safetensors"},
 		{[]string{"watermark", "detect", "--key", "k", "--seeding", "middle", filepath.Join(dir, "x")}, "seeding"},
 		{[]string{"sample", "--watermark-key", "k", "--delta", "-1", "--ckpt", dir}, "--delta"},
 		{[]string{"chain", "nope"}, "unknown"},
@@ -155,6 +157,11 @@ func TestTrainResumeAndSample(t *testing.T) {
 		code, out, e := runCLI("watermark", "detect", "--key", tc.key, f)
 		if code != tc.code || !strings.Contains(out, tc.verdict) {
 			t.Fatalf("detect with %s: exit %d %q %s", tc.key, code, out, e)
+		}
+		// With the model, only the tokens it was unsure of are scored.
+		code, sel, e := runCLI("watermark", "detect", "--key", tc.key, "--ckpt", dir, "--min-entropy", "0.5", f)
+		if code != tc.code || !strings.Contains(sel, tc.verdict) || !strings.Contains(sel, "entropy >= 0.5 nats") {
+			t.Fatalf("selective detect with %s: exit %d %q %s", tc.key, code, sel, e)
 		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/experiment"
@@ -33,7 +36,7 @@ func bindWatermarkFlags(fs *flag.FlagSet, sampling bool) *watermarkFlags {
 	}
 	w.gamma = fs.Float64("gamma", watermark.DefaultGamma, "green share of the vocabulary")
 	w.seeding = fs.String("seeding", "left-hash", "green-list seeding: left-hash (the previous token) or self-hash (the min-hash of --context previous tokens and the token itself)")
-	w.context = fs.Int("context", 0, "tokens seeding the green list (left-hash: 1; self-hash default 4)")
+	w.context = fs.Int("context", 0, "tokens seeding the green list (default: left-hash 2, self-hash 4)")
 	return w
 }
 
@@ -71,7 +74,7 @@ func (w *watermarkFlags) scheme(vocab int) (*watermark.Scheme, error) {
 	return s, nil
 }
 
-const watermarkUsage = "usage: cairn watermark detect --key K FILE"
+const watermarkUsage = "usage: cairn watermark detect --key K [--ckpt MODEL] FILE"
 
 // runWatermark detects a watermark in a text file (bytes are tokens).
 // Exit 0: watermarked (z >= 4); 1: not; 2: bad input.
@@ -82,14 +85,18 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("watermark detect", stderr)
 	w := bindWatermarkFlags(fs, false)
 	vocab := fs.Int("vocab", 256, "vocabulary size (the byte-level models: 256)")
+	ckpt := fs.String("ckpt", "", "the model that wrote the text: score only the tokens where its predictive entropy reaches --min-entropy")
+	minH := fs.Float64("min-entropy", 1, "with --ckpt, the entropy (nats) a token's prediction needs to be scored")
 	if err := parseFlags(fs, args[1:], 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return badInput(watermarkUsage)
 	}
-	s, err := w.scheme(*vocab)
-	if err != nil {
+	if !(*minH >= 0) || math.IsInf(*minH, 1) {
+		return badInput("--min-entropy must be a non-negative number of nats, got %g", *minH)
+	}
+	if err := w.check(); err != nil {
 		return err
 	}
 	text, err := os.ReadFile(fs.Arg(0))
@@ -100,13 +107,36 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	for i, b := range text {
 		tokens[i] = int32(b)
 	}
+	var entropy []float64
+	if *ckpt != "" {
+		m, pool, err := loadModel(*ckpt, 0)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		*vocab = m.Config.VocabSize
+		if entropy, err = m.Entropies(tokens); err != nil {
+			return badInput("%v", err)
+		}
+	}
+	s, err := w.scheme(*vocab)
+	if err != nil {
+		return err
+	}
 	r := s.Detect(tokens)
+	how := ""
+	if entropy != nil {
+		if r, err = s.DetectSelected(tokens, entropy, *minH); err != nil {
+			return badInput("%v", err)
+		}
+		how = fmt.Sprintf(", entropy >= %g nats", *minH)
+	}
 	verdict := "not watermarked"
 	if r.Watermarked {
 		verdict = "watermarked"
 	}
-	fmt.Fprintf(stdout, "z %.2f, p-value %.3g (%d of %d scored tokens green, gamma %g): %s (threshold z >= %g)\n",
-		r.Z, r.P, r.Green, r.Scored, s.Gamma, verdict, watermark.DetectZ)
+	fmt.Fprintf(stdout, "z %.2f, p-value %.3g (%d of %d scored tokens green, gamma %g%s): %s (threshold z >= %g)\n",
+		r.Z, r.P, r.Green, r.Scored, s.Gamma, how, verdict, watermark.DetectZ)
 	if !r.Watermarked {
 		return failedCheck{"not watermarked"}
 	}
@@ -126,7 +156,12 @@ func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
 	windows := fs.Int("windows", 1000, "windows of human text for false positives")
 	seed := fs.Uint64("seed", 1, "seed of prompts, windows and sampling")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	minH := fs.String("min-entropy", "", "also score with entropy-selective detection at these comma-separated thresholds in nats (e.g. 0.5,1)")
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	thresholds, err := parseThresholds(*minH)
+	if err != nil {
 		return err
 	}
 	if *w.key == "" {
@@ -156,7 +191,7 @@ func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
 		s.Gamma, s.Delta, s.Seeding, s.Context, *samples, *tokens, *temp, *topK, *windows)
 	p := newProgress(stderr, *samples, "generating")
 	rep, err := experiment.Watermark(experiment.WatermarkOptions{Model: m, Val: val, Scheme: s, Sampling: gpt.Sampling{Temperature: *temp, TopK: *topK},
-		Samples: *samples, Tokens: *tokens, Windows: *windows, Seed: *seed, Progress: func(done, _ int) { p.update(done, "") }})
+		Samples: *samples, Tokens: *tokens, Windows: *windows, Seed: *seed, MinEntropies: thresholds, Progress: func(done, _ int) { p.update(done, "") }})
 	p.finish()
 	if err != nil {
 		return err
@@ -168,5 +203,27 @@ func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
 		rep.PlainDetected, rep.Samples, rep.HumanFP, rep.Windows, 100*float64(rep.HumanFP)/float64(rep.Windows), rep.HumanZMax)
 	fmt.Fprintf(stdout, "perplexity of the generations under the model: %.3f watermarked, %.3f without (+%.1f%%)\n",
 		rep.PPLMarked, rep.PPLPlain, 100*(rep.PPLMarked/rep.PPLPlain-1))
+	for _, sd := range rep.Selected {
+		q := func(f float64) float64 { return sd.Z[min(len(sd.Z)-1, int(f*float64(len(sd.Z))))] }
+		fmt.Fprintf(stdout, "entropy >= %g nats (%.0f%% of the tokens scored): detected %d/%d (%.1f%%), z 5th percentile %.2f, median %.2f; false positives %d/%d generations, %d/%d human windows (highest z %.2f)\n",
+			sd.MinEntropy, 100*sd.Scored, sd.Detected, rep.Samples, 100*float64(sd.Detected)/float64(rep.Samples), q(0.05), q(0.5),
+			sd.PlainDetected, rep.Samples, sd.HumanFP, rep.Windows, sd.HumanZMax)
+	}
 	return nil
+}
+
+// parseThresholds reads comma-separated non-negative entropy thresholds.
+func parseThresholds(s string) ([]float64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v >= 0) || math.IsInf(v, 1) {
+			return nil, badInput("--min-entropy: %q is not a non-negative number of nats", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
