@@ -52,10 +52,10 @@ type WatermarkReport struct {
 
 // SelectedDetection is Watermark's measure at one entropy threshold.
 type SelectedDetection struct {
-	MinEntropy                      float64
+	MinEntropy                       float64
 	Detected, PlainDetected, HumanFP int
-	Z                               []float64 // watermarked generations', sorted
-	HumanZMax                       float64
+	Z                                []float64 // watermarked generations', sorted
+	HumanZMax                        float64
 	// Scored is the share of the tokens plain detection scores that the
 	// threshold keeps, over the watermarked generations.
 	Scored float64

@@ -265,7 +265,7 @@ func (s *Scheme) detect(tokens []int32, entropy []float64, minEntropy float64) R
 	}
 	seen := map[pair]bool{}
 	for t := s.Context; t < len(tokens); t++ {
-		if !s.inVocab(tokens[t-s.Context : t+1]) || entropy != nil && !(entropy[t] >= minEntropy) {
+		if !s.inVocab(tokens[t-s.Context:t+1]) || entropy != nil && !(entropy[t] >= minEntropy) {
 			continue
 		}
 		seed := s.seed(tokens[t-s.Context : t])
