@@ -19,6 +19,7 @@ type Batch struct {
 	max              int
 	x, ln, qkv, y, h []float32 // [rows, width]
 	mm               matMatJob
+	attn             batchAttnJob
 	rows             []*Generator
 	dots             [][]float32 // per pool thread [max]
 }
@@ -93,26 +94,8 @@ func (b *Batch) step(toks []int32) {
 			vecmath.LayerNormForward(row(b.ln, i, C), row(b.x, i, C), w.ln1w, w.ln1b, eps)
 		}
 		b.matMat(R, b.qkv, 3*C, w.attnW, w.attnB, b.ln, C, false)
-		for i, g := range b.rows {
-			qkv, pos := row(b.qkv, i, 3*C), g.n
-			copy(g.keys[l][pos*C:pos*C+C], qkv[C:2*C])
-			copy(g.values[l][pos*C:pos*C+C], qkv[2*C:])
-			for h := 0; h < NH; h++ {
-				q := qkv[h*hd : h*hd+hd]
-				s := g.scores[:pos+1]
-				for t := range s {
-					s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * scale
-				}
-				mx := vecmath.Max(s)
-				sum := vecmath.ExpSub(s, s, mx)
-				vecmath.Scale(1/sum, s)
-				y := row(b.y, i, C)[h*hd : h*hd+hd]
-				clear(y)
-				for t, p := range s {
-					vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], y)
-				}
-			}
-		}
+		b.attn = batchAttnJob{b: b, layer: l, C: C, NH: NH, hd: hd, scale: scale}
+		m.pool.Run(R, &b.attn)
 		b.matMat(R, b.x, C, w.projW, w.projB, b.y, C, true)
 		for i := range R {
 			vecmath.LayerNormForward(row(b.ln, i, C), row(b.x, i, C), w.ln2w, w.ln2b, eps)
@@ -129,6 +112,40 @@ func (b *Batch) step(toks []int32) {
 	m.pool.Run(V, &b.mm)
 	for _, g := range b.rows {
 		g.n++
+	}
+}
+
+// batchAttnJob is one layer's attention for rows [lo, hi): each row's query
+// against its own generator's cache, as Generator.step computes it.
+type batchAttnJob struct {
+	b         *Batch
+	layer     int
+	C, NH, hd int
+	scale     float32
+}
+
+func (j *batchAttnJob) Do(_, lo, hi int) {
+	C, hd, l := j.C, j.hd, j.layer
+	for i := lo; i < hi; i++ {
+		g := j.b.rows[i]
+		qkv, pos := j.b.qkv[i*3*C:i*3*C+3*C], g.n
+		copy(g.keys[l][pos*C:pos*C+C], qkv[C:2*C])
+		copy(g.values[l][pos*C:pos*C+C], qkv[2*C:])
+		for h := 0; h < j.NH; h++ {
+			q := qkv[h*hd : h*hd+hd]
+			s := g.scores[:pos+1]
+			for t := range s {
+				s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * j.scale
+			}
+			mx := vecmath.Max(s)
+			sum := vecmath.ExpSub(s, s, mx)
+			vecmath.Scale(1/sum, s)
+			y := j.b.y[i*C+h*hd : i*C+h*hd+hd]
+			clear(y)
+			for t, p := range s {
+				vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], y)
+			}
+		}
 	}
 }
 
