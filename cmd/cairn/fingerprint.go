@@ -343,11 +343,15 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	others := fs.Int("others", 5, "models trained with other seeds")
 	otherSteps := fs.Int("other-steps", 500, "their training steps")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	keyLen := fs.Int("key-len", 16, "tokens per key")
+	steps := fs.Int("steps", 600, "embedding fine-tuning steps")
+	alpha := fs.Float64("alpha", 0.7, "weight of the fine-tuned model when averaged with the original")
+	perBatch := fs.Int("per-batch", 6, "fingerprint rows in each batch of 12 while embedding")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 {
-		return badInput("--n at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1")
+	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
+		return badInput("--n, --key-len and --steps at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
 	}
 	m, pool, err := loadModel(*ckpt, *threads)
 	if err != nil {
@@ -356,7 +360,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	defer pool.Close()
 	tr, val := corpus.Split(corpus.TinyShakespeare(), 0.9)
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, Seed: 1},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: 1},
 		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
