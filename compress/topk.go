@@ -1,0 +1,514 @@
+package compress
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"strings"
+
+	"github.com/cairnlabs/cairn/vecmath"
+)
+
+// Parameters of the top-k codec family; see the package documentation.
+const (
+	// DefaultTopK, DefaultTopKChunk and DefaultTopKBits are the parameters
+	// of "topk": 64 values of every 4096 (1.56% density, Templar's
+	// production setting) with 2-bit values.
+	DefaultTopK      = 64
+	DefaultTopKChunk = 4096
+	DefaultTopKBits  = 2
+
+	// MaxTopKChunk is the largest top-k chunk size: indices within a
+	// chunk then fit in 16 bits, and the encoder's per-chunk scratch stays
+	// under 1 MiB.
+	MaxTopKChunk = 1 << 16
+)
+
+const (
+	codecTopK  = 3
+	headerTopK = 17
+
+	// lloydIters is the number of Lloyd refinements of the 2-bit
+	// magnitude threshold after the initial split at the mean.
+	lloydIters = 4
+)
+
+// topkName is the canonical name of the top-k codec with these parameters.
+func topkName(k, chunk, nbits int) Codec {
+	return Codec("topk:" + strconv.Itoa(k) + "/" + strconv.Itoa(chunk) + ":" + strconv.Itoa(nbits))
+}
+
+// checkTopK checks top-k parameters; its error has no prefix.
+func checkTopK(k, chunk, nbits int64) error {
+	if chunk < 1 || chunk > MaxTopKChunk {
+		return fmt.Errorf("chunk size %d out of range [1, %d]", chunk, MaxTopKChunk)
+	}
+	if k < 1 || k > chunk {
+		return fmt.Errorf("k %d out of range [1, chunk size %d]", k, chunk)
+	}
+	if nbits != 1 && nbits != 2 {
+		return fmt.Errorf("bits %d, want 1 or 2", nbits)
+	}
+	return nil
+}
+
+// isTopKName reports whether s names the top-k family (valid or not).
+func isTopKName(s string) bool {
+	return s == "topk" || strings.HasPrefix(s, "topk:")
+}
+
+// parseDigits parses a non-empty string of at most 9 decimal digits.
+func parseDigits(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 9 {
+		return 0, false
+	}
+	v := 0
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		v = 10*v + int(s[i]-'0')
+	}
+	return v, true
+}
+
+// parseTopK parses a name for which isTopKName holds.
+func parseTopK(s string) (k, chunk, nbits int, err error) {
+	rest := strings.TrimPrefix(s, "topk")
+	if rest == "" {
+		return DefaultTopK, DefaultTopKChunk, DefaultTopKBits, nil
+	}
+	rest = strings.TrimPrefix(rest, ":")
+	kc, bs, hasBits := strings.Cut(rest, ":")
+	ks, cs, slash := strings.Cut(kc, "/")
+	k, okK := parseDigits(ks)
+	chunk, okC := parseDigits(cs)
+	nbits, okB := DefaultTopKBits, true
+	if hasBits {
+		nbits, okB = parseDigits(bs)
+	}
+	if !slash || !okK || !okC || !okB {
+		return 0, 0, 0, fmt.Errorf("compress: codec %q: want topk, topk:K/CHUNK or topk:K/CHUNK:BITS with decimal K, CHUNK, BITS", s)
+	}
+	if err := checkTopK(int64(k), int64(chunk), int64(nbits)); err != nil {
+		return 0, 0, 0, fmt.Errorf("compress: codec %q: %v", s, err)
+	}
+	return k, chunk, nbits, nil
+}
+
+// TopKCodec returns the canonical name of the top-k codec that keeps k
+// values of every chunk consecutive ones with nbits-bit values, or an
+// error if the parameters are out of range.
+func TopKCodec(k, chunk, nbits int) (Codec, error) {
+	if err := checkTopK(int64(k), int64(chunk), int64(nbits)); err != nil {
+		return "", fmt.Errorf("compress: topk: %v", err)
+	}
+	return topkName(k, chunk, nbits), nil
+}
+
+// Sparse reports whether c names a valid top-k codec (in any spelling
+// ParseCodec accepts) and, if so, its parameters: k values kept per chunk
+// of chunk consecutive values, each sent with nbits bits.
+func (c Codec) Sparse() (k, chunk, nbits int, ok bool) {
+	if !isTopKName(string(c)) {
+		return 0, 0, 0, false
+	}
+	k, chunk, nbits, err := parseTopK(string(c))
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	return k, chunk, nbits, true
+}
+
+// SetBeta sets the decay of the error-feedback residual: each Encode of a
+// top-k codec encodes y = float32(beta*residual) + x. The default, 1, is
+// plain error feedback (nothing is ever dropped); SparseLoCo uses 0.95,
+// which forgets a residual entry that is never sent geometrically. beta
+// must be in [0, 1]; FP32 and Int8 encoders accept only 1. On error the
+// encoder is unchanged.
+func (e *Encoder) SetBeta(beta float32) error {
+	if !(beta >= 0 && beta <= 1) {
+		return fmt.Errorf("compress: beta %v out of range [0, 1]", beta)
+	}
+	if e.k == 0 && beta != 1 {
+		return fmt.Errorf("compress: beta %v: codec %s has no residual decay (only 1 is allowed)", beta, e.codec)
+	}
+	e.beta = beta
+	return nil
+}
+
+// Beta returns the error-feedback decay set by SetBeta (1 by default).
+func (e *Encoder) Beta() float32 { return e.beta }
+
+// topkLayout is the size and the section offsets of a top-k payload,
+// which follow from n, k, chunk and bits alone.
+type topkLayout struct {
+	m       int64 // chunks
+	total   int64 // values sent, the sum over chunks of min(k, chunk length)
+	idxBits int   // bits per index, ceil(log2(chunk))
+	nlev    int   // levels per chunk: 1 for 1 bit, 2 for 2 bits
+	idxOff  int64 // start of the index section
+	codeOff int64 // start of the code section
+	size    int64 // payload length
+}
+
+func layoutTopK(n int64, k, chunk, nbits int) topkLayout {
+	c := int64(chunk)
+	full, rem := n/c, n%c
+	l := topkLayout{m: full, total: full * int64(k), idxBits: bits.Len(uint(chunk - 1)), nlev: nbits}
+	if rem > 0 {
+		l.m++
+		l.total += min(int64(k), rem)
+	}
+	l.idxOff = headerTopK + 4*int64(l.nlev)*l.m
+	l.codeOff = l.idxOff + (l.total*int64(l.idxBits)+7)/8
+	l.size = l.codeOff + (l.total*int64(nbits)+7)/8
+	return l
+}
+
+// bitWriter writes values LSB-first into buf.
+type bitWriter struct {
+	buf  []byte
+	pos  int
+	acc  uint64
+	nacc uint
+}
+
+func (w *bitWriter) write(v uint64, n uint) {
+	w.acc |= v << w.nacc
+	w.nacc += n
+	for w.nacc >= 8 {
+		w.buf[w.pos] = byte(w.acc)
+		w.pos++
+		w.acc >>= 8
+		w.nacc -= 8
+	}
+}
+
+// flush writes the last partial byte, padded with zero bits.
+func (w *bitWriter) flush() {
+	if w.nacc > 0 {
+		w.buf[w.pos] = byte(w.acc)
+		w.pos++
+		w.acc, w.nacc = 0, 0
+	}
+}
+
+// bitReader reads values LSB-first from buf; the caller guarantees that
+// buf holds enough bits.
+type bitReader struct {
+	buf  []byte
+	pos  int
+	acc  uint64
+	nacc uint
+}
+
+func (r *bitReader) read(n uint) uint64 {
+	for r.nacc < n {
+		r.acc |= uint64(r.buf[r.pos]) << r.nacc
+		r.pos++
+		r.nacc += 8
+	}
+	v := r.acc & (1<<n - 1)
+	r.acc >>= n
+	r.nacc -= n
+	return v
+}
+
+// paddingOK reports whether every bit of buf has been read and the bits
+// left over in the last byte are zero.
+func (r *bitReader) paddingOK() bool {
+	return r.pos == len(r.buf) && r.acc == 0
+}
+
+// selectTopK appends to sel[:0] the indices, in increasing order, of the
+// k largest a[j] (the magnitude bits of a chunk's values), ties going to
+// the lower index, and returns it; cand is scratch of len(a) values.
+// Magnitude bits order like the magnitudes; the k-th largest is found by
+// a radix select on bytes from the most significant one, which after the
+// first byte only looks at the values in the bucket that holds it, and
+// stops as soon as a whole bucket is taken.
+func selectTopK(a []uint32, k int, sel []int32, cand []uint32) []int32 {
+	var prefix, mask uint32
+	need := k // how many values equal to prefix (under mask) to take
+	src := a  // the values equal to prefix under mask
+	for shift := 24; shift >= 0; shift -= 8 {
+		var hist [256]int32
+		for _, v := range src {
+			hist[(v>>shift)&0xff]++
+		}
+		b := 255
+		for ; b > 0 && int(hist[b]) < need; b-- {
+			need -= int(hist[b])
+		}
+		prefix |= uint32(b) << shift
+		mask |= 0xff << shift
+		if int(hist[b]) == need || shift == 0 {
+			break // take the whole bucket, or need of its equal values
+		}
+		// Keep bucket b, without branches (in place once src is cand: the
+		// write index never passes the read index).
+		m := 0
+		for _, v := range src {
+			cand[m] = v
+			var in int
+			if v&mask == prefix {
+				in = 1
+			}
+			m += in
+		}
+		src = cand[:m]
+	}
+	sel = sel[:0]
+	for j, v := range a {
+		if mv := v & mask; mv > prefix || mv == prefix && need > 0 {
+			if mv == prefix {
+				need--
+			}
+			sel = append(sel, int32(j))
+		}
+	}
+	return sel
+}
+
+// magnitude returns the float32 whose bits are a (sign bit clear) as a
+// float64.
+func magnitude(a uint32) float64 { return float64(math.Float32frombits(a)) }
+
+// binMeans returns the means of the chosen magnitudes at most t and above
+// t; an empty bin takes the other bin's mean.
+func binMeans(a []uint32, sel []int32, t float64) (lo, hi float64) {
+	var sl, sh float64
+	var nl, nh int
+	for _, j := range sel {
+		if v := magnitude(a[j]); v > t {
+			sh += v
+			nh++
+		} else {
+			sl += v
+			nl++
+		}
+	}
+	lo, hi = sl/float64(max(nl, 1)), sh/float64(max(nh, 1))
+	if nl == 0 {
+		lo = hi
+	}
+	if nh == 0 {
+		hi = lo
+	}
+	return lo, hi
+}
+
+// topkLevels returns a chunk's levels for its chosen magnitudes and the
+// threshold t above which a magnitude takes the high level (for 1 bit,
+// lo = hi is the mean magnitude and t is +Inf).
+func topkLevels(a []uint32, sel []int32, nbits int) (lo, hi float32, t float64) {
+	var sum float64
+	for _, j := range sel {
+		sum += magnitude(a[j])
+	}
+	t = sum / float64(len(sel))
+	if nbits == 1 {
+		return float32(t), float32(t), math.Inf(1)
+	}
+	for range lloydIters {
+		l, h := binMeans(a, sel, t)
+		t = (l + h) / 2
+	}
+	l, h := binMeans(a, sel, t)
+	lo, hi = float32(l), float32(h)
+	return lo, max(lo, hi), t
+}
+
+func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
+	r, beta := e.residual, e.beta
+	// Pass 1: validate without touching the residual, so that an error
+	// leaves the encoder unchanged.
+	for i, v := range x {
+		if y := float32(beta*r[i]) + v; !finite(y) {
+			if !finite(v) {
+				return nil, notFinite(i, v)
+			}
+			return nil, fmt.Errorf("compress: encode: x[%d] + beta*residual[%d] = %v + %v*%v is not finite", i, i, v, beta, r[i])
+		}
+	}
+
+	n, k, chunk, nbits := len(x), e.k, e.chunk, e.bits
+	lay := layoutTopK(int64(n), k, chunk, nbits)
+	p := make([]byte, lay.size)
+	putHeader(p, codecTopK, n)
+	binary.LittleEndian.PutUint32(p[8:], uint32(k))
+	binary.LittleEndian.PutUint32(p[12:], uint32(chunk))
+	p[16] = byte(nbits)
+	levels := p[headerTopK:lay.idxOff]
+	iw := bitWriter{buf: p[lay.idxOff:lay.codeOff]}
+	cw := bitWriter{buf: p[lay.codeOff:]}
+	w := uint(lay.idxBits)
+
+	// Pass 2: per chunk, select, quantise, write, update the residual.
+	for c := range int(lay.m) {
+		lo := c * chunk
+		hi := min(lo+chunk, n)
+		xc, rc := x[lo:hi], r[lo:hi]
+		y, a := e.ybuf[:hi-lo], e.abuf[:hi-lo]
+		for j, v := range xc {
+			yj := float32(beta*rc[j]) + v
+			y[j] = yj
+			a[j] = math.Float32bits(yj) &^ (1 << 31)
+		}
+		e.sel = selectTopK(a, min(k, hi-lo), e.sel, e.cand)
+		llo, lhi, t := topkLevels(a, e.sel, nbits)
+		lv := levels[4*lay.nlev*c:]
+		binary.LittleEndian.PutUint32(lv, math.Float32bits(llo))
+		if nbits == 2 {
+			binary.LittleEndian.PutUint32(lv[4:], math.Float32bits(lhi))
+		}
+		for _, j := range e.sel {
+			iw.write(uint64(j), w)
+			var code uint64
+			dec := llo
+			if nbits == 2 && magnitude(a[j]) > t {
+				code, dec = 1, lhi
+			}
+			if a[j] != math.Float32bits(y[j]) { // sign bit set
+				code |= 1 << (nbits - 1)
+				dec = -dec
+			}
+			cw.write(code, uint(nbits))
+			y[j] -= dec
+		}
+		// Entries not sent keep all of y.
+		copy(rc, y)
+	}
+	iw.flush()
+	cw.flush()
+	if int64(iw.pos) != lay.codeOff-lay.idxOff || int64(cw.pos) != lay.size-lay.codeOff {
+		panic("compress: encode: top-k layout mismatch")
+	}
+	return p, nil
+}
+
+// topkIter walks the entries of a top-k payload body in increasing index
+// order, validating as it goes.
+type topkIter struct {
+	n, k, chunk, nbits int
+	m                  int
+	levels             []byte
+	ir, cr             bitReader
+	w                  uint
+	c                  int // next chunk to start
+	base, clen         int // current chunk's first index and length
+	left               int // entries left in the current chunk
+	prev               int // previous index within the chunk, -1 at its start
+	lvl                [2]float32
+}
+
+// validLevel reports whether v is a level the decoder accepts: finite,
+// >= 0 and with the sign bit clear.
+func validLevel(v float32) bool {
+	return math.Float32bits(v)>>31 == 0 && v <= math.MaxFloat32 // false for NaN
+}
+
+// next returns the next entry's index in the whole vector and its value;
+// ok is false after the last entry.
+func (it *topkIter) next() (i int, v float32, ok bool, err error) {
+	for it.left == 0 {
+		if it.c == it.m {
+			return 0, 0, false, nil
+		}
+		c := it.c
+		it.c++
+		it.base = c * it.chunk
+		it.clen = min(it.chunk, it.n-it.base)
+		it.left = min(it.k, it.clen)
+		it.prev = -1
+		lv := it.levels[4*it.nbits*c:]
+		for l := range it.nbits {
+			it.lvl[l] = math.Float32frombits(binary.LittleEndian.Uint32(lv[4*l:]))
+			if !validLevel(it.lvl[l]) {
+				return 0, 0, false, fmt.Errorf("compress: topk chunk %d has invalid level %v", c, it.lvl[l])
+			}
+		}
+		if it.nbits == 1 {
+			it.lvl[1] = it.lvl[0]
+		} else if it.lvl[0] > it.lvl[1] {
+			return 0, 0, false, fmt.Errorf("compress: topk chunk %d has low level %v above high level %v", c, it.lvl[0], it.lvl[1])
+		}
+	}
+	j := int(it.ir.read(it.w))
+	if j <= it.prev {
+		return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d after index %d, want strictly increasing", it.c-1, j, it.prev)
+	}
+	if j >= it.clen {
+		return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d outside the chunk's %d values", it.c-1, j, it.clen)
+	}
+	code := it.cr.read(uint(it.nbits))
+	v = it.lvl[code&1]
+	if code>>(it.nbits-1) != 0 {
+		v = -v
+	}
+	it.prev = j
+	it.left--
+	return it.base + j, v, true, nil
+}
+
+func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add bool) error {
+	n := len(out)
+	k, chunk, nbits := int(h.k), int(h.chunk), int(h.bits)
+	lay := layoutTopK(int64(n), k, chunk, nbits)
+	want := uint64(lay.size - headerTopK)
+	if uint64(len(body)) < want {
+		return fmt.Errorf("compress: topk body is %d bytes, want %d: truncated", len(body), want)
+	}
+	if uint64(len(body)) > want {
+		return fmt.Errorf("compress: topk body is %d bytes, want %d: trailing data", len(body), want)
+	}
+	idxOff, codeOff := lay.idxOff-headerTopK, lay.codeOff-headerTopK
+	it := topkIter{
+		n: n, k: k, chunk: chunk, nbits: nbits, m: int(lay.m),
+		levels: body[:idxOff],
+		ir:     bitReader{buf: body[idxOff:codeOff]},
+		cr:     bitReader{buf: body[codeOff:]},
+		w:      uint(lay.idxBits),
+	}
+	if !add {
+		clear(out)
+		for {
+			i, v, ok, err := it.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			out[i] = v
+		}
+	} else {
+		// Decode into ChunkSize blocks of scratch (zero where nothing was
+		// sent) and add each with Axpy, so that the result is bitwise
+		// that of Decode followed by Axpy, -0 and all.
+		i, v, ok, err := it.next()
+		for lo := 0; lo < n; lo += ChunkSize {
+			hi := min(lo+ChunkSize, n)
+			s := d.scratch[:hi-lo]
+			clear(s)
+			for ok && i < hi {
+				s[i-lo] = v
+				i, v, ok, err = it.next()
+			}
+			if err != nil {
+				return err
+			}
+			vecmath.Axpy(weight, s, out[lo:hi])
+		}
+	}
+	if !it.ir.paddingOK() {
+		return fmt.Errorf("compress: topk index section has non-zero padding bits")
+	}
+	if !it.cr.paddingOK() {
+		return fmt.Errorf("compress: topk code section has non-zero padding bits")
+	}
+	return nil
+}
