@@ -185,7 +185,7 @@ func Restore(s Snapshot) (*Aggregator, error) {
 		return nil, err
 	}
 	n := s.Cfg.Model.NumParams()
-	if len(s.Theta) != n || len(s.Momentum) != n || (s.Cfg.Codec == compress.Int8 && len(s.Residual) != n) {
+	if len(s.Theta) != n || len(s.Momentum) != n || (hasResidual(s.Cfg.Codec) && len(s.Residual) != n) {
 		return nil, fmt.Errorf("snapshot does not fit the model: %d weights, %d momenta, %d residuals for %d parameters",
 			len(s.Theta), len(s.Momentum), len(s.Residual), n)
 	}

@@ -101,7 +101,12 @@ type RunConfig struct {
 	OuterLR     float64        `json:"outer_lr"`
 	Momentum    float64        `json:"outer_momentum"`
 	Codec       compress.Codec `json:"codec"`
-	Seed        uint64         `json:"seed"`
+	// FeedbackDecay is the workers' error-feedback decay β of a sparse
+	// codec (SparseLoCo: e ← β·e + Δ before choosing the top k; 0.95 in
+	// Templar's runs); 0 means 1, plain error feedback, the only value
+	// the dense codecs take.
+	FeedbackDecay float64 `json:"feedback_decay,omitempty"`
+	Seed          uint64  `json:"seed"`
 	DataHash    string         `json:"data_hash"` // SHA-256 of the training text
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
@@ -201,8 +206,15 @@ func (c RunConfig) Validate() error {
 	if err := c.Model.Validate(); err != nil {
 		return err
 	}
-	if _, err := compress.ParseCodec(string(c.Codec)); err != nil {
+	cd, err := compress.ParseCodec(string(c.Codec))
+	if err != nil {
 		return err
+	}
+	if cd != c.Codec {
+		return fmt.Errorf("codec %q is not written canonically: %q", c.Codec, cd)
+	}
+	if _, _, _, sparse := cd.Sparse(); c.FeedbackDecay != 0 && (!sparse || !(c.FeedbackDecay > 0 && c.FeedbackDecay <= 1)) {
+		return fmt.Errorf("feedback decay %g: must be in (0, 1], with a sparse (topk) codec only", c.FeedbackDecay)
 	}
 	switch {
 	case c.Batch < 1:

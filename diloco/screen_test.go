@@ -381,3 +381,30 @@ func FuzzRestoreSeen(f *testing.F) {
 		}
 	})
 }
+
+// TestSparseCodecConfig: the codec must be written canonically (workers
+// compare payload codecs with it as strings), and the feedback decay is a
+// sparse codec's only, in (0, 1]; an old config without it encodes as
+// before.
+func TestSparseCodecConfig(t *testing.T) {
+	if b, _ := json.Marshal(DefaultConfig()); strings.Contains(string(b), "feedback") {
+		t.Fatalf("the default config encodes a feedback decay: %s", b)
+	}
+	for _, c := range []struct {
+		codec compress.Codec
+		decay float64
+		bad   string
+	}{
+		{compress.TopK, 0, ""}, {compress.TopK, 0.95, ""}, {"topk:8/256:1", 1, ""},
+		{"topk", 0, "canonically"}, {"topk:64/4096", 0.9, "canonically"},
+		{compress.TopK, 1.5, "feedback decay"}, {compress.TopK, -0.1, "feedback decay"}, {compress.TopK, math.NaN(), "feedback decay"},
+		{compress.Int8, 0.95, "feedback decay"}, {compress.FP32, 1, "feedback decay"},
+	} {
+		cfg := tinyCfg(c.codec)
+		cfg.FeedbackDecay = c.decay
+		err := cfg.Validate()
+		if c.bad == "" && err != nil || c.bad != "" && (err == nil || !strings.Contains(err.Error(), c.bad)) {
+			t.Errorf("%s decay %g: %v, want %q", c.codec, c.decay, err, c.bad)
+		}
+	}
+}

@@ -37,7 +37,7 @@ const stateHeader = len(StateDomain) + 24
 func ZeroState(cfg RunConfig) LocalState {
 	n := cfg.Model.NumParams()
 	s := LocalState{M: make([]float32, n), V: make([]float32, n)}
-	if cfg.Codec == compress.Int8 {
+	if hasResidual(cfg.Codec) {
 		s.Residual = make([]float32, n)
 	}
 	return s
@@ -112,7 +112,7 @@ func (s LocalState) MarshalBinary() ([]byte, error) {
 func StateSize(cfg RunConfig) int {
 	n := cfg.Model.NumParams()
 	r := 0
-	if cfg.Codec == compress.Int8 {
+	if hasResidual(cfg.Codec) {
 		r = n
 	}
 	return stateHeader + 4*(2*n+r)
@@ -136,7 +136,7 @@ func UnmarshalState(b []byte, cfg RunConfig) (LocalState, error) {
 	step := binary.LittleEndian.Uint64(b[o+8:])
 	hr := binary.LittleEndian.Uint64(b[o+16:])
 	wantR := uint64(0)
-	if cfg.Codec == compress.Int8 {
+	if hasResidual(cfg.Codec) {
 		wantR = uint64(n)
 	}
 	if hn != uint64(n) || hr != wantR {
@@ -168,7 +168,7 @@ func UnmarshalState(b []byte, cfg RunConfig) (LocalState, error) {
 func (s LocalState) Check(cfg RunConfig) error {
 	n := cfg.Model.NumParams()
 	wantR := 0
-	if cfg.Codec == compress.Int8 {
+	if hasResidual(cfg.Codec) {
 		wantR = n
 	}
 	if len(s.M) != n || len(s.V) != n || len(s.Residual) != wantR {
@@ -221,3 +221,7 @@ func (s *LocalState) copyFrom(m, v []float32, step int, residual []float32) {
 		s.Residual = append(s.Residual[:0], residual...)
 	}
 }
+
+// hasResidual reports whether codec c keeps an error-feedback residual
+// (every codec but FP32).
+func hasResidual(c compress.Codec) bool { return c != compress.FP32 }

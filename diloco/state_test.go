@@ -64,7 +64,7 @@ func testTrain() []byte {
 // state's hash, a fresh worker holds the zero state, and the layout is the
 // documented one.
 func TestStateEncoding(t *testing.T) {
-	for _, codec := range []compress.Codec{compress.Int8, compress.FP32} {
+	for _, codec := range []compress.Codec{compress.Int8, compress.FP32, "topk:8/256:2"} {
 		cfg := tinyCfg(codec)
 		pool := kernels.NewPool(1)
 		defer pool.Close()
@@ -104,7 +104,7 @@ func TestStateEncoding(t *testing.T) {
 		if !slices.Equal(got.M, s.M) || !slices.Equal(got.V, s.V) || !slices.Equal(got.Residual, s.Residual) || got.Step != s.Step {
 			t.Fatalf("%s: state does not round-trip", codec)
 		}
-		if (codec == compress.Int8) != (len(s.Residual) == n) {
+		if (codec != compress.FP32) != (len(s.Residual) == n) {
 			t.Fatalf("%s: residual has %d values", codec, len(s.Residual))
 		}
 		// Every part of the state is in the hash.
@@ -118,7 +118,7 @@ func TestStateEncoding(t *testing.T) {
 				t.Fatalf("%s: changing %s leaves the hash unchanged", codec, name)
 			}
 		}
-		if codec == compress.Int8 {
+		if codec != compress.FP32 {
 			c := s.Clone()
 			c.Residual[n/2] = 1
 			if c.Hash() == s.Hash() {
@@ -256,10 +256,13 @@ func TestTrainRollsBack(t *testing.T) {
 // TestRecomputeBitwise: recomputing any round of a worker from the round's
 // weights and its revealed start state gives bitwise its payload and
 // end-state hash (on another thread count too), for full and short rounds
-// and both codecs; recomputing with anything changed does not.
+// and every codec (the sparse one with error-feedback decay too);
+// recomputing with anything changed does not.
 func TestRecomputeBitwise(t *testing.T) {
-	for _, codec := range []compress.Codec{compress.Int8, compress.FP32} {
-		cfg := tinyCfg(codec)
+	sparse := tinyCfg("topk:8/256:2")
+	sparse.FeedbackDecay = 0.95
+	for _, cfg := range []RunConfig{tinyCfg(compress.Int8), tinyCfg(compress.FP32), tinyCfg("topk:16/512:1"), sparse} {
+		codec := cfg.Codec
 		pool := kernels.NewPool(2)
 		defer pool.Close()
 		_, recs := trainRounds(t, cfg, "alice", 3, pool)

@@ -43,7 +43,13 @@ func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (
 	}
 	inner.Stream = Stream(id)
 	n := len(inner.Model.Params)
-	return &Worker{ID: id, Cfg: cfg, inner: inner, enc: compress.NewEncoder(cfg.Codec, n),
+	enc := compress.NewEncoder(cfg.Codec, n)
+	if cfg.FeedbackDecay != 0 {
+		if err := enc.SetBeta(float32(cfg.FeedbackDecay)); err != nil {
+			return nil, err
+		}
+	}
+	return &Worker{ID: id, Cfg: cfg, inner: inner, enc: enc,
 		theta: make([]float32, n), round: -1, delta: make([]float32, n)}, nil
 }
 
