@@ -107,7 +107,7 @@ type RunConfig struct {
 	// the dense codecs take.
 	FeedbackDecay float64 `json:"feedback_decay,omitempty"`
 	Seed          uint64  `json:"seed"`
-	DataHash    string         `json:"data_hash"` // SHA-256 of the training text
+	DataHash      string  `json:"data_hash"` // SHA-256 of the training text
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
 	// Quorum is the fewest contributions a round may close with; a round
