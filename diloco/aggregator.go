@@ -148,7 +148,7 @@ func newAggregator(cfg RunConfig) *Aggregator {
 		panic(err) // cfg.Validate checked the options
 	}
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
-		down: compress.NewEncoder(cfg.Codec, n), peers: map[string]*peer{},
+		down: compress.NewEncoder(cfg.UpdateCodec(), n), peers: map[string]*peer{},
 		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{}, refused: map[string]bool{},
 		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n), robust: robust}
 }
@@ -185,7 +185,7 @@ func Restore(s Snapshot) (*Aggregator, error) {
 		return nil, err
 	}
 	n := s.Cfg.Model.NumParams()
-	if len(s.Theta) != n || len(s.Momentum) != n || (hasResidual(s.Cfg.Codec) && len(s.Residual) != n) {
+	if len(s.Theta) != n || len(s.Momentum) != n || (hasResidual(s.Cfg.UpdateCodec()) && len(s.Residual) != n) {
 		return nil, fmt.Errorf("snapshot does not fit the model: %d weights, %d momenta, %d residuals for %d parameters",
 			len(s.Theta), len(s.Momentum), len(s.Residual), n)
 	}

@@ -106,8 +106,12 @@ type RunConfig struct {
 	// Templar's runs); 0 means 1, plain error feedback, the only value
 	// the dense codecs take.
 	FeedbackDecay float64 `json:"feedback_decay,omitempty"`
-	Seed          uint64  `json:"seed"`
-	DataHash      string  `json:"data_hash"` // SHA-256 of the training text
+	// DownCodec encodes the published updates; empty means Codec. A
+	// sparse run's update is the union of its workers' top entries, so it
+	// wants a denser top-k than theirs (k times the workers, say).
+	DownCodec compress.Codec `json:"down_codec,omitempty"`
+	Seed      uint64         `json:"seed"`
+	DataHash  string         `json:"data_hash"` // SHA-256 of the training text
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
 	// Quorum is the fewest contributions a round may close with; a round
@@ -130,7 +134,9 @@ type Robust struct {
 	ClipMultiple float64 `json:"clip_multiple,omitempty"`
 	// Trim is the fraction of contributions dropped at each end of every
 	// coordinate (default 0.2; see verify.Trimmed); a negative value
-	// drops none (the clipped weighted mean).
+	// drops none (the clipped weighted mean). With a sparse codec each
+	// coordinate is averaged over the workers that sent it, untrimmed,
+	// and a positive Trim is refused.
 	Trim float64 `json:"trim,omitempty"`
 	// Screening thresholds (see verify.ScreenOptions): norm ratios to the
 	// median that flag a contribution (defaults 1.5 and 0.6), the unit of
@@ -141,6 +147,15 @@ type Robust struct {
 	LossFloor      float64 `json:"loss_floor,omitempty"`
 	SimilarityDrop float64 `json:"similarity_drop,omitempty"`
 	MinSimilarity  float64 `json:"min_similarity,omitempty"`
+}
+
+// UpdateCodec is the codec of the published updates: DownCodec, or
+// Codec when that is empty.
+func (c RunConfig) UpdateCodec() compress.Codec {
+	if c.DownCodec != "" {
+		return c.DownCodec
+	}
+	return c.Codec
 }
 
 // AggregateOptions are the run's robust aggregation rule: Robust's
@@ -155,6 +170,14 @@ func (c RunConfig) AggregateOptions() verify.AggregateOptions {
 		o.Trim = 0
 	case r.Trim != 0: // NaN too, for Validate to refuse
 		o.Trim = r.Trim
+	}
+	if _, _, _, sparse := c.Codec.Sparse(); sparse {
+		// Each coordinate is averaged over the workers that sent it; a
+		// trim given explicitly is kept for Validate to refuse.
+		o.Sparse = true
+		if r.Trim <= 0 {
+			o.Trim = 0
+		}
 	}
 	return o
 }
@@ -212,6 +235,15 @@ func (c RunConfig) Validate() error {
 	}
 	if cd != c.Codec {
 		return fmt.Errorf("codec %q is not written canonically: %q", c.Codec, cd)
+	}
+	if c.DownCodec != "" {
+		dc, err := compress.ParseCodec(string(c.DownCodec))
+		if err != nil {
+			return fmt.Errorf("update codec: %v", err)
+		}
+		if dc != c.DownCodec {
+			return fmt.Errorf("update codec %q is not written canonically: %q", c.DownCodec, dc)
+		}
 	}
 	if _, _, _, sparse := cd.Sparse(); c.FeedbackDecay != 0 && (!sparse || !(c.FeedbackDecay > 0 && c.FeedbackDecay <= 1)) {
 		return fmt.Errorf("feedback decay %g: must be in (0, 1], with a sparse (topk) codec only", c.FeedbackDecay)

@@ -407,4 +407,34 @@ func TestSparseCodecConfig(t *testing.T) {
 			t.Errorf("%s decay %g: %v, want %q", c.codec, c.decay, err, c.bad)
 		}
 	}
+	// Sparse contributions are averaged over their senders, untrimmed.
+	sparse := tinyCfg(compress.TopK)
+	if o := sparse.AggregateOptions(); !o.Sparse || o.Trim != 0 {
+		t.Fatalf("topk aggregation options %+v", o)
+	}
+	if o := tinyCfg(compress.Int8).AggregateOptions(); o.Sparse || o.Trim == 0 {
+		t.Fatalf("int8 aggregation options %+v", o)
+	}
+	sparse.Robust.Trim = 0.2
+	if err := sparse.Validate(); err == nil || !strings.Contains(err.Error(), "sparse aggregation does not trim") {
+		t.Fatalf("a trimmed topk run: %v", err)
+	}
+	sparse.Robust.Trim = -1
+	if err := sparse.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The update codec defaults to the run's and is written canonically.
+	if sparse.UpdateCodec() != compress.TopK {
+		t.Fatalf("update codec %q, want the run's", sparse.UpdateCodec())
+	}
+	sparse.DownCodec = "topk:256/4096:2"
+	if err := sparse.Validate(); err != nil || sparse.UpdateCodec() != "topk:256/4096:2" {
+		t.Fatalf("update codec %q: %v", sparse.UpdateCodec(), err)
+	}
+	for _, bad := range []compress.Codec{"topk:256/4096", "lz4"} {
+		sparse.DownCodec = bad
+		if err := sparse.Validate(); err == nil || !strings.Contains(err.Error(), "update codec") {
+			t.Errorf("update codec %q: %v", bad, err)
+		}
+	}
 }

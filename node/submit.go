@@ -13,10 +13,16 @@ import (
 	"github.com/cairnlabs/cairn/wire"
 )
 
-// maxPayload bounds a contribution or an update: the largest payload the
-// run's codec writes for the model's parameters.
+// maxPayload bounds a contribution: the largest payload the run's codec
+// writes for the model's parameters.
 func maxPayload(cfg diloco.RunConfig) int64 {
 	return compress.MaxEncodedSize(cfg.Codec, cfg.Model.NumParams())
+}
+
+// maxUpdate bounds a published update: the largest payload the run's
+// update codec writes.
+func maxUpdate(cfg diloco.RunConfig) int64 {
+	return compress.MaxEncodedSize(cfg.UpdateCodec(), cfg.Model.NumParams())
 }
 
 // serveSubmit takes a contribution and the worker's commit to it. The

@@ -342,7 +342,7 @@ func (w *Worker) session(ctx context.Context) error {
 			w.finalBalance(ctx)
 			return nil
 		case diloco.Update:
-			limit := maxPayload(w.w.Cfg)
+			limit := maxUpdate(w.w.Cfg)
 			s.allow(wire.EncodedBlobSize(limit), aggFetchBase, aggFetchMinRate)
 			payload, err := wire.ReadBlob(s, limit)
 			s.Close()

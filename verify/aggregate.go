@@ -15,6 +15,12 @@ type AggregateOptions struct {
 	// Trim is the fraction of contributions dropped at each end of every
 	// coordinate before averaging, in [0, 0.5). See Trimmed.
 	Trim float64
+	// Sparse averages each coordinate over the contributions that sent
+	// it (a non-zero value there), as SparseLoCo does with top-k
+	// contributions: a plain mean would shrink a coordinate that one
+	// worker in k sent k-fold, and trimming would drop it. It requires
+	// Trim 0; the norm clip still bounds every contribution.
+	Sparse bool
 }
 
 // DefaultAggregateOptions clip to twice the median norm (honest
@@ -31,6 +37,9 @@ func (o AggregateOptions) Validate() error {
 	}
 	if !(o.Trim >= 0 && o.Trim < 0.5) {
 		return fmt.Errorf("verify: trim fraction must be in [0, 0.5), got %v", o.Trim)
+	}
+	if o.Sparse && o.Trim != 0 {
+		return fmt.Errorf("verify: sparse aggregation does not trim, got trim fraction %v", o.Trim)
 	}
 	return nil
 }
@@ -113,7 +122,9 @@ func (a *Aggregator) Options() AggregateOptions { return a.opts }
 //     float64 in contribution order and rounded to float32 once.
 //
 // With one or two contributions (or Trim 0) this is the clipped weighted
-// mean. It fails, leaving out unspecified, when there are no
+// mean. With Sparse, step 2 keeps, for every coordinate, the contributions
+// whose clipped value there is not zero, and a coordinate none of them
+// sent is 0. It fails, leaving out unspecified, when there are no
 // contributions, a contribution's length differs from len(out), a weight
 // is not positive and finite, or a value is not finite (screening should
 // have rejected those contributions).
@@ -270,6 +281,23 @@ func (a *Aggregator) combine(out []float32, w []float64, b int) {
 	sum, ws := a.sum[:m], a.ws[:m]
 	clear(sum)
 	clear(ws)
+	if a.opts.Sparse {
+		for i := 0; i < k; i++ {
+			for j, x := range vals[i*blockSize : i*blockSize+m] {
+				if x != 0 {
+					sum[j] += float64(w[i] * float64(x))
+					ws[j] += w[i]
+				}
+			}
+		}
+		for j := range out {
+			out[j] = 0
+			if ws[j] > 0 {
+				out[j] = float32(sum[j] / ws[j])
+			}
+		}
+		return
+	}
 	for i := 0; i < k; i++ {
 		v := vals[i*blockSize : i*blockSize+m]
 		if b == 0 {

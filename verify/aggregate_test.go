@@ -317,7 +317,7 @@ func TestAggregateRefusals(t *testing.T) {
 		}
 	}
 	for _, o := range []AggregateOptions{{ClipMultiple: 0, Trim: 0.2}, {ClipMultiple: math.NaN()}, {ClipMultiple: math.Inf(1)},
-		{ClipMultiple: 2, Trim: 0.5}, {ClipMultiple: 2, Trim: -0.1}, {ClipMultiple: 2, Trim: math.NaN()}} {
+		{ClipMultiple: 2, Trim: 0.5}, {ClipMultiple: 2, Trim: -0.1}, {ClipMultiple: 2, Trim: math.NaN()}, {ClipMultiple: 2, Trim: 0.2, Sparse: true}} {
 		if _, err := NewAggregator(o); err == nil {
 			t.Errorf("options %+v accepted", o)
 		}
@@ -375,5 +375,43 @@ func BenchmarkAggregate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAggregateSparse: with Sparse each coordinate is the weighted mean of
+// the clipped values of the contributions that sent it, 0 where none did;
+// a coordinate one worker of four sent keeps its value (a plain mean would
+// quarter it, the trimmed mean drop it), and the norm clip still bounds a
+// huge contribution.
+func TestAggregateSparse(t *testing.T) {
+	a, err := NewAggregator(AggregateOptions{ClipMultiple: 2, Sparse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deltas := [][]float32{
+		{1, 0, 0, 2, 0},
+		{0, 0, 3, 2, 0},
+		{1, 0, 0, 0, 1},
+		{3, 0, 0, 0, 1},
+	}
+	w := []float64{1, 1, 1, 2}
+	out := make([]float32, 5)
+	if _, err := a.Aggregate(out, deltas, w); err != nil {
+		t.Fatal(err)
+	}
+	// Norms: sqrt5, sqrt13, sqrt2, sqrt10; lower median sqrt5, bound
+	// 2·sqrt5 = sqrt20: nobody clipped.
+	want := []float32{float32((1 + 1 + 2*3) / 4.0), 0, 3, 2, float32((1 + 2*1) / 3.0)}
+	if !slices.Equal(out, want) {
+		t.Fatalf("sparse aggregate %v, want %v", out, want)
+	}
+	// A poisoned contribution is clipped onto the bound before averaging.
+	deltas[1] = []float32{0, 0, 1000, 0, 0}
+	st, err := a.Aggregate(out, deltas, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Scales[1] >= 1 || out[2] > float32(st.Bound)+1e-4 {
+		t.Fatalf("the poisoned coordinate aggregates to %v (bound %v, scale %v)", out[2], st.Bound, st.Scales[1])
 	}
 }

@@ -96,6 +96,7 @@ func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *tim
 	fs.Float64Var(&c.OuterLR, "outer-lr", c.OuterLR, "outer Nesterov learning rate")
 	fs.Float64Var(&c.Momentum, "outer-momentum", c.Momentum, "outer Nesterov momentum")
 	fs.StringVar(codec, "codec", string(c.Codec), "update compression: int8 (with error feedback), fp32, or topk[:K/CHUNK[:BITS]] (the K largest of every CHUNK values at 1 or 2 bits, with error feedback; topk = 64/4096:2)")
+	fs.Var(codecFlag{&c.DownCodec}, "update-codec", "codec of the published updates (default: --codec); a sparse run wants a denser topk than its workers', e.g. topk:256/4096")
 	fs.Float64Var(&c.FeedbackDecay, "feedback-decay", c.FeedbackDecay, "with a topk codec: the workers' error-feedback decay beta (SparseLoCo 0.95; 0 means 1)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initial weights and of data assignment")
 	fs.DurationVar(timeout, "round-timeout", time.Duration(c.RoundTimeout), "how long a round waits for contributions")
@@ -383,4 +384,23 @@ func ledgerFlag(v string) (string, error) {
 		return "", badInput("--ledger %q: want 'embedded' or a validator's RPC address host:port", v)
 	}
 	return v, nil
+}
+
+// codecFlag is a codec flag stored canonically (empty stays empty).
+type codecFlag struct{ c *compress.Codec }
+
+func (f codecFlag) String() string {
+	if f.c == nil {
+		return ""
+	}
+	return string(*f.c)
+}
+
+func (f codecFlag) Set(s string) error {
+	cd, err := compress.ParseCodec(s)
+	if err != nil {
+		return err
+	}
+	*f.c = cd
+	return nil
 }
