@@ -31,6 +31,8 @@ type LocalOptions struct {
 	EvalBatches int
 	// LinkBytesPerSec throttles every worker's streams (0: unlimited).
 	LinkBytesPerSec float64
+	// LinkRTT adds a round-trip time to every worker's streams.
+	LinkRTT time.Duration
 	Metrics         *metrics.Registry // the aggregator's; nil for a private one
 	Log             *slog.Logger
 	OnRound         func(RoundInfo)
@@ -242,7 +244,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			return LocalResult{}, err
 		}
 		wo := WorkerOptions{DataDir: wdir, Listen: loop,
-			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, Log: o.Log}
+			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, Log: o.Log}
 		if lc != nil {
 			wo.ChainRPC = lc.nodes[i%len(lc.nodes)].RPC()
 		}

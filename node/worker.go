@@ -37,6 +37,9 @@ type WorkerOptions struct {
 	// LinkBytesPerSec emulates the worker's link: every stream it uses is
 	// throttled to this rate each way (0: unlimited).
 	LinkBytesPerSec float64
+	// LinkRTT emulates the link's round-trip time: every request-response
+	// turn on the worker's streams waits it (0: none).
+	LinkRTT time.Duration
 	Metrics         *metrics.Registry
 	Log             *slog.Logger
 	// OnStep is called after every inner step, from the run loop (the
@@ -718,8 +721,8 @@ func (w *Worker) call(ctx context.Context, p, proto string, kind uint8, req any,
 // wrap counts a stream's bytes and throttles it to the emulated link.
 func (w *Worker) wrap(s wire.NetStream) wire.Stream {
 	var ws wire.Stream = wire.CountStream(s, &w.counter)
-	if w.up != nil {
-		ws = wire.LimitStream(ws, w.up, w.down)
+	if w.up != nil || w.opts.LinkRTT > 0 {
+		ws = wire.LimitStreamRTT(ws, w.up, w.down, w.opts.LinkRTT)
 	}
 	return ws
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -118,11 +119,21 @@ func Limit(rw io.ReadWriter, up, down *Limiter) io.ReadWriter {
 // LimitStream is Limit for a Stream: Close (which also wakes waiting reads
 // and writes) and CloseWrite are forwarded to s. If up and down are both
 // nil, s itself is returned.
-func LimitStream(s Stream, up, down *Limiter) Stream {
-	if up == nil && down == nil {
+func LimitStream(s Stream, up, down *Limiter) Stream { return LimitStreamRTT(s, up, down, 0) }
+
+// LimitStreamRTT is LimitStream over a link with round-trip time rtt: the
+// first read of the stream, and every read that follows a write, waits
+// rtt before it reads, as a request has to reach the far end and the
+// answer come back (a request-response exchange costs one round trip, a
+// stream's opening is included in its first). Close wakes that wait too.
+// With rtt 0 it is LimitStream.
+func LimitStreamRTT(s Stream, up, down *Limiter, rtt time.Duration) Stream {
+	if up == nil && down == nil && rtt <= 0 {
 		return s
 	}
-	return &limitedStream{newLimited(s, up, down), s}
+	l := newLimited(s, up, down)
+	l.rtt = max(rtt, 0)
+	return &limitedStream{l, s}
 }
 
 type limited struct {
@@ -130,6 +141,9 @@ type limited struct {
 	up, down *Limiter
 	ctx      context.Context
 	cancel   context.CancelFunc
+	rtt      time.Duration
+	mu       sync.Mutex
+	turned   bool // a read has happened and no write since
 }
 
 func newLimited(rw io.ReadWriter, up, down *Limiter) *limited {
@@ -143,6 +157,17 @@ func piece(l *Limiter) int {
 }
 
 func (x *limited) Read(p []byte) (int, error) {
+	if x.rtt > 0 {
+		x.mu.Lock()
+		wait := !x.turned
+		x.turned = true
+		x.mu.Unlock()
+		if wait {
+			if err := sleep(x.ctx, x.rtt); err != nil {
+				return 0, closedErr(err)
+			}
+		}
+	}
 	if x.down == nil {
 		return x.rw.Read(p)
 	}
@@ -159,6 +184,11 @@ func (x *limited) Read(p []byte) (int, error) {
 }
 
 func (x *limited) Write(p []byte) (int, error) {
+	if x.rtt > 0 && len(p) > 0 {
+		x.mu.Lock()
+		x.turned = false
+		x.mu.Unlock()
+	}
 	if x.up == nil {
 		return x.rw.Write(p)
 	}

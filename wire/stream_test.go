@@ -385,3 +385,69 @@ func BenchmarkUnlimited(b *testing.B) {
 		})
 	}
 }
+
+// pipeStream is one end of an in-memory duplex pipe.
+type pipeStream struct {
+	net.Conn
+}
+
+func (p pipeStream) CloseWrite() error { return nil }
+
+// TestLimitStreamRTT: a read waits one round trip when it is the stream's
+// first or follows a write (a request-response turn), not when it
+// continues reading; Close wakes a waiting read.
+func TestLimitStreamRTT(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	const rtt = 60 * time.Millisecond
+	s := LimitStreamRTT(pipeStream{a}, nil, nil, rtt)
+	go func() { // the far end answers every request with 8 bytes, twice
+		buf := make([]byte, 4)
+		for {
+			if _, err := io.ReadFull(b, buf); err != nil {
+				return
+			}
+			b.Write(make([]byte, 8))
+		}
+	}()
+	turn := func(name string, write bool, want time.Duration) {
+		t.Helper()
+		start := time.Now()
+		if write {
+			if _, err := s.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := io.ReadFull(s, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		got := time.Since(start)
+		if got < want || got > want+rtt/2+200*time.Millisecond {
+			t.Errorf("%s took %v, want about %v", name, got, want)
+		}
+	}
+	turn("request, first half of the answer", true, rtt)
+	turn("second half of the answer", false, 0)
+	turn("next request", true, rtt)
+	turn("its second half", false, 0)
+
+	// Close wakes a read waiting out the round trip.
+	c, d := net.Pipe()
+	defer d.Close()
+	slow := LimitStreamRTT(pipeStream{c}, nil, nil, time.Hour)
+	done := make(chan error, 1)
+	go func() { _, err := slow.Read(make([]byte, 1)); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	slow.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("woken read: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the read")
+	}
+	if LimitStreamRTT(pipeStream{c}, nil, nil, 0) != Stream(pipeStream{c}) {
+		t.Fatal("LimitStreamRTT with no limit and no RTT wrapped the stream")
+	}
+}

@@ -253,6 +253,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
+	linkRTT := fs.Duration("link-rtt", 0, "add this round-trip time to every request on this node's streams (e.g. 100ms)")
 	linkMbps := fs.Float64("link-mbps", 0, "throttle this node's streams to this many Mbit/s each way (0: unlimited)")
 	kernel := kernelFlag(fs)
 	asJSON := fs.Bool("json", false, "end with the worker's stats as one line of JSON instead of the summary line")
@@ -266,8 +267,8 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err := selectKernel(*kernel); err != nil {
 		return err
 	}
-	if *linkMbps < 0 {
-		return badInput("--link-mbps must not be negative")
+	if *linkMbps < 0 || *linkRTT < 0 {
+		return badInput("--link-mbps and --link-rtt must not be negative")
 	}
 	text, err := corpus.Load(*data)
 	if err != nil {
@@ -285,7 +286,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
-		Threads: *threads, LinkBytesPerSec: *linkMbps * 1e6 / 8, Metrics: reg, Log: log})
+		Threads: *threads, LinkBytesPerSec: *linkMbps * 1e6 / 8, LinkRTT: *linkRTT, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)
 	}
