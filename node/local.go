@@ -33,9 +33,9 @@ type LocalOptions struct {
 	LinkBytesPerSec float64
 	// LinkRTT adds a round-trip time to every worker's streams.
 	LinkRTT time.Duration
-	Metrics         *metrics.Registry // the aggregator's; nil for a private one
-	Log             *slog.Logger
-	OnRound         func(RoundInfo)
+	Metrics *metrics.Registry // the aggregator's; nil for a private one
+	Log     *slog.Logger
+	OnRound func(RoundInfo)
 	// Ledger are the rules of the run's chain (nil: DefaultLedgerParams).
 	// Every worker is funded at genesis with LocalStake (the minimum
 	// stake, at least 1) bonded and a balance of 0, so what it holds at

@@ -40,8 +40,8 @@ type WorkerOptions struct {
 	// LinkRTT emulates the link's round-trip time: every request-response
 	// turn on the worker's streams waits it (0: none).
 	LinkRTT time.Duration
-	Metrics         *metrics.Registry
-	Log             *slog.Logger
+	Metrics *metrics.Registry
+	Log     *slog.Logger
 	// OnStep is called after every inner step, from the run loop (the
 	// round's training waits for it).
 	OnStep func(round, step int, loss float32)
