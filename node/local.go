@@ -119,6 +119,8 @@ type LocalResult struct {
 	Rounds      int
 	Wall        time.Duration
 	BytesSent   uint64 // by all nodes, on DiLoCo streams
+	// WorkerSent and WorkerRecv are the workers' bytes up and down, summed.
+	WorkerSent, WorkerRecv uint64
 	Weights     []float32
 	Compute     time.Duration // summed over workers: time inside inner steps
 	WorkerWall  time.Duration // summed over workers: time from start to finish
@@ -341,6 +343,8 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		st := w.Stats()
 		res.PerWorker = append(res.PerWorker, st)
 		res.BytesSent += w.Counter().Sent()
+		res.WorkerSent += w.Counter().Sent()
+		res.WorkerRecv += w.Counter().Received()
 		res.Compute += st.Compute
 		res.WorkerWall += done[i]
 		res.Contributed += st.Rounds

@@ -70,6 +70,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"node", "aggregate", "--stake", peer + "=1", "--stake", peer + "=18446744073709551615"}, "more than 2^64-1"},
 		{[]string{"node", "aggregate", "--min-stake", "-1"}, "min-stake"},
 		{[]string{"demo", "--workers", "0"}, "--workers"},
+		{[]string{"experiment", "bandwidth", "--workers", "0"}, "--workers"},
+		{[]string{"experiment", "bandwidth", "--link-rtt", "-1ms"}, "--link-rtt"},
 		{[]string{"demo", "--link-rtt", "-1s"}, "--link-rtt"},
 		{[]string{"node", "work", "--join", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWAAZoAMxvXyz6ghUZGY8ojq9nPAZv1oyJ3YyXJjW2Vs4a", "--link-rtt", "-5ms"}, "--link-rtt"},
 		{[]string{"demo", "--chain", "-1"}, "--chain"},
