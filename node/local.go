@@ -116,18 +116,18 @@ type LocalLedger struct {
 
 // LocalResult summarises a local run.
 type LocalResult struct {
-	Rounds      int
-	Wall        time.Duration
-	BytesSent   uint64 // by all nodes, on DiLoCo streams
+	Rounds    int
+	Wall      time.Duration
+	BytesSent uint64 // by all nodes, on DiLoCo streams
 	// WorkerSent and WorkerRecv are the workers' bytes up and down, summed.
 	WorkerSent, WorkerRecv uint64
-	Weights     []float32
-	Compute     time.Duration // summed over workers: time inside inner steps
-	WorkerWall  time.Duration // summed over workers: time from start to finish
-	Tokens      int64         // trained on, over all workers
-	Contributed int           // contributions accepted
-	PerWorker   []WorkerStats
-	Ledger      LocalLedger
+	Weights                []float32
+	Compute                time.Duration // summed over workers: time inside inner steps
+	WorkerWall             time.Duration // summed over workers: time from start to finish
+	Tokens                 int64         // trained on, over all workers
+	Contributed            int           // contributions accepted
+	PerWorker              []WorkerStats
+	Ledger                 LocalLedger
 	// Validator is what the aggregator's validator did (only the
 	// screening time without LocalOptions.Validation).
 	Validator ValidatorStats
