@@ -105,7 +105,7 @@ func BenchmarkDecode(b *testing.B) {
 // Decode and DecodeAdd.
 func BenchmarkTopK(b *testing.B) {
 	x := gaussian(benchN, 1, 1)
-	for _, c := range []Codec{TopK, "topk:64/4096:1", "topk:32/1024:2"} {
+	for _, c := range []Codec{TopK, "topk:128/4096:2", "topk:256/4096:2", "topk:64/4096:1", "topk:32/1024:2"} {
 		e := NewEncoder(c, benchN)
 		e.Encode(gaussian(benchN, 1, 2))
 		p, _ := e.Encode(x)

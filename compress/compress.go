@@ -9,7 +9,7 @@
 // entropy-codes the int8 stream with compress/flate. Top-k
 // ("topk:K/CHUNK:BITS", SparseLoCo's recipe) sends only the K values of
 // largest magnitude in every chunk of CHUNK, each as 1 or 2 bits plus a
-// bit-packed index, and keeps everything else in an error-feedback
+// Rice-coded index, and keeps everything else in an error-feedback
 // residual.
 //
 // # Int8 quantisation
@@ -76,12 +76,17 @@
 // levels per chunk, never flips a sign, and on Gaussian data has a third
 // of the 1-bit squared error (TestTopKTwoBits).
 //
-// The payload size follows from n and the parameters alone (see the
-// format below and MaxEncodedSize). With the defaults, 1<<20 values take
-// 30737 bytes, 0.0293 bytes per value or 1.88 bytes per value sent, 31
-// times less than int8 on Gaussian data (0.917); with 1 bit, 0.0264.
-// Fixed-width indices are 80% of it: 12 bits each where an entropy coder
-// of the chosen set could approach log2(C(4096, 64))/64 = 7.4.
+// The indices of a chunk are sent as Rice codes of the gaps between
+// them, so the payload size depends on where the sent values lie as well
+// as on n and the parameters; MaxEncodedSize bounds it (see the format
+// below). With the defaults, 1<<20 Gaussian values take 21638 bytes,
+// 0.0206 bytes per value or 1.32 bytes per value sent (7.56 bits per
+// index, where an entropy coder of the chosen set could approach
+// log2(C(4096, 64))/64 = 7.36; 2 bits of code; 1 bit of levels), 44
+// times less than int8 (0.917), and never more than 22513 bytes (0.0215
+// per value) whatever the data. With 1 bit it is 0.0177; topk:128/4096:2
+// takes 0.0354 (6.56 bits per index), topk:256/4096:2 0.0609 (5.55 bits
+// per index; TestTopKSize).
 //
 // # Payload format
 //
@@ -116,22 +121,32 @@
 //	17     4bm   levels as float32 for each of the m = ceil(n/c) chunks in
 //	             order: b = 1 one level, b = 2 the low then the high level,
 //	             low <= high; all finite, >= 0, sign bit clear
-//	...    I     indices: for each chunk in order, its k_c = min(k, length
-//	             of the chunk) positions within the chunk, strictly
-//	             increasing and below the chunk's length, w = ceil(log2(c))
-//	             bits each (0 bits for c = 1); I = ceil(T*w/8) where T is the
-//	             sum of the k_c
-//	...    C     codes: the T codes in the same order, b bits each;
-//	             C = ceil(T*b/8). b = 2: bit 0 selects the level (0 low,
-//	             1 high), bit 1 is the sign (1 negative); b = 1: the code is
-//	             the sign
+//	...    C     codes: for each chunk in order, one code per value sent
+//	             (T = the sum over chunks of k_c = min(k, L), L the chunk's
+//	             length), b bits each; C = ceil(T*b/8). b = 2: bit 0
+//	             selects the level (0 low, 1 high), bit 1 is the sign (1
+//	             negative); b = 1: the code is the sign
+//	...    I     indices: for each chunk in order, the Rice codes of its
+//	             k_c positions p_0 < p_1 < ... < p_(k_c-1) < L within the
+//	             chunk, in the order of the codes: of p_0, then of each
+//	             p_i - p_(i-1) - 1. The chunk's Rice parameter is
+//	             r = floor(log2(floor(L/k_c))) (so 2^r <= L/k_c; 0 when
+//	             L < 2k_c), and the Rice code of v is v>>r one bits, a zero
+//	             bit, then the low r bits of v. The codes of all chunks
+//	             follow each other without a gap; after the last one the
+//	             section is padded with zero bits to a whole byte, once,
+//	             which ends the payload
 //
-// The payload is exactly 17 + 4bm + I + C bytes. Both bit sections are
-// packed LSB first (a field's bit 0 goes to the lowest free bit of the
-// current byte, and fields continue across bytes) and padded with zero bits
-// to a whole byte. Position j of chunk i is value i*c + j and decodes to
-// its level, negated if the sign bit is set; every other value decodes to
-// +0.
+// The payload is 17 + 4bm + C + I bytes, I being the index bits rounded
+// up to bytes; a chunk's codes take between k_c*(1+r) and
+// k_c*(1+r) + (L-k_c)>>r bits (see MaxEncodedSize). Each index must leave
+// room below L for the ones after it (p_i <= L - k_c + i). Both bit
+// sections are packed LSB first (a field's bit 0 goes to the lowest free
+// bit of the current byte, and fields continue across bytes; a Rice
+// code is its one bits and its zero bit, in that order, then its low r
+// bits as one field). Position j of chunk i is
+// value i*c + j and decodes to its level, negated if the sign bit is set;
+// every other value decodes to +0.
 //
 // # Determinism
 //
@@ -150,9 +165,11 @@
 // would write it in structure (bad magic, version or codec, wrong n, bad
 // chunk size, bad scales, truncation, trailing bytes, int8 value -128,
 // non-finite fp32 values; for top-k: k, chunk size or bits out of range, a
-// length other than the one n and the parameters give, invalid or
-// misordered levels, indices not strictly increasing within their chunk or
-// outside it, non-zero padding bits). Errors are one line starting with
+// length outside the bounds n and the parameters give, invalid or
+// misordered levels, a Rice code whose index would leave too little room
+// in its chunk (a unary run is abandoned as soon as it is longer than the
+// room allows), an index section that ends inside a code or goes on after
+// the last one, non-zero padding bits). Errors are one line starting with
 // "compress: ". The padding bits after the end of the DEFLATE stream's
 // last block are not checked. Any valid payload is accepted, whatever its
 // codec: a receiver that expects one codec compares DecodedSize's (which
@@ -193,8 +210,9 @@ const (
 	Int8 Codec = "int8"
 	// TopK is the top-k codec with the default parameters, in canonical
 	// spelling (ParseCodec("topk") returns it): the 64 values of largest
-	// magnitude in every 4096, with 2 bits each and error feedback, 0.029
-	// bytes per value whatever the data. Other parameters are spelled
+	// magnitude in every 4096, with 2 bits each and error feedback, 0.021
+	// bytes per value on Gaussian data and at most 0.0215 whatever the
+	// data. Other parameters are spelled
 	// "topk:K/CHUNK" or "topk:K/CHUNK:BITS"; see the package documentation.
 	TopK Codec = "topk:64/4096:2"
 )
@@ -319,6 +337,7 @@ type Encoder struct {
 	abuf           []uint32  // one chunk of |y| bit patterns
 	cand           []uint32  // selection scratch, one chunk
 	sel            []int32   // one chunk's chosen indices
+	pbuf           []byte    // room for the largest payload
 }
 
 // NewEncoder returns an encoder for vectors of length n with codec c (any
@@ -355,6 +374,7 @@ func newEncoderLevel(c Codec, n int, level int) *Encoder {
 		e.abuf = make([]uint32, m)
 		e.cand = make([]uint32, m)
 		e.sel = make([]int32, 0, min(k, m))
+		e.pbuf = make([]byte, layoutTopK(int64(n), k, chunk, nbits).maxSize)
 	}
 	return e
 }
@@ -493,9 +513,18 @@ const maxStoredBlock = 1<<16 - 1
 // each either stored (the values plus 5 bytes of header) or Huffman-coded
 // only when that is smaller, followed by an empty final stored block and
 // byte alignment (at most 6 bytes); 16 bytes of slack are added. For a
-// top-k codec (any spelling ParseCodec accepts) it is exact: the size of
-// every top-k payload follows from n and the codec's parameters (see the
-// payload format). It returns 0 for an unknown codec or a negative n.
+// top-k codec (any spelling ParseCodec accepts) it is the header, the
+// levels and the codes, whose sizes follow from n and the parameters, and
+// the largest index section (see the payload format): in a chunk of L
+// values with k_c indices and Rice parameter r, the codes take k_c*(1+r)
+// bits besides their unary runs, and the runs add up to at most
+// (L-k_c)>>r bits, because the values coded (p_0, then each gap minus
+// one) add up to p_(k_c-1) - (k_c-1) <= L - k_c, and a sum of floor(v/2^r)
+// is at most the floor of the sum over 2^r. A chunk that sends its last
+// k_c positions reaches that; the bits of all chunks are rounded up to a
+// byte once. So the bound is the exact size of a payload whose every
+// chunk sends its last positions. It returns 0 for an unknown codec or a
+// negative n.
 func MaxEncodedSize(c Codec, n int) int64 {
 	if n < 0 {
 		return 0
@@ -510,7 +539,7 @@ func MaxEncodedSize(c Codec, n int) int64 {
 		return headerInt8 + 4*chunks + v + 5*blocks + 6 + 16
 	}
 	if k, chunk, nbits, ok := c.Sparse(); ok {
-		return layoutTopK(v, k, chunk, nbits).size
+		return layoutTopK(v, k, chunk, nbits).maxSize
 	}
 	return 0
 }

@@ -142,29 +142,49 @@ func (e *Encoder) SetBeta(beta float32) error {
 // Beta returns the error-feedback decay set by SetBeta (1 by default).
 func (e *Encoder) Beta() float32 { return e.beta }
 
-// topkLayout is the size and the section offsets of a top-k payload,
-// which follow from n, k, chunk and bits alone.
+// riceParam is the Rice parameter of a chunk of l values of which k are
+// sent: floor(log2(l/k)), so that 2^b is at most the mean gap l/k.
+func riceParam(l, k int) uint {
+	return uint(bits.Len(uint(l/k)) - 1)
+}
+
+// riceBits returns the least and the most bits the Rice codes of k sorted
+// distinct positions in a chunk of l values take; see MaxEncodedSize.
+func riceBits(l, k int64) (lo, hi int64) {
+	b := riceParam(int(l), int(k))
+	lo = k * int64(1+b)
+	return lo, lo + (l-k)>>b
+}
+
+// topkLayout is the section offsets of a top-k payload and the bounds on
+// its size, which follow from n, k, chunk and bits alone.
 type topkLayout struct {
 	m       int64 // chunks
 	total   int64 // values sent, the sum over chunks of min(k, chunk length)
-	idxBits int   // bits per index, ceil(log2(chunk))
 	nlev    int   // levels per chunk: 1 for 1 bit, 2 for 2 bits
-	idxOff  int64 // start of the index section
 	codeOff int64 // start of the code section
-	size    int64 // payload length
+	idxOff  int64 // start of the index section
+	minSize int64 // payload length when every Rice code has an empty unary run
+	maxSize int64 // the largest payload length (MaxEncodedSize)
 }
 
 func layoutTopK(n int64, k, chunk, nbits int) topkLayout {
-	c := int64(chunk)
+	c, kk := int64(chunk), int64(k)
 	full, rem := n/c, n%c
-	l := topkLayout{m: full, total: full * int64(k), idxBits: bits.Len(uint(chunk - 1)), nlev: nbits}
+	l := topkLayout{m: full, total: full * kk, nlev: nbits}
+	lo, hi := riceBits(c, kk)
+	lo, hi = full*lo, full*hi
 	if rem > 0 {
 		l.m++
-		l.total += min(int64(k), rem)
+		kr := min(kk, rem)
+		l.total += kr
+		rlo, rhi := riceBits(rem, kr)
+		lo, hi = lo+rlo, hi+rhi
 	}
-	l.idxOff = headerTopK + 4*int64(l.nlev)*l.m
-	l.codeOff = l.idxOff + (l.total*int64(l.idxBits)+7)/8
-	l.size = l.codeOff + (l.total*int64(nbits)+7)/8
+	l.codeOff = headerTopK + 4*int64(l.nlev)*l.m
+	l.idxOff = l.codeOff + (l.total*int64(nbits)+7)/8
+	l.minSize = l.idxOff + (lo+7)/8
+	l.maxSize = l.idxOff + (hi+7)/8
 	return l
 }
 
@@ -176,6 +196,7 @@ type bitWriter struct {
 	nacc uint
 }
 
+// write writes the low n bits of v (whose other bits are zero); n <= 56.
 func (w *bitWriter) write(v uint64, n uint) {
 	w.acc |= v << w.nacc
 	w.nacc += n
@@ -187,6 +208,17 @@ func (w *bitWriter) write(v uint64, n uint) {
 	}
 }
 
+// writeRice writes the Rice code of v with parameter b <= 16: v>>b one
+// bits, a zero bit, then the low b bits of v.
+func (w *bitWriter) writeRice(v uint64, b uint) {
+	q := v >> b
+	for ; q >= 32; q -= 32 {
+		w.write(1<<32-1, 32)
+	}
+	// q ones, the terminating zero, the low bits: at most 32+16 bits.
+	w.write((v&(1<<b-1))<<(q+1)|(1<<q-1), uint(q)+1+b)
+}
+
 // flush writes the last partial byte, padded with zero bits.
 func (w *bitWriter) flush() {
 	if w.nacc > 0 {
@@ -196,31 +228,87 @@ func (w *bitWriter) flush() {
 	}
 }
 
-// bitReader reads values LSB-first from buf; the caller guarantees that
-// buf holds enough bits.
+// bitReader reads values LSB-first from buf, detecting its end. The bits
+// of acc above the nacc bits not yet read are zero.
 type bitReader struct {
 	buf  []byte
-	pos  int
+	pos  int // next byte of buf to load into acc
 	acc  uint64
 	nacc uint
 }
 
-func (r *bitReader) read(n uint) uint64 {
-	for r.nacc < n {
+// refill loads whole bytes into acc while they fit, leaving at least 56
+// bits in it unless buf ends first.
+func (r *bitReader) refill() {
+	if r.pos+8 <= len(r.buf) {
+		// Load 8 bytes, keep the whole ones that fit, clear the rest.
+		r.acc |= binary.LittleEndian.Uint64(r.buf[r.pos:]) << r.nacc
+		adv := (63 - r.nacc) >> 3
+		r.pos += int(adv)
+		r.nacc += 8 * adv // at most 63
+		r.acc &= 1<<r.nacc - 1
+		return
+	}
+	for r.nacc <= 56 && r.pos < len(r.buf) {
 		r.acc |= uint64(r.buf[r.pos]) << r.nacc
 		r.pos++
 		r.nacc += 8
 	}
-	v := r.acc & (1<<n - 1)
-	r.acc >>= n
-	r.nacc -= n
-	return v
 }
 
-// paddingOK reports whether every bit of buf has been read and the bits
-// left over in the last byte are zero.
-func (r *bitReader) paddingOK() bool {
-	return r.pos == len(r.buf) && r.acc == 0
+// read returns the next n <= 56 bits; ok is false if buf has fewer left.
+func (r *bitReader) read(n uint) (v uint64, ok bool) {
+	if r.nacc < n {
+		r.refill()
+		if r.nacc < n {
+			return 0, false
+		}
+	}
+	v = r.acc & (1<<n - 1)
+	r.acc >>= n
+	r.nacc -= n
+	return v, true
+}
+
+// Outcomes of bitReader.unary.
+const (
+	unaryOK = iota
+	unaryShort
+	unaryLong
+)
+
+// unary reads a run of one bits and the zero bit that ends it, and returns
+// the run's length q. It gives up with unaryLong as soon as the run is
+// longer than limit (without reading further), and with unaryShort if buf
+// ends first.
+func (r *bitReader) unary(limit uint64) (q uint64, outcome int) {
+	for {
+		if r.nacc == 0 {
+			r.refill()
+			if r.nacc == 0 {
+				return q, unaryShort
+			}
+		}
+		// The bits above nacc are zero, so the run ends at or below nacc.
+		t := min(uint(bits.TrailingZeros64(^r.acc)), r.nacc)
+		q += uint64(t)
+		if q > limit {
+			return q, unaryLong
+		}
+		if t < r.nacc {
+			r.acc >>= t + 1
+			r.nacc -= t + 1
+			return q, unaryOK
+		}
+		r.acc, r.nacc = 0, 0
+	}
+}
+
+// rest reports what is left after the last read: trailing is true if a
+// whole byte of buf is unread, padOK whether the unread bits of the last
+// byte read are zero.
+func (r *bitReader) rest() (trailing, padOK bool) {
+	return r.nacc >= 8 || r.pos < len(r.buf), r.acc == 0
 }
 
 // selectTopK appends to sel[:0] the indices, in increasing order, of the
@@ -337,15 +425,16 @@ func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
 
 	n, k, chunk, nbits := len(x), e.k, e.chunk, e.bits
 	lay := layoutTopK(int64(n), k, chunk, nbits)
-	p := make([]byte, lay.size)
+	// The payload is built in e.pbuf, which has room for the largest one,
+	// then copied out at its actual size.
+	p := e.pbuf
 	putHeader(p, codecTopK, n)
 	binary.LittleEndian.PutUint32(p[8:], uint32(k))
 	binary.LittleEndian.PutUint32(p[12:], uint32(chunk))
 	p[16] = byte(nbits)
-	levels := p[headerTopK:lay.idxOff]
-	iw := bitWriter{buf: p[lay.idxOff:lay.codeOff]}
-	cw := bitWriter{buf: p[lay.codeOff:]}
-	w := uint(lay.idxBits)
+	levels := p[headerTopK:lay.codeOff]
+	cw := bitWriter{buf: p[lay.codeOff:lay.idxOff]}
+	iw := bitWriter{buf: p[lay.idxOff:]}
 
 	// Pass 2: per chunk, select, quantise, write, update the residual.
 	for c := range int(lay.m) {
@@ -358,15 +447,19 @@ func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
 			y[j] = yj
 			a[j] = math.Float32bits(yj) &^ (1 << 31)
 		}
-		e.sel = selectTopK(a, min(k, hi-lo), e.sel, e.cand)
+		kc := min(k, hi-lo)
+		e.sel = selectTopK(a, kc, e.sel, e.cand)
 		llo, lhi, t := topkLevels(a, e.sel, nbits)
 		lv := levels[4*lay.nlev*c:]
 		binary.LittleEndian.PutUint32(lv, math.Float32bits(llo))
 		if nbits == 2 {
 			binary.LittleEndian.PutUint32(lv[4:], math.Float32bits(lhi))
 		}
+		b := riceParam(hi-lo, kc)
+		prev := int32(-1)
 		for _, j := range e.sel {
-			iw.write(uint64(j), w)
+			iw.writeRice(uint64(j-prev-1), b)
+			prev = j
 			var code uint64
 			dec := llo
 			if nbits == 2 && magnitude(a[j]) > t {
@@ -384,10 +477,13 @@ func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
 	}
 	iw.flush()
 	cw.flush()
-	if int64(iw.pos) != lay.codeOff-lay.idxOff || int64(cw.pos) != lay.size-lay.codeOff {
+	size := lay.idxOff + int64(iw.pos)
+	if int64(cw.pos) != lay.idxOff-lay.codeOff || size < lay.minSize || size > lay.maxSize {
 		panic("compress: encode: top-k layout mismatch")
 	}
-	return p, nil
+	out := make([]byte, size)
+	copy(out, p)
+	return out, nil
 }
 
 // topkIter walks the entries of a top-k payload body in increasing index
@@ -397,11 +493,12 @@ type topkIter struct {
 	m                  int
 	levels             []byte
 	ir, cr             bitReader
-	w                  uint
-	c                  int // next chunk to start
-	base, clen         int // current chunk's first index and length
-	left               int // entries left in the current chunk
-	prev               int // previous index within the chunk, -1 at its start
+	c                  int  // next chunk to start
+	base, clen         int  // current chunk's first index and length
+	kc                 int  // the current chunk's number of indices
+	b                  uint // its Rice parameter
+	i                  int  // entries of the current chunk read so far
+	prev               int  // previous index within the chunk, -1 at its start
 	lvl                [2]float32
 }
 
@@ -414,7 +511,7 @@ func validLevel(v float32) bool {
 // next returns the next entry's index in the whole vector and its value;
 // ok is false after the last entry.
 func (it *topkIter) next() (i int, v float32, ok bool, err error) {
-	for it.left == 0 {
+	for it.i == it.kc {
 		if it.c == it.m {
 			return 0, 0, false, nil
 		}
@@ -422,7 +519,9 @@ func (it *topkIter) next() (i int, v float32, ok bool, err error) {
 		it.c++
 		it.base = c * it.chunk
 		it.clen = min(it.chunk, it.n-it.base)
-		it.left = min(it.k, it.clen)
+		it.kc = min(it.k, it.clen)
+		it.b = riceParam(it.clen, it.kc)
+		it.i = 0
 		it.prev = -1
 		lv := it.levels[4*it.nbits*c:]
 		for l := range it.nbits {
@@ -437,41 +536,78 @@ func (it *topkIter) next() (i int, v float32, ok bool, err error) {
 			return 0, 0, false, fmt.Errorf("compress: topk chunk %d has low level %v above high level %v", c, it.lvl[0], it.lvl[1])
 		}
 	}
-	j := int(it.ir.read(it.w))
-	if j <= it.prev {
-		return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d after index %d, want strictly increasing", it.c-1, j, it.prev)
+	// This index may be at most clen-(kc-i), leaving room for the kc-i-1
+	// after it: its gap value at most room.
+	room := uint64(it.clen - it.kc + it.i - it.prev - 1)
+	var gap uint64
+	r := &it.ir
+	if r.nacc < 48 {
+		r.refill()
 	}
-	if j >= it.clen {
-		return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d outside the chunk's %d values", it.c-1, j, it.clen)
+	if t := uint(bits.TrailingZeros64(^r.acc)); t+1+it.b <= r.nacc && uint64(t) <= room>>it.b {
+		// The whole code is in acc (t <= nacc, as the bits of acc above
+		// nacc are zero), and its run is short enough.
+		gap = uint64(t)<<it.b | r.acc>>(t+1)&(1<<it.b-1)
+		r.acc >>= t + 1 + it.b
+		r.nacc -= t + 1 + it.b
+	} else {
+		q, outcome := r.unary(room >> it.b)
+		switch outcome {
+		case unaryShort:
+			return 0, 0, false, it.truncated()
+		case unaryLong:
+			return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index code %d of %d has a unary run longer than %d, more than the chunk's %d values leave room for",
+				it.c-1, it.i, it.kc, room>>it.b, it.clen)
+		}
+		low, okLow := r.read(it.b)
+		if !okLow {
+			return 0, 0, false, it.truncated()
+		}
+		gap = q<<it.b | low
 	}
-	code := it.cr.read(uint(it.nbits))
+	j := it.prev + 1 + int(gap) // gap < room + 2^b <= 2^17: no overflow
+	if gap > room {
+		if j >= it.clen {
+			return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d outside the chunk's %d values", it.c-1, j, it.clen)
+		}
+		return 0, 0, false, fmt.Errorf("compress: topk chunk %d: index %d (code %d of %d) leaves %d positions for the %d indices after it",
+			it.c-1, j, it.i, it.kc, it.clen-1-j, it.kc-it.i-1)
+	}
+	code, okCode := it.cr.read(uint(it.nbits))
+	if !okCode { // the layout gives the code section exactly T codes
+		return 0, 0, false, fmt.Errorf("compress: topk code section is truncated")
+	}
 	v = it.lvl[code&1]
 	if code>>(it.nbits-1) != 0 {
 		v = -v
 	}
 	it.prev = j
-	it.left--
+	it.i++
 	return it.base + j, v, true, nil
+}
+
+// truncated is the error for an index section that ends inside a code.
+func (it *topkIter) truncated() error {
+	return fmt.Errorf("compress: topk index section ends inside code %d of chunk %d: truncated", it.i, it.c-1)
 }
 
 func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add bool) error {
 	n := len(out)
 	k, chunk, nbits := int(h.k), int(h.chunk), int(h.bits)
 	lay := layoutTopK(int64(n), k, chunk, nbits)
-	want := uint64(lay.size - headerTopK)
-	if uint64(len(body)) < want {
-		return fmt.Errorf("compress: topk body is %d bytes, want %d: truncated", len(body), want)
+	least, most := uint64(lay.minSize-headerTopK), uint64(lay.maxSize-headerTopK)
+	if uint64(len(body)) < least {
+		return fmt.Errorf("compress: topk body is %d bytes, want at least %d: truncated", len(body), least)
 	}
-	if uint64(len(body)) > want {
-		return fmt.Errorf("compress: topk body is %d bytes, want %d: trailing data", len(body), want)
+	if uint64(len(body)) > most {
+		return fmt.Errorf("compress: topk body is %d bytes, want at most %d: trailing data", len(body), most)
 	}
-	idxOff, codeOff := lay.idxOff-headerTopK, lay.codeOff-headerTopK
+	codeOff, idxOff := lay.codeOff-headerTopK, lay.idxOff-headerTopK
 	it := topkIter{
 		n: n, k: k, chunk: chunk, nbits: nbits, m: int(lay.m),
-		levels: body[:idxOff],
-		ir:     bitReader{buf: body[idxOff:codeOff]},
-		cr:     bitReader{buf: body[codeOff:]},
-		w:      uint(lay.idxBits),
+		levels: body[:codeOff],
+		cr:     bitReader{buf: body[codeOff:idxOff]},
+		ir:     bitReader{buf: body[idxOff:]},
 	}
 	if !add {
 		clear(out)
@@ -504,10 +640,12 @@ func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add
 			vecmath.Axpy(weight, s, out[lo:hi])
 		}
 	}
-	if !it.ir.paddingOK() {
+	if trailing, padOK := it.ir.rest(); trailing {
+		return fmt.Errorf("compress: topk index section goes on after its last code: trailing data")
+	} else if !padOK {
 		return fmt.Errorf("compress: topk index section has non-zero padding bits")
 	}
-	if !it.cr.paddingOK() {
+	if _, padOK := it.cr.rest(); !padOK {
 		return fmt.Errorf("compress: topk code section has non-zero padding bits")
 	}
 	return nil

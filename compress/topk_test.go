@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -240,6 +239,26 @@ func checkTopKEncoding(t *testing.T, k, chunk, nbits int, y, dec, residual []flo
 	return sse
 }
 
+// wantTopKSize is the documented size of the top-k payload of y: the
+// header, the levels, the codes, and the Rice codes of the indices of
+// each chunk's top min(k, length) values, padded once to a byte.
+func wantTopKSize(k, chunk, nbits int, y []float32) int {
+	return topkSizeOf(len(y), k, chunk, nbits, func(lo, hi int) []int { return refTopK(y[lo:hi], min(k, hi-lo)) })
+}
+
+// topkSizeOf is the documented size of a top-k payload of n values whose
+// chunk [lo, hi) sends the indices idx(lo, hi).
+func topkSizeOf(n, k, chunk, nbits int, idx func(lo, hi int) []int) int {
+	var m, total, idxBits int
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		m++
+		total += min(k, hi-lo)
+		idxBits += riceLen(hi-lo, idx(lo, hi))
+	}
+	return 17 + 4*nbits*m + (total*nbits+7)/8 + (idxBits+7)/8
+}
+
 // decayed returns float32(beta*r[i]) + x[i].
 func decayed(beta float32, r, x []float32) []float32 {
 	y := make([]float32, len(x))
@@ -266,8 +285,8 @@ func TestTopKRoundTrip(t *testing.T) {
 						}
 						y := decayed(1, e.Residual(), x)
 						p := mustEncode(t, e, x)
-						if int64(len(p)) != MaxEncodedSize(c, n) {
-							t.Fatalf("payload of %d bytes, MaxEncodedSize %d", len(p), MaxEncodedSize(c, n))
+						if want := wantTopKSize(pr.k, pr.chunk, pr.bits, y); len(p) != want || int64(len(p)) > MaxEncodedSize(c, n) {
+							t.Fatalf("payload of %d bytes, want %d (MaxEncodedSize %d)", len(p), want, MaxEncodedSize(c, n))
 						}
 						if gc, gn, err := DecodedSize(p); gc != c || gn != n || err != nil {
 							t.Fatalf("DecodedSize = %q, %d, %v", gc, gn, err)
@@ -319,14 +338,50 @@ func TestTopKTieBreak(t *testing.T) {
 // TestTopKFormat decodes a payload built by hand from the documented
 // format.
 func TestTopKFormat(t *testing.T) {
-	// n = 250, chunks of 100 (7-bit indices), k = 4: the last chunk has 50
-	// values.
+	// Bit by bit: n = 16, k = 2, chunks of 8, 1 bit, so b = log2(8/2) = 2.
+	// Chunk 0 sends indices 3 and 6: Rice codes of 3 (no one bits, the
+	// zero, then 3 = 1,1 LSB first) and of 6-3-1 = 2 (0, then 0,1); chunk
+	// 1 sends 0 and 7: codes of 0 (0, 0,0) and of 7-0-1 = 6 (one 1 for
+	// 6>>2 = 1, the 0, then 2 = 0,1). The index bits in order are
+	// 011 001 000 1001 and 3 zero bits of padding: bytes 0x26, 0x12. The
+	// codes (signs) 1,0 and 0,1 are the byte 0x09.
+	lit := []byte{
+		'C', 'Z', 1, 3, 16, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 1,
+		0, 0, 0, 0x3f, // chunk 0 level 0.5
+		0, 0, 0, 0x40, // chunk 1 level 2
+		0x09,       // codes
+		0x26, 0x12, // indices
+	}
+	if raw := rawTopK(16, 2, 8, 1, []topkChunk{
+		{levels: []float32{0.5}, idx: []int{3, 6}, codes: []int{1, 0}},
+		{levels: []float32{2}, idx: []int{0, 7}, codes: []int{0, 1}},
+	}, nil); !bytes.Equal(raw, lit) {
+		t.Fatalf("rawTopK\n%x\nwant\n%x", raw, lit)
+	}
+	got := mustDecode(t, lit, 16)
+	wantLit := make([]float32, 16)
+	wantLit[3], wantLit[6], wantLit[8], wantLit[15] = -0.5, 0.5, 2, -2
+	if !slices.Equal(got, wantLit) {
+		t.Fatalf("decoded %v, want %v", got, wantLit)
+	}
+	// Per chunk at most 2*(1+2) + (8-2)>>2 = 7 index bits.
+	if MaxEncodedSize("topk:2/8:1", 16) != 17+8+1+2 {
+		t.Fatalf("MaxEncodedSize %d", MaxEncodedSize("topk:2/8:1", 16))
+	}
+
+	// n = 250, chunks of 100, k = 4: the last chunk has 50 values.
 	p := rawTopK(250, 4, 100, 2, []topkChunk{
 		{levels: []float32{0.5, 2}, idx: []int{1, 5, 17, 99}, codes: []int{0, 1, 2, 3}},
 		{levels: []float32{0, 0}, idx: []int{0, 1, 2, 3}, codes: []int{2, 0, 3, 1}},
 		{levels: []float32{1, 1}, idx: []int{0, 10, 20, 49}, codes: []int{3, 0, 1, 2}},
 	}, nil)
-	if len(p) != 17+3*8+(12*7+7)/8+(12*2+7)/8 || int64(len(p)) != MaxEncodedSize("topk:4/100", 250) {
+	// Chunks 0 and 1 have b = log2(100/4 = 25) = 4: chunk 0's values 1, 3,
+	// 11, 81 take 4*5 bits plus 81>>4 = 5 one bits, chunk 1's four zeros
+	// 4*5 bits; chunk 2 has b = log2(50/4 = 12) = 3, values 0, 9, 9, 28:
+	// 4*4 bits plus 0+1+1+3 one bits. 25+20+21 = 66 bits, 9 bytes; 12
+	// 2-bit codes, 3 bytes. The bound has 26, 26 and 16+(50-4)>>3 = 21
+	// bits: 10 bytes.
+	if len(p) != 17+3*8+3+9 || MaxEncodedSize("topk:4/100", 250) != 17+3*8+3+10 {
 		t.Fatalf("payload of %d bytes, MaxEncodedSize %d", len(p), MaxEncodedSize("topk:4/100", 250))
 	}
 	want := make([]float32, 250)
@@ -334,7 +389,7 @@ func TestTopKFormat(t *testing.T) {
 	want[100] = float32(math.Copysign(0, -1))
 	want[102] = float32(math.Copysign(0, -1))
 	want[200], want[210], want[220], want[249] = -1, 1, 1, -1
-	got := mustDecode(t, p, 250)
+	got = mustDecode(t, p, 250)
 	for i := range want {
 		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 			t.Fatalf("value %d = %g, want %g", i, got[i], want[i])
@@ -546,33 +601,196 @@ func TestTopKEncodeErrors(t *testing.T) {
 	checkErr(t, err, "residual[3]")
 }
 
-// TestTopKSize: the payload size follows from n and the parameters alone;
-// at the default density it is about 1/31 of int8's on Gaussian data.
+// TestTopKSize: on Gaussian data the payload has exactly the documented
+// size for the indices chosen, and these bytes per value (the figures of
+// the package documentation and the README).
 func TestTopKSize(t *testing.T) {
 	const n = 1 << 20
 	x := gaussian(n, 1, 1)
 	p8 := mustEncode(t, NewEncoder(Int8, n), x)
 	for _, tc := range []struct {
-		c    Codec
-		want int
+		c   Codec
+		bpv string // bytes per value
 	}{
-		// Header, 256 chunks of 2 levels, 256*64 12-bit indices, 2-bit codes.
-		{TopK, 17 + 256*2*4 + 256*64*12/8 + 256*64*2/8},
-		{"topk:64/4096:1", 17 + 256*4 + 256*64*12/8 + 256*64/8},
-		{"topk:32/4096", 17 + 256*2*4 + 256*32*12/8 + 256*32*2/8},
-		{"topk:1/1:1", 17 + n*4 + n/8},
+		{TopK, "0.0206"},
+		{"topk:128/4096:2", "0.0354"},
+		{"topk:256/4096:2", "0.0609"},
+		{"topk:64/4096:1", "0.0177"},
+		{"topk:32/4096", "0.0123"},
+		{"topk:1/1:1", "4.2500"},
 	} {
 		p := mustEncode(t, NewEncoder(tc.c, n), x)
-		k, chunk, _, _ := tc.c.Sparse()
-		if len(p) != tc.want || int64(len(p)) != MaxEncodedSize(tc.c, n) {
-			t.Errorf("%s: %d bytes, want %d (MaxEncodedSize %d)", tc.c, len(p), tc.want, MaxEncodedSize(tc.c, n))
+		k, chunk, nbits, _ := tc.c.Sparse()
+		want := wantTopKSize(k, chunk, nbits, x)
+		if len(p) != want || int64(len(p)) > MaxEncodedSize(tc.c, n) {
+			t.Errorf("%s: %d bytes, want %d (MaxEncodedSize %d)", tc.c, len(p), want, MaxEncodedSize(tc.c, n))
 		}
-		t.Logf("%s: %d bytes, %.4f bytes per value (%.3f per value sent); int8 %.4f, %.1f times larger",
-			tc.c, len(p), float64(len(p))/n, float64(len(p))/float64(n/chunk*k), float64(len(p8))/n, float64(len(p8))/float64(len(p)))
+		sent := n / chunk * k
+		lay := layoutTopK(n, k, chunk, nbits)
+		idxBits := float64(int64(len(p))-lay.idxOff) * 8 / float64(sent)
+		t.Logf("%s: %d bytes (bound %d), %.4f bytes per value, %.3f per value sent, %.2f bits per index; int8 %.4f, %.1f times larger",
+			tc.c, len(p), MaxEncodedSize(tc.c, n), float64(len(p))/n, float64(len(p))/float64(sent), idxBits, float64(len(p8))/n, float64(len(p8))/float64(len(p)))
+		if got := fmt.Sprintf("%.4f", float64(len(p))/n); got != tc.bpv {
+			t.Errorf("%s: %s bytes per value, want %s", tc.c, got, tc.bpv)
+		}
 	}
-	// Last chunk shorter than k.
-	if got, want := MaxEncodedSize("topk:10/100:2", 205), int64(17+3*8+(25*7+7)/8+(25*2+7)/8); got != want {
+	// Last chunk shorter than k: two chunks of 100 with b = log2(10) = 3,
+	// each at most 10*4 + (100-10)>>3 = 51 index bits, and 5 values all
+	// sent with b = 0, 5 bits.
+	if got, want := MaxEncodedSize("topk:10/100:2", 205), int64(17+3*8+(25*2+7)/8+(2*51+5+7)/8); got != want {
 		t.Errorf("n=205: MaxEncodedSize %d, want %d", got, want)
+	}
+}
+
+// TestTopKMaxEncodedSize encodes adversarial index patterns and checks
+// that no payload exceeds MaxEncodedSize, that every chunk's indices at
+// its end reach it exactly (the bound is tight) and that indices at its
+// start give the least size.
+func TestTopKMaxEncodedSize(t *testing.T) {
+	// Each pattern returns the positions to make the largest in a chunk
+	// of l values with k of them sent.
+	patterns := []struct {
+		name string
+		f    func(l, k int, r *rand.Rand) []int
+	}{
+		{"end", func(l, k int, _ *rand.Rand) []int { return seq(l-k, l) }},
+		{"start", func(l, k int, _ *rand.Rand) []int { return seq(0, k) }},
+		{"even", func(l, k int, _ *rand.Rand) []int {
+			idx := make([]int, k)
+			for i := range idx {
+				idx[i] = i * l / k
+			}
+			return idx
+		}},
+		// The first at 0, the rest at the end: one long gap.
+		{"split", func(l, k int, _ *rand.Rand) []int { return append([]int{0}, seq(l-k+1, l)...) }},
+		// Coded values 2^(b+1)-1: a run of one and every low bit set.
+		{"stride", func(l, k int, _ *rand.Rand) []int {
+			step := 2 << riceB(l, k)
+			var idx []int
+			for j := step - 1; j < l-k && len(idx) < k; j += step {
+				idx = append(idx, j)
+			}
+			return append(idx, seq(l-(k-len(idx)), l)...)
+		}},
+		{"random", func(l, k int, r *rand.Rand) []int {
+			idx := r.Perm(l)[:k]
+			slices.Sort(idx)
+			return idx
+		}},
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, pr := range []struct{ k, chunk int }{
+		{64, 4096}, {1, 4096}, {4096, 4096}, {4095, 4096}, {2048, 4096}, {100, 1000},
+		{3, 10}, {7, 7}, {1, 1}, {5, 37}, {2, 65536}, {1000, 65536},
+	} {
+		for _, nbits := range []int{1, 2} {
+			c := mustTopK(t, pr.k, pr.chunk, nbits)
+			for _, last := range []int{0, 1, pr.k - 1, pr.k, pr.k + 1, pr.chunk - 1} {
+				if last < 0 || last >= pr.chunk {
+					continue
+				}
+				n := 2*pr.chunk + last
+				for _, pt := range patterns {
+					name, pat := pt.name, pt.f
+					x := make([]float32, n)
+					var chosen []int
+					perChunk := map[int][]int{}
+					for lo := 0; lo < n; lo += pr.chunk {
+						l := min(pr.chunk, n-lo)
+						idx := pat(l, min(pr.k, l), r)
+						perChunk[lo] = idx
+						for i, j := range idx {
+							// Distinct magnitudes above the 1e-3 of the others.
+							x[lo+j] = float32(1+i) * float32(1-2*(i&1))
+							chosen = append(chosen, lo+j)
+						}
+						for j := range l {
+							if x[lo+j] == 0 {
+								x[lo+j] = 1e-3 * float32(r.Float64())
+							}
+						}
+					}
+					p := mustEncode(t, NewEncoder(c, n), x)
+					lay := layoutTopK(int64(n), pr.k, pr.chunk, nbits)
+					size := int64(len(p))
+					want := topkSizeOf(n, pr.k, pr.chunk, nbits, func(lo, _ int) []int { return perChunk[lo] })
+					if size > MaxEncodedSize(c, n) || size < lay.minSize || int(size) != want {
+						t.Fatalf("%s n=%d %s: %d bytes, want %d in [%d, MaxEncodedSize %d]",
+							c, n, name, size, want, lay.minSize, MaxEncodedSize(c, n))
+					}
+					if name == "end" && size != MaxEncodedSize(c, n) || name == "start" && size != lay.minSize {
+						t.Fatalf("%s n=%d %s: %d bytes, bounds [%d, %d]", c, n, name, size, lay.minSize, MaxEncodedSize(c, n))
+					}
+					var got []int
+					for i, v := range mustDecode(t, p, n) {
+						if v != 0 {
+							got = append(got, i)
+						}
+					}
+					if !slices.Equal(got, chosen) {
+						t.Fatalf("%s n=%d %s: decoded indices differ from the pattern", c, n, name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// seq returns lo, lo+1, ..., hi-1.
+func seq(lo, hi int) []int {
+	s := make([]int, 0, max(hi-lo, 0))
+	for i := lo; i < hi; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// TestTopKRice decodes hand-built payloads of random index sets, from
+// every index to none left out, over chunk lengths and k that give every
+// Rice parameter from 0 to 16 and unary runs longer than 64 bits.
+func TestTopKRice(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for range 300 {
+		chunk := 1 + r.IntN(MaxTopKChunk)
+		if r.IntN(3) == 0 {
+			chunk = 1 + r.IntN(64)
+		}
+		k := 1 + r.IntN(chunk)
+		if r.IntN(2) == 0 {
+			k = 1 + r.IntN(min(chunk, 8))
+		}
+		n := chunk*r.IntN(3) + r.IntN(chunk+1)
+		var chunks []topkChunk
+		want := make([]float32, n)
+		for lo := 0; lo < n; lo += chunk {
+			l := min(chunk, n-lo)
+			kc := min(k, l)
+			var idx []int
+			switch r.IntN(3) {
+			case 0:
+				idx = seq(l-kc, l)
+			case 1:
+				idx = append(seq(0, kc-1), l-1)
+			default:
+				idx = r.Perm(l)[:kc]
+				slices.Sort(idx)
+			}
+			codes := make([]int, kc)
+			for i, j := range idx {
+				codes[i] = r.IntN(2)
+				want[lo+j] = float32(1 - 2*codes[i])
+			}
+			chunks = append(chunks, topkChunk{levels: []float32{1}, idx: idx, codes: codes})
+		}
+		p := rawTopK(n, k, chunk, 1, chunks, nil)
+		c := mustTopK(t, k, chunk, 1)
+		if int64(len(p)) > MaxEncodedSize(c, n) {
+			t.Fatalf("%s n=%d: %d bytes above MaxEncodedSize %d", c, n, len(p), MaxEncodedSize(c, n))
+		}
+		if got := mustDecode(t, p, n); !slices.Equal(got, want) {
+			t.Fatalf("%s n=%d: decoded values differ", c, n)
+		}
 	}
 }
 
@@ -583,20 +801,22 @@ type topkChunk struct {
 	codes  []int
 }
 
-// packBits packs the low w bits of each value LSB-first, padding with pad
-// (one bit per padding position).
-func packBits(vals []int, w int, pad bool) []byte {
-	var bitsOut []bool
-	for _, v := range vals {
-		for b := range w {
-			bitsOut = append(bitsOut, v>>b&1 == 1)
-		}
+// bitList collects bits in order; bytes packs them LSB-first (bit i of
+// the list is bit i%8 of byte i/8), padding with pad.
+type bitList []bool
+
+func (l *bitList) add(v, w int) {
+	for b := range w {
+		*l = append(*l, v>>b&1 == 1)
 	}
-	for len(bitsOut)%8 != 0 {
-		bitsOut = append(bitsOut, pad)
+}
+
+func (l bitList) bytes(pad bool) []byte {
+	for len(l)%8 != 0 {
+		l = append(l, pad)
 	}
-	out := make([]byte, len(bitsOut)/8)
-	for i, b := range bitsOut {
+	out := make([]byte, len(l)/8)
+	for i, b := range l {
 		if b {
 			out[i/8] |= 1 << (i % 8)
 		}
@@ -604,8 +824,42 @@ func packBits(vals []int, w int, pad bool) []byte {
 	return out
 }
 
-// rawTopK builds a top-k payload by hand from the documented format;
-// opts.padIdx and opts.padCode set the padding bits, opts.tail is appended.
+// riceB is the documented Rice parameter of a chunk of l values with k
+// indices: the largest b with 2^b <= l/k (integer division).
+func riceB(l, k int) int {
+	b := 0
+	for 1<<(b+1) <= l/k {
+		b++
+	}
+	return b
+}
+
+// addRice appends the Rice code of v with parameter b: v>>b one bits, a
+// zero bit, then the low b bits of v.
+func (l *bitList) addRice(v, b int) {
+	for range v >> b {
+		*l = append(*l, true)
+	}
+	*l = append(*l, false)
+	l.add(v, b)
+}
+
+// riceLen is the number of bits of the Rice codes of a chunk of l values
+// with the given increasing indices.
+func riceLen(l int, idx []int) int {
+	b, prev, total := riceB(l, len(idx)), -1, 0
+	for _, j := range idx {
+		total += 1 + b + (j-prev-1)>>b
+		prev = j
+	}
+	return total
+}
+
+// rawTopK builds a top-k payload by hand from the documented format: the
+// header, the levels, the codes, then per chunk the Rice codes of its
+// first index and of each later one's gap minus one (the chunk's length
+// follows from n). opts.padIdx and opts.padCode set the padding bits,
+// opts.idx replaces the whole index section, opts.tail is appended.
 func rawTopK(n, k, chunk, nbits int, chunks []topkChunk, opts *rawOpts) []byte {
 	if opts == nil {
 		opts = &rawOpts{}
@@ -615,21 +869,34 @@ func rawTopK(n, k, chunk, nbits int, chunks []topkChunk, opts *rawOpts) []byte {
 	p = binary.LittleEndian.AppendUint32(p, uint32(k))
 	p = binary.LittleEndian.AppendUint32(p, uint32(chunk))
 	p = append(p, byte(nbits))
-	var idx, codes []int
-	for _, c := range chunks {
+	var idx, codes bitList
+	for i, c := range chunks {
 		for _, l := range c.levels {
 			p = binary.LittleEndian.AppendUint32(p, math.Float32bits(l))
 		}
-		idx = append(idx, c.idx...)
-		codes = append(codes, c.codes...)
+		l := min(chunk, n-i*chunk)
+		b := riceB(l, min(k, l))
+		prev := -1
+		for _, j := range c.idx {
+			idx.addRice(j-prev-1, b)
+			prev = j
+		}
+		for _, code := range c.codes {
+			codes.add(code, nbits)
+		}
 	}
-	p = append(p, packBits(idx, bits.Len(uint(chunk-1)), opts.padIdx)...)
-	p = append(p, packBits(codes, nbits, opts.padCode)...)
+	p = append(p, codes.bytes(opts.padCode)...)
+	if opts.idx != nil {
+		p = append(p, opts.idx...)
+	} else {
+		p = append(p, idx.bytes(opts.padIdx)...)
+	}
 	return append(p, opts.tail...)
 }
 
 type rawOpts struct {
 	padIdx, padCode bool
+	idx             []byte
 	tail            []byte
 }
 
@@ -668,8 +935,9 @@ func TestTopKDecodeRejects(t *testing.T) {
 	index := func(c, e, v int) []byte {
 		return edit(func(ch []topkChunk) { ch[c].idx[e] = v })
 	}
-	// n = 5, k = 2, chunk = 3, 1 bit: 4 indices of 2 bits (1 byte), 4
-	// codes of 1 bit (padding in the code byte).
+	// n = 5, k = 2, chunk = 3, 1 bit: b = 0, so the index codes are 0, 10
+	// (index 2 after 0), 0, 0 (5 bits, 1 byte); 4 codes of 1 bit (padding
+	// in the code byte).
 	oneBit := func(l0, l1 float32, opts *rawOpts) []byte {
 		return rawTopK(5, 2, 3, 1, []topkChunk{
 			{levels: []float32{l0}, idx: []int{0, 2}, codes: []int{1, 0}},
@@ -677,6 +945,12 @@ func TestTopKDecodeRejects(t *testing.T) {
 		}, opts)
 	}
 	mustDecode(t, oneBit(1, 2, nil), 5)
+	zeros := mustDecode(t, rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: make([]byte, 7)}), 250)
+	for i, v := range zeros { // chunk 2 has level 0, decoding to ±0
+		if chosen := i%100 < 4; !chosen && math.Float32bits(v) != 0 || chosen && i < 200 && v == 0 {
+			t.Fatalf("all-zero index section: value %d = %g", i, v)
+		}
+	}
 	negZero := float32(math.Copysign(0, -1))
 
 	for _, tc := range []struct {
@@ -714,13 +988,27 @@ func TestTopKDecodeRejects(t *testing.T) {
 		{"level negative", level(0, 1, -2), 250, "chunk 0 has invalid level -2"},
 		{"level -0", level(2, 0, negZero), 250, "chunk 2 has invalid level -0"},
 		{"levels out of order", level(0, 0, 3), 250, "chunk 0 has low level 3 above high level 2"},
-		{"index repeated", index(0, 2, 5), 250, "chunk 0: index 5 after index 5, want strictly increasing"},
-		{"index decreasing", index(1, 3, 0), 250, "chunk 1: index 0 after index 2"},
-		{"index first decreasing", edit(func(c []topkChunk) { c[1].idx = []int{3, 2, 1, 0} }), 250, "chunk 1: index 2 after index 3"},
 		{"index outside chunk", index(0, 3, 100), 250, "chunk 0: index 100 outside the chunk's 100 values"},
-		{"index 127", index(1, 3, 127), 250, "chunk 1: index 127 outside"},
 		{"index outside last chunk", index(2, 3, 50), 250, "chunk 2: index 50 outside the chunk's 50 values"},
+		// Gap 124 with b = 4: a run of 7 where the chunk leaves room for
+		// gaps up to 100-4+3-2-1 = 96, runs up to 6.
+		{"unary run too long", index(1, 3, 127), 250, "chunk 1: index code 3 of 4 has a unary run longer than 6"},
+		{"no room after", edit(func(c []topkChunk) { c[0].idx = []int{1, 5, 99, 100} }), 250, "chunk 0: index 99 (code 2 of 4) leaves 0 positions for the 1 indices after it"},
+		{"no room first", edit(func(c []topkChunk) { c[1].idx = []int{97, 98, 99, 100} }), 250, "chunk 1: index 97 (code 0 of 4) leaves 2 positions for the 3 indices after it"},
+		{"fewer codes than k", edit(func(c []topkChunk) { c[2].idx, c[2].codes = []int{0, 10}, []int{3, 0} }), 250, "index section ends inside code 2 of chunk 2: truncated"},
+		{"fewer chunks", rawTopK(250, 4, 100, 2, goodChunks()[:2], nil), 250, "truncated"},
+		{"empty index section", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: []byte{}}), 250, "truncated"},
+		{"index section all ones", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: bytes.Repeat([]byte{0xff}, 10)}), 250, "chunk 0: index code 0 of 4 has a unary run longer than 6"},
+		// All zero bits are the codes of indices 0 to 3 in each chunk, 7
+		// bytes; 3 more bytes are not.
+		{"index section zeros", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: make([]byte, 10)}), 250, "trailing data"},
+		// A run longer than 64 bits: 100 of 1000 have b = 3 and room for
+		// gaps up to 900, runs up to 112.
+		{"long unary run", rawTopK(1000, 100, 1000, 1, []topkChunk{{levels: []float32{1}, codes: make([]int, 100)}},
+			&rawOpts{idx: bytes.Repeat([]byte{0xff}, (100*4+112+7)/8)}), 1000, "chunk 0: index code 0 of 100 has a unary run longer than 112"},
 		{"index padding", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{padIdx: true}), 250, "index section has non-zero padding bits"},
+		{"index trailing byte", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{tail: []byte{0}}), 250, "index section goes on after its last code: trailing data"},
+		{"index trailing bytes", rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{tail: []byte{0, 0}}), 250, "want at most 37: trailing data"},
 		{"1-bit level NaN", oneBit(float32(math.NaN()), 1, nil), 5, "chunk 0 has invalid level"},
 		{"1-bit level negative", oneBit(1, -1, nil), 5, "chunk 1 has invalid level -1"},
 		{"1-bit code padding", oneBit(1, 2, &rawOpts{padCode: true}), 5, "code section has non-zero padding bits"},
@@ -792,6 +1080,10 @@ func FuzzDecodeSparse(f *testing.F) {
 		{levels: []float32{2}, idx: []int{0, 1}, codes: []int{0, 1}},
 	}, nil))
 	f.Add(rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{padIdx: true, tail: []byte{1}}))
+	f.Add(rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: make([]byte, 7)}))
+	f.Add(rawTopK(250, 4, 100, 2, goodChunks(), &rawOpts{idx: bytes.Repeat([]byte{0xff}, 10)}))
+	// A chunk's last 100 of 1000 (b = 3): the first code has a run of 112.
+	f.Add(rawTopK(1000, 100, 1000, 1, []topkChunk{{levels: []float32{1}, idx: seq(900, 1000), codes: make([]int, 100)}}, nil))
 	f.Add([]byte("CZ\x01\x03\x05\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x01"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		c, n, err := DecodedSize(p)
@@ -814,8 +1106,8 @@ func FuzzDecodeSparse(f *testing.F) {
 			}
 		}
 		if k, chunk, nbits, ok := c.Sparse(); ok {
-			if int64(len(p)) != MaxEncodedSize(c, n) {
-				t.Fatalf("accepted %s payload of %d bytes, the size is %d", c, len(p), MaxEncodedSize(c, n))
+			if lay := layoutTopK(int64(n), k, chunk, nbits); int64(len(p)) < lay.minSize || int64(len(p)) > lay.maxSize {
+				t.Fatalf("accepted %s payload of %d bytes, outside [%d, %d]", c, len(p), lay.minSize, lay.maxSize)
 			}
 			for lo := 0; lo < n; lo += chunk {
 				hi := min(lo+chunk, n)
