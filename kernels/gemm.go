@@ -44,7 +44,7 @@ type impl struct {
 // The micro-kernel in use; chosen at init from the CPU's features.
 var cur impl
 
-// Impl names the matrix-multiplication path in use: "avx512", "avx2" or
+// Impl names the matrix-multiplication path in use: "avx512", "avx2", "neon" or
 // "generic".
 func Impl() string { return cur.name }
 
