@@ -7,8 +7,8 @@ import (
 )
 
 // This file holds the portable implementation. It is compiled on every
-// architecture (it is the only one outside amd64, and the reference the
-// SIMD paths are tested against). It evaluates the same approximations as
+// architecture (outside amd64 it is the only one but for arm64's NEON Dot
+// and Axpy, and it is the reference the SIMD paths are tested against). It evaluates the same approximations as
 // the assembly (see package coef), in plain float32 arithmetic; the Go
 // compiler may fuse a*b+c into FMA on some architectures, which changes the
 // last bits but not the accuracy.

@@ -8,9 +8,12 @@
 //
 // Every kernel has three implementations: AVX-512 assembly ("avx512",
 // amd64 with AVX512F), AVX2+FMA assembly ("avx2", amd64 fallback) and
-// portable Go ("generic", every architecture). The fastest one the CPU
-// supports is selected when the package is initialised; Impl reports it and
-// SetImpl forces another one (for tests and benchmarks).
+// portable Go ("generic", every architecture). On arm64 the "neon"
+// implementation has Dot, DotRows and Axpy in NEON assembly (Dot in the
+// AVX2 kernel's summation order, so with its bits) and the portable Go for
+// the rest. The fastest one the CPU supports is selected when the package
+// is initialised; Impl reports it and SetImpl forces another one (for tests
+// and benchmarks).
 //
 // # Determinism and accuracy
 //
@@ -288,8 +291,8 @@ func use(k *kernels) {
 	adamwImpl = k.adamw
 }
 
-// Impl returns the name of the implementation in use: "avx512", "avx2" or
-// "generic".
+// Impl returns the name of the implementation in use: "avx512", "avx2",
+// "neon" or "generic".
 func Impl() string {
 	return implName
 }
@@ -308,7 +311,7 @@ func Impls() []string {
 // exist or that the CPU does not support.
 var ErrUnsupported = errors.New("vecmath: implementation not supported on this CPU")
 
-// SetImpl selects the implementation by name ("avx512", "avx2" or
+// SetImpl selects the implementation by name ("avx512", "avx2", "neon" or
 // "generic"). It returns ErrUnsupported (wrapped with the name) if the
 // implementation is unknown or not supported by the CPU, leaving the
 // selection unchanged. SetImpl must not be called concurrently with any
