@@ -216,6 +216,7 @@ func bytesToTokens(b []byte) []int32 {
 // of the new tokens under the model itself (raw logits, temperature 1).
 func generate(m *gpt.Model, prompt []int32, n int, smp gpt.Sampling, s *watermark.Scheme, seed uint64) ([]int32, float64, error) {
 	g := m.NewGenerator()
+	g.HalfBlockRestart = true // 30 times cheaper over 200 tokens; README, Watermarks
 	if err := g.Start(prompt); err != nil {
 		return nil, 0, err
 	}

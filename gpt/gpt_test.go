@@ -164,34 +164,38 @@ func TestConfigValidate(t *testing.T) {
 
 // TestGeneratorMatchesForward: the KV-cache path gives the logits of a full
 // forward pass over its context, also after the sequence outgrows the
-// block size and the context restarts from half a block.
+// block size: the last BlockSize tokens by default (nanoGPT's crop), at
+// least half a block with HalfBlockRestart.
 func TestGeneratorMatchesForward(t *testing.T) {
 	c := DefaultConfig(24, 2, 3, 10)
 	m := testModel(t, c, 2)
 	r := rand.New(rand.NewPCG(3, 3))
 	seq := randTokens(r, 25, 256)
-	g := m.NewGenerator()
-	if err := g.Start(seq[:4]); err != nil {
-		t.Fatal(err)
-	}
-	for n := 4; n <= len(seq); n++ {
-		if n > 4 {
-			if err := g.Append(seq[n-1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		win := g.Context()
-		if n > c.BlockSize && len(win) < c.BlockSize/2 || len(win) > c.BlockSize || len(win) > n ||
-			!slices.Equal(win, seq[n-len(win):n]) {
-			t.Fatalf("after %d tokens the context is %v, not a suffix of at least half a block", n, win)
-		}
-		if _, err := m.Forward(win, nil, 1, len(win)); err != nil {
+	for _, half := range []bool{false, true} {
+		g := m.NewGenerator()
+		g.HalfBlockRestart = half
+		if err := g.Start(seq[:4]); err != nil {
 			t.Fatal(err)
 		}
-		want := m.Logits()[(len(win)-1)*c.VocabSize:]
-		for i, v := range g.Logits() {
-			if math.Abs(float64(v-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
-				t.Fatalf("after %d tokens: logit %d = %v, forward gives %v", n, i, v, want[i])
+		for n := 4; n <= len(seq); n++ {
+			if n > 4 {
+				if err := g.Append(seq[n-1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			win := g.Context()
+			if n > c.BlockSize && len(win) < c.BlockSize/2 || len(win) > c.BlockSize || len(win) > n ||
+				!slices.Equal(win, seq[n-len(win):n]) || !half && len(win) != min(n, c.BlockSize) {
+				t.Fatalf("half-block restart %v: after %d tokens the context is %v", half, n, win)
+			}
+			if _, err := m.Forward(win, nil, 1, len(win)); err != nil {
+				t.Fatal(err)
+			}
+			want := m.Logits()[(len(win)-1)*c.VocabSize:]
+			for i, v := range g.Logits() {
+				if math.Abs(float64(v-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("after %d tokens: logit %d = %v, forward gives %v", n, i, v, want[i])
+				}
 			}
 		}
 	}
@@ -337,6 +341,7 @@ func TestEntropies(t *testing.T) {
 		t.Fatalf("Entropies: %v, %d values, first %v", err, len(h), h)
 	}
 	g := m.NewGenerator()
+	g.HalfBlockRestart = true
 	if err := g.Start(seq[:1]); err != nil {
 		t.Fatal(err)
 	}
