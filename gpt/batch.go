@@ -78,9 +78,8 @@ func (b *Batch) Append(gs []*Generator, toks []int32) error {
 // step runs the rows' tokens at their next cache positions.
 func (b *Batch) step(toks []int32) {
 	m, c := b.m, b.m.Config
-	C, NH, hd := c.NEmbd, c.NHead, c.HeadDim()
+	C := c.NEmbd
 	eps := float32(c.LayerNormEps)
-	scale := m.jobs.attnScale
 	R := len(b.rows)
 	row := func(buf []float32, i, w int) []float32 { return buf[i*w : i*w+w] }
 	for i, g := range b.rows {
@@ -94,7 +93,7 @@ func (b *Batch) step(toks []int32) {
 			vecmath.LayerNormForward(row(b.ln, i, C), row(b.x, i, C), w.ln1w, w.ln1b, eps)
 		}
 		b.matMat(R, b.qkv, 3*C, w.attnW, w.attnB, b.ln, C, false)
-		b.attn = batchAttnJob{b: b, layer: l, C: C, NH: NH, hd: hd, scale: scale}
+		b.attn = batchAttnJob{b: b, layer: l}
 		m.pool.Run(R, &b.attn)
 		b.matMat(R, b.x, C, w.projW, w.projB, b.y, C, true)
 		for i := range R {
@@ -115,37 +114,17 @@ func (b *Batch) step(toks []int32) {
 	}
 }
 
-// batchAttnJob is one layer's attention for rows [lo, hi): each row's query
-// against its own generator's cache, as Generator.step computes it.
+// batchAttnJob is one layer's attention for rows [lo, hi): each row's
+// query against its own generator's cache.
 type batchAttnJob struct {
-	b         *Batch
-	layer     int
-	C, NH, hd int
-	scale     float32
+	b     *Batch
+	layer int
 }
 
 func (j *batchAttnJob) Do(_, lo, hi int) {
-	C, hd, l := j.C, j.hd, j.layer
+	C := j.b.m.Config.NEmbd
 	for i := lo; i < hi; i++ {
-		g := j.b.rows[i]
-		qkv, pos := j.b.qkv[i*3*C:i*3*C+3*C], g.n
-		copy(g.keys[l][pos*C:pos*C+C], qkv[C:2*C])
-		copy(g.values[l][pos*C:pos*C+C], qkv[2*C:])
-		for h := 0; h < j.NH; h++ {
-			q := qkv[h*hd : h*hd+hd]
-			s := g.scores[:pos+1]
-			for t := range s {
-				s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * j.scale
-			}
-			mx := vecmath.Max(s)
-			sum := vecmath.ExpSub(s, s, mx)
-			vecmath.Scale(1/sum, s)
-			y := j.b.y[i*C+h*hd : i*C+h*hd+hd]
-			clear(y)
-			for t, p := range s {
-				vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], y)
-			}
-		}
+		j.b.rows[i].attend(j.layer, j.b.qkv[i*3*C:i*3*C+3*C], j.b.y[i*C:i*C+C])
 	}
 }
 

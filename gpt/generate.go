@@ -105,32 +105,15 @@ func (g *Generator) Context() []int32 { return g.seq[g.start:] }
 // step runs token tok at the next cache position.
 func (g *Generator) step(tok int32) {
 	m, c := g.m, g.m.Config
-	C, NH, hd, pos := c.NEmbd, c.NHead, c.HeadDim(), g.n
+	C, pos := c.NEmbd, g.n
 	eps := float32(c.LayerNormEps)
-	scale := m.jobs.attnScale
 	copy(g.x, m.w.wte[int(tok)*C:int(tok)*C+C])
 	vecmath.Add(g.x, m.w.wpe[pos*C:pos*C+C])
 	for l := range m.w.layers {
 		w := &m.w.layers[l]
 		vecmath.LayerNormForward(g.ln, g.x, w.ln1w, w.ln1b, eps)
 		g.matVec(g.qkv, w.attnW, w.attnB, g.ln, nil)
-		copy(g.keys[l][pos*C:pos*C+C], g.qkv[C:2*C])
-		copy(g.values[l][pos*C:pos*C+C], g.qkv[2*C:])
-		for h := 0; h < NH; h++ {
-			q := g.qkv[h*hd : h*hd+hd]
-			s := g.scores[:pos+1]
-			for t := range s {
-				s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * scale
-			}
-			mx := vecmath.Max(s)
-			sum := vecmath.ExpSub(s, s, mx)
-			vecmath.Scale(1/sum, s)
-			y := g.y[h*hd : h*hd+hd]
-			clear(y)
-			for t, p := range s {
-				vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], y)
-			}
-		}
+		g.attend(l, g.qkv, g.y)
 		g.matVec(g.x, w.projW, w.projB, g.y, g.x)
 		vecmath.LayerNormForward(g.ln, g.x, w.ln2w, w.ln2b, eps)
 		g.matVec(g.h, w.fcW, w.fcB, g.ln, nil)
@@ -140,6 +123,32 @@ func (g *Generator) step(tok int32) {
 	vecmath.LayerNormForward(g.ln, g.x, m.w.lnfw, m.w.lnfb, eps)
 	g.matVec(g.logits, m.w.lmW, m.w.lmB, g.ln, nil)
 	g.n++
+}
+
+// attend stores layer l's key and value from qkv (the token's [3C]
+// projection) at the next cache position and writes into y ([C]) the
+// token's attention over the cache up to and including it.
+func (g *Generator) attend(l int, qkv, y []float32) {
+	c := g.m.Config
+	C, hd, pos := c.NEmbd, c.HeadDim(), g.n
+	scale := g.m.jobs.attnScale
+	copy(g.keys[l][pos*C:pos*C+C], qkv[C:2*C])
+	copy(g.values[l][pos*C:pos*C+C], qkv[2*C:])
+	for h := 0; h < c.NHead; h++ {
+		q := qkv[h*hd : h*hd+hd]
+		s := g.scores[:pos+1]
+		for t := range s {
+			s[t] = vecmath.Dot(q, g.keys[l][t*C+h*hd:t*C+h*hd+hd]) * scale
+		}
+		mx := vecmath.Max(s)
+		sum := vecmath.ExpSub(s, s, mx)
+		vecmath.Scale(1/sum, s)
+		yh := y[h*hd : h*hd+hd]
+		clear(yh)
+		for t, p := range s {
+			vecmath.Axpy(p, g.values[l][t*C+h*hd:t*C+h*hd+hd], yh)
+		}
+	}
 }
 
 // matVec computes out = W·in + b (+ out when residual is out itself),

@@ -55,10 +55,6 @@ func sum8(x []float32) float32 {
 
 func sumGeneric(x []float32) float32 { return sum8(x) }
 
-func dot4Generic(w, x0, x1, x2, x3 []float32, out *[4]float32) {
-	out[0], out[1], out[2], out[3] = dotGeneric(w, x0), dotGeneric(w, x1), dotGeneric(w, x2), dotGeneric(w, x3)
-}
-
 func dotGeneric(x, y []float32) float32 {
 	y = y[:len(x)]
 	var s0, s1, s2, s3, s4, s5, s6, s7 float32

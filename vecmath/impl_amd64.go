@@ -32,7 +32,6 @@ var avx2Kernels = kernels{
 	name:    "avx2",
 	sum:     sumAVX2,
 	dot:     dotAVX2,
-	dot4:    dot4AVX2,
 	max:     maxAVX2,
 	axpy:    axpyAVX2,
 	scale:   scaleAVX2,
@@ -75,11 +74,6 @@ func dotAVX512(x, y []float32) float32
 
 //go:noescape
 func dot4AVX512(w, x0, x1, x2, x3 []float32, out *[4]float32)
-
-// dot4AVX2 is four calls of dotAVX2 (no fused AVX2 kernel yet).
-func dot4AVX2(w, x0, x1, x2, x3 []float32, out *[4]float32) {
-	out[0], out[1], out[2], out[3] = dotAVX2(w, x0), dotAVX2(w, x1), dotAVX2(w, x2), dotAVX2(w, x3)
-}
 
 //go:noescape
 func maxAVX512(x []float32) float32

@@ -10,7 +10,6 @@ var neonKernels = kernels{
 	name:    "neon",
 	sum:     sumGeneric,
 	dot:     dotNEON,
-	dot4:    dot4NEON,
 	max:     maxGeneric,
 	axpy:    axpyNEON,
 	scale:   scaleGeneric,
@@ -30,11 +29,6 @@ func available() []*kernels {
 
 //go:noescape
 func dotNEON(x, y []float32) float32
-
-// dot4NEON is four calls of dotNEON.
-func dot4NEON(w, x0, x1, x2, x3 []float32, out *[4]float32) {
-	out[0], out[1], out[2], out[3] = dotNEON(w, x0), dotNEON(w, x1), dotNEON(w, x2), dotNEON(w, x3)
-}
 
 //go:noescape
 func axpyNEON(a float32, x, y []float32)

@@ -68,7 +68,7 @@ func DotRows(out, w, x []float32, stride int) {
 		panic("vecmath: DotRows rows do not fit in x")
 	}
 	i := 0
-	for ; i+4 <= rows; i += 4 {
+	for ; dot4Impl != nil && i+4 <= rows; i += 4 {
 		o := (*[4]float32)(out[i : i+4])
 		dot4Impl(w, x[i*stride:i*stride+n], x[(i+1)*stride:(i+1)*stride+n],
 			x[(i+2)*stride:(i+2)*stride+n], x[(i+3)*stride:(i+3)*stride+n], o)
@@ -220,7 +220,7 @@ type kernels struct {
 	name    string
 	sum     func(x []float32) float32
 	dot     func(x, y []float32) float32
-	dot4    func(w, x0, x1, x2, x3 []float32, out *[4]float32)
+	dot4    func(w, x0, x1, x2, x3 []float32, out *[4]float32) // nil: DotRows calls dot per row
 	max     func(x []float32) float32
 	axpy    func(a float32, x, y []float32)
 	scale   func(a float32, x []float32)
@@ -237,7 +237,6 @@ var genericKernels = kernels{
 	name:    "generic",
 	sum:     sumGeneric,
 	dot:     dotGeneric,
-	dot4:    dot4Generic,
 	max:     maxGeneric,
 	axpy:    axpyGeneric,
 	scale:   scaleGeneric,
