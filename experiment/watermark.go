@@ -172,15 +172,19 @@ func (o *WatermarkOptions) selected(rep *WatermarkReport, marked, plain, windows
 	if err != nil {
 		return err
 	}
+	all := 0 // tokens plain detection scores in the watermarked generations
+	for _, ts := range marked {
+		all += o.Scheme.Detect(ts).Scored
+	}
 	for _, min := range o.MinEntropies {
 		sd := SelectedDetection{MinEntropy: min, HumanZMax: math.Inf(-1)}
-		var kept, all int
+		kept := 0
 		for i, ts := range marked {
 			res, err := o.Scheme.DetectSelected(ts, hm[i], min)
 			if err != nil {
 				return err
 			}
-			kept, all = kept+res.Scored, all+o.Scheme.Detect(ts).Scored
+			kept += res.Scored
 			sd.Z = append(sd.Z, res.Z)
 			if res.Watermarked {
 				sd.Detected++

@@ -35,7 +35,7 @@ func bindWatermarkFlags(fs *flag.FlagSet, sampling bool) *watermarkFlags {
 		w.key = fs.String("key", "", "the watermark's secret key")
 	}
 	w.gamma = fs.Float64("gamma", watermark.DefaultGamma, "green share of the vocabulary")
-	w.seeding = fs.String("seeding", "left-hash", "green-list seeding: left-hash (the previous token) or self-hash (the min-hash of --context previous tokens and the token itself)")
+	w.seeding = fs.String("seeding", "left-hash", "green-list seeding: left-hash (the --context previous tokens) or self-hash (the min-hash of --context previous tokens and the token itself)")
 	w.context = fs.Int("context", 0, "tokens seeding the green list (default: left-hash 2, self-hash 4)")
 	return w
 }
@@ -123,9 +123,11 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := s.Detect(tokens)
+	var r watermark.Result
 	how := ""
-	if entropy != nil {
+	if entropy == nil {
+		r = s.Detect(tokens)
+	} else {
 		if r, err = s.DetectSelected(tokens, entropy, *minH); err != nil {
 			return badInput("%v", err)
 		}
