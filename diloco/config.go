@@ -229,23 +229,15 @@ func (c RunConfig) Validate() error {
 	if err := c.Model.Validate(); err != nil {
 		return err
 	}
-	cd, err := compress.ParseCodec(string(c.Codec))
-	if err != nil {
+	if err := canonical(c.Codec); err != nil {
 		return err
 	}
-	if cd != c.Codec {
-		return fmt.Errorf("codec %q is not written canonically: %q", c.Codec, cd)
-	}
 	if c.DownCodec != "" {
-		dc, err := compress.ParseCodec(string(c.DownCodec))
-		if err != nil {
+		if err := canonical(c.DownCodec); err != nil {
 			return fmt.Errorf("update codec: %v", err)
 		}
-		if dc != c.DownCodec {
-			return fmt.Errorf("update codec %q is not written canonically: %q", c.DownCodec, dc)
-		}
 	}
-	if _, _, _, sparse := cd.Sparse(); c.FeedbackDecay != 0 && (!sparse || !(c.FeedbackDecay > 0 && c.FeedbackDecay <= 1)) {
+	if _, _, _, sparse := c.Codec.Sparse(); c.FeedbackDecay != 0 && (!sparse || !(c.FeedbackDecay > 0 && c.FeedbackDecay <= 1)) {
 		return fmt.Errorf("feedback decay %g: must be in (0, 1], with a sparse (topk) codec only", c.FeedbackDecay)
 	}
 	switch {
@@ -383,3 +375,16 @@ func Stream(workerID string) uint64 {
 // GlobalStep is the index of an inner step within the run, which keys both
 // the data and the inner learning rate.
 func (c RunConfig) GlobalStep(round, step int) int { return round*c.InnerSteps + step }
+
+// canonical checks that c names a codec as ParseCodec writes it: workers
+// compare payload codecs with the run's as strings.
+func canonical(c compress.Codec) error {
+	cd, err := compress.ParseCodec(string(c))
+	if err != nil {
+		return err
+	}
+	if cd != c {
+		return fmt.Errorf("codec %q is not written canonically: %q", c, cd)
+	}
+	return nil
+}

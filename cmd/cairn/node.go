@@ -34,7 +34,6 @@ import (
 // flags and the text it trains on (--data).
 type runSpec struct {
 	cfg     diloco.RunConfig
-	codec   string
 	timeout time.Duration
 	robust  robustFlags
 	data    *string
@@ -47,7 +46,7 @@ type robustFlags struct{ clip, trim float64 }
 // bindRun binds the run flags, with defaults from cfg, to a new runSpec.
 func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
 	r := &runSpec{cfg: cfg}
-	runFlags(fs, &r.cfg, &r.codec, &r.timeout)
+	runFlags(fs, &r.cfg, &r.timeout)
 	d := verify.DefaultAggregateOptions()
 	fs.Float64Var(&r.robust.clip, "clip", d.ClipMultiple, "clip each contribution to this multiple of the round's median norm")
 	fs.Float64Var(&r.robust.trim, "trim", d.Trim, "fraction of contributions dropped at each end of every coordinate before averaging (0: none)")
@@ -75,14 +74,14 @@ func (r *runSpec) load() ([]byte, error) {
 	case r.robust.trim != d.Trim:
 		r.cfg.Robust.Trim = r.robust.trim
 	}
-	if err := finishRunConfig(&r.cfg, r.codec, r.timeout, text); err != nil {
+	if err := finishRunConfig(&r.cfg, r.timeout, text); err != nil {
 		return nil, err
 	}
 	return text, nil
 }
 
 // runFlags binds the flags of a DiLoCo run's configuration to c.
-func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *time.Duration) {
+func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, timeout *time.Duration) {
 	fs.IntVar(&c.Model.NEmbd, "d", c.Model.NEmbd, "model width")
 	fs.IntVar(&c.Model.NLayer, "layers", c.Model.NLayer, "transformer blocks")
 	fs.IntVar(&c.Model.NHead, "heads", c.Model.NHead, "attention heads")
@@ -95,7 +94,7 @@ func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *tim
 	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "inner warm-up steps")
 	fs.Float64Var(&c.OuterLR, "outer-lr", c.OuterLR, "outer Nesterov learning rate")
 	fs.Float64Var(&c.Momentum, "outer-momentum", c.Momentum, "outer Nesterov momentum")
-	fs.StringVar(codec, "codec", string(c.Codec), "update compression: int8 (with error feedback), fp32, or topk[:K/CHUNK[:BITS]] (the K largest of every CHUNK values at 1 or 2 bits, with error feedback; topk = 64/4096:2)")
+	fs.Var(codecFlag{&c.Codec}, "codec", "update compression: int8 (with error feedback), fp32, or topk[:K/CHUNK[:BITS]] (the K largest of every CHUNK values at 1 or 2 bits, with error feedback; topk = 64/4096:2)")
 	fs.Var(codecFlag{&c.DownCodec}, "update-codec", "codec of the published updates (default: --codec); a sparse run wants a denser topk than its workers', e.g. topk:256/4096")
 	fs.Float64Var(&c.FeedbackDecay, "feedback-decay", c.FeedbackDecay, "with a topk codec: the workers' error-feedback decay beta (SparseLoCo 0.95; 0 means 1)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initial weights and of data assignment")
@@ -103,13 +102,9 @@ func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, codec *string, timeout *tim
 	fs.IntVar(&c.Quorum, "quorum", c.Quorum, "fewest contributions a round may close with")
 }
 
-// finishRunConfig applies the string flags and validates.
-func finishRunConfig(c *diloco.RunConfig, codec string, timeout time.Duration, text []byte) error {
-	cd, err := compress.ParseCodec(codec)
-	if err != nil {
-		return badInput("%v", err)
-	}
-	c.Codec, c.RoundTimeout, c.DataHash = cd, diloco.Duration(timeout), node.DataHash(text)
+// finishRunConfig applies the timeout and the text and validates.
+func finishRunConfig(c *diloco.RunConfig, timeout time.Duration, text []byte) error {
+	c.RoundTimeout, c.DataHash = diloco.Duration(timeout), node.DataHash(text)
 	if err := c.Validate(); err != nil {
 		return badInput("%v", err)
 	}
@@ -387,7 +382,7 @@ func ledgerFlag(v string) (string, error) {
 	return v, nil
 }
 
-// codecFlag is a codec flag stored canonically (empty stays empty).
+// codecFlag is a codec flag, stored as ParseCodec writes it canonically.
 type codecFlag struct{ c *compress.Codec }
 
 func (f codecFlag) String() string {
