@@ -649,14 +649,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || n > 1<<20 {
 			n = 5
 		}
-		out := make([]float32, n)
-		if err := Decode(p, out); err != nil {
-			if !strings.HasPrefix(err.Error(), "compress: ") || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("bad error %q", err)
-			}
-			if DecodeAdd(p, 0.5, make([]float32, n)) == nil {
-				t.Fatalf("DecodeAdd accepts what Decode rejects: %v", err)
-			}
+		out, ok := fuzzDecode(t, p, n)
+		if !ok {
 			return
 		}
 		for i, v := range out {
@@ -767,4 +761,21 @@ func TestMaxEncodedSize(t *testing.T) {
 	if MaxEncodedSize("int4", 10) != 0 || MaxEncodedSize(Int8, -1) != 0 {
 		t.Fatal("bound for an unknown codec or negative length")
 	}
+}
+
+// fuzzDecode decodes p into n values; a refusal must be one line starting
+// "compress: " and DecodeAdd must refuse p too. ok is false on a refusal.
+func fuzzDecode(t *testing.T, p []byte, n int) (out []float32, ok bool) {
+	t.Helper()
+	out = make([]float32, n)
+	if err := Decode(p, out); err != nil {
+		if !strings.HasPrefix(err.Error(), "compress: ") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("bad error %q", err)
+		}
+		if DecodeAdd(p, 0.5, make([]float32, n)) == nil {
+			t.Fatalf("DecodeAdd accepts what Decode rejects: %v", err)
+		}
+		return nil, false
+	}
+	return out, true
 }
