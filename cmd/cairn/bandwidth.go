@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,9 +19,57 @@ import (
 func bandwidthArms(run diloco.RunConfig) []experiment.BandwidthArm {
 	return []experiment.BandwidthArm{
 		{Name: "DiLoCo int8", Codec: compress.Int8, OuterLR: run.OuterLR, Momentum: run.Momentum},
-		{Name: "SparseLoCo 1.6%", Codec: "topk:64/4096:2", DownCodec: "topk:256/4096:2", FeedbackDecay: 0.95, OuterLR: 1},
-		{Name: "SparseLoCo 6.3%", Codec: "topk:256/4096:2", DownCodec: "topk:1024/4096:2", FeedbackDecay: 0.95, OuterLR: 1},
+		sparseArm("topk:64/4096:2", "topk:256/4096:2"),
+		sparseArm("topk:256/4096:2", "topk:1024/4096:2"),
 	}
+}
+
+// sparseArm is SparseLoCo with contributions in up and updates in down:
+// error feedback decayed by 0.95, outer SGD at lr 1.
+func sparseArm(up, down compress.Codec) experiment.BandwidthArm {
+	k, chunk, _, _ := up.Sparse()
+	return experiment.BandwidthArm{Name: fmt.Sprintf("SparseLoCo %.1f%%", 100*float64(k)/float64(chunk)),
+		Codec: up, DownCodec: down, FeedbackDecay: 0.95, OuterLR: 1}
+}
+
+// sparseArmsFlag is --sparse: a comma-separated list of UP@DOWN codec
+// pairs (DOWN defaults to UP), each a SparseLoCo arm.
+type sparseArmsFlag struct{ arms *[]experiment.BandwidthArm }
+
+func (f sparseArmsFlag) String() string {
+	if f.arms == nil {
+		return ""
+	}
+	var s []string
+	for _, a := range *f.arms {
+		s = append(s, string(a.Codec)+"@"+string(a.DownCodec))
+	}
+	return strings.Join(s, ",")
+}
+
+func (f sparseArmsFlag) Set(v string) error {
+	*f.arms = nil
+	for _, pair := range strings.Split(v, ",") {
+		upS, downS, ok := strings.Cut(pair, "@")
+		if !ok {
+			downS = upS
+		}
+		up, err := compress.ParseCodec(upS)
+		if err != nil {
+			return err
+		}
+		down, err := compress.ParseCodec(downS)
+		if err != nil {
+			return err
+		}
+		for _, c := range []compress.Codec{up, down} {
+			if _, _, _, sparse := c.Sparse(); !sparse {
+				return fmt.Errorf("%s is not a topk codec", c)
+			}
+		}
+		*f.arms = append(*f.arms, sparseArm(up, down))
+	}
+	return nil
 }
 
 // runBandwidthExperiment compares the traffic and loss of per-step data
@@ -36,6 +85,9 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	linkMbps := fs.Float64("link-mbps", 10, "each worker's link in Mbit/s each way (0: unlimited)")
 	linkRTT := fs.Duration("link-rtt", 100*time.Millisecond, "each worker's link round-trip time")
 	noDDP := fs.Bool("no-ddp", false, "leave out the data-parallel arm")
+	noInt8 := fs.Bool("no-int8", false, "leave out the DiLoCo int8 arm")
+	var sparse []experiment.BandwidthArm
+	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -48,6 +100,15 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := run.cfg
 	arms := bandwidthArms(cfg)
+	if sparse != nil {
+		arms = append(arms[:1], sparse...)
+	}
+	if *noInt8 {
+		arms = arms[1:]
+	}
+	if len(arms) == 0 && *noDDP {
+		return badInput("nothing to run: --no-int8 and --no-ddp with no --sparse arm")
+	}
 	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d; model %d params; worker links %g Mbit/s, RTT %v\n",
 		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize, cfg.Model.NumParams(), *linkMbps, *linkRTT)
 	p := newProgress(stderr, len(arms)+1, "experiment")
