@@ -110,8 +110,17 @@ type RunConfig struct {
 	// sparse run's update is the union of its workers' top entries, so it
 	// wants a denser top-k than theirs (k times the workers, say).
 	DownCodec compress.Codec `json:"down_codec,omitempty"`
-	Seed      uint64         `json:"seed"`
-	DataHash  string         `json:"data_hash"` // SHA-256 of the training text
+	// Overlap delays the outer step by one round so that workers never
+	// wait for the network: a contribution to round r trains from the
+	// weights of round r−1 (round 0's from θ0, see BaseRound), so a
+	// worker trains round r+1 while its contribution to round r uploads
+	// and the round's update downloads (the one-step-delayed outer update
+	// of Streaming and eager-update DiLoCo). The aggregator applies each
+	// round's aggregate to the newest weights, one round after the
+	// weights it was trained from.
+	Overlap  bool   `json:"overlap,omitempty"`
+	Seed     uint64 `json:"seed"`
+	DataHash string `json:"data_hash"` // SHA-256 of the training text
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
 	// Quorum is the fewest contributions a round may close with; a round
@@ -375,6 +384,15 @@ func Stream(workerID string) uint64 {
 // GlobalStep is the index of an inner step within the run, which keys both
 // the data and the inner learning rate.
 func (c RunConfig) GlobalStep(round, step int) int { return round*c.InnerSteps + step }
+
+// BaseRound is the round whose weights contributions to round train from:
+// round itself, or with Overlap the round before (round 0 trains from θ0).
+func (c RunConfig) BaseRound(round int) int {
+	if c.Overlap && round > 0 {
+		return round - 1
+	}
+	return round
+}
 
 // canonical checks that c names a codec as ParseCodec writes it: workers
 // compare payload codecs with the run's as strings.

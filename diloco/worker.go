@@ -26,7 +26,14 @@ type Worker struct {
 	theta []float32 // the global weights of round
 	round int
 	hash  Hash
-	delta []float32
+	delta []float32 // Train's pseudo-gradient
+	upd   []float32 // ApplyUpdate's decoded change
+	// With Cfg.Overlap: the global weights of round-1 (base, baseHash),
+	// kept by ApplyUpdate for the contribution to round that trains from
+	// them; baseRound is -1 when they are not held.
+	base      []float32
+	baseRound int
+	baseHash  Hash
 
 	backup LocalState // the optimiser state at the start of Train
 }
@@ -49,8 +56,12 @@ func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (
 			return nil, err
 		}
 	}
-	return &Worker{ID: id, Cfg: cfg, inner: inner, enc: enc,
-		theta: make([]float32, n), round: -1, delta: make([]float32, n)}, nil
+	w := &Worker{ID: id, Cfg: cfg, inner: inner, enc: enc,
+		theta: make([]float32, n), round: -1, delta: make([]float32, n), upd: make([]float32, n), baseRound: -1}
+	if cfg.Overlap {
+		w.base = make([]float32, n)
+	}
+	return w, nil
 }
 
 // InitialWeights returns θ0 of a run: the model initialised from the run
@@ -72,7 +83,24 @@ func (w *Worker) SetWeights(round int, theta []float32, want Hash) error {
 	}
 	copy(w.theta, theta)
 	w.round, w.hash = round, want
+	w.baseRound = -1
 	return nil
+}
+
+// Base returns the global weights a contribution to round trains from
+// (see RunConfig.BaseRound) and their hash, if the worker holds them: its
+// current weights when they are the base round's, or with Cfg.Overlap the
+// previous round's that ApplyUpdate kept. The slice is the worker's own:
+// it changes with the next update.
+func (w *Worker) Base(round int) ([]float32, Hash, bool) {
+	b := w.Cfg.BaseRound(round)
+	switch {
+	case w.round >= 0 && w.round == b:
+		return w.theta, w.hash, true
+	case w.Cfg.Overlap && w.baseRound >= 0 && w.baseRound == b:
+		return w.base, w.baseHash, true
+	}
+	return nil, Hash{}, false
 }
 
 // Round is the round of the worker's global weights (-1 before any).
@@ -98,6 +126,20 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
 	}
+	return w.TrainFrom(ctx, w.round, w.theta, steps, step)
+}
+
+// TrainFrom is Train for the contribution to round from the global weights
+// base (the base round's, see RunConfig.BaseRound), which it only reads.
+// It touches neither the worker's global weights nor its round, so one
+// goroutine may train a round ahead with it while another applies the
+// published updates (ApplyUpdate, SetWeights); nothing else may use the
+// worker meanwhile. The errors are Train's, and a base that does not fit
+// the model.
+func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
+	if len(base) != len(w.delta) {
+		return nil, 0, fmt.Errorf("weights have %d values, the model %d", len(base), len(w.delta))
+	}
 	if steps < 1 || steps > w.Cfg.InnerSteps {
 		return nil, 0, fmt.Errorf("a round trains 1 to %d inner steps, not %d", w.Cfg.InnerSteps, steps)
 	}
@@ -112,7 +154,7 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 			t.Opt.Step = w.backup.Step
 		}
 	}()
-	copy(t.Model.Params, w.theta)
+	copy(t.Model.Params, base)
 	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -121,16 +163,16 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 			steps = i
 			break
 		}
-		t.Step = w.Cfg.GlobalStep(w.round, i)
+		t.Step = w.Cfg.GlobalStep(round, i)
 		r, err := t.TrainStep()
 		if err != nil {
-			return nil, 0, fmt.Errorf("round %d: %v", w.round, err)
+			return nil, 0, fmt.Errorf("round %d: %v", round, err)
 		}
 		if step != nil {
 			step(i, r.Loss)
 		}
 	}
-	for i, v := range w.theta {
+	for i, v := range base {
 		w.delta[i] = v - t.Model.Params[i]
 	}
 	payload, err = w.enc.Encode(w.delta)
@@ -189,12 +231,18 @@ func (w *Worker) ApplyUpdate(payload []byte, want Hash) error {
 	if w.round < 0 {
 		return fmt.Errorf("worker has no global weights to update")
 	}
-	if err := applyUpdate(w.theta, w.delta, payload); err != nil {
+	if w.Cfg.Overlap {
+		// The contribution to the next round trains from these weights.
+		copy(w.base, w.theta)
+		w.baseRound, w.baseHash = w.round, w.hash
+	}
+	if err := applyUpdate(w.theta, w.upd, payload); err != nil {
+		w.baseRound = -1
 		return err
 	}
 	w.round++
 	if h := HashWeights(w.round, w.theta); h != want {
-		w.round = -1 // the weights are no longer any round's
+		w.round, w.baseRound = -1, -1 // the weights are no longer any round's
 		return fmt.Errorf("weights after the update of round %d hash to %s, want %s", w.round, h, want)
 	}
 	w.hash = want

@@ -159,7 +159,8 @@ func (val *validation) Stats() ValidatorStats {
 	return val.stats
 }
 
-// weights records θ of round, the weights its contributions train from.
+// weights records θ of round, the weights contributions to round (or,
+// with overlap, to round+1) train from.
 func (val *validation) weights(round int, theta []float32) {
 	val.mu.Lock()
 	defer val.mu.Unlock()
@@ -171,10 +172,11 @@ func (val *validation) weights(round int, theta []float32) {
 func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byte) {
 	val.mu.Lock()
 	defer val.mu.Unlock()
-	theta := val.thetas[res.Round]
-	delete(val.thetas, res.Round)
+	// The round's contributions trained from its base round's weights;
+	// the next round's train from those of its own base round.
+	theta := val.thetas[val.cfg.BaseRound(res.Round)]
 	for r := range val.thetas {
-		if r < res.Round {
+		if r < val.cfg.BaseRound(res.Round+1) {
 			delete(val.thetas, r)
 		}
 	}

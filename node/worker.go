@@ -83,9 +83,15 @@ type Worker struct {
 	peerMinRate         float64
 
 	pending *contribution
-	stats   WorkerStats
-	pace    pace       // the run loop's
-	led     workLedger // the run's chain, as this worker sees it
+	// With overlap: the round training in the background, the copy of
+	// the weights it trains from, and a spare start-state buffer.
+	ahead     *aheadJob
+	aheadBase []float32
+	spare     diloco.LocalState
+
+	stats WorkerStats
+	pace  pace       // the run loop's
+	led   workLedger // the run's chain, as this worker sees it
 }
 
 // WorkerStats is where a worker's time and bytes went.
@@ -276,6 +282,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer w.stopAhead()
 	w.mu.Lock()
 	w.aggID = aggID
 	w.mu.Unlock()
@@ -300,7 +307,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if err := w.connectLedger(ctx, &wel); err != nil {
 		return err
 	}
-	if p := w.pending; p != nil && p.round == wel.Round && p.hash == hash {
+	if p := w.pending; p != nil && p.round == wel.Round && (p.hash == hash || w.w.Cfg.Overlap) {
 		if err := w.submit(ctx, p); err != nil {
 			return err
 		}
@@ -370,7 +377,19 @@ func (w *Worker) session(ctx context.Context) error {
 			}
 		case diloco.Train:
 			s.Close()
-			if err := w.trainAndSubmit(ctx, time.Duration(reply.DeadlineMS)*time.Millisecond, reply.Waited); err != nil {
+			left := time.Duration(reply.DeadlineMS) * time.Millisecond
+			if w.w.Cfg.Overlap {
+				base := rh
+				if reply.Base != "" {
+					if base, err = diloco.ParseHash(reply.Base); err != nil {
+						return err
+					}
+				}
+				err = w.trainOverlapped(ctx, reply.Round, base, left, reply.Waited)
+			} else {
+				err = w.trainAndSubmit(ctx, left, reply.Waited)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -628,6 +647,9 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 // and tries again.
 func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	c.attempts++
+	if c.attempts == 1 {
+		w.sendingReveal(c)
+	}
 	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw}
 	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, req, controlTimeout)
 	if err != nil {

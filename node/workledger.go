@@ -57,6 +57,11 @@ type workLedger struct {
 	curValid bool
 
 	kept []Reveal // oldest first, at most keep
+	// sending is the reveal of the contribution being submitted (its
+	// start state a copy), under the worker's mu: a validator may ask for
+	// it as soon as the round closes, before the worker has read its
+	// acknowledgement and kept it.
+	sending *Reveal
 }
 
 // stateHash is the hash of the worker's local state (cached between
@@ -214,15 +219,36 @@ func (w *Worker) submitted(c *contribution, recorded, accepted bool) {
 		l.recorded = c.round + 1
 		if accepted {
 			w.keepReveal(c)
+		} else {
+			w.mu.Lock()
+			l.sending = nil
+			w.mu.Unlock()
 		}
 		return
 	}
+	w.mu.Lock()
+	l.sending = nil
+	w.mu.Unlock()
 	l.known = false
+	w.stopAhead() // it trained on from this contribution's end state
 	if c.attempts == 1 && l.startValid && l.startHash == diloco.Hash(c.commit.StartState) {
 		if err := w.setState(l.start, l.startHash); err != nil {
 			w.log.Error("cannot roll the local state back", "err", err)
 		}
 	}
+}
+
+// sendingReveal makes the reveal of contribution c available while it is
+// submitted, if the worker holds its start state.
+func (w *Worker) sendingReveal(c *contribution) {
+	l := &w.led
+	var r *Reveal
+	if l.startValid && l.startHash == diloco.Hash(c.commit.StartState) {
+		r = &Reveal{Round: c.commit.Round, Commit: c.commit, Start: l.start.Clone(), Payload: c.payload}
+	}
+	w.mu.Lock()
+	l.sending = r
+	w.mu.Unlock()
 }
 
 // keepReveal keeps the start state of an accepted contribution, dropping
@@ -233,6 +259,7 @@ func (w *Worker) keepReveal(c *contribution) {
 	r := Reveal{Round: c.commit.Round, Commit: c.commit, Start: l.start, Payload: c.payload}
 	l.start, l.startValid = diloco.LocalState{}, false
 	w.mu.Lock()
+	l.sending = nil
 	if len(l.kept) >= l.keep {
 		l.start = l.kept[0].Start
 		l.kept = append(l.kept[:0], l.kept[1:]...)
@@ -253,6 +280,9 @@ func (w *Worker) Reveal(round uint64) (Reveal, bool) {
 			r.Start, r.Payload = r.Start.Clone(), append([]byte(nil), r.Payload...)
 			return r, true
 		}
+	}
+	if r := w.led.sending; r != nil && r.Round == round {
+		return Reveal{Round: r.Round, Commit: r.Commit, Start: r.Start.Clone(), Payload: append([]byte(nil), r.Payload...)}, true
 	}
 	return Reveal{}, false
 }

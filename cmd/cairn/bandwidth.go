@@ -109,6 +109,11 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(arms) == 0 && *noDDP {
 		return badInput("nothing to run: --no-int8 and --no-ddp with no --sparse arm")
 	}
+	if cfg.Overlap {
+		for i := range arms {
+			arms[i].Name += " + overlap"
+		}
+	}
 	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d; model %d params; worker links %g Mbit/s, RTT %v\n",
 		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize, cfg.Model.NumParams(), *linkMbps, *linkRTT)
 	p := newProgress(stderr, len(arms)+1, "experiment")
@@ -140,6 +145,10 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 			r.Wall.Round(time.Second), 100*r.Compute, r.Note)
 	}
 	tw.Flush()
-	fmt.Fprintln(stdout, "overlap of communication with the next round's compute: not implemented yet (no arm with it)")
+	if cfg.Overlap {
+		fmt.Fprintln(stdout, "every DiLoCo arm with overlap: each round trains from the previous round's weights while the last contribution uploads and the update downloads")
+	} else {
+		fmt.Fprintln(stdout, "every DiLoCo arm without overlap (--overlap: workers train the next round while they communicate)")
+	}
 	return nil
 }
