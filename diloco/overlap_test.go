@@ -2,6 +2,7 @@ package diloco
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,5 +81,98 @@ func TestOverlapBase(t *testing.T) {
 	}
 	if err := agg.CanSubmit("w", 1, theta0, tokens, now); err != nil {
 		t.Fatalf("a contribution trained from round 0's weights was refused: %v", err)
+	}
+}
+
+// TestOverlapState: with overlap the local state carries the worker's last
+// contribution (decoded) and its round; it encodes, hashes and decodes
+// with them, and a decoder refuses a last round outside the run.
+func TestOverlapState(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	cfg.Overlap = true
+	z := ZeroState(cfg)
+	if len(z.Ahead) != cfg.Model.NumParams() || z.AheadRound != -1 {
+		t.Fatalf("zero state: %d ahead values, round %d", len(z.Ahead), z.AheadRound)
+	}
+	s := z.Clone()
+	s.Ahead[3], s.AheadRound = 0.25, 1
+	b, err := s.MarshalBinary()
+	if err != nil || len(b) != StateSize(cfg) {
+		t.Fatalf("encoding: %d bytes, %v; want %d", len(b), err, StateSize(cfg))
+	}
+	got, err := UnmarshalState(b, cfg)
+	if err != nil || got.Ahead[3] != 0.25 || got.AheadRound != 1 || got.Hash() != s.Hash() {
+		t.Fatalf("decoded %v, ahead[3] %v, round %d", err, got.Ahead[3], got.AheadRound)
+	}
+	if s.Hash() == z.Hash() {
+		t.Fatal("the last contribution does not change the state's hash")
+	}
+	plain := tinyCfg(compress.Int8)
+	if _, err := UnmarshalState(b, plain); err == nil {
+		t.Fatal("an overlapped run's state was accepted by a run without overlap")
+	}
+	if err := s.Check(plain); err == nil {
+		t.Fatal("Check passed a state with a last contribution in a run without overlap")
+	}
+	o := StateSize(cfg) - 4*cfg.Model.NumParams() - aheadTrailer
+	b[o] = byte(cfg.Rounds + 2)
+	if _, err := UnmarshalState(b, cfg); err == nil {
+		t.Fatal("a last contribution beyond the run's rounds was accepted")
+	}
+}
+
+// TestOverlapEagerBase: with overlap a contribution to round 1 trains from
+// θ0 less the worker's own round-0 contribution: bitwise what a worker
+// without overlap, in the same local state, sends from those weights.
+func TestOverlapEagerBase(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	cfg.Overlap = true
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	w, err := NewWorker("w", cfg, testTrain(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta0 := InitialWeights(cfg)
+	if err := w.SetWeights(0, theta0, HashWeights(0, theta0)); err != nil {
+		t.Fatal(err)
+	}
+	p0, _, err := w.Train(context.Background(), cfg.InnerSteps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := w.State()
+	own := make([]float32, len(theta0))
+	if err := compress.Decode(p0, own); err != nil {
+		t.Fatal(err)
+	}
+	if st.AheadRound != 0 || !slices.Equal(st.Ahead, own) {
+		t.Fatalf("after round 0 the state holds round %d's contribution (equal: %v)", st.AheadRound, slices.Equal(st.Ahead, own))
+	}
+	p1, _, err := w.TrainFrom(context.Background(), 1, theta0, cfg.InnerSteps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	plain := cfg
+	plain.Overlap = false
+	v, err := NewWorker("w", plain, testTrain(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Ahead, st.AheadRound = nil, -1
+	if err := v.SetState(st); err != nil {
+		t.Fatal(err)
+	}
+	eager := make([]float32, len(theta0))
+	for i := range eager {
+		eager[i] = theta0[i] - own[i]
+	}
+	q1, _, err := v.TrainFrom(context.Background(), 1, eager, cfg.InnerSteps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p1) != string(q1) {
+		t.Fatal("round 1 with overlap did not train from θ0 less the worker's own round-0 contribution")
 	}
 }

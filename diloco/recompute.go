@@ -53,6 +53,9 @@ func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta 
 	if start.Step > round*cfg.InnerSteps {
 		return nil, LocalState{}, fmt.Errorf("start state has taken %d inner steps, more than the %d before round %d", start.Step, round*cfg.InnerSteps, round)
 	}
+	if start.AheadRound >= round {
+		return nil, LocalState{}, fmt.Errorf("start state's last contribution is to round %d, not before round %d", start.AheadRound, round)
+	}
 	if err := w.SetState(start); err != nil {
 		return nil, LocalState{}, err
 	}
@@ -65,8 +68,7 @@ func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta 
 	if err != nil {
 		return nil, LocalState{}, err
 	}
-	o := w.inner.Opt
-	return payload, LocalState{M: o.M, V: o.V, Step: o.Step, Residual: w.enc.Residual()}, nil
+	return payload, w.localState(), nil
 }
 
 // Recompute is a one-off Recomputer.Recompute: it builds the model and

@@ -23,6 +23,13 @@ type LocalState struct {
 	M, V     []float32 // AdamW first and second moments, one per parameter
 	Step     int       // AdamW updates taken
 	Residual []float32 // int8 error feedback, one per parameter; empty for fp32
+	// Ahead, in a run with overlap (empty otherwise), is the decoded
+	// payload of the worker's last contribution, to round AheadRound (-1:
+	// none yet). A contribution to round r = AheadRound+1 trains from the
+	// weights of round r-1 less Ahead: the worker's own last step stands
+	// in for the aggregate it has not received yet (an eager update).
+	Ahead      []float32
+	AheadRound int
 }
 
 // StateDomain starts the canonical encoding of a LocalState, so that its
@@ -36,12 +43,19 @@ const stateHeader = len(StateDomain) + 24
 // ZeroState is the local state of a worker that has just joined run cfg.
 func ZeroState(cfg RunConfig) LocalState {
 	n := cfg.Model.NumParams()
-	s := LocalState{M: make([]float32, n), V: make([]float32, n)}
+	s := LocalState{M: make([]float32, n), V: make([]float32, n), AheadRound: -1}
 	if hasResidual(cfg.Codec) {
 		s.Residual = make([]float32, n)
 	}
+	if cfg.Overlap {
+		s.Ahead = make([]float32, n)
+	}
 	return s
 }
+
+// aheadTrailer is the size of the encoding's overlap trailer before its
+// values: AheadRound+1 as a uint64.
+const aheadTrailer = 8
 
 // Hash is the state's canonical hash: SHA-256 of its canonical encoding
 // (see MarshalBinary), computed without building that encoding.
@@ -52,6 +66,11 @@ func (s LocalState) Hash() Hash {
 	d.Write(b[:stateHeader])
 	for _, x := range [][]float32{s.M, s.V, s.Residual} {
 		writeFloats(d, b[:], x)
+	}
+	if len(s.Ahead) > 0 {
+		binary.LittleEndian.PutUint64(b[:], uint64(s.AheadRound+1))
+		d.Write(b[:aheadTrailer])
+		writeFloats(d, b[:], s.Ahead)
 	}
 	var h Hash
 	d.Sum(h[:0])
@@ -90,19 +109,36 @@ func writeFloats(d hash.Hash, buf []byte, x []float32) {
 //	52+4n    4n    V as float32 bits
 //	52+8n    4r    the residual as float32 bits
 //
+// and in a run with overlap (a state with Ahead) a trailer:
+//
+//	52+8n+4r 8     AheadRound+1 (uint64)
+//	60+8n+4r 4n    Ahead as float32 bits
+//
 // It fails when the state is not well formed (see Check).
 func (s LocalState) MarshalBinary() ([]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, stateHeader+4*(2*len(s.M)+len(s.Residual)))
+	size := stateHeader + 4*(2*len(s.M)+len(s.Residual))
+	if len(s.Ahead) > 0 {
+		size += aheadTrailer + 4*len(s.Ahead)
+	}
+	b := make([]byte, size)
 	s.putHeader(b)
 	o := stateHeader
-	for _, x := range [][]float32{s.M, s.V, s.Residual} {
+	put := func(x []float32) {
 		for _, v := range x {
 			binary.LittleEndian.PutUint32(b[o:], math.Float32bits(v))
 			o += 4
 		}
+	}
+	put(s.M)
+	put(s.V)
+	put(s.Residual)
+	if len(s.Ahead) > 0 {
+		binary.LittleEndian.PutUint64(b[o:], uint64(s.AheadRound+1))
+		o += aheadTrailer
+		put(s.Ahead)
 	}
 	return b, nil
 }
@@ -115,7 +151,11 @@ func StateSize(cfg RunConfig) int {
 	if hasResidual(cfg.Codec) {
 		r = n
 	}
-	return stateHeader + 4*(2*n+r)
+	size := stateHeader + 4*(2*n+r)
+	if cfg.Overlap {
+		size += aheadTrailer + 4*n
+	}
+	return size
 }
 
 // UnmarshalState decodes a local state of run cfg from its canonical
@@ -145,16 +185,29 @@ func UnmarshalState(b []byte, cfg RunConfig) (LocalState, error) {
 	if maxStep := uint64(cfg.Rounds) * uint64(cfg.InnerSteps); step > maxStep {
 		return LocalState{}, fmt.Errorf("local state has taken %d inner steps, more than the run's %d", step, maxStep)
 	}
-	s := LocalState{M: make([]float32, n), V: make([]float32, n), Step: int(step)}
+	s := LocalState{M: make([]float32, n), V: make([]float32, n), Step: int(step), AheadRound: -1}
 	if wantR > 0 {
 		s.Residual = make([]float32, n)
 	}
 	o = stateHeader
-	for _, x := range [][]float32{s.M, s.V, s.Residual} {
+	get := func(x []float32) {
 		for i := range x {
 			x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[o:]))
 			o += 4
 		}
+	}
+	get(s.M)
+	get(s.V)
+	get(s.Residual)
+	if cfg.Overlap {
+		ar := binary.LittleEndian.Uint64(b[o:])
+		if ar > uint64(cfg.Rounds) {
+			return LocalState{}, fmt.Errorf("local state's last contribution is to round %d, outside the run's %d rounds", int64(ar)-1, cfg.Rounds)
+		}
+		s.AheadRound = int(ar) - 1
+		o += aheadTrailer
+		s.Ahead = make([]float32, n)
+		get(s.Ahead)
 	}
 	if err := s.check(); err != nil {
 		return LocalState{}, err
@@ -174,6 +227,13 @@ func (s LocalState) Check(cfg RunConfig) error {
 	if len(s.M) != n || len(s.V) != n || len(s.Residual) != wantR {
 		return fmt.Errorf("local state has %d, %d and %d values, want %d moments each and %d residuals", len(s.M), len(s.V), len(s.Residual), n, wantR)
 	}
+	wantA := 0
+	if cfg.Overlap {
+		wantA = n
+	}
+	if len(s.Ahead) != wantA {
+		return fmt.Errorf("local state holds %d values of its last contribution, want %d (overlap %v)", len(s.Ahead), wantA, cfg.Overlap)
+	}
 	return s.check()
 }
 
@@ -181,13 +241,16 @@ func (s LocalState) check() error {
 	if len(s.V) != len(s.M) || (len(s.Residual) != 0 && len(s.Residual) != len(s.M)) {
 		return fmt.Errorf("local state has %d, %d and %d values: moments and residual must have one per parameter", len(s.M), len(s.V), len(s.Residual))
 	}
-	if s.Step < 0 {
-		return fmt.Errorf("local state has a negative step count %d", s.Step)
+	if len(s.Ahead) != 0 && len(s.Ahead) != len(s.M) {
+		return fmt.Errorf("local state has %d values of its last contribution for %d parameters", len(s.Ahead), len(s.M))
+	}
+	if s.Step < 0 || s.AheadRound < -1 {
+		return fmt.Errorf("local state has a negative step count %d or round %d", s.Step, s.AheadRound)
 	}
 	for _, p := range []struct {
 		name string
 		x    []float32
-	}{{"first moment", s.M}, {"second moment", s.V}, {"residual", s.Residual}} {
+	}{{"first moment", s.M}, {"second moment", s.V}, {"residual", s.Residual}, {"last contribution", s.Ahead}} {
 		for i, v := range p.x {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return fmt.Errorf("local state: %s %d is %v", p.name, i, v)
@@ -205,21 +268,26 @@ func (s LocalState) check() error {
 // Clone returns a deep copy of s.
 func (s LocalState) Clone() LocalState {
 	var c LocalState
-	c.copyFrom(s.M, s.V, s.Step, s.Residual)
+	c.copyFrom(s)
 	return c
 }
 
-// copyFrom makes s a copy of the given state, reusing s's buffers when
-// they are large enough.
-func (s *LocalState) copyFrom(m, v []float32, step int, residual []float32) {
-	s.M = append(s.M[:0], m...)
-	s.V = append(s.V[:0], v...)
-	s.Step = step
-	if len(residual) == 0 {
-		s.Residual = nil
-	} else {
-		s.Residual = append(s.Residual[:0], residual...)
+// copyFrom makes s a copy of src, reusing s's buffers when they are large
+// enough.
+func (s *LocalState) copyFrom(src LocalState) {
+	s.M = append(s.M[:0], src.M...)
+	s.V = append(s.V[:0], src.V...)
+	s.Step, s.AheadRound = src.Step, src.AheadRound
+	s.Residual = copyOrNil(s.Residual, src.Residual)
+	s.Ahead = copyOrNil(s.Ahead, src.Ahead)
+}
+
+// copyOrNil is a copy of src in dst's buffer, or nil for an empty src.
+func copyOrNil(dst, src []float32) []float32 {
+	if len(src) == 0 {
+		return nil
 	}
+	return append(dst[:0], src...)
 }
 
 // hasResidual reports whether codec c keeps an error-feedback residual

@@ -167,11 +167,18 @@ func TestUnmarshalStateRefusals(t *testing.T) {
 }
 
 func FuzzUnmarshalState(f *testing.F) {
-	cfg := tinyCfg(compress.Int8)
+	cfg, over := tinyCfg(compress.Int8), tinyCfg(compress.Int8)
+	over.Overlap = true
 	good, _ := ZeroState(cfg).MarshalBinary()
-	f.Add(good)
-	f.Add([]byte(StateDomain))
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Add(false, good)
+	f.Add(false, []byte(StateDomain))
+	good, _ = ZeroState(over).MarshalBinary()
+	f.Add(true, good)
+	f.Fuzz(func(t *testing.T, overlap bool, b []byte) {
+		cfg := cfg
+		if overlap {
+			cfg = over
+		}
 		s, err := UnmarshalState(b, cfg)
 		if err != nil {
 			return

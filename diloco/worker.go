@@ -34,6 +34,12 @@ type Worker struct {
 	base      []float32
 	baseRound int
 	baseHash  Hash
+	// With Cfg.Overlap, part of the local state: the decoded payload of
+	// the worker's last contribution and its round (see LocalState.Ahead),
+	// and the buffer of the weights a round trains from.
+	ahead      []float32
+	aheadRound int
+	from       []float32
 
 	backup LocalState // the optimiser state at the start of Train
 }
@@ -57,9 +63,9 @@ func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (
 		}
 	}
 	w := &Worker{ID: id, Cfg: cfg, inner: inner, enc: enc,
-		theta: make([]float32, n), round: -1, delta: make([]float32, n), upd: make([]float32, n), baseRound: -1}
+		theta: make([]float32, n), round: -1, delta: make([]float32, n), upd: make([]float32, n), baseRound: -1, aheadRound: -1}
 	if cfg.Overlap {
-		w.base = make([]float32, n)
+		w.base, w.ahead, w.from = make([]float32, n), make([]float32, n), make([]float32, n)
 	}
 	return w, nil
 }
@@ -146,14 +152,24 @@ func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps
 	t := w.inner
 	// Keep the optimiser state to roll back to; the encoder leaves its
 	// residual unchanged on error by itself.
-	w.backup.copyFrom(t.Opt.M, t.Opt.V, t.Opt.Step, nil)
+	w.backup.copyFrom(LocalState{M: t.Opt.M, V: t.Opt.V, Step: t.Opt.Step, Ahead: w.ahead, AheadRound: w.aheadRound})
 	defer func() {
 		if err != nil {
 			copy(t.Opt.M, w.backup.M)
 			copy(t.Opt.V, w.backup.V)
 			t.Opt.Step = w.backup.Step
+			copy(w.ahead, w.backup.Ahead)
+			w.aheadRound = w.backup.AheadRound
 		}
 	}()
+	if w.Cfg.Overlap && round > 0 && w.aheadRound == round-1 {
+		// Eager: the worker's own last contribution stands in for the
+		// aggregate of round-1 it has not received yet.
+		for i, v := range base {
+			w.from[i] = v - w.ahead[i]
+		}
+		base = w.from
+	}
 	copy(t.Model.Params, base)
 	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
@@ -179,6 +195,12 @@ func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps
 	if err != nil {
 		return nil, 0, err
 	}
+	if w.Cfg.Overlap {
+		if err := compress.Decode(payload, w.ahead); err != nil {
+			return nil, 0, err
+		}
+		w.aheadRound = round
+	}
 	return payload, steps * w.Cfg.TokensPerStep(), nil
 }
 
@@ -194,16 +216,20 @@ func (w *Worker) State() LocalState {
 // when they are large enough (so a node that keeps the start state of
 // every round for a later reveal does not allocate each round).
 func (w *Worker) StateTo(dst *LocalState) {
+	dst.copyFrom(w.localState())
+}
+
+// localState is the worker's local state, sharing its buffers.
+func (w *Worker) localState() LocalState {
 	o := w.inner.Opt
-	dst.copyFrom(o.M, o.V, o.Step, w.enc.Residual())
+	return LocalState{M: o.M, V: o.V, Step: o.Step, Residual: w.enc.Residual(), Ahead: w.ahead, AheadRound: w.aheadRound}
 }
 
 // StateHash is the hash of the worker's local state (LocalState.Hash),
 // computed without copying it: the value a worker commits to before and
 // after each round's training.
 func (w *Worker) StateHash() Hash {
-	o := w.inner.Opt
-	return LocalState{M: o.M, V: o.V, Step: o.Step, Residual: w.enc.Residual()}.Hash()
+	return w.localState().Hash()
 }
 
 // SetState replaces the worker's local state by a copy of s: to resume a
@@ -220,6 +246,8 @@ func (w *Worker) SetState(s LocalState) error {
 	copy(o.V, s.V)
 	o.Step = s.Step
 	copy(w.enc.Residual(), s.Residual)
+	copy(w.ahead, s.Ahead)
+	w.aheadRound = s.AheadRound
 	return nil
 }
 
