@@ -226,16 +226,6 @@ func (a *Aggregator) Round() int { return a.round }
 // Hash identifies the current weights.
 func (a *Aggregator) Hash() Hash { return a.hash }
 
-// BaseHash identifies the weights contributions to the current round
-// train from: the current weights, or with Cfg.Overlap the previous
-// round's (round 0: θ0).
-func (a *Aggregator) BaseHash() Hash {
-	if a.Cfg.BaseRound(a.round) != a.round {
-		return a.prev
-	}
-	return a.hash
-}
-
 // Weights are the current global weights (shared; do not modify).
 func (a *Aggregator) Weights() []float32 { return a.theta }
 
@@ -315,13 +305,10 @@ func (x Action) String() string {
 
 // Reply answers a Poll.
 type Reply struct {
-	Action Action
-	Round  int
-	Hash   Hash
-	Update []byte // for Update: the change to subtract
-	// Base, for Train: the hash of the weights the contribution trains
-	// from (Hash, or with Cfg.Overlap the previous round's).
-	Base     Hash
+	Action   Action
+	Round    int
+	Hash     Hash
+	Update   []byte        // for Update: the change to subtract
 	Deadline time.Duration // for Train: time left in the round
 	// Waited, for Train: the round waits for this worker's contribution
 	// until its deadline. Otherwise (a newcomer while others have proven
@@ -357,7 +344,7 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 		}
 		p.present = true
 		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent && !a.refused[id] {
-			return Reply{Action: Train, Round: a.round, Hash: a.hash, Base: a.BaseHash(), Deadline: a.deadline.Sub(now), Waited: a.waiting[id]}
+			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now), Waited: a.waiting[id]}
 		}
 		return Reply{Action: Wait, Round: a.round, Hash: a.hash}
 	case round == a.round-1 && hash == a.prev && a.lastUpdate != nil:
@@ -443,8 +430,8 @@ func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now 
 		return fmt.Errorf("round %d has closed", a.round-1)
 	case round != a.round:
 		return fmt.Errorf("contribution for round %d, but the round is %d", round, a.round)
-	case hash != a.BaseHash():
-		return fmt.Errorf("contribution trained from weights %s, not the round's %s", hash, a.BaseHash())
+	case hash != a.hash:
+		return fmt.Errorf("contribution trained from weights %s, not the round's %s", hash, a.hash)
 	}
 	if err := a.admit(id); err != nil {
 		return err

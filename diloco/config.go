@@ -110,17 +110,18 @@ type RunConfig struct {
 	// sparse run's update is the union of its workers' top entries, so it
 	// wants a denser top-k than theirs (k times the workers, say).
 	DownCodec compress.Codec `json:"down_codec,omitempty"`
-	// Overlap delays the outer step by one round so that workers never
-	// wait for the network: a contribution to round r trains from the
-	// weights of round r−1 (round 0's from θ0, see BaseRound), so a
-	// worker trains round r+1 while its contribution to round r uploads
-	// and the round's update downloads (the one-step-delayed outer update
-	// of Streaming and eager-update DiLoCo). The aggregator applies each
-	// round's aggregate to the newest weights, one round after the
-	// weights it was trained from.
-	Overlap  bool   `json:"overlap,omitempty"`
-	Seed     uint64 `json:"seed"`
-	DataHash string `json:"data_hash"` // SHA-256 of the training text
+	// OverlapSteps (τ), when positive, hides a round's communication
+	// behind the next round's compute (Streaming DiLoCo's overlap with an
+	// eager stand-in): a worker that contributed to round r starts round
+	// r+1 at once, training its first τ inner steps from θr less its own
+	// contribution (the stand-in for the aggregate it has not received),
+	// then moves its weights by θr+1 less that stand-in and trains the
+	// rest; its pseudo-gradient is relative to θr+1, as without overlap.
+	// A worker that did not contribute to round r trains round r+1 from
+	// θr+1. Zero: no overlap.
+	OverlapSteps int    `json:"overlap_steps,omitempty"`
+	Seed         uint64 `json:"seed"`
+	DataHash     string `json:"data_hash"` // SHA-256 of the training text
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
 	// Quorum is the fewest contributions a round may close with; a round
@@ -256,6 +257,8 @@ func (c RunConfig) Validate() error {
 		return fmt.Errorf("inner steps (H) must be positive, got %d", c.InnerSteps)
 	case c.Rounds < 1:
 		return fmt.Errorf("rounds must be positive, got %d", c.Rounds)
+	case c.OverlapSteps < 0 || c.OverlapSteps > c.InnerSteps:
+		return fmt.Errorf("overlap steps must be between 0 and H=%d, got %d", c.InnerSteps, c.OverlapSteps)
 	case !(c.InnerLR > 0) || c.InnerMinLR < 0:
 		return fmt.Errorf("inner learning rates must be positive, got %g and %g", c.InnerLR, c.InnerMinLR)
 	case !(c.OuterLR > 0) || c.Momentum < 0 || c.Momentum >= 1:
@@ -385,14 +388,10 @@ func Stream(workerID string) uint64 {
 // the data and the inner learning rate.
 func (c RunConfig) GlobalStep(round, step int) int { return round*c.InnerSteps + step }
 
-// BaseRound is the round whose weights contributions to round train from:
-// round itself, or with Overlap the round before (round 0 trains from θ0).
-func (c RunConfig) BaseRound(round int) int {
-	if c.Overlap && round > 0 {
-		return round - 1
-	}
-	return round
-}
+// Overlapped says whether workers overlap communication with compute
+// (OverlapSteps > 0); their local state then carries their last
+// contribution (LocalState.Ahead).
+func (c RunConfig) Overlapped() bool { return c.OverlapSteps > 0 }
 
 // canonical checks that c names a codec as ParseCodec writes it: workers
 // compare payload codecs with the run's as strings.

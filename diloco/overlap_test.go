@@ -4,92 +4,17 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/kernels"
 )
-
-// TestOverlapBase: with overlap a worker keeps the weights of the round
-// before across an update, and a contribution to round r > 0 must name
-// them; round 0 trains from θ0. The aggregator refuses a contribution
-// trained from the current weights instead.
-func TestOverlapBase(t *testing.T) {
-	cfg := tinyCfg(compress.Int8)
-	cfg.Overlap = true
-	agg, err := NewAggregator(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	w, err := NewWorker("w", cfg, testTrain(), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.SetWeights(0, agg.Weights(), agg.Hash()); err != nil {
-		t.Fatal(err)
-	}
-	if _, h, ok := w.Base(0); !ok || h != agg.Hash() || agg.BaseHash() != agg.Hash() {
-		t.Fatalf("round 0 base: held %v, %s; aggregator's %s, θ0 %s", ok, h, agg.BaseHash(), agg.Hash())
-	}
-	if _, h, ok := w.Base(1); !ok || h != agg.Hash() {
-		t.Fatalf("round 1 trains from θ0: held %v, %s", ok, h)
-	}
-	if _, _, ok := w.Base(2); ok {
-		t.Fatal("the worker claims to hold the base of round 2 at round 0")
-	}
-	now := time.Now()
-	agg.Grace = 0
-	agg.Poll("w", 0, agg.Hash(), now)
-	agg.Tick(now)
-	p, tokens, err := w.Train(context.Background(), cfg.InnerSteps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agg.Submit("w", 0, agg.Hash(), tokens, p, now); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := agg.Tick(now)
-	if err != nil || ev.Closed == nil {
-		t.Fatalf("round 0 did not close: %+v, %v", ev, err)
-	}
-	theta0 := agg.BaseHash()
-	agg.Publish(now)
-	r := agg.Poll("w", 0, theta0, now)
-	if r.Action != Update {
-		t.Fatalf("poll after round 0: %v", r.Action)
-	}
-	if err := w.ApplyUpdate(r.Update, r.Hash); err != nil {
-		t.Fatal(err)
-	}
-	if agg.BaseHash() != theta0 || agg.Hash() == theta0 {
-		t.Fatalf("round 1's base is %s, want θ0 %s (current %s)", agg.BaseHash(), theta0, agg.Hash())
-	}
-	if _, h, ok := w.Base(1); !ok || h != theta0 {
-		t.Fatalf("after the update the worker holds round 1's base: %v, %s", ok, h)
-	}
-	if _, h, ok := w.Base(2); !ok || h != agg.Hash() {
-		t.Fatalf("round 2 trains from round 1's weights: %v, %s", ok, h)
-	}
-	tr := agg.Poll("w", 1, agg.Hash(), now)
-	if tr.Action != Train || tr.Base != theta0 {
-		t.Fatalf("poll in round 1: %v with base %s, want train from %s", tr.Action, tr.Base, theta0)
-	}
-	if err := agg.CanSubmit("w", 1, agg.Hash(), tokens, now); err == nil {
-		t.Fatal("a contribution to round 1 trained from round 1's own weights was taken")
-	}
-	if err := agg.CanSubmit("w", 1, theta0, tokens, now); err != nil {
-		t.Fatalf("a contribution trained from round 0's weights was refused: %v", err)
-	}
-}
 
 // TestOverlapState: with overlap the local state carries the worker's last
 // contribution (decoded) and its round; it encodes, hashes and decodes
 // with them, and a decoder refuses a last round outside the run.
 func TestOverlapState(t *testing.T) {
 	cfg := tinyCfg(compress.Int8)
-	cfg.Overlap = true
+	cfg.OverlapSteps = 1
 	z := ZeroState(cfg)
 	if len(z.Ahead) != cfg.Model.NumParams() || z.AheadRound != -1 {
 		t.Fatalf("zero state: %d ahead values, round %d", len(z.Ahead), z.AheadRound)
@@ -121,22 +46,30 @@ func TestOverlapState(t *testing.T) {
 	}
 }
 
-// TestOverlapEagerBase: with overlap a contribution to round 1 trains from
-// θ0 less the worker's own round-0 contribution: bitwise what a worker
-// without overlap, in the same local state, sends from those weights.
-func TestOverlapEagerBase(t *testing.T) {
+// TestOverlapEagerStart: with overlap a contribution to round 1 starts
+// from θ0 less the worker's own round-0 contribution and takes θ1 (await,
+// called once, after OverlapSteps steps) by moving its weights by θ1 less
+// that stand-in. When the stand-in is exact the result is bitwise what a
+// worker without overlap, in the same local state, sends from θ1; when it
+// is not, the move changes the result; and Recompute, given θ0, gives the
+// same payload and end state as the worker.
+func TestOverlapEagerStart(t *testing.T) {
 	cfg := tinyCfg(compress.Int8)
-	cfg.Overlap = true
+	cfg.OverlapSteps = 2
 	pool := kernels.NewPool(1)
 	defer pool.Close()
-	w, err := NewWorker("w", cfg, testTrain(), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
 	theta0 := InitialWeights(cfg)
-	if err := w.SetWeights(0, theta0, HashWeights(0, theta0)); err != nil {
-		t.Fatal(err)
+	mk := func(c RunConfig) *Worker {
+		w, err := NewWorker("w", c, testTrain(), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetWeights(0, theta0, HashWeights(0, theta0)); err != nil {
+			t.Fatal(err)
+		}
+		return w
 	}
+	w := mk(cfg)
 	p0, _, err := w.Train(context.Background(), cfg.InnerSteps, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -146,33 +79,70 @@ func TestOverlapEagerBase(t *testing.T) {
 	if err := compress.Decode(p0, own); err != nil {
 		t.Fatal(err)
 	}
-	if st.AheadRound != 0 || !slices.Equal(st.Ahead, own) {
+	if st.AheadRound != 0 || !slices.Equal(st.Ahead, own) || !w.Eager(1) || w.Eager(2) {
 		t.Fatalf("after round 0 the state holds round %d's contribution (equal: %v)", st.AheadRound, slices.Equal(st.Ahead, own))
 	}
-	p1, _, err := w.TrainFrom(context.Background(), 1, theta0, cfg.InnerSteps, nil)
+	exact := make([]float32, len(theta0))
+	for i := range exact {
+		exact[i] = theta0[i] - own[i]
+	}
+	var events []string
+	await := func(th []float32) func(context.Context) ([]float32, error) {
+		return func(context.Context) ([]float32, error) {
+			events = append(events, "await")
+			return th, nil
+		}
+	}
+	step := func(i int, _ float32) { events = append(events, "step") }
+	p1, _, err := w.TrainAhead(context.Background(), 1, theta0, await(exact), cfg.InnerSteps, step)
 	if err != nil {
 		t.Fatal(err)
 	}
-
+	if want := []string{"step", "step", "await", "step"}; !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
 	plain := cfg
-	plain.Overlap = false
-	v, err := NewWorker("w", plain, testTrain(), pool)
-	if err != nil {
+	plain.OverlapSteps = 0
+	v := mk(plain)
+	vs := st.Clone()
+	vs.Ahead, vs.AheadRound = nil, -1
+	if err := v.SetState(vs); err != nil {
 		t.Fatal(err)
 	}
-	st.Ahead, st.AheadRound = nil, -1
-	if err := v.SetState(st); err != nil {
-		t.Fatal(err)
-	}
-	eager := make([]float32, len(theta0))
-	for i := range eager {
-		eager[i] = theta0[i] - own[i]
-	}
-	q1, _, err := v.TrainFrom(context.Background(), 1, eager, cfg.InnerSteps, nil)
+	q1, _, err := v.TrainAhead(context.Background(), 1, nil, await(exact), cfg.InnerSteps, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(p1) != string(q1) {
-		t.Fatal("round 1 with overlap did not train from θ0 less the worker's own round-0 contribution")
+		t.Fatal("with an exact stand-in, round 1 with overlap differs from round 1 trained from θ1")
+	}
+
+	// A stand-in that is not exact: the move to θ1 matters, and
+	// Recompute agrees with the worker bitwise.
+	other := slices.Clone(exact)
+	for i := range other {
+		other[i] += 1e-3
+	}
+	if err := w.SetState(st); err != nil {
+		t.Fatal(err)
+	}
+	r1, _, err := w.TrainAhead(context.Background(), 1, theta0, await(other), cfg.InnerSteps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r1) == string(p1) {
+		t.Fatal("θ1 did not change the contribution")
+	}
+	end := w.State().Hash()
+	rc, err := NewRecomputer(cfg, testTrain(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, rend, err := rc.Recompute(context.Background(), "w", 1, other, theta0, st, cfg.InnerSteps)
+	if err != nil || string(rp) != string(r1) || rend.Hash() != end {
+		t.Fatalf("recomputation: %v, payload equal %v, end equal %v", err, string(rp) == string(r1), rend.Hash() == end)
+	}
+	if _, _, err := rc.Recompute(context.Background(), "w", 1, other, nil, st, cfg.InnerSteps); err == nil {
+		t.Fatal("an eager start was recomputed without the weights of the round before")
 	}
 }

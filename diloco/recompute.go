@@ -28,7 +28,10 @@ func NewRecomputer(cfg RunConfig, trainData []byte, pool *kernels.Pool) (*Recomp
 }
 
 // Recompute runs worker id's training of round from the round's global
-// weights theta and the worker's revealed start state, for steps inner
+// weights theta (and, in a run with overlap where the start state's last
+// contribution is to round-1, from prev, the weights of round-1, until
+// the overlap steps are done; see RunConfig.OverlapSteps) and the
+// worker's revealed start state, for steps inner
 // steps (the number its claimed tokens imply), and returns the compressed
 // pseudo-gradient and the worker's end state; hash the state with
 // LocalState.Hash to compare it with the worker's commitment. The returned
@@ -38,10 +41,11 @@ func NewRecomputer(cfg RunConfig, trainData []byte, pool *kernels.Pool) (*Recomp
 // It fails, in one line, when theta does not fit the model, round is
 // outside the run, steps is outside [1, H], the start state does not fit
 // the run or claims more inner steps than the run has had before round
-// (see LocalState.Check), training diverges, or ctx is done. Whoever
+// (see LocalState.Check) or a last contribution not before round, prev is
+// needed and missing, training diverges, or ctx is done. Whoever
 // checked the start state against the worker's commitment must pass
 // exactly the revealed state.
-func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta []float32, start LocalState, steps int) (payload []byte, end LocalState, err error) {
+func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta, prev []float32, start LocalState, steps int) (payload []byte, end LocalState, err error) {
 	w := r.w
 	cfg := w.Cfg
 	if len(theta) != len(w.theta) {
@@ -61,10 +65,7 @@ func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta 
 	}
 	w.ID = id
 	w.inner.Stream = Stream(id)
-	copy(w.theta, theta)
-	w.round, w.hash = round, Hash{} // the hash is not needed to train
-	payload, _, err = w.Train(ctx, steps, nil)
-	w.round = -1
+	payload, _, err = w.TrainAhead(ctx, round, prev, func(context.Context) ([]float32, error) { return theta, nil }, steps, nil)
 	if err != nil {
 		return nil, LocalState{}, err
 	}
@@ -73,10 +74,10 @@ func (r *Recomputer) Recompute(ctx context.Context, id string, round int, theta 
 
 // Recompute is a one-off Recomputer.Recompute: it builds the model and
 // optimiser for one recomputation and returns an end state of its own.
-func Recompute(ctx context.Context, cfg RunConfig, trainData []byte, pool *kernels.Pool, id string, round int, theta []float32, start LocalState, steps int) (payload []byte, end LocalState, err error) {
+func Recompute(ctx context.Context, cfg RunConfig, trainData []byte, pool *kernels.Pool, id string, round int, theta, prev []float32, start LocalState, steps int) (payload []byte, end LocalState, err error) {
 	r, err := NewRecomputer(cfg, trainData, pool)
 	if err != nil {
 		return nil, LocalState{}, err
 	}
-	return r.Recompute(ctx, id, round, theta, start, steps)
+	return r.Recompute(ctx, id, round, theta, prev, start, steps)
 }

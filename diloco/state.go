@@ -47,7 +47,7 @@ func ZeroState(cfg RunConfig) LocalState {
 	if hasResidual(cfg.Codec) {
 		s.Residual = make([]float32, n)
 	}
-	if cfg.Overlap {
+	if cfg.Overlapped() {
 		s.Ahead = make([]float32, n)
 	}
 	return s
@@ -152,7 +152,7 @@ func StateSize(cfg RunConfig) int {
 		r = n
 	}
 	size := stateHeader + 4*(2*n+r)
-	if cfg.Overlap {
+	if cfg.Overlapped() {
 		size += aheadTrailer + 4*n
 	}
 	return size
@@ -199,7 +199,7 @@ func UnmarshalState(b []byte, cfg RunConfig) (LocalState, error) {
 	get(s.M)
 	get(s.V)
 	get(s.Residual)
-	if cfg.Overlap {
+	if cfg.Overlapped() {
 		ar := binary.LittleEndian.Uint64(b[o:])
 		if ar > uint64(cfg.Rounds) {
 			return LocalState{}, fmt.Errorf("local state's last contribution is to round %d, outside the run's %d rounds", int64(ar)-1, cfg.Rounds)
@@ -228,11 +228,11 @@ func (s LocalState) Check(cfg RunConfig) error {
 		return fmt.Errorf("local state has %d, %d and %d values, want %d moments each and %d residuals", len(s.M), len(s.V), len(s.Residual), n, wantR)
 	}
 	wantA := 0
-	if cfg.Overlap {
+	if cfg.Overlapped() {
 		wantA = n
 	}
 	if len(s.Ahead) != wantA {
-		return fmt.Errorf("local state holds %d values of its last contribution, want %d (overlap %v)", len(s.Ahead), wantA, cfg.Overlap)
+		return fmt.Errorf("local state holds %d values of its last contribution, want %d (overlap %v)", len(s.Ahead), wantA, cfg.Overlapped())
 	}
 	return s.check()
 }

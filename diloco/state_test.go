@@ -168,7 +168,7 @@ func TestUnmarshalStateRefusals(t *testing.T) {
 
 func FuzzUnmarshalState(f *testing.F) {
 	cfg, over := tinyCfg(compress.Int8), tinyCfg(compress.Int8)
-	over.Overlap = true
+	over.OverlapSteps = 1
 	good, _ := ZeroState(cfg).MarshalBinary()
 	f.Add(false, good)
 	f.Add(false, []byte(StateDomain))
@@ -284,7 +284,7 @@ func TestRecomputeBitwise(t *testing.T) {
 		// recomputation can stand in for the revealed state of the next.
 		for r := len(recs) - 1; r >= 0; r-- {
 			rec := recs[r]
-			p, end, err := rc.Recompute(ctx, "alice", r, rec.theta, rec.start, cfg.InnerSteps)
+			p, end, err := rc.Recompute(ctx, "alice", r, rec.theta, nil, rec.start, cfg.InnerSteps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -304,26 +304,26 @@ func TestRecomputeBitwise(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, end, err := Recompute(ctx, cfg, testTrain(), one, "alice", 2, rec.theta, rec.start, 1)
+		p, end, err := Recompute(ctx, cfg, testTrain(), one, "alice", 2, rec.theta, nil, rec.start, 1)
 		if err != nil || string(p) != string(ps) || end.Hash() != w.StateHash() {
 			t.Fatalf("%s: a short round does not recompute bitwise (%v)", codec, err)
 		}
 		// Anything else changed gives another payload.
 		for name, f := range map[string]func() ([]byte, LocalState, error){
 			"id": func() ([]byte, LocalState, error) {
-				return rc.Recompute(ctx, "bob", 2, rec.theta, rec.start, cfg.InnerSteps)
+				return rc.Recompute(ctx, "bob", 2, rec.theta, nil, rec.start, cfg.InnerSteps)
 			},
 			"round": func() ([]byte, LocalState, error) {
-				return rc.Recompute(ctx, "alice", 1, rec.theta, recs[1].start, cfg.InnerSteps)
+				return rc.Recompute(ctx, "alice", 1, rec.theta, nil, recs[1].start, cfg.InnerSteps)
 			},
 			"state": func() ([]byte, LocalState, error) {
-				return rc.Recompute(ctx, "alice", 2, rec.theta, ZeroState(cfg), cfg.InnerSteps)
+				return rc.Recompute(ctx, "alice", 2, rec.theta, nil, ZeroState(cfg), cfg.InnerSteps)
 			},
 			"steps": func() ([]byte, LocalState, error) {
-				return rc.Recompute(ctx, "alice", 2, rec.theta, rec.start, cfg.InnerSteps-1)
+				return rc.Recompute(ctx, "alice", 2, rec.theta, nil, rec.start, cfg.InnerSteps-1)
 			},
 			"theta": func() ([]byte, LocalState, error) {
-				return rc.Recompute(ctx, "alice", 2, recs[1].theta, rec.start, cfg.InnerSteps)
+				return rc.Recompute(ctx, "alice", 2, recs[1].theta, nil, rec.start, cfg.InnerSteps)
 			},
 		} {
 			p, _, err := f()
@@ -370,17 +370,17 @@ func TestRecomputeRefusals(t *testing.T) {
 		{"impossible state", "negative", 1, theta, bad, 1},
 		{"state of another run", "want", 1, theta, ZeroState(tinyCfg(compress.FP32)), 1},
 	} {
-		_, _, err := rc.Recompute(ctx, "alice", tc.round, tc.theta, tc.start, tc.steps)
+		_, _, err := rc.Recompute(ctx, "alice", tc.round, tc.theta, nil, tc.start, tc.steps)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
 	// A refusal does not spoil the next recomputation.
-	p1, _, err := rc.Recompute(ctx, "alice", 0, theta, zero, 2)
+	p1, _, err := rc.Recompute(ctx, "alice", 0, theta, nil, zero, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, _, _ := Recompute(ctx, cfg, testTrain(), pool, "alice", 0, theta, zero, 2)
+	p2, _, _ := Recompute(ctx, cfg, testTrain(), pool, "alice", 0, theta, nil, zero, 2)
 	if string(p1) != string(p2) {
 		t.Fatal("a Recomputer that refused inputs recomputes differently")
 	}

@@ -11,7 +11,8 @@ import (
 // Verify is a validator's whole check of one contribution: claim c (the
 // worker's committed digests, declared kernel path and submitted payload,
 // for round c.Round), trained from the round's weights theta on tokens
-// claimed tokens, recomputed from the start state the worker revealed
+// claimed tokens (with prev, the weights of the round before, for a run
+// with overlap: see Recompute), recomputed from the start state the worker revealed
 // (revealed: its canonical encoding, untrusted bytes). It returns the
 // verdict for the ledger:
 //
@@ -27,9 +28,9 @@ import (
 //
 // c.Revealed is set from the revealed bytes (what the caller put there is
 // ignored). It returns an error, and no verdict, only for faults of the
-// verifier: theta does not fit the run, c.Round is outside it, ctx is
-// done, or the recomputation does not decode.
-func (r *Recomputer) Verify(ctx context.Context, j *verify.Judge, c verify.Claim, theta []float32, revealed []byte, tokens int) (verify.Verdict, error) {
+// verifier: theta does not fit the run, c.Round is outside it, prev is
+// needed and missing, ctx is done, or the recomputation does not decode.
+func (r *Recomputer) Verify(ctx context.Context, j *verify.Judge, c verify.Claim, theta, prev []float32, revealed []byte, tokens int) (verify.Verdict, error) {
 	cfg := r.w.Cfg
 	if len(theta) != len(r.w.theta) {
 		return verify.Verdict{}, fmt.Errorf("weights have %d values, the model %d", len(theta), len(r.w.theta))
@@ -46,10 +47,13 @@ func (r *Recomputer) Verify(ctx context.Context, j *verify.Judge, c verify.Claim
 		return verify.Verdict{Round: c.Round, Worker: c.Worker, Reason: verify.Malformed, Submitted: verify.PayloadDigest(c.Payload)}, nil
 	}
 	start, err := UnmarshalState(revealed, cfg)
-	if err != nil || start.Step > c.Round*cfg.InnerSteps {
+	if err != nil || start.Step > c.Round*cfg.InnerSteps || start.AheadRound >= c.Round {
 		return verify.RefuseState(c), nil
 	}
-	payload, end, err := r.Recompute(ctx, c.Worker, c.Round, theta, start, tokens/per)
+	if cfg.Overlapped() && c.Round > 0 && start.AheadRound == c.Round-1 && len(prev) != len(theta) {
+		return verify.Verdict{}, fmt.Errorf("round %d's contribution started from round %d's weights, which the verifier was not given", c.Round, c.Round-1)
+	}
+	payload, end, err := r.Recompute(ctx, c.Worker, c.Round, theta, prev, start, tokens/per)
 	if err != nil {
 		if ctx.Err() != nil {
 			return verify.Verdict{}, ctx.Err()

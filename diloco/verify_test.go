@@ -132,7 +132,7 @@ func (s *scenario) recompute(t testing.TB, i int, steps int) (verify.Recomputati
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	p, end, err := rc.Recompute(context.Background(), s.ids[i], s.round, s.theta, s.start[i], steps)
+	p, end, err := rc.Recompute(context.Background(), s.ids[i], s.round, s.theta, nil, s.start[i], steps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,24 +473,24 @@ func TestRecomputerVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := verify.CurrentPath()
-	v, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, reveal, full)
+	v, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, nil, reveal, full)
 	if err != nil || !v.Passed() || v.Distance != 0 {
 		t.Fatalf("honest claim: %+v, %v", v, err)
 	}
 	// A lazy worker claims all of its round's tokens for a fifth of the
 	// steps.
 	lazy := adversaries[slices.IndexFunc(adversaries, func(a adversary) bool { return a.name == "lazy" })].payload(s)
-	if v, _ := rc.Verify(ctx, j, s.claim(0, lazy, home), s.theta, reveal, full); v.Reason != verify.PayloadMismatch {
+	if v, _ := rc.Verify(ctx, j, s.claim(0, lazy, home), s.theta, nil, reveal, full); v.Reason != verify.PayloadMismatch {
 		t.Errorf("lazy claim: %+v", v)
 	}
 	// Another state revealed than committed.
 	other, _ := diloco.ZeroState(s.cfg).MarshalBinary()
-	if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, other, full); v.Reason != verify.BadReveal {
+	if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, nil, other, full); v.Reason != verify.BadReveal {
 		t.Errorf("another state revealed: %+v", v)
 	}
 	// Tokens that are not whole inner steps, or too many.
 	for _, tok := range []int{0, full - 1, full + s.cfg.TokensPerStep()} {
-		if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, reveal, tok); v.Reason != verify.Malformed {
+		if v, _ := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta, nil, reveal, tok); v.Reason != verify.Malformed {
 			t.Errorf("%d tokens: %+v", tok, v)
 		}
 	}
@@ -508,22 +508,22 @@ func TestRecomputerVerify(t *testing.T) {
 		c := s.claim(0, s.payload[0], home)
 		c.Start = verify.Digest(sha256.Sum256(b))
 		c.WantStart = c.Start
-		if v, _ := rc.Verify(ctx, j, c, s.theta, b, full); v.Reason != verify.BadState {
+		if v, _ := rc.Verify(ctx, j, c, s.theta, nil, b, full); v.Reason != verify.BadState {
 			t.Errorf("%s: %+v", name, v)
 		}
 	}
 	// Faults of the verifier are errors, not verdicts.
-	if _, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta[1:], reveal, full); err == nil {
+	if _, err := rc.Verify(ctx, j, s.claim(0, s.payload[0], home), s.theta[1:], nil, reveal, full); err == nil {
 		t.Error("short weights gave a verdict")
 	}
 	c := s.claim(0, s.payload[0], home)
 	c.Round = s.cfg.Rounds
-	if _, err := rc.Verify(ctx, j, c, s.theta, reveal, full); err == nil {
+	if _, err := rc.Verify(ctx, j, c, s.theta, nil, reveal, full); err == nil {
 		t.Error("a round past the run gave a verdict")
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := rc.Verify(cancelled, j, s.claim(0, s.payload[0], home), s.theta, reveal, full); err == nil {
+	if _, err := rc.Verify(cancelled, j, s.claim(0, s.payload[0], home), s.theta, nil, reveal, full); err == nil {
 		t.Error("a cancelled verification gave a verdict")
 	}
 }
@@ -587,7 +587,7 @@ func TestMeasureVerifyCost(t *testing.T) {
 		hashT = append(hashT, time.Since(t0))
 
 		t0 = time.Now()
-		rp, rend, err := rc.Recompute(ctx, "worker-0", 0, theta, zero, cfg.InnerSteps)
+		rp, rend, err := rc.Recompute(ctx, "worker-0", 0, theta, nil, zero, cfg.InnerSteps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -605,7 +605,7 @@ func TestMeasureVerifyCost(t *testing.T) {
 		t0 = time.Now()
 		c := verify.Claim{Round: 0, Worker: "worker-0", Path: verify.CurrentPath(), Payload: p,
 			Start: zh, End: verify.Digest(end), WantStart: zh}
-		if v, err := rc.Verify(ctx, j, c, theta, reveal, cfg.TokensPerRound()); err != nil || !v.Passed() {
+		if v, err := rc.Verify(ctx, j, c, theta, nil, reveal, cfg.TokensPerRound()); err != nil || !v.Passed() {
 			t.Fatalf("%+v %v", v, err)
 		}
 		verT = append(verT, time.Since(t0))

@@ -28,15 +28,15 @@ type Worker struct {
 	hash  Hash
 	delta []float32 // Train's pseudo-gradient
 	upd   []float32 // ApplyUpdate's decoded change
-	// With Cfg.Overlap: the global weights of round-1 (base, baseHash),
-	// kept by ApplyUpdate for the contribution to round that trains from
-	// them; baseRound is -1 when they are not held.
-	base      []float32
-	baseRound int
-	baseHash  Hash
-	// With Cfg.Overlap, part of the local state: the decoded payload of
-	// the worker's last contribution and its round (see LocalState.Ahead),
-	// and the buffer of the weights a round trains from.
+	// With overlap: the global weights of round-1 (prev, prevHash),
+	// kept by ApplyUpdate for a contribution to round that starts from
+	// them; prevRound is -1 when they are not held.
+	prev      []float32
+	prevRound int
+	prevHash  Hash
+	// With overlap, part of the local state: the decoded payload of the
+	// worker's last contribution and its round (see LocalState.Ahead);
+	// and the stand-in weights a round starts from.
 	ahead      []float32
 	aheadRound int
 	from       []float32
@@ -63,9 +63,9 @@ func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (
 		}
 	}
 	w := &Worker{ID: id, Cfg: cfg, inner: inner, enc: enc,
-		theta: make([]float32, n), round: -1, delta: make([]float32, n), upd: make([]float32, n), baseRound: -1, aheadRound: -1}
-	if cfg.Overlap {
-		w.base, w.ahead, w.from = make([]float32, n), make([]float32, n), make([]float32, n)
+		theta: make([]float32, n), round: -1, delta: make([]float32, n), upd: make([]float32, n), prevRound: -1, aheadRound: -1}
+	if cfg.Overlapped() {
+		w.prev, w.ahead, w.from = make([]float32, n), make([]float32, n), make([]float32, n)
 	}
 	return w, nil
 }
@@ -89,24 +89,25 @@ func (w *Worker) SetWeights(round int, theta []float32, want Hash) error {
 	}
 	copy(w.theta, theta)
 	w.round, w.hash = round, want
-	w.baseRound = -1
+	w.prevRound = -1
 	return nil
 }
 
-// Base returns the global weights a contribution to round trains from
-// (see RunConfig.BaseRound) and their hash, if the worker holds them: its
-// current weights when they are the base round's, or with Cfg.Overlap the
-// previous round's that ApplyUpdate kept. The slice is the worker's own:
-// it changes with the next update.
-func (w *Worker) Base(round int) ([]float32, Hash, bool) {
-	b := w.Cfg.BaseRound(round)
-	switch {
-	case w.round >= 0 && w.round == b:
-		return w.theta, w.hash, true
-	case w.Cfg.Overlap && w.baseRound >= 0 && w.baseRound == b:
-		return w.base, w.baseHash, true
+// Previous returns the global weights of the round before the worker's
+// current one and their hash, if it holds them (with overlap ApplyUpdate
+// keeps them). The slice is the worker's own: the next update changes it.
+func (w *Worker) Previous() ([]float32, Hash, bool) {
+	if w.prevRound < 0 || w.prevRound != w.round-1 {
+		return nil, Hash{}, false
 	}
-	return nil, Hash{}, false
+	return w.prev, w.prevHash, true
+}
+
+// Eager says whether the worker's contribution to round starts from a
+// stand-in (the weights of round-1 less its own contribution to round-1,
+// see RunConfig.OverlapSteps) rather than from the round's weights.
+func (w *Worker) Eager(round int) bool {
+	return w.Cfg.Overlapped() && round > 0 && w.aheadRound == round-1
 }
 
 // Round is the round of the worker's global weights (-1 before any).
@@ -132,22 +133,34 @@ func (w *Worker) Train(ctx context.Context, steps int, step func(i int, loss flo
 	if w.round < 0 {
 		return nil, 0, fmt.Errorf("worker has no global weights yet")
 	}
-	return w.TrainFrom(ctx, w.round, w.theta, steps, step)
+	var prev []float32
+	if p, _, ok := w.Previous(); ok {
+		prev = p
+	}
+	theta := w.theta
+	return w.TrainAhead(ctx, w.round, prev, func(context.Context) ([]float32, error) { return theta, nil }, steps, step)
 }
 
-// TrainFrom is Train for the contribution to round from the global weights
-// base (the base round's, see RunConfig.BaseRound), which it only reads.
-// It touches neither the worker's global weights nor its round, so one
-// goroutine may train a round ahead with it while another applies the
-// published updates (ApplyUpdate, SetWeights); nothing else may use the
-// worker meanwhile. The errors are Train's, and a base that does not fit
+// TrainAhead is Train for the contribution to round when the round's
+// weights may not be known yet: prev are the weights of round-1 (only
+// read, and only needed when the contribution starts from a stand-in, see
+// Eager), and await returns the round's weights θr, blocking until they
+// are known; it is called once, before the first inner step or, for an
+// eager start, before step min(OverlapSteps, steps). Neither slice may
+// change during the call. TrainAhead touches neither the worker's global
+// weights nor its round, so one goroutine may train a round ahead with it
+// while another applies the published updates (ApplyUpdate, SetWeights);
+// nothing else may use the worker meanwhile. The errors are Train's, an
+// eager start without prev, await's error, and weights that do not fit
 // the model.
-func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
-	if len(base) != len(w.delta) {
-		return nil, 0, fmt.Errorf("weights have %d values, the model %d", len(base), len(w.delta))
-	}
+func (w *Worker) TrainAhead(ctx context.Context, round int, prev []float32, await func(context.Context) ([]float32, error), steps int, step func(i int, loss float32)) (payload []byte, tokens int, err error) {
 	if steps < 1 || steps > w.Cfg.InnerSteps {
 		return nil, 0, fmt.Errorf("a round trains 1 to %d inner steps, not %d", w.Cfg.InnerSteps, steps)
+	}
+	n := len(w.delta)
+	eager := w.Eager(round)
+	if eager && len(prev) != n {
+		return nil, 0, fmt.Errorf("round %d starts from the weights of round %d, which this worker does not hold", round, round-1)
 	}
 	t := w.inner
 	// Keep the optimiser state to roll back to; the encoder leaves its
@@ -162,15 +175,38 @@ func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps
 			w.aheadRound = w.backup.AheadRound
 		}
 	}()
-	if w.Cfg.Overlap && round > 0 && w.aheadRound == round-1 {
-		// Eager: the worker's own last contribution stands in for the
+	var theta []float32
+	// arrive gets θr; for an eager start it moves the weights trained so
+	// far by θr less the stand-in they started from.
+	arrive := func() error {
+		th, err := await(ctx)
+		if err != nil {
+			return err
+		}
+		if len(th) != n {
+			return fmt.Errorf("weights have %d values, the model %d", len(th), n)
+		}
+		theta = th
+		if eager {
+			for i, p := range t.Model.Params {
+				t.Model.Params[i] = p + (th[i] - w.from[i])
+			}
+		}
+		return nil
+	}
+	if eager {
+		// The worker's own last contribution stands in for the
 		// aggregate of round-1 it has not received yet.
-		for i, v := range base {
+		for i, v := range prev {
 			w.from[i] = v - w.ahead[i]
 		}
-		base = w.from
+		copy(t.Model.Params, w.from)
+	} else {
+		if err := arrive(); err != nil {
+			return nil, 0, err
+		}
+		copy(t.Model.Params, theta)
 	}
-	copy(t.Model.Params, base)
 	for i := 0; i < steps; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -178,6 +214,11 @@ func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps
 		if i > 0 && w.KeepTraining != nil && !w.KeepTraining(i) {
 			steps = i
 			break
+		}
+		if eager && theta == nil && i == w.Cfg.OverlapSteps {
+			if err := arrive(); err != nil {
+				return nil, 0, err
+			}
 		}
 		t.Step = w.Cfg.GlobalStep(round, i)
 		r, err := t.TrainStep()
@@ -188,14 +229,19 @@ func (w *Worker) TrainFrom(ctx context.Context, round int, base []float32, steps
 			step(i, r.Loss)
 		}
 	}
-	for i, v := range base {
+	if theta == nil { // an eager start of no more than OverlapSteps steps
+		if err := arrive(); err != nil {
+			return nil, 0, err
+		}
+	}
+	for i, v := range theta {
 		w.delta[i] = v - t.Model.Params[i]
 	}
 	payload, err = w.enc.Encode(w.delta)
 	if err != nil {
 		return nil, 0, err
 	}
-	if w.Cfg.Overlap {
+	if w.Cfg.Overlapped() {
 		if err := compress.Decode(payload, w.ahead); err != nil {
 			return nil, 0, err
 		}
@@ -259,18 +305,18 @@ func (w *Worker) ApplyUpdate(payload []byte, want Hash) error {
 	if w.round < 0 {
 		return fmt.Errorf("worker has no global weights to update")
 	}
-	if w.Cfg.Overlap {
-		// The contribution to the next round trains from these weights.
-		copy(w.base, w.theta)
-		w.baseRound, w.baseHash = w.round, w.hash
+	if w.Cfg.Overlapped() {
+		// An eager contribution to the next round starts from these.
+		copy(w.prev, w.theta)
+		w.prevRound, w.prevHash = w.round, w.hash
 	}
 	if err := applyUpdate(w.theta, w.upd, payload); err != nil {
-		w.baseRound = -1
+		w.prevRound = -1
 		return err
 	}
 	w.round++
 	if h := HashWeights(w.round, w.theta); h != want {
-		w.round, w.baseRound = -1, -1 // the weights are no longer any round's
+		w.round, w.prevRound = -1, -1 // the weights are no longer any round's
 		return fmt.Errorf("weights after the update of round %d hash to %s, want %s", w.round, h, want)
 	}
 	w.hash = want

@@ -737,9 +737,6 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 		}
 		if r.Action != diloco.Wait {
 			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds(), Waited: r.Waited}
-			if r.Action == diloco.Train && r.Base != r.Hash {
-				reply.Base = r.Base.String()
-			}
 			if err := wire.WriteJSON(s, kindReply, reply); err != nil {
 				return err
 			}

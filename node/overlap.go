@@ -7,21 +7,23 @@ import (
 	"github.com/cairnlabs/cairn/diloco"
 )
 
-// In a run with overlap (diloco.RunConfig.Overlap) a contribution to
-// round r trains from the weights of round r−1, so a worker need not wait
-// for round r's weights: as soon as it has built its contribution to
-// round r it starts training round r+1 in the background (an aheadJob)
-// and only then uploads, polls and downloads the update. All ledger
-// bookkeeping stays on the run loop: the job only trains, and nothing
-// else touches the worker's local state while it runs.
+// In a run with overlap (diloco.RunConfig.OverlapSteps) a worker that has
+// built its contribution to round r starts training round r+1 at once, in
+// the background (an aheadJob), from θr less its own contribution, and
+// only then uploads, polls and downloads; the job takes θr+1 when the run
+// loop has it (feedAhead), by its overlap step. All ledger bookkeeping
+// stays on the run loop: the job only trains, and nothing else touches the
+// worker's local state while it runs.
 
 // aheadJob is one round's training running in the background.
 type aheadJob struct {
 	round  int
-	base   diloco.Hash // of the weights it trains from
-	want   int         // inner steps
 	cancel context.CancelFunc
 	done   chan struct{}
+	// ready is closed once theta holds the round's weights (feedAhead).
+	ready chan struct{}
+	theta []float32
+	fed   bool
 	// The local state it trained from: the start state its commit names
 	// and a reveal hands out.
 	start     diloco.LocalState
@@ -32,47 +34,87 @@ type aheadJob struct {
 	err     error
 }
 
-// launchAhead starts training the contribution to round from base (the
-// weights of the round's base round, with hash baseHash) for want inner
-// steps in the background. The local state it starts from is the
-// worker's current one, whatever the chain holds: the caller has
-// reconciled it or just built a commit that ends in it.
-func (w *Worker) launchAhead(ctx context.Context, round int, base []float32, baseHash diloco.Hash, want int) {
-	j := &aheadJob{round: round, base: baseHash, want: want, done: make(chan struct{}), start: w.spare}
+// launchAhead starts training the contribution to round in the background
+// for want inner steps; prev are the weights of round-1 when the
+// contribution starts from a stand-in (nil otherwise). The local state it
+// starts from is the worker's current one, whatever the chain holds: the
+// caller has reconciled it or just built a commit that ends in it. The
+// job gets the round's weights from feedAhead; the time it waits for them
+// is not compute.
+func (w *Worker) launchAhead(ctx context.Context, round int, prev []float32, want int) {
+	j := &aheadJob{round: round, done: make(chan struct{}), ready: make(chan struct{}), start: w.spare}
 	w.spare = diloco.LocalState{}
 	j.startHash = w.stateHash()
 	w.w.StateTo(&j.start)
-	w.aheadBase = append(w.aheadBase[:0], base...)
+	if prev != nil {
+		w.aheadPrev = append(w.aheadPrev[:0], prev...)
+		prev = w.aheadPrev
+	}
 	jctx, cancel := context.WithCancel(ctx)
 	j.cancel = cancel
 	w.ahead = j
+	var waited time.Duration
+	await := func(ctx context.Context) ([]float32, error) {
+		t := time.Now()
+		defer func() { waited += time.Since(t) }()
+		select {
+		case <-j.ready:
+			return j.theta, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	go func() {
 		defer close(j.done)
 		began := time.Now()
-		j.payload, j.tokens, j.err = w.w.TrainFrom(jctx, round, w.aheadBase, want, func(i int, loss float32) {
+		j.payload, j.tokens, j.err = w.w.TrainAhead(jctx, round, prev, await, want, func(i int, loss float32) {
 			w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 			if w.opts.OnStep != nil {
 				w.opts.OnStep(round, i, loss)
 			}
 		})
 		w.mu.Lock()
-		w.stats.Compute += time.Since(began)
+		w.stats.Compute += time.Since(began) - waited
 		w.mu.Unlock()
 	}()
+	w.feedAhead()
+}
+
+// feedAhead hands the background job its round's weights once the worker
+// holds them, and stops a job the run has left behind.
+func (w *Worker) feedAhead() {
+	j := w.ahead
+	if j == nil || j.fed || w.w.Round() < j.round {
+		return
+	}
+	if w.w.Round() > j.round {
+		w.stopAhead()
+		return
+	}
+	w.aheadTheta = append(w.aheadTheta[:0], w.w.Weights()...)
+	j.theta, j.fed = w.aheadTheta, true
+	close(j.ready)
 }
 
 // ensureAhead starts training round in the background if nothing is
-// training, round is in the run, this worker has not committed to it yet
-// and it holds the weights the round trains from.
+// training, round is in the run, this worker has not committed to it yet,
+// and it holds the weights of round-1 that an eager start needs.
 func (w *Worker) ensureAhead(ctx context.Context, round int) {
 	if w.ahead != nil || round >= w.w.Cfg.Rounds || w.led.recorded > round {
 		return
 	}
-	base, hash, ok := w.w.Base(round)
-	if !ok {
-		return
+	var prev []float32
+	if w.w.Eager(round) {
+		switch p, _, ok := w.w.Previous(); {
+		case w.w.Round() == round-1:
+			prev = w.w.Weights()
+		case ok && w.w.Round() == round:
+			prev = p
+		default:
+			return
+		}
 	}
-	w.launchAhead(ctx, round, base, hash, w.wantSteps(round))
+	w.launchAhead(ctx, round, prev, w.wantSteps(round))
 }
 
 // wantSteps is how many inner steps the worker trains for round: H, or
@@ -121,44 +163,46 @@ func (w *Worker) stopAhead() {
 	w.spare = j.start
 }
 
-// trainOverlapped answers Train for round in a run with overlap: the
-// contribution trains from the weights with hash base (the previous
-// round's). It takes the background job for the round (starting one now
-// if none runs: a single step for a worker the round does not wait for),
-// commits to the result, starts the next round in the background and then
-// submits. A worker that does not hold the round's base weights (it
-// joined or resynchronised since) skips the round and trains the next.
-func (w *Worker) trainOverlapped(ctx context.Context, round int, base diloco.Hash, left time.Duration, waited bool) error {
+// trainOverlapped answers Train for round in a run with overlap. It takes
+// the background job for the round (starting one now if none runs: a
+// single step for a worker the round does not wait for), commits to the
+// result, starts the next round in the background and then submits. A
+// worker whose contribution starts from the weights of the round before,
+// which it does not hold (it fetched the round's weights since), skips
+// the round.
+func (w *Worker) trainOverlapped(ctx context.Context, round int, left time.Duration, waited bool) error {
 	deadline := time.Now().Add(left)
-	if j := w.ahead; j != nil && (j.round != round || j.base != base) {
-		if j.round == round+1 {
-			// Already training the next round: this one is skipped.
-			return sleepCtx(ctx, committedWait)
-		}
+	if j := w.ahead; j != nil && j.round != round {
 		w.stopAhead()
 	}
 	if w.led.recorded == round+1 {
 		// The chain holds this worker's commit to the round (its
 		// contribution was refused after it was recorded).
-		w.ensureAhead(ctx, round+1)
 		return sleepCtx(ctx, committedWait)
 	}
 	if w.ahead == nil {
 		if err := w.reconcile(ctx); err != nil {
 			return err
 		}
-		b, bh, ok := w.w.Base(round)
-		if !ok || bh != base {
-			w.log.Info("not holding the weights this round trains from; training the next round", "round", round)
-			w.ensureAhead(ctx, round+1)
-			return sleepCtx(ctx, committedWait)
+		var prev []float32
+		if w.w.Eager(round) {
+			p, _, ok := w.w.Previous()
+			if !ok {
+				w.log.Warn("this round starts from the weights of the round before, which this worker no longer holds; skipping it", "round", round)
+				w.mu.Lock()
+				w.stats.Skipped++
+				w.mu.Unlock()
+				return sleepCtx(ctx, time.Until(deadline)+100*time.Millisecond)
+			}
+			prev = p
 		}
 		want := w.wantSteps(round)
 		if !waited {
 			want = 1
 		}
-		w.launchAhead(ctx, round, b, bh, want)
+		w.launchAhead(ctx, round, prev, want)
 	}
+	w.feedAhead()
 	j, err := w.awaitAhead(ctx)
 	if err != nil {
 		return err
@@ -190,7 +234,7 @@ func (w *Worker) trainOverlapped(ctx context.Context, round int, base diloco.Has
 		w.spare = w.led.start
 	}
 	w.led.start, w.led.startHash, w.led.startValid = j.start, j.startHash, true
-	c := &contribution{round: round, hash: j.base, tokens: tokens, payload: payload, commit: commit, raw: raw}
+	c := &contribution{round: round, hash: w.w.Hash(), tokens: tokens, payload: payload, commit: commit, raw: raw}
 	w.pending = c
 	w.ensureAhead(ctx, round+1) // trains while the contribution uploads
 	if err := w.submit(ctx, c); err != nil {

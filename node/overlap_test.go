@@ -23,7 +23,9 @@ func TestOverlapRun(t *testing.T) {
 	sample.P = 1 // every contribution recomputed
 	run := func(overlap bool) LocalResult {
 		cfg := tinyConfig(4)
-		cfg.Overlap = overlap
+		if overlap {
+			cfg.OverlapSteps = 2
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		var settled []ledger.RoundInfo

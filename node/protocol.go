@@ -76,9 +76,6 @@ type pollReply struct {
 	// deadline. A worker it does not wait for (a newcomer, or one on
 	// probation) proves itself with a short contribution.
 	Waited bool `json:"waited,omitempty"`
-	// Base, for train in a run with overlap: the hash of the weights the
-	// contribution trains from (the previous round's).
-	Base string `json:"base,omitempty"`
 }
 
 // submitRequest is followed by a blob with the compressed pseudo-gradient.

@@ -85,6 +85,7 @@ type validation struct {
 type roundCase struct {
 	round     uint64
 	theta     []float32
+	prev      []float32         // θ of the round before, with overlap
 	payloads  map[string][]byte // by worker peer ID: every contribution the round took or refused for its payload
 	screening []verify.Screening
 	judged    map[string]bool   // taken by the round: accepted or excluded
@@ -159,8 +160,8 @@ func (val *validation) Stats() ValidatorStats {
 	return val.stats
 }
 
-// weights records θ of round, the weights contributions to round (or,
-// with overlap, to round+1) train from.
+// weights records θ of round, the weights its contributions train from
+// (with overlap, those to round+1 may start from them too).
 func (val *validation) weights(round int, theta []float32) {
 	val.mu.Lock()
 	defer val.mu.Unlock()
@@ -172,18 +173,18 @@ func (val *validation) weights(round int, theta []float32) {
 func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byte) {
 	val.mu.Lock()
 	defer val.mu.Unlock()
-	// The round's contributions trained from its base round's weights;
-	// the next round's train from those of its own base round.
-	theta := val.thetas[val.cfg.BaseRound(res.Round)]
+	// With overlap a round's contributions may start from the weights of
+	// the round before: the next round needs this round's.
+	theta, prev := val.thetas[res.Round], val.thetas[res.Round-1]
 	for r := range val.thetas {
-		if r < val.cfg.BaseRound(res.Round+1) {
+		if r < res.Round || (r == res.Round && !val.cfg.Overlapped()) {
 			delete(val.thetas, r)
 		}
 	}
-	if theta == nil {
+	if theta == nil || (val.cfg.Overlapped() && res.Round > 0 && prev == nil) {
 		return // the round began before a restart: it is settled unchecked
 	}
-	c := &roundCase{round: uint64(res.Round), theta: theta, payloads: payloads,
+	c := &roundCase{round: uint64(res.Round), theta: theta, prev: prev, payloads: payloads,
 		screening: res.Screening, judged: map[string]bool{}, excluded: map[string]string{}}
 	for _, a := range res.Accepted {
 		c.judged[a.Worker] = true
@@ -309,7 +310,7 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 		if cr.Fresh {
 			want = zero
 		}
-		chk := Check{Round: int(c.round), Theta: c.theta, Worker: id, Payload: payload, Tokens: int(cr.Tokens), Path: cr.Kernel,
+		chk := Check{Round: int(c.round), Theta: c.theta, Prev: c.prev, Worker: id, Payload: payload, Tokens: int(cr.Tokens), Path: cr.Kernel,
 			Start: diloco.Hash(cr.StartState), End: diloco.Hash(cr.EndState), WantStart: want}
 		before := val.v.Busy
 		v, err := val.v.Verify(val.ctx, chk)

@@ -53,8 +53,10 @@ func NewValidator(cfg diloco.RunConfig, trainData []byte, pool *kernels.Pool, fe
 // Check is one contribution to verify: what the worker committed to on the
 // ledger and submitted to the aggregator.
 type Check struct {
-	Round   int
-	Theta   []float32 // the round's global weights θr (read only)
+	Round int
+	Theta []float32 // the round's global weights θr (read only)
+	// Prev are θr-1, for a run with overlap (see diloco.Recompute).
+	Prev    []float32
 	Worker  string
 	Payload []byte
 	Tokens  int
@@ -68,7 +70,8 @@ type Check struct {
 // Verify checks c. A worker that does not reveal its start state (it is
 // gone, refuses, or sends something else) fails with verify.BadReveal:
 // a contribution nobody can recompute is not paid for. The error is for
-// the validator's own faults only (c.Theta does not fit, c.Round is
+// the validator's own faults only (c.Theta does not fit, c.Prev is
+// needed and missing, c.Round is
 // outside the run, ctx is done).
 func (v *Validator) Verify(ctx context.Context, c Check) (verify.Verdict, error) {
 	claim := verify.Claim{Round: c.Round, Worker: c.Worker, Path: c.Path, Payload: c.Payload,
@@ -82,7 +85,7 @@ func (v *Validator) Verify(ctx context.Context, c Check) (verify.Verdict, error)
 			Submitted: verify.PayloadDigest(c.Payload), Claimed: claim.Start}, nil
 	}
 	start := time.Now()
-	verdict, err := v.rec.Verify(ctx, v.judge, claim, c.Theta, revealed, c.Tokens)
+	verdict, err := v.rec.Verify(ctx, v.judge, claim, c.Theta, c.Prev, revealed, c.Tokens)
 	v.Busy += time.Since(start)
 	if err != nil {
 		return verify.Verdict{}, fmt.Errorf("verifying %s's contribution to round %d: %v", c.Worker, c.Round, err)

@@ -84,10 +84,11 @@ type Worker struct {
 
 	pending *contribution
 	// With overlap: the round training in the background, the copy of
-	// the weights it trains from, and a spare start-state buffer.
-	ahead     *aheadJob
-	aheadBase []float32
-	spare     diloco.LocalState
+	// the weights of the round before and of its round that it trains from,
+	// and a spare start-state buffer.
+	ahead                 *aheadJob
+	aheadPrev, aheadTheta []float32
+	spare                 diloco.LocalState
 
 	stats WorkerStats
 	pace  pace       // the run loop's
@@ -307,7 +308,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if err := w.connectLedger(ctx, &wel); err != nil {
 		return err
 	}
-	if p := w.pending; p != nil && p.round == wel.Round && (p.hash == hash || w.w.Cfg.Overlap) {
+	if p := w.pending; p != nil && p.round == wel.Round && p.hash == hash {
 		if err := w.submit(ctx, p); err != nil {
 			return err
 		}
@@ -378,14 +379,8 @@ func (w *Worker) session(ctx context.Context) error {
 		case diloco.Train:
 			s.Close()
 			left := time.Duration(reply.DeadlineMS) * time.Millisecond
-			if w.w.Cfg.Overlap {
-				base := rh
-				if reply.Base != "" {
-					if base, err = diloco.ParseHash(reply.Base); err != nil {
-						return err
-					}
-				}
-				err = w.trainOverlapped(ctx, reply.Round, base, left, reply.Waited)
+			if w.w.Cfg.Overlapped() {
+				err = w.trainOverlapped(ctx, reply.Round, left, reply.Waited)
 			} else {
 				err = w.trainAndSubmit(ctx, left, reply.Waited)
 			}
@@ -529,6 +524,7 @@ func (w *Worker) publishWeights() {
 	w.mu.Lock()
 	w.served = sw
 	w.mu.Unlock()
+	w.feedAhead() // a round training ahead may have waited for these
 }
 
 // committedWait is how long a worker told to train a round it has

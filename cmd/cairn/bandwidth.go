@@ -109,9 +109,9 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(arms) == 0 && *noDDP {
 		return badInput("nothing to run: --no-int8 and --no-ddp with no --sparse arm")
 	}
-	if cfg.Overlap {
+	if cfg.Overlapped() {
 		for i := range arms {
-			arms[i].Name += " + overlap"
+			arms[i].Name += fmt.Sprintf(" + overlap %d", cfg.OverlapSteps)
 		}
 	}
 	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d; model %d params; worker links %g Mbit/s, RTT %v\n",
@@ -145,10 +145,10 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 			r.Wall.Round(time.Second), 100*r.Compute, r.Note)
 	}
 	tw.Flush()
-	if cfg.Overlap {
-		fmt.Fprintln(stdout, "every DiLoCo arm with overlap: each round trains from the previous round's weights while the last contribution uploads and the update downloads")
+	if cfg.Overlapped() {
+		fmt.Fprintf(stdout, "every DiLoCo arm with overlap: a worker starts each round at once from the last weights less its own contribution, and takes the round's weights by inner step %d\n", cfg.OverlapSteps)
 	} else {
-		fmt.Fprintln(stdout, "every DiLoCo arm without overlap (--overlap: workers train the next round while they communicate)")
+		fmt.Fprintln(stdout, "every DiLoCo arm without overlap (--overlap-steps N: workers train the next round's first N steps while they communicate)")
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func runFlags(fs *flag.FlagSet, c *diloco.RunConfig, timeout *time.Duration) {
 	fs.Var(codecFlag{&c.Codec}, "codec", "update compression: int8 (with error feedback), fp32, or topk[:K/CHUNK[:BITS]] (the K largest of every CHUNK values at 1 or 2 bits, with error feedback; topk = 64/4096:2)")
 	fs.Var(codecFlag{&c.DownCodec}, "update-codec", "codec of the published updates (default: --codec); a sparse run wants a denser topk than its workers', e.g. topk:256/4096")
 	fs.Float64Var(&c.FeedbackDecay, "feedback-decay", c.FeedbackDecay, "with a topk codec: the workers' error-feedback decay beta (SparseLoCo 0.95; 0 means 1)")
-	fs.BoolVar(&c.Overlap, "overlap", c.Overlap, "delay the outer step one round, so that workers train the next round while their contribution uploads and the update downloads")
+	fs.IntVar(&c.OverlapSteps, "overlap-steps", c.OverlapSteps, "overlap each round's communication with the next round's first N inner steps, trained from the last weights less the worker's own contribution (0: no overlap)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the initial weights and of data assignment")
 	fs.DurationVar(timeout, "round-timeout", time.Duration(c.RoundTimeout), "how long a round waits for contributions")
 	fs.IntVar(&c.Quorum, "quorum", c.Quorum, "fewest contributions a round may close with")
