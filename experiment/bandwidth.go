@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
@@ -11,6 +12,7 @@ import (
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/wire"
 )
 
 // BandwidthArm is one setting of the bandwidth comparison: the codec of
@@ -36,6 +38,8 @@ type BandwidthOptions struct {
 	// LinkBytesPerSec and LinkRTT emulate every worker's link (0: none).
 	LinkBytesPerSec float64
 	LinkRTT         time.Duration
+	// LinkLoss is every worker link's packet loss (see wire.Link).
+	LinkLoss float64
 	// DDP adds per-step data parallelism at equal tokens.
 	DDP     bool
 	Threads int
@@ -79,7 +83,7 @@ func Bandwidth(ctx context.Context, o BandwidthOptions) ([]BandwidthRow, error) 
 			return nil, fmt.Errorf("%s: %v", arm.Name, err)
 		}
 		lo, err := node.RunLocal(ctx, node.LocalOptions{Config: c, Text: o.Text, Workers: o.Workers, EvalBatches: 20, Log: o.Log,
-			LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT,
+			LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, LinkLoss: o.LinkLoss,
 			OnRound: func(r node.RoundInfo) {
 				if o.Progress != nil {
 					o.Progress(arm.Name, r.Round+1, c.Rounds)
@@ -108,7 +112,8 @@ func Bandwidth(ctx context.Context, o BandwidthOptions) ([]BandwidthRow, error) 
 		each := uint64(4*cfg.Model.NumParams()) * uint64(o.Workers) * uint64(steps)
 		row := BandwidthRow{Name: d.Name, ValLoss: d.ValLoss, Up: each, Down: each, Wall: d.Wall, Compute: 1, Note: "compute measured in one process"}
 		if o.LinkBytesPerSec > 0 {
-			perStep := time.Duration(2*4*float64(cfg.Model.NumParams())/o.LinkBytesPerSec*float64(time.Second)) + o.LinkRTT
+			perStep := time.Duration(2*4*float64(cfg.Model.NumParams())/o.LinkBytesPerSec*float64(time.Second)) + o.LinkRTT +
+				2*expectedStalls(4*cfg.Model.NumParams(), o.LinkBytesPerSec, o.LinkRTT, o.LinkLoss)
 			comm := time.Duration(steps) * perStep
 			row.Wall = d.Wall + comm
 			row.Compute = float64(d.Wall) / float64(row.Wall)
@@ -117,4 +122,19 @@ func Bandwidth(ctx context.Context, o BandwidthOptions) ([]BandwidthRow, error) 
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// expectedStalls is the expected time a transfer of n bytes over a link of
+// rate bytes/s, round-trip time rtt and packet loss p waits for
+// retransmissions under the loss emulation of a worker's link (wire.Link,
+// with the pieces a worker's limiter lets through: 20 ms of traffic, at
+// least 16 KiB).
+func expectedStalls(n int, rate float64, rtt time.Duration, p float64) time.Duration {
+	if p <= 0 || n <= 0 {
+		return 0
+	}
+	piece := max(int(rate/50), 16<<10)
+	pieces := (n + piece - 1) / piece
+	perPiece := 1 - math.Pow(1-p, float64((piece+wire.MSS-1)/wire.MSS))
+	return time.Duration(float64(pieces) * perPiece * float64(wire.RTO(rtt)))
 }

@@ -33,9 +33,12 @@ type LocalOptions struct {
 	LinkBytesPerSec float64
 	// LinkRTT adds a round-trip time to every worker's streams.
 	LinkRTT time.Duration
-	Metrics *metrics.Registry // the aggregator's; nil for a private one
-	Log     *slog.Logger
-	OnRound func(RoundInfo)
+	// LinkLoss emulates packet loss on every worker's link (see
+	// WorkerOptions.LinkLoss).
+	LinkLoss float64
+	Metrics  *metrics.Registry // the aggregator's; nil for a private one
+	Log      *slog.Logger
+	OnRound  func(RoundInfo)
 	// Ledger are the rules of the run's chain (nil: DefaultLedgerParams).
 	// Every worker is funded at genesis with LocalStake (the minimum
 	// stake, at least 1) bonded and a balance of 0, so what it holds at
@@ -246,7 +249,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			return LocalResult{}, err
 		}
 		wo := WorkerOptions{DataDir: wdir, Listen: loop,
-			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, Log: o.Log}
+			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, LinkLoss: o.LinkLoss, Log: o.Log}
 		if lc != nil {
 			wo.ChainRPC = lc.nodes[i%len(lc.nodes)].RPC()
 		}

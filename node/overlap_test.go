@@ -6,25 +6,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/verify"
 )
 
 // TestOverlapRun: in a run with overlap, every round gets a contribution
-// from every worker, each trained from the previous round's weights while
-// the worker's last contribution uploaded (the workers trained rounds
-// ahead: their steps cover all rounds); the aggregator's validator
+// from every worker, each started from the previous round's weights less
+// the worker's own last contribution while that one uploaded (the workers
+// trained every step of every round); the aggregator's validator
 // recomputes every contribution from those weights and fails none, no
 // worker is slashed, every round is paid in full, and the final weights
-// differ from a run without overlap (the delayed outer step is really
-// taken).
+// differ from a run without overlap (the eager start is really taken);
+// the same holds with a sparse codec.
 func TestOverlapRun(t *testing.T) {
 	sample := verify.DefaultSampleOptions()
 	sample.P = 1 // every contribution recomputed
-	run := func(overlap bool) LocalResult {
+	run := func(overlap bool, codec compress.Codec) LocalResult {
 		cfg := tinyConfig(4)
 		if overlap {
 			cfg.OverlapSteps = 2
+		}
+		if _, _, _, sparse := codec.Sparse(); sparse {
+			cfg.Codec, cfg.FeedbackDecay, cfg.OuterLR, cfg.Momentum, cfg.Robust.Trim = codec, 0.95, 1, 0, -1
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
@@ -56,8 +60,9 @@ func TestOverlapRun(t *testing.T) {
 		}
 		return res
 	}
-	over, plain := run(true), run(false)
+	over, plain := run(true, compress.Int8), run(false, compress.Int8)
 	if slices.Equal(plain.Weights, over.Weights) {
 		t.Fatal("the run with overlap ended with the weights of the run without")
 	}
+	run(true, "topk:16/256:2") // every sparse contribution recomputed bitwise too
 }

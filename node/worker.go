@@ -40,8 +40,12 @@ type WorkerOptions struct {
 	// LinkRTT emulates the link's round-trip time: every request-response
 	// turn on the worker's streams waits it (0: none).
 	LinkRTT time.Duration
-	Metrics *metrics.Registry
-	Log     *slog.Logger
+	// LinkLoss emulates packet loss on the link: each piece of a transfer
+	// that loses a packet stalls for a retransmission timeout (see
+	// wire.Link).
+	LinkLoss float64
+	Metrics  *metrics.Registry
+	Log      *slog.Logger
 	// OnStep is called after every inner step, from the run loop (the
 	// round's training waits for it).
 	OnStep func(round, step int, loss float32)
@@ -81,6 +85,8 @@ type Worker struct {
 	// for a transfer (base plus its size at minRate).
 	peerStall, peerBase time.Duration
 	peerMinRate         float64
+
+	linkSeed uint64 // of the emulated link's losses
 
 	pending *contribution
 	// With overlap: the round training in the background, the copy of
@@ -133,6 +139,9 @@ type contribution struct {
 // node holds it: two nodes must not share an identity), and starts the
 // worker's host; Run does the work.
 func StartWorker(o WorkerOptions) (_ *Worker, err error) {
+	if !(o.LinkLoss >= 0 && o.LinkLoss < 1) {
+		return nil, fmt.Errorf("link loss %g: must be in [0, 1)", o.LinkLoss)
+	}
 	if o.Transport == nil {
 		if _, err := p2p.ParseAddr(o.Join); err != nil {
 			return nil, err
@@ -186,6 +195,7 @@ func StartWorker(o WorkerOptions) (_ *Worker, err error) {
 	if o.LinkBytesPerSec > 0 {
 		w.peerMinRate = min(w.peerMinRate, o.LinkBytesPerSec/2)
 	}
+	w.linkSeed = uint64(rand.Int64())
 	if w.pool == nil {
 		w.pool, w.ownPool = kernels.NewPool(o.Threads), true
 	}
@@ -739,8 +749,8 @@ func (w *Worker) call(ctx context.Context, p, proto string, kind uint8, req any,
 // wrap counts a stream's bytes and throttles it to the emulated link.
 func (w *Worker) wrap(s wire.NetStream) wire.Stream {
 	var ws wire.Stream = wire.CountStream(s, &w.counter)
-	if w.up != nil || w.opts.LinkRTT > 0 {
-		ws = wire.LimitStreamRTT(ws, w.up, w.down, w.opts.LinkRTT)
+	if w.up != nil || w.opts.LinkRTT > 0 || w.opts.LinkLoss > 0 {
+		ws = wire.LimitStreamLink(ws, w.up, w.down, wire.Link{RTT: w.opts.LinkRTT, Loss: w.opts.LinkLoss, Seed: w.linkSeed})
 	}
 	return ws
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -128,11 +130,54 @@ func LimitStream(s Stream, up, down *Limiter) Stream { return LimitStreamRTT(s, 
 // stream's opening is included in its first). Close wakes that wait too.
 // With rtt 0 it is LimitStream.
 func LimitStreamRTT(s Stream, up, down *Limiter, rtt time.Duration) Stream {
-	if up == nil && down == nil && rtt <= 0 {
+	return LimitStreamLink(s, up, down, Link{RTT: rtt})
+}
+
+// Link is an emulated link's latency and loss (its rates are the
+// limiters').
+type Link struct {
+	// RTT is the round-trip time (see LimitStreamRTT).
+	RTT time.Duration
+	// Loss is the probability that a packet of MSS bytes is lost. The
+	// emulation is TCP's retransmission stall, not its congestion
+	// window: every piece of a transfer in which a packet is lost waits
+	// one retransmission timeout, RTO, before it goes on. A piece is what
+	// the limiter lets through in one step (at least 16 KiB); without a
+	// limiter, one read, or at most 1 MiB of a write.
+	Loss float64
+	// Seed seeds the draws of losses (each stream draws from its own
+	// generator, seeded with Seed and the stream's number).
+	Seed uint64
+}
+
+// MSS is the packet payload of the loss emulation, TCP's over Ethernet.
+const MSS = 1460
+
+// RTO is the retransmission timeout a lost packet costs on a link with
+// round-trip time rtt: twice the RTT, at least Linux's minimum of 200 ms.
+func RTO(rtt time.Duration) time.Duration { return max(2*rtt, 200*time.Millisecond) }
+
+// streams numbers the streams with emulated loss, for their seeds.
+var streams atomic.Uint64
+
+// LimitStreamLink is LimitStreamRTT over link: with link.Loss > 0 each
+// piece of a transfer either way loses a packet with the probability that
+// one of its packets is lost, and then waits RTO(link.RTT) (Close wakes
+// that wait too). A loss outside [0, 1) counts as 0.
+func LimitStreamLink(s Stream, up, down *Limiter, link Link) Stream {
+	loss := link.Loss
+	if !(loss > 0 && loss < 1) {
+		loss = 0
+	}
+	if up == nil && down == nil && link.RTT <= 0 && loss == 0 {
 		return s
 	}
 	l := newLimited(s, up, down)
-	l.rtt = max(rtt, 0)
+	l.rtt = max(link.RTT, 0)
+	if loss > 0 {
+		l.loss, l.rto = loss, RTO(l.rtt)
+		l.rng = rand.New(rand.NewPCG(link.Seed, streams.Add(1)))
+	}
 	return &limitedStream{l, s}
 }
 
@@ -144,6 +189,38 @@ type limited struct {
 	rtt      time.Duration
 	mu       sync.Mutex
 	turned   bool // a read has happened and no write since
+	// Loss emulation: the packet loss probability, the stall a loss
+	// costs and the draws (under mu).
+	loss float64
+	rto  time.Duration
+	rng  *rand.Rand
+}
+
+// lossStall is how long a piece of n bytes waits for retransmission: RTO
+// if one of its packets is lost, else 0.
+func (x *limited) lossStall(n int) time.Duration {
+	if x.loss == 0 || n <= 0 {
+		return 0
+	}
+	packets := (n + MSS - 1) / MSS
+	delivered := math.Pow(1-x.loss, float64(packets))
+	x.mu.Lock()
+	lost := x.rng.Float64() >= delivered
+	x.mu.Unlock()
+	if lost {
+		return x.rto
+	}
+	return 0
+}
+
+// stall waits out the loss of a piece of n bytes.
+func (x *limited) stall(n int) error {
+	if d := x.lossStall(n); d > 0 {
+		if err := sleep(x.ctx, d); err != nil {
+			return closedErr(err)
+		}
+	}
+	return nil
 }
 
 func newLimited(rw io.ReadWriter, up, down *Limiter) *limited {
@@ -169,7 +246,11 @@ func (x *limited) Read(p []byte) (int, error) {
 		}
 	}
 	if x.down == nil {
-		return x.rw.Read(p)
+		n, err := x.rw.Read(p)
+		if serr := x.stall(n); serr != nil && err == nil {
+			err = serr
+		}
+		return n, err
 	}
 	if len(p) > piece(x.down) {
 		p = p[:piece(x.down)]
@@ -178,6 +259,9 @@ func (x *limited) Read(p []byte) (int, error) {
 	if n > 0 {
 		if werr := x.down.Wait(x.ctx, n); werr != nil && err == nil {
 			err = closedErr(werr)
+		}
+		if serr := x.stall(n); serr != nil && err == nil {
+			err = serr
 		}
 	}
 	return n, err
@@ -189,15 +273,22 @@ func (x *limited) Write(p []byte) (int, error) {
 		x.turned = false
 		x.mu.Unlock()
 	}
-	if x.up == nil {
+	step := 1 << 20
+	if x.up != nil {
+		step = piece(x.up)
+	} else if x.loss == 0 {
 		return x.rw.Write(p)
 	}
-	step := piece(x.up)
 	done := 0
 	for done < len(p) {
 		q := p[done:min(done+step, len(p))]
-		if err := x.up.wait(x.ctx, len(q), done > 0); err != nil {
-			return done, closedErr(err)
+		if x.up != nil {
+			if err := x.up.wait(x.ctx, len(q), done > 0); err != nil {
+				return done, closedErr(err)
+			}
+		}
+		if err := x.stall(len(q)); err != nil {
+			return done, err
 		}
 		n, err := x.rw.Write(q)
 		done += n

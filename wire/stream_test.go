@@ -451,3 +451,59 @@ func TestLimitStreamRTT(t *testing.T) {
 		t.Fatal("LimitStreamRTT with no limit and no RTT wrapped the stream")
 	}
 }
+
+// TestLossStall: a piece stalls for one RTO when one of its packets is
+// lost: never without loss, with the probability 1-(1-p)^packets with it
+// (checked over many draws of a seeded stream), and the RTO is twice the
+// RTT, at least 200 ms. Streams with the same seed draw differently.
+func TestLossStall(t *testing.T) {
+	if got := RTO(50 * time.Millisecond); got != 200*time.Millisecond {
+		t.Errorf("RTO(50ms) = %v, want the 200ms minimum", got)
+	}
+	if got := RTO(300 * time.Millisecond); got != 600*time.Millisecond {
+		t.Errorf("RTO(300ms) = %v, want 600ms", got)
+	}
+	fs := fakeStream{zeros{}, new(bool), new(bool)}
+	if s := LimitStreamLink(fs, nil, nil, Link{Loss: 1.5}); s != Stream(fs) {
+		t.Error("a loss outside [0, 1) with nothing else to emulate did not return the stream itself")
+	}
+	lim := func(loss float64) *limited {
+		return LimitStreamLink(fs, nil, nil, Link{RTT: 100 * time.Millisecond, Loss: loss, Seed: 7}).(*limitedStream).limited
+	}
+	if d := lim(0.5).lossStall(0); d != 0 {
+		t.Errorf("an empty piece stalled %v", d)
+	}
+	for _, tc := range []struct {
+		loss  float64
+		bytes int
+	}{{0.01, 25 << 10}, {0.01, MSS}, {0.1, 4 * MSS}} {
+		x := lim(tc.loss)
+		const draws = 20000
+		stalls := 0
+		for range draws {
+			switch d := x.lossStall(tc.bytes); d {
+			case 0:
+			case 200 * time.Millisecond:
+				stalls++
+			default:
+				t.Fatalf("a stall of %v, want 0 or the RTO", d)
+			}
+		}
+		packets := (tc.bytes + MSS - 1) / MSS
+		want := 1 - math.Pow(1-tc.loss, float64(packets))
+		got := float64(stalls) / draws
+		if sd := math.Sqrt(want * (1 - want) / draws); math.Abs(got-want) > 5*sd {
+			t.Errorf("loss %g, %d bytes: %.4f of pieces stalled, want %.4f ± %.4f", tc.loss, tc.bytes, got, want, 5*sd)
+		}
+	}
+	a, b := lim(0.5), lim(0.5)
+	same := true
+	for range 64 {
+		if a.lossStall(MSS) != b.lossStall(MSS) {
+			same = false
+		}
+	}
+	if same {
+		t.Error("two streams drew the same 64 losses")
+	}
+}

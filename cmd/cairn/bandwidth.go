@@ -28,7 +28,7 @@ func bandwidthArms(run diloco.RunConfig) []experiment.BandwidthArm {
 // error feedback decayed by 0.95, outer SGD at lr 1.
 func sparseArm(up, down compress.Codec) experiment.BandwidthArm {
 	k, chunk, _, _ := up.Sparse()
-	return experiment.BandwidthArm{Name: fmt.Sprintf("SparseLoCo %.1f%%", 100*float64(k)/float64(chunk)),
+	return experiment.BandwidthArm{Name: fmt.Sprintf("SparseLoCo %.3g%%", 100*float64(k)/float64(chunk)),
 		Codec: up, DownCodec: down, FeedbackDecay: 0.95, OuterLR: 1}
 }
 
@@ -48,7 +48,10 @@ func (f sparseArmsFlag) String() string {
 }
 
 func (f sparseArmsFlag) Set(v string) error {
-	*f.arms = nil
+	*f.arms = []experiment.BandwidthArm{}
+	if v == "none" {
+		return nil
+	}
 	for _, pair := range strings.Split(v, ",") {
 		upS, downS, ok := strings.Cut(pair, "@")
 		if !ok {
@@ -82,17 +85,19 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	run := bindRun(fs, defaults)
 	workers := fs.Int("workers", 4, "workers (k)")
 	threads := fs.Int("threads", 0, "threads for the data-parallel arm (default: all cores)")
-	linkMbps := fs.Float64("link-mbps", 10, "each worker's link in Mbit/s each way (0: unlimited)")
-	linkRTT := fs.Duration("link-rtt", 100*time.Millisecond, "each worker's link round-trip time")
+	link := bindLink(fs, "each worker's link", 10, 100*time.Millisecond)
 	noDDP := fs.Bool("no-ddp", false, "leave out the data-parallel arm")
 	noInt8 := fs.Bool("no-int8", false, "leave out the DiLoCo int8 arm")
 	var sparse []experiment.BandwidthArm
-	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2")
+	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2, or none")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *workers < 1 || *linkMbps < 0 || *linkRTT < 0 {
-		return badInput("--workers must be at least 1, --link-mbps and --link-rtt not negative")
+	if *workers < 1 {
+		return badInput("--workers must be at least 1, got %d", *workers)
+	}
+	if err := link.check(); err != nil {
+		return err
 	}
 	text, err := run.load()
 	if err != nil {
@@ -114,8 +119,8 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 			arms[i].Name += fmt.Sprintf(" + overlap %d", cfg.OverlapSteps)
 		}
 	}
-	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d; model %d params; worker links %g Mbit/s, RTT %v\n",
-		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize, cfg.Model.NumParams(), *linkMbps, *linkRTT)
+	fmt.Fprintf(stdout, "equal tokens: %d rounds × H=%d × %d workers × batch %d × ctx %d; model %d params; worker links %g Mbit/s, RTT %v, packet loss %g%%\n",
+		cfg.Rounds, cfg.InnerSteps, *workers, cfg.Batch, cfg.Model.BlockSize, cfg.Model.NumParams(), *link.mbps, *link.rtt, 100**link.loss)
 	p := newProgress(stderr, len(arms)+1, "experiment")
 	if p.bar == nil {
 		p.out = io.Discard
@@ -123,7 +128,7 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	rows, err := experiment.Bandwidth(ctx, experiment.BandwidthOptions{Config: cfg, Arms: arms, Workers: *workers, Text: text, Threads: *threads,
-		LinkBytesPerSec: *linkMbps * 1e6 / 8, LinkRTT: *linkRTT, DDP: !*noDDP,
+		LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss, DDP: !*noDDP,
 		Progress: func(arm string, done, total int) { p.update(done, fmt.Sprintf("%s %d/%d", arm, done, total)) }})
 	p.finish()
 	if err != nil {

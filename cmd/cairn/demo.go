@@ -29,8 +29,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	run := bindRun(fs, diloco.DefaultConfig())
 	workers := fs.Int("workers", 4, "workers")
 	out := fs.String("out", filepath.Join("out", "demo"), "where the final model is saved")
-	linkMbps := fs.Float64("link-mbps", 0, "throttle each worker's link to this many Mbit/s each way (0: unlimited)")
-	linkRTT := fs.Duration("link-rtt", 0, "add this round-trip time to every request of each worker's link (e.g. 100ms)")
+	link := bindLink(fs, "each worker's link", 0, 0)
 	metricsAddr := fs.String("metrics", "", "serve the aggregator's Prometheus metrics on this host:port")
 	dataDir := fs.String("data-dir", "", "keep the nodes' keys, the run's state and its ledger here (default: a temporary directory, removed at the end); a directory that holds a demo resumes it, given the same flags")
 	adversaries := fs.Bool("adversaries", false, "add one misbehaving worker of each kind ("+strings.Join(experiment.AdversaryKinds(), ", ")+
@@ -40,8 +39,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *linkMbps < 0 || *linkRTT < 0 {
-		return badInput("--link-mbps and --link-rtt must not be negative")
+	if err := link.check(); err != nil {
+		return err
 	}
 	if *workers < 1 {
 		return badInput("--workers must be at least 1, got %d", *workers)
@@ -81,7 +80,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "ledger: a CometBFT network of %d validators on loopback (in this process); the aggregator records on the first, workers send their transactions to the validators in turn\n", *chainN)
 	}
 	lo := node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir, ChainValidators: *chainN,
-		LinkBytesPerSec: *linkMbps * 1e6 / 8, LinkRTT: *linkRTT,
+		LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss,
 		OnRound: func(r node.RoundInfo) {
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))

@@ -249,8 +249,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
-	linkRTT := fs.Duration("link-rtt", 0, "add this round-trip time to every request on this node's streams (e.g. 100ms)")
-	linkMbps := fs.Float64("link-mbps", 0, "throttle this node's streams to this many Mbit/s each way (0: unlimited)")
+	link := bindLink(fs, "this node's streams", 0, 0)
 	kernel := kernelFlag(fs)
 	asJSON := fs.Bool("json", false, "end with the worker's stats as one line of JSON instead of the summary line")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -263,8 +262,8 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err := selectKernel(*kernel); err != nil {
 		return err
 	}
-	if *linkMbps < 0 || *linkRTT < 0 {
-		return badInput("--link-mbps and --link-rtt must not be negative")
+	if err := link.check(); err != nil {
+		return err
 	}
 	text, err := corpus.Load(*data)
 	if err != nil {
@@ -282,7 +281,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
-		Threads: *threads, LinkBytesPerSec: *linkMbps * 1e6 / 8, LinkRTT: *linkRTT, Metrics: reg, Log: log})
+		Threads: *threads, LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -382,6 +381,34 @@ func ledgerFlag(v string) (string, error) {
 	}
 	return v, nil
 }
+
+// linkSpec are the flags of an emulated link: --link-mbps, --link-rtt and
+// --link-loss.
+type linkSpec struct {
+	mbps, loss *float64
+	rtt        *time.Duration
+}
+
+// bindLink registers the link flags on fs; who names the link in their
+// help ("each worker's link", say), and mbps and rtt are the defaults.
+func bindLink(fs *flag.FlagSet, who string, mbps float64, rtt time.Duration) linkSpec {
+	return linkSpec{
+		mbps: fs.Float64("link-mbps", mbps, "throttle "+who+" to this many Mbit/s each way (0: unlimited)"),
+		rtt:  fs.Duration("link-rtt", rtt, "add this round-trip time to every request on "+who+" (e.g. 100ms)"),
+		loss: fs.Float64("link-loss", 0, "drop this share of the packets on "+who+" (e.g. 0.01): each piece of a transfer that loses one stalls for a retransmission timeout, max(2·RTT, 200ms)"),
+	}
+}
+
+// check refuses negative rates and times and a loss outside [0, 1).
+func (l linkSpec) check() error {
+	if *l.mbps < 0 || *l.rtt < 0 || !(*l.loss >= 0 && *l.loss < 1) {
+		return badInput("--link-mbps and --link-rtt must not be negative, and --link-loss must be in [0, 1)")
+	}
+	return nil
+}
+
+// bytesPerSec is the link's rate in bytes per second (0: unlimited).
+func (l linkSpec) bytesPerSec() float64 { return *l.mbps * 1e6 / 8 }
 
 // codecFlag is a codec flag, stored as ParseCodec writes it canonically.
 type codecFlag struct{ c *compress.Codec }
