@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cairnlabs/cairn/diloco"
@@ -20,10 +21,10 @@ type aheadJob struct {
 	round  int
 	cancel context.CancelFunc
 	done   chan struct{}
-	// ready is closed once theta holds the round's weights (feedAhead).
+	// theta, once set by the run loop (feedAhead), holds the round's
+	// weights, and ready is closed.
 	ready chan struct{}
 	theta []float32
-	fed   bool
 	// The local state it trained from: the start state its commit names
 	// and a reveal hands out.
 	start     diloco.LocalState
@@ -84,7 +85,7 @@ func (w *Worker) launchAhead(ctx context.Context, round int, prev []float32, wan
 // holds them, and stops a job the run has left behind.
 func (w *Worker) feedAhead() {
 	j := w.ahead
-	if j == nil || j.fed || w.w.Round() < j.round {
+	if j == nil || j.theta != nil || w.w.Round() < j.round {
 		return
 	}
 	if w.w.Round() > j.round {
@@ -92,7 +93,7 @@ func (w *Worker) feedAhead() {
 		return
 	}
 	w.aheadTheta = append(w.aheadTheta[:0], w.w.Weights()...)
-	j.theta, j.fed = w.aheadTheta, true
+	j.theta = w.aheadTheta
 	close(j.ready)
 }
 
@@ -188,11 +189,7 @@ func (w *Worker) trainOverlapped(ctx context.Context, round int, left time.Durat
 		if w.w.Eager(round) {
 			p, _, ok := w.w.Previous()
 			if !ok {
-				w.log.Warn("this round starts from the weights of the round before, which this worker no longer holds; skipping it", "round", round)
-				w.mu.Lock()
-				w.stats.Skipped++
-				w.mu.Unlock()
-				return sleepCtx(ctx, time.Until(deadline)+100*time.Millisecond)
+				return w.skipRound(ctx, round, errors.New("it starts from the weights of the round before, which this worker no longer holds"), deadline)
 			}
 			prev = p
 		}
@@ -209,22 +206,9 @@ func (w *Worker) trainOverlapped(ctx context.Context, round int, left time.Durat
 	}
 	if j.err != nil {
 		w.spare = j.start
-		w.log.Warn("cannot train from the round's weights; skipping this round's contribution and following the run", "round", round, "err", j.err)
-		w.mu.Lock()
-		w.stats.Skipped++
-		w.mu.Unlock()
-		return sleepCtx(ctx, time.Until(deadline)+100*time.Millisecond)
+		return w.skipRound(ctx, round, j.err, deadline)
 	}
-	payload, tokens := j.payload, j.tokens
-	steps := tokens / w.w.Cfg.TokensPerStep()
-	w.mu.Lock()
-	w.stats.Steps += steps
-	w.mu.Unlock()
-	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
-	if b := w.opts.Behaviour; b != nil {
-		payload, tokens = b.Forge(round, payload, tokens)
-		tokens = max(tokens, 0)
-	}
+	payload, tokens, _ := w.trained(round, j.payload, j.tokens)
 	commit, raw, err := w.commitTo(round, payload, tokens, j.startHash)
 	if err != nil {
 		return errPermanent{err}

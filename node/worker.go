@@ -562,12 +562,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 		// The chain holds this worker's commit to the round (its
 		// contribution was refused after the commit was recorded): it
 		// would refuse a second one. Wait for the next round.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(committedWait):
-		}
-		return nil
+		return sleepCtx(ctx, committedWait)
 	}
 	if err := w.reconcile(ctx); err != nil {
 		return err
@@ -582,10 +577,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	budget := w.pace.budget(left, maxPayload(w.w.Cfg), w.opts.LinkBytesPerSec)
 	w.w.KeepTraining = func(done int) bool { return waited && w.pace.more(time.Since(start), budget) }
 	last := start
-	want := w.w.Cfg.InnerSteps
-	if b := w.opts.Behaviour; b != nil {
-		want = min(max(b.Steps(round, want), 1), want)
-	}
+	want := w.wantSteps(round)
 	payload, tokens, err := w.w.Train(ctx, want, func(i int, loss float32) {
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
@@ -606,33 +598,11 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w.log.Warn("cannot train from the round's weights; skipping this round's contribution and following the run", "round", round, "err", err)
-		w.mu.Lock()
-		w.stats.Skipped++
-		w.mu.Unlock()
-		// The aggregator would tell us to train this round again: wait
-		// until it is over.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Until(deadline) + 100*time.Millisecond):
-		}
-		return nil
+		return w.skipRound(ctx, round, err, deadline)
 	}
-	steps := tokens / w.w.Cfg.TokensPerStep()
-	w.mu.Lock()
-	w.stats.Steps += steps
-	w.mu.Unlock()
-	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
+	payload, tokens, steps := w.trained(round, payload, tokens)
 	if steps < want && waited {
 		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", want, "left", left, "step", w.pace.step)
-	}
-	if b := w.opts.Behaviour; b != nil {
-		// What is committed to and sent is the behaviour's; the local
-		// state (the commit's start and end) is what was really trained.
-		payload, tokens = b.Forge(round, payload, tokens)
-		tokens = max(tokens, 0)
-		w.log.Debug("the behaviour forged the contribution", "round", round, "steps", steps, "claimed_tokens", tokens)
 	}
 	commit, raw, err := w.commitTo(round, payload, tokens, startHash)
 	if err != nil {
@@ -645,6 +615,35 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	}
 	w.pending = nil
 	return nil
+}
+
+// skipRound logs that round could not be trained from its weights
+// (trainErr) and waits until the round is over: the aggregator would tell
+// the worker to train it again.
+func (w *Worker) skipRound(ctx context.Context, round int, trainErr error, deadline time.Time) error {
+	w.log.Warn("cannot train from the round's weights; skipping this round's contribution and following the run", "round", round, "err", trainErr)
+	w.mu.Lock()
+	w.stats.Skipped++
+	w.mu.Unlock()
+	return sleepCtx(ctx, time.Until(deadline)+100*time.Millisecond)
+}
+
+// trained counts the inner steps of a round's training (payload, tokens)
+// and returns what the worker commits to and sends: the training's, or
+// its Behaviour's forgery of it (the local state, the commit's start and
+// end, is what was really trained), and the steps trained.
+func (w *Worker) trained(round int, payload []byte, tokens int) ([]byte, int, int) {
+	steps := tokens / w.w.Cfg.TokensPerStep()
+	w.mu.Lock()
+	w.stats.Steps += steps
+	w.mu.Unlock()
+	w.met.Counter("cairn_inner_steps_total", "inner training steps").Add(float64(steps))
+	if b := w.opts.Behaviour; b != nil {
+		payload, tokens = b.Forge(round, payload, tokens)
+		tokens = max(tokens, 0)
+		w.log.Debug("the behaviour forged the contribution", "round", round, "steps", steps, "claimed_tokens", tokens)
+	}
+	return payload, tokens, steps
 }
 
 // submit sends a contribution with its commit. A refusal is logged and

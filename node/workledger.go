@@ -214,21 +214,19 @@ func (w *Worker) commitTo(round int, payload []byte, tokens int, start diloco.Ha
 // worker asks the chain before its next commit.
 func (w *Worker) submitted(c *contribution, recorded, accepted bool) {
 	l := &w.led
+	if !accepted { // an accepted one's reveal moves to kept (keepReveal)
+		w.mu.Lock()
+		l.sending = nil
+		w.mu.Unlock()
+	}
 	if recorded {
 		l.known, l.has, l.end = true, true, c.commit.EndState
 		l.recorded = c.round + 1
 		if accepted {
 			w.keepReveal(c)
-		} else {
-			w.mu.Lock()
-			l.sending = nil
-			w.mu.Unlock()
 		}
 		return
 	}
-	w.mu.Lock()
-	l.sending = nil
-	w.mu.Unlock()
 	l.known = false
 	w.stopAhead() // it trained on from this contribution's end state
 	if c.attempts == 1 && l.startValid && l.startHash == diloco.Hash(c.commit.StartState) {
