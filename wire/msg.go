@@ -101,7 +101,7 @@ func readMsgBody(r io.Reader, kind uint8, n uint32, maxBody int) (uint8, []byte,
 		maxBody = 0
 	}
 	if uint64(n) > uint64(maxBody) {
-		return 0, nil, fmt.Errorf("wire: message body of %d bytes exceeds the limit of %d", n, maxBody)
+		return 0, nil, &FormatError{fmt.Sprintf("wire: message body of %d bytes exceeds the limit of %d", n, maxBody)}
 	}
 	body := make([]byte, n)
 	if err := readFull(r, body, "message body"); err != nil {
@@ -232,5 +232,11 @@ func readErr(what string, n, want int, err error) error {
 }
 
 func badMagic(got, want byte, what string) error {
-	return fmt.Errorf("wire: bad magic byte 0x%02x, want 0x%02x (%s)", got, want, what)
+	return &FormatError{fmt.Sprintf("wire: bad magic byte 0x%02x, want 0x%02x (%s)", got, want, what)}
 }
+
+// FormatError is a frame that breaks the format (a bad magic byte, a
+// message body over its limit): the sender's fault, not the network's.
+type FormatError struct{ Msg string }
+
+func (e *FormatError) Error() string { return e.Msg }
