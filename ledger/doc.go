@@ -68,6 +68,15 @@
 //     the verifier checked them, verdicts on rejected contributions (failed
 //     or unchecked: a rejected contribution is never paid, but a failed
 //     one is slashed like any other).
+//   - Member rounds (Genesis.CommitWindow > 0; members.go): a run without
+//     an authority over its rounds, where every node aggregates. Round
+//     r's commits are taken for CommitWindow of block time from the first
+//     one; then each worker that committed votes with a ResultTx covering
+//     every commit of r, and when more than half of them voted for the
+//     same result byte for byte, r closes with it and is settled at once
+//     (every accepted contribution paid, unchecked). A member of the round
+//     just closed may still vote; the round's votes say who disagreed.
+//     Authorities then sign only blocks; SettleTx is refused.
 //   - FingerprintTx, from any account holding a balance or stake, commits
 //     its sender as a model's owner to a secret fingerprint set: the
 //     model's weights hash and the SHA-256 of the sealed set file. The

@@ -34,6 +34,7 @@ func (e internalError) Unwrap() error { return e.err }
 type execution struct {
 	g      *Genesis
 	height uint64
+	time   int64 // the block's time, Unix ns (CheckTx: the tip's)
 	index  uint32
 	st     stateView
 	accts  map[PubKey]*Account
@@ -58,7 +59,7 @@ func (x *execution) acct(k PubKey) (*Account, error) {
 // execTx applies raw on top of parent. On success its writes are merged
 // into parent and it returns nil; a *TxError rejects the transaction and
 // leaves parent untouched; any other error is state corruption.
-func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte) error {
+func execTx(parent *overlay, g *Genesis, height uint64, time int64, index uint32, raw []byte) error {
 	tx, err := DecodeTx(raw)
 	if err != nil {
 		return reject(CodeMalformed, "%s", strings.TrimPrefix(err.Error(), "ledger: "))
@@ -67,7 +68,7 @@ func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte
 		return reject(CodeBadSignature, "signature is not %s's for chain %q and kind %v", tx.Sender, g.ChainID, tx.Body.Kind())
 	}
 	txo := newOverlay(parent)
-	x := &execution{g: g, height: height, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}, txHash: sha256.Sum256(raw)}
+	x := &execution{g: g, height: height, time: time, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}, txHash: sha256.Sum256(raw)}
 	if x.meta, err = x.st.meta(); err != nil {
 		return internalError{err}
 	}
@@ -91,7 +92,11 @@ func execTx(parent *overlay, g *Genesis, height uint64, index uint32, raw []byte
 	case *CommitTx:
 		err = x.commit(sender, b)
 	case *ResultTx:
-		err = x.result(sender, b)
+		if g.MemberRounds() {
+			err = x.vote(sender, b)
+		} else {
+			err = x.result(sender, b)
+		}
 	case *SettleTx:
 		err = x.settle(sender, b)
 	case *ReceiptsTx:
@@ -220,6 +225,11 @@ func (x *execution) commit(a *Account, b *CommitTx) error {
 	if b.Tokens == 0 || b.Tokens > MaxTokens {
 		return reject(CodeInvalid, "%d tokens claimed, want 1..%d", b.Tokens, uint64(MaxTokens))
 	}
+	if x.g.MemberRounds() {
+		if err := x.memberCommit(b.Round); err != nil {
+			return err
+		}
+	}
 	if !b.Fresh && a.HasEndState && b.StartState != a.EndState {
 		return reject(CodeStateMismatch, "start state %s is not the end state %s of the last commit", b.StartState, a.EndState)
 	}
@@ -237,6 +247,20 @@ func (x *execution) result(a *Account, b *ResultTx) error {
 	if b.Round != x.meta.OpenRound {
 		return reject(CodeRoundNotOpen, "result for round %d, but the open round is %d", b.Round, x.meta.OpenRound)
 	}
+	if err := x.checkResult(b); err != nil {
+		return err
+	}
+	if lag := x.g.SettlementLag; b.Round >= lag && x.meta.NextSettle <= b.Round-lag {
+		return reject(CodeInvalid, "round %d must be settled before round %d closes", x.meta.NextSettle, b.Round)
+	}
+	x.closeRound(b)
+	return nil
+}
+
+// checkResult checks a result's contributions against the round's
+// commits: each accepted one matches its commit, no delta is accepted
+// twice, and no worker is both accepted and rejected.
+func (x *execution) checkResult(b *ResultTx) error {
 	seen := map[Hash]bool{}
 	for _, c := range b.Accepted {
 		rec, ok, err := x.st.commit(b.Round, c.Worker)
@@ -272,19 +296,28 @@ func (x *execution) result(a *Account, b *ResultTx) error {
 			return err
 		}
 	}
-	if lag := x.g.SettlementLag; b.Round >= lag && x.meta.NextSettle <= b.Round-lag {
-		return reject(CodeInvalid, "round %d must be settled before round %d closes", x.meta.NextSettle, b.Round)
-	}
+	return nil
+}
+
+// closeRound records b as the open round's result and opens the next.
+func (x *execution) closeRound(b *ResultTx) {
 	rec := RoundRecord{Round: b.Round, ModelHash: b.ModelHash, Height: x.height, Accepted: b.Accepted, Rejected: b.Rejected}
 	x.st.kv.put(roundKey(b.Round), rec.encode())
 	x.meta.OpenRound++
-	return nil
 }
 
 func (x *execution) settle(a *Account, b *SettleTx) error {
 	if !x.g.IsAuthority(a.Key) {
 		return reject(CodeUnauthorized, "%s may not sign settlements", a.Key)
 	}
+	if x.g.MemberRounds() {
+		return reject(CodeUnauthorized, "a run with member rounds settles each round when it closes")
+	}
+	return x.settleRound(b)
+}
+
+// settleRound settles the oldest closed, unsettled round with b's verdicts.
+func (x *execution) settleRound(b *SettleTx) error {
 	switch m := x.meta; {
 	case b.Round >= m.OpenRound:
 		return reject(CodeNotSettleable, "round %d is not closed (open round %d)", b.Round, m.OpenRound)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -139,6 +140,8 @@ func FuzzDecodeBlock(f *testing.F) {
 func FuzzDecodeGenesis(f *testing.F) {
 	g := fuzzGenesis()
 	f.Add(g.Encode())
+	g.CommitWindow = 3e9
+	f.Add(g.Encode())
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := DecodeGenesis(data)
@@ -184,6 +187,12 @@ func encodeRecord(rec any) []byte {
 		return encodeContributors(r)
 	case FingerprintRecord:
 		return r.encode()
+	case WindowRecord:
+		return r.encode()
+	case VoteRecord:
+		return r.encode()
+	case uint64:
+		return binary.BigEndian.AppendUint64(nil, r)
 	}
 	panic("unknown record")
 }
@@ -197,6 +206,10 @@ func FuzzDecodeStateValue(f *testing.F) {
 	p.MakeBlock(1)
 	p.Commit()
 	l.ExportState(func(k, v []byte) { f.Add(k, v) })
+	// Member rounds' records.
+	f.Add([]byte(windowKey(3)), (&WindowRecord{Opened: 5, Commits: 2}).encode())
+	f.Add([]byte(voteKey(3, KeyOf(fuzzKey("a")))), (&VoteRecord{Result: Hash{1}, Height: 9}).encode())
+	f.Add([]byte(tallyKey(3, Hash{1})), binary.BigEndian.AppendUint64(nil, 2))
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		rec, err := DecodeStateValue(key, value)
 		if err != nil {

@@ -27,7 +27,19 @@ type Genesis struct {
 	EmissionPerRound uint64 `json:"emission_per_round"` // minted at each round's settlement, split among paid contributions
 	SlashBasisPoints uint32 `json:"slash_basis_points"` // share of a failed worker's stake burned, in 1/10000; at most 10000
 	SettlementLag    uint64 `json:"settlement_lag"`     // closing round r needs round r-SettlementLag settled; at least 1
+
+	// CommitWindow, when positive, makes a run without an authority over
+	// its rounds (member rounds, see members.go): round r's commits are
+	// taken for CommitWindow of block time (Unix ns) from its first one,
+	// the workers that committed vote on its result, and it closes, and
+	// is settled, when more than half of them voted for the same result.
+	// Encoded only when positive.
+	CommitWindow int64 `json:"commit_window_ns,omitempty"`
 }
+
+// MemberRounds reports whether the run's rounds are closed by the votes of
+// their workers rather than by an authority.
+func (g *Genesis) MemberRounds() bool { return g.CommitWindow > 0 }
 
 // GenesisAccount is an account that exists from the start. Stake is
 // bonded (as by a RegisterTx) from the start.
@@ -72,6 +84,8 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("ledger: genesis: unbonding period %d rounds must exceed the settlement lag %d", g.UnbondingRounds, g.SettlementLag)
 	case g.SlashBasisPoints > 10000:
 		return fmt.Errorf("ledger: genesis: slash of %d basis points exceeds 10000", g.SlashBasisPoints)
+	case g.CommitWindow < 0:
+		return fmt.Errorf("ledger: genesis: negative commit window %d", g.CommitWindow)
 	}
 	return nil
 }
@@ -119,6 +133,9 @@ func (g *Genesis) Encode() []byte {
 	e.u64(g.EmissionPerRound)
 	e.u32(g.SlashBasisPoints)
 	e.u64(g.SettlementLag)
+	if g.CommitWindow > 0 {
+		e.i64(g.CommitWindow)
+	}
 	return e.b
 }
 
@@ -160,6 +177,11 @@ func DecodeGenesis(b []byte) (*Genesis, error) {
 	g.EmissionPerRound = d.u64()
 	g.SlashBasisPoints = d.u32()
 	g.SettlementLag = d.u64()
+	if d.err == nil && len(d.b) > 0 {
+		if g.CommitWindow = d.i64(); d.err == nil && g.CommitWindow <= 0 {
+			d.fail("commit window %d encoded, want a positive one or none", g.CommitWindow)
+		}
+	}
 	if err := d.finish("genesis"); err != nil {
 		return nil, err
 	}

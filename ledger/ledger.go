@@ -164,7 +164,7 @@ func (l *Ledger) resetCheck() {
 // order. It returns a *TxError naming the code and reason for a rejected
 // transaction, which changes nothing.
 func (l *Ledger) CheckTx(raw []byte) error {
-	err := execTx(l.check, &l.g, l.tip.Height+1, l.checkN, raw)
+	err := execTx(l.check, &l.g, l.tip.Height+1, l.tip.Time, l.checkN, raw)
 	if err == nil {
 		l.checkN++
 	}
@@ -192,7 +192,7 @@ func (l *Ledger) FinalizeBlock(info BlockInfo, txs [][]byte) (*BlockResult, erro
 	w := newOverlay(l.base)
 	res := &BlockResult{Height: info.Height, Results: make([]TxResult, len(txs)), TxRoot: TxRoot(txs)}
 	for i, raw := range txs {
-		err := execTx(w, &l.g, info.Height, uint32(i), raw)
+		err := execTx(w, &l.g, info.Height, info.Time, uint32(i), raw)
 		if err == nil {
 			continue
 		}

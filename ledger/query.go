@@ -70,6 +70,10 @@ type RoundInfo struct {
 	Result   *RoundRecord    `json:"result,omitempty"`
 	Commits  []CommitRecord  `json:"commits"`
 	Verdicts []VerdictRecord `json:"verdicts"`
+	// Window and Votes, in a run with member rounds: the round's commit
+	// window and its members' votes (Agrees once it closed).
+	Window *WindowRecord `json:"window,omitempty"`
+	Votes  []VoteRecord  `json:"votes,omitempty"`
 }
 
 // Round returns round r's status, result, commits and verdicts.
@@ -116,6 +120,25 @@ func (l *Ledger) Round(r uint64) (RoundInfo, error) {
 			return info, err
 		}
 		info.Verdicts = append(info.Verdicts, v)
+	}
+	if w, ok, err := st.window(r); err != nil {
+		return info, err
+	} else if ok {
+		info.Window = &w
+	}
+	key[0] = prefixVote
+	for _, p := range l.base.scan(string(key[:])) {
+		var m PubKey
+		copy(m[:], p.Key[9:])
+		v, err := decodeVoteRecord(r, m, p.Value)
+		if err != nil {
+			return info, err
+		}
+		if info.Result != nil {
+			v.Agrees = v.Result == ResultHash(&ResultTx{Round: r, ModelHash: info.Result.ModelHash,
+				Accepted: info.Result.Accepted, Rejected: info.Result.Rejected})
+		}
+		info.Votes = append(info.Votes, v)
 	}
 	return info, nil
 }

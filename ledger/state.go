@@ -16,6 +16,9 @@ import (
 //	"h" key(32) height(8) index(4)   HistoryEntry: a transaction that touched the account
 //	"k"                              []Contributor (receipts.go)
 //	"f" model(32)                    FingerprintRecord (fingerprint.go)
+//	"o" round(8)                     WindowRecord (members.go)
+//	"b" round(8) member(32)          VoteRecord (members.go)
+//	"t" round(8) result(32)          votes for a result (members.go)
 //
 // Keys are never deleted.
 const (
@@ -296,7 +299,8 @@ func decodeHistoryEntry(k PubKey, height uint64, index uint32, b []byte) (Histor
 
 // DecodeStateValue decodes one state pair (as the store holds it) into
 // its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord,
-// HistoryEntry, []Contributor or FingerprintRecord. It fails on an unknown key layout or a malformed value;
+// HistoryEntry, []Contributor, FingerprintRecord, WindowRecord, VoteRecord
+// or a tally (uint64). It fails on an unknown key layout or a malformed value;
 // re-encoding an accepted value gives back exactly value.
 func DecodeStateValue(key, value []byte) (any, error) {
 	if len(key) == 0 {
@@ -327,6 +331,13 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		var m Hash
 		copy(m[:], rest)
 		return decodeFingerprintRecord(m, value)
+	case key[0] == prefixWindow && len(rest) == 8:
+		return decodeWindowRecord(binary.BigEndian.Uint64(rest), value)
+	case key[0] == prefixVote && len(rest) == 40:
+		copy(k[:], rest[8:])
+		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
+	case key[0] == prefixTally && len(rest) == 40:
+		return decodeTally(value)
 	}
 	return nil, fmt.Errorf("ledger: unknown state key %x", key)
 }
@@ -404,6 +415,12 @@ func DescribeStateKey(k []byte) string {
 		return describeContrib()
 	case k[0] == prefixFingerprint && len(rest) == 32:
 		return fmt.Sprintf("fingerprint commitment for model %x", rest)
+	case k[0] == prefixWindow && len(rest) == 8:
+		return fmt.Sprintf("commit window of round %d", binary.BigEndian.Uint64(rest))
+	case k[0] == prefixVote && len(rest) == 40:
+		return fmt.Sprintf("vote of %x on round %d", rest[8:], binary.BigEndian.Uint64(rest))
+	case k[0] == prefixTally && len(rest) == 40:
+		return fmt.Sprintf("votes for result %x of round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	}
 	return fmt.Sprintf("key %x", k)
 }

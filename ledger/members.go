@@ -1,0 +1,191 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Member rounds: a run without an authority over its rounds
+// (Genesis.CommitWindow > 0), for runs where every node aggregates.
+//
+//   - Round r's commit window opens with its first commit and lasts
+//     CommitWindow of block time; a commit after it is refused. A round
+//     nobody has committed to waits.
+//   - Once the window has passed, each worker that committed in r (a
+//     member of r) votes with a ResultTx: the weights hash it computed and
+//     every commit of r, accepted or rejected. One vote per member.
+//   - When more than half of r's members have voted for the same result,
+//     byte for byte, r closes with it and is settled at once: every
+//     accepted contribution is paid (verdict unchecked) pro rata to its
+//     tokens. A member of the round just closed may still vote; its vote
+//     is recorded, so a node whose result disagrees is named (RoundInfo's
+//     votes).
+//   - SettleTx is refused; authorities sign only blocks.
+//
+// State: "o" round(8) -> the window's opening (block time i64) and the
+// round's commit count; "b" round(8) member(32) -> VoteRecord;
+// "t" round(8) result(32) -> votes for that result (u64).
+const (
+	prefixWindow = 'o'
+	prefixVote   = 'b'
+	prefixTally  = 't'
+)
+
+func windowKey(r uint64) string {
+	return string(binary.BigEndian.AppendUint64([]byte{prefixWindow}, r))
+}
+
+func voteKey(r uint64, m PubKey) string {
+	return string(append(binary.BigEndian.AppendUint64([]byte{prefixVote}, r), m[:]...))
+}
+
+func tallyKey(r uint64, res Hash) string {
+	return string(append(binary.BigEndian.AppendUint64([]byte{prefixTally}, r), res[:]...))
+}
+
+// WindowRecord is a member round's commit window.
+type WindowRecord struct {
+	Round   uint64 `json:"round"`
+	Opened  int64  `json:"opened"`  // block time of the first commit, Unix ns
+	Commits uint64 `json:"commits"` // members of the round
+}
+
+func (w *WindowRecord) encode() []byte {
+	e := encoder{}
+	e.i64(w.Opened)
+	e.u64(w.Commits)
+	return e.b
+}
+
+func decodeWindowRecord(r uint64, b []byte) (WindowRecord, error) {
+	d := decoder{b: b}
+	w := WindowRecord{Round: r, Opened: d.i64(), Commits: d.u64()}
+	if d.err == nil && w.Commits == 0 {
+		d.fail("commit window with no commit")
+	}
+	return w, d.finish("window record")
+}
+
+// VoteRecord is a member's vote on its round's result.
+type VoteRecord struct {
+	Round  uint64 `json:"round"`
+	Member PubKey `json:"member"`
+	Result Hash   `json:"result"` // ResultHash of the result it voted for
+	Height uint64 `json:"height"`
+	// Agrees, in queries of a closed round: the vote is for the result
+	// the round closed with.
+	Agrees bool `json:"agrees"`
+}
+
+func (v *VoteRecord) encode() []byte {
+	e := encoder{}
+	e.fixed(v.Result[:])
+	e.u64(v.Height)
+	return e.b
+}
+
+func decodeVoteRecord(r uint64, m PubKey, b []byte) (VoteRecord, error) {
+	d := decoder{b: b}
+	v := VoteRecord{Round: r, Member: m}
+	d.fixed(v.Result[:])
+	v.Height = d.u64()
+	return v, d.finish("vote record")
+}
+
+func decodeTally(b []byte) (uint64, error) {
+	d := decoder{b: b}
+	n := d.u64()
+	if d.err == nil && n == 0 {
+		d.fail("zero tally")
+	}
+	return n, d.finish("tally")
+}
+
+// ResultHash is the SHA-256 of a result's body: what member votes agree on.
+func ResultHash(b *ResultTx) Hash {
+	e := encoder{}
+	b.encode(&e)
+	return sha256.Sum256(e.b)
+}
+
+func (s stateView) window(r uint64) (WindowRecord, bool, error) {
+	b, ok := s.kv.get(windowKey(r))
+	if !ok {
+		return WindowRecord{}, false, nil
+	}
+	w, err := decodeWindowRecord(r, b)
+	return w, true, err
+}
+
+// memberCommit takes a commit to round r into its window, opening it.
+func (x *execution) memberCommit(r uint64) error {
+	w, ok, err := x.st.window(r)
+	if err != nil {
+		return internalError{err}
+	}
+	if !ok {
+		w = WindowRecord{Round: r, Opened: x.time}
+	} else if end := w.Opened + x.g.CommitWindow; x.time >= end {
+		return reject(CodeRoundNotOpen, "round %d's commit window closed at %s", r, time.Unix(0, end).UTC().Format(time.RFC3339Nano))
+	}
+	w.Commits++
+	x.st.kv.put(windowKey(r), w.encode())
+	return nil
+}
+
+// vote executes a ResultTx of a member round.
+func (x *execution) vote(a *Account, b *ResultTx) error {
+	open := x.meta.OpenRound
+	if b.Round != open && b.Round+1 != open {
+		return reject(CodeRoundNotOpen, "vote on round %d, but the open round is %d", b.Round, open)
+	}
+	if _, ok, err := x.st.commit(b.Round, a.Key); err != nil {
+		return internalError{err}
+	} else if !ok {
+		return reject(CodeUnauthorized, "%s did not commit in round %d: only its members vote on its result", a.Key, b.Round)
+	}
+	if _, dup := x.st.kv.get(voteKey(b.Round, a.Key)); dup {
+		return reject(CodeDuplicateCommit, "%s already voted on round %d", a.Key, b.Round)
+	}
+	w, ok, err := x.st.window(b.Round)
+	if err != nil || !ok {
+		return internalError{fmt.Errorf("ledger: round %d has a commit but no window record (%v)", b.Round, err)}
+	}
+	res := ResultHash(b)
+	v := VoteRecord{Round: b.Round, Member: a.Key, Result: res, Height: x.height}
+	if b.Round+1 == open {
+		// A late vote on the round just closed: recorded, to name a
+		// member that disagrees.
+		x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+		return nil
+	}
+	if end := w.Opened + x.g.CommitWindow; x.time < end {
+		return reject(CodeRoundNotOpen, "round %d's commit window is open until %s", b.Round, time.Unix(0, end).UTC().Format(time.RFC3339Nano))
+	}
+	if err := x.checkResult(b); err != nil {
+		return err
+	}
+	if n := uint64(len(b.Accepted) + len(b.Rejected)); n != w.Commits {
+		return reject(CodeNoCommit, "the result covers %d contributions; round %d has %d commits", n, b.Round, w.Commits)
+	}
+	x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+	var tally uint64
+	if tb, ok := x.st.kv.get(tallyKey(b.Round, res)); ok {
+		if tally, err = decodeTally(tb); err != nil {
+			return internalError{err}
+		}
+	}
+	tally++
+	x.st.kv.put(tallyKey(b.Round, res), binary.BigEndian.AppendUint64(nil, tally))
+	if 2*tally <= w.Commits {
+		return nil
+	}
+	x.closeRound(b)
+	verdicts := make([]Verdict, len(b.Accepted))
+	for i, c := range b.Accepted {
+		verdicts[i] = Verdict{Worker: c.Worker, Outcome: Unchecked}
+	}
+	return x.settleRound(&SettleTx{Round: b.Round, Verdicts: verdicts})
+}

@@ -1,0 +1,97 @@
+package ledger_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cairnlabs/cairn/ledger"
+)
+
+// A run with member rounds: commits open the window, members vote once it
+// has passed, a majority closes and settles the round, a late dissenting
+// vote is recorded and named, and nobody else signs results or
+// settlements.
+func TestMemberRounds(t *testing.T) {
+	org, A, B, C, D := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C"), keyFrom("D")
+	g := genesisFor(org, 3, A, B, C, D)
+	g.CommitWindow = 2.5e9 // blocks are 1 s apart
+	c := newChain(t, g, org)
+	submit := func(raw []byte, want string) {
+		t.Helper()
+		err := c.p.Submit(raw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+	}
+	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 30), commitBody("C", 0, 20)
+	c.block(c.tx(A, a0)) // t=1: the window opens, until 3.5
+	c.block(c.tx(B, b0)) // t=2
+	res := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
+	c.block(c.tx(C, c0)) // t=3
+	submit(c.tx(A, res), "commit window is open")
+	c.block() // t=4: the window has passed
+	submit(c.tx(D, commitBody("D", 0, 10)), "not-staked")
+	submit(c.tx(C, commitBody("C", 0, 10)), "already committed")
+	short := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0})}
+	submit(c.tx(A, short), "covers 2 contributions; round 0 has 3 commits")
+	submit(c.tx(org, res), "did not commit in round 0")
+	submit(c.tx(org, &ledger.SettleTx{Round: 0}), "settles each round when it closes")
+	c.block(c.tx(A, res))
+	submit(c.tx(A, res), "already voted")
+	if info, _ := c.l.Round(0); info.Status != "open" || len(info.Votes) != 1 || info.Window == nil || info.Window.Commits != 3 {
+		t.Fatalf("after one vote of three: %+v", info)
+	}
+	c.block(c.tx(B, res)) // two of three: closed and settled
+	info, err := c.l.Round(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Status != "settled" || info.Result == nil || info.Result.ModelHash != hashOf("θ1") || len(info.Verdicts) != 3 {
+		t.Fatalf("round 0 after a majority: %+v", info)
+	}
+	paid := map[ledger.PubKey]uint64{}
+	for _, v := range info.Verdicts {
+		paid[v.Worker] = v.Reward
+	}
+	if paid[ledger.KeyOf(A)] != 167 || paid[ledger.KeyOf(B)] != 500 || paid[ledger.KeyOf(C)] != 333 {
+		t.Fatalf("rewards %v, want 1000 split 10:30:20 (167, 500, 333)", paid)
+	}
+	// C computed something else: its late vote is recorded and named.
+	other := *res
+	other.ModelHash = hashOf("θ1 by C")
+	c.block(c.tx(C, &other))
+	info, _ = c.l.Round(0)
+	agrees := map[ledger.PubKey]bool{}
+	for _, v := range info.Votes {
+		agrees[v.Member] = v.Agrees
+	}
+	if len(agrees) != 3 || !agrees[ledger.KeyOf(A)] || !agrees[ledger.KeyOf(B)] || agrees[ledger.KeyOf(C)] {
+		t.Fatalf("votes %+v: want A and B agreeing, C named", info.Votes)
+	}
+	// Round 1 is open to commits.
+	c.block(c.tx(A, commitBody("A", 1, 10)))
+	if info, _ := c.l.Round(1); info.Status != "open" || len(info.Commits) != 1 {
+		t.Fatalf("round 1: %+v", info)
+	}
+	submit(c.tx(C, &other), "already voted")
+}
+
+// The commit window is part of the genesis encoding only when set.
+func TestGenesisCommitWindow(t *testing.T) {
+	org := keyFrom("org")
+	g := genesisFor(org, 1, keyFrom("A"))
+	plain := g.Encode()
+	g.CommitWindow = 5e9
+	enc := g.Encode()
+	if len(enc) != len(plain)+8 {
+		t.Fatalf("encoding grew by %d bytes, want 8", len(enc)-len(plain))
+	}
+	back, err := ledger.DecodeGenesis(enc)
+	if err != nil || back.CommitWindow != 5e9 || !back.MemberRounds() {
+		t.Fatalf("decoded %+v, %v", back, err)
+	}
+	bad := append(plain[:len(plain):len(plain)], 0, 0, 0, 0, 0, 0, 0, 0)
+	if _, err := ledger.DecodeGenesis(bad); err == nil || !strings.Contains(err.Error(), "commit window 0") {
+		t.Fatalf("a zero window encoded: %v", err)
+	}
+}
