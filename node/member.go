@@ -1,0 +1,305 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/swarm"
+	"github.com/cairnlabs/cairn/swarmnet"
+)
+
+// MemberOptions configure a node of a run without an aggregator: the
+// chain (CometBFT, with member rounds in its genesis) schedules rounds and
+// records commitments; contributions travel through the swarm; every
+// member aggregates each round itself (diloco.Replica) and votes on the
+// result.
+type MemberOptions struct {
+	Run   diloco.RunConfig
+	Train []byte // the run's training text (its first 90%)
+	Key   crypto.PrivKey
+	Host  host.Host // the node's libp2p host, on which the swarm runs
+	Peers []peer.AddrInfo
+	RPC   string // a validator's RPC address (host:port)
+	Pool  *kernels.Pool
+	// Fetch bounds how long the node waits for a round's contributions
+	// once its commit window has passed (default 1 minute); a payload not
+	// fetched by then is rejected as unavailable.
+	Fetch time.Duration
+	// Poll is how often the chain is read while waiting (default 200 ms).
+	Poll    time.Duration
+	Swarm   swarmnet.Options
+	Log     *slog.Logger
+	OnRound func(MemberRound)
+}
+
+// MemberRound is one round as a member node saw it.
+type MemberRound struct {
+	Round    int
+	Hash     diloco.Hash // θ(Round+1), as this node computed it
+	Commits  int         // contributions committed to the round
+	Accepted int
+	Agreed   bool // the round closed with this node's result
+	Loss     float32
+	Took     time.Duration
+}
+
+// RunMember takes part in a run without an aggregator until its last
+// round closes, and returns the final weights' hash. It fails when the
+// chain refuses its transactions, when the chain's open round runs ahead
+// of the node's (it fell behind), when a round closes with a result other
+// than the node's own (its weights would differ from the majority's), or
+// when ctx ends.
+func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
+	if o.Fetch <= 0 {
+		o.Fetch = time.Minute
+	}
+	if o.Poll <= 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	lk, err := p2p.LedgerKey(o.Key)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	rc, err := chain.Dial(o.RPC)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	g, err := rc.Genesis(ctx)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	if !g.MemberRounds() {
+		return diloco.Hash{}, errors.New("member run: the chain's genesis has no commit window: its rounds are closed by an authority (an aggregator run)")
+	}
+	lc, err := NewChainLedgerClient(ctx, o.RPC, lk, g.ChainID)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	sw := swarmnet.New(o.Host, o.Swarm)
+	defer sw.Close()
+	for _, p := range o.Peers {
+		if err := sw.Connect(ctx, p); err != nil {
+			o.Log.Warn("member: peer not reached", "peer", p.ID, "err", err)
+		}
+	}
+	rep, err := diloco.NewReplica(o.Run, nil)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	self := o.Host.ID().String()
+	w, err := diloco.NewWorker(self, o.Run, o.Train, o.Pool)
+	if err != nil {
+		return diloco.Hash{}, err
+	}
+	if err := w.SetWeights(0, rep.Weights(), rep.Hash()); err != nil {
+		return diloco.Hash{}, err
+	}
+	m := &member{o: o, g: g, rc: rc, lc: lc, sw: sw, rep: rep, w: w, self: self, zero: w.StateHash()}
+	for !rep.Done() {
+		if err := m.round(ctx); err != nil {
+			return rep.Hash(), err
+		}
+	}
+	return rep.Hash(), nil
+}
+
+type member struct {
+	o     MemberOptions
+	g     *ledger.Genesis
+	rc    *chain.Client
+	lc    *LedgerClient
+	sw    *swarmnet.Service
+	rep   *diloco.Replica
+	w     *diloco.Worker
+	self  string
+	zero  diloco.Hash // the local state before any training
+	blobs []swarm.ID  // the last round's, dropped after the next
+}
+
+// round trains, commits, waits for the window, aggregates, votes and
+// checks the outcome of one round.
+func (m *member) round(ctx context.Context) error {
+	r := m.rep.Round()
+	began := time.Now()
+	info, err := m.lc.Round(ctx, uint64(r))
+	if err != nil {
+		return err
+	}
+	if info.Status != "open" {
+		return fmt.Errorf("member: the chain's round %d is %s, but this node holds round %d's weights: it fell behind", r, info.Status, r)
+	}
+	start := m.w.StateHash()
+	var loss float32
+	payload, tokens, err := m.w.Train(ctx, m.o.Run.InnerSteps, func(_ int, l float32) { loss = l })
+	if err != nil {
+		return err
+	}
+	id, err := m.sw.Publish(payload)
+	if err != nil {
+		return err
+	}
+	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
+		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
+	if err := m.lc.Commit(ctx, c); err != nil {
+		return fmt.Errorf("member: round %d: commit: %w", r, err)
+	}
+	if info, err = m.awaitWindow(ctx, r); err != nil {
+		return err
+	}
+	res, vote, err := m.aggregate(ctx, r, info.Commits)
+	if err != nil {
+		return err
+	}
+	if err := m.lc.Send(ctx, vote); err != nil {
+		var te *ledger.TxError
+		// A majority may have closed the round first: the late vote is
+		// still recorded; any other refusal is the node's problem.
+		if !errors.As(err, &te) {
+			return fmt.Errorf("member: round %d: vote: %w", r, err)
+		}
+		m.o.Log.Warn("member: vote refused", "round", r, "err", err)
+	}
+	if err := m.w.ApplyUpdate(m.rep.LastUpdate(), m.rep.Hash()); err != nil {
+		return err
+	}
+	closed, err := m.awaitClose(ctx, r)
+	if err != nil {
+		return err
+	}
+	agreed := closed.Result.ModelHash == ledger.Hash(res.Hash)
+	for _, b := range m.blobs {
+		m.sw.Drop(b)
+	}
+	m.blobs = m.blobs[:0]
+	for _, c := range info.Commits {
+		m.blobs = append(m.blobs, swarm.ID(c.DeltaHash))
+	}
+	if m.o.OnRound != nil {
+		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Loss: loss, Took: time.Since(began)})
+	}
+	if !agreed {
+		return fmt.Errorf("member: round %d closed with weights %s, but this node computed %s", r, closed.Result.ModelHash, res.Hash)
+	}
+	return nil
+}
+
+// awaitWindow waits until round r's commit window has passed on the
+// chain and returns the round with its final commits.
+func (m *member) awaitWindow(ctx context.Context, r int) (ledger.RoundInfo, error) {
+	for {
+		info, err := m.lc.Round(ctx, uint64(r))
+		if err != nil {
+			return info, err
+		}
+		if info.Window != nil {
+			head, err := m.rc.Head(ctx)
+			if err != nil {
+				return info, err
+			}
+			if head.Time.UnixNano() >= info.Window.Opened+m.g.CommitWindow {
+				// No block at or after this time takes a commit: read
+				// the round once more for commits of the last blocks.
+				return m.lc.Round(ctx, uint64(r))
+			}
+		}
+		if err := sleepCtx(ctx, m.o.Poll); err != nil {
+			return info, err
+		}
+	}
+}
+
+// awaitClose waits until round r has a result on the chain.
+func (m *member) awaitClose(ctx context.Context, r int) (ledger.RoundInfo, error) {
+	for {
+		info, err := m.lc.Round(ctx, uint64(r))
+		if err != nil {
+			return info, err
+		}
+		if info.Result != nil {
+			return info, nil
+		}
+		if err := sleepCtx(ctx, m.o.Poll); err != nil {
+			return info, err
+		}
+	}
+}
+
+// aggregate fetches round r's committed contributions, closes the round
+// on the replica and returns its result and this node's vote.
+func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRecord) (*diloco.RoundResult, *ledger.ResultTx, error) {
+	fctx, cancel := context.WithTimeout(ctx, m.o.Fetch)
+	defer cancel()
+	type fetched struct {
+		i   int
+		p   []byte
+		err error
+	}
+	ch := make(chan fetched, len(commits))
+	for i, c := range commits {
+		go func() {
+			p, err := m.sw.Fetch(fctx, swarm.ID(c.DeltaHash))
+			ch <- fetched{i, p, err}
+		}()
+	}
+	payloads := make([][]byte, len(commits))
+	why := map[ledger.PubKey]string{}
+	for range commits {
+		f := <-ch
+		if f.err != nil {
+			why[commits[f.i].Worker] = "its payload could not be fetched"
+			m.o.Log.Warn("member: contribution unavailable", "round", r, "worker", p2p.PeerIDOf(commits[f.i].Worker), "err", f.err)
+			continue
+		}
+		payloads[f.i] = f.p
+	}
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	var subs []diloco.Submitted
+	byID := map[string]ledger.CommitRecord{}
+	for i, c := range commits {
+		id := p2p.PeerIDOf(c.Worker)
+		byID[id] = c
+		if payloads[i] != nil {
+			subs = append(subs, diloco.Submitted{Worker: id, Tokens: int(c.Tokens), Payload: payloads[i]})
+		}
+	}
+	res, refused, err := m.rep.Close(r, subs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("member: %v (voiding a round is not supported yet)", err)
+	}
+	for _, x := range refused {
+		why[byID[x.Worker].Worker] = "refused: " + x.Reason
+	}
+	for _, x := range res.Excluded {
+		why[byID[x.Worker].Worker] = "screening: " + x.Reason
+	}
+	vote := &ledger.ResultTx{Round: uint64(r), ModelHash: ledger.Hash(res.Hash), Accepted: []ledger.Contribution{}, Rejected: []ledger.Rejection{}}
+	for _, a := range res.Accepted {
+		c := byID[a.Worker]
+		vote.Accepted = append(vote.Accepted, ledger.Contribution{Worker: c.Worker, DeltaHash: c.DeltaHash, Tokens: c.Tokens})
+	}
+	for k, reason := range why {
+		vote.Rejected = append(vote.Rejected, ledger.Rejection{Worker: k, Reason: ledgerReason(reason)})
+	}
+	slices.SortFunc(vote.Accepted, func(a, b ledger.Contribution) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
+	slices.SortFunc(vote.Rejected, func(a, b ledger.Rejection) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
+	return res, vote, nil
+}
