@@ -27,7 +27,13 @@ func startLocalChain(ctx context.Context, dir string, n int, g *ledger.Genesis) 
 		if perr != nil {
 			return nil, perr
 		}
-		if netw, err = chain.Init(chain.InitOptions{Validators: n, Out: dir, Genesis: *g, BasePort: base}); err != nil {
+		io := chain.InitOptions{Validators: n, Out: dir, Genesis: *g, BasePort: base}
+		if g.MemberRounds() {
+			// Members wait for block time to pass their commit window:
+			// blocks keep coming without transactions.
+			io.TimeoutCommit, io.EmptyBlocksInterval = 100*time.Millisecond, 200*time.Millisecond
+		}
+		if netw, err = chain.Init(io); err != nil {
 			return nil, err
 		}
 	} else if netw.ChainID != g.ChainID || len(netw.Validators) != n {
@@ -57,6 +63,33 @@ func startLocalChain(ctx context.Context, dir string, n int, g *ledger.Genesis) 
 		}
 	}
 	return lc, nil
+}
+
+// catchUp waits until the first validator has committed the highest
+// block any validator has.
+func (lc *localChain) catchUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var top int64
+	for _, c := range lc.clients {
+		h, err := c.Head(ctx)
+		if err != nil {
+			return err
+		}
+		top = max(top, h.Height)
+	}
+	for {
+		h, err := lc.clients[0].Head(ctx)
+		if err != nil {
+			return err
+		}
+		if h.Height >= top {
+			return nil
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("the first validator did not reach height %d: %v", top, err)
+		}
+	}
 }
 
 func (lc *localChain) stop() error {

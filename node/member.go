@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -55,6 +56,8 @@ type MemberRound struct {
 	Agreed   bool // the round closed with this node's result
 	Loss     float32
 	Took     time.Duration
+	// Weights are θ(Round+1), the node's own: valid during the call only.
+	Weights []float32
 }
 
 // RunMember takes part in a run without an aggregator until its last
@@ -64,6 +67,10 @@ type MemberRound struct {
 // than the node's own (its weights would differ from the majority's), or
 // when ctx ends.
 func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
+	return newMemberRun(o).run(ctx)
+}
+
+func newMemberRun(o MemberOptions) *member {
 	if o.Fetch <= 0 {
 		o.Fetch = time.Minute
 	}
@@ -73,54 +80,71 @@ func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	return &member{o: o}
+}
+
+// swarmStats is the member's contribution traffic so far.
+func (m *member) swarmStats() SwarmStats {
+	m.mu.Lock()
+	sw := m.sw
+	m.mu.Unlock()
+	st := SwarmStats{ID: m.o.Host.ID().String()}
+	if sw != nil {
+		x := sw.Stats()
+		st.Uploaded, st.Downloaded = x.Uploaded, x.Downloaded
+	}
+	return st
+}
+
+func (m *member) run(ctx context.Context) (diloco.Hash, error) {
+	o := m.o
 	lk, err := p2p.LedgerKey(o.Key)
 	if err != nil {
 		return diloco.Hash{}, err
 	}
-	rc, err := chain.Dial(o.RPC)
-	if err != nil {
+	if m.rc, err = chain.Dial(o.RPC); err != nil {
 		return diloco.Hash{}, err
 	}
-	g, err := rc.Genesis(ctx)
-	if err != nil {
+	if m.g, err = m.rc.Genesis(ctx); err != nil {
 		return diloco.Hash{}, err
 	}
-	if !g.MemberRounds() {
+	if !m.g.MemberRounds() {
 		return diloco.Hash{}, errors.New("member run: the chain's genesis has no commit window: its rounds are closed by an authority (an aggregator run)")
 	}
-	lc, err := NewChainLedgerClient(ctx, o.RPC, lk, g.ChainID)
-	if err != nil {
+	if m.lc, err = NewChainLedgerClient(ctx, o.RPC, lk, m.g.ChainID); err != nil {
 		return diloco.Hash{}, err
 	}
 	sw := swarmnet.New(o.Host, o.Swarm)
 	defer sw.Close()
+	m.mu.Lock()
+	m.sw = sw
+	m.mu.Unlock()
 	for _, p := range o.Peers {
 		if err := sw.Connect(ctx, p); err != nil {
 			o.Log.Warn("member: peer not reached", "peer", p.ID, "err", err)
 		}
 	}
-	rep, err := diloco.NewReplica(o.Run, nil)
-	if err != nil {
+	if m.rep, err = diloco.NewReplica(o.Run, nil); err != nil {
 		return diloco.Hash{}, err
 	}
-	self := o.Host.ID().String()
-	w, err := diloco.NewWorker(self, o.Run, o.Train, o.Pool)
-	if err != nil {
+	m.self = o.Host.ID().String()
+	if m.w, err = diloco.NewWorker(m.self, o.Run, o.Train, o.Pool); err != nil {
 		return diloco.Hash{}, err
 	}
-	if err := w.SetWeights(0, rep.Weights(), rep.Hash()); err != nil {
+	if err := m.w.SetWeights(0, m.rep.Weights(), m.rep.Hash()); err != nil {
 		return diloco.Hash{}, err
 	}
-	m := &member{o: o, g: g, rc: rc, lc: lc, sw: sw, rep: rep, w: w, self: self, zero: w.StateHash()}
-	for !rep.Done() {
+	m.zero = m.w.StateHash()
+	for !m.rep.Done() {
 		if err := m.round(ctx); err != nil {
-			return rep.Hash(), err
+			return m.rep.Hash(), err
 		}
 	}
-	return rep.Hash(), nil
+	return m.rep.Hash(), nil
 }
 
 type member struct {
+	mu    sync.Mutex // guards sw for swarmStats
 	o     MemberOptions
 	g     *ledger.Genesis
 	rc    *chain.Client
@@ -192,7 +216,8 @@ func (m *member) round(ctx context.Context) error {
 		m.blobs = append(m.blobs, swarm.ID(c.DeltaHash))
 	}
 	if m.o.OnRound != nil {
-		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Loss: loss, Took: time.Since(began)})
+		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Loss: loss,
+			Took: time.Since(began), Weights: m.rep.Weights()})
 	}
 	if !agreed {
 		return fmt.Errorf("member: round %d closed with weights %s, but this node computed %s", r, closed.Result.ModelHash, res.Hash)
