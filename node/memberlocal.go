@@ -213,6 +213,7 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 			mr.ValLoss = eval.loss(r.Weights)
 			mu.Lock()
 			res.Rounds = append(res.Rounds, mr)
+			res.Weights = append(res.Weights[:0], r.Weights...)
 			mu.Unlock()
 			if o.OnRound != nil {
 				o.OnRound(mr)

@@ -36,6 +36,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		") and let the aggregator validate: it recomputes a sample of contributions (p = 10% and the most suspicious), and each cheat caught is slashed")
 	chainN := fs.Int("chain", 0, "run the ledger on a CometBFT network of this many validators on loopback, started by the demo (0: the embedded single-node chain)")
 	verbose := fs.Bool("v", false, "log every node's events")
+	decentral := fs.Bool("decentralised", false, "run without an aggregator: every worker is a member that aggregates each round itself; rounds, commitments and votes on a CometBFT chain (--chain validators, default one per worker up to 4), contributions spread peer to peer")
+	window := fs.Duration("commit-window", 2*time.Second, "with --decentralised: how long a round takes commitments, in block time, from its first")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -53,6 +55,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := run.cfg
+	if *decentral {
+		if *adversaries || link.bytesPerSec() > 0 || *link.rtt > 0 || *link.loss > 0 || *metricsAddr != "" || *dataDir != "" {
+			return badInput("--decentralised does not take --adversaries, link limits, --metrics or --data-dir yet")
+		}
+		if *window <= 0 {
+			return badInput("--commit-window must be positive, got %s", *window)
+		}
+		return runMembersDemo(stdout, stderr, cfg, text, *workers, *chainN, *window, *out, *verbose)
+	}
 	var log = logger(io.Discard, false)
 	if *verbose {
 		log = logger(stderr, true)
@@ -103,16 +114,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	pool := kernels.NewPool(0)
-	defer pool.Close()
-	m, err := gpt.New(cfg.Model, pool)
-	if err != nil {
-		return err
-	}
-	copy(m.Params, res.Weights)
-	_, val := corpus.Split(text, 0.9)
-	n := cfg.Batch * cfg.Model.BlockSize
-	vl, err := train.Evaluate(m, val, cfg.Batch, 0, make([]int32, n), make([]int32, n))
+	vl, err := valLoss(cfg, text, res.Weights)
 	if err != nil {
 		return err
 	}
@@ -126,27 +128,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "bytes communicated %s (all nodes, both ways); per-step data-parallel training would have sent %s for the same tokens (%.0fx more)\n",
 		human(res.BytesSent), human(ddp), float64(ddp)/float64(res.BytesSent))
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := saveAndSample(stdout, cfg, res.Weights, *out); err != nil {
 		return err
 	}
-	path := filepath.Join(*out, checkpoint.ModelFile)
-	if err := checkpoint.SaveModel(path, cfg.Model, res.Weights, nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "model saved to %s\n\nsample:\n", path)
-	g := m.NewGenerator()
-	prompt := []int32{'R', 'O', 'M', 'E', 'O', ':'}
-	if err := g.Start(prompt); err != nil {
-		return err
-	}
-	r := rand.New(rand.NewPCG(1, 0))
-	buf := []byte("ROMEO:")
-	for i := 0; i < 300; i++ {
-		tok := gpt.Sample(g.Logits(), gpt.Sampling{Temperature: 0.8, TopK: 40}, r)
-		buf = append(buf, byte(tok))
-		g.Append(tok)
-	}
-	fmt.Fprintf(stdout, "%s\n", buf)
 	if !printLedger(stdout, res.Ledger, *dataDir, *workers) {
 		return failedCheck{"the run's ledger does not check out (see above)"}
 	}
@@ -243,4 +227,51 @@ func printCaught(w io.Writer, cast *experiment.Cast, res node.LocalResult, hones
 		fmt.Fprintf(w, "  %-8s (%s): first cheat round %s; %s; paid %d in all\n", a.Kind, shortPeer(a.Worker), roundOrDash(a.FirstCheat), status, a.Reward)
 	}
 	fmt.Fprintf(w, "caught %d/%d adversaries\n", caught, len(reps))
+}
+
+// valLoss is the loss of weights over the whole validation split of text.
+func valLoss(cfg diloco.RunConfig, text []byte, weights []float32) (float64, error) {
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	m, err := gpt.New(cfg.Model, pool)
+	if err != nil {
+		return 0, err
+	}
+	copy(m.Params, weights)
+	_, val := corpus.Split(text, 0.9)
+	n := cfg.Batch * cfg.Model.BlockSize
+	return train.Evaluate(m, val, cfg.Batch, 0, make([]int32, n), make([]int32, n))
+}
+
+// saveAndSample saves the final model under out and prints a sample of it.
+func saveAndSample(stdout io.Writer, cfg diloco.RunConfig, weights []float32, out string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(out, checkpoint.ModelFile)
+	if err := checkpoint.SaveModel(path, cfg.Model, weights, nil); err != nil {
+		return err
+	}
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	m, err := gpt.New(cfg.Model, pool)
+	if err != nil {
+		return err
+	}
+	copy(m.Params, weights)
+	fmt.Fprintf(stdout, "model saved to %s\n\nsample:\n", path)
+	g := m.NewGenerator()
+	prompt := []int32{'R', 'O', 'M', 'E', 'O', ':'}
+	if err := g.Start(prompt); err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(1, 0))
+	buf := []byte("ROMEO:")
+	for i := 0; i < 300; i++ {
+		tok := gpt.Sample(g.Logits(), gpt.Sampling{Temperature: 0.8, TopK: 40}, r)
+		buf = append(buf, byte(tok))
+		g.Append(tok)
+	}
+	fmt.Fprintf(stdout, "%s\n", buf)
+	return nil
 }
