@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
 
@@ -138,6 +139,11 @@ func Start(home string, o NodeOptions) (*Node, error) {
 			logger = cmtlog.NewFilter(logger, cmtlog.AllowError())
 		}
 	}
+	// CometBFT's queryMaj23Routine reads the block store after sleeps
+	// of this length without checking that the node still runs; Stop
+	// waits out a few of them before closing the databases, so they are
+	// kept short.
+	c.Consensus.PeerQueryMaj23SleepDuration = min(c.Consensus.PeerQueryMaj23SleepDuration, maj23Sleep)
 	dbs := &openDBs{}
 	n, err := cmtnode.NewNode(c, pv, nk, proxy.NewLocalClientCreator(app), cmtnode.DefaultGenesisDocProviderFunc(c),
 		dbs.provider, cmtnode.DefaultMetricsProvider(c.Instrumentation), logger)
@@ -185,12 +191,24 @@ func (n *Node) App() *App { return n.app }
 // Height is the last block the node committed.
 func (n *Node) Height() int64 { return n.n.BlockStore().Height() }
 
+// maj23Sleep bounds CometBFT's PeerQueryMaj23SleepDuration.
+const maj23Sleep = 100 * time.Millisecond
+
+// hadPeers reports whether the node is configured with persistent peers
+// (a network of more than one validator).
+func (n *Node) hadPeers() bool { return n.conf.P2P.PersistentPeers != "" }
+
 // Stop stops the node and closes the application's file.
 func (n *Node) Stop() error {
 	var errs []error
 	if n.n.IsRunning() {
 		errs = append(errs, n.n.Stop())
 		n.n.Wait()
+		// A consensus routine per peer may still be between its sleeps
+		// and read the block store once more (see Start).
+		if n.n.Switch().Peers().Size() > 0 || n.hadPeers() {
+			time.Sleep(5 * maj23Sleep)
+		}
 	}
 	n.dbs.close()
 	errs = append(errs, n.app.Close())

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -327,4 +329,22 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 	slices.SortFunc(vote.Accepted, func(a, b ledger.Contribution) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
 	slices.SortFunc(vote.Rejected, func(a, b ledger.Rejection) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
 	return res, vote, nil
+}
+
+// AwaitVotes waits until every worker that committed in round r has voted
+// on its result, polling the chain through c every poll, or until ctx
+// ends (its error).
+func AwaitVotes(ctx context.Context, c *chain.Client, r uint64, poll time.Duration) error {
+	for {
+		b, err := c.Query(ctx, "round", binary.BigEndian.AppendUint64(nil, r))
+		if err == nil {
+			var info ledger.RoundInfo
+			if err = json.Unmarshal(b, &info); err == nil && len(info.Commits) > 0 && len(info.Votes) >= len(info.Commits) {
+				return nil
+			}
+		}
+		if err := sleepCtx(ctx, poll); err != nil {
+			return err
+		}
+	}
 }

@@ -58,6 +58,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	basePort := fs.Int("base-port", 26656, "validator i listens for peers on BASE+2i and serves RPC on BASE+2i+1")
 	blockTime := fs.Duration("timeout-commit", 300*time.Millisecond, "pause after each block (sets the block time with the consensus rounds)")
 	empty := fs.Duration("empty-blocks", 10*time.Second, "interval of blocks without transactions (0: none)")
+	window := fs.Duration("commit-window", 0, "run the chain's rounds without an aggregator (member rounds, for 'cairn node member'): each round takes commitments for this long in block time, then its workers vote on the result (0: rounds closed by the organiser)")
 	benchAccts := fs.Int("bench-accounts", 0, "fund this many well-known accounts for 'cairn chain bench' (their keys are public: for test networks only)")
 	params, accts := bindGenesisFlags(fs, "in the genesis")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -68,6 +69,9 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	}
 	if *benchAccts < 0 || *benchAccts > chain.MaxBenchAccounts {
 		return badInput("--bench-accounts %d: want 0..%d", *benchAccts, chain.MaxBenchAccounts)
+	}
+	if *window < 0 || *window > 0 && (*empty <= 0 || *empty > *window) {
+		return badInput("--commit-window %s: want a positive window with --empty-blocks between 0 and it (members wait for block time to pass their window)", *window)
 	}
 	if *empty == 0 {
 		*empty = -1
@@ -108,6 +112,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
+	g.CommitWindow = int64(*window)
 	net, err := chain.Init(chain.InitOptions{Validators: *n, Out: *out, Genesis: *g, BasePort: *basePort,
 		TimeoutCommit: *blockTime, EmptyBlocksInterval: *empty})
 	if err != nil {
@@ -117,7 +122,11 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	for _, v := range net.Validators {
 		fmt.Fprintf(stdout, "  cairn chain start --home %s    # RPC %s\n", v.Home, v.RPC)
 	}
-	fmt.Fprintf(stdout, "then: cairn node aggregate --data-dir %s --ledger %s\n", *organiser, net.Validators[0].RPC)
+	if *window > 0 {
+		fmt.Fprintf(stdout, "member rounds: each member runs 'cairn node member --chain-home HOME --peer ...' with the same run flags\n")
+	} else {
+		fmt.Fprintf(stdout, "then: cairn node aggregate --data-dir %s --ledger %s\n", *organiser, net.Validators[0].RPC)
+	}
 	return nil
 }
 

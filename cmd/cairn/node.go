@@ -136,13 +136,20 @@ func loadInit(path string, c gpt.Config) ([]float32, error) {
 }
 
 func runNode(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "aggregate" && args[0] != "work") {
-		return badInput("usage: cairn node aggregate|work [flags]")
+	if len(args) == 0 {
+		return badInput("usage: cairn node aggregate|work|member|id [flags]")
 	}
-	if args[0] == "aggregate" {
+	switch args[0] {
+	case "aggregate":
 		return runAggregate(args[1:], stdout, stderr)
+	case "work":
+		return runWork(args[1:], stdout, stderr)
+	case "member":
+		return runMember(args[1:], stdout, stderr)
+	case "id":
+		return runNodeID(args[1:], stdout, stderr)
 	}
-	return runWork(args[1:], stdout, stderr)
+	return badInput("usage: cairn node aggregate|work|member|id [flags]")
 }
 
 func logger(w io.Writer, verbose bool) *slog.Logger {

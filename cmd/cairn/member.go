@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cairnlabs/cairn/chain"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
+)
+
+// runMember is 'cairn node member': a node of a run without an
+// aggregator.
+func runMember(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("node member", stderr)
+	run := bindRun(fs, diloco.DefaultConfig())
+	dir := fs.String("data-dir", "cairn-member", "the node's identity (node.key, created if absent)")
+	home := fs.String("chain-home", "", "a validator's home from 'cairn chain init --commit-window', run in this process; the node sends its transactions to it")
+	ledgerAt := fs.String("ledger", "", "instead of --chain-home: the RPC address host:port of a validator of the run's chain")
+	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "comma-separated multiaddrs to listen on (other members fetch contributions here)")
+	var peers listFlag
+	fs.Var(&peers, "peer", "another member's full multiaddr /ip4/.../tcp/.../p2p/ID (repeatable)")
+	fetch := fs.Duration("fetch-timeout", time.Minute, "how long to wait for a round's contributions once its commit window has passed; one not fetched by then is rejected as unavailable")
+	threads := fs.Int("threads", 0, "threads (default: all cores)")
+	linger := fs.Duration("linger", 30*time.Second, "with --chain-home: how long at most the validator keeps running after the run, until every member of the last round has voted")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if (*home == "") == (*ledgerAt == "") {
+		return badInput("give exactly one of --chain-home DIR and --ledger HOST:PORT")
+	}
+	if *fetch <= 0 {
+		return badInput("--fetch-timeout must be positive, got %s", *fetch)
+	}
+	var infos []peer.AddrInfo
+	for _, a := range peers {
+		info, err := p2p.ParseAddr(a)
+		if err != nil {
+			return badInput("--peer: %v", err)
+		}
+		infos = append(infos, info)
+	}
+	text, err := run.load()
+	if err != nil {
+		return err
+	}
+	key, err := p2p.LoadIdentity(*dir)
+	if err != nil {
+		return badInput("--data-dir: %v", err)
+	}
+	lock, err := p2p.LockDir(*dir)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	defer lock.Close()
+	log := logger(stderr, *verbose)
+	rpc := *ledgerAt
+	if *home != "" {
+		v, err := chain.Start(*home, chain.NodeOptions{})
+		if err != nil {
+			return badInput("--chain-home: %v", err)
+		}
+		defer v.Stop()
+		rpc = v.RPC()
+	}
+	c, err := chain.Dial(rpc)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	ready, cancelReady := context.WithTimeout(ctx, time.Minute)
+	err = c.WaitReady(ready)
+	cancelReady()
+	if err != nil {
+		return fmt.Errorf("the validator at %s: %v", rpc, err)
+	}
+	h, err := p2p.NewHost(key, splitList(*listen))
+	if err != nil {
+		return badInput("%v", err)
+	}
+	defer h.Close()
+	pool := kernels.NewPool(*threads)
+	defer pool.Close()
+	log.Info("member started", "id", h.ID(), "addrs", p2p.Addrs(h), "ledger", rpc)
+	cfg := run.cfg
+	trainPart, _ := corpus.Split(text, 0.9)
+	final, err := node.RunMember(ctx, node.MemberOptions{Run: cfg, Train: trainPart, Key: key, Host: h, Peers: infos, RPC: rpc, Pool: pool,
+		Fetch: *fetch, Log: log, OnRound: func(r node.MemberRound) {
+			log.Info("round closed", "round", r.Round, "weights", r.Hash.String(), "commits", r.Commits, "aggregated", r.Accepted, "agreed", r.Agreed)
+			fmt.Fprintf(stdout, "round %d/%d: weights %s, %d contributions committed, %d aggregated, train loss %.4f, %s\n",
+				r.Round+1, cfg.Rounds, r.Hash, r.Commits, r.Accepted, r.Loss, r.Took.Round(time.Millisecond))
+		}})
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stdout, "stopped")
+			return nil
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "run finished: weights %s\n", final)
+	if *home != "" {
+		// Other members may still need this validator (a chain of four
+		// stops at two) to see the last round close: stay until every
+		// member of the last round has voted, and a little longer.
+		log.Info("waiting for the other members to finish", "at_most", *linger)
+		lctx, cancel := context.WithTimeout(ctx, *linger)
+		defer cancel()
+		node.AwaitVotes(lctx, c, uint64(cfg.Rounds-1), 200*time.Millisecond)
+		sleepOrDone(lctx, 2*time.Second)
+	}
+	return nil
+}
+
+func sleepOrDone(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// runNodeID is 'cairn node id': the peer ID of a data directory's
+// identity, created if absent, for genesis stakes and --peer addresses.
+func runNodeID(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("node id", stderr)
+	dir := fs.String("data-dir", "", "the node's data directory (required)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return badInput("--data-dir is required")
+	}
+	key, err := p2p.LoadIdentity(*dir)
+	if err != nil {
+		return badInput("%v", err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}
