@@ -226,7 +226,7 @@ func (x *execution) commit(a *Account, b *CommitTx) error {
 		return reject(CodeInvalid, "%d tokens claimed, want 1..%d", b.Tokens, uint64(MaxTokens))
 	}
 	if x.g.MemberRounds() {
-		if err := x.memberCommit(b.Round); err != nil {
+		if err := x.memberCommit(b.Round, a.Key); err != nil {
 			return err
 		}
 	}

@@ -11,7 +11,9 @@ import (
 // (Genesis.CommitWindow > 0), for runs where every node aggregates.
 //
 //   - Round r's commit window opens with its first commit and lasts
-//     CommitWindow of block time; a commit after it is refused. A round
+//     CommitWindow of block time, or until every worker that committed in
+//     r-1 (for round 0: every account staked at genesis) has committed
+//     in r; a commit after it is refused. A round
 //     nobody has committed to waits.
 //   - Once the window has passed, each worker that committed in r (a
 //     member of r) votes with a ResultTx: the weights hash it computed and
@@ -50,20 +52,35 @@ type WindowRecord struct {
 	Round   uint64 `json:"round"`
 	Opened  int64  `json:"opened"`  // block time of the first commit, Unix ns
 	Commits uint64 `json:"commits"` // members of the round
+	// Expected is how many workers committed in the round before (for
+	// round 0: the accounts staked at genesis); Returning how many of
+	// them have committed in this one.
+	// The window closes early once every one of them has.
+	Expected  uint64 `json:"expected"`
+	Returning uint64 `json:"returning"`
+}
+
+// Closed reports whether the window takes no more commits at block time
+// now: CommitWindow has passed since it opened, or every member of the
+// round before has committed.
+func (w *WindowRecord) Closed(g *Genesis, now int64) bool {
+	return now >= w.Opened+g.CommitWindow || w.Expected > 0 && w.Returning >= w.Expected
 }
 
 func (w *WindowRecord) encode() []byte {
 	e := encoder{}
 	e.i64(w.Opened)
 	e.u64(w.Commits)
+	e.u64(w.Expected)
+	e.u64(w.Returning)
 	return e.b
 }
 
 func decodeWindowRecord(r uint64, b []byte) (WindowRecord, error) {
 	d := decoder{b: b}
-	w := WindowRecord{Round: r, Opened: d.i64(), Commits: d.u64()}
-	if d.err == nil && w.Commits == 0 {
-		d.fail("commit window with no commit")
+	w := WindowRecord{Round: r, Opened: d.i64(), Commits: d.u64(), Expected: d.u64(), Returning: d.u64()}
+	if d.err == nil && (w.Commits == 0 || w.Returning > w.Expected || w.Returning > w.Commits) {
+		d.fail("commit window with no commit, or more returning members than expected or committed")
 	}
 	return w, d.finish("window record")
 }
@@ -119,18 +136,47 @@ func (s stateView) window(r uint64) (WindowRecord, bool, error) {
 	return w, true, err
 }
 
-// memberCommit takes a commit to round r into its window, opening it.
-func (x *execution) memberCommit(r uint64) error {
+// memberCommit takes worker's commit to round r into its window, opening
+// it.
+func (x *execution) memberCommit(r uint64, worker PubKey) error {
 	w, ok, err := x.st.window(r)
 	if err != nil {
 		return internalError{err}
 	}
 	if !ok {
 		w = WindowRecord{Round: r, Opened: x.time}
-	} else if end := w.Opened + x.g.CommitWindow; x.time >= end {
-		return reject(CodeRoundNotOpen, "round %d's commit window closed at %s", r, time.Unix(0, end).UTC().Format(time.RFC3339Nano))
+		if r == 0 {
+			// Round 0 expects the workers staked at genesis.
+			for _, a := range x.g.Accounts {
+				if a.Stake > 0 && a.Stake >= x.g.MinStake {
+					w.Expected++
+				}
+			}
+		} else {
+			prev, ok, err := x.st.window(r - 1)
+			if err != nil {
+				return internalError{err}
+			}
+			if ok {
+				w.Expected = prev.Commits
+			}
+		}
+	} else if w.Closed(x.g, x.time) {
+		if x.time < w.Opened+x.g.CommitWindow {
+			return reject(CodeRoundNotOpen, "round %d's commit window closed early: all %d workers it expected have committed", r, w.Expected)
+		}
+		return reject(CodeRoundNotOpen, "round %d's commit window closed at %s", r, time.Unix(0, w.Opened+x.g.CommitWindow).UTC().Format(time.RFC3339Nano))
 	}
 	w.Commits++
+	if r == 0 {
+		if i, ok := x.g.account(worker); ok && i.Stake > 0 && i.Stake >= x.g.MinStake && w.Returning < w.Expected {
+			w.Returning++
+		}
+	} else if _, was, err := x.st.commit(r-1, worker); err != nil {
+		return internalError{err}
+	} else if was && w.Returning < w.Expected {
+		w.Returning++
+	}
 	x.st.kv.put(windowKey(r), w.encode())
 	return nil
 }
@@ -161,8 +207,9 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 		x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
 		return nil
 	}
-	if end := w.Opened + x.g.CommitWindow; x.time < end {
-		return reject(CodeRoundNotOpen, "round %d's commit window is open until %s", b.Round, time.Unix(0, end).UTC().Format(time.RFC3339Nano))
+	if !w.Closed(x.g, x.time) {
+		return reject(CodeRoundNotOpen, "round %d's commit window is open until %s or until %d more expected workers commit",
+			b.Round, time.Unix(0, w.Opened+x.g.CommitWindow).UTC().Format(time.RFC3339Nano), w.Expected-w.Returning)
 	}
 	if err := x.checkResult(b); err != nil {
 		return err
@@ -188,4 +235,14 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 		verdicts[i] = Verdict{Worker: c.Worker, Outcome: Unchecked}
 	}
 	return x.settleRound(&SettleTx{Round: b.Round, Verdicts: verdicts})
+}
+
+// account returns the genesis account of k.
+func (g *Genesis) account(k PubKey) (GenesisAccount, bool) {
+	for _, a := range g.Accounts {
+		if a.Key == k {
+			return a, true
+		}
+	}
+	return GenesisAccount{}, false
 }

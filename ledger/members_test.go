@@ -12,9 +12,9 @@ import (
 // vote is recorded and named, and nobody else signs results or
 // settlements.
 func TestMemberRounds(t *testing.T) {
-	org, A, B, C, D := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C"), keyFrom("D")
-	g := genesisFor(org, 3, A, B, C, D)
-	g.CommitWindow = 2.5e9 // blocks are 1 s apart
+	org, A, B, C, D, E := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C"), keyFrom("D"), keyFrom("E")
+	g := genesisFor(org, 4, A, B, C, E, D) // D holds no stake
+	g.CommitWindow = 2.5e9                 // blocks are 1 s apart
 	c := newChain(t, g, org)
 	submit := func(raw []byte, want string) {
 		t.Helper()
@@ -68,12 +68,22 @@ func TestMemberRounds(t *testing.T) {
 	if len(agrees) != 3 || !agrees[ledger.KeyOf(A)] || !agrees[ledger.KeyOf(B)] || agrees[ledger.KeyOf(C)] {
 		t.Fatalf("votes %+v: want A and B agreeing, C named", info.Votes)
 	}
-	// Round 1 is open to commits.
-	c.block(c.tx(A, commitBody("A", 1, 10)))
-	if info, _ := c.l.Round(1); info.Status != "open" || len(info.Commits) != 1 {
-		t.Fatalf("round 1: %+v", info)
-	}
 	submit(c.tx(C, &other), "already voted")
+	// Round 1: its window closes as soon as A, B and C, round 0's
+	// members, have committed; a newcomer after that is refused.
+	a1, b1, c1 := commitBody("A", 1, 10), commitBody("B", 1, 10), commitBody("C", 1, 10)
+	c.block(c.tx(A, a1), c.tx(B, b1))
+	res1 := &ledger.ResultTx{Round: 1, ModelHash: hashOf("θ2"), Accepted: sortedContribs(pledge{A, a1}, pledge{B, b1}, pledge{C, c1})}
+	submit(c.tx(A, res1), "or until 1 more expected workers commit")
+	c.block(c.tx(C, c1))
+	if info, _ := c.l.Round(1); info.Window == nil || info.Window.Expected != 3 || info.Window.Returning != 3 || !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window: %+v", info.Window)
+	}
+	submit(c.tx(E, commitBody("E", 1, 10)), "closed early")
+	c.block(c.tx(A, res1), c.tx(B, res1))
+	if info, _ := c.l.Round(1); info.Status != "settled" {
+		t.Fatalf("round 1 after an early window and two votes: %+v", info)
+	}
 }
 
 // The commit window is part of the genesis encoding only when set.

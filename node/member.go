@@ -56,8 +56,11 @@ type MemberRound struct {
 	Commits  int         // contributions committed to the round
 	Accepted int
 	Agreed   bool // the round closed with this node's result
-	Loss     float32
-	Took     time.Duration
+	// Contributed: the node's commit made the round's window (else it
+	// followed the round without contributing).
+	Contributed bool
+	Loss        float32
+	Took        time.Duration
 	// Weights are θ(Round+1), the node's own: valid during the call only.
 	Weights []float32
 }
@@ -168,23 +171,14 @@ func (m *member) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if info.Status != "open" {
-		return fmt.Errorf("member: the chain's round %d is %s, but this node holds round %d's weights: it fell behind", r, info.Status, r)
-	}
-	start := m.w.StateHash()
+	// A member whose round is no longer open (it was slow, or restarted)
+	// follows it without contributing, as one whose commit came too late.
 	var loss float32
-	payload, tokens, err := m.w.Train(ctx, m.o.Run.InnerSteps, func(_ int, l float32) { loss = l })
-	if err != nil {
-		return err
-	}
-	id, err := m.sw.Publish(payload)
-	if err != nil {
-		return err
-	}
-	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
-		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
-	if err := m.lc.Commit(ctx, c); err != nil {
-		return fmt.Errorf("member: round %d: commit: %w", r, err)
+	committed := false
+	if info.Status == "open" && (info.Window == nil || !info.Window.Closed(m.g, m.headTime(ctx))) {
+		if committed, loss, err = m.contribute(ctx, r); err != nil {
+			return err
+		}
 	}
 	if info, err = m.awaitWindow(ctx, r); err != nil {
 		return err
@@ -193,14 +187,16 @@ func (m *member) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.lc.Send(ctx, vote); err != nil {
-		var te *ledger.TxError
-		// A majority may have closed the round first: the late vote is
-		// still recorded; any other refusal is the node's problem.
-		if !errors.As(err, &te) {
-			return fmt.Errorf("member: round %d: vote: %w", r, err)
+	if committed { // only the round's members vote
+		if err := m.lc.Send(ctx, vote); err != nil {
+			var te *ledger.TxError
+			// A refusal (a vote on a round two behind, say) leaves the
+			// outcome to the others; any other error is the node's.
+			if !errors.As(err, &te) {
+				return fmt.Errorf("member: round %d: vote: %w", r, err)
+			}
+			m.o.Log.Warn("member: vote refused", "round", r, "err", err)
 		}
-		m.o.Log.Warn("member: vote refused", "round", r, "err", err)
 	}
 	if err := m.w.ApplyUpdate(m.rep.LastUpdate(), m.rep.Hash()); err != nil {
 		return err
@@ -218,7 +214,7 @@ func (m *member) round(ctx context.Context) error {
 		m.blobs = append(m.blobs, swarm.ID(c.DeltaHash))
 	}
 	if m.o.OnRound != nil {
-		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Loss: loss,
+		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Contributed: committed, Loss: loss,
 			Took: time.Since(began), Weights: m.rep.Weights()})
 	}
 	if !agreed {
@@ -227,7 +223,46 @@ func (m *member) round(ctx context.Context) error {
 	return nil
 }
 
-// awaitWindow waits until round r's commit window has passed on the
+// contribute trains round r, publishes the contribution and commits to
+// it. A commit the chain refuses because the round's window has closed
+// is not an error: the worker's state goes back to the round's start (its
+// last commit's end) and committed is false.
+func (m *member) contribute(ctx context.Context, r int) (committed bool, loss float32, err error) {
+	backup := m.w.State()
+	start := m.w.StateHash()
+	payload, tokens, err := m.w.Train(ctx, m.o.Run.InnerSteps, func(_ int, l float32) { loss = l })
+	if err != nil {
+		return false, 0, err
+	}
+	id, err := m.sw.Publish(payload)
+	if err != nil {
+		return false, 0, err
+	}
+	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
+		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
+	err = m.lc.Commit(ctx, c)
+	var te *ledger.TxError
+	if errors.As(err, &te) && te.Code == ledger.CodeRoundNotOpen {
+		m.o.Log.Warn("member: missed the round", "round", r, "reason", te.Reason)
+		m.sw.Drop(id)
+		return false, loss, m.w.SetState(backup)
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("member: round %d: commit: %w", r, err)
+	}
+	return true, loss, nil
+}
+
+// headTime is the time of the chain's latest block (zero if unknown).
+func (m *member) headTime(ctx context.Context) int64 {
+	h, err := m.rc.Head(ctx)
+	if err != nil {
+		return 0
+	}
+	return h.Time.UnixNano()
+}
+
+// awaitWindow waits until round r's commit window has closed on the
 // chain and returns the round with its final commits.
 func (m *member) awaitWindow(ctx context.Context, r int) (ledger.RoundInfo, error) {
 	for {
@@ -240,7 +275,7 @@ func (m *member) awaitWindow(ctx context.Context, r int) (ledger.RoundInfo, erro
 			if err != nil {
 				return info, err
 			}
-			if head.Time.UnixNano() >= info.Window.Opened+m.g.CommitWindow {
+			if info.Window.Closed(m.g, head.Time.UnixNano()) {
 				// No block at or after this time takes a commit: read
 				// the round once more for commits of the last blocks.
 				return m.lc.Round(ctx, uint64(r))

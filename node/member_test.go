@@ -23,7 +23,7 @@ func TestMembersMatchAggregator(t *testing.T) {
 	defer cancel()
 	var seen []MembersRound
 	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
-		CommitWindow: 1500 * time.Millisecond, EvalBatches: 2, Log: testLog(t), OnRound: func(r MembersRound) { seen = append(seen, r) }})
+		CommitWindow: time.Minute, EvalBatches: 2, Log: testLog(t), OnRound: func(r MembersRound) { seen = append(seen, r) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	chainN := fs.Int("chain", 0, "run the ledger on a CometBFT network of this many validators on loopback, started by the demo (0: the embedded single-node chain)")
 	verbose := fs.Bool("v", false, "log every node's events")
 	decentral := fs.Bool("decentralised", false, "run without an aggregator: every worker is a member that aggregates each round itself; rounds, commitments and votes on a CometBFT chain (--chain validators, default one per worker up to 4), contributions spread peer to peer")
-	window := fs.Duration("commit-window", 2*time.Second, "with --decentralised: how long a round takes commitments, in block time, from its first")
+	window := fs.Duration("commit-window", 0, "with --decentralised: how long at most a round takes commitments, in block time, from its first; it closes earlier once every member of the round before has committed (default: the run's --round-timeout)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -59,8 +59,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if *adversaries || link.bytesPerSec() > 0 || *link.rtt > 0 || *link.loss > 0 || *metricsAddr != "" || *dataDir != "" {
 			return badInput("--decentralised does not take --adversaries, link limits, --metrics or --data-dir yet")
 		}
-		if *window <= 0 {
+		if *window < 0 {
 			return badInput("--commit-window must be positive, got %s", *window)
+		}
+		if *window == 0 {
+			*window = time.Duration(cfg.RoundTimeout)
 		}
 		return runMembersDemo(stdout, stderr, cfg, text, *workers, *chainN, *window, *out, *verbose)
 	}
