@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -50,17 +51,46 @@ type Node struct {
 // from opening it again.
 type openDBs struct {
 	mu  sync.Mutex
-	dbs []dbm.DB
+	dbs []*closableDB
 }
 
 func (o *openDBs) provider(ctx *cfg.DBContext) (dbm.DB, error) {
 	db, err := cfg.DefaultDBProvider(ctx)
-	if err == nil {
-		o.mu.Lock()
-		o.dbs = append(o.dbs, db)
-		o.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return db, err
+	c := &closableDB{DB: db}
+	o.mu.Lock()
+	o.dbs = append(o.dbs, c)
+	o.mu.Unlock()
+	return c, nil
+}
+
+// closableDB answers reads after Close as if the key were absent: a
+// CometBFT routine that outlives its node's Stop then finds nothing,
+// where the closed database's error would make it panic.
+type closableDB struct {
+	dbm.DB
+	closed atomic.Bool
+}
+
+func (d *closableDB) Get(k []byte) ([]byte, error) {
+	if d.closed.Load() {
+		return nil, nil
+	}
+	return d.DB.Get(k)
+}
+
+func (d *closableDB) Has(k []byte) (bool, error) {
+	if d.closed.Load() {
+		return false, nil
+	}
+	return d.DB.Has(k)
+}
+
+func (d *closableDB) Close() error {
+	d.closed.Store(true)
+	return d.DB.Close()
 }
 
 func (o *openDBs) close() {
