@@ -119,6 +119,9 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 	if m.lc, err = NewChainLedgerClient(ctx, o.RPC, lk, m.g.ChainID); err != nil {
 		return diloco.Hash{}, err
 	}
+	if o.Swarm.Log == nil {
+		o.Swarm.Log = o.Log
+	}
 	sw := swarmnet.New(o.Host, o.Swarm)
 	defer sw.Close()
 	m.mu.Lock()

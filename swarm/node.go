@@ -13,6 +13,7 @@
 package swarm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -82,12 +83,15 @@ type Stats struct {
 
 // Node is one peer's view of the swarm. It is not safe for concurrent use.
 type Node struct {
-	cfg   Config
-	blobs map[ID]*blob
-	peers map[string]*peer
-	order []string // peer names, sorted
-	rd    Ready
-	stats Stats
+	cfg    Config
+	blobs  map[ID]*blob
+	ids    []ID // blobs' IDs, sorted
+	wanted []ID // IDs of the blobs being fetched, sorted
+	cursor int  // where the next fill starts in wanted
+	peers  map[string]*peer
+	order  []string // peer names, sorted
+	rd     Ready
+	stats  Stats
 }
 
 type blob struct {
@@ -177,7 +181,7 @@ func (n *Node) Publish(data []byte, pieceSize int) (ID, Ready, error) {
 			b.have[i] = true
 		}
 		b.held = len(b.have)
-		b.want = false
+		n.setWanted(id, false)
 		clear(b.pending)
 		for _, p := range n.order {
 			n.peers[p].inflight = n.countInflight(p)
@@ -200,13 +204,13 @@ func (n *Node) Want(id ID, now time.Time) Ready {
 	if b.man != nil && b.held == len(b.have) {
 		return n.ready()
 	}
-	b.want = true
+	n.setWanted(id, true)
 	for _, name := range n.order {
 		if p := n.peers[name]; !p.bad {
 			n.tell(p, b, true)
 		}
 	}
-	n.schedule(now)
+	n.scheduleBlob(b, now)
 	return n.ready()
 }
 
@@ -221,7 +225,11 @@ func (n *Node) Drop(id ID) {
 			q.inflight--
 		}
 	}
+	n.setWanted(id, false)
 	delete(n.blobs, id)
+	if i, ok := slices.BinarySearchFunc(n.ids, id, cmpID); ok {
+		n.ids = slices.Delete(n.ids, i, i+1)
+	}
 	for _, p := range n.peers {
 		delete(p.blobs, id)
 	}
@@ -400,7 +408,16 @@ func (n *Node) Step(from string, m Msg, now time.Time) Ready {
 			}
 		}
 	}
-	n.schedule(now)
+	switch {
+	case p.bad:
+		// What was asked of it goes elsewhere.
+		n.schedule(now)
+	case m.Kind == KindPiece || m.Kind == KindReject:
+		n.scheduleBlob(b, now)
+		n.fill(p, now)
+	case tracked && m.Kind != KindRequest && m.Kind != KindWantManifest:
+		n.scheduleBlob(b, now)
+	}
 	return n.ready()
 }
 
@@ -533,66 +550,96 @@ func (n *Node) receive(p *peer, b *blob, piece int, data []byte) {
 		}
 	}
 	if b.held == len(b.have) {
-		b.want = false
+		n.setWanted(b.id, false)
 		b.asked = nil
 		n.rd.Done = append(n.rd.Done, b.id)
 	}
 }
 
-// schedule asks for manifests and pieces the node wants, rarest piece
-// first, each from the least loaded holder that is not busy.
+// schedule asks for manifests and pieces of every blob the node wants.
 func (n *Node) schedule(now time.Time) {
-	for _, id := range n.sortedBlobs() {
+	for _, id := range slices.Clone(n.wanted) {
+		n.scheduleBlob(n.blobs[id], now)
+	}
+}
+
+// fill gives p, which has room for requests, some from the blobs it
+// holds: the wanted blobs are visited from a cursor that moves on each
+// time, so that no blob waits behind the others.
+func (n *Node) fill(p *peer, now time.Time) {
+	k := len(n.wanted)
+	if k == 0 {
+		return
+	}
+	n.cursor = (n.cursor + 1) % k
+	for i := 0; i < k && p.inflight < n.cfg.Inflight && !p.bad; i++ {
+		id := n.wanted[(n.cursor+i)%k]
 		b := n.blobs[id]
-		if !b.want {
+		if h := p.blobs[id]; h == nil || now.Before(h.busyUntil) || b.man != nil && b.held+len(b.pending) == len(b.have) {
 			continue
 		}
-		if b.man == nil {
-			if b.manifest.from == "" {
-				if p := n.pick(b, -1, now); p != nil {
-					b.manifest = request{from: p.name, at: now}
-					n.send(p.name, Msg{Kind: KindWantManifest, Blob: id})
-				}
+		n.scheduleBlob(b, now)
+		if len(n.wanted) != k { // b completed meanwhile (it cannot: no piece arrives here)
+			return
+		}
+	}
+}
+
+// scheduleBlob asks for b's manifest, or for its missing pieces, rarest
+// first, each from the least loaded holder that is not busy.
+func (n *Node) scheduleBlob(b *blob, now time.Time) {
+	if b == nil || !b.want {
+		return
+	}
+	id := b.id
+	if b.man == nil {
+		if b.manifest.from == "" {
+			if p := n.pick(b, -1, now); p != nil {
+				b.manifest = request{from: p.name, at: now}
+				n.send(p.name, Msg{Kind: KindWantManifest, Blob: id})
 			}
+		}
+		return
+	}
+	if b.held+len(b.pending) == len(b.have) {
+		return
+	}
+	type cand struct{ piece, holders, tie int }
+	var cands []cand
+	for i, ok := range b.have {
+		if ok {
 			continue
 		}
-		type cand struct{ piece, holders, tie int }
-		var cands []cand
-		for i, ok := range b.have {
-			if ok {
-				continue
-			}
-			if _, busy := b.pending[i]; busy {
-				continue
-			}
-			c := 0
-			for _, name := range n.order {
-				if q := n.peers[name]; !q.bad && q.blobs[id].has(i) {
-					c++
-				}
-			}
-			if c > 0 {
-				cands = append(cands, cand{i, c, n.tie(id, i, "")})
+		if _, busy := b.pending[i]; busy {
+			continue
+		}
+		c := 0
+		for _, name := range n.order {
+			if q := n.peers[name]; !q.bad && q.blobs[id].has(i) {
+				c++
 			}
 		}
-		slices.SortFunc(cands, func(x, y cand) int {
-			if x.holders != y.holders {
-				return x.holders - y.holders
-			}
-			return x.tie - y.tie
-		})
-		for _, c := range cands {
-			p := n.pick(b, c.piece, now)
-			if p == nil {
-				continue
-			}
-			b.pending[c.piece] = request{from: p.name, at: now}
-			if !slices.Contains(b.asked[c.piece], p.name) {
-				b.asked[c.piece] = append(b.asked[c.piece], p.name)
-			}
-			p.inflight++
-			n.send(p.name, Msg{Kind: KindRequest, Blob: id, Piece: c.piece})
+		if c > 0 {
+			cands = append(cands, cand{i, c, n.tie(id, i, "")})
 		}
+	}
+	slices.SortFunc(cands, func(x, y cand) int {
+		if x.holders != y.holders {
+			return x.holders - y.holders
+		}
+		return x.tie - y.tie
+	})
+	for _, c := range cands {
+		p := n.pick(b, c.piece, now)
+		if p == nil {
+			continue
+		}
+		b.pending[c.piece] = request{from: p.name, at: now}
+		if !slices.Contains(b.asked[c.piece], p.name) {
+			b.asked[c.piece] = append(b.asked[c.piece], p.name)
+		}
+		p.inflight++
+		n.send(p.name, Msg{Kind: KindRequest, Blob: id, Piece: c.piece})
 	}
 }
 
@@ -636,6 +683,8 @@ func (n *Node) track(id ID) *blob {
 	if !ok {
 		b = &blob{id: id, pending: map[int]request{}, asked: map[int][]string{}}
 		n.blobs[id] = b
+		i, _ := slices.BinarySearchFunc(n.ids, id, cmpID)
+		n.ids = slices.Insert(n.ids, i, id)
 	}
 	return b
 }
@@ -652,14 +701,21 @@ func (n *Node) countInflight(name string) int {
 	return c
 }
 
-func (n *Node) sortedBlobs() []ID {
-	ids := make([]ID, 0, len(n.blobs))
-	for id := range n.blobs {
-		ids = append(ids, id)
+func (n *Node) sortedBlobs() []ID { return n.ids }
+
+// setWanted adds id to, or removes it from, the blobs being fetched.
+func (n *Node) setWanted(id ID, want bool) {
+	i, ok := slices.BinarySearchFunc(n.wanted, id, cmpID)
+	switch {
+	case want && !ok:
+		n.wanted = slices.Insert(n.wanted, i, id)
+	case !want && ok:
+		n.wanted = slices.Delete(n.wanted, i, i+1)
 	}
-	slices.SortFunc(ids, func(a, b ID) int { return slices.Compare(a[:], b[:]) })
-	return ids
+	n.blobs[id].want = want
 }
+
+func cmpID(a, b ID) int { return bytes.Compare(a[:], b[:]) }
 
 func sortedKeys[V any](m map[int]V) []int {
 	ks := make([]int, 0, len(m))

@@ -24,6 +24,10 @@ import (
 // Protocol is the libp2p protocol of swarm streams.
 const Protocol = "/cairn/swarm/1"
 
+// redialTicks: every this many ticks the service dials the known peers
+// it has no stream to (a connection the network or a busy peer closed).
+const redialTicks = 3
+
 // queueLen bounds the messages waiting for one peer's stream; beyond it
 // messages are dropped (requests time out and are asked elsewhere).
 const queueLen = 1024
@@ -56,6 +60,8 @@ type Service struct {
 	mu      sync.Mutex
 	n       *swarm.Node
 	out     map[peer.ID]*outbound
+	known   map[peer.ID]peer.AddrInfo // peers to stay connected to
+	dialing map[peer.ID]bool
 	banned  map[peer.ID]string
 	waiters map[swarm.ID][]chan struct{}
 	faults  []swarm.Fault
@@ -84,7 +90,8 @@ func New(h host.Host, o Options) *Service {
 	o.Swarm.Self = h.ID().String()
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Service{h: h, o: o, log: o.Log, ctx: ctx, stop: stop, n: swarm.New(o.Swarm),
-		out: map[peer.ID]*outbound{}, banned: map[peer.ID]string{}, waiters: map[swarm.ID][]chan struct{}{}}
+		out: map[peer.ID]*outbound{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{},
+		banned: map[peer.ID]string{}, waiters: map[swarm.ID][]chan struct{}{}}
 	h.SetStreamHandler(Protocol, s.handle)
 	s.wg.Add(1)
 	go s.ticker()
@@ -105,10 +112,15 @@ func (s *Service) Close() {
 }
 
 // Connect dials p (if not connected) and joins it to the swarm: each side
-// opens its stream to the other. It fails if p is banned or unreachable.
+// opens its stream to the other. It fails if p is banned or unreachable
+// (or does not run the swarm yet); either way the service keeps dialling
+// p every few ticks while it is not connected.
 func (s *Service) Connect(ctx context.Context, p peer.AddrInfo) error {
 	s.mu.Lock()
 	why, bad := s.banned[p.ID]
+	if !bad && p.ID != s.h.ID() {
+		s.known[p.ID] = p
+	}
 	s.mu.Unlock()
 	if bad {
 		return fmt.Errorf("swarmnet: peer %s is banned: %s", p.ID, why)
@@ -138,12 +150,31 @@ func (s *Service) join(p peer.ID) error {
 		s.mu.Unlock()
 		return fmt.Errorf("swarmnet: open a stream to %s: %v", p, err)
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.write(p, st, ob)
+	go s.watch(p, st, ob)
 	s.mu.Lock()
 	s.apply(s.n.AddPeer(p.String(), time.Now()))
 	s.mu.Unlock()
 	return nil
+}
+
+// watch reads this node's stream to p, on which p writes nothing, to
+// learn when it breaks (the connection closed, p reset it): p then leaves
+// and is dialled again later.
+func (s *Service) watch(p peer.ID, st network.Stream, ob *outbound) {
+	defer s.wg.Done()
+	var b [1]byte
+	for {
+		if _, err := st.Read(b[:]); err != nil {
+			break
+		}
+	}
+	s.mu.Lock()
+	if s.out[p] == ob {
+		s.leave(p)
+	}
+	s.mu.Unlock()
 }
 
 // Publish holds data as a blob and announces it; it returns its ID.
@@ -362,14 +393,46 @@ func (s *Service) ticker() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.o.Tick)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		select {
 		case now := <-t.C:
 			s.mu.Lock()
 			s.apply(s.n.Tick(now))
+			if i%redialTicks == 0 {
+				s.redial()
+			}
 			s.mu.Unlock()
 		case <-s.ctx.Done():
 			return
 		}
+	}
+}
+
+// redial dials, in the background, every known peer without a stream.
+// Callers hold mu.
+func (s *Service) redial() {
+	for id, info := range s.known {
+		if _, ok := s.out[id]; ok || s.dialing[id] {
+			continue
+		}
+		if _, bad := s.banned[id]; bad {
+			delete(s.known, id)
+			continue
+		}
+		s.dialing[id] = true
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			defer cancel()
+			if err := s.h.Connect(ctx, info); err == nil {
+				if err := s.join(info.ID); err != nil {
+					s.log.Debug("swarm: redial", "peer", info.ID, "err", err)
+				}
+			}
+			s.mu.Lock()
+			delete(s.dialing, info.ID)
+			s.mu.Unlock()
+		}()
 	}
 }
