@@ -191,7 +191,9 @@ func (m *member) round(ctx context.Context) error {
 		return err
 	}
 	if committed { // only the round's members vote
-		if err := m.lc.Send(ctx, vote); err != nil {
+		if err := m.submit(ctx, r, vote, func(info ledger.RoundInfo) bool {
+			return slices.ContainsFunc(info.Votes, func(v ledger.VoteRecord) bool { return v.Member == m.lc.Self() })
+		}); err != nil {
 			var te *ledger.TxError
 			// A refusal (a vote on a round two behind, say) leaves the
 			// outcome to the others; any other error is the node's.
@@ -243,7 +245,9 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 	}
 	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
 		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
-	err = m.lc.Commit(ctx, c)
+	err = m.submit(ctx, r, &c, func(info ledger.RoundInfo) bool {
+		return slices.ContainsFunc(info.Commits, func(x ledger.CommitRecord) bool { return x.Worker == m.lc.Self() })
+	})
 	var te *ledger.TxError
 	if errors.As(err, &te) && te.Code == ledger.CodeRoundNotOpen {
 		m.o.Log.Warn("member: missed the round", "round", r, "reason", te.Reason)
@@ -254,6 +258,40 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 		return false, 0, fmt.Errorf("member: round %d: commit: %w", r, err)
 	}
 	return true, loss, nil
+}
+
+// submit sends body to the chain, retrying when the validator cannot be
+// reached (a reset connection, a timeout) up to five times with growing
+// pauses; in reads whether round r shows that an attempt whose answer was
+// lost went through (then a refusal of the next attempt is no error).
+func (m *member) submit(ctx context.Context, r int, body ledger.Body, in func(ledger.RoundInfo) bool) error {
+	landed := func() bool {
+		info, err := m.lc.Round(ctx, uint64(r))
+		return err == nil && in(info)
+	}
+	for attempt := 0; ; attempt++ {
+		err := m.lc.Send(ctx, body)
+		if err == nil {
+			return nil
+		}
+		var te *ledger.TxError
+		if errors.As(err, &te) {
+			if attempt > 0 && landed() {
+				return nil
+			}
+			return err
+		}
+		if attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		m.o.Log.Warn("member: the chain did not answer, retrying", "round", r, "kind", body.Kind(), "err", err)
+		if err := sleepCtx(ctx, time.Duration(250<<attempt)*time.Millisecond); err != nil {
+			return err
+		}
+		if landed() {
+			return nil
+		}
+	}
 }
 
 // headTime is the time of the chain's latest block (zero if unknown).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,8 +51,10 @@ type MembersRound struct {
 	Hash  diloco.Hash
 	// Agreed is how many members computed Hash and saw the chain close
 	// the round with it.
-	Agreed  int
-	ValLoss float64
+	Agreed int
+	// Contributions is how many contributions the round aggregated.
+	Contributions int
+	ValLoss       float64
 	// Uploaded and Downloaded are the contribution bytes (swarm pieces)
 	// all members sent and took in so far.
 	Uploaded, Downloaded int64
@@ -195,7 +198,7 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 			if !last {
 				return
 			}
-			mr := MembersRound{Round: r.Round, Took: st.took}
+			mr := MembersRound{Round: r.Round, Took: st.took, Contributions: r.Accepted}
 			for h, n := range st.hashes {
 				if n > mr.Agreed {
 					mr.Hash, mr.Agreed = h, n
@@ -232,8 +235,15 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 	}
 	wg.Wait()
 	res.Wall = time.Since(start)
+	// The first member to fail cancels the others: report its error, not
+	// theirs.
 	for i, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), context.Canceled.Error()) {
+			return res, fmt.Errorf("member %d: %w", i, err)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
 			return res, fmt.Errorf("member %d: %w", i, err)
 		}
 	}

@@ -33,10 +33,14 @@ type Config struct {
 	// Copies is how often the node uploads one piece while other peers
 	// hold it (default 2).
 	Copies int
-	// Timeout: a request unanswered this long is asked elsewhere, and a
-	// peer that refused as busy is not asked for that blob for as long
-	// (default 10 s).
+	// Timeout: a request unanswered this long is asked elsewhere, and the
+	// peer is not asked for that blob for as long; a peer that refused as
+	// busy is not asked for a tenth of it (default 10 s).
 	Timeout time.Duration
+	// Buffer, if set, gives the slice of size bytes that blob id's bytes
+	// are kept in (and Publish's data copied to); default a new slice. A
+	// simulation of many nodes in one process shares one per blob.
+	Buffer func(id ID, size int64) []byte
 }
 
 func (c *Config) defaults() {
@@ -175,8 +179,8 @@ func (n *Node) Publish(data []byte, pieceSize int) (ID, Ready, error) {
 	id := m.ID()
 	b := n.track(id)
 	if b.held < len(m.Pieces) {
-		b.setManifest(&m)
-		b.data = slices.Clone(data)
+		n.setManifest(b, &m)
+		copy(b.data, data)
 		for i := range b.have {
 			b.have[i] = true
 		}
@@ -244,6 +248,9 @@ func (n *Node) Data(id ID) ([]byte, bool) {
 	}
 	return b.data, true
 }
+
+// Wanting is how many blobs the node is fetching.
+func (n *Node) Wanting() int { return len(n.wanted) }
 
 // Progress returns how many of blob id's pieces the node holds, and of
 // how many (0 while its manifest is unknown).
@@ -367,7 +374,7 @@ func (n *Node) Step(from string, m Msg, now time.Time) Ready {
 			break
 		}
 		b.manifest = request{}
-		b.setManifest(&man)
+		n.setManifest(b, &man)
 		for _, name := range n.order {
 			q := n.peers[name]
 			if h, ok := q.blobs[b.id]; ok && !q.bad {
@@ -399,7 +406,9 @@ func (n *Node) Step(from string, m Msg, now time.Time) Ready {
 		p.inflight--
 		h := p.holding(b.id)
 		if m.Reason == Busy {
-			h.busyUntil = now.Add(n.cfg.Timeout)
+			// Ask the others first; this one serves a peer it refused
+			// when asked again.
+			h.busyUntil = now.Add(n.cfg.Timeout / 10)
 		} else {
 			h.all = false
 			delete(h.pieces, m.Piece)
@@ -726,9 +735,13 @@ func sortedKeys[V any](m map[int]V) []int {
 	return ks
 }
 
-func (b *blob) setManifest(m *Manifest) {
+func (n *Node) setManifest(b *blob, m *Manifest) {
 	b.man = m
-	b.data = make([]byte, m.Size)
+	if n.cfg.Buffer != nil {
+		b.data = n.cfg.Buffer(b.id, m.Size)
+	} else {
+		b.data = make([]byte, m.Size)
+	}
 	b.have = make([]bool, len(m.Pieces))
 	b.served = make([]int, len(m.Pieces))
 	b.held = 0

@@ -33,7 +33,7 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 	defer cancel()
 	res, err := node.RunMembersLocal(ctx, node.MembersLocalOptions{Config: cfg, Text: text, Members: members, Validators: validators,
 		CommitWindow: window, EvalBatches: 20, Log: log, OnRound: func(r node.MembersRound) {
-			status := fmt.Sprintf("val loss %.4f, %d/%d members agree on %s, swarm traffic %s", r.ValLoss, r.Agreed, members, r.Hash.String()[:12], human(uint64(r.Uploaded)))
+			status := fmt.Sprintf("val loss %.4f, %d contributions, %d/%d members agree on %s, swarm traffic %s", r.ValLoss, r.Contributions, r.Agreed, members, r.Hash.String()[:12], human(uint64(r.Uploaded)))
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
 			if p.bar != nil {
 				p.update(r.Round+1, status)
