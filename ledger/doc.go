@@ -71,7 +71,7 @@
 //   - Member rounds (Genesis.CommitWindow > 0; members.go): a run without
 //     an authority over its rounds, where every node aggregates. Round
 //     r's commits are taken for CommitWindow of block time from the first
-//     one, or until every worker that committed in r-1 has; then each worker that committed votes with a ResultTx covering
+//     one, or until every worker whose contribution r-1 accepted has; then each worker that committed votes with a ResultTx covering
 //     every commit of r, and when more than half of them voted for the
 //     same result byte for byte, r closes with it and is settled at once
 //     (every accepted contribution paid, unchecked). A member of the round

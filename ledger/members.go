@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -11,9 +13,9 @@ import (
 // (Genesis.CommitWindow > 0), for runs where every node aggregates.
 //
 //   - Round r's commit window opens with its first commit and lasts
-//     CommitWindow of block time, or until every worker that committed in
-//     r-1 (for round 0: every account staked at genesis) has committed
-//     in r; a commit after it is refused. A round
+//     CommitWindow of block time, or until every worker whose contribution
+//     r-1 accepted (for round 0: every account staked at genesis) has
+//     committed in r; a commit after it is refused. A round
 //     nobody has committed to waits.
 //   - Once the window has passed, each worker that committed in r (a
 //     member of r) votes with a ResultTx: the weights hash it computed and
@@ -52,17 +54,17 @@ type WindowRecord struct {
 	Round   uint64 `json:"round"`
 	Opened  int64  `json:"opened"`  // block time of the first commit, Unix ns
 	Commits uint64 `json:"commits"` // members of the round
-	// Expected is how many workers committed in the round before (for
+	// Expected is how many contributions the round before accepted (for
 	// round 0: the accounts staked at genesis); Returning how many of
-	// them have committed in this one.
+	// their workers have committed in this one.
 	// The window closes early once every one of them has.
 	Expected  uint64 `json:"expected"`
 	Returning uint64 `json:"returning"`
 }
 
 // Closed reports whether the window takes no more commits at block time
-// now: CommitWindow has passed since it opened, or every member of the
-// round before has committed.
+// now: CommitWindow has passed since it opened, or every worker whose
+// contribution the round before accepted has committed.
 func (w *WindowRecord) Closed(g *Genesis, now int64) bool {
 	return now >= w.Opened+g.CommitWindow || w.Expected > 0 && w.Returning >= w.Expected
 }
@@ -153,12 +155,12 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 				}
 			}
 		} else {
-			prev, ok, err := x.st.window(r - 1)
+			prev, ok, err := x.st.round(r - 1)
 			if err != nil {
 				return internalError{err}
 			}
 			if ok {
-				w.Expected = prev.Commits
+				w.Expected = uint64(len(prev.Accepted))
 			}
 		}
 	} else if w.Closed(x.g, x.time) {
@@ -172,10 +174,12 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 		if i, ok := x.g.account(worker); ok && i.Stake > 0 && i.Stake >= x.g.MinStake && w.Returning < w.Expected {
 			w.Returning++
 		}
-	} else if _, was, err := x.st.commit(r-1, worker); err != nil {
+	} else if prev, ok, err := x.st.round(r - 1); err != nil {
 		return internalError{err}
-	} else if was && w.Returning < w.Expected {
-		w.Returning++
+	} else if ok && w.Returning < w.Expected {
+		if _, was := slices.BinarySearchFunc(prev.Accepted, worker, func(c Contribution, k PubKey) int { return bytes.Compare(c.Worker[:], k[:]) }); was {
+			w.Returning++
+		}
 	}
 	x.st.kv.put(windowKey(r), w.encode())
 	return nil
