@@ -49,7 +49,7 @@ func TestMembersKillNine(t *testing.T) {
 		t.Fatal(err)
 	}
 	initArgs := []string{"chain", "init", "--validators", fmt.Sprint(n), "--out", filepath.Join(dir, "chain"), "--base-port", fmt.Sprint(base),
-		"--commit-window", "1s", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
+		"--commit-window", "10s", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
 	for _, id := range ids {
 		initArgs = append(initArgs, "--stake", id+"=1000")
 	}
