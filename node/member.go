@@ -245,9 +245,7 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 	}
 	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
 		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
-	err = m.submit(ctx, r, &c, func(info ledger.RoundInfo) bool {
-		return slices.ContainsFunc(info.Commits, func(x ledger.CommitRecord) bool { return x.Worker == m.lc.Self() })
-	})
+	err = m.commit(ctx, r, &c)
 	var te *ledger.TxError
 	if errors.As(err, &te) && te.Code == ledger.CodeRoundNotOpen {
 		m.o.Log.Warn("member: missed the round", "round", r, "reason", te.Reason)
@@ -290,6 +288,40 @@ func (m *member) submit(ctx context.Context, r int, body ledger.Body, in func(le
 		}
 		if landed() {
 			return nil
+		}
+	}
+}
+
+// commit submits c, watching round r meanwhile: a commit that passed the
+// validator's check while the window was open but was not in a block when
+// the window closed will never be (the window closed before a proposal
+// took it), so the wait ends with CodeRoundNotOpen instead of the
+// inclusion timeout.
+func (m *member) commit(ctx context.Context, r int, c *ledger.CommitTx) error {
+	mine := func(info ledger.RoundInfo) bool {
+		return slices.ContainsFunc(info.Commits, func(x ledger.CommitRecord) bool { return x.Worker == m.lc.Self() })
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.submit(sctx, r, c, mine) }()
+	tick := time.NewTicker(m.o.Poll)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			info, err := m.lc.Round(ctx, uint64(r))
+			if err != nil || info.Window == nil || mine(info) || !info.Window.Closed(m.g, m.headTime(ctx)) {
+				continue
+			}
+			cancel()
+			<-done
+			if info, err := m.lc.Round(ctx, uint64(r)); err == nil && mine(info) {
+				return nil
+			}
+			return &ledger.TxError{Code: ledger.CodeRoundNotOpen, Reason: fmt.Sprintf("round %d's commit window closed before the commit was in a block", r)}
 		}
 	}
 }
