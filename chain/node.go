@@ -224,19 +224,16 @@ func (n *Node) Height() int64 { return n.n.BlockStore().Height() }
 // maj23Sleep bounds CometBFT's PeerQueryMaj23SleepDuration.
 const maj23Sleep = 100 * time.Millisecond
 
-// hadPeers reports whether the node is configured with persistent peers
-// (a network of more than one validator).
-func (n *Node) hadPeers() bool { return n.conf.P2P.PersistentPeers != "" }
-
 // Stop stops the node and closes the application's file.
 func (n *Node) Stop() error {
 	var errs []error
 	if n.n.IsRunning() {
 		errs = append(errs, n.n.Stop())
 		n.n.Wait()
-		// A consensus routine per peer may still be between its sleeps
-		// and read the block store once more (see Start).
-		if n.n.Switch().Peers().Size() > 0 || n.hadPeers() {
+		// With peers (a network of more than one validator), a consensus
+		// routine per peer may still be between its sleeps and read the
+		// block store once more (see Start).
+		if n.conf.P2P.PersistentPeers != "" {
 			time.Sleep(5 * maj23Sleep)
 		}
 	}

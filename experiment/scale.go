@@ -351,10 +351,7 @@ func (s *netSim) push(e event) {
 }
 
 // msgSize is a message's bytes on the wire: its body and the frame.
-func msgSize(m swarm.Msg) int64 {
-	_, body := m.Encode()
-	return int64(len(body)) + 6
-}
+func msgSize(m swarm.Msg) int64 { return int64(m.BodySize()) + 6 }
 
 // apply sends what node i's machine asked, over its uplink.
 func (s *netSim) apply(i int, rd swarm.Ready) {

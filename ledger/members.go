@@ -241,12 +241,11 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 	return x.settleRound(&SettleTx{Round: b.Round, Verdicts: verdicts})
 }
 
-// account returns the genesis account of k.
+// account returns the genesis account of k (Accounts are sorted by key).
 func (g *Genesis) account(k PubKey) (GenesisAccount, bool) {
-	for _, a := range g.Accounts {
-		if a.Key == k {
-			return a, true
-		}
+	i, ok := slices.BinarySearchFunc(g.Accounts, k, func(a GenesisAccount, k PubKey) int { return bytes.Compare(a.Key[:], k[:]) })
+	if !ok {
+		return GenesisAccount{}, false
 	}
-	return GenesisAccount{}, false
+	return g.Accounts[i], true
 }

@@ -86,7 +86,7 @@ const MaxBody = 32 + 4 + manifestHeader + 32*MaxPieces
 // kind: a flag byte (1: all, 2: ask) and the bitfield unless all; a uint32 piece; the data; a uint32
 // piece and the data; a uint32 piece and a reason byte.
 func (m Msg) Encode() (uint8, []byte) {
-	b := make([]byte, 32, 32+5+len(m.Bits)+len(m.Data))
+	b := make([]byte, 32, m.BodySize())
 	copy(b, m.Blob[:])
 	switch m.Kind {
 	case KindBitfield:
@@ -111,6 +111,27 @@ func (m Msg) Encode() (uint8, []byte) {
 		b = append(binary.BigEndian.AppendUint32(b, uint32(m.Piece)), byte(m.Reason))
 	}
 	return uint8(m.Kind), b
+}
+
+// BodySize is the length of the body Encode returns, without encoding it.
+func (m Msg) BodySize() int {
+	n := 32
+	switch m.Kind {
+	case KindBitfield:
+		n++
+		if !m.All {
+			n += len(m.Bits)
+		}
+	case KindHave, KindRequest:
+		n += 4
+	case KindManifest:
+		n += len(m.Data)
+	case KindPiece:
+		n += 4 + len(m.Data)
+	case KindReject:
+		n += 5
+	}
+	return n
 }
 
 // Decode parses a message body of the given kind. It refuses unknown

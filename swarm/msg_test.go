@@ -25,6 +25,9 @@ func TestMsgRoundTrip(t *testing.T) {
 		{Kind: KindReject, Blob: id, Piece: 2, Reason: Missing},
 	} {
 		kind, body := m.Encode()
+		if len(body) != m.BodySize() {
+			t.Errorf("%v: body of %d bytes, BodySize says %d", m.Kind, len(body), m.BodySize())
+		}
 		got, err := Decode(kind, body)
 		if err != nil {
 			t.Fatalf("%v: %v", m.Kind, err)

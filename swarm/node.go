@@ -186,10 +186,7 @@ func (n *Node) Publish(data []byte, pieceSize int) (ID, Ready, error) {
 		}
 		b.held = len(b.have)
 		n.setWanted(id, false)
-		clear(b.pending)
-		for _, p := range n.order {
-			n.peers[p].inflight = n.countInflight(p)
-		}
+		n.cancelPending(b)
 		for _, name := range n.order {
 			if p := n.peers[name]; !p.bad {
 				n.send(name, Msg{Kind: KindBitfield, Blob: id, All: true})
@@ -224,11 +221,7 @@ func (n *Node) Drop(id ID) {
 	if !ok {
 		return
 	}
-	for p := range b.pending {
-		if q, ok := n.peers[b.pending[p].from]; ok {
-			q.inflight--
-		}
-	}
+	n.cancelPending(b)
 	n.setWanted(id, false)
 	delete(n.blobs, id)
 	if i, ok := slices.BinarySearchFunc(n.ids, id, cmpID); ok {
@@ -588,9 +581,6 @@ func (n *Node) fill(p *peer, now time.Time) {
 			continue
 		}
 		n.scheduleBlob(b, now)
-		if len(n.wanted) != k { // b completed meanwhile (it cannot: no piece arrives here)
-			return
-		}
 	}
 }
 
@@ -698,16 +688,14 @@ func (n *Node) track(id ID) *blob {
 	return b
 }
 
-func (n *Node) countInflight(name string) int {
-	c := 0
-	for _, b := range n.blobs {
-		for _, r := range b.pending {
-			if r.from == name {
-				c++
-			}
+// cancelPending forgets b's outstanding requests, freeing their peers.
+func (n *Node) cancelPending(b *blob) {
+	for _, r := range b.pending {
+		if q, ok := n.peers[r.from]; ok {
+			q.inflight--
 		}
 	}
-	return c
+	clear(b.pending)
 }
 
 func (n *Node) sortedBlobs() []ID { return n.ids }

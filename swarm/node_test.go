@@ -96,6 +96,19 @@ func (tn *testNet) run() {
 	}
 }
 
+// seeded publishes data on n00 and has n01 fetch it: two holders.
+func (tn *testNet) seeded(data []byte) ID {
+	tn.t.Helper()
+	id, rd, err := tn.nodes["n00"].Publish(data, MinPieceSize)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	tn.apply("n00", rd)
+	tn.apply("n01", tn.nodes["n01"].Want(id, tn.now))
+	tn.run()
+	return id
+}
+
 func randomBlob(r *rand.Rand, size int) []byte {
 	b := make([]byte, size)
 	for i := range b {
@@ -172,14 +185,8 @@ func TestSwarmCorruptPeerNamed(t *testing.T) {
 	tn := newNet(t, 5, Config{})
 	r := rand.New(rand.NewPCG(3, 4))
 	data := randomBlob(r, 10*MinPieceSize)
-	id, rd, err := tn.nodes["n00"].Publish(data, MinPieceSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.apply("n00", rd)
 	// n01 fetches first, then turns bad: every piece it serves is flipped.
-	tn.apply("n01", tn.nodes["n01"].Want(id, tn.now))
-	tn.run()
+	id := tn.seeded(data)
 	tn.tamper = func(from, to string, m *Msg) bool {
 		if from == "n01" && m.Kind == KindPiece {
 			m.Data = slices.Clone(m.Data)
@@ -253,14 +260,8 @@ func TestSwarmProtocolFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newNet(t, 3, Config{})
-			id, rd, err := tn.nodes["n00"].Publish(data, MinPieceSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tn.apply("n00", rd)
 			// n01 is honest and holds the blob too; n00 lies to n02.
-			tn.apply("n01", tn.nodes["n01"].Want(id, tn.now))
-			tn.run()
+			id := tn.seeded(data)
 			tn.tamper = func(from, to string, m *Msg) bool {
 				if from == "n00" && to == "n02" {
 					return tc.tamper(m)
@@ -286,13 +287,7 @@ func TestSwarmSilentAndLeavingPeers(t *testing.T) {
 	tn := newNet(t, 4, Config{})
 	r := rand.New(rand.NewPCG(7, 8))
 	data := randomBlob(r, 20*MinPieceSize)
-	id, rd, err := tn.nodes["n00"].Publish(data, MinPieceSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.apply("n00", rd)
-	tn.apply("n01", tn.nodes["n01"].Want(id, tn.now))
-	tn.run()
+	id := tn.seeded(data)
 	// n00 goes silent; n01 leaves n03's view after it has all.
 	tn.tamper = func(from, to string, m *Msg) bool { return from != "n00" }
 	tn.apply("n02", tn.nodes["n02"].Want(id, tn.now))
