@@ -43,10 +43,26 @@ type MemberOptions struct {
 	// fetched by then is rejected as unavailable.
 	Fetch time.Duration
 	// Poll is how often the chain is read while waiting (default 200 ms).
-	Poll    time.Duration
-	Swarm   swarmnet.Options
-	Log     *slog.Logger
-	OnRound func(MemberRound)
+	Poll  time.Duration
+	Swarm swarmnet.Options
+	// Find, if set, finds the run's other nodes (p2p.Discovery: a DHT,
+	// through relays for nodes behind NAT); the node joins the swarm with
+	// each one found that holds stake on the ledger.
+	Find Finder
+	// AwaitPeers, if positive, holds the first round until the node has
+	// joined every other member staked at genesis in the swarm, or for at
+	// most this long: a run starts with its members in touch.
+	AwaitPeers time.Duration
+	Log        *slog.Logger
+	OnRound    func(MemberRound)
+}
+
+// Finder finds the other nodes of a run: Run reports each one found to
+// found until ctx ends, looking often while fewer than want are known;
+// Forget lets it report p again.
+type Finder interface {
+	Run(ctx context.Context, want int, found func(peer.AddrInfo))
+	Forget(p peer.ID)
 }
 
 // MemberRound is one round as a member node saw it.
@@ -63,6 +79,9 @@ type MemberRound struct {
 	Took        time.Duration
 	// Weights are θ(Round+1), the node's own: valid during the call only.
 	Weights []float32
+	// Transfers are the pieces of contributions received so far, by
+	// connection kind (direct or relayed).
+	Transfers swarmnet.Transfers
 }
 
 // RunMember takes part in a run without an aggregator until its last
@@ -132,6 +151,11 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 			o.Log.Warn("member: peer not reached", "peer", p.ID, "err", err)
 		}
 	}
+	if o.Find != nil {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go o.Find.Run(fctx, m.stakers()-1, func(info peer.AddrInfo) { go m.admit(fctx, info) })
+	}
 	if m.rep, err = diloco.NewReplica(o.Run, nil); err != nil {
 		return diloco.Hash{}, err
 	}
@@ -143,6 +167,9 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 		return diloco.Hash{}, err
 	}
 	m.zero = m.w.StateHash()
+	if o.AwaitPeers > 0 {
+		m.awaitPeers(ctx, o.AwaitPeers)
+	}
 	for !m.rep.Done() {
 		if err := m.round(ctx); err != nil {
 			return m.rep.Hash(), err
@@ -163,6 +190,73 @@ type member struct {
 	self  string
 	zero  diloco.Hash // the local state before any training
 	blobs []swarm.ID  // the last round's, dropped after the next
+}
+
+// stakers counts the run's genesis accounts that hold stake: the nodes
+// discovery looks for at first.
+func (m *member) stakers() int {
+	n := 0
+	for _, a := range m.g.Accounts {
+		if a.Stake > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// awaitPeers waits until the swarm holds every other genesis member, for
+// at most d.
+func (m *member) awaitPeers(ctx context.Context, d time.Duration) {
+	want := m.stakers() - 1
+	began := time.Now()
+	t := time.NewTicker(m.o.Poll)
+	defer t.Stop()
+	for {
+		n := len(m.sw.Peers())
+		if n >= want {
+			m.o.Log.Info("member: in touch with every member", "peers", n, "took", time.Since(began).Round(time.Millisecond))
+			return
+		}
+		if time.Since(began) >= d {
+			m.o.Log.Warn("member: starting without every member", "peers", n, "want", want, "waited", d)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// admit joins a node found by discovery to the swarm if its identity
+// holds stake on the ledger: anyone can announce itself under a run's
+// name, only members are worth a connection.
+func (m *member) admit(ctx context.Context, info peer.AddrInfo) {
+	log := m.o.Log.With("peer", info.ID)
+	k, err := p2p.AccountOf(info.ID.String())
+	if err != nil {
+		log.Info("member: found a node that cannot be a member", "err", err)
+		return
+	}
+	acct, err := m.rc.Account(ctx, k)
+	if err != nil {
+		log.Debug("member: account of a found node", "err", err)
+		m.o.Find.Forget(info.ID)
+		return
+	}
+	if acct.Stake == 0 {
+		log.Info("member: found a node without stake; not joined")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := m.sw.Connect(cctx, info); err != nil {
+		log.Info("member: found node not reached (will look again)", "addrs", info.Addrs, "err", err)
+		m.o.Find.Forget(info.ID)
+		return
+	}
+	log.Info("member: joined a found node", "addrs", info.Addrs)
 }
 
 // round trains, commits, waits for the window, aggregates, votes and
@@ -220,7 +314,7 @@ func (m *member) round(ctx context.Context) error {
 	}
 	if m.o.OnRound != nil {
 		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Contributed: committed, Loss: loss,
-			Took: time.Since(began), Weights: m.rep.Weights()})
+			Took: time.Since(began), Weights: m.rep.Weights(), Transfers: m.sw.Transfers()})
 	}
 	if !agreed {
 		return fmt.Errorf("member: round %d closed with weights %s, but this node computed %s", r, closed.Result.ModelHash, res.Hash)

@@ -255,6 +255,17 @@ func (n *Node) Progress(id ID) (held, pieces int) {
 	return b.held, len(b.have)
 }
 
+// Holders returns how many connected peers the node knows hold some of
+// blob id, of how many peers (for a stalled fetch's error message).
+func (n *Node) Holders(id ID) (holders, peers int) {
+	for _, p := range n.peers {
+		if h, ok := p.blobs[id]; ok && (h.all || len(h.pieces) > 0 || len(h.bits) > 0) {
+			holders++
+		}
+	}
+	return holders, len(n.peers)
+}
+
 // AddPeer connects a peer: the node sends it the bitfield of every blob it
 // holds or wants. Adding a peer already present changes nothing.
 func (n *Node) AddPeer(name string, now time.Time) Ready {

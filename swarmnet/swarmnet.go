@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/swarm"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -60,11 +62,14 @@ type Service struct {
 	mu      sync.Mutex
 	n       *swarm.Node
 	out     map[peer.ID]*outbound
+	in      map[peer.ID]network.Stream // each peer's latest stream to this node
 	known   map[peer.ID]peer.AddrInfo // peers to stay connected to
 	dialing map[peer.ID]bool
 	banned  map[peer.ID]string
 	waiters map[swarm.ID][]chan struct{}
 	faults  []swarm.Fault
+	xfer    Transfers
+	notify  *network.NotifyBundle
 
 	// tamper, for tests, may change an outgoing message.
 	tamper func(to peer.ID, m *swarm.Msg)
@@ -73,6 +78,15 @@ type Service struct {
 type outbound struct {
 	q    chan swarm.Msg
 	done chan struct{}
+	st   network.Stream
+}
+
+// Transfers counts the pieces a node received, by the kind of connection
+// they came over: direct (dialled, or hole-punched through NAT) or
+// through a relay.
+type Transfers struct {
+	Direct, Relayed           int
+	DirectBytes, RelayedBytes int64
 }
 
 // New starts the swarm on h: it handles Protocol streams and ticks until
@@ -90,9 +104,11 @@ func New(h host.Host, o Options) *Service {
 	o.Swarm.Self = h.ID().String()
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Service{h: h, o: o, log: o.Log, ctx: ctx, stop: stop, n: swarm.New(o.Swarm),
-		out: map[peer.ID]*outbound{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{},
+		out: map[peer.ID]*outbound{}, in: map[peer.ID]network.Stream{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{},
 		banned: map[peer.ID]string{}, waiters: map[swarm.ID][]chan struct{}{}}
 	h.SetStreamHandler(Protocol, s.handle)
+	s.notify = &network.NotifyBundle{ConnectedF: s.connected}
+	h.Network().Notify(s.notify)
 	s.wg.Add(1)
 	go s.ticker()
 	return s
@@ -101,6 +117,7 @@ func New(h host.Host, o Options) *Service {
 // Close stops the service and closes its streams.
 func (s *Service) Close() {
 	s.h.RemoveStreamHandler(Protocol)
+	s.h.Network().StopNotify(s.notify)
 	s.stop()
 	s.mu.Lock()
 	for id, ob := range s.out {
@@ -141,7 +158,9 @@ func (s *Service) join(p peer.ID) error {
 	ob := &outbound{q: make(chan swarm.Msg, queueLen), done: make(chan struct{})}
 	s.out[p] = ob
 	s.mu.Unlock()
-	st, err := s.h.NewStream(s.ctx, p, Protocol)
+	// A peer behind NAT may at first be reached only through a relay;
+	// connected tells when a direct connection replaces it.
+	st, err := s.h.NewStream(network.WithAllowLimitedConn(s.ctx, "cairn swarm"), p, Protocol)
 	if err != nil {
 		s.mu.Lock()
 		if s.out[p] == ob {
@@ -154,9 +173,43 @@ func (s *Service) join(p peer.ID) error {
 	go s.write(p, st, ob)
 	go s.watch(p, st, ob)
 	s.mu.Lock()
+	ob.st = st
 	s.apply(s.n.AddPeer(p.String(), time.Now()))
 	s.mu.Unlock()
+	via := "direct"
+	if p2p.Relayed(st.Conn()) {
+		via = "relay"
+	}
+	s.log.Debug("swarm: stream open", "peer", p, "via", via, "addr", st.Conn().RemoteMultiaddr())
 	return nil
+}
+
+// connected moves this node's stream to p onto c when c is a direct
+// connection and the stream runs through a relay (a hole punch
+// succeeded): the relay's bandwidth is no longer needed.
+func (s *Service) connected(_ network.Network, c network.Conn) {
+	if p2p.Relayed(c) {
+		return
+	}
+	p := c.RemotePeer()
+	s.mu.Lock()
+	ob, ok := s.out[p]
+	if !ok || ob.st == nil || !p2p.Relayed(ob.st.Conn()) || s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.leave(p)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ob.st.Reset()
+		if err := s.join(p); err != nil {
+			s.log.Debug("swarm: move to a direct connection", "peer", p, "err", err)
+			return
+		}
+		s.log.Info("swarm: moved from a relay to a direct connection", "peer", p, "addr", c.RemoteMultiaddr())
+	}()
 }
 
 // watch reads this node's stream to p, on which p writes nothing, to
@@ -207,8 +260,9 @@ func (s *Service) Fetch(ctx context.Context, id swarm.ID) ([]byte, error) {
 	case <-ctx.Done():
 		s.mu.Lock()
 		held, pieces := s.n.Progress(id)
+		holders, peers := s.n.Holders(id)
 		s.mu.Unlock()
-		return nil, fmt.Errorf("swarmnet: fetching blob %s: %w (%d of %d pieces)", id, ctx.Err(), held, pieces)
+		return nil, fmt.Errorf("swarmnet: fetching blob %s: %w (%d of %d pieces; %d of %d peers hold some)", id, ctx.Err(), held, pieces, holders, peers)
 	case <-s.ctx.Done():
 		return nil, errors.New("swarmnet: closed")
 	}
@@ -228,11 +282,41 @@ func (s *Service) Drop(id swarm.ID) {
 	s.n.Drop(id)
 }
 
+// Peers returns the peers the node has a stream to, sorted.
+func (s *Service) Peers() []peer.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := make([]peer.ID, 0, len(s.out))
+	for p := range s.out {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
 // Stats returns the machine's piece traffic.
 func (s *Service) Stats() swarm.Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.n.Stats()
+}
+
+// Transfers returns the pieces received so far by connection kind.
+func (s *Service) Transfers() Transfers {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xfer
+}
+
+// count records a piece received on c. Callers hold mu.
+func (s *Service) count(c network.Conn, n int) {
+	if p2p.Relayed(c) {
+		s.xfer.Relayed++
+		s.xfer.RelayedBytes += int64(n)
+	} else {
+		s.xfer.Direct++
+		s.xfer.DirectBytes += int64(n)
+	}
 }
 
 // Faults returns the peers named faulty so far, with the reasons.
@@ -262,6 +346,9 @@ func (s *Service) handle(st network.Stream) {
 		rw = s.o.Wrap(st)
 	}
 	defer rw.Close()
+	s.mu.Lock()
+	s.in[p] = st
+	s.mu.Unlock()
 	for {
 		kind, body, err := wire.ReadMsg(rw, swarm.MaxBody)
 		var ferr *wire.FormatError
@@ -276,6 +363,9 @@ func (s *Service) handle(st network.Stream) {
 			var m swarm.Msg
 			if m, err = swarm.Decode(kind, body); err == nil {
 				s.mu.Lock()
+				if m.Kind == swarm.KindPiece {
+					s.count(st.Conn(), len(body))
+				}
 				s.apply(s.n.Step(p.String(), m, time.Now()))
 				_, bad = s.banned[p]
 				s.mu.Unlock()
@@ -296,7 +386,13 @@ func (s *Service) handle(st network.Stream) {
 			s.log.Debug("swarm: stream ended", "peer", p, "err", err)
 		}
 		s.mu.Lock()
-		s.leave(p)
+		// A peer that moved to another connection (from a relay to a
+		// hole-punched one) has a newer stream: this one's end is not
+		// the peer's.
+		if s.in[p] == st {
+			delete(s.in, p)
+			s.leave(p)
+		}
 		s.mu.Unlock()
 		return
 	}
@@ -333,6 +429,7 @@ func (s *Service) leave(p peer.ID) {
 	if !ok {
 		return
 	}
+	s.log.Debug("swarm: peer left", "peer", p)
 	close(ob.done)
 	delete(s.out, p)
 	s.apply(s.n.RemovePeer(p.String(), time.Now()))

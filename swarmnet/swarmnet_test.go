@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/swarm"
@@ -202,5 +203,66 @@ func TestMalformedFramesBan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func reachHost(t *testing.T, r p2p.Reach) host.Host {
+	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	h, err := p2p.NewReachableHost(key, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// A node that cannot be dialled is reached through a circuit relay v2
+// slot; the blob travels over the relayed (limited) connection and is
+// counted as relayed.
+func TestSwarmThroughRelay(t *testing.T) {
+	relay := reachHost(t, p2p.Reach{Reachability: "public"})
+	hidden := reachHost(t, p2p.Reach{Reachability: "private", Relays: []peer.AddrInfo{{ID: relay.ID(), Addrs: relay.Addrs()}}})
+	other := reachHost(t, p2p.Reach{Reachability: "private", NoRelayService: true})
+	circuit, err := ma.NewMultiaddr(fmt.Sprintf("%s/p2p/%s/p2p-circuit", relay.Addrs()[0], relay.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	via := peer.AddrInfo{ID: hidden.ID(), Addrs: []ma.Multiaddr{circuit}}
+	o := Options{PieceSize: swarm.MinPieceSize, Tick: 100 * time.Millisecond, Swarm: swarm.Config{Timeout: 2 * time.Second}}
+	sh, so := New(hidden, o), New(other, o)
+	defer sh.Close()
+	defer so.Close()
+	data := blob(7, 10*swarm.MinPieceSize+5)
+	id, err := sh.Publish(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The hidden node reserves its relay slot in the background.
+	for {
+		if err = so.Connect(ctx, via); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no connection through the relay: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got, err := so.Fetch(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the blob arrived changed")
+	}
+	x := so.Transfers()
+	if x.Relayed != 11 || x.Direct != 0 || x.RelayedBytes < int64(len(data)) {
+		t.Fatalf("transfers %+v: want all 11 pieces relayed", x)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/swarmnet"
 )
 
 // runMember is 'cairn node member': a node of a run without an
@@ -25,8 +26,13 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	home := fs.String("chain-home", "", "a validator's home from 'cairn chain init --commit-window', run in this process; the node sends its transactions to it")
 	ledgerAt := fs.String("ledger", "", "instead of --chain-home: the RPC address host:port of a validator of the run's chain")
 	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "comma-separated multiaddrs to listen on (other members fetch contributions here)")
-	var peers listFlag
+	var peers, boot listFlag
 	fs.Var(&peers, "peer", "another member's full multiaddr /ip4/.../tcp/.../p2p/ID (repeatable)")
+	fs.Var(&boot, "bootstrap", "a public node's full multiaddr to join the run's DHT through (repeatable); the other members are then found without --peer, behind NAT too")
+	reach := fs.String("reachability", "auto", "whether others can dial this node: auto (AutoNAT finds out), public, or private (behind NAT: reached through a relay, then a hole punch)")
+	noRelay := fs.Bool("no-relay-service", false, "when public, do not relay for members behind NAT")
+	await := fs.Duration("await-peers", 0, "before the first round, wait up to this long until this node is in touch with every member staked at genesis (0: start at once)")
+	portMap := fs.Bool("port-map", false, "ask the home router for a port mapping (UPnP/NAT-PMP)")
 	fetch := fs.Duration("fetch-timeout", time.Minute, "how long to wait for a round's contributions once its commit window has passed; one not fetched by then is rejected as unavailable")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	linger := fs.Duration("linger", 30*time.Second, "with --chain-home: how long at most the validator keeps running after the run, until every member of the last round has voted")
@@ -40,13 +46,13 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	if *fetch <= 0 {
 		return badInput("--fetch-timeout must be positive, got %s", *fetch)
 	}
-	var infos []peer.AddrInfo
-	for _, a := range peers {
-		info, err := p2p.ParseAddr(a)
-		if err != nil {
-			return badInput("--peer: %v", err)
-		}
-		infos = append(infos, info)
+	infos, err := parseAddrs("--peer", peers)
+	if err != nil {
+		return err
+	}
+	boots, err := parseAddrs("--bootstrap", boot)
+	if err != nil {
+		return err
 	}
 	text, err := run.load()
 	if err != nil {
@@ -83,19 +89,37 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("the validator at %s: %v", rpc, err)
 	}
-	h, err := p2p.NewHost(key, splitList(*listen))
+	h, err := p2p.NewReachableHost(key, p2p.Reach{Listen: splitList(*listen), Reachability: *reach, Relays: boots,
+		NoRelayService: *noRelay, PortMap: *portMap})
 	if err != nil {
 		return badInput("%v", err)
 	}
 	defer h.Close()
+	p2p.LogReachability(ctx, h, log)
+	var find node.Finder
+	if len(boots) > 0 {
+		g, err := c.Genesis(ctx)
+		if err != nil {
+			return fmt.Errorf("the validator at %s: %v", rpc, err)
+		}
+		d, err := p2p.NewDiscovery(h, p2p.DiscoveryOptions{Namespace: g.ChainID, Bootstrap: boots, Log: log})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		find = d
+	}
 	pool := kernels.NewPool(*threads)
 	defer pool.Close()
 	log.Info("member started", "id", h.ID(), "addrs", p2p.Addrs(h), "ledger", rpc)
 	cfg := run.cfg
 	trainPart, _ := corpus.Split(text, 0.9)
+	var xfer swarmnet.Transfers
 	final, err := node.RunMember(ctx, node.MemberOptions{Run: cfg, Train: trainPart, Key: key, Host: h, Peers: infos, RPC: rpc, Pool: pool,
-		Fetch: *fetch, Log: log, OnRound: func(r node.MemberRound) {
-			log.Info("round closed", "round", r.Round, "weights", r.Hash.String(), "commits", r.Commits, "aggregated", r.Accepted, "agreed", r.Agreed)
+		Fetch: *fetch, Log: log, Find: find, AwaitPeers: *await, OnRound: func(r node.MemberRound) {
+			xfer = r.Transfers
+			log.Info("round closed", "round", r.Round, "weights", r.Hash.String(), "commits", r.Commits, "aggregated", r.Accepted, "agreed", r.Agreed,
+				"reachability", p2p.Reachability(h), "pieces_direct", r.Transfers.Direct, "pieces_relayed", r.Transfers.Relayed)
 			fmt.Fprintf(stdout, "round %d/%d: weights %s, %d contributions committed, %d aggregated, train loss %.4f, %s\n",
 				r.Round+1, cfg.Rounds, r.Hash, r.Commits, r.Accepted, r.Loss, r.Took.Round(time.Millisecond))
 		}})
@@ -107,6 +131,8 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "run finished: weights %s\n", final)
+	fmt.Fprintf(stdout, "pieces received: %d direct (%d bytes), %d relayed (%d bytes); this node is %s\n",
+		xfer.Direct, xfer.DirectBytes, xfer.Relayed, xfer.RelayedBytes, p2p.Reachability(h))
 	if *home != "" {
 		// Other members may still need this validator (a chain of four
 		// stops at two) to see the last round close: stay until every
@@ -118,6 +144,19 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 		sleepOrDone(lctx, 2*time.Second)
 	}
 	return nil
+}
+
+// parseAddrs parses full multiaddrs given to flag.
+func parseAddrs(flag string, addrs []string) ([]peer.AddrInfo, error) {
+	var infos []peer.AddrInfo
+	for _, a := range addrs {
+		info, err := p2p.ParseAddr(a)
+		if err != nil {
+			return nil, badInput("%s: %v", flag, err)
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
 }
 
 func sleepOrDone(ctx context.Context, d time.Duration) {

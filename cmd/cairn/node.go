@@ -137,7 +137,7 @@ func loadInit(path string, c gpt.Config) ([]float32, error) {
 
 func runNode(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return badInput("usage: cairn node aggregate|work|member|id [flags]")
+		return badInput("usage: cairn node aggregate|work|member|bootstrap|id [flags]")
 	}
 	switch args[0] {
 	case "aggregate":
@@ -146,10 +146,12 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return runWork(args[1:], stdout, stderr)
 	case "member":
 		return runMember(args[1:], stdout, stderr)
+	case "bootstrap":
+		return runBootstrap(args[1:], stdout, stderr)
 	case "id":
 		return runNodeID(args[1:], stdout, stderr)
 	}
-	return badInput("usage: cairn node aggregate|work|member|id [flags]")
+	return badInput("usage: cairn node aggregate|work|member|bootstrap|id [flags]")
 }
 
 func logger(w io.Writer, verbose bool) *slog.Logger {
