@@ -63,7 +63,7 @@ type Service struct {
 	n       *swarm.Node
 	out     map[peer.ID]*outbound
 	in      map[peer.ID]network.Stream // each peer's latest stream to this node
-	known   map[peer.ID]peer.AddrInfo // peers to stay connected to
+	known   map[peer.ID]peer.AddrInfo  // peers to stay connected to
 	dialing map[peer.ID]bool
 	banned  map[peer.ID]string
 	waiters map[swarm.ID][]chan struct{}
