@@ -44,6 +44,22 @@ func NewReplica(cfg RunConfig, theta []float32) (*Replica, error) {
 	return &Replica{a: a}, nil
 }
 
+// RestoreReplica resumes a replica from a snapshot (another member's, for
+// a node that joins a run late or fell behind). It fails as Restore does
+// on a snapshot that does not fit its configuration.
+func RestoreReplica(s Snapshot) (*Replica, error) {
+	a, err := Restore(s)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{a: a}, nil
+}
+
+// Snapshot returns the replica's state: its weights, outer momentum,
+// update residual and recent payload digests. The slices are the
+// replica's own.
+func (r *Replica) Snapshot() Snapshot { return r.a.Snapshot() }
+
 // Round is the round the replica's weights start.
 func (r *Replica) Round() int { return r.a.round }
 

@@ -167,6 +167,8 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 		return diloco.Hash{}, err
 	}
 	m.zero = m.w.StateHash()
+	o.Host.SetStreamHandler(ProtoMemberState, m.serveState)
+	defer o.Host.RemoveStreamHandler(ProtoMemberState)
 	if o.AwaitPeers > 0 {
 		m.awaitPeers(ctx, o.AwaitPeers)
 	}
@@ -190,6 +192,10 @@ type member struct {
 	self  string
 	zero  diloco.Hash // the local state before any training
 	blobs []swarm.ID  // the last round's, dropped after the next
+	// state is the blob of the replica's state at stateRound, published
+	// for members that join late (0: none yet). Guarded by mu.
+	state      swarm.ID
+	stateRound int
 }
 
 // stakers counts the run's genesis accounts that hold stake: the nodes
@@ -262,8 +268,23 @@ func (m *member) admit(ctx context.Context, info peer.AddrInfo) {
 // round trains, commits, waits for the window, aggregates, votes and
 // checks the outcome of one round.
 func (m *member) round(ctx context.Context) error {
-	r := m.rep.Round()
 	began := time.Now()
+	// More than a round behind the chain (a late start, a restart, a
+	// long stall): the contributions of the rounds missed are gone from
+	// the swarm, so take the state the others hold.
+	tot, err := m.lc.Totals(ctx)
+	if err != nil {
+		return err
+	}
+	if open := int(min(tot.OpenRound, uint64(m.o.Run.Rounds))); open > m.rep.Round()+1 {
+		if err := m.catchUp(ctx, open); err != nil {
+			return err
+		}
+		if m.rep.Done() {
+			return nil
+		}
+	}
+	r := m.rep.Round()
 	info, err := m.lc.Round(ctx, uint64(r))
 	if err != nil {
 		return err
@@ -305,6 +326,11 @@ func (m *member) round(ctx context.Context) error {
 		return err
 	}
 	agreed := closed.Result.ModelHash == ledger.Hash(res.Hash)
+	if agreed {
+		if err := m.publishState(); err != nil {
+			m.o.Log.Warn("member: state not published", "round", r+1, "err", err)
+		}
+	}
 	for _, b := range m.blobs {
 		m.sw.Drop(b)
 	}

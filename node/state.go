@@ -158,7 +158,20 @@ type savedState struct {
 // stateLocked copies the durable state (the tensors copy their data),
 // with the ledger result of the round that made it, if any.
 func (a *Aggregator) stateLocked(result *savedResult) (*savedState, error) {
-	s := a.agg.Snapshot()
+	tensors, md := snapshotTensors(a.agg.Snapshot())
+	if result != nil {
+		b, err := json.Marshal(result)
+		if err != nil {
+			return &savedState{tensors: tensors, meta: md}, err
+		}
+		md[ledgerResultKey] = string(b)
+	}
+	return &savedState{tensors: tensors, meta: md}, nil
+}
+
+// snapshotTensors lays out a snapshot as safetensors tensors and
+// metadata (the slices are shared, not copied).
+func snapshotTensors(s diloco.Snapshot) (map[string]safetensors.Tensor, map[string]string) {
 	tensors := map[string]safetensors.Tensor{
 		"theta":    safetensors.NewF32([]int{len(s.Theta)}, s.Theta),
 		"momentum": safetensors.NewF32([]int{len(s.Momentum)}, s.Momentum),
@@ -175,14 +188,7 @@ func (a *Aggregator) stateLocked(result *savedResult) (*savedState, error) {
 		seen, _ := json.Marshal(s.Seen) // digests, ids and rounds always encode
 		md["seen_payloads"] = string(seen)
 	}
-	if result != nil {
-		b, err := json.Marshal(result)
-		if err != nil {
-			return &savedState{tensors: tensors, meta: md}, err
-		}
-		md[ledgerResultKey] = string(b)
-	}
-	return &savedState{tensors: tensors, meta: md}, nil
+	return tensors, md
 }
 
 // save writes a state atomically (temp file, fsync, rename).
