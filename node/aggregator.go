@@ -587,8 +587,12 @@ func (a *Aggregator) report(info RoundInfo) {
 	if info.Resumed {
 		a.log.Info("resumed from saved state", "round", info.Round+1, "val_loss", fmt.Sprintf("%.4f", info.ValLoss))
 	} else {
+		weights := ""
+		if info.Result != nil {
+			weights = info.Result.Hash.String()
+		}
 		a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
-			"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes)
+			"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes, "weights", weights)
 	}
 	if a.opts.OnRound != nil {
 		a.opts.OnRound(info)

@@ -85,7 +85,9 @@ type MemberRound struct {
 }
 
 // RunMember takes part in a run without an aggregator until its last
-// round closes, and returns the final weights' hash. It fails when the
+// round closes (and every member of that round has voted, or the fetch
+// timeout has passed, serving its contributions meanwhile), and returns
+// the final weights' hash. It fails when the
 // chain refuses its transactions, when the chain's open round runs ahead
 // of the node's (it fell behind), when a round closes with a result other
 // than the node's own (its weights would differ from the majority's), or
@@ -176,6 +178,14 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 		if err := m.round(ctx); err != nil {
 			return m.rep.Hash(), err
 		}
+	}
+	// A slower member may still be fetching the last round's
+	// contributions: keep serving them until every member of the round
+	// has voted, for at most the fetch timeout.
+	lctx, cancel := context.WithTimeout(ctx, o.Fetch)
+	defer cancel()
+	if err := AwaitVotes(lctx, m.rc, uint64(o.Run.Rounds-1), o.Poll); err != nil && ctx.Err() == nil {
+		o.Log.Info("member: not every member of the last round voted", "waited", o.Fetch)
 	}
 	return m.rep.Hash(), nil
 }
