@@ -191,7 +191,7 @@ func TestMembersBehindNAT(t *testing.T) {
 		{"home0", lab.behindNAT("home0", 20, 1)}, {"home1", lab.behindNAT("home1", 21, 2)},
 	}
 	initArgs := []string{"chain", "init", "--validators", "1", "--out", filepath.Join(dir, "chain"), "--base-port", "26656",
-		"--commit-window", "60s", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
+		"--commit-window", "2m", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
 	for _, m := range members {
 		initArgs = append(initArgs, "--stake", idOf(m.name)+"=1000")
 	}
@@ -210,7 +210,7 @@ func TestMembersBehindNAT(t *testing.T) {
 		lab.start(ns, bin, args...)
 	}
 	run := []string{"--data", data, "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "16", "--batch", "2", "--inner-steps", "200",
-		"--rounds", fmt.Sprint(rounds), "--warmup", "2", "--threads", "1", "--fetch-timeout", "30s", "--await-peers", "50s", "--ledger", "11.0.0.2:26657", "--listen", listen}
+		"--rounds", fmt.Sprint(rounds), "--warmup", "2", "--threads", "1", "--fetch-timeout", "30s", "--await-peers", "100s", "--ledger", "11.0.0.2:26657", "--listen", listen}
 	var ps []*proc
 	for _, m := range members {
 		args := append([]string{"node", "member", "--data-dir", filepath.Join(dir, m.name), "-v"}, run...)
