@@ -334,6 +334,10 @@ func (a *Aggregator) Config() diloco.RunConfig { return a.agg.Cfg }
 // DataDir/ledger.db).
 func (a *Aggregator) Ledger() LedgerInfo { return a.led.info }
 
+// LedgerHost is the run's ledger as this node holds it (read it with
+// Totals, Round and AccountOf).
+func (a *Aggregator) LedgerHost() *LedgerHost { return a.led.host }
+
 // Counter counts the bytes on the aggregator's streams.
 func (a *Aggregator) Counter() *wire.Counter { return &a.counter }
 

@@ -392,6 +392,14 @@ func (h *LedgerHost) queryJSON(path string, data []byte, v any) error {
 	return json.Unmarshal(ans, v)
 }
 
+// AccountOf returns account k as the committed state holds it (the zero
+// account, with Key k, if it does not exist).
+func (h *LedgerHost) AccountOf(k ledger.PubKey) (ledger.Account, error) {
+	var a ledger.Account
+	err := h.queryJSON("account", k[:], &a)
+	return a, err
+}
+
 // Close stops serving and closes the chain's file; transactions still
 // queued are dropped (peers resubmit them).
 func (h *LedgerHost) Close() error {

@@ -81,6 +81,9 @@ type LocalOptions struct {
 	// join at and the local workers' peer IDs, in worker order. An error
 	// stops the run and is returned.
 	OnStart func(join string, workers []string) error
+	// OnAggregator, when set, is given the run's aggregator once it is
+	// started (to read its ledger for a live view, say).
+	OnAggregator func(*Aggregator)
 }
 
 // LocalStake is the stake each worker of a local run has bonded at
@@ -233,6 +236,9 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler, Validation: o.Validation, ChainRPC: chainRPC})
 	if err != nil {
 		return LocalResult{}, err
+	}
+	if o.OnAggregator != nil {
+		o.OnAggregator(agg)
 	}
 	aggOpen := true
 	defer func() {

@@ -18,6 +18,7 @@ import (
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/train"
 )
 
@@ -37,6 +38,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	chainN := fs.Int("chain", 0, "run the ledger on a CometBFT network of this many validators on loopback, started by the demo (0: the embedded single-node chain)")
 	verbose := fs.Bool("v", false, "log every node's events")
 	decentral := fs.Bool("decentralised", false, "run without an aggregator: every worker is a member that aggregates each round itself; rounds, commitments and votes on a CometBFT chain (--chain validators, default one per worker up to 4), contributions spread peer to peer")
+	httpAddr := fs.String("http", "127.0.0.1:0", "serve the live view (loss chart, workers, ledger; read-only) on this host:port (\"\": none)")
+	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
+	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
 	window := fs.Duration("commit-window", 0, "with --decentralised: how long at most a round takes commitments, in block time, from its first; it closes earlier once every member of the round before has committed (default: the run's --round-timeout)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -83,6 +87,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "with adversaries: one of each kind (%s) as workers %d-%d; the aggregator validates, recomputing 10%% of the contributions and the most suspicious, and slashes those that fail\n",
 			strings.Join(experiment.AdversaryKinds(), ", "), *workers, *workers+len(experiment.AdversaryKinds())-1)
 	}
+	hub, stopWeb, err := startWeb(stdout, *httpAddr, *httpPublic, "demo", cfg.Rounds)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
 	p := newProgress(stderr, cfg.Rounds, "diloco")
 	if p.bar == nil {
 		p.out = stdout
@@ -96,12 +105,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	lo := node.LocalOptions{Config: cfg, Text: text, Workers: *workers, EvalBatches: 20, Log: log, Metrics: reg, DataDir: *dataDir, ChainValidators: *chainN,
 		LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss,
 		OnRound: func(r node.RoundInfo) {
+			hub.AddRound(webRound(r, cfg, *workers))
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
 			if p.bar != nil {
 				p.update(r.Round+1, status)
 			}
 		}}
+	lo.OnAggregator = func(a *node.Aggregator) { hub.SetLedgerSource(a.LedgerHost(), p2p.AccountOf) }
 	var cast *experiment.Cast
 	if *adversaries {
 		if cast, err = demoAdversaries(&lo, *workers, p); err != nil {
@@ -117,6 +128,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	webLedger(hub, res.Ledger)
+	hub.Finish()
 	vl, err := valLoss(cfg, text, res.Weights)
 	if err != nil {
 		return err
@@ -140,6 +153,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if cast != nil {
 		printCaught(stdout, cast, res, *workers)
 	}
+	lingerWeb(ctx, stdout, *httpAddr, *httpLinger)
 	return nil
 }
 

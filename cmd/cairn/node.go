@@ -201,6 +201,9 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "debug logging")
 	params, accts := bindGenesisFlags(fs, "at the ledger's creation")
 	ledgerAt := fs.String("ledger", "embedded", "the run's ledger: 'embedded' (a chain in --data-dir) or the RPC address host:port of a validator of a CometBFT network of the ledger ('cairn chain start'; this node must be one of its authorities)")
+	httpAddr := fs.String("http", "", "serve the live view (loss chart, workers, ledger; read-only) on this host:port")
+	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
+	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -224,12 +227,19 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stop()
+	hub, stopWeb, err := startWeb(stdout, *httpAddr, *httpPublic, *dir, cfg.Rounds)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
-		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC})
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC,
+		OnRound: func(r node.RoundInfo) { hub.AddRound(webRound(r, cfg, max(len(r.Contributors), 1))) }})
 	if err != nil {
 		return badInput("%v", err)
 	}
 	defer a.Close()
+	hub.SetLedgerSource(a.LedgerHost(), p2p.AccountOf)
 	if info := a.Ledger(); info.MinStake > 0 && len(accts.byKey) == 0 {
 		fmt.Fprintf(stdout, "only identities with a stake of %d take part: fund them with --stake PEERID=AMOUNT when the ledger is created, or run with --min-stake 0 for an open run\n", info.MinStake)
 	}
@@ -246,6 +256,8 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	hub.Finish()
+	lingerWeb(ctx, stdout, *httpAddr, *httpLinger)
 	return nil
 }
 

@@ -1,0 +1,116 @@
+package web
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cairnlabs/cairn/ledger"
+)
+
+// LedgerSource is where the view reads the run's ledger (node.LedgerHost
+// is one).
+type LedgerSource interface {
+	Totals() (ledger.Totals, error)
+	Round(r uint64) (ledger.RoundInfo, error)
+	AccountOf(k ledger.PubKey) (ledger.Account, error)
+}
+
+// ledgerEvery bounds how often the view reads the ledger, however many
+// requests come.
+const ledgerEvery = time.Second
+
+// SetLedgerSource makes the view read the ledger from src (at most once
+// a second, when the page asks): totals, each settled round's slashing
+// with its evidence, and the balance and stake of every worker it knows.
+// accountOf maps a worker's ID to its ledger key.
+func (h *Hub) SetLedgerSource(src LedgerSource, accountOf func(id string) (ledger.PubKey, error)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.src, h.accountOf = src, accountOf
+	// Read everything again from the new source.
+	h.scanned, h.ledgerAt, h.ledger.Slashes = 0, time.Time{}, nil
+	for _, w := range h.workers {
+		w.Slashed = 0
+	}
+}
+
+// SetVerified records whether the ledger's replay from genesis checked out.
+func (h *Hub) SetVerified(ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ledger.Verified = &ok
+}
+
+// readLedger refreshes the ledger part of the view if it is older than
+// ledgerEvery. The reads happen outside the hub's lock.
+func (h *Hub) readLedger() {
+	h.mu.Lock()
+	src, accountOf := h.src, h.accountOf
+	if src == nil || h.now().Sub(h.ledgerAt) < ledgerEvery || h.reading {
+		h.mu.Unlock()
+		return
+	}
+	h.reading = true
+	from := h.scanned
+	ids := make([]string, 0, len(h.workers))
+	for id := range h.workers {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.reading, h.ledgerAt = false, h.now()
+		h.mu.Unlock()
+	}()
+
+	tot, err := src.Totals()
+	if err != nil {
+		return
+	}
+	var slashes []Slash
+	for r := from; r < tot.NextSettle; r++ {
+		info, err := src.Round(r)
+		if err != nil {
+			return
+		}
+		for _, v := range info.Verdicts {
+			if v.Slashed > 0 {
+				slashes = append(slashes, Slash{Round: int(r) + 1, Worker: h.idOf(v.Worker, ids, accountOf), Amount: v.Slashed,
+					Evidence: fmt.Sprintf("%s: %s (evidence %x)", v.Outcome, v.Reason, v.EvidenceHash[:8])})
+			}
+		}
+	}
+	accts := map[string]ledger.Account{}
+	for _, id := range ids {
+		k, err := accountOf(id)
+		if err != nil {
+			continue
+		}
+		if a, err := src.AccountOf(k); err == nil {
+			accts[id] = a
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scanned = tot.NextSettle
+	h.ledger.Height, h.ledger.Minted, h.ledger.Burned = int64(tot.Tip.Height), tot.Minted, tot.Burned
+	h.ledger.Slashes = append(h.ledger.Slashes, slashes...)
+	for _, x := range slashes {
+		h.worker(x.Worker).Slashed += x.Amount
+	}
+	for id, a := range accts {
+		w := h.worker(id)
+		w.Balance, w.Stake = a.Balance, a.Stake
+	}
+}
+
+// idOf names the worker whose key is k: the known worker with that key,
+// else the key in hex.
+func (h *Hub) idOf(k ledger.PubKey, ids []string, accountOf func(string) (ledger.PubKey, error)) string {
+	for _, id := range ids {
+		if a, err := accountOf(id); err == nil && a == k {
+			return id
+		}
+	}
+	return fmt.Sprintf("%x", k[:])
+}
