@@ -66,6 +66,14 @@ type Ledger struct {
 	Minted   uint64  `json:"minted"`
 	Burned   uint64  `json:"burned"`
 	Slashes  []Slash `json:"slashes"`
+	// Rewards are the units each settled round paid its contributors.
+	Rewards []Reward `json:"rewards"`
+}
+
+// Reward is what a settled round paid.
+type Reward struct {
+	Round int    `json:"round"`
+	Paid  uint64 `json:"paid"`
 }
 
 // Summary is the run at a glance: what /api/run returns.
@@ -98,6 +106,7 @@ type Hub struct {
 	// The ledger source and what was read of it (see SetLedgerSource).
 	src       LedgerSource
 	accountOf func(string) (ledger.PubKey, error)
+	nameOf    func(ledger.PubKey) string
 	ledgerAt  time.Time
 	scanned   uint64 // rounds below this were scanned for slashing
 	reading   bool
@@ -117,6 +126,15 @@ func NewHub(name string, total int) *Hub {
 // every subscriber. A slow subscriber misses the event rather than
 // holding the run up.
 func (h *Hub) AddRound(r Round) {
+	// Lists are [] in the JSON, never null.
+	for _, l := range []*[]string{&r.Accepted, &r.Missing} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	if r.Refused == nil {
+		r.Refused = []Refusal{}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rounds = append(h.rounds, r)
@@ -179,6 +197,7 @@ func (h *Hub) Summary() Summary {
 	defer h.mu.Unlock()
 	s := Summary{Name: h.name, Started: h.started, TotalRounds: h.total, Rounds: len(h.rounds), Ledger: h.ledger, Done: h.done}
 	s.Ledger.Slashes = append([]Slash{}, h.ledger.Slashes...)
+	s.Ledger.Rewards = append([]Reward{}, h.ledger.Rewards...)
 	for _, r := range h.rounds {
 		s.Tokens += r.Tokens
 	}

@@ -15,6 +15,20 @@ type LedgerSource interface {
 	AccountOf(k ledger.PubKey) (ledger.Account, error)
 }
 
+// AccountLister is a LedgerSource that can list every account (a
+// validator's view shows them all; an aggregator's only its workers).
+type AccountLister interface {
+	Accounts() ([]ledger.Account, error)
+}
+
+// ListAccounts makes the view show every account of a source that is an
+// AccountLister, named by nameOf (a peer ID, say).
+func (h *Hub) ListAccounts(nameOf func(ledger.PubKey) string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nameOf = nameOf
+}
+
 // ledgerEvery bounds how often the view reads the ledger, however many
 // requests come.
 const ledgerEvery = time.Second
@@ -28,7 +42,7 @@ func (h *Hub) SetLedgerSource(src LedgerSource, accountOf func(id string) (ledge
 	defer h.mu.Unlock()
 	h.src, h.accountOf = src, accountOf
 	// Read everything again from the new source.
-	h.scanned, h.ledgerAt, h.ledger.Slashes = 0, time.Time{}, nil
+	h.scanned, h.ledgerAt, h.ledger.Slashes, h.ledger.Rewards = 0, time.Time{}, nil, nil
 	for _, w := range h.workers {
 		w.Slashed = 0
 	}
@@ -68,19 +82,35 @@ func (h *Hub) readLedger() {
 		return
 	}
 	var slashes []Slash
+	var rewards []Reward
 	for r := from; r < tot.NextSettle; r++ {
 		info, err := src.Round(r)
 		if err != nil {
 			return
 		}
+		paid := Reward{Round: int(r) + 1}
 		for _, v := range info.Verdicts {
+			paid.Paid += v.Reward
 			if v.Slashed > 0 {
 				slashes = append(slashes, Slash{Round: int(r) + 1, Worker: h.idOf(v.Worker, ids, accountOf), Amount: v.Slashed,
 					Evidence: fmt.Sprintf("%s: %s (evidence %x)", v.Outcome, v.Reason, v.EvidenceHash[:8])})
 			}
 		}
+		rewards = append(rewards, paid)
 	}
 	accts := map[string]ledger.Account{}
+	h.mu.Lock()
+	nameOf := h.nameOf
+	h.mu.Unlock()
+	if l, ok := src.(AccountLister); ok && nameOf != nil {
+		all, err := l.Accounts()
+		if err != nil {
+			return
+		}
+		for _, a := range all {
+			accts[nameOf(a.Key)] = a
+		}
+	}
 	for _, id := range ids {
 		k, err := accountOf(id)
 		if err != nil {
@@ -95,6 +125,7 @@ func (h *Hub) readLedger() {
 	h.scanned = tot.NextSettle
 	h.ledger.Height, h.ledger.Minted, h.ledger.Burned = int64(tot.Tip.Height), tot.Minted, tot.Burned
 	h.ledger.Slashes = append(h.ledger.Slashes, slashes...)
+	h.ledger.Rewards = append(h.ledger.Rewards, rewards...)
 	for _, x := range slashes {
 		h.worker(x.Worker).Slashed += x.Amount
 	}

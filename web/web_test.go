@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnlabs/cairn/ledger"
 )
 
 func synthetic(rounds, workers int) *Hub {
@@ -233,4 +236,95 @@ func BenchmarkLiveRefresh(b *testing.B) {
 		}
 		json.Marshal(Round{Round: 100})
 	}
+}
+
+// Oversized requests are refused before they cost memory, and a crowd of
+// idle connections does not keep others out.
+func TestHostileClients(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", synthetic(3, 2), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.URL(), "http://"), "/")
+	req, _ := http.NewRequest("GET", s.URL()+"api/run", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a 64 KiB header: %d, want 431", res.StatusCode)
+	}
+	var idle []net.Conn
+	for range 300 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	var sum Summary
+	res, err = http.Get(s.URL() + "api/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(res.Body).Decode(&sum)
+	res.Body.Close()
+	if sum.Rounds != 3 {
+		t.Fatalf("with 300 idle connections open: %+v", sum)
+	}
+}
+
+// A ledger source's slashing, rewards and accounts reach the summary.
+func TestLedgerSource(t *testing.T) {
+	h := synthetic(2, 2)
+	k1 := ledger.PubKey{1}
+	src := &fakeLedger{tot: ledger.Totals{}, rounds: []ledger.RoundInfo{
+		{Round: 0, Verdicts: []ledger.VerdictRecord{{Worker: k1, Outcome: ledger.Failed, Reason: "payload-mismatch", Slashed: 50, Reward: 0}, {Worker: ledger.PubKey{2}, Outcome: ledger.Passed, Reward: 7}}},
+		{Round: 1, Verdicts: []ledger.VerdictRecord{{Worker: ledger.PubKey{2}, Outcome: ledger.Passed, Reward: 9}}}}}
+	src.tot.NextSettle = 2
+	src.tot.Tip.Height = 5
+	h.SetLedgerSource(src, func(id string) (ledger.PubKey, error) {
+		if id == "worker-000" {
+			return k1, nil
+		}
+		return ledger.PubKey{2}, nil
+	})
+	s := h.Summary()
+	if s.Ledger.Height != 5 || len(s.Ledger.Slashes) != 1 || s.Ledger.Slashes[0].Worker != "worker-000" || s.Ledger.Slashes[0].Amount != 50 ||
+		!strings.Contains(s.Ledger.Slashes[0].Evidence, "payload-mismatch") {
+		t.Fatalf("ledger: %+v", s.Ledger)
+	}
+	if len(s.Ledger.Rewards) != 2 || s.Ledger.Rewards[0].Paid != 7 || s.Ledger.Rewards[1].Paid != 9 {
+		t.Fatalf("rewards: %+v", s.Ledger.Rewards)
+	}
+	if s.Workers[0].Slashed != 50 || s.Workers[0].Balance != 100 {
+		t.Fatalf("worker-000: %+v", s.Workers[0])
+	}
+	// Read at most once a second: a second summary does not scan again.
+	s = h.Summary()
+	if len(s.Ledger.Slashes) != 1 || src.reads != 1 {
+		t.Fatalf("read %d times, %d slashes", src.reads, len(s.Ledger.Slashes))
+	}
+}
+
+type fakeLedger struct {
+	tot    ledger.Totals
+	rounds []ledger.RoundInfo
+	reads  int
+}
+
+func (f *fakeLedger) Totals() (ledger.Totals, error) { f.reads++; return f.tot, nil }
+func (f *fakeLedger) Round(r uint64) (ledger.RoundInfo, error) {
+	return f.rounds[r], nil
+}
+func (f *fakeLedger) AccountOf(k ledger.PubKey) (ledger.Account, error) {
+	return ledger.Account{Key: k, Balance: 100}, nil
 }

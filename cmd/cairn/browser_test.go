@@ -69,7 +69,7 @@ func requireBrowser(t *testing.T) *browser {
 	b.call("POST", "/session", map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
 		"browserName": "chrome", "goog:chromeOptions": map[string]any{"binary": chrome, "args": args}}}}, &created)
 	b.session = "/session/" + created.Value.SessionID
-	t.Cleanup(func() { b.call("DELETE", b.session, nil, nil) })
+	t.Cleanup(func() { b.t = t; b.call("DELETE", b.session, nil, nil) })
 	return b
 }
 
@@ -202,6 +202,7 @@ func TestLiveViewInBrowser(t *testing.T) {
 	shape := []string{"--d", "32", "--layers", "1", "--heads", "2", "--ctx", "32"}
 
 	t.Run("demo", func(t *testing.T) {
+		b.t = t // failures are the subtest's
 		const rounds = 12
 		base := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
 		start(t, bin, append([]string{"demo", "--adversaries", "--workers", "3", "--rounds", fmt.Sprint(rounds), "--out", t.TempDir(),
@@ -246,6 +247,7 @@ func TestLiveViewInBrowser(t *testing.T) {
 	})
 
 	t.Run("synthetic history", func(t *testing.T) {
+		b.t = t // failures are the subtest's
 		// 1,000 rounds and 100 workers: how long the page takes to show
 		// them all (measured, reported; not a timed assertion).
 		hub := web.NewHub("synthetic", 1000)
@@ -270,6 +272,7 @@ func TestLiveViewInBrowser(t *testing.T) {
 	})
 
 	t.Run("killed worker", func(t *testing.T) {
+		b.t = t // failures are the subtest's
 		dir := t.TempDir()
 		idOut, err := exec.Command(bin, "node", "id", "--data-dir", filepath.Join(dir, "agg")).Output()
 		if err != nil {

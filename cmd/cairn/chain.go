@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,6 +136,8 @@ func chainStart(args []string, stdout, stderr io.Writer) error {
 	home := fs.String("home", "", "the validator's home directory (from 'cairn chain init')")
 	rpc := fs.String("rpc", "", "RPC listen address host:port (default: the home's config.toml)")
 	verbose := fs.Bool("v", false, "CometBFT's info-level log")
+	httpAddr := fs.String("http", "", "serve the live view of the chain's ledger (accounts, stakes, rewards, slashing; read-only) on this host:port")
+	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -146,6 +149,14 @@ func chainStart(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	fmt.Fprintf(stdout, "validator %s: RPC %s, at height %d\n", *home, n.RPC(), n.Height())
+	hub, stopWeb, err := startWeb(stdout, *httpAddr, *httpPublic, filepath.Base(*home), 0)
+	if err != nil {
+		n.Stop()
+		return err
+	}
+	defer stopWeb()
+	hub.SetLedgerSource(validatorLedger{n}, p2p.AccountOf)
+	hub.ListAccounts(p2p.PeerIDOf)
 	ctx, cancel := signalContext()
 	defer cancel()
 	tick := time.NewTicker(30 * time.Second)
@@ -282,4 +293,37 @@ func dialAll(rpcs []string) ([]*chain.Client, error) {
 		clients = append(clients, c)
 	}
 	return clients, nil
+}
+
+// validatorLedger reads a validator's ledger for the live view.
+type validatorLedger struct{ n *chain.Node }
+
+func (v validatorLedger) read(f func(*ledger.Ledger) error) error {
+	err := errors.New("the validator has no ledger yet")
+	v.n.App().Ledger(func(l *ledger.Ledger) {
+		if l != nil {
+			err = f(l)
+		}
+	})
+	return err
+}
+
+func (v validatorLedger) Totals() (t ledger.Totals, err error) {
+	err = v.read(func(l *ledger.Ledger) error { t, err = l.Totals(); return err })
+	return t, err
+}
+
+func (v validatorLedger) Round(r uint64) (info ledger.RoundInfo, err error) {
+	err = v.read(func(l *ledger.Ledger) error { info, err = l.Round(r); return err })
+	return info, err
+}
+
+func (v validatorLedger) AccountOf(k ledger.PubKey) (a ledger.Account, err error) {
+	err = v.read(func(l *ledger.Ledger) error { a, err = l.Account(k); return err })
+	return a, err
+}
+
+func (v validatorLedger) Accounts() (as []ledger.Account, err error) {
+	err = v.read(func(l *ledger.Ledger) error { as, err = l.Accounts(); return err })
+	return as, err
 }
