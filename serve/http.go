@@ -243,6 +243,11 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	s.mu.Lock()
+	s.stats.Requests++
+	s.stats.PromptTokens += int64(len(req.prompt))
+	s.stats.CompletionTokens += int64(completion)
+	s.mu.Unlock()
 	settled = true
 	m := s.o.Metrics
 	m.Counter("cairn_serve_requests_total", "completion requests answered").Add(1)
@@ -344,6 +349,20 @@ func (s *Server) Receipts() ([]Receipt, error) {
 		return s.o.Receipts.All()
 	}
 	return s.mem.All()
+}
+
+// Stats counts the requests the server has answered (charged or free)
+// and their tokens.
+type Stats struct {
+	Requests                       int
+	PromptTokens, CompletionTokens int64
+}
+
+// Stats returns what the server has answered so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
 
 // Spent is what the server has charged acct (receipts written; holds of

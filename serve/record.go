@@ -55,6 +55,14 @@ func readRecordState(path string) (recordState, error) {
 	return st, nil
 }
 
+// Recorded is how many of the server's receipts, in log order, the
+// record state at statePath says are on the chain (0 when none were
+// recorded yet).
+func Recorded(statePath string) (int, error) {
+	st, err := readRecordState(statePath)
+	return st.Recorded, err
+}
+
 func writeRecordState(path string, st recordState) error {
 	b, err := json.Marshal(st)
 	if err != nil {

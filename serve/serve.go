@@ -80,6 +80,7 @@ type Server struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	spent   map[ledger.PubKey]uint64 // fees of receipts written, and of requests in flight
+	stats   Stats
 	nextID  uint64
 	closeMu sync.Once
 	mem     memLog

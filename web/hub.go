@@ -87,6 +87,7 @@ type Summary struct {
 	LastValLoss float64   `json:"last_val_loss"`
 	Workers     []Worker  `json:"workers"`
 	Ledger      Ledger    `json:"ledger"`
+	Serving     *Serving  `json:"serving,omitempty"` // when the node serves the model
 	Done        bool      `json:"done"`
 }
 
@@ -108,8 +109,12 @@ type Hub struct {
 	accountOf func(string) (ledger.PubKey, error)
 	nameOf    func(ledger.PubKey) string
 	ledgerAt  time.Time
-	scanned   uint64 // rounds below this were scanned for slashing
-	reading   bool
+
+	servingSrc func() (Serving, error)
+	servingAt  time.Time
+	serving    *Serving
+	scanned    uint64 // rounds below this were scanned for slashing
+	reading    bool
 }
 
 // MaxSubscribers bounds the live connections (server-sent events) a hub
@@ -193,11 +198,16 @@ func (h *Hub) worker(id string) *Worker {
 // Summary returns the run at a glance.
 func (h *Hub) Summary() Summary {
 	h.readLedger()
+	h.readServing()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := Summary{Name: h.name, Started: h.started, TotalRounds: h.total, Rounds: len(h.rounds), Ledger: h.ledger, Done: h.done}
 	s.Ledger.Slashes = append([]Slash{}, h.ledger.Slashes...)
 	s.Ledger.Rewards = append([]Reward{}, h.ledger.Rewards...)
+	if h.serving != nil {
+		sv := *h.serving
+		s.Serving = &sv
+	}
 	for _, r := range h.rounds {
 		s.Tokens += r.Tokens
 	}

@@ -328,3 +328,24 @@ func (f *fakeLedger) Round(r uint64) (ledger.RoundInfo, error) {
 func (f *fakeLedger) AccountOf(k ledger.PubKey) (ledger.Account, error) {
 	return ledger.Account{Key: k, Balance: 100}, nil
 }
+
+// A server's receipts reach the summary, read at most once a second.
+func TestServingSource(t *testing.T) {
+	h := NewHub("model", 0)
+	reads := 0
+	h.SetServing(func() (Serving, error) {
+		reads++
+		return Serving{Requests: 3, PromptTokens: 30, CompletionTokens: 60, Fees: 90, Recorded: 2, RecordedFees: 60}, nil
+	})
+	s := h.Summary()
+	if s.Serving == nil || s.Serving.Requests != 3 || s.Serving.RecordedFees != 60 {
+		t.Fatalf("serving: %+v", s.Serving)
+	}
+	h.Summary()
+	if reads != 1 {
+		t.Fatalf("read %d times in a second", reads)
+	}
+	if NewHub("run", 1).Summary().Serving != nil {
+		t.Fatal("a hub without a server shows serving")
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/cairnlabs/cairn/serve"
 	"github.com/cairnlabs/cairn/store"
 	"github.com/cairnlabs/cairn/watermark"
+	"github.com/cairnlabs/cairn/web"
 )
 
 // runServe answers OpenAI-compatible completion requests from a model.
@@ -31,6 +32,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	ckpt := fs.String("ckpt", "out/model.safetensors", "model file, or a checkpoint directory")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	viewAddr := fs.String("view", "", "serve the live view (requests, tokens, receipts and fees; read-only) on this host:port")
+	viewPublic := fs.Bool("view-public", false, "let --view bind to an address other than loopback")
 	dir := fs.String("data-dir", "cairn-serve", "the server's identity (signs receipts), its receipts (receipts.jsonl) and watermark key")
 	keysPath := fs.String("keys", "", "JSON object of API keys to the ledger accounts they charge: {\"sk-...\": \"PEERID\", ...} (required)")
 	ledgerAt := fs.String("ledger", "", "where balances are read: the RPC address host:port of a validator of the run's CometBFT chain, or a ledger file (DIR/ledger.db of a stopped aggregator); empty serves free of charge")
@@ -123,6 +126,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("--addr: %v", err)
 	}
+	hub, stopWeb, err := startWeb(stdout, *viewAddr, *viewPublic, filepath.Base(*ckpt), 0)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
+	hub.SetServing(func() (web.Serving, error) { return servingView(srv, statePath) })
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	wmLine := "off"
 	if scheme != nil {
@@ -310,4 +319,28 @@ func runServingExperiment(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "throughput, all at once over one at a time: %.2fx\n", tps[0]/tps[1])
 	return nil
+}
+
+// servingView is the server's work for the live view: what it answered
+// since it started, and the fees of all its receipts (recorded on the
+// chain or not).
+func servingView(srv *serve.Server, statePath string) (web.Serving, error) {
+	rs, err := srv.Receipts()
+	if err != nil {
+		return web.Serving{}, err
+	}
+	rec, err := serve.Recorded(statePath)
+	if err != nil {
+		return web.Serving{}, err
+	}
+	st := srv.Stats()
+	v := web.Serving{Requests: st.Requests, PromptTokens: st.PromptTokens, CompletionTokens: st.CompletionTokens}
+	for i, r := range rs {
+		v.Fees += r.Fee
+		if i < rec {
+			v.Recorded++
+			v.RecordedFees += r.Fee
+		}
+	}
+	return v, nil
 }
