@@ -392,6 +392,18 @@ func (h *LedgerHost) queryJSON(path string, data []byte, v any) error {
 	return json.Unmarshal(ans, v)
 }
 
+// Verify replays the run's ledger file from its genesis while the node
+// runs (store.Chain.Verify): nil when every block, signature and state
+// root checks out. A ledger on a CometBFT network has no file here: it
+// says so.
+func (h *LedgerHost) Verify() error {
+	if h.chain == nil {
+		return errors.New("the ledger is on a CometBFT network: compare its validators with 'cairn chain verify'")
+	}
+	_, err := h.chain.Verify()
+	return err
+}
+
 // AccountOf returns account k as the committed state holds it (the zero
 // account, with Key k, if it does not exist).
 func (h *LedgerHost) AccountOf(k ledger.PubKey) (ledger.Account, error) {

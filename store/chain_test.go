@@ -67,6 +67,10 @@ func TestChainConcurrent(t *testing.T) {
 		if _, err := c.Produce(now); err != nil {
 			t.Fatal(err)
 		}
+		// The open chain replays while transactions keep arriving.
+		if _, err := c.Verify(); err != nil {
+			t.Fatalf("verify the open chain: %v", err)
+		}
 	}
 	if _, err := c.Produce(now.Add(time.Second)); err != nil {
 		t.Fatal(err)
@@ -79,10 +83,14 @@ func TestChainConcurrent(t *testing.T) {
 	if c.Pending() != 0 {
 		t.Fatalf("%d transactions left queued", c.Pending())
 	}
+	open, err := c.Verify()
+	if err != nil || open.Txs != 2*perSender {
+		t.Fatalf("verify the open chain: %+v %v", open, err)
+	}
 	c.Close()
 	r, err := Verify(path)
-	if err != nil || r.Txs != 2*perSender {
-		t.Fatalf("verify: %+v %v", r, err)
+	if err != nil || r.Txs != 2*perSender || r.Tip != open.Tip {
+		t.Fatalf("verify: %+v %v (open: %+v)", r, err, open)
 	}
 }
 

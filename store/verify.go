@@ -144,3 +144,20 @@ func verifyTx(tx *bolt.Tx) (Report, error) {
 	r.Tip, r.Pairs = l.Tip(), i
 	return r, nil
 }
+
+// Verify replays the open chain's file as the package's Verify does, in a
+// read transaction beside the writer: the blocks committed when it
+// starts, without stopping the node.
+func (c *Chain) Verify() (r Report, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = Report{}, bad(0, "unreadable bbolt file: %v", p)
+		}
+	}()
+	err = c.s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = verifyTx(tx)
+		return err
+	})
+	return r, err
+}

@@ -61,11 +61,13 @@ type Slash struct {
 
 // Ledger is the run's ledger as last read.
 type Ledger struct {
-	Height   int64   `json:"height"`
-	Verified *bool   `json:"verified,omitempty"` // nil: not checked yet
-	Minted   uint64  `json:"minted"`
-	Burned   uint64  `json:"burned"`
-	Slashes  []Slash `json:"slashes"`
+	Height   int64 `json:"height"`
+	Verified *bool `json:"verified,omitempty"` // nil: not checked yet
+	// VerifyError says what the last replay found wrong.
+	VerifyError string  `json:"verify_error,omitempty"`
+	Minted      uint64  `json:"minted"`
+	Burned      uint64  `json:"burned"`
+	Slashes     []Slash `json:"slashes"`
 	// Rewards are the units each settled round paid its contributors.
 	Rewards []Reward `json:"rewards"`
 }
@@ -114,6 +116,9 @@ type Hub struct {
 	servingAt  time.Time
 	serving    *Serving
 	scanned    uint64 // rounds below this were scanned for slashing
+	verifying  bool
+	verifiedAt time.Time
+	gen        int // SetLedgerSource calls, to drop a replay of an older source
 	reading    bool
 }
 

@@ -29,6 +29,16 @@ func (h *Hub) ListAccounts(nameOf func(ledger.PubKey) string) {
 	h.nameOf = nameOf
 }
 
+// Verifier is a LedgerSource that can replay its ledger from genesis
+// (node.LedgerHost on an embedded chain).
+type Verifier interface {
+	Verify() error
+}
+
+// verifyEvery bounds how often the view replays the ledger: a replay
+// grows with the chain.
+const verifyEvery = 30 * time.Second
+
 // ledgerEvery bounds how often the view reads the ledger, however many
 // requests come.
 const ledgerEvery = time.Second
@@ -41,6 +51,8 @@ func (h *Hub) SetLedgerSource(src LedgerSource, accountOf func(id string) (ledge
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.src, h.accountOf = src, accountOf
+	h.gen++
+	h.verifying, h.verifiedAt = false, time.Time{}
 	// Read everything again from the new source.
 	h.scanned, h.ledgerAt, h.ledger.Slashes, h.ledger.Rewards = 0, time.Time{}, nil, nil
 	for _, w := range h.workers {
@@ -65,6 +77,25 @@ func (h *Hub) readLedger() {
 		return
 	}
 	h.reading = true
+	if v, ok := src.(Verifier); ok && !h.verifying && h.now().Sub(h.verifiedAt) >= verifyEvery {
+		h.verifying = true
+		gen := h.gen
+		go func() {
+			err := v.Verify()
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if gen != h.gen { // the source changed meanwhile (closed, say)
+				h.verifying = false
+				return
+			}
+			ok := err == nil
+			h.ledger.Verified, h.verifying, h.verifiedAt = &ok, false, h.now()
+			h.ledger.VerifyError = ""
+			if err != nil {
+				h.ledger.VerifyError = err.Error()
+			}
+		}()
+	}
 	from := h.scanned
 	ids := make([]string, 0, len(h.workers))
 	for id := range h.workers {

@@ -349,3 +349,38 @@ func TestServingSource(t *testing.T) {
 		t.Fatal("a hub without a server shows serving")
 	}
 }
+
+type verifyingLedger struct {
+	fakeLedger
+	err error
+}
+
+func (v *verifyingLedger) Verify() error { return v.err }
+
+// A source that can replay its ledger has the verdict on the page, with
+// the reason when it fails.
+func TestLedgerVerified(t *testing.T) {
+	for _, bad := range []error{nil, fmt.Errorf("block 3: state root differs")} {
+		h := NewHub("x", 1)
+		src := &verifyingLedger{err: bad}
+		h.SetLedgerSource(src, func(string) (ledger.PubKey, error) { return ledger.PubKey{}, nil })
+		h.Summary()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			h.mu.Lock()
+			got := h.ledger.Verified
+			msg := h.ledger.VerifyError
+			h.mu.Unlock()
+			if got != nil {
+				if *got != (bad == nil) || (bad != nil && msg != bad.Error()) {
+					t.Fatalf("verified %v (%q) for a replay that gave %v", *got, msg, bad)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no verdict")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
