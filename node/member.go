@@ -57,6 +57,10 @@ type MemberOptions struct {
 	OnRound    func(MemberRound)
 }
 
+// lastRoundGrace is how long a member keeps serving after the last round
+// once its voters have voted, for members that followed it.
+const lastRoundGrace = 3 * time.Second
+
 // Finder finds the other nodes of a run: Run reports each one found to
 // found until ctx ends, looking often while fewer than want are known;
 // Forget lets it report p again.
@@ -187,6 +191,9 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 	if err := AwaitVotes(lctx, m.rc, uint64(o.Run.Rounds-1), o.Poll); err != nil && ctx.Err() == nil {
 		o.Log.Info("member: not every member of the last round voted", "waited", o.Fetch)
 	}
+	// A member that followed the last round without contributing is not
+	// among its voters: give it a moment to take the final state.
+	sleepCtx(lctx, min(lastRoundGrace, o.Fetch))
 	return m.rep.Hash(), nil
 }
 
@@ -206,6 +213,25 @@ type member struct {
 	// for members that join late (0: none yet). Guarded by mu.
 	state      swarm.ID
 	stateRound int
+}
+
+// follow ends round r for a member that did not contribute to it and
+// could not compute its result itself (why): once the round has closed it
+// takes the state the others publish (catchUp), as a late joiner does.
+func (m *member) follow(ctx context.Context, r int, began time.Time, loss float32, commits int, why error) error {
+	m.o.Log.Info("member: following the round from the others' state", "round", r, "why", why)
+	closed, err := m.awaitClose(ctx, r)
+	if err != nil {
+		return err
+	}
+	if err := m.catchUp(ctx, r+1); err != nil {
+		return err
+	}
+	if m.o.OnRound != nil {
+		m.o.OnRound(MemberRound{Round: r, Hash: m.rep.Hash(), Commits: commits, Accepted: len(closed.Result.Accepted), Agreed: true, Loss: loss,
+			Took: time.Since(began), Weights: m.rep.Weights(), Transfers: m.sw.Transfers()})
+	}
+	return nil
 }
 
 // stakers counts the run's genesis accounts that hold stake: the nodes
@@ -313,6 +339,11 @@ func (m *member) round(ctx context.Context) error {
 	}
 	res, vote, err := m.aggregate(ctx, r, info.Commits)
 	if err != nil {
+		if !committed {
+			// A follower missing the round's contributions (gone from
+			// the swarm by the time it looked) takes the result instead.
+			return m.follow(ctx, r, began, loss, len(info.Commits), err)
+		}
 		return err
 	}
 	if committed { // only the round's members vote
@@ -336,6 +367,12 @@ func (m *member) round(ctx context.Context) error {
 		return err
 	}
 	agreed := closed.Result.ModelHash == ledger.Hash(res.Hash)
+	if !agreed && !committed {
+		// A follower computes from what it could fetch; the members
+		// who voted had it all.
+		return m.follow(ctx, r, began, loss, len(info.Commits),
+			fmt.Errorf("it computed %s, the round closed with %s", res.Hash, closed.Result.ModelHash))
+	}
 	if agreed {
 		if err := m.publishState(); err != nil {
 			m.o.Log.Warn("member: state not published", "round", r+1, "err", err)
