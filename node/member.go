@@ -57,6 +57,14 @@ type MemberOptions struct {
 	OnRound    func(MemberRound)
 }
 
+func acceptedWorkers(res *diloco.RoundResult) []string {
+	ws := make([]string, len(res.Accepted))
+	for i, c := range res.Accepted {
+		ws[i] = c.Worker
+	}
+	return ws
+}
+
 // lastRoundGrace is how long a member keeps serving after the last round
 // once its voters have voted, for members that followed it.
 const lastRoundGrace = 3 * time.Second
@@ -86,6 +94,11 @@ type MemberRound struct {
 	// Transfers are the pieces of contributions received so far, by
 	// connection kind (direct or relayed).
 	Transfers swarmnet.Transfers
+	// Workers are the workers whose contributions the round aggregated
+	// and Tokens what they trained on (known to a member that computed
+	// the round itself; empty for one that followed it).
+	Workers []string
+	Tokens  int
 }
 
 // RunMember takes part in a run without an aggregator until its last
@@ -387,7 +400,7 @@ func (m *member) round(ctx context.Context) error {
 	}
 	if m.o.OnRound != nil {
 		m.o.OnRound(MemberRound{Round: r, Hash: res.Hash, Commits: len(info.Commits), Accepted: len(res.Accepted), Agreed: agreed, Contributed: committed, Loss: loss,
-			Took: time.Since(began), Weights: m.rep.Weights(), Transfers: m.sw.Transfers()})
+			Took: time.Since(began), Weights: m.rep.Weights(), Transfers: m.sw.Transfers(), Workers: acceptedWorkers(res), Tokens: res.Tokens})
 	}
 	if !agreed {
 		return fmt.Errorf("member: round %d closed with weights %s, but this node computed %s", r, closed.Result.ModelHash, res.Hash)

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/gpt"
@@ -43,6 +44,9 @@ type MembersLocalOptions struct {
 	Log          *slog.Logger
 	// OnRound is told of each round once every member has finished it.
 	OnRound func(MembersRound)
+	// OnChain, when set, is given the run's first validator once the
+	// chain runs (to read its ledger for a live view, say).
+	OnChain func(*chain.Node)
 }
 
 // MembersRound is a round of a run without an aggregator.
@@ -59,6 +63,10 @@ type MembersRound struct {
 	// all members sent and took in so far.
 	Uploaded, Downloaded int64
 	Took                 time.Duration
+	// Workers are those whose contributions the round aggregated, and
+	// Tokens what they trained on.
+	Workers []string
+	Tokens  int
 }
 
 // MembersResult summarises RunMembersLocal.
@@ -136,6 +144,9 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 		return nil, err
 	}
 	defer lc.stop()
+	if o.OnChain != nil {
+		o.OnChain(lc.nodes[0])
+	}
 
 	var hosts []host.Host
 	for _, k := range keys {
@@ -160,9 +171,11 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 	res := &MembersResult{ChainID: g.ChainID, PerMember: make([]SwarmStats, o.Members)}
 	var mu sync.Mutex
 	type roundState struct {
-		hashes map[diloco.Hash]int
-		done   int
-		took   time.Duration
+		hashes  map[diloco.Hash]int
+		done    int
+		took    time.Duration
+		workers []string
+		tokens  int
 	}
 	rounds := map[int]*roundState{}
 	stats := make([]func() SwarmStats, o.Members)
@@ -191,6 +204,9 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 			if r.Agreed {
 				st.hashes[r.Hash]++
 			}
+			if len(r.Workers) > 0 {
+				st.workers, st.tokens = r.Workers, r.Tokens
+			}
 			st.done++
 			st.took = max(st.took, r.Took)
 			last := st.done == o.Members
@@ -198,7 +214,7 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 			if !last {
 				return
 			}
-			mr := MembersRound{Round: r.Round, Took: st.took, Contributions: r.Accepted}
+			mr := MembersRound{Round: r.Round, Took: st.took, Contributions: r.Accepted, Workers: st.workers, Tokens: st.tokens}
 			for h, n := range st.hashes {
 				if n > mr.Agreed {
 					mr.Hash, mr.Agreed = h, n

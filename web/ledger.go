@@ -60,6 +60,19 @@ func (h *Hub) SetLedgerSource(src LedgerSource, accountOf func(id string) (ledge
 	}
 }
 
+// FreezeLedger reads the ledger source once more and stops reading it
+// (it is about to close), keeping what it read.
+func (h *Hub) FreezeLedger() {
+	h.mu.Lock()
+	h.ledgerAt = time.Time{}
+	h.mu.Unlock()
+	h.readLedger()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.src = nil
+	h.gen++
+}
+
 // SetVerified records whether the ledger's replay from genesis checked out.
 func (h *Hub) SetVerified(ok bool) {
 	h.mu.Lock()

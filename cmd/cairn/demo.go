@@ -69,7 +69,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if *window == 0 {
 			*window = time.Duration(cfg.RoundTimeout)
 		}
-		return runMembersDemo(stdout, stderr, cfg, text, *workers, *chainN, *window, *out, *verbose)
+		return runMembersDemo(stdout, stderr, cfg, text, *workers, *chainN, *window, *out, *verbose, viewFlags{*httpAddr, *httpPublic, *httpLinger})
 	}
 	var log = logger(io.Discard, false)
 	if *verbose {

@@ -5,14 +5,17 @@ import (
 	"io"
 	"time"
 
+	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/node"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/web"
 )
 
 // runMembersDemo is 'cairn demo --decentralised': a run without an
 // aggregator on loopback.
-func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte, members, validators int, window time.Duration, out string, verbose bool) error {
+func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte, members, validators int, window time.Duration, out string, verbose bool, view viewFlags) error {
 	log := logger(io.Discard, false)
 	if verbose {
 		log = logger(stderr, true)
@@ -24,6 +27,12 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 		members, cfg.Rounds, cfg.InnerSteps, cfg.Codec, cfg.Model.NumParams(), cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.BlockSize, cfg.Batch)
 	fmt.Fprintf(stdout, "rounds on a CometBFT chain of %d validators (member rounds: commitments for %s of block time, then the members vote on the result); contributions spread peer to peer; every member aggregates every round itself\n",
 		validators, window)
+	hub, stopWeb, err := startWeb(stdout, view.addr, view.public, "demo without an aggregator", cfg.Rounds)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
+	ddpRound := experiment.DDPBytes(cfg, members) / uint64(max(cfg.Rounds, 1))
 	p := newProgress(stderr, cfg.Rounds, "members")
 	if p.bar == nil {
 		p.out = stdout
@@ -32,7 +41,14 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 	ctx, cancel := signalContext()
 	defer cancel()
 	res, err := node.RunMembersLocal(ctx, node.MembersLocalOptions{Config: cfg, Text: text, Members: members, Validators: validators,
-		CommitWindow: window, EvalBatches: 20, Log: log, OnRound: func(r node.MembersRound) {
+		CommitWindow: window, EvalBatches: 20, Log: log,
+		OnChain: func(n *chain.Node) { hub.SetLedgerSource(validatorLedger{n}, p2p.AccountOf) },
+		OnRound: func(r node.MembersRound) {
+			hub.AddRound(web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, Tokens: int64(r.Tokens), TookMs: r.Took.Milliseconds(),
+				BytesSent: r.Uploaded + r.Downloaded, DDPBytes: int64(ddpRound) * int64(r.Round+1), Accepted: r.Workers, Weights: r.Hash.String()})
+			if r.Round+1 == cfg.Rounds {
+				hub.FreezeLedger() // the chain stops with the run
+			}
 			status := fmt.Sprintf("val loss %.4f, %d contributions, %d/%d members agree on %s, swarm traffic %s", r.ValLoss, r.Contributions, r.Agreed, members, r.Hash.String()[:12], human(uint64(r.Uploaded)))
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
 			if p.bar != nil {
@@ -40,6 +56,7 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 			}
 		}})
 	p.finish()
+	hub.Finish()
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(stdout, "stopped")
@@ -78,5 +95,6 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 	if dissent > 0 {
 		return failedCheck{"members disagreed on a round's result (see above)"}
 	}
+	lingerWeb(ctx, stdout, view.addr, view.linger)
 	return nil
 }

@@ -14,6 +14,13 @@ import (
 	"github.com/cairnlabs/cairn/web"
 )
 
+// viewFlags are a command's --http, --http-public and --http-linger.
+type viewFlags struct {
+	addr   string
+	public bool
+	linger time.Duration
+}
+
 // startWeb opens the live view on addr (none when addr is "") and prints
 // its address.
 func startWeb(stdout io.Writer, addr string, public bool, name string, rounds int) (*web.Hub, func(), error) {
