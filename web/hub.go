@@ -49,6 +49,9 @@ type Worker struct {
 	Balance uint64 `json:"balance"`
 	Stake   uint64 `json:"stake"`
 	Slashed uint64 `json:"slashed"`
+	// ComputeShare is the share of its time the worker spent training,
+	// when known (0: unknown).
+	ComputeShare float64 `json:"compute_share,omitempty"`
 }
 
 // Slash is a slashing event on the ledger, with its evidence.
@@ -175,6 +178,13 @@ func (h *Hub) SetAccount(id string, balance, stake, slashed uint64) {
 	defer h.mu.Unlock()
 	w := h.worker(id)
 	w.Balance, w.Stake, w.Slashed = balance, stake, slashed
+}
+
+// SetComputeShare records the share of its time a worker spent training.
+func (h *Hub) SetComputeShare(id string, share float64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.worker(id).ComputeShare = share
 }
 
 // SetLedger records the ledger's state.

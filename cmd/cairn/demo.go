@@ -129,6 +129,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	webLedger(hub, res.Ledger)
+	for i, st := range res.PerWorker {
+		if i < len(res.Ledger.Accounts) && !st.Start.IsZero() {
+			hub.SetComputeShare(res.Ledger.Accounts[i].ID, st.Compute.Seconds()/time.Since(st.Start).Seconds())
+		}
+	}
 	hub.Finish()
 	vl, err := valLoss(cfg, text, res.Weights)
 	if err != nil {
