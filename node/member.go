@@ -188,8 +188,17 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 	m.zero = m.w.StateHash()
 	o.Host.SetStreamHandler(ProtoMemberState, m.serveState)
 	defer o.Host.RemoveStreamHandler(ProtoMemberState)
+	o.Host.SetStreamHandler(ProtoMemberConfig, m.serveConfig)
+	defer o.Host.RemoveStreamHandler(ProtoMemberConfig)
 	if o.AwaitPeers > 0 {
 		m.awaitPeers(ctx, o.AwaitPeers)
+	}
+	// Before the first round: are the others running the same run?
+	for _, p := range sw.Peers() {
+		m.checkConfig(ctx, p)
+	}
+	if err := m.configMismatch(); err != nil {
+		return diloco.Hash{}, err
 	}
 	for !m.rep.Done() {
 		if err := m.round(ctx); err != nil {
@@ -226,6 +235,9 @@ type member struct {
 	// for members that join late (0: none yet). Guarded by mu.
 	state      swarm.ID
 	stateRound int
+	// configs says, per peer asked, whether it runs this node's run
+	// configuration. Guarded by mu.
+	configs map[peer.ID]bool
 }
 
 // follow ends round r for a member that did not contribute to it and

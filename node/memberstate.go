@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -247,4 +248,91 @@ func (m *member) catchUp(ctx context.Context, open int) error {
 		}
 	}
 	return fmt.Errorf("member: behind at round %d with the chain at %d, and no peer's state of round %d checked out within %s: %v", from, open, open, m.o.Fetch, last)
+}
+
+// ProtoMemberConfig asks a member for the digest of its run
+// configuration: members given other run flags compute other weights, and
+// finding out at the first vote costs a round.
+const ProtoMemberConfig = "/cairn/member-config/1"
+
+const kindConfigDigest uint8 = 3
+
+// configDigest is the SHA-256 of the run configuration's JSON.
+func configDigest(cfg diloco.RunConfig) [32]byte {
+	b, _ := json.Marshal(cfg) // a validated config always encodes
+	return sha256.Sum256(b)
+}
+
+func (m *member) serveConfig(st network.Stream) {
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(stateTimeout))
+	d := configDigest(m.o.Run)
+	wire.WriteMsg(st, kindConfigDigest, d[:])
+}
+
+// askConfig returns p's configuration digest.
+func (m *member) askConfig(ctx context.Context, p peer.ID) ([32]byte, error) {
+	var d [32]byte
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	st, err := m.o.Host.NewStream(network.WithAllowLimitedConn(ctx, "cairn member config"), p, ProtoMemberConfig)
+	if err != nil {
+		return d, err
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(stateTimeout))
+	kind, body, err := wire.ReadMsg(st, len(d))
+	if err != nil {
+		st.Reset()
+		return d, err
+	}
+	if kind != kindConfigDigest || len(body) != len(d) {
+		return d, fmt.Errorf("member config: want kind %d with %d bytes, got kind %d with %d", kindConfigDigest, len(d), kind, len(body))
+	}
+	copy(d[:], body)
+	return d, nil
+}
+
+// checkConfig compares p's run configuration with this node's once, and
+// names a peer that runs another.
+func (m *member) checkConfig(ctx context.Context, p peer.ID) {
+	m.mu.Lock()
+	if m.configs == nil {
+		m.configs = map[peer.ID]bool{}
+	}
+	_, done := m.configs[p]
+	m.mu.Unlock()
+	if done {
+		return
+	}
+	d, err := m.askConfig(ctx, p)
+	if err != nil {
+		m.o.Log.Debug("member: config question", "peer", p, "err", err)
+		return
+	}
+	same := d == configDigest(m.o.Run)
+	m.mu.Lock()
+	m.configs[p] = same
+	m.mu.Unlock()
+	if !same {
+		m.o.Log.Warn("member: peer runs another configuration (other run flags): its weights will differ from this node's", "peer", p)
+	}
+}
+
+// configMismatch is an error when more than half of the peers checked
+// run another configuration than this node: then this node is the odd
+// one (with one peer, both are: such a pair cannot agree on any round).
+func (m *member) configMismatch() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	other := 0
+	for _, same := range m.configs {
+		if !same {
+			other++
+		}
+	}
+	if 2*other > len(m.configs) {
+		return fmt.Errorf("member: %d of the %d members asked run another configuration than this node: give every member the same run flags (model shape, rounds, inner steps, codec, seed, data)", other, len(m.configs))
+	}
+	return nil
 }

@@ -1,8 +1,15 @@
 package node
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cairnlabs/cairn/p2p"
 
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/swarm"
@@ -104,4 +111,47 @@ func FuzzMemberState(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A member given other run flags than its peers is found out before the
+// first round, with an error that says what to do.
+func TestMemberConfigMismatch(t *testing.T) {
+	hosts := make([]host.Host, 3)
+	for i := range hosts {
+		key, _, _ := crypto.GenerateEd25519Key(nil)
+		h, err := p2p.NewHost(key, []string{"/ip4/127.0.0.1/tcp/0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		hosts[i] = h
+	}
+	cfg := tinyConfig(4)
+	other := cfg
+	other.InnerSteps++
+	ms := []*member{newMemberRun(MemberOptions{Run: other, Host: hosts[0]}), newMemberRun(MemberOptions{Run: cfg, Host: hosts[1]}),
+		newMemberRun(MemberOptions{Run: cfg, Host: hosts[2]})}
+	for i, m := range ms {
+		hosts[i].SetStreamHandler(ProtoMemberConfig, m.serveConfig)
+	}
+	ctx := context.Background()
+	for i, m := range ms {
+		for j, h := range hosts {
+			if i != j {
+				hosts[i].Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+				m.checkConfig(ctx, h.ID())
+			}
+		}
+	}
+	if err := ms[0].configMismatch(); err == nil || !strings.Contains(err.Error(), "2 of the 2 members asked run another configuration") {
+		t.Fatalf("the odd member: %v", err)
+	}
+	for _, m := range ms[1:] {
+		if err := m.configMismatch(); err != nil {
+			t.Fatalf("a member with the majority's flags: %v", err)
+		}
+		if m.configs[hosts[0].ID()] {
+			t.Fatal("the odd member's configuration counted as the same")
+		}
+	}
 }
