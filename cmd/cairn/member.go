@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -11,10 +13,13 @@ import (
 	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/swarmnet"
+	"github.com/cairnlabs/cairn/web"
 )
 
 // runMember is 'cairn node member': a node of a run without an
@@ -32,6 +37,9 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	reach := fs.String("reachability", "auto", "whether others can dial this node: auto (AutoNAT finds out), public, or private (behind NAT: reached through a relay, then a hole punch)")
 	noRelay := fs.Bool("no-relay-service", false, "when public, do not relay for members behind NAT")
 	await := fs.Duration("await-peers", 0, "before the first round, wait up to this long until this node is in touch with every member staked at genesis (0: start at once)")
+	view := viewFlags{}
+	fs.StringVar(&view.addr, "http", "", "serve the live view of the run as this member sees it (rounds, members, the chain's ledger; read-only) on this host:port")
+	fs.BoolVar(&view.public, "http-public", false, "let --http bind to an address other than loopback")
 	portMap := fs.Bool("port-map", false, "ask the home router for a port mapping (UPnP/NAT-PMP)")
 	fetch := fs.Duration("fetch-timeout", time.Minute, "how long to wait for a round's contributions once its commit window has passed; one not fetched by then is rejected as unavailable")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
@@ -114,10 +122,20 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	log.Info("member started", "id", h.ID(), "addrs", p2p.Addrs(h), "ledger", rpc)
 	cfg := run.cfg
 	trainPart, _ := corpus.Split(text, 0.9)
+	hub, stopWeb, err := startWeb(stdout, view.addr, view.public, "member "+h.ID().String(), cfg.Rounds)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
+	hub.SetLedgerSource(rpcLedger{c}, p2p.AccountOf)
+	ddpRound := experiment.DDPBytes(cfg, 1) // per worker, over the run
 	var xfer swarmnet.Transfers
 	final, err := node.RunMember(ctx, node.MemberOptions{Run: cfg, Train: trainPart, Key: key, Host: h, Peers: infos, RPC: rpc, Pool: pool,
 		Fetch: *fetch, Log: log, Find: find, AwaitPeers: *await, OnRound: func(r node.MemberRound) {
 			xfer = r.Transfers
+			hub.AddRound(web.Round{Round: r.Round + 1, TrainLoss: float64(r.Loss), Tokens: int64(r.Tokens), TookMs: r.Took.Milliseconds(),
+				BytesSent: r.Transfers.DirectBytes + r.Transfers.RelayedBytes, DDPBytes: int64(ddpRound / uint64(max(cfg.Rounds, 1)) * uint64(r.Round+1)),
+				Accepted: r.Workers, Weights: r.Hash.String()})
 			log.Info("round closed", "round", r.Round, "weights", r.Hash.String(), "commits", r.Commits, "aggregated", r.Accepted, "agreed", r.Agreed,
 				"reachability", p2p.Reachability(h), "pieces_direct", r.Transfers.Direct, "pieces_relayed", r.Transfers.Relayed)
 			fmt.Fprintf(stdout, "round %d/%d: weights %s, %d contributions committed, %d aggregated, train loss %.4f, %s\n",
@@ -187,4 +205,28 @@ func runNodeID(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, id)
 	return nil
+}
+
+// rpcLedger reads a chain's ledger through a validator's RPC, for the live
+// view.
+type rpcLedger struct{ c *chain.Client }
+
+func (l rpcLedger) query(path string, data []byte, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := l.c.Query(ctx, path, data)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (l rpcLedger) Totals() (t ledger.Totals, err error) { return t, l.query("totals", nil, &t) }
+
+func (l rpcLedger) Round(r uint64) (info ledger.RoundInfo, err error) {
+	return info, l.query("round", binary.BigEndian.AppendUint64(nil, r), &info)
+}
+
+func (l rpcLedger) AccountOf(k ledger.PubKey) (a ledger.Account, err error) {
+	return a, l.query("account", k[:], &a)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/web"
 )
 
 // TestMembersKillNine runs a network without an aggregator as separate
@@ -59,9 +60,13 @@ func TestMembersKillNine(t *testing.T) {
 	run := []string{"--data", data, "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "16", "--batch", "2", "--inner-steps", "10",
 		"--rounds", fmt.Sprint(rounds), "--warmup", "2", "--threads", "1", "--fetch-timeout", "5s"}
 	var ms []*proc
+	view := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	for i := range n {
 		args := append([]string{"node", "member", "--data-dir", filepath.Join(dir, fmt.Sprint("m", i)),
 			"--chain-home", filepath.Join(dir, "chain", fmt.Sprint("v", i)), "--listen", strings.SplitN(addrs[i], "/p2p/", 2)[0]}, run...)
+		if i == 1 {
+			args = append(args, "--http", view)
+		}
 		for j, a := range addrs {
 			if j != i {
 				args = append(args, "--peer", a)
@@ -71,6 +76,11 @@ func TestMembersKillNine(t *testing.T) {
 	}
 	for _, m := range ms {
 		m.waitFor(t, `round closed" round=0 `, 2*time.Minute)
+	}
+	// Member 1's live view has the round, its members and the chain.
+	s := summary(t, "http://"+view+"/", time.Minute, func(s web.Summary) bool { return s.Rounds >= 1 && s.Ledger.Height > 0 })
+	if len(s.Workers) != n {
+		t.Fatalf("member 1's view after round 1: %+v", s)
 	}
 	ms[0].cmd.Process.Kill() // SIGKILL
 	<-ms[0].done
