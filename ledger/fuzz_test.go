@@ -34,6 +34,7 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&SettleTx{Round: 0, Verdicts: []Verdict{{Worker: KeyOf(a), Outcome: Unchecked}}},
 		&ReceiptsTx{Model: Hash{7}, Entries: []ReceiptEntry{{Requester: KeyOf(a), Requests: 2, Tokens: 40, Fee: 80}}},
 		&FingerprintTx{Model: Hash{8}, Set: Hash{9}},
+		&JoinTx{Round: 7},
 	} {
 		key := a
 		if i >= 5 && i <= 7 { // results, settlements and receipts are an authority's
@@ -193,6 +194,8 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case uint64:
 		return binary.BigEndian.AppendUint64(nil, r)
+	case bool: // a join record
+		return []byte{1}
 	}
 	panic("unknown record")
 }
@@ -231,6 +234,10 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		err := p.Submit(raw)
 		if i == 3 { // the withdrawal comes before the unbonding period ends
 			if err == nil || !strings.Contains(err.Error(), "nothing to withdraw") {
+				t.Fatalf("seed %d: %v", i, err)
+			}
+		} else if i == 9 { // a join needs member rounds, which the fuzz genesis has not
+			if err == nil || !strings.Contains(err.Error(), "member rounds") {
 				t.Fatalf("seed %d: %v", i, err)
 			}
 		} else if err != nil {

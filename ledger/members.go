@@ -27,15 +27,156 @@ import (
 //     is recorded, so a node whose result disagrees is named (RoundInfo's
 //     votes).
 //   - SettleTx is refused; authorities sign only blocks.
+//   - A staked worker that r does not expect (one that caught up with the
+//     run, or missed r-1's window) sends JoinTx for r before committing,
+//     while r is open or once r-1's window has closed without it: r's
+//     window then waits for its commit too (closing early only once it has
+//     committed, else at its end). A worker that joined r-1 and did not
+//     commit there may not join r (it would hold every window open).
 //
 // State: "o" round(8) -> the window's opening (block time i64) and the
 // round's commit count; "b" round(8) member(32) -> VoteRecord;
-// "t" round(8) result(32) -> votes for that result (u64).
+// "t" round(8) result(32) -> votes for that result (u64); "j" round(8)
+// worker(32) -> 1 (the worker joined the round); "J" round(8) -> joins
+// before the round's window opened (u64).
 const (
 	prefixWindow = 'o'
 	prefixVote   = 'b'
 	prefixTally  = 't'
+	prefixJoin   = 'j'
+	prefixJoins  = 'J'
 )
+
+func joinKey(r uint64, w PubKey) string {
+	return string(append(binary.BigEndian.AppendUint64([]byte{prefixJoin}, r), w[:]...))
+}
+
+func joinsKey(r uint64) string {
+	return string(binary.BigEndian.AppendUint64([]byte{prefixJoins}, r))
+}
+
+// JoinTx asks the open member round's commit window to wait for the
+// sender's commit (see the rules above).
+type JoinTx struct {
+	Round uint64
+}
+
+// Kind is KindJoin.
+func (*JoinTx) Kind() Kind { return KindJoin }
+
+func (b *JoinTx) encode(e *encoder) { e.u64(b.Round) }
+
+func decodeJoinRecord(b []byte) (any, error) {
+	if len(b) != 1 || b[0] != 1 {
+		return nil, fmt.Errorf("ledger: join record %x, want 01", b)
+	}
+	return true, nil
+}
+
+func decodeJoins(b []byte) (any, error) {
+	if len(b) != 8 || binary.BigEndian.Uint64(b) == 0 {
+		return nil, fmt.Errorf("ledger: join count %x, want a positive u64", b)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// joined reports whether w joined round r.
+func (s stateView) joined(r uint64, w PubKey) bool {
+	_, ok := s.kv.get(joinKey(r, w))
+	return ok
+}
+
+// joins is the number of joins to round r before its window opened.
+func (s stateView) joins(r uint64) uint64 {
+	b, ok := s.kv.get(joinsKey(r))
+	if !ok || len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// expects reports whether round r's window counts w among the workers it
+// waits for without a join: for round 0 the accounts staked at genesis,
+// then the workers whose contributions r-1 accepted.
+func (x *execution) expects(r uint64, w PubKey) (bool, error) {
+	if r == 0 {
+		i, ok := x.g.account(w)
+		return ok && i.Stake > 0 && i.Stake >= x.g.MinStake, nil
+	}
+	prev, ok, err := x.st.round(r - 1)
+	if err != nil || !ok {
+		return false, err
+	}
+	_, was := slices.BinarySearchFunc(prev.Accepted, w, func(c Contribution, k PubKey) int { return bytes.Compare(c.Worker[:], k[:]) })
+	return was, nil
+}
+
+// join executes a JoinTx.
+func (x *execution) join(a *Account, b *JoinTx) error {
+	if !x.g.MemberRounds() {
+		return reject(CodeUnauthorized, "join is for runs with member rounds; this run's rounds are closed by an authority")
+	}
+	open := x.meta.OpenRound
+	if b.Round != open && b.Round != open+1 {
+		return reject(CodeRoundNotOpen, "join for round %d, but the open round is %d (a join is for it or the next)", b.Round, open)
+	}
+	if b.Round == open+1 {
+		// Joining the next round is for a worker that missed the open
+		// round's window: once it has closed, the worker can no longer be
+		// among the round's contributions (and so among those the next
+		// round expects). One that committed to it is expected next if
+		// the round accepts it.
+		if w, ok, err := x.st.window(open); err != nil {
+			return internalError{err}
+		} else if !ok || !w.Closed(x.g, x.time) {
+			return reject(CodeRoundNotOpen, "join for round %d while round %d's commit window is open: commit to round %d", b.Round, open, open)
+		}
+		if _, did, err := x.st.commit(open, a.Key); err != nil {
+			return internalError{err}
+		} else if did {
+			return reject(CodeInvalid, "%s committed to round %d: round %d expects it if that contribution is accepted", a.Key, open, b.Round)
+		}
+	}
+	if a.Stake == 0 || a.Stake < x.g.MinStake {
+		return reject(CodeNotStaked, "stake %d is below the minimum %d", a.Stake, max(x.g.MinStake, 1))
+	}
+	r := b.Round
+	if _, dup, err := x.st.commit(r, a.Key); err != nil {
+		return internalError{err}
+	} else if dup {
+		return reject(CodeDuplicateCommit, "%s already committed in round %d", a.Key, r)
+	}
+	if x.st.joined(r, a.Key) {
+		return reject(CodeDuplicateCommit, "%s already joined round %d", a.Key, r)
+	}
+	if exp, err := x.expects(r, a.Key); err != nil {
+		return internalError{err}
+	} else if exp {
+		return reject(CodeInvalid, "round %d already waits for %s", r, a.Key)
+	}
+	if r > 0 && x.st.joined(r-1, a.Key) {
+		if _, did, err := x.st.commit(r-1, a.Key); err != nil {
+			return internalError{err}
+		} else if !did {
+			return reject(CodeUnauthorized, "%s joined round %d and did not commit there", a.Key, r-1)
+		}
+	}
+	w, ok, err := x.st.window(r)
+	if err != nil {
+		return internalError{err}
+	}
+	if ok {
+		if w.Closed(x.g, x.time) {
+			return reject(CodeRoundNotOpen, "round %d's commit window has closed", r)
+		}
+		w.Expected++
+		x.st.kv.put(windowKey(r), w.encode())
+	} else {
+		x.st.kv.put(joinsKey(r), binary.BigEndian.AppendUint64(nil, x.st.joins(r)+1))
+	}
+	x.st.kv.put(joinKey(r, a.Key), []byte{1})
+	return nil
+}
 
 func windowKey(r uint64) string {
 	return string(binary.BigEndian.AppendUint64([]byte{prefixWindow}, r))
@@ -163,6 +304,8 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 				w.Expected = uint64(len(prev.Accepted))
 			}
 		}
+		// And those that joined before the window opened.
+		w.Expected += x.st.joins(r)
 	} else if w.Closed(x.g, x.time) {
 		if x.time < w.Opened+x.g.CommitWindow {
 			return reject(CodeRoundNotOpen, "round %d's commit window closed early: all %d workers it expected have committed", r, w.Expected)
@@ -170,16 +313,10 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 		return reject(CodeRoundNotOpen, "round %d's commit window closed at %s", r, time.Unix(0, w.Opened+x.g.CommitWindow).UTC().Format(time.RFC3339Nano))
 	}
 	w.Commits++
-	if r == 0 {
-		if i, ok := x.g.account(worker); ok && i.Stake > 0 && i.Stake >= x.g.MinStake && w.Returning < w.Expected {
-			w.Returning++
-		}
-	} else if prev, ok, err := x.st.round(r - 1); err != nil {
+	if exp, err := x.expects(r, worker); err != nil {
 		return internalError{err}
-	} else if ok && w.Returning < w.Expected {
-		if _, was := slices.BinarySearchFunc(prev.Accepted, worker, func(c Contribution, k PubKey) int { return bytes.Compare(c.Worker[:], k[:]) }); was {
-			w.Returning++
-		}
+	} else if (exp || x.st.joined(r, worker)) && w.Returning < w.Expected {
+		w.Returning++
 	}
 	x.st.kv.put(windowKey(r), w.encode())
 	return nil

@@ -105,3 +105,95 @@ func TestGenesisCommitWindow(t *testing.T) {
 		t.Fatalf("a zero window encoded: %v", err)
 	}
 }
+
+// A worker a round does not expect joins it: the window then waits for
+// its commit instead of closing when the expected ones have committed. A
+// join is refused outside member rounds' open round, without stake, twice,
+// for a worker already expected, after the window closed, and after a
+// join not followed by a commit.
+func TestMemberJoin(t *testing.T) {
+	org, A, B, E, C, D := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("E"), keyFrom("C"), keyFrom("D")
+	g := genesisFor(org, 4, A, B, E, C, D) // D holds no stake
+	g.CommitWindow = 2.5e9                 // blocks are 1 s apart
+	c := newChain(t, g, org)
+	submit := func(raw []byte, want string) {
+		t.Helper()
+		err := c.p.Submit(raw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+	}
+	vote := func(r uint64, h string, cs ...pledge) *ledger.ResultTx {
+		return &ledger.ResultTx{Round: r, ModelHash: hashOf(h), Accepted: sortedContribs(cs...)}
+	}
+	// Round 0: A and B commit, E and C (staked at genesis, expected) do
+	// not; the window runs to its end.
+	a0, b0 := commitBody("A", 0, 10), commitBody("B", 0, 10)
+	submit(c.tx(E, &ledger.JoinTx{Round: 0}), "already waits for")
+	c.block(c.tx(A, a0), c.tx(B, b0)) // t=1: open until 3.5
+	c.block()
+	c.block()
+	c.block() // t=4: passed
+	r0 := vote(0, "θ1", pledge{A, a0}, pledge{B, b0})
+	c.block(c.tx(A, r0), c.tx(B, r0))
+	if info, _ := c.l.Round(0); info.Status != "settled" {
+		t.Fatalf("round 0: %+v", info)
+	}
+	// Round 1 expects A and B. E joins before the window opens.
+	submit(c.tx(E, &ledger.JoinTx{Round: 3}), "the open round is 1")
+	submit(c.tx(E, &ledger.JoinTx{Round: 2}), "while round 1's commit window is open")
+	submit(c.tx(D, &ledger.JoinTx{Round: 1}), "not-staked")
+	submit(c.tx(A, &ledger.JoinTx{Round: 1}), "already waits for")
+	c.block(c.tx(E, &ledger.JoinTx{Round: 1}))
+	submit(c.tx(E, &ledger.JoinTx{Round: 1}), "already joined")
+	a1, b1, e1 := commitBody("A", 1, 10), commitBody("B", 1, 10), commitBody("E", 1, 10)
+	c.block(c.tx(A, a1), c.tx(B, b1))
+	if info, _ := c.l.Round(1); info.Window == nil || info.Window.Expected != 3 || info.Window.Returning != 2 || info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window with E joined: %+v", info.Window)
+	}
+	// C joins the open window too, then E commits; C has not.
+	c.block(c.tx(C, &ledger.JoinTx{Round: 1}), c.tx(E, e1))
+	if info, _ := c.l.Round(1); info.Window.Expected != 4 || info.Window.Returning != 3 {
+		t.Fatalf("round 1's window after C joined and E committed: %+v", info.Window)
+	}
+	submit(c.tx(A, &ledger.JoinTx{Round: 2}), "while round 1's commit window is open")
+	c.block()
+	c.block() // the window passes without C
+	submit(c.tx(A, &ledger.JoinTx{Round: 2}), "committed to round 1")
+	submit(c.tx(D, &ledger.JoinTx{Round: 1}), "not-staked")
+	r1 := vote(1, "θ2", pledge{A, a1}, pledge{B, b1}, pledge{E, e1})
+	c.block(c.tx(A, r1), c.tx(B, r1), c.tx(E, r1))
+	if info, _ := c.l.Round(1); info.Status != "settled" || len(info.Result.Accepted) != 3 {
+		t.Fatalf("round 1: %+v", info)
+	}
+	// Round 2: C joined round 1 and never committed: it may not join again.
+	submit(c.tx(C, &ledger.JoinTx{Round: 2}), "joined round 1 and did not commit there")
+	// A worker that missed round 2's window (F, staked after it opened)
+	// joins round 3 before round 2 closes: round 3 waits for it.
+	a2, b2, e2 := commitBody("A", 2, 10), commitBody("B", 2, 10), commitBody("E", 2, 10)
+	c.block(c.tx(A, a2), c.tx(B, b2), c.tx(E, e2)) // the window closes early
+	if info, _ := c.l.Round(2); !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 2's window: %+v", info.Window)
+	}
+	F := keyFrom("F")
+	c.block(c.tx(A, &ledger.TransferTx{To: ledger.KeyOf(F), Amount: 500}))
+	c.block(c.tx(F, &ledger.RegisterTx{Amount: 100}))
+	c.block(c.tx(F, &ledger.JoinTx{Round: 3})) // round 2 is still open (no votes yet), its window closed
+	r2 := vote(2, "θ3", pledge{A, a2}, pledge{B, b2}, pledge{E, e2})
+	c.block(c.tx(A, r2), c.tx(B, r2))
+	a3, b3, e3, f3 := commitBody("A", 3, 10), commitBody("B", 3, 10), commitBody("E", 3, 10), commitBody("F", 3, 10)
+	c.block(c.tx(A, a3), c.tx(B, b3), c.tx(E, e3))
+	if info, _ := c.l.Round(3); info.Window == nil || info.Window.Expected != 4 || info.Window.Closed(&g, 0) {
+		t.Fatalf("round 3's window with F joined early: %+v", info.Window)
+	}
+	c.block(c.tx(F, f3))
+	if info, _ := c.l.Round(3); info.Window.Returning != 4 || !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 3's window after F committed: %+v", info.Window)
+	}
+	// Outside member rounds there is nothing to join.
+	g2 := genesisFor(org, 2, A, B)
+	c2 := newChain(t, g2, org)
+	if err := c2.p.Submit(c2.tx(A, &ledger.JoinTx{Round: 0})); err == nil || !strings.Contains(err.Error(), "member rounds") {
+		t.Fatalf("a join in an authority run: %v", err)
+	}
+}

@@ -338,6 +338,10 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
 	case key[0] == prefixTally && len(rest) == 40:
 		return decodeTally(value)
+	case key[0] == prefixJoin && len(rest) == 40:
+		return decodeJoinRecord(value)
+	case key[0] == prefixJoins && len(rest) == 8:
+		return decodeJoins(value)
 	}
 	return nil, fmt.Errorf("ledger: unknown state key %x", key)
 }
@@ -421,6 +425,10 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("vote of %x on round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	case k[0] == prefixTally && len(rest) == 40:
 		return fmt.Sprintf("votes for result %x of round %d", rest[8:], binary.BigEndian.Uint64(rest))
+	case k[0] == prefixJoin && len(rest) == 40:
+		return fmt.Sprintf("join of %x to round %d", rest[8:], binary.BigEndian.Uint64(rest))
+	case k[0] == prefixJoins && len(rest) == 8:
+		return fmt.Sprintf("joins to round %d before its window", binary.BigEndian.Uint64(rest))
 	}
 	return fmt.Sprintf("key %x", k)
 }

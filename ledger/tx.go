@@ -24,10 +24,11 @@ const (
 	KindSettle                      // verification verdicts for a closed round: rewards and slashing
 	KindReceipts                    // served usage: requesters pay, contributors are paid
 	KindFingerprint                 // an owner's commitment to a model's secret fingerprint set
+	KindJoin                        // a member round's window is to wait for the sender's commit
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -322,6 +323,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodeReceipts(&d)
 		case KindFingerprint:
 			tx.Body = decodeFingerprint(&d)
+		case KindJoin:
+			tx.Body = &JoinTx{Round: d.u64()}
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}

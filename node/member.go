@@ -240,6 +240,42 @@ type member struct {
 	configs map[peer.ID]bool
 }
 
+// joinIfUnexpected sends a JoinTx for round r when its window would not
+// wait for this member (it was not accepted in r-1: it caught up, or
+// missed that window), so that the window does not close before its
+// commit. A refusal only costs the member this round's contribution.
+func (m *member) joinIfUnexpected(ctx context.Context, r int) {
+	if r == 0 {
+		for _, a := range m.g.Accounts {
+			if a.Key == m.lc.Self() && a.Stake > 0 && a.Stake >= m.g.MinStake {
+				return
+			}
+		}
+	} else {
+		prev, err := m.lc.Round(ctx, uint64(r-1))
+		if err != nil || prev.Result == nil {
+			return
+		}
+		if slices.ContainsFunc(prev.Result.Accepted, func(c ledger.Contribution) bool { return c.Worker == m.lc.Self() }) {
+			return
+		}
+	}
+	m.join(ctx, r)
+}
+
+// join sends a JoinTx for round r; a refusal is logged (the member then
+// contributes only if it commits before the window closes).
+func (m *member) join(ctx context.Context, r int) {
+	if r >= m.o.Run.Rounds {
+		return
+	}
+	if err := m.lc.Send(ctx, &ledger.JoinTx{Round: uint64(r)}); err != nil {
+		m.o.Log.Info("member: join refused", "round", r, "err", err)
+		return
+	}
+	m.o.Log.Info("member: joined the round's window", "round", r)
+}
+
 // follow ends round r for a member that did not contribute to it and
 // could not compute its result itself (why): once the round has closed it
 // takes the state the others publish (catchUp), as a late joiner does.
@@ -355,6 +391,7 @@ func (m *member) round(ctx context.Context) error {
 	var loss float32
 	committed := false
 	if info.Status == "open" && (info.Window == nil || !info.Window.Closed(m.g, m.headTime(ctx))) {
+		m.joinIfUnexpected(ctx, r)
 		if committed, loss, err = m.contribute(ctx, r); err != nil {
 			return err
 		}
@@ -442,6 +479,9 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 	if errors.As(err, &te) && te.Code == ledger.CodeRoundNotOpen {
 		m.o.Log.Warn("member: missed the round", "round", r, "reason", te.Reason)
 		m.sw.Drop(id)
+		// The next round would not wait for this member: ask it to now,
+		// while the others are still finishing this one.
+		m.join(ctx, r+1)
 		return false, loss, m.w.SetState(backup)
 	}
 	if err != nil {
