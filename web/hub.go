@@ -124,7 +124,9 @@ type Hub struct {
 	scanned    uint64 // rounds below this were scanned for slashing
 	verifying  bool
 	verifiedAt time.Time
-	gen        int // SetLedgerSource calls, to drop a replay of an older source
+	verifyTook time.Duration // the last replay
+	readTook   time.Duration // the last ledger read
+	gen        int           // SetLedgerSource calls, to drop a replay of an older source
 	reading    bool
 }
 

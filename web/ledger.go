@@ -35,8 +35,8 @@ type Verifier interface {
 	Verify() error
 }
 
-// verifyEvery bounds how often the view replays the ledger: a replay
-// grows with the chain.
+// verifyEvery bounds how often the view replays the ledger, and a replay
+// at most 0.5% of the time: a replay grows with the chain.
 const verifyEvery = 30 * time.Second
 
 // ledgerEvery bounds how often the view reads the ledger, however many
@@ -85,16 +85,20 @@ func (h *Hub) SetVerified(ok bool) {
 func (h *Hub) readLedger() {
 	h.mu.Lock()
 	src, accountOf := h.src, h.accountOf
-	if src == nil || h.now().Sub(h.ledgerAt) < ledgerEvery || h.reading {
+	// At most once a second, and at most 1% of the time: a slow source
+	// (a long chain, a remote validator) is read less often.
+	if src == nil || h.now().Sub(h.ledgerAt) < max(ledgerEvery, 100*h.readTook) || h.reading {
 		h.mu.Unlock()
 		return
 	}
 	h.reading = true
-	if v, ok := src.(Verifier); ok && !h.verifying && h.now().Sub(h.verifiedAt) >= verifyEvery {
+	if v, ok := src.(Verifier); ok && !h.verifying && h.now().Sub(h.verifiedAt) >= max(verifyEvery, 200*h.verifyTook) {
 		h.verifying = true
 		gen := h.gen
 		go func() {
+			began := h.now()
 			err := v.Verify()
+			took := h.now().Sub(began)
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			if gen != h.gen { // the source changed meanwhile (closed, say)
@@ -102,7 +106,7 @@ func (h *Hub) readLedger() {
 				return
 			}
 			ok := err == nil
-			h.ledger.Verified, h.verifying, h.verifiedAt = &ok, false, h.now()
+			h.ledger.Verified, h.verifying, h.verifiedAt, h.verifyTook = &ok, false, h.now(), took
 			h.ledger.VerifyError = ""
 			if err != nil {
 				h.ledger.VerifyError = err.Error()
@@ -115,9 +119,10 @@ func (h *Hub) readLedger() {
 		ids = append(ids, id)
 	}
 	h.mu.Unlock()
+	began := h.now()
 	defer func() {
 		h.mu.Lock()
-		h.reading, h.ledgerAt = false, h.now()
+		h.reading, h.ledgerAt, h.readTook = false, h.now(), h.now().Sub(began)
 		h.mu.Unlock()
 	}()
 
