@@ -40,9 +40,10 @@ type roundCommit struct {
 	worker   ledger.PubKey
 	delta    ledger.Hash
 	tokens   uint64
-	payload  []byte // what was submitted, while the validator may need it
-	accepted bool   // the state machine took the contribution
-	refused  string // why it did not, or why it was dropped later
+	payload  []byte        // what was submitted, while the validator may need it
+	accepted bool          // the state machine took the contribution
+	refused  string        // why it did not, or why it was dropped later
+	compute  time.Duration // the training time the worker reported
 }
 
 // aggLedger is the aggregator's side of the run's chain: it hosts the

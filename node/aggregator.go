@@ -112,6 +112,9 @@ type RoundInfo struct {
 	UpdateBytes  int
 	Took         time.Duration // from the round's opening to its close
 	Resumed      bool          // the first report after a restart from saved state
+	// Compute is the training time each contributor reported (self
+	// reported: for display, never for pay).
+	Compute map[string]time.Duration
 	// Result is the state machine's report of the round: contributions
 	// accepted and excluded (with reasons), every one's screening, the
 	// clipping (nil in a Resumed report).
@@ -560,12 +563,18 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		if len(missing) > 0 {
 			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)
 		}
+		compute := map[string]time.Duration{}
+		for id, c := range a.commits {
+			if c.compute > 0 {
+				compute[id] = c.compute
+			}
+		}
 		clear(a.commits)
 		a.commitOrder = a.commitOrder[:0]
 		a.met.Gauge("cairn_round", "current DiLoCo round").Set(float64(a.agg.Round()))
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
-			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took}
+			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took, Compute: compute}
 		info.Result = res
 		a.screen.report(res)
 		st, err := a.stateLocked(result)

@@ -88,6 +88,9 @@ type submitRequest struct {
 	Hash   string `json:"hash"`
 	Tokens int    `json:"tokens"`
 	Commit []byte `json:"commit,omitempty"`
+	// ComputeMs is the time the worker says it spent training the
+	// contribution: shown in the live view, never paid on.
+	ComputeMs int64 `json:"compute_ms,omitempty"`
 }
 
 // ack answers a contribution whose commit the aggregator recorded (queued

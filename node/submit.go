@@ -113,6 +113,7 @@ func (a *Aggregator) acceptLocked(from string, req *submitRequest, hash diloco.H
 		a.commitOrder = append(a.commitOrder, from)
 	}
 	a.commits[from] = c
+	c.compute = time.Duration(min(max(req.ComputeMs, 0), int64(time.Duration(a.agg.Cfg.RoundTimeout)/time.Millisecond))) * time.Millisecond
 	if err := a.agg.Submit(from, req.Round, hash, req.Tokens, payload, now); err != nil {
 		c.refused = ledgerReason(err.Error())
 		if a.valid != nil && errors.Is(err, diloco.ErrPayload) {

@@ -127,6 +127,7 @@ type servedWeights struct {
 
 type contribution struct {
 	round    int
+	compute  time.Duration // time spent training it
 	hash     diloco.Hash
 	tokens   int
 	payload  []byte
@@ -608,7 +609,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	if err != nil {
 		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", round, err)}
 	}
-	c := &contribution{round: round, hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
+	c := &contribution{round: round, compute: time.Since(start), hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {
 		return err
@@ -655,7 +656,7 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	if c.attempts == 1 {
 		w.sendingReveal(c)
 	}
-	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw}
+	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw, ComputeMs: c.compute.Milliseconds()}
 	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, req, controlTimeout)
 	if err != nil {
 		return err

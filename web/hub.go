@@ -30,7 +30,9 @@ type Round struct {
 	Accepted   []string  `json:"accepted"`   // workers whose contributions were aggregated
 	Refused    []Refusal `json:"refused"`    // contributions left out, with the reason
 	Missing    []string  `json:"missing"`    // workers the round waited for in vain
-	Weights    string    `json:"weights"`    // hash of the weights after the round
+	// Compute is the training time (ms) each contributor reported.
+	Compute map[string]int64 `json:"compute_ms,omitempty"`
+	Weights string           `json:"weights"` // hash of the weights after the round
 }
 
 // Refusal is a contribution a round left out and why.
@@ -53,8 +55,11 @@ type Worker struct {
 	Stake   uint64 `json:"stake"`
 	Slashed uint64 `json:"slashed"`
 	// ComputeShare is the share of its time the worker spent training,
-	// when known (0: unknown).
+	// when known (0: unknown): from the training time it reported over the
+	// rounds' durations, or measured at the end of a demo.
 	ComputeShare float64 `json:"compute_share,omitempty"`
+
+	computeMs, roundMs int64
 }
 
 // Slash is a slashing event on the ledger, with its evidence.
@@ -160,6 +165,14 @@ func (h *Hub) AddRound(r Round) {
 		w := h.worker(id)
 		w.Accepted++
 		w.LastRound, w.Gone = r.Round, false
+	}
+	for id, ms := range r.Compute {
+		if ms > 0 && r.TookMs > 0 {
+			w := h.worker(id)
+			w.computeMs += ms
+			w.roundMs += r.TookMs
+			w.ComputeShare = min(1, float64(w.computeMs)/float64(w.roundMs))
+		}
 	}
 	for _, x := range r.Refused {
 		w := h.worker(x.Worker)

@@ -384,3 +384,18 @@ func TestLedgerVerified(t *testing.T) {
 		}
 	}
 }
+
+// A worker's compute share is its reported training time over the
+// durations of the rounds it reported in.
+func TestComputeShare(t *testing.T) {
+	h := NewHub("x", 2)
+	h.AddRound(Round{Round: 1, TookMs: 1000, Accepted: []string{"w"}, Compute: map[string]int64{"w": 600}})
+	h.AddRound(Round{Round: 2, TookMs: 1000, Accepted: []string{"w", "v"}, Compute: map[string]int64{"w": 200}})
+	s := h.Summary()
+	for _, w := range s.Workers {
+		want := map[string]float64{"w": 0.4, "v": 0}[w.ID]
+		if w.ComputeShare < want-1e-9 || w.ComputeShare > want+1e-9 {
+			t.Fatalf("%s: compute share %v, want %v", w.ID, w.ComputeShare, want)
+		}
+	}
+}

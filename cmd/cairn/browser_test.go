@@ -319,6 +319,11 @@ func TestLiveViewInBrowser(t *testing.T) {
 				t.Fatalf("the ledger section: %q", b.text("#ledger"))
 			}
 		}
+		// The workers report their training time: the page shows their
+		// compute share.
+		if shares := b.count("tr.worker td:last-child:not(:empty)"); shares < 2 {
+			t.Fatalf("%d workers with a compute share on the page", shares)
+		}
 		b.screenshot("killed-worker.png")
 		b.open(base + "worker/" + victim)
 		b.waitCount("#detail h2", 1, 5*time.Second)

@@ -54,6 +54,12 @@ func webRound(r node.RoundInfo, cfg diloco.RunConfig, workers int) web.Round {
 	wr := web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, TookMs: r.Took.Milliseconds(), BytesSent: int64(r.Sent + r.Recv),
 		DDPBytes: int64(experiment.DDPBytes(cfg, workers) / uint64(max(cfg.Rounds, 1)) * uint64(r.Round+1)),
 		Accepted: []string{}, Refused: []web.Refusal{}, Missing: append([]string{}, r.Missing...)}
+	if len(r.Compute) > 0 {
+		wr.Compute = map[string]int64{}
+		for id, d := range r.Compute {
+			wr.Compute[id] = d.Milliseconds()
+		}
+	}
 	if res := r.Result; res != nil {
 		wr.Tokens, wr.Weights = int64(res.Tokens), res.Hash.String()
 		for _, c := range res.Accepted {
