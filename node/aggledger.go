@@ -44,6 +44,7 @@ type roundCommit struct {
 	accepted bool          // the state machine took the contribution
 	refused  string        // why it did not, or why it was dropped later
 	compute  time.Duration // the training time the worker reported
+	loss     float32       // the training loss the worker reported
 }
 
 // aggLedger is the aggregator's side of the run's chain: it hosts the

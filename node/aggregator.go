@@ -115,6 +115,9 @@ type RoundInfo struct {
 	// Compute is the training time each contributor reported (self
 	// reported: for display, never for pay).
 	Compute map[string]time.Duration
+	// TrainLoss is the mean of the last inner-step losses the accepted
+	// contributors reported (0: none reported).
+	TrainLoss float64
 	// Result is the state machine's report of the round: contributions
 	// accepted and excluded (with reasons), every one's screening, the
 	// clipping (nil in a Resumed report).
@@ -564,9 +567,15 @@ func (a *Aggregator) tickLocked(now time.Time) {
 			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)
 		}
 		compute := map[string]time.Duration{}
+		var lossSum float64
+		var losses int
 		for id, c := range a.commits {
 			if c.compute > 0 {
 				compute[id] = c.compute
+			}
+			if c.accepted && c.loss > 0 {
+				lossSum += float64(c.loss)
+				losses++
 			}
 		}
 		clear(a.commits)
@@ -575,6 +584,9 @@ func (a *Aggregator) tickLocked(now time.Time) {
 		a.met.Counter("cairn_contributions_total", "contributions aggregated").Add(float64(len(res.Contributors)))
 		info := RoundInfo{Round: res.Round, Contributors: res.Contributors, Missing: res.Missing,
 			Active: a.agg.NumActive(), UpdateBytes: res.UpdateBytes, Took: res.Took, Compute: compute}
+		if losses > 0 {
+			info.TrainLoss = lossSum / float64(losses)
+		}
 		info.Result = res
 		a.screen.report(res)
 		st, err := a.stateLocked(result)

@@ -91,6 +91,9 @@ type submitRequest struct {
 	// ComputeMs is the time the worker says it spent training the
 	// contribution: shown in the live view, never paid on.
 	ComputeMs int64 `json:"compute_ms,omitempty"`
+	// Loss is the worker's last inner step's training loss (shown, as
+	// ComputeMs).
+	Loss float32 `json:"loss,omitempty"`
 }
 
 // ack answers a contribution whose commit the aggregator recorded (queued

@@ -114,6 +114,9 @@ func (a *Aggregator) acceptLocked(from string, req *submitRequest, hash diloco.H
 	}
 	a.commits[from] = c
 	c.compute = time.Duration(min(max(req.ComputeMs, 0), int64(time.Duration(a.agg.Cfg.RoundTimeout)/time.Millisecond))) * time.Millisecond
+	if l := req.Loss; l > 0 && l < 1e6 { // a loss, not a value to trust
+		c.loss = l
+	}
 	if err := a.agg.Submit(from, req.Round, hash, req.Tokens, payload, now); err != nil {
 		c.refused = ledgerReason(err.Error())
 		if a.valid != nil && errors.Is(err, diloco.ErrPayload) {

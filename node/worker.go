@@ -128,6 +128,7 @@ type servedWeights struct {
 type contribution struct {
 	round    int
 	compute  time.Duration // time spent training it
+	loss     float32       // its last inner step's loss
 	hash     diloco.Hash
 	tokens   int
 	payload  []byte
@@ -579,7 +580,9 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	w.w.KeepTraining = func(done int) bool { return waited && w.pace.more(time.Since(start), budget) }
 	last := start
 	want := w.wantSteps(round)
+	var lastLoss float32
 	payload, tokens, err := w.w.Train(ctx, want, func(i int, loss float32) {
+		lastLoss = loss
 		w.met.Gauge("cairn_train_loss", "loss of the last inner step").Set(float64(loss))
 		if w.opts.OnStep != nil {
 			w.opts.OnStep(round, i, loss)
@@ -609,7 +612,7 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	if err != nil {
 		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", round, err)}
 	}
-	c := &contribution{round: round, compute: time.Since(start), hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
+	c := &contribution{round: round, compute: time.Since(start), loss: lastLoss, hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
 	w.pending = c
 	if err := w.submit(ctx, c); err != nil {
 		return err
@@ -656,7 +659,7 @@ func (w *Worker) submit(ctx context.Context, c *contribution) error {
 	if c.attempts == 1 {
 		w.sendingReveal(c)
 	}
-	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw, ComputeMs: c.compute.Milliseconds()}
+	req := submitRequest{Round: c.round, Hash: c.hash.String(), Tokens: c.tokens, Commit: c.raw, ComputeMs: c.compute.Milliseconds(), Loss: c.loss}
 	s, err := w.request(ctx, w.aggID, ProtoSubmit, kindSubmit, req, controlTimeout)
 	if err != nil {
 		return err

@@ -17,8 +17,9 @@ import (
 type Round struct {
 	Round   int     `json:"round"` // 1-based: the weights after it are Round's
 	ValLoss float64 `json:"val_loss"`
-	// TrainLoss is the node's own last inner-step loss, for a node that
-	// does not evaluate (a member): the chart shows it when ValLoss is 0.
+	// TrainLoss is the training loss: the workers' last inner steps' (as
+	// they report it), or a member's own; the chart draws it beside the
+	// validation loss, or alone when ValLoss is 0.
 	TrainLoss float64 `json:"train_loss,omitempty"`
 	// DDPValLoss is the data-parallel reference's validation loss at the
 	// same tokens, when known (0: unknown).

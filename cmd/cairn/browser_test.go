@@ -231,6 +231,9 @@ func TestLiveViewInBrowser(t *testing.T) {
 				t.Fatalf("the chart's points are rounds %v", order)
 			}
 		}
+		if b.count("polyline.train") != 1 {
+			t.Fatal("no training-loss line on the chart")
+		}
 		b.waitCount("tr.slash", len(end.Ledger.Slashes), 5*time.Second)
 		if n := b.count("td.slashed"); n == 0 {
 			t.Fatal("no worker is shown as slashed")

@@ -51,7 +51,7 @@ func lingerWeb(ctx context.Context, stdout io.Writer, addr string, d time.Durati
 // webRound is a closed round of an aggregator run as the live view shows
 // it.
 func webRound(r node.RoundInfo, cfg diloco.RunConfig, workers int) web.Round {
-	wr := web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, TookMs: r.Took.Milliseconds(), BytesSent: int64(r.Sent + r.Recv),
+	wr := web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, TrainLoss: r.TrainLoss, TookMs: r.Took.Milliseconds(), BytesSent: int64(r.Sent + r.Recv),
 		DDPBytes: int64(experiment.DDPBytes(cfg, workers) / uint64(max(cfg.Rounds, 1)) * uint64(r.Round+1)),
 		Accepted: []string{}, Refused: []web.Refusal{}, Missing: append([]string{}, r.Missing...)}
 	if len(r.Compute) > 0 {
