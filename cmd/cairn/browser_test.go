@@ -330,6 +330,9 @@ func TestLiveViewInBrowser(t *testing.T) {
 		b.screenshot("killed-worker.png")
 		b.open(base + "worker/" + victim)
 		b.waitCount("#detail h2", 1, 5*time.Second)
+		if n := b.count("#worker-rounds tr"); n < 2 || !strings.Contains(b.text("#worker-rounds"), "accepted") {
+			t.Fatalf("the killed worker's page lists %d rows: %q", n, b.text("#worker-rounds"))
+		}
 		b.screenshot("killed-worker-page.png")
 		t.Logf("the killed worker shows as gone after round %d", s.Rounds)
 	})
