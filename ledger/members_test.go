@@ -16,13 +16,7 @@ func TestMemberRounds(t *testing.T) {
 	g := genesisFor(org, 4, A, B, C, E, D) // D holds no stake
 	g.CommitWindow = 2.5e9                 // blocks are 1 s apart
 	c := newChain(t, g, org)
-	submit := func(raw []byte, want string) {
-		t.Helper()
-		err := c.p.Submit(raw)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("error %v, want %q", err, want)
-		}
-	}
+	submit := refusedBy(t, c)
 	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 30), commitBody("C", 0, 20)
 	c.block(c.tx(A, a0)) // t=1: the window opens, until 3.5
 	c.block(c.tx(B, b0)) // t=2
@@ -116,13 +110,7 @@ func TestMemberJoin(t *testing.T) {
 	g := genesisFor(org, 4, A, B, E, C, D) // D holds no stake
 	g.CommitWindow = 2.5e9                 // blocks are 1 s apart
 	c := newChain(t, g, org)
-	submit := func(raw []byte, want string) {
-		t.Helper()
-		err := c.p.Submit(raw)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("error %v, want %q", err, want)
-		}
-	}
+	submit := refusedBy(t, c)
 	vote := func(r uint64, h string, cs ...pledge) *ledger.ResultTx {
 		return &ledger.ResultTx{Round: r, ModelHash: hashOf(h), Accepted: sortedContribs(cs...)}
 	}
@@ -195,5 +183,17 @@ func TestMemberJoin(t *testing.T) {
 	c2 := newChain(t, g2, org)
 	if err := c2.p.Submit(c2.tx(A, &ledger.JoinTx{Round: 0})); err == nil || !strings.Contains(err.Error(), "member rounds") {
 		t.Fatalf("a join in an authority run: %v", err)
+	}
+}
+
+// refusedBy returns a check that c's producer refuses a transaction with
+// an error containing want.
+func refusedBy(t *testing.T, c *chain) func(raw []byte, want string) {
+	return func(raw []byte, want string) {
+		t.Helper()
+		err := c.p.Submit(raw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want %q", err, want)
+		}
 	}
 }

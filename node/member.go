@@ -238,6 +238,7 @@ type member struct {
 	// configs says, per peer asked, whether it runs this node's run
 	// configuration. Guarded by mu.
 	configs map[peer.ID]bool
+	joined  int // 1 + the last round joined (JoinTx), 0 for none
 }
 
 // joinIfUnexpected sends a JoinTx for round r when its window would not
@@ -266,13 +267,14 @@ func (m *member) joinIfUnexpected(ctx context.Context, r int) {
 // join sends a JoinTx for round r; a refusal is logged (the member then
 // contributes only if it commits before the window closes).
 func (m *member) join(ctx context.Context, r int) {
-	if r >= m.o.Run.Rounds {
+	if r >= m.o.Run.Rounds || m.joined == r+1 {
 		return
 	}
 	if err := m.lc.Send(ctx, &ledger.JoinTx{Round: uint64(r)}); err != nil {
 		m.o.Log.Info("member: join refused", "round", r, "err", err)
 		return
 	}
+	m.joined = r + 1
 	m.o.Log.Info("member: joined the round's window", "round", r)
 }
 

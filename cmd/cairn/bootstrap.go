@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"github.com/cairnlabs/cairn/p2p"
 )
 
@@ -35,13 +37,9 @@ func runBootstrap(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, err := p2p.LoadIdentity(*dir)
+	key, lock, err := ownIdentity(*dir)
 	if err != nil {
-		return badInput("--data-dir: %v", err)
-	}
-	lock, err := p2p.LockDir(*dir)
-	if err != nil {
-		return badInput("%v", err)
+		return err
 	}
 	defer lock.Close()
 	log := logger(stderr, *verbose)
@@ -71,4 +69,18 @@ func runBootstrap(args []string, stdout, stderr io.Writer) error {
 			log.Info("bootstrap", "reachability", p2p.Reachability(h), "peers", len(h.Network().Peers()), "dht_servers", d.RoutingTableSize())
 		}
 	}
+}
+
+// ownIdentity loads (creating if absent) the node identity in dir and
+// locks dir for this process: two nodes must not share an identity.
+func ownIdentity(dir string) (crypto.PrivKey, io.Closer, error) {
+	key, err := p2p.LoadIdentity(dir)
+	if err != nil {
+		return nil, nil, badInput("--data-dir: %v", err)
+	}
+	lock, err := p2p.LockDir(dir)
+	if err != nil {
+		return nil, nil, badInput("%v", err)
+	}
+	return key, lock, nil
 }

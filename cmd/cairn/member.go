@@ -66,13 +66,9 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, err := p2p.LoadIdentity(*dir)
+	key, lock, err := ownIdentity(*dir)
 	if err != nil {
-		return badInput("--data-dir: %v", err)
-	}
-	lock, err := p2p.LockDir(*dir)
-	if err != nil {
-		return badInput("%v", err)
+		return err
 	}
 	defer lock.Close()
 	log := logger(stderr, *verbose)
