@@ -76,7 +76,9 @@
 //     same result byte for byte, r closes with it and is settled at once
 //     (every accepted contribution paid, unchecked). A member of the round
 //     just closed may still vote; the round's votes say who disagreed.
-//     Authorities then sign only blocks; SettleTx is refused.
+//     Authorities then sign only blocks; SettleTx is refused, except with
+//     member checks (Genesis.MemberChecks; checks.go), where it is a
+//     member's verdicts and a majority of them settles the round.
 //   - FingerprintTx, from any account holding a balance or stake, commits
 //     its sender as a model's owner to a secret fingerprint set: the
 //     model's weights hash and the SHA-256 of the sealed set file. The

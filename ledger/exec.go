@@ -309,28 +309,49 @@ func (x *execution) closeRound(b *ResultTx) {
 }
 
 func (x *execution) settle(a *Account, b *SettleTx) error {
+	if x.g.MemberChecks {
+		return x.checkVote(a, b)
+	}
 	if !x.g.IsAuthority(a.Key) {
 		return reject(CodeUnauthorized, "%s may not sign settlements", a.Key)
 	}
 	if x.g.MemberRounds() {
-		return reject(CodeUnauthorized, "a run with member rounds settles each round when it closes")
+		return reject(CodeUnauthorized, "a run with member rounds and no member checks settles each round when it closes")
 	}
 	return x.settleRound(b)
 }
 
 // settleRound settles the oldest closed, unsettled round with b's verdicts.
 func (x *execution) settleRound(b *SettleTx) error {
+	s, err := x.checkSettlement(b)
+	if err != nil {
+		return err
+	}
+	return x.applySettlement(s)
+}
+
+// settlement is a checked SettleTx: the tokens of the contributions it
+// pays and their indexes in b.Verdicts.
+type settlement struct {
+	b      *SettleTx
+	tokens []uint64
+	paid   []int
+}
+
+// checkSettlement checks that b settles the oldest closed, unsettled
+// round with a verdict for each of its accepted contributions.
+func (x *execution) checkSettlement(b *SettleTx) (settlement, error) {
 	switch m := x.meta; {
 	case b.Round >= m.OpenRound:
-		return reject(CodeNotSettleable, "round %d is not closed (open round %d)", b.Round, m.OpenRound)
+		return settlement{}, reject(CodeNotSettleable, "round %d is not closed (open round %d)", b.Round, m.OpenRound)
 	case b.Round < m.NextSettle:
-		return reject(CodeNotSettleable, "round %d is already settled", b.Round)
+		return settlement{}, reject(CodeNotSettleable, "round %d is already settled", b.Round)
 	case b.Round > m.NextSettle:
-		return reject(CodeNotSettleable, "round %d must be settled first", m.NextSettle)
+		return settlement{}, reject(CodeNotSettleable, "round %d must be settled first", m.NextSettle)
 	}
 	rr, ok, err := x.st.round(b.Round)
 	if err != nil || !ok {
-		return internalError{fmt.Errorf("ledger: closed round %d has no result record (%v)", b.Round, err)}
+		return settlement{}, internalError{fmt.Errorf("ledger: closed round %d has no result record (%v)", b.Round, err)}
 	}
 	// Verdicts (sorted by worker) cover every accepted contribution and
 	// may cover rejected ones: a contribution screening kept out of the
@@ -350,18 +371,27 @@ func (x *execution) settleRound(b *SettleTx) error {
 			}
 			ai++
 		case ai < len(rr.Accepted) && bytes.Compare(rr.Accepted[ai].Worker[:], v.Worker[:]) < 0:
-			return reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
+			return settlement{}, reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
 		case ri < len(rr.Rejected) && rr.Rejected[ri].Worker == v.Worker:
 			if v.Outcome == Passed {
-				return reject(CodeInvalid, "%s's contribution was rejected in round %d: it cannot pass", v.Worker, b.Round)
+				return settlement{}, reject(CodeInvalid, "%s's contribution was rejected in round %d: it cannot pass", v.Worker, b.Round)
 			}
 		default:
-			return reject(CodeInvalid, "verdict for %s, who has no contribution in round %d", v.Worker, b.Round)
+			return settlement{}, reject(CodeInvalid, "verdict for %s, who has no contribution in round %d", v.Worker, b.Round)
 		}
 	}
 	if ai < len(rr.Accepted) {
-		return reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
+		return settlement{}, reject(CodeInvalid, "no verdict for the accepted contribution of %s", rr.Accepted[ai].Worker)
 	}
+	if _, err := SplitEmission(x.g.EmissionPerRound, tokens); err != nil {
+		return settlement{}, reject(CodeInvalid, "%v", err)
+	}
+	return settlement{b: b, tokens: tokens, paid: paid}, nil
+}
+
+// applySettlement pays and slashes as s says and marks its round settled.
+func (x *execution) applySettlement(s settlement) error {
+	b, tokens, paid := s.b, s.tokens, s.paid
 	shares, err := SplitEmission(x.g.EmissionPerRound, tokens)
 	if err != nil {
 		return reject(CodeInvalid, "%v", err)

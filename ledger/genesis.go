@@ -35,6 +35,13 @@ type Genesis struct {
 	// is settled, when more than half of them voted for the same result.
 	// Encoded only when positive.
 	CommitWindow int64 `json:"commit_window_ns,omitempty"`
+
+	// MemberChecks, in a run with member rounds, has each closed round
+	// settled by its members' verdicts (checks.go) rather than at once,
+	// unchecked: the members recompute contributions, and more than half
+	// of them agreeing on the outcomes settles the round, paying and
+	// slashing. Encoded (after CommitWindow) only when set.
+	MemberChecks bool `json:"member_checks,omitempty"`
 }
 
 // MemberRounds reports whether the run's rounds are closed by the votes of
@@ -86,6 +93,8 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("ledger: genesis: slash of %d basis points exceeds 10000", g.SlashBasisPoints)
 	case g.CommitWindow < 0:
 		return fmt.Errorf("ledger: genesis: negative commit window %d", g.CommitWindow)
+	case g.MemberChecks && g.CommitWindow == 0:
+		return errors.New("ledger: genesis: member checks need member rounds (a commit window)")
 	}
 	return nil
 }
@@ -135,6 +144,9 @@ func (g *Genesis) Encode() []byte {
 	e.u64(g.SettlementLag)
 	if g.CommitWindow > 0 {
 		e.i64(g.CommitWindow)
+		if g.MemberChecks {
+			e.u8(1)
+		}
 	}
 	return e.b
 }
@@ -180,6 +192,12 @@ func DecodeGenesis(b []byte) (*Genesis, error) {
 	if d.err == nil && len(d.b) > 0 {
 		if g.CommitWindow = d.i64(); d.err == nil && g.CommitWindow <= 0 {
 			d.fail("commit window %d encoded, want a positive one or none", g.CommitWindow)
+		}
+		if d.err == nil && len(d.b) > 0 {
+			if flag := d.u8(); d.err == nil && flag != 1 {
+				d.fail("member checks flag %d encoded, want 1 or none", flag)
+			}
+			g.MemberChecks = d.err == nil
 		}
 	}
 	if err := d.finish("genesis"); err != nil {

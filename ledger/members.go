@@ -370,6 +370,15 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 	if 2*tally <= w.Commits {
 		return nil
 	}
+	if x.g.MemberChecks {
+		// Settled by its members' verdicts (checks.go); the rounds
+		// whose verdicts are overdue are settled unchecked first.
+		if err := x.settleOverdue(b.Round); err != nil {
+			return err
+		}
+		x.closeRound(b)
+		return nil
+	}
 	x.closeRound(b)
 	verdicts := make([]Verdict, len(b.Accepted))
 	for i, c := range b.Accepted {

@@ -74,6 +74,10 @@ type RoundInfo struct {
 	// window and its members' votes (Agrees once it closed).
 	Window *WindowRecord `json:"window,omitempty"`
 	Votes  []VoteRecord  `json:"votes,omitempty"`
+	// Checks, in a run with member checks: the members' verdict votes
+	// (Result: the CheckHash of each; Agrees once the round is settled
+	// with those outcomes).
+	Checks []VoteRecord `json:"checks,omitempty"`
 }
 
 // Round returns round r's status, result, commits and verdicts.
@@ -139,6 +143,18 @@ func (l *Ledger) Round(r uint64) (RoundInfo, error) {
 				Accepted: info.Result.Accepted, Rejected: info.Result.Rejected})
 		}
 		info.Votes = append(info.Votes, v)
+	}
+	key[0] = prefixCheckVote
+	settled := checkHashOf(r, info.Verdicts)
+	for _, p := range l.base.scan(string(key[:])) {
+		var m PubKey
+		copy(m[:], p.Key[9:])
+		v, err := decodeVoteRecord(r, m, p.Value)
+		if err != nil {
+			return info, err
+		}
+		v.Agrees = info.Status == "settled" && v.Result == settled
+		info.Checks = append(info.Checks, v)
 	}
 	return info, nil
 }

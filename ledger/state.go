@@ -19,6 +19,8 @@ import (
 //	"o" round(8)                     WindowRecord (members.go)
 //	"b" round(8) member(32)          VoteRecord (members.go)
 //	"t" round(8) result(32)          votes for a result (members.go)
+//	"q" round(8) member(32)          VoteRecord of a member's verdicts (checks.go)
+//	"Q" round(8) hash(32)            check votes for those outcomes (checks.go)
 //
 // Keys are never deleted.
 const (
@@ -336,8 +338,11 @@ func DecodeStateValue(key, value []byte) (any, error) {
 	case key[0] == prefixVote && len(rest) == 40:
 		copy(k[:], rest[8:])
 		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
-	case key[0] == prefixTally && len(rest) == 40:
+	case (key[0] == prefixTally || key[0] == prefixCheckTally) && len(rest) == 40:
 		return decodeTally(value)
+	case key[0] == prefixCheckVote && len(rest) == 40:
+		copy(k[:], rest[8:])
+		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
 	case key[0] == prefixJoin && len(rest) == 40:
 		return decodeJoinRecord(value)
 	case key[0] == prefixJoins && len(rest) == 8:
