@@ -104,7 +104,14 @@ func TestMemberChecks(t *testing.T) {
 			t.Fatalf("overdue verdict %+v", v)
 		}
 	}
-	submit(c.tx(A, verdicts(1, ledger.PubKey{}, "")), "round 1 is already settled")
+	submit(c.tx(A, verdicts(0, ledger.PubKey{}, "")), "already sent its verdicts on round 0")
+	submit(c.tx(org, verdicts(0, ledger.PubKey{}, "")), "did not commit in round 0")
+	// A late check on the round settled last is recorded, and disagrees.
+	c.block(c.tx(A, verdicts(1, ledger.PubKey{}, "")))
+	if info, _ := c.l.Round(1); len(info.Checks) != 1 || info.Checks[0].Agrees {
+		t.Fatalf("a late check of round 1: %+v", info.Checks)
+	}
+	submit(c.tx(A, verdicts(1, ledger.PubKey{}, "")), "already sent its verdicts on round 1")
 	if info, _ := c.l.Round(2); info.Status != "closed" {
 		t.Fatalf("round 2: %+v", info)
 	}
@@ -134,5 +141,39 @@ func TestGenesisMemberChecks(t *testing.T) {
 	bad := append(plain[:len(plain):len(plain)], 2)
 	if _, err := ledger.DecodeGenesis(bad); err == nil {
 		t.Fatal("a member checks flag of 2 decoded")
+	}
+}
+
+// A worker slashed below the minimum stake cannot commit, so the next
+// window does not wait for it: it closes as soon as the others committed.
+func TestSlashedWorkerNotExpected(t *testing.T) {
+	org, A, B, C := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C")
+	g := genesisFor(org, 3, A, B, C)
+	g.CommitWindow = 10e9 // blocks are 1 s apart
+	g.MemberChecks = true
+	g.MinStake = 60 // half of 100 slashed leaves 50
+	c := newChain(t, g, org)
+	submit := refusedBy(t, c)
+	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 10), commitBody("C", 0, 10)
+	c.block(c.tx(A, a0), c.tx(B, b0), c.tx(C, c0))
+	res := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
+	c.block(c.tx(A, res), c.tx(C, res))
+	s := &ledger.SettleTx{Round: 0}
+	for _, a := range res.Accepted {
+		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
+		if a.Worker == ledger.KeyOf(B) {
+			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
+		}
+		s.Verdicts = append(s.Verdicts, v)
+	}
+	c.block(c.tx(A, s), c.tx(C, s))
+	if info, _ := c.l.Round(0); info.Status != "settled" {
+		t.Fatalf("round 0: %+v", info)
+	}
+	submit(c.tx(B, commitBody("B", 1, 10)), "stake 50 is below the minimum 60")
+	c.block(c.tx(A, commitBody("A", 1, 10)), c.tx(C, commitBody("C", 1, 10)))
+	info, _ := c.l.Round(1)
+	if info.Window == nil || info.Window.Expected != 2 || !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window after the others committed: %+v", info.Window)
 	}
 }

@@ -14,8 +14,9 @@ import (
 //
 //   - Round r's commit window opens with its first commit and lasts
 //     CommitWindow of block time, or until every worker whose contribution
-//     r-1 accepted (for round 0: every account staked at genesis) has
-//     committed in r; a commit after it is refused. A round
+//     r-1 accepted and that still holds the minimum stake when the window
+//     opens (for round 0: every account staked at genesis) has committed
+//     in r; a commit after it is refused. A round
 //     nobody has committed to waits.
 //   - Once the window has passed, each worker that committed in r (a
 //     member of r) votes with a ResultTx: the weights hash it computed and
@@ -97,7 +98,8 @@ func (s stateView) joins(r uint64) uint64 {
 
 // expects reports whether round r's window counts w among the workers it
 // waits for without a join: for round 0 the accounts staked at genesis,
-// then the workers whose contributions r-1 accepted.
+// then the workers whose contributions r-1 accepted that still hold the
+// minimum stake.
 func (x *execution) expects(r uint64, w PubKey) (bool, error) {
 	if r == 0 {
 		i, ok := x.g.account(w)
@@ -108,7 +110,16 @@ func (x *execution) expects(r uint64, w PubKey) (bool, error) {
 		return false, err
 	}
 	_, was := slices.BinarySearchFunc(prev.Accepted, w, func(c Contribution, k PubKey) int { return bytes.Compare(c.Worker[:], k[:]) })
-	return was, nil
+	if !was {
+		return false, nil
+	}
+	// A worker slashed (or unbonded) below the minimum since cannot
+	// commit: the window does not wait for it.
+	a, err := x.st.account(w)
+	if err != nil {
+		return false, err
+	}
+	return a.Stake > 0 && a.Stake >= x.g.MinStake, nil
 }
 
 // join executes a JoinTx.
@@ -300,8 +311,15 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 			if err != nil {
 				return internalError{err}
 			}
-			if ok {
-				w.Expected = uint64(len(prev.Accepted))
+			for _, c := range prev.Accepted {
+				if !ok {
+					break
+				}
+				if exp, err := x.expects(r, c.Worker); err != nil {
+					return internalError{err}
+				} else if exp {
+					w.Expected++
+				}
 			}
 		}
 		// And those that joined before the window opened.

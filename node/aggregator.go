@@ -290,7 +290,7 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 	}
 	if o.Validation != nil {
 		train, _ := corpus.Split(o.Text, 0.9)
-		if a.valid, err = newValidation(cfg, *o.Validation, train, h, &a.counter, led.host.Round, a.log, a.met); err != nil {
+		if a.valid, err = newValidation(cfg, *o.Validation, train, transportReveals(cfg, h, &a.counter, a.log), led.host.Round, a.log, a.met); err != nil {
 			a.screen.close()
 			pool.Close()
 			return nil, err

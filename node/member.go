@@ -53,6 +53,13 @@ type MemberOptions struct {
 	// joined every other member staked at genesis in the swarm, or for at
 	// most this long: a run starts with its members in touch.
 	AwaitPeers time.Duration
+	// Checks configure the node's validator in a run with member checks
+	// (ledger.Genesis.MemberChecks; zero value: the defaults); ignored
+	// otherwise.
+	Checks ValidationOptions
+	// Behaviour, if set, makes the member cheat (experiments and tests):
+	// see Behaviour.
+	Behaviour  Behaviour
 	Log        *slog.Logger
 	OnRound    func(MemberRound)
 }
@@ -200,6 +207,16 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 	if err := m.configMismatch(); err != nil {
 		return diloco.Hash{}, err
 	}
+	cctx, stopChecks := context.WithCancel(ctx)
+	defer stopChecks()
+	if m.g.MemberChecks {
+		if err := m.startChecks(cctx); err != nil {
+			return diloco.Hash{}, err
+		}
+		defer m.val.close()
+		defer o.Host.RemoveStreamHandler(ProtoReveal)
+	}
+	m.checkCtx = cctx
 	for !m.rep.Done() {
 		if err := m.round(ctx); err != nil {
 			return m.rep.Hash(), err
@@ -216,6 +233,15 @@ func (m *member) run(ctx context.Context) (diloco.Hash, error) {
 	// A member that followed the last round without contributing is not
 	// among its voters: give it a moment to take the final state.
 	sleepCtx(lctx, min(lastRoundGrace, o.Fetch))
+	if m.val != nil {
+		// The last rounds settle only on their members' verdicts: keep
+		// revealing and checking until they are in.
+		if err := m.awaitSettled(ctx, o.Fetch); err != nil && ctx.Err() == nil {
+			o.Log.Warn("member: " + err.Error())
+		}
+		stopChecks()
+		m.checks.Wait()
+	}
 	return m.rep.Hash(), nil
 }
 
@@ -239,6 +265,14 @@ type member struct {
 	// configuration. Guarded by mu.
 	configs map[peer.ID]bool
 	joined  int // 1 + the last round joined (JoinTx), 0 for none
+
+	// With member checks (membercheck.go): the node's validator, the
+	// start states it committed to (guarded by mu), and the checks in
+	// flight.
+	val      *validation
+	reveals  map[int][]byte
+	checks   sync.WaitGroup
+	checkCtx context.Context
 }
 
 // joinIfUnexpected sends a JoinTx for round r when its window would not
@@ -388,6 +422,9 @@ func (m *member) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.val != nil {
+		m.val.weights(r, m.rep.Weights())
+	}
 	// A member whose round is no longer open (it was slow, or restarted)
 	// follows it without contributing, as one whose commit came too late.
 	var loss float32
@@ -401,7 +438,7 @@ func (m *member) round(ctx context.Context) error {
 	if info, err = m.awaitWindow(ctx, r); err != nil {
 		return err
 	}
-	res, vote, err := m.aggregate(ctx, r, info.Commits)
+	res, vote, subs, err := m.aggregate(ctx, r, info.Commits)
 	if err != nil {
 		if !committed {
 			// A follower missing the round's contributions (gone from
@@ -409,6 +446,9 @@ func (m *member) round(ctx context.Context) error {
 			return m.follow(ctx, r, began, loss, len(info.Commits), err)
 		}
 		return err
+	}
+	if committed && m.val != nil {
+		m.val.closed(res, checkedPayloads(subs))
 	}
 	if committed { // only the round's members vote
 		if err := m.submit(ctx, r, vote, func(info ledger.RoundInfo) bool {
@@ -441,6 +481,10 @@ func (m *member) round(ctx context.Context) error {
 		if err := m.publishState(); err != nil {
 			m.o.Log.Warn("member: state not published", "round", r+1, "err", err)
 		}
+		if committed && m.val != nil {
+			m.checks.Add(1)
+			go m.check(m.checkCtx, r, *closed.Result)
+		}
 	}
 	for _, b := range m.blobs {
 		m.sw.Drop(b)
@@ -466,16 +510,23 @@ func (m *member) round(ctx context.Context) error {
 func (m *member) contribute(ctx context.Context, r int) (committed bool, loss float32, err error) {
 	backup := m.w.State()
 	start := m.w.StateHash()
-	payload, tokens, err := m.w.Train(ctx, m.o.Run.InnerSteps, func(_ int, l float32) { loss = l })
+	steps := m.o.Run.InnerSteps
+	if m.o.Behaviour != nil {
+		steps = max(1, min(steps, m.o.Behaviour.Steps(r, steps)))
+	}
+	payload, tokens, err := m.w.Train(ctx, steps, func(_ int, l float32) { loss = l })
 	if err != nil {
 		return false, 0, err
+	}
+	if m.o.Behaviour != nil {
+		payload, tokens = m.o.Behaviour.Forge(r, payload, tokens)
 	}
 	id, err := m.sw.Publish(payload)
 	if err != nil {
 		return false, 0, err
 	}
 	c := ledger.CommitTx{Round: uint64(r), DeltaHash: ledger.Hash(id), Tokens: uint64(tokens),
-		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernels.Impl()}
+		StartState: ledger.Hash(start), EndState: ledger.Hash(m.w.StateHash()), Fresh: start == m.zero, Kernel: kernelName()}
 	err = m.commit(ctx, r, &c)
 	var te *ledger.TxError
 	if errors.As(err, &te) && te.Code == ledger.CodeRoundNotOpen {
@@ -486,8 +537,22 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 		m.join(ctx, r+1)
 		return false, loss, m.w.SetState(backup)
 	}
+	if errors.As(err, &te) && te.Code == ledger.CodeNotStaked {
+		// Slashed below the minimum (or unbonded): the node follows the
+		// run without contributing.
+		m.o.Log.Warn("member: not staked enough to contribute", "round", r, "reason", te.Reason)
+		m.sw.Drop(id)
+		return false, loss, m.w.SetState(backup)
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("member: round %d: commit: %w", r, err)
+	}
+	if m.val != nil {
+		enc, err := backup.MarshalBinary()
+		if err != nil {
+			return false, 0, err
+		}
+		m.keepReveal(r, enc)
 	}
 	return true, loss, nil
 }
@@ -612,7 +677,7 @@ func (m *member) awaitClose(ctx context.Context, r int) (ledger.RoundInfo, error
 
 // aggregate fetches round r's committed contributions, closes the round
 // on the replica and returns its result and this node's vote.
-func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRecord) (*diloco.RoundResult, *ledger.ResultTx, error) {
+func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRecord) (*diloco.RoundResult, *ledger.ResultTx, []diloco.Submitted, error) {
 	fctx, cancel := context.WithTimeout(ctx, m.o.Fetch)
 	defer cancel()
 	type fetched struct {
@@ -639,7 +704,7 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 		payloads[f.i] = f.p
 	}
 	if ctx.Err() != nil {
-		return nil, nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 	var subs []diloco.Submitted
 	byID := map[string]ledger.CommitRecord{}
@@ -652,7 +717,7 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 	}
 	res, refused, err := m.rep.Close(r, subs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("member: %v (voiding a round is not supported yet)", err)
+		return nil, nil, nil, fmt.Errorf("member: %v (voiding a round is not supported yet)", err)
 	}
 	for _, x := range refused {
 		why[byID[x.Worker].Worker] = "refused: " + x.Reason
@@ -670,7 +735,7 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 	}
 	slices.SortFunc(vote.Accepted, func(a, b ledger.Contribution) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
 	slices.SortFunc(vote.Rejected, func(a, b ledger.Rejection) int { return bytes.Compare(a.Worker[:], b.Worker[:]) })
-	return res, vote, nil
+	return res, vote, subs, nil
 }
 
 // AwaitVotes waits until every worker that committed in round r has voted

@@ -47,6 +47,12 @@ type MembersLocalOptions struct {
 	// OnChain, when set, is given the run's first validator once the
 	// chain runs (to read its ledger for a live view, say).
 	OnChain func(*chain.Node)
+	// Checks, when set, turns on member checks (every member recomputes
+	// the contributions its rounds' beacons and screening choose, and a
+	// majority of their verdicts settles each round) with these options.
+	Checks *ValidationOptions
+	// Behaviours make members cheat, by index (nil: honest).
+	Behaviours []Behaviour
 }
 
 // MembersRound is a round of a run without an aggregator.
@@ -139,6 +145,7 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 		return nil, err
 	}
 	g.CommitWindow = int64(o.CommitWindow)
+	g.MemberChecks = o.Checks != nil
 	lc, err := startLocalChain(ctx, filepath.Join(dir, "chain"), o.Validators, g)
 	if err != nil {
 		return nil, err
@@ -194,6 +201,12 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 		defer pool.Close()
 		mo := MemberOptions{Run: o.Config, Train: trainText, Key: keys[i], Host: hosts[i], Peers: peers,
 			RPC: lc.nodes[i%len(lc.nodes)].RPC(), Pool: pool, Fetch: max(30*time.Second, 10*o.CommitWindow), Log: o.Log}
+		if o.Checks != nil {
+			mo.Checks = *o.Checks
+		}
+		if i < len(o.Behaviours) {
+			mo.Behaviour = o.Behaviours[i]
+		}
 		mo.OnRound = func(r MemberRound) {
 			mu.Lock()
 			st := rounds[r.Round]

@@ -99,9 +99,9 @@ type roundCase struct {
 }
 
 // newValidation starts the validator of a run: its own pool of threads,
-// recomputing on trainData (the run's first 90%) and fetching reveals over
-// tr (bytes counted in c).
-func newValidation(cfg diloco.RunConfig, o ValidationOptions, trainData []byte, tr Transport, c *wire.Counter,
+// recomputing on trainData (the run's first 90%) with the reveals fetch
+// gives (see transportReveals).
+func newValidation(cfg diloco.RunConfig, o ValidationOptions, trainData []byte, fetch RevealFetcher,
 	commit func(uint64) (ledger.RoundInfo, error), log *slog.Logger, met *metrics.Registry) (*validation, error) {
 	if o.Sample == (verify.SampleOptions{}) {
 		o.Sample = verify.DefaultSampleOptions()
@@ -110,21 +110,6 @@ func newValidation(cfg diloco.RunConfig, o ValidationOptions, trainData []byte, 
 		o.Threads = 1
 	}
 	pool := kernels.NewPool(o.Threads)
-	// A reveal is asked for up to revealAttempts times, a while apart, so
-	// that a worker reconnecting or busy for a moment is not failed (and
-	// slashed) for one lost stream; only one that cannot be reached or
-	// refuses every time is.
-	fetch := func(ctx context.Context, worker string, round int) ([]byte, error) {
-		return retryReveal(ctx, revealAttempts, revealRetry, func(ctx context.Context) ([]byte, error) {
-			ctx, cancel := context.WithTimeout(ctx, revealBase)
-			defer cancel()
-			return FetchReveal(ctx, tr, c, worker, round, cfg)
-		}, func(attempt int, err error) {
-			if log != nil {
-				log.Warn("a reveal could not be fetched", "worker", worker, "round", round, "attempt", attempt, "of", revealAttempts, "err", err)
-			}
-		})
-	}
 	v, err := NewValidator(cfg, trainData, pool, fetch, o.Tolerance)
 	if err != nil {
 		pool.Close()
@@ -346,6 +331,25 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 			Reason: ledgerReason(fmt.Sprintf("%s (%s; distance %.3g)", v.Reason, why, v.Distance)), Evidence: evidence})
 	}
 	return verdicts, nil
+}
+
+// transportReveals fetches reveals over tr (bytes counted in c). A reveal
+// is asked for up to revealAttempts times, a while apart, so that a
+// worker reconnecting or busy for a moment is not failed (and slashed)
+// for one lost stream; only one that cannot be reached or refuses every
+// time is.
+func transportReveals(cfg diloco.RunConfig, tr Transport, c *wire.Counter, log *slog.Logger) RevealFetcher {
+	return func(ctx context.Context, worker string, round int) ([]byte, error) {
+		return retryReveal(ctx, revealAttempts, revealRetry, func(ctx context.Context) ([]byte, error) {
+			ctx, cancel := context.WithTimeout(ctx, revealBase)
+			defer cancel()
+			return FetchReveal(ctx, tr, c, worker, round, cfg)
+		}, func(attempt int, err error) {
+			if log != nil {
+				log.Warn("a reveal could not be fetched", "worker", worker, "round", round, "attempt", attempt, "of", revealAttempts, "err", err)
+			}
+		})
+	}
 }
 
 // retryReveal calls once up to attempts times, waiting retry, 2·retry, ...

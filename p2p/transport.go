@@ -95,3 +95,7 @@ func (t *Transport) Peers() int { return len(t.h.Network().Peers()) }
 
 // Close stops the host.
 func (t *Transport) Close() error { return t.h.Close() }
+
+// TransportOn serves an existing host (one made by NewReachableHost, say)
+// as a Transport; closing the Transport closes the host.
+func TransportOn(h host.Host) *Transport { return &Transport{h: h} }

@@ -60,6 +60,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	blockTime := fs.Duration("timeout-commit", 300*time.Millisecond, "pause after each block (sets the block time with the consensus rounds)")
 	empty := fs.Duration("empty-blocks", 10*time.Second, "interval of blocks without transactions (0: none)")
 	window := fs.Duration("commit-window", 0, "run the chain's rounds without an aggregator (member rounds, for 'cairn node member'): each round takes commitments for this long in block time, then its workers vote on the result (0: rounds closed by the organiser)")
+	memberChecks := fs.Bool("member-checks", false, "with --commit-window: the members also validate, each recomputing a sample of every round's contributions, and a majority of their verdicts settles the round (paying and slashing); without it member rounds are paid unchecked")
 	benchAccts := fs.Int("bench-accounts", 0, "fund this many well-known accounts for 'cairn chain bench' (their keys are public: for test networks only)")
 	params, accts := bindGenesisFlags(fs, "in the genesis")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -73,6 +74,9 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	}
 	if *window < 0 || *window > 0 && (*empty <= 0 || *empty > *window) {
 		return badInput("--commit-window %s: want a positive window with --empty-blocks between 0 and it (members wait for block time to pass their window)", *window)
+	}
+	if *memberChecks && *window == 0 {
+		return badInput("--member-checks needs member rounds (--commit-window)")
 	}
 	if *empty == 0 {
 		*empty = -1
@@ -114,6 +118,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	g.CommitWindow = int64(*window)
+	g.MemberChecks = *memberChecks
 	net, err := chain.Init(chain.InitOptions{Validators: *n, Out: *out, Genesis: *g, BasePort: *basePort,
 		TimeoutCommit: *blockTime, EmptyBlocksInterval: *empty})
 	if err != nil {

@@ -41,6 +41,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", "127.0.0.1:0", "serve the live view (loss chart, workers, ledger; read-only) on this host:port (\"\": none)")
 	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
 	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
+	checks := fs.Bool("member-checks", false, "with --decentralised: every member also validates, recomputing a sample of each round's contributions (p = 10% and the most suspicious), and a majority of their verdicts settles the round, paying and slashing (on with --adversaries)")
 	window := fs.Duration("commit-window", 0, "with --decentralised: how long at most a round takes commitments, in block time, from its first; it closes earlier once every member of the round before has committed (default: the run's --round-timeout)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -60,8 +61,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := run.cfg
 	if *decentral {
-		if *adversaries || link.bytesPerSec() > 0 || *link.rtt > 0 || *link.loss > 0 || *metricsAddr != "" || *dataDir != "" {
-			return badInput("--decentralised does not take --adversaries, link limits, --metrics or --data-dir yet")
+		if link.bytesPerSec() > 0 || *link.rtt > 0 || *link.loss > 0 || *metricsAddr != "" || *dataDir != "" {
+			return badInput("--decentralised does not take link limits, --metrics or --data-dir yet")
 		}
 		if *window < 0 {
 			return badInput("--commit-window must be positive, got %s", *window)
@@ -69,7 +70,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if *window == 0 {
 			*window = time.Duration(cfg.RoundTimeout)
 		}
-		return runMembersDemo(stdout, stderr, cfg, text, *workers, *chainN, *window, *out, *verbose, viewFlags{*httpAddr, *httpPublic, *httpLinger})
+		return runMembersDemo(stdout, stderr, membersDemo{cfg: cfg, text: text, members: *workers, validators: *chainN, window: *window,
+			checks: *checks || *adversaries, adversaries: *adversaries, out: *out, verbose: *verbose}, viewFlags{*httpAddr, *httpPublic, *httpLinger})
 	}
 	var log = logger(io.Discard, false)
 	if *verbose {

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/cairnlabs/cairn/chain"
 	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/web"
@@ -15,7 +17,34 @@ import (
 
 // runMembersDemo is 'cairn demo --decentralised': a run without an
 // aggregator on loopback.
-func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte, members, validators int, window time.Duration, out string, verbose bool, view viewFlags) error {
+// membersDemo are the settings of 'cairn demo --decentralised'.
+type membersDemo struct {
+	cfg                 diloco.RunConfig
+	text                []byte
+	members, validators int
+	window              time.Duration
+	checks, adversaries bool // member checks; one more member of each adversary kind
+	out                 string
+	verbose             bool
+}
+
+func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) error {
+	cfg, text, members, validators, window, out, verbose := d.cfg, d.text, d.members, d.validators, d.window, d.out, d.verbose
+	honest := members
+	var cast *experiment.Cast
+	var behaviours []node.Behaviour
+	if d.adversaries {
+		var err error
+		if cast, err = experiment.NewCast(cfg, experiment.AdversaryKinds(), cfg.Seed+uint64(honest)); err != nil {
+			return err
+		}
+		behaviours = cast.Behaviours(honest)
+		members = len(behaviours)
+	}
+	var checks *node.ValidationOptions
+	if d.checks {
+		checks = &node.ValidationOptions{}
+	}
 	log := logger(io.Discard, false)
 	if verbose {
 		log = logger(stderr, true)
@@ -27,6 +56,13 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 		members, cfg.Rounds, cfg.InnerSteps, cfg.Codec, cfg.Model.NumParams(), cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.BlockSize, cfg.Batch)
 	fmt.Fprintf(stdout, "rounds on a CometBFT chain of %d validators (member rounds: commitments for %s of block time, then the members vote on the result); contributions spread peer to peer; every member aggregates every round itself\n",
 		validators, window)
+	if d.adversaries {
+		fmt.Fprintf(stdout, "with adversaries: one of each kind (%s) as members %d-%d (they cheat in what they train, not in how they check)\n",
+			strings.Join(experiment.AdversaryKinds(), ", "), honest, members-1)
+	}
+	if d.checks {
+		fmt.Fprintln(stdout, "member checks: every member recomputes 10% of each round's contributions (drawn by the block that closed it) and the most suspicious; a majority of the members' verdicts settles the round, paying and slashing")
+	}
 	hub, stopWeb, err := startWeb(stdout, view.addr, view.public, "demo without an aggregator", cfg.Rounds)
 	if err != nil {
 		return err
@@ -41,7 +77,7 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 	ctx, cancel := signalContext()
 	defer cancel()
 	res, err := node.RunMembersLocal(ctx, node.MembersLocalOptions{Config: cfg, Text: text, Members: members, Validators: validators,
-		CommitWindow: window, EvalBatches: 20, Log: log,
+		CommitWindow: window, EvalBatches: 20, Log: log, Checks: checks, Behaviours: behaviours,
 		OnChain: func(n *chain.Node) { hub.SetLedgerSource(validatorLedger{n}, p2p.AccountOf) },
 		OnRound: func(r node.MembersRound) {
 			hub.AddRound(web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, Tokens: int64(r.Tokens), TookMs: r.Took.Milliseconds(),
@@ -89,6 +125,27 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 		}
 	}
 	fmt.Fprintf(stdout, "chain %s: %d rounds closed by the members' votes, %d dissenting votes\n", res.ChainID, len(res.Chain), dissent)
+	if d.checks {
+		printMemberChecks(stdout, res.Chain)
+	}
+	if cast != nil {
+		var ids []string
+		for _, st := range res.PerMember[honest:] {
+			ids = append(ids, st.ID)
+		}
+		reps := cast.Reports(ids, node.LocalLedger{Rounds: res.Chain})
+		caught := 0
+		fmt.Fprintln(stdout, "\nadversaries:")
+		for _, a := range reps {
+			status := "not caught"
+			if a.Caught >= 0 {
+				caught++
+				status = fmt.Sprintf("caught at round %d (%d after its first cheat): %s; slashed %d units, paid %d after", a.Caught, a.Delay(), a.Reason, a.Slashed, a.PaidAfter)
+			}
+			fmt.Fprintf(stdout, "  %-8s (%s): first cheat round %s; %s; paid %d in all\n", a.Kind, shortPeer(a.Worker), roundOrDash(a.FirstCheat), status, a.Reward)
+		}
+		fmt.Fprintf(stdout, "caught %d/%d adversaries\n", caught, len(reps))
+	}
 	if err := saveAndSample(stdout, cfg, res.Weights, out); err != nil {
 		return err
 	}
@@ -97,4 +154,33 @@ func runMembersDemo(stdout, stderr io.Writer, cfg diloco.RunConfig, text []byte,
 	}
 	lingerWeb(ctx, stdout, view.addr, view.linger)
 	return nil
+}
+
+// printMemberChecks sums up the members' verdicts on the chain.
+func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo) {
+	var passed, failed, unchecked, checks, dissent, unsettled int
+	for _, info := range rounds {
+		if info.Status != "settled" {
+			unsettled++
+		}
+		for _, v := range info.Verdicts {
+			switch v.Outcome {
+			case ledger.Passed:
+				passed++
+			case ledger.Failed:
+				failed++
+			default:
+				unchecked++
+			}
+		}
+		for _, c := range info.Checks {
+			checks++
+			if !c.Agrees {
+				dissent++
+				fmt.Fprintf(w, "round %d: member %s sent other verdicts\n", info.Round, c.Member)
+			}
+		}
+	}
+	fmt.Fprintf(w, "member checks: %d verdict votes (%d dissenting); settled %d passed, %d failed, %d unchecked; %d rounds unsettled\n",
+		checks, dissent, passed, failed, unchecked, unsettled)
 }

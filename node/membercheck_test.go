@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlabs/cairn/ledger"
+	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/verify"
+)
+
+// lazy trains half the steps in round cheat and claims a whole round's
+// tokens; honest otherwise.
+type lazy struct{ cheat int }
+
+func (l lazy) Steps(round, steps int) int {
+	if round == l.cheat {
+		return steps / 2
+	}
+	return steps
+}
+
+func (l lazy) Forge(round int, honest []byte, tokens int) ([]byte, int) {
+	if round == l.cheat {
+		return honest, 2 * tokens
+	}
+	return honest, tokens
+}
+
+// Member checks: three members, each recomputing every contribution
+// (P = 1) of the rounds it took part in, settle each round by a majority
+// of their verdicts; the member that trained half its steps in the last
+// round and claimed them all is failed there by the others' verdicts,
+// unpaid and slashed, and passed in the rounds it trained honestly.
+func TestMemberChecksCatchCheat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes and trains")
+	}
+	const members = 3
+	cfg := tinyConfig(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// Nothing is settled unchecked for being overdue: every round waits
+	// for its members' verdicts.
+	params := DefaultLedgerParams()
+	params.SettlementLag, params.UnbondingRounds = uint64(cfg.Rounds), uint64(cfg.Rounds)+1
+	checks := ValidationOptions{Sample: verify.SampleOptions{P: 1, Suspects: 0, Threshold: 1}}
+	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
+		CommitWindow: time.Minute, EvalBatches: 2, Log: testLog(t), Checks: &checks, Ledger: &params,
+		Behaviours: []Behaviour{nil, nil, lazy{cheat: cfg.Rounds - 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cheat, err := p2p.AccountOf(res.PerMember[2].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range res.Chain {
+		if info.Status != "settled" || info.Result == nil || len(info.Verdicts) != members || len(info.Checks) < members-1 {
+			t.Fatalf("round %d on the chain: %+v", info.Round, info)
+		}
+		last := info.Round == uint64(cfg.Rounds-1)
+		for _, v := range info.Verdicts {
+			switch {
+			case last && v.Worker == cheat:
+				if v.Outcome != ledger.Failed || v.Reward != 0 || v.Slashed == 0 || !strings.Contains(v.Reason, "distance") {
+					t.Fatalf("round %d: the cheat's verdict %+v: want failed with its distance, unpaid, slashed", info.Round, v)
+				}
+			case v.Outcome != ledger.Passed || v.Reward == 0 || v.Slashed != 0:
+				t.Fatalf("round %d: verdict %+v: want passed and paid", info.Round, v)
+			}
+		}
+		agree := 0
+		for _, c := range info.Checks {
+			if c.Agrees {
+				agree++
+			}
+		}
+		// Every member checks honestly (the cheat only trains lazily):
+		// every verdict recorded agrees.
+		if agree != len(info.Checks) {
+			t.Fatalf("round %d: %d of %d members' verdicts agree with the settlement: %+v", info.Round, agree, len(info.Checks), info.Checks)
+		}
+	}
+}
