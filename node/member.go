@@ -59,9 +59,9 @@ type MemberOptions struct {
 	Checks ValidationOptions
 	// Behaviour, if set, makes the member cheat (experiments and tests):
 	// see Behaviour.
-	Behaviour  Behaviour
-	Log        *slog.Logger
-	OnRound    func(MemberRound)
+	Behaviour Behaviour
+	Log       *slog.Logger
+	OnRound   func(MemberRound)
 }
 
 func acceptedWorkers(res *diloco.RoundResult) []string {
