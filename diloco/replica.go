@@ -2,6 +2,8 @@ package diloco
 
 import (
 	"fmt"
+
+	"github.com/cairnlabs/cairn/compress"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +76,34 @@ func (r *Replica) Weights() []float32 { return r.a.theta }
 // to these (nil at round 0): what a worker that held the previous weights
 // applies.
 func (r *Replica) LastUpdate() []byte { return r.a.lastUpdate }
+
+// Void closes round without aggregating anything, when Close found that
+// it cannot be aggregated and the members agreed the round is void: the
+// weights, outer momentum and update residual stay as they are, the run
+// moves on to the next round (its weights hash to that round), and
+// LastUpdate becomes an update of zeros (int8), so a worker that held this
+// round's weights applies it like any other. It fails for another round
+// than Round or a finished run.
+func (r *Replica) Void(round int) error {
+	a := r.a
+	switch {
+	case r.Done():
+		return fmt.Errorf("the run finished at round %d", a.round)
+	case round != a.round:
+		return fmt.Errorf("voiding round %d, but the replica is at round %d", round, a.round)
+	}
+	payload, err := compress.NewEncoder(compress.Int8, len(a.theta)).Encode(make([]float32, len(a.theta)))
+	if err != nil {
+		return fmt.Errorf("encoding the void round's update: %v", err)
+	}
+	a.abandon()
+	a.prev = a.hash
+	a.round++
+	a.hash = HashWeights(a.round, a.theta)
+	a.lastUpdate = payload
+	clear(a.peers)
+	return nil
+}
 
 // Done reports whether the run's last round has closed.
 func (r *Replica) Done() bool { return r.a.round >= r.a.Cfg.Rounds }

@@ -151,3 +151,41 @@ func TestReplicaRefuses(t *testing.T) {
 		t.Fatalf("a good round after refusals: %v", err)
 	}
 }
+
+// A void round leaves the weights as they are and moves the run on: its
+// update is zeros that a worker applies like any other, and the next round
+// closes normally from the same weights.
+func TestReplicaVoid(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	rep, err := NewReplica(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Model.NumParams()
+	good := Submitted{Worker: "a", Tokens: cfg.TokensPerRound(), Payload: encode(t, compress.Int8, constDelta(n, 0.001))}
+	if _, _, err := rep.Close(0, []Submitted{good}); err != nil {
+		t.Fatal(err)
+	}
+	theta := slices.Clone(rep.Weights())
+	bad := Submitted{Worker: "a", Tokens: good.Tokens, Payload: encode(t, compress.Int8, constDelta(n, 1e6))}
+	if _, _, err := rep.Close(1, []Submitted{bad}); err == nil {
+		t.Fatal("a round of one absurd contribution closed")
+	}
+	if err := rep.Void(0); err == nil || !strings.Contains(err.Error(), "replica is at round 1") {
+		t.Fatalf("voiding another round: %v", err)
+	}
+	if err := rep.Void(1); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Round() != 2 || rep.Hash() != HashWeights(2, theta) || !slices.Equal(rep.Weights(), theta) {
+		t.Fatalf("after the void round: round %d, hash %s", rep.Round(), rep.Hash())
+	}
+	held := slices.Clone(theta)
+	if err := applyUpdate(held, make([]float32, n), rep.LastUpdate()); err != nil || !slices.Equal(held, theta) {
+		t.Fatalf("the void round's update changed the weights (%v)", err)
+	}
+	again := Submitted{Worker: "a", Tokens: good.Tokens, Payload: encode(t, compress.Int8, constDelta(n, 0.002))}
+	if _, _, err := rep.Close(2, []Submitted{again}); err != nil || rep.Round() != 3 {
+		t.Fatalf("the round after a void one: %v", err)
+	}
+}

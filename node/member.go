@@ -716,14 +716,31 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 		}
 	}
 	res, refused, err := m.rep.Close(r, subs)
+	void := ""
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("member: %v (voiding a round is not supported yet)", err)
+		// Every contribution refused or excluded, or a result that is
+		// not finite: a function of the contributions alone, so every
+		// member finds the round void alike and votes for the weights
+		// unchanged, rejecting every contribution.
+		if verr := m.rep.Void(r); verr != nil {
+			return nil, nil, nil, fmt.Errorf("member: %v; voiding the round: %v", err, verr)
+		}
+		m.o.Log.Warn("member: round void: the weights stay as they are", "round", r, "why", err)
+		void = err.Error()
+		res = &diloco.RoundResult{Round: r, Hash: m.rep.Hash()}
 	}
 	for _, x := range refused {
 		why[byID[x.Worker].Worker] = "refused: " + x.Reason
 	}
 	for _, x := range res.Excluded {
 		why[byID[x.Worker].Worker] = "screening: " + x.Reason
+	}
+	if void != "" {
+		for _, s := range subs {
+			if k := byID[s.Worker].Worker; why[k] == "" {
+				why[k] = "void round: " + void
+			}
+		}
 	}
 	vote := &ledger.ResultTx{Round: uint64(r), ModelHash: ledger.Hash(res.Hash), Accepted: []ledger.Contribution{}, Rejected: []ledger.Rejection{}}
 	for _, a := range res.Accepted {

@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/diloco"
 )
 
@@ -54,5 +56,65 @@ func TestMembersMatchAggregator(t *testing.T) {
 	}
 	if h := diloco.HashWeights(cfg.Rounds, agg.Weights); h != res.Hash {
 		t.Fatalf("the aggregator mode ends with %s, the members with %s", h, res.Hash)
+	}
+}
+
+// blowup sends its Δ scaled by a million in round void: a value no honest
+// worker sends, refused on arrival.
+type blowup struct {
+	void int
+	n    int
+}
+
+func (b blowup) Steps(round, steps int) int { return steps }
+
+func (b blowup) Forge(round int, honest []byte, tokens int) ([]byte, int) {
+	if round != b.void {
+		return honest, tokens
+	}
+	d := make([]float32, b.n)
+	if err := compress.Decode(honest, d); err != nil {
+		return honest, tokens
+	}
+	for i := range d {
+		d[i] *= 1e6
+	}
+	p, err := compress.NewEncoder(compress.Int8, b.n).Encode(d)
+	if err != nil {
+		return honest, tokens
+	}
+	return p, tokens
+}
+
+// A round whose every contribution is refused is void for every member
+// alike: they vote for the weights unchanged, rejecting each contribution
+// with the reason, and the run goes on from the same weights.
+func TestMembersVoidRound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes and trains")
+	}
+	const members = 3
+	cfg := tinyConfig(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bad := blowup{void: 1, n: cfg.Model.NumParams()}
+	var seen []MembersRound
+	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
+		CommitWindow: time.Minute, EvalBatches: 2, Log: testLog(t), Behaviours: []Behaviour{bad, bad, bad},
+		OnRound: func(r MembersRound) { seen = append(seen, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != cfg.Rounds || seen[1].Agreed != members || seen[1].Contributions != 0 || seen[1].ValLoss != seen[0].ValLoss || seen[2].Contributions != members {
+		t.Fatalf("rounds %+v: want round 1 void (no contribution, round 0's loss) and agreed, round 2 whole", seen)
+	}
+	void := res.Chain[1]
+	if void.Result == nil || len(void.Result.Accepted) != 0 || len(void.Result.Rejected) != members {
+		t.Fatalf("the void round on the chain: %+v", void)
+	}
+	for _, x := range void.Result.Rejected {
+		if !strings.Contains(x.Reason, "refused") {
+			t.Fatalf("rejection %+v: want the refusal's reason", x)
+		}
 	}
 }

@@ -42,6 +42,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
 	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
 	checks := fs.Bool("member-checks", false, "with --decentralised: every member also validates, recomputing a sample of each round's contributions (p = 10% and the most suspicious), and a majority of their verdicts settles the round, paying and slashing (on with --adversaries)")
+	checkP := fs.Float64("check-p", 0.1, "with --member-checks: the probability that each contribution is drawn for recomputation (besides the most suspicious)")
 	window := fs.Duration("commit-window", 0, "with --decentralised: how long at most a round takes commitments, in block time, from its first; it closes earlier once every member of the round before has committed (default: the run's --round-timeout)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -67,11 +68,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if *window < 0 {
 			return badInput("--commit-window must be positive, got %s", *window)
 		}
+		if !(*checkP >= 0 && *checkP <= 1) {
+			return badInput("--check-p %v: want a probability in [0, 1]", *checkP)
+		}
 		if *window == 0 {
 			*window = time.Duration(cfg.RoundTimeout)
 		}
 		return runMembersDemo(stdout, stderr, membersDemo{cfg: cfg, text: text, members: *workers, validators: *chainN, window: *window,
-			checks: *checks || *adversaries, adversaries: *adversaries, out: *out, verbose: *verbose}, viewFlags{*httpAddr, *httpPublic, *httpLinger})
+			checks: *checks || *adversaries, checkP: *checkP, adversaries: *adversaries, out: *out, verbose: *verbose}, viewFlags{*httpAddr, *httpPublic, *httpLinger})
 	}
 	var log = logger(io.Discard, false)
 	if *verbose {

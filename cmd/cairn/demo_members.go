@@ -12,6 +12,7 @@ import (
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/verify"
 	"github.com/cairnlabs/cairn/web"
 )
 
@@ -23,7 +24,8 @@ type membersDemo struct {
 	text                []byte
 	members, validators int
 	window              time.Duration
-	checks, adversaries bool // member checks; one more member of each adversary kind
+	checks, adversaries bool    // member checks; one more member of each adversary kind
+	checkP              float64 // with checks: each contribution's chance to be recomputed
 	out                 string
 	verbose             bool
 }
@@ -43,7 +45,9 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 	}
 	var checks *node.ValidationOptions
 	if d.checks {
-		checks = &node.ValidationOptions{}
+		sample := verify.DefaultSampleOptions()
+		sample.P = d.checkP
+		checks = &node.ValidationOptions{Sample: sample}
 	}
 	log := logger(io.Discard, false)
 	if verbose {
@@ -61,7 +65,7 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 			strings.Join(experiment.AdversaryKinds(), ", "), honest, members-1)
 	}
 	if d.checks {
-		fmt.Fprintln(stdout, "member checks: every member recomputes 10% of each round's contributions (drawn by the block that closed it) and the most suspicious; a majority of the members' verdicts settles the round, paying and slashing")
+		fmt.Fprintf(stdout, "member checks: every member recomputes %g%% of each round's contributions (drawn by the block that closed it) and the most suspicious; a majority of the members' verdicts settles the round, paying and slashing\n", 100*d.checkP)
 	}
 	hub, stopWeb, err := startWeb(stdout, view.addr, view.public, "demo without an aggregator", cfg.Rounds)
 	if err != nil {
