@@ -396,6 +396,9 @@ func (m *member) admit(ctx context.Context, info peer.AddrInfo) {
 		return
 	}
 	log.Info("member: joined a found node", "addrs", info.Addrs)
+	// A node found after the start is asked for its run configuration
+	// too: one with other flags is named now, not at its first vote.
+	m.checkConfig(ctx, info.ID)
 }
 
 // round trains, commits, waits for the window, aggregates, votes and
@@ -416,6 +419,9 @@ func (m *member) round(ctx context.Context) error {
 		if m.rep.Done() {
 			return nil
 		}
+	}
+	if err := m.configMismatch(); err != nil {
+		return err // more of the peers found since the start run other flags
 	}
 	r := m.rep.Round()
 	info, err := m.lc.Round(ctx, uint64(r))
