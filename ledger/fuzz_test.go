@@ -143,6 +143,8 @@ func FuzzDecodeGenesis(f *testing.F) {
 	f.Add(g.Encode())
 	g.CommitWindow = 3e9
 	f.Add(g.Encode())
+	g.MemberChecks = true
+	f.Add(g.Encode())
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := DecodeGenesis(data)
@@ -213,6 +215,9 @@ func FuzzDecodeStateValue(f *testing.F) {
 	f.Add([]byte(windowKey(3)), (&WindowRecord{Opened: 5, Commits: 2}).encode())
 	f.Add([]byte(voteKey(3, KeyOf(fuzzKey("a")))), (&VoteRecord{Result: Hash{1}, Height: 9}).encode())
 	f.Add([]byte(tallyKey(3, Hash{1})), binary.BigEndian.AppendUint64(nil, 2))
+	// Member checks' records.
+	f.Add([]byte(checkVoteKey(3, KeyOf(fuzzKey("a")))), (&VoteRecord{Result: Hash{2}, Height: 9}).encode())
+	f.Add([]byte(checkTallyKey(3, Hash{2})), binary.BigEndian.AppendUint64(nil, 2))
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		rec, err := DecodeStateValue(key, value)
 		if err != nil {
