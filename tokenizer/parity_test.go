@@ -1,0 +1,87 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTiktokenParity compares Encode with OpenAI's own tokenizer on the
+// ids scripts/tiktoken/run.sh wrote (CAIRN_TIKTOKEN_DIR): every document,
+// both encodings, every id. Without the directory it skips, unless
+// CAIRN_TIKTOKEN=require (as in CI), where it fails.
+func TestTiktokenParity(t *testing.T) {
+	dir := os.Getenv("CAIRN_TIKTOKEN_DIR")
+	if dir == "" {
+		if os.Getenv("CAIRN_TIKTOKEN") == "require" {
+			t.Fatal("CAIRN_TIKTOKEN=require but no CAIRN_TIKTOKEN_DIR: run scripts/tiktoken/run.sh")
+		}
+		t.Skip("no reference ids: scripts/tiktoken/run.sh makes them")
+	}
+	for _, enc := range []struct {
+		name string
+		p    Pattern
+	}{{"gpt2", GPT2}, {"cl100k_base", CL100K}} {
+		f, err := os.Open(filepath.Join(dir, enc.name+".tiktoken"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := Load(f, enc.p)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", enc.name, err)
+		}
+		texts, err := filepath.Glob(filepath.Join(dir, enc.name, "*.text"))
+		if err != nil || len(texts) == 0 {
+			t.Fatalf("%s: no documents (%v)", enc.name, err)
+		}
+		var bytes, ids int
+		var took time.Duration
+		for _, path := range texts {
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := os.ReadFile(strings.TrimSuffix(path, ".text") + ".ids")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []int
+			for _, f := range strings.Fields(string(raw)) {
+				id, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, id)
+			}
+			start := time.Now()
+			got := tok.Encode(nil, text)
+			took += time.Since(start)
+			bytes += len(text)
+			ids += len(got)
+			doc := filepath.Base(path)
+			for i := range max(len(got), len(want)) {
+				if i >= len(got) || i >= len(want) || got[i] != want[i] {
+					from := max(0, i-3)
+					t.Errorf("%s %s: %d ids, tiktoken %d; first difference at %d: ours %v, tiktoken %v", enc.name, doc, len(got), len(want), i,
+						show(tok, got[from:min(len(got), i+4)]), show(tok, want[from:min(len(want), i+4)]))
+					break
+				}
+			}
+		}
+		t.Logf("parity %s: %d documents, %d bytes, %d ids identical to tiktoken's; encoded at %.1f MB/s", enc.name, len(texts), bytes, ids,
+			float64(bytes)/took.Seconds()/1e6)
+	}
+}
+
+func show(tok *Tokenizer, ids []int) []string {
+	var out []string
+	for _, id := range ids {
+		b, _ := tok.Token(id)
+		out = append(out, strconv.Itoa(id)+":"+strconv.Quote(string(b)))
+	}
+	return out
+}
