@@ -62,13 +62,23 @@ func Split(data []byte, frac float64) (train, val []byte) {
 	return data[:n], data[n:]
 }
 
-// Sampler draws batches of B windows of T+1 consecutive bytes: inputs are
+// Bytes returns data as token ids, one per byte (the byte-level models'
+// tokens).
+func Bytes(data []byte) []int32 {
+	ids := make([]int32, len(data))
+	for i, b := range data {
+		ids[i] = int32(b)
+	}
+	return ids
+}
+
+// Sampler draws batches of B windows of T+1 consecutive tokens: inputs are
 // the first T, targets the last T. The windows of a batch are a function of
-// (seed, stream, step) only, so anyone can recompute which bytes a step
+// (seed, stream, step) only, so anyone can recompute which tokens a step
 // trained on; streams separate independent consumers of the same data
 // (workers, say).
 type Sampler struct {
-	data       []byte
+	ids        []int32
 	B, T       int
 	seed       uint64
 	pcg        rand.PCG
@@ -76,16 +86,25 @@ type Sampler struct {
 	lastStarts []int
 }
 
-// NewSampler returns a sampler over data. It fails when data is too short
-// to hold one window of T+1 bytes.
+// NewSampler returns a sampler over data, one token per byte. It fails
+// when data is too short to hold one window of T+1 bytes.
 func NewSampler(data []byte, B, T int, seed uint64) (*Sampler, error) {
+	if len(data) < T+1 && B >= 1 && T >= 1 {
+		return nil, fmt.Errorf("data has %d bytes, shorter than the context of %d plus one", len(data), T)
+	}
+	return NewTokenSampler(Bytes(data), B, T, seed)
+}
+
+// NewTokenSampler returns a sampler over token ids (a tokenizer's). It
+// fails when ids are too few to hold one window of T+1 tokens.
+func NewTokenSampler(ids []int32, B, T int, seed uint64) (*Sampler, error) {
 	if B < 1 || T < 1 {
 		return nil, fmt.Errorf("batch size and context must be positive, got %d and %d", B, T)
 	}
-	if len(data) < T+1 {
-		return nil, fmt.Errorf("data has %d bytes, shorter than the context of %d plus one", len(data), T)
+	if len(ids) < T+1 {
+		return nil, fmt.Errorf("data has %d tokens, shorter than the context of %d plus one", len(ids), T)
 	}
-	s := &Sampler{data: data, B: B, T: T, seed: seed, lastStarts: make([]int, B)}
+	s := &Sampler{ids: ids, B: B, T: T, seed: seed, lastStarts: make([]int, B)}
 	s.rng = rand.New(&s.pcg)
 	return s, nil
 }
@@ -95,16 +114,13 @@ func NewSampler(data []byte, B, T int, seed uint64) (*Sampler, error) {
 // slice reused by the next call).
 func (s *Sampler) Batch(stream, step uint64, inputs, targets []int32) []int {
 	s.pcg.Seed(s.seed^(stream*0x9e3779b97f4a7c15), step)
-	n := uint64(len(s.data) - s.T)
+	n := uint64(len(s.ids) - s.T)
 	for b := 0; b < s.B; b++ {
 		start := int(s.rng.Uint64N(n))
 		s.lastStarts[b] = start
-		w := s.data[start : start+s.T+1]
-		in, tg := inputs[b*s.T:(b+1)*s.T], targets[b*s.T:(b+1)*s.T]
-		for i := range in {
-			in[i] = int32(w[i])
-			tg[i] = int32(w[i+1])
-		}
+		w := s.ids[start : start+s.T+1]
+		copy(inputs[b*s.T:(b+1)*s.T], w[:s.T])
+		copy(targets[b*s.T:(b+1)*s.T], w[1:])
 	}
 	return s.lastStarts
 }

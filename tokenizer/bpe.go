@@ -220,3 +220,35 @@ func (t *Tokenizer) Save(w io.Writer) error {
 	}
 	return bw.Flush()
 }
+
+// Metadata keys under which a model file carries its tokenizer.
+const (
+	MetaRanks   = "tokenizer_ranks"   // the rank file's text
+	MetaPattern = "tokenizer_pattern" // the pre-tokenisation pattern
+)
+
+// Metadata returns the tokenizer as model file metadata.
+func (t *Tokenizer) Metadata() map[string]string {
+	var b bytes.Buffer
+	t.Save(&b) // a bytes.Buffer does not fail
+	return map[string]string{MetaRanks: b.String(), MetaPattern: string(t.pattern)}
+}
+
+// FromMetadata reads the tokenizer a model file's metadata carries: nil
+// (and no error) when it carries none, as a byte-level model's does. It
+// fails when the tokenizer is incomplete or does not load.
+func FromMetadata(md map[string]string) (*Tokenizer, error) {
+	ranks, ok1 := md[MetaRanks]
+	pat, ok2 := md[MetaPattern]
+	switch {
+	case !ok1 && !ok2:
+		return nil, nil
+	case !ok1 || !ok2:
+		return nil, errors.New("tokenizer: the model file carries half a tokenizer (ranks and pattern go together)")
+	}
+	p, err := ParsePattern(pat)
+	if err != nil {
+		return nil, err
+	}
+	return Load(bytes.NewReader([]byte(ranks)), p)
+}

@@ -85,7 +85,11 @@ type Trainer struct {
 	// single node; DiLoCo workers each have their own).
 	Stream uint64
 
-	train, val      []byte
+	// Meta is added to the model file's metadata on Save (a tokenizer,
+	// say).
+	Meta map[string]string
+
+	train, val      []int32
 	sampler         *corpus.Sampler
 	inputs, targets []int32
 }
@@ -113,6 +117,19 @@ func ParamGroups(c gpt.Config, decayAll bool) []optim.Group {
 // window of the model's context. val may be nil for a trainer that is
 // never asked to evaluate.
 func New(o Options, train, val []byte, pool *kernels.Pool) (*Trainer, error) {
+	return NewTokens(o, corpus.Bytes(train), bytesOrNil(val), pool)
+}
+
+func bytesOrNil(b []byte) []int32 {
+	if b == nil {
+		return nil
+	}
+	return corpus.Bytes(b)
+}
+
+// NewTokens is New on token ids (a tokenizer's; every id must be below the
+// model's vocabulary size).
+func NewTokens(o Options, train, val []int32, pool *kernels.Pool) (*Trainer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,14 +141,21 @@ func New(o Options, train, val []byte, pool *kernels.Pool) (*Trainer, error) {
 	return newTrainer(o, m, train, val)
 }
 
-func newTrainer(o Options, m *gpt.Model, train, val []byte) (*Trainer, error) {
+func newTrainer(o Options, m *gpt.Model, train, val []int32) (*Trainer, error) {
 	T := o.Model.BlockSize
-	s, err := corpus.NewSampler(train, o.Batch, T, o.Seed)
+	s, err := corpus.NewTokenSampler(train, o.Batch, T, o.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("training data: %v", err)
 	}
 	if val != nil && len(val) < T+1 {
-		return nil, fmt.Errorf("validation data has %d bytes, shorter than the context of %d plus one", len(val), T)
+		return nil, fmt.Errorf("validation data has %d tokens, shorter than the context of %d plus one", len(val), T)
+	}
+	for _, ids := range [][]int32{train, val} {
+		for i, id := range ids {
+			if id < 0 || int(id) >= o.Model.VocabSize {
+				return nil, fmt.Errorf("token %d at %d is outside the model's vocabulary of %d", id, i, o.Model.VocabSize)
+			}
+		}
 	}
 	opt, err := optim.NewAdamW(len(m.Params), ParamGroups(o.Model, false), o.Beta1, o.Beta2, o.Eps, o.WeightDecay, m.Pool())
 	if err != nil {
@@ -182,17 +206,22 @@ func (t *Trainer) Evaluate() (float64, error) {
 	if t.val == nil {
 		return 0, fmt.Errorf("this trainer has no validation data")
 	}
-	return Evaluate(t.Model, t.val, t.Opts.Batch, t.Opts.EvalBatches, t.inputs, t.targets)
+	return EvaluateTokens(t.Model, t.val, t.Opts.Batch, t.Opts.EvalBatches, t.inputs, t.targets)
 }
 
 // Evaluate returns the model's mean loss on data cut into consecutive
 // windows of the model's block size, in batches of B; see Trainer.Evaluate.
 // inputs and targets are scratch of B*BlockSize tokens.
 func Evaluate(m *gpt.Model, data []byte, B, maxBatches int, inputs, targets []int32) (float64, error) {
+	return EvaluateTokens(m, corpus.Bytes(data), B, maxBatches, inputs, targets)
+}
+
+// EvaluateTokens is Evaluate on token ids.
+func EvaluateTokens(m *gpt.Model, data []int32, B, maxBatches int, inputs, targets []int32) (float64, error) {
 	T := m.Config.BlockSize
 	windows := (len(data) - 1) / T
 	if windows < 1 {
-		return 0, fmt.Errorf("evaluation data has %d bytes, shorter than the context of %d plus one", len(data), T)
+		return 0, fmt.Errorf("evaluation data has %d tokens, shorter than the context of %d plus one", len(data), T)
 	}
 	batches := max(1, windows/B)
 	if maxBatches > 0 {
@@ -202,10 +231,8 @@ func Evaluate(m *gpt.Model, data []byte, B, maxBatches int, inputs, targets []in
 	for bi := 0; bi < batches; bi++ {
 		for b := 0; b < B; b++ {
 			start := ((bi*B + b) % windows) * T
-			for i := 0; i < T; i++ {
-				inputs[b*T+i] = int32(data[start+i])
-				targets[b*T+i] = int32(data[start+i+1])
-			}
+			copy(inputs[b*T:(b+1)*T], data[start:start+T])
+			copy(targets[b*T:(b+1)*T], data[start+1:start+T+1])
 		}
 		loss, err := m.Forward(inputs, targets, B, T)
 		if err != nil {
@@ -239,13 +266,22 @@ func (t *Trainer) Save(dir string) error {
 		Metadata: map[string]string{"train_state": string(st)}}); err != nil {
 		return err
 	}
-	return checkpoint.SaveModel(mpath, t.Opts.Model, t.Model.Params, map[string]string{"train_step": fmt.Sprint(t.Step)})
+	meta := map[string]string{"train_step": fmt.Sprint(t.Step)}
+	for k, v := range t.Meta {
+		meta[k] = v
+	}
+	return checkpoint.SaveModel(mpath, t.Opts.Model, t.Model.Params, meta)
 }
 
 // Resume continues the run saved in dir on the given data. steps > 0
 // replaces the saved total number of steps. It fails, naming the file, on a
 // missing, corrupt or inconsistent checkpoint.
 func Resume(dir string, train, val []byte, steps int, pool *kernels.Pool) (*Trainer, error) {
+	return ResumeTokens(dir, corpus.Bytes(train), bytesOrNil(val), steps, pool)
+}
+
+// ResumeTokens is Resume on token ids.
+func ResumeTokens(dir string, train, val []int32, steps int, pool *kernels.Pool) (*Trainer, error) {
 	mpath, opath := checkpoint.Paths(dir)
 	ck, err := checkpoint.LoadModel(mpath)
 	if err != nil {

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/tokenizer"
 )
 
 func runSample(args []string, stdout, stderr io.Writer) error {
@@ -42,7 +44,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	if err := wm.check(); err != nil {
 		return err
 	}
-	m, pool, err := loadModelCtx(*ckpt, *threads, *ctx)
+	m, tk, pool, err := loadModelTok(*ckpt, *threads, *ctx)
 	if err != nil {
 		return err
 	}
@@ -52,9 +54,9 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tokens := make([]int32, len(*prompt))
-	for i := 0; i < len(*prompt); i++ {
-		tokens[i] = int32((*prompt)[i])
+	tokens := corpus.Bytes([]byte(*prompt))
+	if tk != nil {
+		tokens = toInt32(tk.Encode(nil, []byte(*prompt)))
 	}
 	g := m.NewGenerator()
 	if err := g.Start(tokens); err != nil {
@@ -71,7 +73,12 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 		}
 		tok := gpt.Sample(logits, s, r)
 		tokens = append(tokens, tok)
-		fmt.Fprint(stdout, string([]byte{byte(tok)}))
+		if tk != nil {
+			b, _ := tk.Token(int(tok)) // below the vocabulary: checked on load
+			stdout.Write(b)
+		} else {
+			fmt.Fprint(stdout, string([]byte{byte(tok)}))
+		}
 		if err := g.Append(tok); err != nil {
 			return err
 		}
@@ -99,16 +106,23 @@ func loadModel(path string, threads int) (*gpt.Model, *kernels.Pool, error) {
 // loadModelCtx is loadModel with the context window cut to ctx tokens (0:
 // the checkpoint's block size).
 func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, error) {
+	m, _, pool, err := loadModelTok(path, threads, ctx)
+	return m, pool, err
+}
+
+// loadModelTok is loadModelCtx that also returns the model's tokenizer
+// (nil for a byte-level model).
+func loadModelTok(path string, threads, ctx int) (*gpt.Model, *tokenizer.Tokenizer, *kernels.Pool, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, checkpoint.ModelFile)
 	}
 	ck, err := checkpoint.LoadModel(path)
 	if err != nil {
-		return nil, nil, badInput("%v", err)
+		return nil, nil, nil, badInput("%v", err)
 	}
 	cfg := ck.Config
 	if ctx > cfg.BlockSize {
-		return nil, nil, badInput("context %d is longer than the checkpoint's block size %d", ctx, cfg.BlockSize)
+		return nil, nil, nil, badInput("context %d is longer than the checkpoint's block size %d", ctx, cfg.BlockSize)
 	}
 	if ctx > 0 {
 		cfg.BlockSize = ctx // a shorter window uses the first ctx positions
@@ -117,8 +131,17 @@ func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, err
 	m, err := gpt.New(cfg, pool)
 	if err != nil {
 		pool.Close()
-		return nil, nil, badInput("%v", err)
+		return nil, nil, nil, badInput("%v", err)
 	}
 	copyPrefix(m, ck)
-	return m, pool, nil
+	tok, err := tokenizer.FromMetadata(ck.Metadata)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, badInput("%s: %v", path, err)
+	}
+	if tok != nil && tok.Vocab() != cfg.VocabSize {
+		pool.Close()
+		return nil, nil, nil, badInput("%s: its tokenizer has %d tokens, the model a vocabulary of %d", path, tok.Vocab(), cfg.VocabSize)
+	}
+	return m, tok, pool, nil
 }

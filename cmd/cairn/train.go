@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"time"
 
 	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/tokenizer"
 	"github.com/cairnlabs/cairn/train"
 )
 
@@ -44,6 +46,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	resume := fs.Bool("resume", false, "continue the run checkpointed in --out")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	evalEvery := fs.Int("eval-every", 250, "steps between validation runs and checkpoints")
+	tokFile := fs.String("tokenizer", "", "train on the token ids of this BPE tokenizer (a tiktoken rank file, from 'cairn tokenizer train'), carried in the checkpoint; the vocabulary becomes the tokenizer's (default: bytes)")
+	tokPattern := fs.String("pattern", string(tokenizer.GPT2), "with --tokenizer: its pre-tokenisation pattern (gpt2 or cl100k)")
 	kernel := kernelFlag(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -69,21 +73,48 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	trainData, valData := corpus.Split(text, 0.9)
 	pool := kernels.NewPool(*threads)
 	defer pool.Close()
+	var tok *tokenizer.Tokenizer
+	if *resume && !set["tokenizer"] {
+		// The run's own tokenizer, if its checkpoint carries one.
+		mpath, _ := checkpoint.Paths(*out)
+		if ck, err := checkpoint.LoadModel(mpath); err == nil {
+			if tok, err = tokenizer.FromMetadata(ck.Metadata); err != nil {
+				return badInput("%s: %v", mpath, err)
+			}
+		}
+	} else if *tokFile != "" {
+		if tok, err = loadTokenizer(*tokFile, *tokPattern); err != nil {
+			return err
+		}
+	}
+	trainIDs, valIDs := corpus.Bytes(trainData), corpus.Bytes(valData)
+	bytesPerToken := 1.0
+	if tok != nil {
+		start := time.Now()
+		trainIDs, valIDs = toInt32(tok.Encode(nil, trainData)), toInt32(tok.Encode(nil, valData))
+		bytesPerToken = float64(len(valData)) / float64(max(len(valIDs), 1))
+		o.Model.VocabSize = tok.Vocab()
+		fmt.Fprintf(stdout, "tokenizer: %d tokens (%s); the data takes %d + %d tokens, %.2f bytes a token (encoded in %s)\n",
+			tok.Vocab(), tok.Pattern(), len(trainIDs), len(valIDs), bytesPerToken, time.Since(start).Round(time.Millisecond))
+	}
 
 	var t *train.Trainer
 	if *resume {
-		t, err = resumeRun(*out, trainData, valData, o, set, pool)
+		t, err = resumeRun(*out, trainIDs, valIDs, o, set, pool)
 	} else {
 		if err = o.Validate(); err != nil {
 			return badInput("%v", err)
 		}
-		t, err = train.New(o, trainData, valData, pool)
+		t, err = train.NewTokens(o, trainIDs, valIDs, pool)
 		if err != nil {
 			err = badInput("%v", err)
 		}
 	}
 	if err != nil {
 		return err
+	}
+	if tok != nil {
+		t.Meta = tok.Metadata()
 	}
 	o = t.Opts
 	fmt.Fprintf(stdout, "model: %d params (d %d, %d layers, %d heads, ctx %d); batch %d; %d steps from step %d; %d threads, kernel %s\n",
@@ -114,7 +145,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			if err := t.Save(*out); err != nil {
 				return err
 			}
-			p.log("step %d: train loss %.4f, val loss %.4f, checkpoint %s", t.Step, r.Loss, vl, *out)
+			p.log("step %d: train loss %.4f, val loss %.4f (%.4f bits a byte), checkpoint %s", t.Step, r.Loss, vl, bitsPerByte(vl, bytesPerToken), *out)
 		}
 	}
 	p.finish()
@@ -124,14 +155,47 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "done: step %d, train loss %.4f, val loss %.4f, wall time %s (%.0f tokens/s)\n",
-		t.Step, last.Loss, vl, wall.Round(time.Millisecond), float64(tokens)/wall.Seconds())
+	fmt.Fprintf(stdout, "done: step %d, train loss %.4f, val loss %.4f (%.4f bits a byte), wall time %s (%.0f tokens/s)\n",
+		t.Step, last.Loss, vl, bitsPerByte(vl, bytesPerToken), wall.Round(time.Millisecond), float64(tokens)/wall.Seconds())
 	return nil
+}
+
+// bitsPerByte converts a loss in nats a token to bits a byte of text, for
+// a tokenizer whose tokens average bytesPerToken bytes (1: bytes), so that
+// models with different tokenizers compare.
+func bitsPerByte(natsPerToken, bytesPerToken float64) float64 {
+	return natsPerToken / math.Ln2 / bytesPerToken
+}
+
+// loadTokenizer reads a tiktoken rank file made with pattern.
+func loadTokenizer(path, pattern string) (*tokenizer.Tokenizer, error) {
+	p, err := patternFlag(pattern)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, badInput("--tokenizer: %v", err)
+	}
+	defer f.Close()
+	tok, err := tokenizer.Load(f, p)
+	if err != nil {
+		return nil, badInput("--tokenizer %s: %v", path, err)
+	}
+	return tok, nil
+}
+
+func toInt32(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
 }
 
 // resumeRun continues the run in dir; flags that change the model's shape
 // must agree with the checkpoint, --steps may extend it.
-func resumeRun(dir string, trainData, valData []byte, o train.Options, set map[string]bool, pool *kernels.Pool) (*train.Trainer, error) {
+func resumeRun(dir string, trainData, valData []int32, o train.Options, set map[string]bool, pool *kernels.Pool) (*train.Trainer, error) {
 	mpath, _ := checkpoint.Paths(dir)
 	if _, err := os.Stat(mpath); errors.Is(err, fs.ErrNotExist) {
 		return nil, badInput("no checkpoint to resume: %s does not exist", mpath)
@@ -140,7 +204,7 @@ func resumeRun(dir string, trainData, valData []byte, o train.Options, set map[s
 	if set["steps"] {
 		steps = o.Steps
 	}
-	t, err := train.Resume(dir, trainData, valData, steps, pool)
+	t, err := train.ResumeTokens(dir, trainData, valData, steps, pool)
 	if err != nil {
 		return nil, badInput("%v", err)
 	}

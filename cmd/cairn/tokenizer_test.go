@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/tokenizer"
+)
+
+// A BPE tokenizer trained by the CLI, a model trained on its ids (the
+// vocabulary is the tokenizer's, and the checkpoint carries it), resumed
+// with it, and sampled back to text; bad tokenizer input refused.
+func TestTrainWithTokenizer(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "tok.tiktoken")
+	code, out, e := runCLI("tokenizer", "train", "--vocab", "300", "--out", tokFile)
+	if code != 0 || !strings.Contains(out, "trained 300 tokens") {
+		t.Fatalf("tokenizer train: exit %d\n%s\n%s", code, out, e)
+	}
+	ck := filepath.Join(dir, "run")
+	args := []string{"train", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "8", "--batch", "2", "--eval-batches", "1", "--out", ck, "--eval-every", "2"}
+	code, out, e = runCLI(append(args, "--steps", "3", "--tokenizer", tokFile)...)
+	if code != 0 || !strings.Contains(out, "tokenizer: 300 tokens") || !strings.Contains(out, "bits a byte") {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, e)
+	}
+	mpath, _ := checkpoint.Paths(ck)
+	m, err := checkpoint.LoadModel(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromMetadata(m.Metadata)
+	if err != nil || tok == nil || m.Config.VocabSize != 300 || tok.Vocab() != 300 {
+		t.Fatalf("the checkpoint: vocab %d, tokenizer %v (%v)", m.Config.VocabSize, tok, err)
+	}
+	code, out, e = runCLI(append(args, "--steps", "5", "--resume")...)
+	if code != 0 || !strings.Contains(out, "from step 3") || !strings.Contains(out, "tokenizer: 300 tokens") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, e = runCLI("sample", "--ckpt", ck, "--prompt", "ROMEO:", "--tokens", "20", "--temperature", "0")
+	if code != 0 || !strings.HasPrefix(out, "ROMEO:") || len(out) <= len("ROMEO:")+20 {
+		t.Fatalf("sample: exit %d %q %s", code, out, e)
+	}
+	bad := filepath.Join(dir, "bad.tiktoken")
+	os.WriteFile(bad, []byte("QQ== 0\n"), 0o644)
+	for _, a := range [][]string{
+		{"tokenizer", "train", "--vocab", "100", "--out", filepath.Join(dir, "x")},
+		{"tokenizer", "encode", "--tokenizer", bad, tokFile},
+		{"tokenizer", "encode", "--tokenizer", tokFile, "--pattern", "llama", tokFile},
+		{"train", "--tokenizer", bad, "--steps", "1", "--out", filepath.Join(dir, "y")},
+	} {
+		if code, _, e := runCLI(a...); code != 2 || strings.Count(strings.TrimSpace(e), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q: want 2 and one line", a, code, e)
+		}
+	}
+}
