@@ -99,9 +99,17 @@ func (s *Server) parse(body *completionRequest) (request, error) {
 	if len(prompt) > s.o.MaxPrompt {
 		return req, fmt.Errorf("prompt of %d bytes, limit %d", len(prompt), s.o.MaxPrompt)
 	}
-	req.prompt = make([]int32, len(prompt))
-	for i := range len(prompt) {
-		req.prompt[i] = int32(prompt[i])
+	if s.o.Tokenizer != nil {
+		ids := s.o.Tokenizer.Encode(nil, []byte(prompt))
+		req.prompt = make([]int32, len(ids))
+		for i, id := range ids {
+			req.prompt[i] = int32(id)
+		}
+	} else {
+		req.prompt = make([]int32, len(prompt))
+		for i := range len(prompt) {
+			req.prompt[i] = int32(prompt[i])
+		}
 	}
 	req.maxTokens = 16
 	if body.MaxTokens != nil {

@@ -62,6 +62,10 @@ type Options struct {
 	RecordState string
 	// Key signs receipts.
 	Key ed25519.PrivateKey
+	// Tokenizer turns prompts into the model's token ids and tokens back
+	// into text (tokenizer.Tokenizer); nil for a byte-level model, whose
+	// tokens are bytes.
+	Tokenizer Tokenizer
 	// MaxTokens bounds max_tokens (default 512); MaxPrompt the prompt's
 	// bytes (default 4096); MaxActive the requests generated at once
 	// (default 64; more wait their turn) and MaxQueue those waiting
@@ -70,6 +74,13 @@ type Options struct {
 	Metrics                                   *metrics.Registry
 	// Now is the receipts' clock (default time.Now).
 	Now func() time.Time
+}
+
+// Tokenizer is what the server needs of a model's tokenizer.
+type Tokenizer interface {
+	Encode(dst []int, text []byte) []int
+	Token(id int) ([]byte, bool)
+	Vocab() int
 }
 
 // Server is a running completion service.
@@ -99,6 +110,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Watermark != nil && o.Watermark.Vocab != o.Model.Config.VocabSize {
 		return nil, fmt.Errorf("serve: watermark over %d tokens, model of %d", o.Watermark.Vocab, o.Model.Config.VocabSize)
+	}
+	if o.Tokenizer != nil && o.Tokenizer.Vocab() != o.Model.Config.VocabSize {
+		return nil, fmt.Errorf("serve: tokenizer of %d tokens, model of %d", o.Tokenizer.Vocab(), o.Model.Config.VocabSize)
 	}
 	if o.ModelID == "" {
 		o.ModelID = "cairn"
@@ -292,7 +306,12 @@ func (s *Server) advance(j *job, logits []float32) (int32, bool) {
 	tok := gpt.Sample(logits, j.req.sampling, j.r)
 	j.seq = append(j.seq, tok)
 	j.n++
-	j.text.WriteByte(byte(tok))
+	if s.o.Tokenizer != nil {
+		b, _ := s.o.Tokenizer.Token(int(tok)) // below the vocabulary: checked by New
+		j.text.Write(b)
+	} else {
+		j.text.WriteByte(byte(tok))
+	}
 	text := j.text.String()
 	// A stop sequence ends the completion before it; text that could
 	// still become one is held back.

@@ -60,11 +60,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, pool, err := loadModel(*ckpt, *threads)
+	m, tok, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	var codec serve.Tokenizer
+	if tok != nil {
+		codec = tok
+	}
 	id, err := p2p.LoadIdentity(*dir)
 	if err != nil {
 		return badInput("--data-dir: %v", err)
@@ -92,7 +96,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	modelHash := ledger.Hash(diloco.HashWeights(0, m.Params))
 	reg := metrics.NewRegistry()
 	statePath := filepath.Join(*dir, "receipts.recorded.json")
-	srv, err := serve.New(serve.Options{Model: m, ModelHash: modelHash, Watermark: scheme, Keys: keys, Balances: balances,
+	srv, err := serve.New(serve.Options{Model: m, Tokenizer: codec, ModelHash: modelHash, Watermark: scheme, Keys: keys, Balances: balances,
 		Price: *price, Receipts: rlog, Key: key, MaxActive: *maxActive, Metrics: reg, RecordState: statePath})
 	if err != nil {
 		return err
