@@ -73,12 +73,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/tokenizer"
 	"github.com/cairnlabs/cairn/train"
 	"github.com/cairnlabs/cairn/verify"
 )
@@ -122,6 +125,13 @@ type RunConfig struct {
 	OverlapSteps int    `json:"overlap_steps,omitempty"`
 	Seed         uint64 `json:"seed"`
 	DataHash     string `json:"data_hash"` // SHA-256 of the training text
+	// Tokenizer, when set, is the ID of the BPE tokenizer (tokenizer.ID)
+	// whose token ids the run trains on, instead of bytes; every node
+	// must hold that tokenizer (Tok, set with SetTokenizer). Omitted for a
+	// byte-level run.
+	Tokenizer string `json:"tokenizer,omitempty"`
+	// Tok is the tokenizer itself, local to each node (never encoded).
+	Tok *tokenizer.Tokenizer `json:"-"`
 	// RoundTimeout is how long a round waits for contributions.
 	RoundTimeout Duration `json:"round_timeout"`
 	// Quorum is the fewest contributions a round may close with; a round
@@ -234,10 +244,40 @@ func DefaultConfig() RunConfig {
 	}
 }
 
+// SetTokenizer makes the run train on tok's token ids: it names tok in
+// the config and sizes the model's vocabulary to it.
+func (c *RunConfig) SetTokenizer(tok *tokenizer.Tokenizer) {
+	c.Tok, c.Tokenizer, c.Model.VocabSize = tok, tok.ID(), tok.Vocab()
+}
+
+// Encode returns text as the run's token ids: the tokenizer's, or one per
+// byte for a byte-level run.
+func (c RunConfig) Encode(text []byte) []int32 {
+	if c.Tok == nil {
+		return corpus.Bytes(text)
+	}
+	ids := c.Tok.Encode(nil, text)
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
 // Validate reports the first problem with c, in one line.
 func (c RunConfig) Validate() error {
 	if err := c.Model.Validate(); err != nil {
 		return err
+	}
+	switch {
+	case c.Tokenizer == "" && c.Tok != nil:
+		return errors.New("a tokenizer is set but the config does not name it (use SetTokenizer)")
+	case c.Tokenizer != "" && c.Tok == nil:
+		return fmt.Errorf("the run trains on the token ids of tokenizer %.16s…: this node has no tokenizer (give it the run's, --tokenizer)", c.Tokenizer)
+	case c.Tokenizer != "" && c.Tok.ID() != c.Tokenizer:
+		return fmt.Errorf("the run's tokenizer is %.16s…, this node's %.16s…: give it the run's", c.Tokenizer, c.Tok.ID())
+	case c.Tok != nil && c.Tok.Vocab() != c.Model.VocabSize:
+		return fmt.Errorf("the tokenizer has %d tokens, the model a vocabulary of %d", c.Tok.Vocab(), c.Model.VocabSize)
 	}
 	if err := canonical(c.Codec); err != nil {
 		return err

@@ -50,7 +50,7 @@ func NewWorker(id string, cfg RunConfig, trainData []byte, pool *kernels.Pool) (
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	inner, err := train.New(cfg.InnerOptions(), trainData, nil, pool)
+	inner, err := train.NewTokens(cfg.InnerOptions(), cfg.Encode(trainData), nil, pool)
 	if err != nil {
 		return nil, err
 	}

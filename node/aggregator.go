@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -156,6 +157,7 @@ type Aggregator struct {
 	pool        *kernels.Pool
 	model       *gpt.Model
 	val         []byte
+	valIDs      []int32      // val as the run's token ids, once encoded
 	evals       chan evalJob // published rounds waiting for evaluation, in order
 	evalsClosed bool         // guarded by mu
 	idle        chan struct{}
@@ -419,7 +421,11 @@ func (a *Aggregator) finish(ctx context.Context) error {
 	a.mu.Unlock()
 	theta, _ := a.Weights()
 	path := filepath.Join(a.opts.DataDir, checkpoint.ModelFile)
-	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}); err != nil {
+	meta := map[string]string{"diloco_round": strconv.Itoa(a.agg.Round())}
+	if tok := a.agg.Cfg.Tok; tok != nil {
+		maps.Copy(meta, tok.Metadata()) // the model carries its tokenizer
+	}
+	if err := checkpoint.SaveModel(path, a.agg.Cfg.Model, theta, meta); err != nil {
 		return err
 	}
 	a.log.Info("run finished", "rounds", a.agg.Round(), "model", path)
@@ -629,7 +635,10 @@ func (a *Aggregator) evaluate(theta []float32) float64 {
 	cfg := a.agg.Cfg
 	copy(a.model.Params, theta)
 	n := cfg.Batch * cfg.Model.BlockSize
-	loss, err := train.Evaluate(a.model, a.val, cfg.Batch, a.opts.EvalBatches, make([]int32, n), make([]int32, n))
+	if a.valIDs == nil {
+		a.valIDs = cfg.Encode(a.val)
+	}
+	loss, err := train.EvaluateTokens(a.model, a.valIDs, cfg.Batch, a.opts.EvalBatches, make([]int32, n), make([]int32, n))
 	if err != nil {
 		a.log.Error("evaluation", "err", err)
 		return math.NaN()

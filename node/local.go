@@ -255,7 +255,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			return LocalResult{}, err
 		}
 		wo := WorkerOptions{DataDir: wdir, Listen: loop,
-			Join: agg.Addrs()[0], Text: o.Text, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, LinkLoss: o.LinkLoss, Log: o.Log}
+			Join: agg.Addrs()[0], Text: o.Text, Tokenizer: o.Config.Tok, Pool: pool, LinkBytesPerSec: o.LinkBytesPerSec, LinkRTT: o.LinkRTT, LinkLoss: o.LinkLoss, Log: o.Log}
 		if lc != nil {
 			wo.ChainRPC = lc.nodes[i%len(lc.nodes)].RPC()
 		}

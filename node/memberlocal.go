@@ -315,6 +315,7 @@ type evaluator struct {
 	m       *gpt.Model
 	pool    *kernels.Pool
 	val     []byte
+	ids     []int32 // val as the run's token ids, once encoded
 	batches int
 	cfg     diloco.RunConfig
 }
@@ -334,7 +335,10 @@ func (e *evaluator) loss(theta []float32) float64 {
 	defer e.mu.Unlock()
 	copy(e.m.Params, theta)
 	n := e.cfg.Batch * e.cfg.Model.BlockSize
-	l, err := train.Evaluate(e.m, e.val, e.cfg.Batch, e.batches, make([]int32, n), make([]int32, n))
+	if e.ids == nil {
+		e.ids = e.cfg.Encode(e.val)
+	}
+	l, err := train.EvaluateTokens(e.m, e.ids, e.cfg.Batch, e.batches, make([]int32, n), make([]int32, n))
 	if err != nil {
 		return math.NaN()
 	}

@@ -96,11 +96,12 @@ func startScreener(a *Aggregator) (*screener, error) {
 	}
 	cfg := a.agg.Cfg
 	train, _ := corpus.Split(a.opts.Text, 0.9)
+	ids := cfg.Encode(train)
 	var hos []*verify.HeldOut
 	for i := 0; i < o.Evaluators; i++ {
 		pool := kernels.NewPool(a.opts.Threads)
 		s.pools = append(s.pools, pool)
-		ho, err := verify.NewHeldOut(cfg.Model, train, cfg.Batch, o.Batches, cfg.Seed, pool)
+		ho, err := verify.NewHeldOutTokens(cfg.Model, ids, cfg.Batch, o.Batches, cfg.Seed, pool)
 		if err != nil {
 			s.closePools()
 			return nil, fmt.Errorf("held-out screening: %v", err)

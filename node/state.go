@@ -28,6 +28,10 @@ func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Ag
 	if err != nil {
 		return nil, false, nil, fmt.Errorf("%s: %v", path, err)
 	}
+	// The saved config names its tokenizer; the node holds it.
+	if s.Cfg.Tokenizer != "" {
+		s.Cfg.Tok = cfg.Tok
+	}
 	a, err := diloco.Restore(s)
 	if err != nil {
 		return nil, false, nil, fmt.Errorf("%s: %v", path, err)

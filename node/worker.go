@@ -15,6 +15,7 @@ import (
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/tokenizer"
 	"github.com/cairnlabs/cairn/wire"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -57,6 +58,9 @@ type WorkerOptions struct {
 	// transactions and reads its account there rather than through the
 	// aggregator (the chain must be the one the aggregator names).
 	ChainRPC string
+	// Tokenizer is the BPE tokenizer of a run that trains on token ids
+	// (the run's config names it; nil for a byte-level run).
+	Tokenizer *tokenizer.Tokenizer
 }
 
 // Worker is a running worker node.
@@ -405,6 +409,9 @@ func (w *Worker) session(ctx context.Context) error {
 
 // setup creates the inner worker for the run's config on first join.
 func (w *Worker) setup(cfg diloco.RunConfig) error {
+	if cfg.Tokenizer != "" {
+		cfg.Tok = w.opts.Tokenizer // the run's, if this node was given it: Validate checks
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("the aggregator's run config: %v", err)
 	}

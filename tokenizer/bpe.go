@@ -13,7 +13,9 @@ package tokenizer
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -251,4 +253,14 @@ func FromMetadata(md map[string]string) (*Tokenizer, error) {
 		return nil, err
 	}
 	return Load(bytes.NewReader([]byte(ranks)), p)
+}
+
+// ID names the tokenizer: the hex SHA-256 of its pattern and rank file, so
+// that the nodes of a run can check that they cut text alike.
+func (t *Tokenizer) ID() string {
+	h := sha256.New()
+	h.Write([]byte(t.pattern))
+	h.Write([]byte{'\n'})
+	t.Save(h) // a hash does not fail
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -53,6 +53,11 @@ type HeldOut struct {
 // with the run's seed. It fails when cfg is invalid, batch or batches is
 // not positive, or data is shorter than one window.
 func NewHeldOut(cfg gpt.Config, data []byte, batch, batches int, seed uint64, pool *kernels.Pool) (*HeldOut, error) {
+	return NewHeldOutTokens(cfg, corpus.Bytes(data), batch, batches, seed, pool)
+}
+
+// NewHeldOutTokens is NewHeldOut on token ids (a tokenizer's).
+func NewHeldOutTokens(cfg gpt.Config, data []int32, batch, batches int, seed uint64, pool *kernels.Pool) (*HeldOut, error) {
 	if batch < 1 || batches < 1 {
 		return nil, fmt.Errorf("verify: held-out slice needs a positive batch size and number of batches, got %d and %d", batch, batches)
 	}
@@ -60,7 +65,7 @@ func NewHeldOut(cfg gpt.Config, data []byte, batch, batches int, seed uint64, po
 	if err != nil {
 		return nil, err
 	}
-	s, err := corpus.NewSampler(data, batch, cfg.BlockSize, seed)
+	s, err := corpus.NewTokenSampler(data, batch, cfg.BlockSize, seed)
 	if err != nil {
 		return nil, fmt.Errorf("verify: held-out data: %v", err)
 	}

@@ -61,6 +61,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := run.cfg
+	if tok := cfg.Tok; tok != nil {
+		fmt.Fprintf(stdout, "tokenizer: %d tokens (%s), id %.16s…; every node trains on its token ids\n", tok.Vocab(), tok.Pattern(), tok.ID())
+	}
 	if *decentral {
 		if link.bytesPerSec() > 0 || *link.rtt > 0 || *link.loss > 0 || *metricsAddr != "" || *dataDir != "" {
 			return badInput("--decentralised does not take link limits, --metrics or --data-dir yet")
@@ -268,7 +271,7 @@ func valLoss(cfg diloco.RunConfig, text []byte, weights []float32) (float64, err
 	copy(m.Params, weights)
 	_, val := corpus.Split(text, 0.9)
 	n := cfg.Batch * cfg.Model.BlockSize
-	return train.Evaluate(m, val, cfg.Batch, 0, make([]int32, n), make([]int32, n))
+	return train.EvaluateTokens(m, cfg.Encode(val), cfg.Batch, 0, make([]int32, n), make([]int32, n))
 }
 
 // saveAndSample saves the final model under out and prints a sample of it.
@@ -277,7 +280,11 @@ func saveAndSample(stdout io.Writer, cfg diloco.RunConfig, weights []float32, ou
 		return err
 	}
 	path := filepath.Join(out, checkpoint.ModelFile)
-	if err := checkpoint.SaveModel(path, cfg.Model, weights, nil); err != nil {
+	var meta map[string]string
+	if cfg.Tok != nil {
+		meta = cfg.Tok.Metadata() // the model carries its tokenizer
+	}
+	if err := checkpoint.SaveModel(path, cfg.Model, weights, meta); err != nil {
 		return err
 	}
 	pool := kernels.NewPool(0)
@@ -289,7 +296,7 @@ func saveAndSample(stdout io.Writer, cfg diloco.RunConfig, weights []float32, ou
 	copy(m.Params, weights)
 	fmt.Fprintf(stdout, "model saved to %s\n\nsample:\n", path)
 	g := m.NewGenerator()
-	prompt := []int32{'R', 'O', 'M', 'E', 'O', ':'}
+	prompt := cfg.Encode([]byte("ROMEO:"))
 	if err := g.Start(prompt); err != nil {
 		return err
 	}
@@ -297,7 +304,12 @@ func saveAndSample(stdout io.Writer, cfg diloco.RunConfig, weights []float32, ou
 	buf := []byte("ROMEO:")
 	for i := 0; i < 300; i++ {
 		tok := gpt.Sample(g.Logits(), gpt.Sampling{Temperature: 0.8, TopK: 40}, r)
-		buf = append(buf, byte(tok))
+		if cfg.Tok != nil {
+			b, _ := cfg.Tok.Token(int(tok))
+			buf = append(buf, b...)
+		} else {
+			buf = append(buf, byte(tok))
+		}
 		g.Append(tok)
 	}
 	fmt.Fprintf(stdout, "%s\n", buf)

@@ -27,6 +27,7 @@ import (
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
+	"github.com/cairnlabs/cairn/tokenizer"
 	"github.com/cairnlabs/cairn/verify"
 )
 
@@ -37,6 +38,25 @@ type runSpec struct {
 	timeout time.Duration
 	robust  robustFlags
 	data    *string
+	tok     tokenFlags
+}
+
+// tokenFlags choose a run's BPE tokenizer.
+type tokenFlags struct{ file, pattern *string }
+
+func bindTokenizer(fs *flag.FlagSet) tokenFlags {
+	return tokenFlags{
+		file:    fs.String("tokenizer", "", "train on the token ids of this BPE tokenizer (a tiktoken rank file from 'cairn tokenizer train'; every node of the run must be given the same one, and the saved model carries it); default: bytes"),
+		pattern: fs.String("pattern", "gpt2", "with --tokenizer: its pre-tokenisation pattern (gpt2 or cl100k)"),
+	}
+}
+
+// load reads the tokenizer, if one was given (nil otherwise).
+func (t tokenFlags) load() (*tokenizer.Tokenizer, error) {
+	if *t.file == "" {
+		return nil, nil
+	}
+	return loadTokenizer(*t.file, *t.pattern)
 }
 
 // robustFlags are the aggregation rule's flags, with verify's defaults
@@ -51,6 +71,7 @@ func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
 	fs.Float64Var(&r.robust.clip, "clip", d.ClipMultiple, "clip each contribution to this multiple of the round's median norm")
 	fs.Float64Var(&r.robust.trim, "trim", d.Trim, "fraction of contributions dropped at each end of every coordinate before averaging (0: none)")
 	r.data = fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
+	r.tok = bindTokenizer(fs)
 	return r
 }
 
@@ -73,6 +94,13 @@ func (r *runSpec) load() ([]byte, error) {
 		r.cfg.Robust.Trim = -1
 	case r.robust.trim != d.Trim:
 		r.cfg.Robust.Trim = r.robust.trim
+	}
+	tok, err := r.tok.load()
+	if err != nil {
+		return nil, err
+	}
+	if tok != nil {
+		r.cfg.SetTokenizer(tok)
 	}
 	if err := finishRunConfig(&r.cfg, r.timeout, text); err != nil {
 		return nil, err
@@ -273,6 +301,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	link := bindLink(fs, "this node's streams", 0, 0)
 	kernel := kernelFlag(fs)
 	asJSON := fs.Bool("json", false, "end with the worker's stats as one line of JSON instead of the summary line")
+	tokf := bindTokenizer(fs)
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -290,6 +319,10 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
+	tok, err := tokf.load()
+	if err != nil {
+		return err
+	}
 	log := logger(stderr, *verbose)
 	reg := metrics.NewRegistry()
 	stop, err := serveMetrics(*metricsAddr, reg, log)
@@ -301,7 +334,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text,
+	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text, Tokenizer: tok,
 		Threads: *threads, LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)

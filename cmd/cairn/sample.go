@@ -97,8 +97,9 @@ func copyPrefix(m *gpt.Model, ck *checkpoint.Model) {
 	}
 }
 
-// loadModel loads a model file (or a checkpoint directory's) on a pool of
-// threads (0: all cores); the caller closes the pool. Errors are bad input.
+// loadModel loads a byte-level model file (or a checkpoint directory's)
+// on a pool of threads (0: all cores); the caller closes the pool. Errors
+// are bad input, a model on BPE token ids among them.
 func loadModel(path string, threads int) (*gpt.Model, *kernels.Pool, error) {
 	return loadModelCtx(path, threads, 0)
 }
@@ -106,7 +107,13 @@ func loadModel(path string, threads int) (*gpt.Model, *kernels.Pool, error) {
 // loadModelCtx is loadModel with the context window cut to ctx tokens (0:
 // the checkpoint's block size).
 func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, error) {
-	m, _, pool, err := loadModelTok(path, threads, ctx)
+	m, tok, pool, err := loadModelTok(path, threads, ctx)
+	if err == nil && tok != nil {
+		// Fingerprints, watermark scoring and the experiments read text
+		// as bytes: they would feed a BPE model the wrong ids.
+		pool.Close()
+		return nil, nil, badInput("%s is a model on BPE token ids (%d tokens): this command works on byte-level models only so far ('sample' and 'serve' take it)", path, tok.Vocab())
+	}
 	return m, pool, err
 }
 

@@ -43,6 +43,21 @@ func TestTrainWithTokenizer(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ROMEO:") || len(out) <= len("ROMEO:")+20 {
 		t.Fatalf("sample: exit %d %q %s", code, out, e)
 	}
+	// A DiLoCo run on the tokenizer's ids: the saved model carries it and
+	// samples through it.
+	demo := filepath.Join(dir, "demo")
+	code, out, e = runCLI("demo", "--tokenizer", tokFile, "--workers", "2", "--rounds", "2", "--d", "16", "--layers", "1", "--heads", "2",
+		"--ctx", "16", "--batch", "2", "--inner-steps", "3", "--http", "", "--out", demo)
+	if code != 0 || !strings.Contains(out, "tokenizer: 300 tokens") || !strings.Contains(out, "validation loss") {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, e = runCLI("sample", "--ckpt", demo, "--prompt", "KING:", "--tokens", "5")
+	if code != 0 || !strings.HasPrefix(out, "KING:") {
+		t.Fatalf("sample of the demo's model: exit %d %q %s", code, out, e)
+	}
+	if code, _, e := runCLI("watermark", "detect", "--key", "k", "--ckpt", demo, tokFile); code != 2 || !strings.Contains(e, "byte-level models only") {
+		t.Fatalf("a byte-level command on a BPE model: exit %d %s", code, e)
+	}
 	bad := filepath.Join(dir, "bad.tiktoken")
 	os.WriteFile(bad, []byte("QQ== 0\n"), 0o644)
 	for _, a := range [][]string{
