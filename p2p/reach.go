@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -38,6 +39,28 @@ type Reach struct {
 	NoRelayService bool
 	// PortMap asks the home router for a port mapping (UPnP, NAT-PMP).
 	PortMap bool
+	// Log, if set, is told the outcome of each hole punch (DCUtR): which
+	// peer, whether a direct connection came of it, how long it took and
+	// why it failed, so a node that stays relayed can tell why.
+	Log *slog.Logger
+}
+
+// punchLog logs hole punches.
+type punchLog struct{ log *slog.Logger }
+
+func (p punchLog) Trace(e *holepunch.Event) {
+	switch ev := e.Evt.(type) {
+	case *holepunch.EndHolePunchEvt:
+		if ev.Success {
+			p.log.Info("hole punch succeeded", "peer", e.Remote, "took", ev.EllapsedTime)
+		} else {
+			p.log.Info("hole punch failed", "peer", e.Remote, "took", ev.EllapsedTime, "err", ev.Error)
+		}
+	case *holepunch.ProtocolErrorEvt:
+		p.log.Info("hole punch failed", "peer", e.Remote, "err", ev.Error)
+	case *holepunch.StartHolePunchEvt:
+		p.log.Debug("hole punch started", "peer", e.Remote, "rtt", ev.RTT, "addrs", ev.RemoteAddrs)
+	}
 }
 
 // RelayLimit bounds what one relayed connection through this node may
@@ -54,6 +77,10 @@ func NewReachableHost(key crypto.PrivKey, r Reach) (host.Host, error) {
 		listen = DefaultListen
 	}
 	var src relaySource
+	var punch []holepunch.Option
+	if r.Log != nil {
+		punch = append(punch, holepunch.WithTracer(punchLog{r.Log}))
+	}
 	res := relayv2.DefaultResources()
 	lim := RelayLimit
 	res.Limit = &lim
@@ -64,7 +91,7 @@ func NewReachableHost(key crypto.PrivKey, r Reach) (host.Host, error) {
 		libp2p.DefaultSecurity,
 		libp2p.DefaultMuxers,
 		libp2p.EnableNATService(),
-		libp2p.EnableHolePunching(),
+		libp2p.EnableHolePunching(punch...),
 		libp2p.EnableAutoRelayWithPeerSource(src.peers,
 			autorelay.WithBootDelay(0), autorelay.WithMinCandidates(1), autorelay.WithNumRelays(2),
 			autorelay.WithMinInterval(5*time.Second), autorelay.WithBackoff(30*time.Second)),

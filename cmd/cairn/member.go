@@ -94,7 +94,7 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("the validator at %s: %v", rpc, err)
 	}
 	h, err := p2p.NewReachableHost(key, p2p.Reach{Listen: splitList(*listen), Reachability: *reach, Relays: boots,
-		NoRelayService: *noRelay, PortMap: *portMap})
+		NoRelayService: *noRelay, PortMap: *portMap, Log: log})
 	if err != nil {
 		return badInput("%v", err)
 	}
