@@ -87,6 +87,11 @@ func WriteFile(path string, tensors map[string]Tensor, metadata map[string]strin
 	return nil
 }
 
+// WriteAtomic writes b to path through a synced temporary file in the
+// same directory and a rename: path holds its old content or all of b.
+// Errors are the file system's; the temporary file is then removed.
+func WriteAtomic(path string, b []byte) error { return writeAtomic(path, b) }
+
 func writeAtomic(path string, b []byte) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {

@@ -163,6 +163,53 @@ func (t Tensor) Float32s() ([]float32, error) {
 	return out, nil
 }
 
+// AsFloat32s decodes the data of an F32, BF16 or F16 tensor as float32
+// (the half-precision types exactly, as every half value is a float32).
+// It returns an error for another dtype or data that does not match the
+// shape.
+func (t Tensor) AsFloat32s() ([]float32, error) {
+	switch t.DType {
+	case F32:
+		return t.Float32s()
+	case BF16, F16:
+	default:
+		return nil, fmt.Errorf("safetensors: dtype %s is not a float type (F32, BF16, F16)", t.DType)
+	}
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("safetensors: AsFloat32s: %v", err)
+	}
+	out := make([]float32, len(t.Data)/2)
+	for i := range out {
+		h := binary.LittleEndian.Uint16(t.Data[2*i:])
+		if t.DType == BF16 {
+			out[i] = math.Float32frombits(uint32(h) << 16)
+		} else {
+			out[i] = halfToFloat(h)
+		}
+	}
+	return out, nil
+}
+
+// halfToFloat converts an IEEE 754 binary16 value.
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	frac := uint32(h) & 0x3ff
+	switch {
+	case exp == 0x1f: // inf, NaN
+		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: frac·2^-24
+		v := float32(frac) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
+}
+
 // Int32s decodes the data of an I32 or I64 tensor as int32. It returns an
 // error if the dtype is neither, if len(t.Data) does not match the shape,
 // or if an I64 value does not fit in int32.

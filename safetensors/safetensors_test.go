@@ -497,3 +497,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Half-precision tensors widen to float32 exactly.
+func TestAsFloat32s(t *testing.T) {
+	for _, tc := range []struct {
+		dt   DType
+		bits uint16
+		want float32
+	}{
+		{BF16, 0x3f80, 1}, {BF16, 0xc040, -3}, {BF16, 0x0000, 0},
+		{F16, 0x3c00, 1}, {F16, 0xc000, -2}, {F16, 0x3555, 0.333251953125}, {F16, 0x0001, 1.0 / (1 << 24)},
+		{F16, 0x7bff, 65504}, {F16, 0x8000, 0},
+	} {
+		got, err := Tensor{DType: tc.dt, Shape: []int{1}, Data: []byte{byte(tc.bits), byte(tc.bits >> 8)}}.AsFloat32s()
+		if err != nil || got[0] != tc.want {
+			t.Errorf("%s %#04x: %v (%v), want %v", tc.dt, tc.bits, got, err, tc.want)
+		}
+	}
+	inf, _ := Tensor{DType: F16, Shape: []int{1}, Data: []byte{0x00, 0x7c}}.AsFloat32s()
+	if !math.IsInf(float64(inf[0]), 1) {
+		t.Errorf("F16 +inf decoded as %v", inf[0])
+	}
+	if _, err := (Tensor{DType: I32, Shape: []int{1}, Data: make([]byte, 4)}).AsFloat32s(); err == nil {
+		t.Error("an I32 tensor decoded as floats")
+	}
+	if _, err := (Tensor{DType: BF16, Shape: []int{2}, Data: make([]byte, 2)}).AsFloat32s(); err == nil {
+		t.Error("a BF16 tensor with half its data decoded")
+	}
+}

@@ -1,0 +1,172 @@
+// Package llama is the Llama block, the architecture of today's open models
+// (Llama, Qwen, SmolLM, Mistral): RMSNorm, rotary position embeddings,
+// grouped-query attention, a SwiGLU MLP, no biases, optionally tied
+// embeddings. Parameters are laid out under Hugging Face's names and in
+// PyTorch's [out, in] order, and the config reads and writes config.json's
+// keys, so a model of that family in safetensors loads as it is. Forward
+// and Backward are paired passes over flat buffers, checked against a
+// PyTorch reference (scripts/llama/make_fixture.py): logits, loss, every
+// gradient, an AdamW step and greedy tokens.
+package llama
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Config is a Llama model's shape, in config.json's keys.
+type Config struct {
+	VocabSize     int     `json:"vocab_size"`
+	Dim           int     `json:"hidden_size"`
+	Hidden        int     `json:"intermediate_size"` // the MLP's width
+	Layers        int     `json:"num_hidden_layers"`
+	Heads         int     `json:"num_attention_heads"`
+	KVHeads       int     `json:"num_key_value_heads"`
+	NormEps       float64 `json:"rms_norm_eps"`
+	RopeTheta     float64 `json:"rope_theta"`
+	BlockSize     int     `json:"max_position_embeddings"`
+	TieEmbeddings bool    `json:"tie_word_embeddings"`
+}
+
+// Limits on a config read from a file.
+const (
+	MaxDim    = 1 << 16
+	MaxLayers = 1 << 10
+	MaxVocab  = 1 << 21
+	MaxParams = 1 << 34
+)
+
+// HeadDim is the width of one attention head.
+func (c Config) HeadDim() int { return c.Dim / c.Heads }
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.VocabSize < 1 || c.VocabSize > MaxVocab:
+		return fmt.Errorf("llama: vocab_size %d, want 1..%d", c.VocabSize, MaxVocab)
+	case c.Dim < 1 || c.Dim > MaxDim || c.Hidden < 1 || c.Hidden > 16*MaxDim:
+		return fmt.Errorf("llama: hidden_size %d and intermediate_size %d, want 1..%d and 1..%d", c.Dim, c.Hidden, MaxDim, 16*MaxDim)
+	case c.Layers < 1 || c.Layers > MaxLayers:
+		return fmt.Errorf("llama: num_hidden_layers %d, want 1..%d", c.Layers, MaxLayers)
+	case c.Heads < 1 || c.Dim%c.Heads != 0:
+		return fmt.Errorf("llama: %d attention heads do not divide hidden_size %d", c.Heads, c.Dim)
+	case c.HeadDim()%2 != 0:
+		return fmt.Errorf("llama: head width %d is odd: rotary embeddings rotate pairs", c.HeadDim())
+	case c.KVHeads < 1 || c.Heads%c.KVHeads != 0:
+		return fmt.Errorf("llama: %d key/value heads do not divide %d attention heads", c.KVHeads, c.Heads)
+	case !(c.NormEps > 0) || c.NormEps > 1:
+		return fmt.Errorf("llama: rms_norm_eps %g, want (0, 1]", c.NormEps)
+	case !(c.RopeTheta > 1) || math.IsInf(c.RopeTheta, 0):
+		return fmt.Errorf("llama: rope_theta %g, want a finite number above 1", c.RopeTheta)
+	case c.BlockSize < 1 || c.BlockSize > 1<<20:
+		return fmt.Errorf("llama: max_position_embeddings %d, want 1..%d", c.BlockSize, 1<<20)
+	}
+	if n := c.NumParams(); n > MaxParams {
+		return fmt.Errorf("llama: %d parameters, limit %d", n, int64(MaxParams))
+	}
+	return nil
+}
+
+// hfConfig is config.json as Hugging Face writes it, for reading.
+type hfConfig struct {
+	Config
+	ModelType     string   `json:"model_type"`
+	Architectures []string `json:"architectures"`
+	HiddenAct     string   `json:"hidden_act"`
+}
+
+// ParseConfig reads a config.json of a Llama-family model. It fails on
+// malformed JSON, another architecture or activation, or a config
+// Validate refuses. A missing num_key_value_heads means multi-head
+// attention, a missing rope_theta 10000.
+func ParseConfig(b []byte) (Config, error) {
+	var h hfConfig
+	if err := json.Unmarshal(b, &h); err != nil {
+		return Config{}, fmt.Errorf("llama: config: %v", err)
+	}
+	if h.ModelType != "" && h.ModelType != "llama" {
+		return Config{}, fmt.Errorf("llama: config of a %q model", h.ModelType)
+	}
+	if h.HiddenAct != "" && h.HiddenAct != "silu" {
+		return Config{}, fmt.Errorf("llama: activation %q, only silu (SwiGLU)", h.HiddenAct)
+	}
+	c := h.Config
+	if c.KVHeads == 0 {
+		c.KVHeads = c.Heads
+	}
+	if c.RopeTheta == 0 {
+		c.RopeTheta = 10000
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// JSON is c as config.json.
+func (c Config) JSON() string {
+	b, _ := json.Marshal(hfConfig{Config: c, ModelType: "llama", Architectures: []string{"LlamaForCausalLM"}, HiddenAct: "silu"})
+	return string(b)
+}
+
+// Tensor is one named parameter tensor in the flat buffer.
+type Tensor struct {
+	Name   string
+	Shape  []int
+	Offset int
+}
+
+// Size is the tensor's number of values.
+func (t Tensor) Size() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// Layout lists the parameters in buffer order under Hugging Face's names.
+func (c Config) Layout() []Tensor {
+	var ts []Tensor
+	off := 0
+	add := func(name string, shape ...int) {
+		t := Tensor{Name: name, Shape: shape, Offset: off}
+		ts = append(ts, t)
+		off += t.Size()
+	}
+	hd := c.HeadDim()
+	add("model.embed_tokens.weight", c.VocabSize, c.Dim)
+	for l := range c.Layers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", c.Dim)
+		add(p+"self_attn.q_proj.weight", c.Heads*hd, c.Dim)
+		add(p+"self_attn.k_proj.weight", c.KVHeads*hd, c.Dim)
+		add(p+"self_attn.v_proj.weight", c.KVHeads*hd, c.Dim)
+		add(p+"self_attn.o_proj.weight", c.Dim, c.Heads*hd)
+		add(p+"post_attention_layernorm.weight", c.Dim)
+		add(p+"mlp.gate_proj.weight", c.Hidden, c.Dim)
+		add(p+"mlp.up_proj.weight", c.Hidden, c.Dim)
+		add(p+"mlp.down_proj.weight", c.Dim, c.Hidden)
+	}
+	add("model.norm.weight", c.Dim)
+	if !c.TieEmbeddings {
+		add("lm_head.weight", c.VocabSize, c.Dim)
+	}
+	return ts
+}
+
+// NumParams counts the parameters (in int64: a config from a file may be
+// large).
+func (c Config) NumParams() int64 {
+	d, h, hd := int64(c.Dim), int64(c.Hidden), int64(c.Dim/max(c.Heads, 1))
+	per := 2*d + d*int64(c.Heads)*hd*2 + 2*d*int64(c.KVHeads)*hd + 3*d*h
+	n := int64(c.VocabSize)*d + int64(c.Layers)*per + d
+	if !c.TieEmbeddings {
+		n += int64(c.VocabSize) * d
+	}
+	return n
+}
+
+var errShape = errors.New("llama: batch does not fit the model")

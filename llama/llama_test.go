@@ -1,0 +1,118 @@
+package llama
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cairnlabs/cairn/kernels"
+)
+
+// The PyTorch fixture's directory loads as a Hugging Face model directory;
+// Save writes one that loads back to the same parameters; bad files are
+// refused with the file and the reason.
+func TestLoadSave(t *testing.T) {
+	ck, err := Load(filepath.Join("testdata", "gqa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Config.KVHeads != 2 || ck.Config.Heads != 6 || ck.Config.TieEmbeddings {
+		t.Fatalf("config %+v", ck.Config)
+	}
+	dir := t.TempDir()
+	if err := Save(dir, ck.Config, ck.Params, map[string]string{"note": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(dir)
+	if err != nil || back.Config != ck.Config || !slices.Equal(back.Params, ck.Params) || back.Metadata["note"] != "x" {
+		t.Fatalf("saved and loaded back: %v", err)
+	}
+	os.Remove(filepath.Join(dir, ConfigFile)) // the metadata's config serves
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("without config.json: %v", err)
+	}
+	for _, tc := range []struct{ config, want string }{
+		{`{"model_type": "gpt2"}`, `"gpt2" model`},
+		{strings.Replace(ck.Config.JSON(), `"num_attention_heads":6`, `"num_attention_heads":5`, 1), "do not divide"},
+		{`{not json`, "config"},
+		{strings.Replace(ck.Config.JSON(), `"hidden_act":"silu"`, `"hidden_act":"gelu"`, 1), "only silu"},
+		{strings.Replace(ck.Config.JSON(), `"intermediate_size":40`, `"intermediate_size":41`, 1), "has shape"},
+	} {
+		os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tc.config), 0o644)
+		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), dir) {
+			t.Errorf("config %s: error %v, want %q and the path", tc.config, err, tc.want)
+		}
+	}
+}
+
+// A small Llama learns: a few AdamW-free SGD steps on a repeated sequence
+// lower its loss; Forward refuses batches that do not fit.
+func TestTrainsAndRefuses(t *testing.T) {
+	cfg := Config{VocabSize: 40, Dim: 16, Hidden: 32, Layers: 2, Heads: 4, KVHeads: 2, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 8}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	m, err := New(cfg, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	InitParams(cfg, m.Params, 1)
+	in := []int32{1, 2, 3, 4, 5, 6, 7, 8}
+	tg := []int32{2, 3, 4, 5, 6, 7, 8, 9}
+	first, last := float32(0), float32(0)
+	for step := range 60 {
+		m.ZeroGrad()
+		loss, err := m.Forward(in, tg, 1, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step == 0 {
+			first = loss
+		}
+		last = loss
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range m.Grads {
+			m.Params[i] -= 0.5 * g
+		}
+	}
+	if !(last < first/2) {
+		t.Fatalf("loss %v after 60 steps, %v at the start", last, first)
+	}
+	for _, tc := range []struct {
+		in     []int32
+		B, T   int
+		reason string
+	}{
+		{make([]int32, 9), 1, 9, "block size"},
+		{[]int32{40}, 1, 1, "outside the vocabulary"},
+		{[]int32{1, 2}, 1, 3, "inputs"},
+	} {
+		if _, err := m.Forward(tc.in, nil, tc.B, tc.T); err == nil || !strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%v: error %v, want %q", tc.in, err, tc.reason)
+		}
+	}
+	if err := m.Backward(); err == nil {
+		t.Error("Backward after a Forward without targets worked")
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	b, _ := os.ReadFile(filepath.Join("testdata", "gqa", ConfigFile))
+	f.Add(b)
+	f.Add([]byte(`{"hidden_size": 1e9}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("parsed a config Validate refuses: %v", err)
+		}
+		if c.NumParams() > MaxParams || c.NumParams() < 1 {
+			t.Fatalf("%d parameters", c.NumParams())
+		}
+	})
+}
