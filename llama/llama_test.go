@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/optim"
 )
 
 // The PyTorch fixture's directory loads as a Hugging Face model directory;
@@ -115,4 +116,37 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("%d parameters", c.NumParams())
 		}
 	})
+}
+
+// BenchmarkTrainStep is a training step (forward, backward, AdamW) at the
+// anchor benchmark's shape (d128, 4 layers, 4 heads, ctx 64, batch 12,
+// vocabulary 256; SwiGLU width 344 ≈ 8/3·d), on all cores; it reports
+// tokens/s, as scripts/llama/bench.py does for the PyTorch reference.
+func BenchmarkTrainStep(b *testing.B) {
+	cfg := Config{VocabSize: 256, Dim: 128, Hidden: 344, Layers: 4, Heads: 4, KVHeads: 4, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 64}
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	m, err := New(cfg, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	InitParams(cfg, m.Params, 1)
+	opt, err := optim.NewAdamW(len(m.Params), []optim.Group{{Size: len(m.Params), Decay: true}}, 0.9, 0.95, 1e-8, 0.1, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const B, T = 12, 64
+	in, tg := make([]int32, B*T), make([]int32, B*T)
+	for i := range in {
+		in[i], tg[i] = int32(i*7%256), int32(i*13%256)
+	}
+	for b.Loop() {
+		m.ZeroGrad()
+		if _, err := m.Forward(in, tg, B, T); err != nil {
+			b.Fatal(err)
+		}
+		m.Backward()
+		opt.Update(m.Params, m.Grads, 1e-3)
+	}
+	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

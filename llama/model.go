@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/vecmath"
 )
 
 // Model is a Llama model: its parameters and gradients as flat buffers
@@ -16,9 +17,11 @@ type Model struct {
 	Params []float32
 	Grads  []float32
 
-	pool *kernels.Pool
-	off  offsets
-	a    acts
+	pool    *kernels.Pool
+	off     offsets
+	a       acts
+	job     attnJob
+	scratch [][]float32 // per thread, [T, T]
 }
 
 // offsets are where each tensor starts in Params (and Grads).
@@ -40,15 +43,20 @@ type acts struct {
 	rF       []float32 // [N] the final norm's 1/rms
 	hF       []float32 // [N, D]
 	logits   []float32 // [N, V]
+	probs    []float32 // [N, V] softmax of the logits
+	rowLoss  []float64 // [N]
 	// scratch for Backward
-	dx, dh, dq, dk, dv, dao, dg, du, da []float32
-	datt                                []float32
+	dx, dh, dqkv, dao, dgu, da []float32
+	datt                       []float32
 }
 
 type layerActs struct {
-	xIn, h1, q, k, v, ao, xMid, h2, g, u, a []float32
-	r1, r2                                  []float32
-	att                                     []float32 // [B, H, T, T] attention probabilities
+	xIn, h1, ao, xMid, h2, a []float32
+	qkv                      []float32 // [N, Q+2K]: q | k | v of each position (q and k rotated)
+	gu                       []float32 // [N, 2F]: gate | up of each position
+	sig                      []float32 // [N, F] sigmoid(gate)
+	r1, r2                   []float32
+	att                      []float32 // [B, H, T, T] attention probabilities
 }
 
 // New makes a model of cfg with zero parameters on pool's threads. It
@@ -125,15 +133,19 @@ func (m *Model) size(B, T int) {
 	for l := range a.layers {
 		L := &a.layers[l]
 		L.xIn, L.h1, L.xMid, L.h2 = grow(L.xIn, N*D), grow(L.h1, N*D), grow(L.xMid, N*D), grow(L.h2, N*D)
-		L.q, L.ao, L.k, L.v = grow(L.q, N*Q), grow(L.ao, N*Q), grow(L.k, N*K), grow(L.v, N*K)
-		L.g, L.u, L.a = grow(L.g, N*F), grow(L.u, N*F), grow(L.a, N*F)
+		L.qkv, L.ao = grow(L.qkv, N*(Q+2*K)), grow(L.ao, N*Q)
+		L.gu, L.a, L.sig = grow(L.gu, N*2*F), grow(L.a, N*F), grow(L.sig, N*F)
 		L.r1, L.r2 = grow(L.r1, N), grow(L.r2, N)
 		L.att = grow(L.att, B*c.Heads*T*T)
 	}
-	a.xOut, a.hF, a.rF, a.logits = grow(a.xOut, N*D), grow(a.hF, N*D), grow(a.rF, N), grow(a.logits, N*V)
+	a.xOut, a.hF, a.rF, a.logits, a.probs = grow(a.xOut, N*D), grow(a.hF, N*D), grow(a.rF, N), grow(a.logits, N*V), grow(a.probs, N*V)
+	if cap(a.rowLoss) < N {
+		a.rowLoss = make([]float64, N)
+	}
+	a.rowLoss = a.rowLoss[:N]
 	a.dx, a.dh = grow(a.dx, N*D), grow(a.dh, N*D)
-	a.dq, a.dao, a.dk, a.dv = grow(a.dq, N*Q), grow(a.dao, N*Q), grow(a.dk, N*K), grow(a.dv, N*K)
-	a.dg, a.du, a.da = grow(a.dg, N*F), grow(a.du, N*F), grow(a.da, N*F)
+	a.dqkv, a.dao = grow(a.dqkv, N*(Q+2*K)), grow(a.dao, N*Q)
+	a.dgu, a.da = grow(a.dgu, N*2*F), grow(a.da, N*F)
 	a.datt = grow(a.datt, T)
 	a.cos, a.sin = grow(a.cos, T*hd/2), grow(a.sin, T*hd/2)
 	// The rotary tables as the reference computes them: float32 inverse
@@ -181,20 +193,32 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		}
 		x = L.xIn
 		rmsNorm(L.h1, L.r1, x, m.w(o.ln1, D), N, D, float32(c.NormEps))
-		m.pool.Sgemm(false, true, N, Q, D, L.h1, D, m.w(o.wq, Q*D), D, L.q, Q, false)
-		m.pool.Sgemm(false, true, N, K, D, L.h1, D, m.w(o.wk, K*D), D, L.k, K, false)
-		m.pool.Sgemm(false, true, N, K, D, L.h1, D, m.w(o.wv, K*D), D, L.v, K, false)
-		m.rope(L.q, c.Heads, false)
-		m.rope(L.k, c.KVHeads, false)
+		// q_proj, k_proj and v_proj lie one after the other: one GEMM.
+		S := Q + 2*K
+		m.pool.Sgemm(false, true, N, S, D, L.h1, D, m.w(o.wq, S*D), D, L.qkv, S, false)
+		m.rope(L.qkv, S, 0, c.Heads, false)
+		m.rope(L.qkv, S, Q, c.KVHeads, false)
 		m.attention(L)
 		copy(L.xMid, x)
 		m.pool.Sgemm(false, true, N, D, Q, L.ao, Q, m.w(o.wo, D*Q), Q, L.xMid, D, true)
 		rmsNorm(L.h2, L.r2, L.xMid, m.w(o.ln2, D), N, D, float32(c.NormEps))
-		m.pool.Sgemm(false, true, N, F, D, L.h2, D, m.w(o.wg, F*D), D, L.g, F, false)
-		m.pool.Sgemm(false, true, N, F, D, L.h2, D, m.w(o.wu, F*D), D, L.u, F, false)
-		for i, g := range L.g {
-			L.a[i] = silu(g) * L.u[i]
-		}
+		// gate_proj and up_proj lie one after the other: one GEMM.
+		m.pool.Sgemm(false, true, N, 2*F, D, L.h2, D, m.w(o.wg, 2*F*D), D, L.gu, 2*F, false)
+		m.rows(N, func(lo, hi int) {
+			// a = silu(gate)·up, keeping sigmoid(gate) for the backward pass.
+			for n := lo; n < hi; n++ {
+				g, u := L.gu[n*2*F:n*2*F+F], L.gu[n*2*F+F:(n+1)*2*F]
+				sg, out := L.sig[n*F:(n+1)*F], L.a[n*F:(n+1)*F]
+				for i, v := range g {
+					sg[i] = -v
+				}
+				vecmath.ExpSub(sg, sg, 0)
+				for i, v := range g {
+					sg[i] = 1 / (1 + sg[i])
+					out[i] = v * sg[i] * u[i]
+				}
+			}
+		})
 		next := a.xOut
 		if l+1 < c.Layers {
 			next = a.layers[l+1].xIn
@@ -208,23 +232,28 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 	if targets == nil {
 		return 0, nil
 	}
+	m.rows(N, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			row, pr := a.logits[n*V:(n+1)*V], a.probs[n*V:(n+1)*V]
+			mx := vecmath.Max(row)
+			z := vecmath.ExpSub(pr, row, mx)
+			vecmath.Scale(1/z, pr)
+			a.rowLoss[n] = math.Log(float64(z)) - float64(row[targets[n]]-mx)
+		}
+	})
 	var sum float64
-	for n := range N {
-		row := a.logits[n*V : (n+1)*V]
-		mx := row[0]
-		for _, v := range row {
-			mx = max(mx, v)
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v - mx))
-		}
-		sum += math.Log(z) - float64(row[targets[n]]-mx)
+	for _, l := range a.rowLoss {
+		sum += l
 	}
 	return float32(sum / float64(N)), nil
 }
 
-func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
+// rowsJob runs fn over ranges of rows on the pool's threads.
+type rowsJob struct{ fn func(lo, hi int) }
+
+func (j *rowsJob) Do(_, lo, hi int) { j.fn(lo, hi) }
+
+func (m *Model) rows(n int, fn func(lo, hi int)) { m.pool.Run(n, &rowsJob{fn}) }
 
 // rmsNorm writes out = w ⊙ x / rms(x) per row, and r = 1/rms.
 func rmsNorm(out, r, x, w []float32, rows, D int, eps float32) {
@@ -261,9 +290,10 @@ func rmsNormBackward(dx, dw, dout, x, w, r []float32, rows, D int) {
 	}
 }
 
-// rope rotates each head's halves of x ([N, heads·hd]) by the position's
-// angles (inverse: by minus them, the backward pass).
-func (m *Model) rope(x []float32, heads int, inverse bool) {
+// rope rotates each head's halves of the heads at offset off of each row
+// of x (row stride stride) by the position's angles (inverse: by minus
+// them, the backward pass).
+func (m *Model) rope(x []float32, stride, off, heads int, inverse bool) {
 	a := &m.a
 	hd := m.Config.HeadDim()
 	half := hd / 2
@@ -271,7 +301,7 @@ func (m *Model) rope(x []float32, heads int, inverse bool) {
 		t := n % a.T
 		cs, sn := a.cos[t*half:(t+1)*half], a.sin[t*half:(t+1)*half]
 		for h := range heads {
-			v := x[(n*heads+h)*hd : (n*heads+h+1)*hd]
+			v := x[n*stride+off+h*hd : n*stride+off+(h+1)*hd]
 			for i := range half {
 				x1, x2, s := v[i], v[i+half], sn[i]
 				if inverse {
@@ -284,93 +314,25 @@ func (m *Model) rope(x []float32, heads int, inverse bool) {
 	}
 }
 
-// attention is causal grouped-query attention: query head h reads
-// key/value head h/(Heads/KVHeads).
+// attention runs causal grouped-query attention over the pool.
 func (m *Model) attention(L *layerActs) {
 	c, a := m.Config, &m.a
-	B, T, H, KV, hd := a.B, a.T, c.Heads, c.KVHeads, c.HeadDim()
-	rep := H / KV
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	clear(L.ao)
-	for b := range B {
-		for h := range H {
-			kh := h / rep
-			for i := range T {
-				q := L.q[((b*T+i)*H+h)*hd : ((b*T+i)*H+h+1)*hd]
-				p := L.att[((b*H+h)*T+i)*T : ((b*H+h)*T+i+1)*T]
-				mx := float32(math.Inf(-1))
-				for j := 0; j <= i; j++ {
-					k := L.k[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					var s float32
-					for d := range hd {
-						s += q[d] * k[d]
-					}
-					p[j] = s * scale
-					mx = max(mx, p[j])
-				}
-				var z float32
-				for j := 0; j <= i; j++ {
-					p[j] = float32(math.Exp(float64(p[j] - mx)))
-					z += p[j]
-				}
-				out := L.ao[((b*T+i)*H+h)*hd : ((b*T+i)*H+h+1)*hd]
-				for j := 0; j <= i; j++ {
-					p[j] /= z
-					v := L.v[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					for d := range hd {
-						out[d] += p[j] * v[d]
-					}
-				}
-				for j := i + 1; j < T; j++ {
-					p[j] = 0
-				}
-			}
-		}
-	}
+	m.job = attnJob{pool: m.pool, qkv: L.qkv, att: L.att, ao: L.ao, T: a.T, H: c.Heads, KV: c.KVHeads, hd: c.HeadDim()}
+	m.pool.Run(a.B*c.Heads, &m.job)
 }
 
-// attentionBackward writes dq and accumulates dk, dv (zeroed by the
-// caller) given dao.
-func (m *Model) attentionBackward(L *layerActs, dao, dq, dk, dv []float32) {
+// attentionBackward writes dqkv given dao.
+func (m *Model) attentionBackward(L *layerActs, dao, dqkv []float32) {
 	c, a := m.Config, &m.a
-	B, T, H, KV, hd := a.B, a.T, c.Heads, c.KVHeads, c.HeadDim()
-	rep := H / KV
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	dp := a.datt
-	for b := range B {
-		for h := range H {
-			kh := h / rep
-			for i := range T {
-				p := L.att[((b*H+h)*T+i)*T : ((b*H+h)*T+i+1)*T]
-				do := dao[((b*T+i)*H+h)*hd : ((b*T+i)*H+h+1)*hd]
-				// dp_j = do·v_j; dv_j += p_j do
-				var dot float32
-				for j := 0; j <= i; j++ {
-					v := L.v[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					dvj := dv[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					var s float32
-					for d := range hd {
-						s += do[d] * v[d]
-						dvj[d] += p[j] * do[d]
-					}
-					dp[j] = s
-					dot += s * p[j]
-				}
-				q := L.q[((b*T+i)*H+h)*hd : ((b*T+i)*H+h+1)*hd]
-				dqi := dq[((b*T+i)*H+h)*hd : ((b*T+i)*H+h+1)*hd]
-				clear(dqi)
-				for j := 0; j <= i; j++ {
-					ds := p[j] * (dp[j] - dot) * scale
-					k := L.k[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					dkj := dk[((b*T+j)*KV+kh)*hd : ((b*T+j)*KV+kh+1)*hd]
-					for d := range hd {
-						dqi[d] += ds * k[d]
-						dkj[d] += ds * q[d]
-					}
-				}
-			}
+	if len(m.scratch) != m.pool.Threads() || len(m.scratch[0]) < a.T*a.T {
+		m.scratch = make([][]float32, m.pool.Threads())
+		for i := range m.scratch {
+			m.scratch[i] = make([]float32, a.T*a.T)
 		}
 	}
+	m.job = attnJob{pool: m.pool, qkv: L.qkv, att: L.att, dao: dao, dqkv: dqkv, scratch: m.scratch,
+		T: a.T, H: c.Heads, KV: c.KVHeads, hd: c.HeadDim(), backward: true}
+	m.pool.Run(a.B*c.KVHeads, &m.job)
 }
 
 // Backward accumulates into Grads the gradient of the mean loss of the
@@ -381,23 +343,16 @@ func (m *Model) Backward() error {
 		return fmt.Errorf("llama: Backward needs a Forward with targets")
 	}
 	N, D, Q, K, F, V := a.B*a.T, c.Dim, c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim(), c.Hidden, c.VocabSize
-	// dlogits = (softmax − onehot)/N, in place of the logits.
-	dl := a.logits
-	for n := range N {
-		row := dl[n*V : (n+1)*V]
-		mx := row[0]
-		for _, v := range row {
-			mx = max(mx, v)
+	// dlogits = (softmax − onehot)/N, in place of the probabilities.
+	dl := a.probs
+	invN := 1 / float32(N)
+	m.rows(N, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			row := dl[n*V : (n+1)*V]
+			vecmath.Scale(invN, row)
+			row[a.targets[n]] -= invN
 		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v - mx))
-		}
-		for i, v := range row {
-			row[i] = float32(math.Exp(float64(v-mx)) / z / float64(N))
-		}
-		row[a.targets[n]] -= 1 / float32(N)
-	}
+	})
 	// logits = hF·Wlmᵀ
 	m.pool.Sgemm(true, false, V, D, N, dl, V, a.hF, D, m.dw(m.off.lm, V*D), D, true)
 	m.pool.Sgemm(false, false, N, D, V, dl, V, m.w(m.off.lm, V*D), D, a.dh, D, false)
@@ -409,30 +364,30 @@ func (m *Model) Backward() error {
 		// x = xMid + a·Wdᵀ: dx flows to xMid unchanged.
 		m.pool.Sgemm(true, false, D, F, N, dx, D, L.a, F, m.dw(o.wd, D*F), F, true)
 		m.pool.Sgemm(false, false, N, F, D, dx, D, m.w(o.wd, D*F), F, a.da, F, false)
-		for i, g := range L.g {
-			s := float32(1 / (1 + math.Exp(float64(-g))))
-			a.du[i] = a.da[i] * g * s
-			a.dg[i] = a.da[i] * L.u[i] * s * (1 + g*(1-s))
-		}
-		m.pool.Sgemm(true, false, F, D, N, a.dg, F, L.h2, D, m.dw(o.wg, F*D), D, true)
-		m.pool.Sgemm(true, false, F, D, N, a.du, F, L.h2, D, m.dw(o.wu, F*D), D, true)
-		m.pool.Sgemm(false, false, N, D, F, a.dg, F, m.w(o.wg, F*D), D, a.dh, D, false)
-		m.pool.Sgemm(false, false, N, D, F, a.du, F, m.w(o.wu, F*D), D, a.dh, D, true)
+		m.rows(N, func(lo, hi int) {
+			for n := lo; n < hi; n++ {
+				g, u := L.gu[n*2*F:n*2*F+F], L.gu[n*2*F+F:(n+1)*2*F]
+				dg, du := a.dgu[n*2*F:n*2*F+F], a.dgu[n*2*F+F:(n+1)*2*F]
+				da, sg := a.da[n*F:(n+1)*F], L.sig[n*F:(n+1)*F]
+				for i, gv := range g {
+					s := sg[i]
+					du[i] = da[i] * gv * s
+					dg[i] = da[i] * u[i] * s * (1 + gv*(1-s))
+				}
+			}
+		})
+		m.pool.Sgemm(true, false, 2*F, D, N, a.dgu, 2*F, L.h2, D, m.dw(o.wg, 2*F*D), D, true)
+		m.pool.Sgemm(false, false, N, D, 2*F, a.dgu, 2*F, m.w(o.wg, 2*F*D), D, a.dh, D, false)
 		rmsNormBackward(dx, m.dw(o.ln2, D), a.dh, L.xMid, m.w(o.ln2, D), L.r2, N, D)
 		// xMid = xIn + ao·Woᵀ
 		m.pool.Sgemm(true, false, D, Q, N, dx, D, L.ao, Q, m.dw(o.wo, D*Q), Q, true)
 		m.pool.Sgemm(false, false, N, Q, D, dx, D, m.w(o.wo, D*Q), Q, a.dao, Q, false)
-		clear(a.dk)
-		clear(a.dv)
-		m.attentionBackward(L, a.dao, a.dq, a.dk, a.dv)
-		m.rope(a.dq, c.Heads, true)
-		m.rope(a.dk, c.KVHeads, true)
-		m.pool.Sgemm(true, false, Q, D, N, a.dq, Q, L.h1, D, m.dw(o.wq, Q*D), D, true)
-		m.pool.Sgemm(true, false, K, D, N, a.dk, K, L.h1, D, m.dw(o.wk, K*D), D, true)
-		m.pool.Sgemm(true, false, K, D, N, a.dv, K, L.h1, D, m.dw(o.wv, K*D), D, true)
-		m.pool.Sgemm(false, false, N, D, Q, a.dq, Q, m.w(o.wq, Q*D), D, a.dh, D, false)
-		m.pool.Sgemm(false, false, N, D, K, a.dk, K, m.w(o.wk, K*D), D, a.dh, D, true)
-		m.pool.Sgemm(false, false, N, D, K, a.dv, K, m.w(o.wv, K*D), D, a.dh, D, true)
+		S := Q + 2*K
+		m.attentionBackward(L, a.dao, a.dqkv)
+		m.rope(a.dqkv, S, 0, c.Heads, true)
+		m.rope(a.dqkv, S, Q, c.KVHeads, true)
+		m.pool.Sgemm(true, false, S, D, N, a.dqkv, S, L.h1, D, m.dw(o.wq, S*D), D, true)
+		m.pool.Sgemm(false, false, N, D, S, a.dqkv, S, m.w(o.wq, S*D), D, a.dh, D, false)
 		rmsNormBackward(dx, m.dw(o.ln1, D), a.dh, L.xIn, m.w(o.ln1, D), L.r1, N, D)
 	}
 	demb := m.dw(m.off.emb, V*D)
@@ -442,6 +397,6 @@ func (m *Model) Backward() error {
 			row[i] += g
 		}
 	}
-	a.targets = nil // the logits now hold their gradient
+	a.targets = nil // the probabilities now hold the logits' gradient
 	return nil
 }

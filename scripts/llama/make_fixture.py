@@ -1,6 +1,6 @@
 """Golden fixture for the Llama block (package llama), computed with PyTorch.
 
-The reference is written here, following Hugging Face's LlamaForCausalLM
+The reference (reference.py) follows Hugging Face's LlamaForCausalLM
 (transformers' modeling_llama): RMSNorm (weight * x / sqrt(mean(x^2) + eps)),
 rotary position embeddings with rotate_half over the two halves of each head,
 grouped-query attention (query head h reads key/value head h // (heads/kv_heads)),
@@ -15,8 +15,10 @@ loss, grad.<name>, adamw_step1.<name>, greedy_after_step1), as
 
 Usage: python3 make_fixture.py OUT --d 24 --layers 2 --heads 6 --kv-heads 2 --hidden 40 --vocab 67 --ctx 7 --batch 2 --seed 3 [--tied]
 (Debian's python3-torch: run it as /usr/bin/python3.)"""
-import argparse, json, math, os, struct
-import torch, torch.nn as nn, torch.nn.functional as F
+import argparse, json, os, struct, sys
+import torch, torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference
 
 p = argparse.ArgumentParser()
 p.add_argument('out')
@@ -27,70 +29,8 @@ p.add_argument('--theta', type=float, default=10000.0)
 p.add_argument('--tied', action='store_true')
 a = p.parse_args()
 torch.manual_seed(a.seed)
-hd = a.d // a.heads
-assert a.d % a.heads == 0 and a.heads % a.kv_heads == 0 and hd % 2 == 0
 
-class RMSNorm(nn.Module):
-    def __init__(s):
-        super().__init__(); s.weight = nn.Parameter(torch.ones(a.d))
-    def forward(s, x):
-        return s.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + a.eps))
-
-def rope(T):
-    inv = 1.0 / (a.theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    f = torch.arange(T).float()[:, None] * inv[None, :]
-    emb = torch.cat([f, f], -1)
-    return emb.cos(), emb.sin()
-
-def rotate_half(x):
-    return torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
-
-class Layer(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.input_layernorm = RMSNorm(); s.post_attention_layernorm = RMSNorm()
-        s.self_attn = nn.Module()
-        s.self_attn.q_proj = nn.Linear(a.d, a.heads * hd, bias=False)
-        s.self_attn.k_proj = nn.Linear(a.d, a.kv_heads * hd, bias=False)
-        s.self_attn.v_proj = nn.Linear(a.d, a.kv_heads * hd, bias=False)
-        s.self_attn.o_proj = nn.Linear(a.heads * hd, a.d, bias=False)
-        s.mlp = nn.Module()
-        s.mlp.gate_proj = nn.Linear(a.d, a.hidden, bias=False)
-        s.mlp.up_proj = nn.Linear(a.d, a.hidden, bias=False)
-        s.mlp.down_proj = nn.Linear(a.hidden, a.d, bias=False)
-    def forward(s, x):
-        B, T, _ = x.shape
-        h = s.input_layernorm(x)
-        q = s.self_attn.q_proj(h).view(B, T, a.heads, hd).transpose(1, 2)
-        k = s.self_attn.k_proj(h).view(B, T, a.kv_heads, hd).transpose(1, 2)
-        v = s.self_attn.v_proj(h).view(B, T, a.kv_heads, hd).transpose(1, 2)
-        cos, sin = rope(T)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        rep = a.heads // a.kv_heads
-        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)
-        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float('-inf')).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, a.heads * hd)
-        x = x + s.self_attn.o_proj(y)
-        h = s.post_attention_layernorm(x)
-        return x + s.mlp.down_proj(F.silu(s.mlp.gate_proj(h)) * s.mlp.up_proj(h))
-
-class Llama(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.model = nn.Module()
-        s.model.embed_tokens = nn.Embedding(a.vocab, a.d)
-        s.model.layers = nn.ModuleList([Layer() for _ in range(a.layers)])
-        s.model.norm = RMSNorm()
-        if not a.tied:
-            s.lm_head = nn.Linear(a.d, a.vocab, bias=False)
-    def forward(s, idx):
-        x = s.model.embed_tokens(idx)
-        for l in s.model.layers: x = l(x)
-        x = s.model.norm(x)
-        return x @ s.model.embed_tokens.weight.t() if a.tied else s.lm_head(x)
-
-m = Llama()
+m = reference.build(a)
 with torch.no_grad():
     for n_, p_ in m.named_parameters():
         if 'norm' in n_: p_.add_(0.1 * torch.randn_like(p_))  # a wrong norm weight shows up
