@@ -192,7 +192,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 			copy(L.xIn, x)
 		}
 		x = L.xIn
-		rmsNorm(L.h1, L.r1, x, m.w(o.ln1, D), N, D, float32(c.NormEps))
+		m.rmsNorm(L.h1, L.r1, x, m.w(o.ln1, D), N, D, float32(c.NormEps))
 		// q_proj, k_proj and v_proj lie one after the other: one GEMM.
 		S := Q + 2*K
 		m.pool.Sgemm(false, true, N, S, D, L.h1, D, m.w(o.wq, S*D), D, L.qkv, S, false)
@@ -201,7 +201,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		m.attention(L)
 		copy(L.xMid, x)
 		m.pool.Sgemm(false, true, N, D, Q, L.ao, Q, m.w(o.wo, D*Q), Q, L.xMid, D, true)
-		rmsNorm(L.h2, L.r2, L.xMid, m.w(o.ln2, D), N, D, float32(c.NormEps))
+		m.rmsNorm(L.h2, L.r2, L.xMid, m.w(o.ln2, D), N, D, float32(c.NormEps))
 		// gate_proj and up_proj lie one after the other: one GEMM.
 		m.pool.Sgemm(false, true, N, 2*F, D, L.h2, D, m.w(o.wg, 2*F*D), D, L.gu, 2*F, false)
 		m.rows(N, func(lo, hi int) {
@@ -227,7 +227,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		m.pool.Sgemm(false, true, N, D, F, L.a, F, m.w(o.wd, D*F), F, next, D, true)
 		x = next
 	}
-	rmsNorm(a.hF, a.rF, a.xOut, m.w(m.off.norm, D), N, D, float32(c.NormEps))
+	m.rmsNorm(a.hF, a.rF, a.xOut, m.w(m.off.norm, D), N, D, float32(c.NormEps))
 	m.pool.Sgemm(false, true, N, V, D, a.hF, D, m.w(m.off.lm, V*D), D, a.logits, V, false)
 	if targets == nil {
 		return 0, nil
@@ -255,9 +255,14 @@ func (j *rowsJob) Do(_, lo, hi int) { j.fn(lo, hi) }
 
 func (m *Model) rows(n int, fn func(lo, hi int)) { m.pool.Run(n, &rowsJob{fn}) }
 
-// rmsNorm writes out = w ⊙ x / rms(x) per row, and r = 1/rms.
-func rmsNorm(out, r, x, w []float32, rows, D int, eps float32) {
-	for n := range rows {
+// rmsNorm writes out = w ⊙ x / rms(x) per row, and r = 1/rms, over the
+// pool's threads.
+func (m *Model) rmsNorm(out, r, x, w []float32, rows, D int, eps float32) {
+	m.rows(rows, func(lo, hi int) { rmsNorm(out, r, x, w, lo, hi, D, eps) })
+}
+
+func rmsNorm(out, r, x, w []float32, lo, hi, D int, eps float32) {
+	for n := lo; n < hi; n++ {
 		xr := x[n*D : (n+1)*D]
 		var ss float32
 		for _, v := range xr {
@@ -273,21 +278,29 @@ func rmsNorm(out, r, x, w []float32, rows, D int, eps float32) {
 }
 
 // rmsNormBackward accumulates into dx and dw the gradients of out = w ⊙ x·r
-// given dout.
-func rmsNormBackward(dx, dw, dout, x, w, r []float32, rows, D int) {
-	for n := range rows {
-		xr, dr, dxr, rs := x[n*D:(n+1)*D], dout[n*D:(n+1)*D], dx[n*D:(n+1)*D], r[n]
-		var dot float32
-		for i, v := range xr {
-			g := dr[i] * w[i]
-			dot += g * v
-			dw[i] += dr[i] * v * rs
+// given dout, over the pool's threads (dx by rows, dw by columns).
+func (m *Model) rmsNormBackward(dx, dw, dout, x, w, r []float32, rows, D int) {
+	m.rows(rows, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			xr, dr, dxr, rs := x[n*D:(n+1)*D], dout[n*D:(n+1)*D], dx[n*D:(n+1)*D], r[n]
+			var dot float32
+			for i, v := range xr {
+				dot += dr[i] * w[i] * v
+			}
+			k := dot * rs * rs * rs / float32(D)
+			for i, v := range xr {
+				dxr[i] += dr[i]*w[i]*rs - v*k
+			}
 		}
-		k := dot * rs * rs * rs / float32(D)
-		for i, v := range xr {
-			dxr[i] += dr[i]*w[i]*rs - v*k
+	})
+	m.rows(D, func(lo, hi int) {
+		for n := range rows {
+			xr, dr, rs := x[n*D:(n+1)*D], dout[n*D:(n+1)*D], r[n]
+			for i := lo; i < hi; i++ {
+				dw[i] += dr[i] * xr[i] * rs
+			}
 		}
-	}
+	})
 }
 
 // rope rotates each head's halves of the heads at offset off of each row
@@ -295,9 +308,14 @@ func rmsNormBackward(dx, dw, dout, x, w, r []float32, rows, D int) {
 // them, the backward pass).
 func (m *Model) rope(x []float32, stride, off, heads int, inverse bool) {
 	a := &m.a
+	m.rows(a.B*a.T, func(lo, hi int) { m.ropeRows(x, stride, off, heads, inverse, lo, hi) })
+}
+
+func (m *Model) ropeRows(x []float32, stride, off, heads int, inverse bool, lo, hi int) {
+	a := &m.a
 	hd := m.Config.HeadDim()
 	half := hd / 2
-	for n := range a.B * a.T {
+	for n := lo; n < hi; n++ {
 		t := n % a.T
 		cs, sn := a.cos[t*half:(t+1)*half], a.sin[t*half:(t+1)*half]
 		for h := range heads {
@@ -358,7 +376,7 @@ func (m *Model) Backward() error {
 	m.pool.Sgemm(false, false, N, D, V, dl, V, m.w(m.off.lm, V*D), D, a.dh, D, false)
 	dx := a.dx
 	clear(dx)
-	rmsNormBackward(dx, m.dw(m.off.norm, D), a.dh, a.xOut, m.w(m.off.norm, D), a.rF, N, D)
+	m.rmsNormBackward(dx, m.dw(m.off.norm, D), a.dh, a.xOut, m.w(m.off.norm, D), a.rF, N, D)
 	for l := c.Layers - 1; l >= 0; l-- {
 		o, L := m.off.layers[l], &a.layers[l]
 		// x = xMid + a·Wdᵀ: dx flows to xMid unchanged.
@@ -378,7 +396,7 @@ func (m *Model) Backward() error {
 		})
 		m.pool.Sgemm(true, false, 2*F, D, N, a.dgu, 2*F, L.h2, D, m.dw(o.wg, 2*F*D), D, true)
 		m.pool.Sgemm(false, false, N, D, 2*F, a.dgu, 2*F, m.w(o.wg, 2*F*D), D, a.dh, D, false)
-		rmsNormBackward(dx, m.dw(o.ln2, D), a.dh, L.xMid, m.w(o.ln2, D), L.r2, N, D)
+		m.rmsNormBackward(dx, m.dw(o.ln2, D), a.dh, L.xMid, m.w(o.ln2, D), L.r2, N, D)
 		// xMid = xIn + ao·Woᵀ
 		m.pool.Sgemm(true, false, D, Q, N, dx, D, L.ao, Q, m.dw(o.wo, D*Q), Q, true)
 		m.pool.Sgemm(false, false, N, Q, D, dx, D, m.w(o.wo, D*Q), Q, a.dao, Q, false)
@@ -388,7 +406,7 @@ func (m *Model) Backward() error {
 		m.rope(a.dqkv, S, Q, c.KVHeads, true)
 		m.pool.Sgemm(true, false, S, D, N, a.dqkv, S, L.h1, D, m.dw(o.wq, S*D), D, true)
 		m.pool.Sgemm(false, false, N, D, S, a.dqkv, S, m.w(o.wq, S*D), D, a.dh, D, false)
-		rmsNormBackward(dx, m.dw(o.ln1, D), a.dh, L.xIn, m.w(o.ln1, D), L.r1, N, D)
+		m.rmsNormBackward(dx, m.dw(o.ln1, D), a.dh, L.xIn, m.w(o.ln1, D), L.r1, N, D)
 	}
 	demb := m.dw(m.off.emb, V*D)
 	for n, id := range a.inputs {
