@@ -97,14 +97,10 @@ func (x *execution) checkVote(a *Account, b *SettleTx) error {
 	h := CheckHash(b)
 	v := VoteRecord{Round: b.Round, Member: a.Key, Result: h, Height: x.height}
 	x.st.kv.put(checkVoteKey(b.Round, a.Key), v.encode())
-	var tally uint64
-	if tb, ok := x.st.kv.get(checkTallyKey(b.Round, h)); ok {
-		if tally, err = decodeTally(tb); err != nil {
-			return internalError{err}
-		}
+	tally, err := x.count(checkTallyKey(b.Round, h))
+	if err != nil {
+		return err
 	}
-	tally++
-	x.st.kv.put(checkTallyKey(b.Round, h), binary.BigEndian.AppendUint64(nil, tally))
 	if 2*tally <= w.Commits {
 		return nil
 	}

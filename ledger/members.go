@@ -377,14 +377,10 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 		return reject(CodeNoCommit, "the result covers %d contributions; round %d has %d commits", n, b.Round, w.Commits)
 	}
 	x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
-	var tally uint64
-	if tb, ok := x.st.kv.get(tallyKey(b.Round, res)); ok {
-		if tally, err = decodeTally(tb); err != nil {
-			return internalError{err}
-		}
+	tally, err := x.count(tallyKey(b.Round, res))
+	if err != nil {
+		return err
 	}
-	tally++
-	x.st.kv.put(tallyKey(b.Round, res), binary.BigEndian.AppendUint64(nil, tally))
 	if 2*tally <= w.Commits {
 		return nil
 	}
@@ -403,6 +399,20 @@ func (x *execution) vote(a *Account, b *ResultTx) error {
 		verdicts[i] = Verdict{Worker: c.Worker, Outcome: Unchecked}
 	}
 	return x.settleRound(&SettleTx{Round: b.Round, Verdicts: verdicts})
+}
+
+// count adds one to the tally under key and returns it.
+func (x *execution) count(key string) (uint64, error) {
+	var tally uint64
+	if tb, ok := x.st.kv.get(key); ok {
+		var err error
+		if tally, err = decodeTally(tb); err != nil {
+			return 0, internalError{err}
+		}
+	}
+	tally++
+	x.st.kv.put(key, binary.BigEndian.AppendUint64(nil, tally))
+	return tally, nil
 }
 
 // account returns the genesis account of k (Accounts are sorted by key).

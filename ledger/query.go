@@ -130,33 +130,36 @@ func (l *Ledger) Round(r uint64) (RoundInfo, error) {
 	} else if ok {
 		info.Window = &w
 	}
-	key[0] = prefixVote
-	for _, p := range l.base.scan(string(key[:])) {
-		var m PubKey
-		copy(m[:], p.Key[9:])
-		v, err := decodeVoteRecord(r, m, p.Value)
-		if err != nil {
-			return info, err
-		}
-		if info.Result != nil {
-			v.Agrees = v.Result == ResultHash(&ResultTx{Round: r, ModelHash: info.Result.ModelHash,
-				Accepted: info.Result.Accepted, Rejected: info.Result.Rejected})
-		}
-		info.Votes = append(info.Votes, v)
+	var resultHash Hash
+	if info.Result != nil {
+		resultHash = ResultHash(&ResultTx{Round: r, ModelHash: info.Result.ModelHash, Accepted: info.Result.Accepted, Rejected: info.Result.Rejected})
 	}
-	key[0] = prefixCheckVote
+	if info.Votes, err = l.votes(prefixVote, r, func(v VoteRecord) bool { return info.Result != nil && v.Result == resultHash }); err != nil {
+		return info, err
+	}
 	settled := checkHashOf(r, info.Verdicts)
-	for _, p := range l.base.scan(string(key[:])) {
-		var m PubKey
-		copy(m[:], p.Key[9:])
-		v, err := decodeVoteRecord(r, m, p.Value)
-		if err != nil {
-			return info, err
-		}
-		v.Agrees = info.Status == "settled" && v.Result == settled
-		info.Checks = append(info.Checks, v)
+	if info.Checks, err = l.votes(prefixCheckVote, r, func(v VoteRecord) bool { return info.Status == "settled" && v.Result == settled }); err != nil {
+		return info, err
 	}
 	return info, nil
+}
+
+// votes lists round r's vote records under prefix (result votes or check
+// votes), each marked by agrees.
+func (l *Ledger) votes(prefix byte, r uint64, agrees func(VoteRecord) bool) ([]VoteRecord, error) {
+	key := binary.BigEndian.AppendUint64([]byte{prefix}, r)
+	var out []VoteRecord
+	for _, p := range l.base.scan(string(key)) {
+		var m PubKey
+		copy(m[:], p.Key[9:])
+		v, err := decodeVoteRecord(r, m, p.Value)
+		if err != nil {
+			return nil, err
+		}
+		v.Agrees = agrees(v)
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // History returns the transactions that touched k (sent by it, paying

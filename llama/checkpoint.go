@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cairnlabs/cairn/safetensors"
 )
@@ -89,7 +90,7 @@ func Load(dir string) (*Checkpoint, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: no tensor %q", mpath, t.Name)
 		}
-		if !sameShape(ts.Shape, t.Shape) {
+		if !slices.Equal(ts.Shape, t.Shape) {
 			return nil, fmt.Errorf("%s: tensor %q has shape %v, the config wants %v", mpath, t.Name, ts.Shape, t.Shape)
 		}
 	}
@@ -102,18 +103,6 @@ func Load(dir string) (*Checkpoint, error) {
 		copy(ck.Params[t.Offset:t.Offset+t.Size()], v)
 	}
 	return ck, nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func readLimited(path string) ([]byte, error) {
