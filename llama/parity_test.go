@@ -177,3 +177,53 @@ func parity(t *testing.T, dir string) {
 	}
 	t.Logf("loss %.6f; worst gradient error %.2e; greedy tokens %v", loss, worst, seq)
 }
+
+// The KV-cache generator gives the logits a full forward pass gives for
+// the same window, and PyTorch's greedy tokens, for both fixtures.
+func TestGeneratorMatchesForward(t *testing.T) {
+	for _, fx := range []string{"gqa", "tied"} {
+		ck, err := Load(filepath.Join("testdata", fx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := kernels.NewPool(1)
+		defer pool.Close()
+		m, err := New(ck.Config, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(m.Params, ck.Params)
+		cf := tensors(t, filepath.Join("testdata", fx, "case.safetensors"))
+		inputs, _ := i32(t, cf, "input_ids")
+		V, T := ck.Config.VocabSize, ck.Config.BlockSize
+		g := m.NewGenerator()
+		if err := g.Start(inputs[:2]); err != nil {
+			t.Fatal(err)
+		}
+		for n := 2; n <= T; n++ {
+			if _, err := m.Forward(inputs[:n], nil, 1, n); err != nil {
+				t.Fatal(err)
+			}
+			if r := maxRel(g.Logits(), m.Logits()[(n-1)*V:n*V]); r > 1e-5 {
+				t.Fatalf("%s: position %d: the generator's logits differ from the forward pass's by %.2e", fx, n-1, r)
+			}
+			if n < T {
+				if err := g.Append(inputs[n]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Past the block size the window restarts from its last half.
+		for range 3 {
+			if err := g.Append(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(g.Sequence()) != T+3 || g.n > T {
+			t.Fatalf("%s: sequence of %d, %d in the cache (block %d)", fx, len(g.Sequence()), g.n, T)
+		}
+		if err := g.Append(int32(V)); err == nil {
+			t.Fatalf("%s: a token outside the vocabulary was appended", fx)
+		}
+	}
+}
