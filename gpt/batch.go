@@ -58,6 +58,15 @@ func (b *Batch) Append(gs []*Generator, toks []int32) error {
 			return fmt.Errorf("token %d outside the vocabulary [0, %d)", toks[i], c.VocabSize)
 		}
 	}
+	if b.m.ll != nil {
+		// A Llama's generators advance one by one.
+		for i, g := range gs {
+			if err := g.Append(toks[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	b.rows = b.rows[:0]
 	var rowToks []int32
 	for i, g := range gs {

@@ -26,8 +26,15 @@ type Config struct {
 	BlockSize     int     `json:"block_size"`
 	Bias          bool    `json:"bias"`
 	TieEmbeddings bool    `json:"tie_embeddings"`
-	LayerNormEps  float64 `json:"layer_norm_eps"`
+	LayerNormEps  float64 `json:"layer_norm_eps"` // the RMSNorm eps of a Llama
 	Activation    string  `json:"activation"`
+	// Arch names the architecture (see arch.go): empty for this
+	// package's GPT-2 block, "llama" for the Llama block, which also
+	// uses KVHeads, Hidden and RopeTheta.
+	Arch      string  `json:"arch,omitempty"`
+	KVHeads   int     `json:"n_kv_head,omitempty"`
+	Hidden    int     `json:"n_hidden,omitempty"`
+	RopeTheta float64 `json:"rope_theta,omitempty"`
 }
 
 // DefaultConfig returns a byte-level model of the given shape with the
@@ -62,6 +69,25 @@ const (
 
 // Validate reports the first thing wrong with c, in one line.
 func (c Config) Validate() error {
+	switch c.Arch {
+	case GPT2:
+	case Llama:
+		if c.BlockSize > MaxBlockSize || c.NLayer > MaxLayers || c.NEmbd > MaxWidth || c.VocabSize > MaxVocab {
+			return fmt.Errorf("a dimension is past its limit (vocab %d, width %d, layers %d, context %d)", c.VocabSize, c.NEmbd, c.NLayer, c.BlockSize)
+		}
+		if c.Activation != "silu" {
+			return fmt.Errorf("activation %q: a llama model uses silu (SwiGLU)", c.Activation)
+		}
+		if err := c.llama().Validate(); err != nil {
+			return err
+		}
+		if n := c.ParamCount(); n > MaxParams {
+			return fmt.Errorf("model has %d parameters, more than the %d allowed", n, uint64(MaxParams))
+		}
+		return nil
+	default:
+		return fmt.Errorf("architecture %q: want %q (GPT-2) or %q", c.Arch, GPT2, Llama)
+	}
 	switch {
 	case c.VocabSize < 1:
 		return fmt.Errorf("vocab_size must be positive, got %d", c.VocabSize)
@@ -103,6 +129,9 @@ func (c Config) Validate() error {
 // It does not overflow for any config within the dimension limits; for
 // a valid config it equals NumParams.
 func (c Config) ParamCount() uint64 {
+	if c.Arch == Llama {
+		return uint64(c.llama().NumParams())
+	}
 	V, C, L, T := uint64(c.VocabSize), uint64(c.NEmbd), uint64(c.NLayer), uint64(c.BlockSize)
 	return 2*V*C + T*C + L*(12*C*C+13*C) + 2*C + V
 }
@@ -112,6 +141,9 @@ func (c Config) ParamCount() uint64 {
 // tokens, in total and in the largest single buffer. It saturates instead
 // of overflowing.
 func (c Config) ActivationFloats(batch int) (total, largest uint64) {
+	if c.Arch == Llama {
+		return llamaActivations(c, batch)
+	}
 	B, T := uint64(max(batch, 0)), uint64(c.BlockSize)
 	C, V, NH, L := uint64(c.NEmbd), uint64(c.VocabSize), uint64(c.NHead), uint64(c.NLayer)
 	BT := mulSat(B, T)

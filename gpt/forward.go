@@ -13,6 +13,9 @@ import (
 // computes nothing, for a batch that does not fit the model: T past the
 // block size, wrong lengths or tokens outside the vocabulary.
 func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
+	if m.ll != nil {
+		return m.ll.Forward(inputs, targets, B, T)
+	}
 	if err := m.checkBatch(inputs, targets, B, T); err != nil {
 		return 0, err
 	}
@@ -134,6 +137,9 @@ func (m *Model) layerNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, 
 // Backward accumulates into Grads the gradient of the mean loss of the last
 // Forward. It fails if that pass had no targets.
 func (m *Model) Backward() error {
+	if m.ll != nil {
+		return m.ll.Backward()
+	}
 	a := m.acts
 	if a == nil || a.targets == nil {
 		return fmt.Errorf("backward needs a forward pass with targets first")

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"github.com/cairnlabs/cairn/llama"
 	"github.com/cairnlabs/cairn/vecmath"
 )
 
@@ -33,10 +34,15 @@ type Generator struct {
 
 	x, ln, qkv, y, h, logits, scores []float32
 	mv                               matVecJob
+
+	ll *llama.Generator // a Llama's (which always restarts from half a block)
 }
 
 // NewGenerator returns a generator over the model's current weights.
 func (m *Model) NewGenerator() *Generator {
+	if m.ll != nil {
+		return &Generator{m: m, ll: m.ll.NewGenerator()}
+	}
 	c := m.Config
 	C, T := c.NEmbd, c.BlockSize
 	g := &Generator{m: m,
@@ -52,6 +58,9 @@ func (m *Model) NewGenerator() *Generator {
 // Start begins a new sequence with prompt (at least one token) and computes
 // the logits of the token after it.
 func (g *Generator) Start(prompt []int32) error {
+	if g.ll != nil {
+		return g.ll.Start(prompt)
+	}
 	if len(prompt) == 0 {
 		return fmt.Errorf("the prompt is empty")
 	}
@@ -76,6 +85,9 @@ func (g *Generator) refill(keep int) {
 
 // Append adds tok to the sequence and computes the logits of the next token.
 func (g *Generator) Append(tok int32) error {
+	if g.ll != nil {
+		return g.ll.Append(tok)
+	}
 	if tok < 0 || int(tok) >= g.m.Config.VocabSize {
 		return fmt.Errorf("token %d outside the vocabulary [0, %d)", tok, g.m.Config.VocabSize)
 	}
@@ -93,14 +105,29 @@ func (g *Generator) Append(tok int32) error {
 }
 
 // Logits are the next-token logits after the sequence so far.
-func (g *Generator) Logits() []float32 { return g.logits }
+func (g *Generator) Logits() []float32 {
+	if g.ll != nil {
+		return g.ll.Logits()
+	}
+	return g.logits
+}
 
 // Sequence is the prompt and every token appended since.
-func (g *Generator) Sequence() []int32 { return g.seq }
+func (g *Generator) Sequence() []int32 {
+	if g.ll != nil {
+		return g.ll.Sequence()
+	}
+	return g.seq
+}
 
 // Context is the suffix of the sequence the next logits are conditioned
 // on: the tokens in the cache.
-func (g *Generator) Context() []int32 { return g.seq[g.start:] }
+func (g *Generator) Context() []int32 {
+	if g.ll != nil {
+		return g.ll.Context()
+	}
+	return g.seq[g.start:]
+}
 
 // step runs token tok at the next cache position.
 func (g *Generator) step(tok int32) {

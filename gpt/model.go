@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/llama"
 )
 
 // Model holds a model's parameters and gradients as flat buffers laid out as
@@ -21,6 +22,8 @@ type Model struct {
 	acts *activations
 	jobs jobs
 	prof *Profile // nil unless profiling
+	// ll runs a Llama (Config.Arch), sharing Params and Grads.
+	ll *llama.Model
 }
 
 // New returns a model of config c with zero parameters; fill them with
@@ -28,6 +31,13 @@ type Model struct {
 func New(c Config, pool *kernels.Pool) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.Arch == Llama {
+		ll, err := llama.New(c.llama(), pool)
+		if err != nil {
+			return nil, err
+		}
+		return &Model{Config: c, Params: ll.Params, Grads: ll.Grads, pool: pool, ll: ll}, nil
 	}
 	n := c.NumParams()
 	m := &Model{Config: c, Params: make([]float32, n), Grads: make([]float32, n), pool: pool}
@@ -146,6 +156,9 @@ func (m *Model) checkBatch(inputs, targets []int32, B, T int) error {
 // Logits returns the logits of the last forward pass, [B*T, VocabSize]
 // row-major. The slice is overwritten by the next pass.
 func (m *Model) Logits() []float32 {
+	if m.ll != nil {
+		return m.ll.Logits()
+	}
 	if m.acts == nil {
 		return nil
 	}

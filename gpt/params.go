@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/cairnlabs/cairn/llama"
 )
 
 // TensorInfo names one parameter tensor and places it in the flat buffer.
@@ -29,6 +31,9 @@ func (t TensorInfo) Matrix() bool { return len(t.Shape) >= 2 }
 // Layout lists the model's parameters in their order in the flat buffer,
 // with nanoGPT's names and PyTorch's shapes.
 func (c Config) Layout() []TensorInfo {
+	if c.Arch == Llama {
+		return llamaLayout(c)
+	}
 	C, V := c.NEmbd, c.VocabSize
 	var ts []TensorInfo
 	off := 0
@@ -104,6 +109,10 @@ func makeViews(c Config, buf []float32) views {
 // residual projections of each block from N(0, (0.02/√(2·layers))²), biases
 // zero and LayerNorm scales one. The same seed gives the same weights.
 func InitParams(c Config, params []float32, seed uint64) {
+	if c.Arch == Llama {
+		llama.InitParams(c.llama(), params, seed)
+		return
+	}
 	r := rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc908))
 	residStd := 0.02 / math.Sqrt(2*float64(c.NLayer))
 	for _, t := range c.Layout() {

@@ -81,6 +81,10 @@ func (g *Generator) Logits() []float32 { return g.logits }
 // Sequence is the prompt and every token appended since.
 func (g *Generator) Sequence() []int32 { return g.seq }
 
+// Context is the suffix of the sequence the next logits are conditioned
+// on: the tokens in the cache.
+func (g *Generator) Context() []int32 { return g.seq[g.start:] }
+
 // step runs tok at the next cache position.
 func (g *Generator) step(tok int32) {
 	m, c := g.m, g.m.Config

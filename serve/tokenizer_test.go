@@ -20,6 +20,12 @@ import (
 // them, so more bytes than tokens), and a tokenizer that does not fit the
 // model's vocabulary is refused.
 func TestServeWithTokenizer(t *testing.T) {
+	for _, cfg := range []gpt.Config{gpt.DefaultConfig(16, 1, 2, 32), gpt.LlamaConfig(16, 1, 4, 2, 48, 32)} {
+		t.Run(cfg.Arch, func(t *testing.T) { serveWithTokenizer(t, cfg) })
+	}
+}
+
+func serveWithTokenizer(t *testing.T, cfg gpt.Config) {
 	text := strings.Repeat("the cat sat on the mat and the dog sat on the log. ", 50)
 	tok, err := tokenizer.Train([]byte(text), 300, tokenizer.GPT2, nil)
 	if err != nil {
@@ -27,7 +33,6 @@ func TestServeWithTokenizer(t *testing.T) {
 	}
 	pool := kernels.NewPool(1)
 	defer pool.Close()
-	cfg := gpt.DefaultConfig(16, 1, 2, 32)
 	cfg.VocabSize = tok.Vocab()
 	m, err := gpt.New(cfg, pool)
 	if err != nil {

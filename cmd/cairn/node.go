@@ -39,6 +39,7 @@ type runSpec struct {
 	robust  robustFlags
 	data    *string
 	tok     tokenFlags
+	arch    archFlags
 }
 
 // tokenFlags choose a run's BPE tokenizer.
@@ -72,6 +73,7 @@ func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
 	fs.Float64Var(&r.robust.trim, "trim", d.Trim, "fraction of contributions dropped at each end of every coordinate before averaging (0: none)")
 	r.data = fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	r.tok = bindTokenizer(fs)
+	r.arch = bindArch(fs)
 	return r
 }
 
@@ -94,6 +96,9 @@ func (r *runSpec) load() ([]byte, error) {
 		r.cfg.Robust.Trim = -1
 	case r.robust.trim != d.Trim:
 		r.cfg.Robust.Trim = r.robust.trim
+	}
+	if err := r.arch.apply(&r.cfg.Model); err != nil {
+		return nil, err
 	}
 	tok, err := r.tok.load()
 	if err != nil {

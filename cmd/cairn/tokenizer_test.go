@@ -71,3 +71,41 @@ func TestTrainWithTokenizer(t *testing.T) {
 		}
 	}
 }
+
+// The Llama block through the commands: trained (its architecture in the
+// checkpoint), resumed, sampled, and in a DiLoCo demo run; bad flags
+// refused.
+func TestLlamaArchCommands(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "run")
+	args := []string{"train", "--arch", "llama", "--kv-heads", "1", "--d", "16", "--layers", "1", "--heads", "2", "--ctx", "8", "--batch", "2",
+		"--eval-batches", "1", "--out", ck, "--eval-every", "2"}
+	code, out, e := runCLI(append(args, "--steps", "3")...)
+	if code != 0 || !strings.Contains(out, "model: llama (1 key/value heads, SwiGLU 48)") {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, e)
+	}
+	if code, out, e = runCLI(append(args, "--steps", "5", "--resume")...); code != 0 || !strings.Contains(out, "from step 3") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, out, e)
+	}
+	mpath, _ := checkpoint.Paths(ck)
+	if m, err := checkpoint.LoadModel(mpath); err != nil || m.Config.Arch != "llama" || m.Config.KVHeads != 1 {
+		t.Fatalf("the checkpoint's config: %+v (%v)", m, err)
+	}
+	if code, out, e = runCLI("sample", "--ckpt", ck, "--prompt", "ROMEO:", "--tokens", "10", "--temperature", "0"); code != 0 || len(out) != len("ROMEO:")+10+1 {
+		t.Fatalf("sample: exit %d %q %s", code, out, e)
+	}
+	code, out, e = runCLI("demo", "--arch", "llama", "--workers", "2", "--rounds", "2", "--d", "16", "--layers", "1", "--heads", "2",
+		"--ctx", "16", "--batch", "2", "--inner-steps", "3", "--http", "", "--out", filepath.Join(dir, "demo"))
+	if code != 0 || !strings.Contains(out, "validation loss") {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, e)
+	}
+	for _, a := range [][]string{
+		{"train", "--arch", "rwkv", "--out", dir},
+		{"train", "--hidden", "64", "--out", dir},
+		{"train", "--arch", "llama", "--heads", "4", "--kv-heads", "3", "--out", dir},
+	} {
+		if code, _, e := runCLI(a...); code != 2 || strings.Count(strings.TrimSpace(e), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q: want 2 and one line", a, code, e)
+		}
+	}
+}

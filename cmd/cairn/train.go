@@ -41,6 +41,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	o := train.NanoGPTCPU()
 	fs := newFlags("train", stderr)
 	trainFlags(fs, &o)
+	arch := bindArch(fs)
 	data := fs.String("data", "", "training text file (default: the embedded tiny shakespeare); first 90% trains, last 10% validates")
 	out := fs.String("out", "out", "checkpoint directory")
 	resume := fs.Bool("resume", false, "continue the run checkpointed in --out")
@@ -59,6 +60,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["decay-steps"] {
 		o.DecaySteps = o.Steps
+	}
+	if err := arch.apply(&o.Model); err != nil {
+		return err
 	}
 	if *evalEvery < 1 {
 		return badInput("--eval-every must be positive, got %d", *evalEvery)
@@ -117,8 +121,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		t.Meta = tok.Metadata()
 	}
 	o = t.Opts
-	fmt.Fprintf(stdout, "model: %d params (d %d, %d layers, %d heads, ctx %d); batch %d; %d steps from step %d; %d threads, kernel %s\n",
-		o.Model.NumParams(), o.Model.NEmbd, o.Model.NLayer, o.Model.NHead, o.Model.BlockSize, o.Batch, o.Steps, t.Step, pool.Threads(), kernels.Impl())
+	fmt.Fprintf(stdout, "model: %s, %d params (d %d, %d layers, %d heads, ctx %d); batch %d; %d steps from step %d; %d threads, kernel %s\n",
+		archName(o.Model), o.Model.NumParams(), o.Model.NEmbd, o.Model.NLayer, o.Model.NHead, o.Model.BlockSize, o.Batch, o.Steps, t.Step, pool.Threads(), kernels.Impl())
 
 	start := time.Now()
 	p := newProgress(stderr, o.Steps, "train")

@@ -1,0 +1,60 @@
+package gpt
+
+import (
+	"github.com/cairnlabs/cairn/llama"
+)
+
+// Architectures a Config may name (Config.Arch). A model's architecture
+// travels in its config, so a checkpoint, a run's configuration and the
+// serving code carry it with no change of their own: every *Model runs the
+// architecture its config names.
+const (
+	// GPT2 is this package's own block (the empty Arch).
+	GPT2 = ""
+	// Llama is the Llama block (package llama): RMSNorm, rotary
+	// embeddings, grouped-query attention (KVHeads), a SwiGLU MLP of
+	// width Hidden, no biases, optionally tied embeddings; parameters under
+	// Hugging Face's names.
+	Llama = "llama"
+)
+
+// LlamaConfig returns a Llama model of the given shape: kvHeads key/value
+// heads, an MLP of width hidden, RMSNorm eps 1e-5, rope theta 10000,
+// untied embeddings, a byte-level vocabulary (change VocabSize for a
+// tokenizer's).
+func LlamaConfig(width, layers, heads, kvHeads, hidden, blockSize int) Config {
+	return Config{Arch: Llama, VocabSize: 256, NEmbd: width, NLayer: layers, NHead: heads, KVHeads: kvHeads, Hidden: hidden,
+		BlockSize: blockSize, LayerNormEps: 1e-5, RopeTheta: 10000, Activation: "silu"}
+}
+
+// llama is c as the llama package's config.
+func (c Config) llama() llama.Config {
+	return llama.Config{VocabSize: c.VocabSize, Dim: c.NEmbd, Hidden: c.Hidden, Layers: c.NLayer, Heads: c.NHead, KVHeads: c.KVHeads,
+		NormEps: c.LayerNormEps, RopeTheta: c.RopeTheta, BlockSize: c.BlockSize, TieEmbeddings: c.TieEmbeddings}
+}
+
+// FromLlama is the config of a Llama model.
+func FromLlama(l llama.Config) Config {
+	return Config{Arch: Llama, VocabSize: l.VocabSize, NEmbd: l.Dim, NLayer: l.Layers, NHead: l.Heads, KVHeads: l.KVHeads, Hidden: l.Hidden,
+		BlockSize: l.BlockSize, TieEmbeddings: l.TieEmbeddings, LayerNormEps: l.NormEps, RopeTheta: l.RopeTheta, Activation: "silu"}
+}
+
+func llamaLayout(c Config) []TensorInfo {
+	var ts []TensorInfo
+	for _, t := range c.llama().Layout() {
+		ts = append(ts, TensorInfo{Name: t.Name, Shape: t.Shape, Offset: t.Offset})
+	}
+	return ts
+}
+
+// llamaActivations estimates a Llama training step's activation values,
+// as ActivationFloats does for the GPT.
+func llamaActivations(c Config, batch int) (total, largest uint64) {
+	B, T := uint64(max(batch, 0)), uint64(c.BlockSize)
+	C, V, NH, L, F := uint64(c.NEmbd), uint64(c.VocabSize), uint64(c.NHead), uint64(c.NLayer), uint64(c.Hidden)
+	BT := mulSat(B, T)
+	perLayer := addSat(mulSat(BT, 10*C+5*F+2), mulSat(mulSat(B, NH), mulSat(T, T)))
+	total = addSat(mulSat(L, perLayer), addSat(mulSat(BT, 2*V+8*C+2*F+2), T))
+	largest = max(mulSat(BT, 2*F), mulSat(BT, V), mulSat(mulSat(B, NH), mulSat(T, T)))
+	return total, largest
+}
