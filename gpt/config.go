@@ -1,7 +1,9 @@
-// Package gpt is a GPT-2-style byte-level language model: learned token and
+// Package gpt is the model every other part of Cairn trains, samples and
+// serves: by default a GPT-2-style language model (learned token and
 // position embeddings, pre-LayerNorm transformer blocks with a fused
 // attention projection, exact (erf) GELU, biases everywhere and an untied
-// output head. Forward and backward passes are explicit functions over flat
+// output head), or, when its config names the architecture "llama", the
+// Llama block of package llama behind the same Model (arch.go). Forward and backward passes are explicit functions over flat
 // float32 buffers; the parameter names and layouts follow nanoGPT and
 // PyTorch ([out, in] weights), so weights move between the two unchanged.
 //
