@@ -28,7 +28,23 @@ type Config struct {
 	RopeTheta     float64 `json:"rope_theta"`
 	BlockSize     int     `json:"max_position_embeddings"`
 	TieEmbeddings bool    `json:"tie_word_embeddings"`
+
+	// Mixture of experts (DeepSeekMoE, with DeepSeek-V3's routing), in
+	// every layer when Experts > 0: Experts routed experts and
+	// SharedExperts shared ones, each a SwiGLU MLP of width ExpertHidden
+	// (the shared ones fused into one of SharedExperts·ExpertHidden);
+	// each token goes to the TopK experts of highest sigmoid affinity
+	// plus balancing bias, weighted by its affinities normalised to sum to
+	// RouteScale. Hidden is then unused.
+	Experts       int     `json:"n_routed_experts,omitempty"`
+	SharedExperts int     `json:"n_shared_experts,omitempty"`
+	TopK          int     `json:"num_experts_per_tok,omitempty"`
+	ExpertHidden  int     `json:"moe_intermediate_size,omitempty"`
+	RouteScale    float64 `json:"routed_scaling_factor,omitempty"`
 }
+
+// MaxExperts bounds the routed experts of a layer.
+const MaxExperts = 1 << 10
 
 // Limits on a config read from a file.
 const (
@@ -46,7 +62,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.VocabSize < 1 || c.VocabSize > MaxVocab:
 		return fmt.Errorf("llama: vocab_size %d, want 1..%d", c.VocabSize, MaxVocab)
-	case c.Dim < 1 || c.Dim > MaxDim || c.Hidden < 1 || c.Hidden > 16*MaxDim:
+	case c.Dim < 1 || c.Dim > MaxDim || (c.Experts == 0 && c.Hidden < 1) || c.Hidden < 0 || c.Hidden > 16*MaxDim:
 		return fmt.Errorf("llama: hidden_size %d and intermediate_size %d, want 1..%d and 1..%d", c.Dim, c.Hidden, MaxDim, 16*MaxDim)
 	case c.Layers < 1 || c.Layers > MaxLayers:
 		return fmt.Errorf("llama: num_hidden_layers %d, want 1..%d", c.Layers, MaxLayers)
@@ -62,6 +78,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("llama: rope_theta %g, want a finite number above 1", c.RopeTheta)
 	case c.BlockSize < 1 || c.BlockSize > 1<<20:
 		return fmt.Errorf("llama: max_position_embeddings %d, want 1..%d", c.BlockSize, 1<<20)
+	case c.Experts < 0 || c.Experts > MaxExperts:
+		return fmt.Errorf("llama: n_routed_experts %d, want 0..%d", c.Experts, MaxExperts)
+	case c.Experts > 0 && (c.TopK < 1 || c.TopK > c.Experts):
+		return fmt.Errorf("llama: num_experts_per_tok %d, want 1..%d (the routed experts)", c.TopK, c.Experts)
+	case c.Experts > 0 && (c.ExpertHidden < 1 || c.ExpertHidden > 16*MaxDim || c.SharedExperts < 0 || c.SharedExperts > MaxExperts):
+		return fmt.Errorf("llama: moe_intermediate_size %d and n_shared_experts %d, want 1..%d and 0..%d", c.ExpertHidden, c.SharedExperts, 16*MaxDim, MaxExperts)
+	case c.Experts > 0 && !(c.RouteScale > 0 && c.RouteScale < 1e6):
+		return fmt.Errorf("llama: routed_scaling_factor %g, want a positive number", c.RouteScale)
 	}
 	if n := c.NumParams(); n > MaxParams {
 		return fmt.Errorf("llama: %d parameters, limit %d", n, int64(MaxParams))
@@ -98,6 +122,9 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	if c.RopeTheta == 0 {
 		c.RopeTheta = 10000
+	}
+	if c.Experts > 0 && c.RouteScale == 0 {
+		c.RouteScale = 1
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -146,9 +173,26 @@ func (c Config) Layout() []Tensor {
 		add(p+"self_attn.v_proj.weight", c.KVHeads*hd, c.Dim)
 		add(p+"self_attn.o_proj.weight", c.Dim, c.Heads*hd)
 		add(p+"post_attention_layernorm.weight", c.Dim)
-		add(p+"mlp.gate_proj.weight", c.Hidden, c.Dim)
-		add(p+"mlp.up_proj.weight", c.Hidden, c.Dim)
-		add(p+"mlp.down_proj.weight", c.Dim, c.Hidden)
+		if c.Experts == 0 {
+			add(p+"mlp.gate_proj.weight", c.Hidden, c.Dim)
+			add(p+"mlp.up_proj.weight", c.Hidden, c.Dim)
+			add(p+"mlp.down_proj.weight", c.Dim, c.Hidden)
+			continue
+		}
+		add(p+"mlp.gate.weight", c.Experts, c.Dim)
+		// Not trained by gradient: moved by Model.Balance.
+		add(p+"mlp.gate.e_score_correction_bias", c.Experts)
+		for e := range c.Experts {
+			q := fmt.Sprintf("%smlp.experts.%d.", p, e)
+			add(q+"gate_proj.weight", c.ExpertHidden, c.Dim)
+			add(q+"up_proj.weight", c.ExpertHidden, c.Dim)
+			add(q+"down_proj.weight", c.Dim, c.ExpertHidden)
+		}
+		if fs := c.ExpertHidden * c.SharedExperts; fs > 0 {
+			add(p+"mlp.shared_experts.gate_proj.weight", fs, c.Dim)
+			add(p+"mlp.shared_experts.up_proj.weight", fs, c.Dim)
+			add(p+"mlp.shared_experts.down_proj.weight", c.Dim, fs)
+		}
 	}
 	add("model.norm.weight", c.Dim)
 	if !c.TieEmbeddings {
@@ -161,7 +205,12 @@ func (c Config) Layout() []Tensor {
 // large).
 func (c Config) NumParams() int64 {
 	d, h, hd := int64(c.Dim), int64(c.Hidden), int64(c.Dim/max(c.Heads, 1))
-	per := 2*d + d*int64(c.Heads)*hd*2 + 2*d*int64(c.KVHeads)*hd + 3*d*h
+	mlp := 3 * d * h
+	if c.Experts > 0 {
+		e, fe := int64(c.Experts), int64(c.ExpertHidden)
+		mlp = e*d + e + 3*d*fe*(e+int64(c.SharedExperts))
+	}
+	per := 2*d + d*int64(c.Heads)*hd*2 + 2*d*int64(c.KVHeads)*hd + mlp
 	n := int64(c.VocabSize)*d + int64(c.Layers)*per + d
 	if !c.TieEmbeddings {
 		n += int64(c.VocabSize) * d

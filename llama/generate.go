@@ -21,6 +21,7 @@ type Generator struct {
 	keys, vals [][]float32 // per layer [BlockSize, KV·hd]
 
 	x, h, qkv, ao, gu, a, logits, scores []float32
+	moe                                  []float32 // scratch of a mixture of experts
 }
 
 // NewGenerator returns a generator over the model's weights.
@@ -29,6 +30,9 @@ func (m *Model) NewGenerator() *Generator {
 	D, Q, K, F, T := c.Dim, c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim(), c.Hidden, c.BlockSize
 	g := &Generator{m: m, x: make([]float32, D), h: make([]float32, D), qkv: make([]float32, Q+2*K), ao: make([]float32, Q),
 		gu: make([]float32, 2*F), a: make([]float32, F), logits: make([]float32, c.VocabSize), scores: make([]float32, T)}
+	if c.Experts > 0 {
+		g.moe = make([]float32, c.Experts+D+3*max(c.ExpertHidden, c.ExpertHidden*c.SharedExperts))
+	}
 	for range c.Layers {
 		g.keys = append(g.keys, make([]float32, T*K))
 		g.vals = append(g.vals, make([]float32, T*K))
@@ -120,6 +124,10 @@ func (g *Generator) step(tok int32) {
 		}
 		m.pool.Sgemm(false, true, 1, D, Q, g.ao, Q, m.w(o.wo, D*Q), Q, g.x, D, true)
 		rmsNorm(g.h, r[:], g.x, m.w(o.ln2, D), 0, 1, D, eps)
+		if c.Experts > 0 {
+			m.moeRow(l, g.h, g.x, g.moe)
+			continue
+		}
 		m.pool.Sgemm(false, true, 1, 2*F, D, g.h, D, m.w(o.wg, 2*F*D), D, g.gu, 2*F, false)
 		for i, v := range g.gu[:F] {
 			g.a[i] = v / (1 + float32(math.Exp(float64(-v)))) * g.gu[F+i]

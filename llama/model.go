@@ -30,7 +30,13 @@ type offsets struct {
 	layers        []layerOffsets
 }
 
-type layerOffsets struct{ ln1, wq, wk, wv, wo, ln2, wg, wu, wd int }
+type layerOffsets struct {
+	ln1, wq, wk, wv, wo, ln2, wg, wu, wd int
+	// With experts: the router, its balancing bias, each routed expert's
+	// gate (up and down follow it), the shared experts' gate.
+	router, rbias, shared int
+	experts               []int
+}
 
 // acts are the activations of a batch of N = B·T positions.
 type acts struct {
@@ -47,6 +53,7 @@ type acts struct {
 	rowLoss  []float64 // [N]
 	// scratch for Backward
 	dx, dh, dqkv, dao, dgu, da []float32
+	moe                        moeScratch
 	datt                       []float32
 }
 
@@ -57,6 +64,7 @@ type layerActs struct {
 	sig                      []float32 // [N, F] sigmoid(gate)
 	r1, r2                   []float32
 	att                      []float32 // [B, H, T, T] attention probabilities
+	moe                      moeActs
 }
 
 // New makes a model of cfg with zero parameters on pool's threads. It
@@ -78,6 +86,17 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 	}
 	for l := range cfg.Layers {
 		p := fmt.Sprintf("model.layers.%d.", l)
+		if cfg.Experts > 0 {
+			lo := layerOffsets{ln1: byName[p+"input_layernorm.weight"], wq: byName[p+"self_attn.q_proj.weight"],
+				wo: byName[p+"self_attn.o_proj.weight"], ln2: byName[p+"post_attention_layernorm.weight"],
+				router: byName[p+"mlp.gate.weight"], rbias: byName[p+"mlp.gate.e_score_correction_bias"],
+				shared: byName[p+"mlp.shared_experts.gate_proj.weight"]}
+			for e := range cfg.Experts {
+				lo.experts = append(lo.experts, byName[fmt.Sprintf("%smlp.experts.%d.gate_proj.weight", p, e)])
+			}
+			m.off.layers = append(m.off.layers, lo)
+			continue
+		}
 		m.off.layers = append(m.off.layers, layerOffsets{
 			ln1: byName[p+"input_layernorm.weight"], wq: byName[p+"self_attn.q_proj.weight"], wk: byName[p+"self_attn.k_proj.weight"],
 			wv: byName[p+"self_attn.v_proj.weight"], wo: byName[p+"self_attn.o_proj.weight"], ln2: byName[p+"post_attention_layernorm.weight"],
@@ -147,6 +166,12 @@ func (m *Model) size(B, T int) {
 	a.dqkv, a.dao = grow(a.dqkv, N*(Q+2*K)), grow(a.dao, N*Q)
 	a.dgu, a.da = grow(a.dgu, N*2*F), grow(a.da, N*F)
 	a.datt = grow(a.datt, T)
+	if c.Experts > 0 {
+		for l := range a.layers {
+			a.layers[l].moe.size(c, N)
+		}
+		a.moe.size(c, N)
+	}
 	a.cos, a.sin = grow(a.cos, T*hd/2), grow(a.sin, T*hd/2)
 	// The rotary tables as the reference computes them: float32 inverse
 	// frequencies, float32 angles.
@@ -202,29 +227,16 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		copy(L.xMid, x)
 		m.pool.Sgemm(false, true, N, D, Q, L.ao, Q, m.w(o.wo, D*Q), Q, L.xMid, D, true)
 		m.rmsNorm(L.h2, L.r2, L.xMid, m.w(o.ln2, D), N, D, float32(c.NormEps))
-		// gate_proj and up_proj lie one after the other: one GEMM.
-		m.pool.Sgemm(false, true, N, 2*F, D, L.h2, D, m.w(o.wg, 2*F*D), D, L.gu, 2*F, false)
-		m.rows(N, func(lo, hi int) {
-			// a = silu(gate)·up, keeping sigmoid(gate) for the backward pass.
-			for n := lo; n < hi; n++ {
-				g, u := L.gu[n*2*F:n*2*F+F], L.gu[n*2*F+F:(n+1)*2*F]
-				sg, out := L.sig[n*F:(n+1)*F], L.a[n*F:(n+1)*F]
-				for i, v := range g {
-					sg[i] = -v
-				}
-				vecmath.ExpSub(sg, sg, 0)
-				for i, v := range g {
-					sg[i] = 1 / (1 + sg[i])
-					out[i] = v * sg[i] * u[i]
-				}
-			}
-		})
 		next := a.xOut
 		if l+1 < c.Layers {
 			next = a.layers[l+1].xIn
 		}
 		copy(next, L.xMid)
-		m.pool.Sgemm(false, true, N, D, F, L.a, F, m.w(o.wd, D*F), F, next, D, true)
+		if c.Experts > 0 {
+			m.moeForward(l, next)
+		} else {
+			m.swigluForward(L.h2, N, F, o.wg, o.wd, L.gu, L.sig, L.a, next)
+		}
 		x = next
 	}
 	m.rmsNorm(a.hF, a.rF, a.xOut, m.w(m.off.norm, D), N, D, float32(c.NormEps))
@@ -379,23 +391,12 @@ func (m *Model) Backward() error {
 	m.rmsNormBackward(dx, m.dw(m.off.norm, D), a.dh, a.xOut, m.w(m.off.norm, D), a.rF, N, D)
 	for l := c.Layers - 1; l >= 0; l-- {
 		o, L := m.off.layers[l], &a.layers[l]
-		// x = xMid + a·Wdᵀ: dx flows to xMid unchanged.
-		m.pool.Sgemm(true, false, D, F, N, dx, D, L.a, F, m.dw(o.wd, D*F), F, true)
-		m.pool.Sgemm(false, false, N, F, D, dx, D, m.w(o.wd, D*F), F, a.da, F, false)
-		m.rows(N, func(lo, hi int) {
-			for n := lo; n < hi; n++ {
-				g, u := L.gu[n*2*F:n*2*F+F], L.gu[n*2*F+F:(n+1)*2*F]
-				dg, du := a.dgu[n*2*F:n*2*F+F], a.dgu[n*2*F+F:(n+1)*2*F]
-				da, sg := a.da[n*F:(n+1)*F], L.sig[n*F:(n+1)*F]
-				for i, gv := range g {
-					s := sg[i]
-					du[i] = da[i] * gv * s
-					dg[i] = da[i] * u[i] * s * (1 + gv*(1-s))
-				}
-			}
-		})
-		m.pool.Sgemm(true, false, 2*F, D, N, a.dgu, 2*F, L.h2, D, m.dw(o.wg, 2*F*D), D, true)
-		m.pool.Sgemm(false, false, N, D, 2*F, a.dgu, 2*F, m.w(o.wg, 2*F*D), D, a.dh, D, false)
+		// x = xMid + mlp(h2): dx flows to xMid unchanged.
+		if c.Experts > 0 {
+			m.moeBackward(l, dx)
+		} else {
+			m.swigluBackward(dx, L.h2, N, F, o.wg, o.wd, L.gu, L.sig, L.a, a.dgu, a.da, a.dh, false)
+		}
 		m.rmsNormBackward(dx, m.dw(o.ln2, D), a.dh, L.xMid, m.w(o.ln2, D), L.r2, N, D)
 		// xMid = xIn + ao·Woᵀ
 		m.pool.Sgemm(true, false, D, Q, N, dx, D, L.ao, Q, m.dw(o.wo, D*Q), Q, true)

@@ -22,11 +22,13 @@ import reference
 
 p = argparse.ArgumentParser()
 p.add_argument('out')
-for k, v in [('d', 24), ('layers', 2), ('heads', 6), ('kv-heads', 2), ('hidden', 40), ('vocab', 67), ('ctx', 7), ('batch', 2), ('seed', 3)]:
+for k, v in [('d', 24), ('layers', 2), ('heads', 6), ('kv-heads', 2), ('hidden', 40), ('vocab', 67), ('ctx', 7), ('batch', 2), ('seed', 3),
+             ('experts', 0), ('shared', 1), ('topk', 2), ('expert-hidden', 8)]:
     p.add_argument('--' + k, type=int, default=v)
 p.add_argument('--eps', type=float, default=1e-5)
 p.add_argument('--theta', type=float, default=10000.0)
 p.add_argument('--tied', action='store_true')
+p.add_argument('--route-scale', type=float, default=1.0)
 a = p.parse_args()
 torch.manual_seed(a.seed)
 
@@ -58,8 +60,12 @@ config = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'vocab_s
           'intermediate_size': a.hidden, 'num_hidden_layers': a.layers, 'num_attention_heads': a.heads,
           'num_key_value_heads': a.kv_heads, 'rms_norm_eps': a.eps, 'rope_theta': a.theta,
           'max_position_embeddings': a.ctx, 'tie_word_embeddings': a.tied, 'hidden_act': 'silu'}
+if a.experts:
+    config.update({'n_routed_experts': a.experts, 'n_shared_experts': a.shared, 'num_experts_per_tok': a.topk,
+                   'moe_intermediate_size': a.expert_hidden, 'routed_scaling_factor': a.route_scale})
 params = dict(m.named_parameters())
-save(os.path.join(a.out, 'model.safetensors'), params, {'config': json.dumps(config), 'format': 'pt'})
+buffers = {n_: b_ for n_, b_ in m.named_buffers()}
+save(os.path.join(a.out, 'model.safetensors'), {**params, **buffers}, {'config': json.dumps(config), 'format': 'pt'})
 with open(os.path.join(a.out, 'config.json'), 'w') as f: json.dump(config, f, indent=1)
 
 logits = m(x)

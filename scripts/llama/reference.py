@@ -30,6 +30,41 @@ def build(a):
     def rotate_half(x):
         return torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
 
+    class MLP(nn.Module):
+        def __init__(s, width):
+            super().__init__()
+            s.gate_proj = nn.Linear(a.d, width, bias=False)
+            s.up_proj = nn.Linear(a.d, width, bias=False)
+            s.down_proj = nn.Linear(width, a.d, bias=False)
+        def forward(s, x):
+            return s.down_proj(F.silu(s.gate_proj(x)) * s.up_proj(x))
+
+    class MoE(nn.Module):
+        """DeepSeekMoE with DeepSeek-V3's routing: sigmoid affinities, top-k
+        chosen by affinity plus the per-expert balancing bias (a buffer, not
+        trained by gradient), weights the chosen affinities normalised to sum
+        to 1 times the scaling factor, plus the shared experts."""
+        def __init__(s):
+            super().__init__()
+            s.gate = nn.Module()
+            s.gate.weight = nn.Parameter(torch.randn(a.experts, a.d) * 0.3)
+            s.gate.register_buffer('e_score_correction_bias', torch.randn(a.experts) * 0.05)
+            s.experts = nn.ModuleList([MLP(a.expert_hidden) for _ in range(a.experts)])
+            s.shared_experts = MLP(a.expert_hidden * a.shared)
+        def forward(s, x):
+            B, T, D = x.shape
+            h = x.reshape(-1, D)
+            aff = torch.sigmoid(h @ s.gate.weight.t())
+            idx = torch.topk(aff + s.gate.e_score_correction_bias, a.topk, dim=-1).indices
+            w = aff.gather(1, idx)
+            w = w / w.sum(-1, keepdim=True) * a.route_scale
+            out = s.shared_experts(h)
+            for e in range(a.experts):
+                rows, pos = (idx == e).nonzero(as_tuple=True)
+                if len(rows):
+                    out = out.index_add(0, rows, w[rows, pos][:, None] * s.experts[e](h[rows]))
+            return out.view(B, T, D)
+
     class Layer(nn.Module):
         def __init__(s):
             super().__init__()
@@ -39,10 +74,7 @@ def build(a):
             s.self_attn.k_proj = nn.Linear(a.d, a.kv_heads * hd, bias=False)
             s.self_attn.v_proj = nn.Linear(a.d, a.kv_heads * hd, bias=False)
             s.self_attn.o_proj = nn.Linear(a.heads * hd, a.d, bias=False)
-            s.mlp = nn.Module()
-            s.mlp.gate_proj = nn.Linear(a.d, a.hidden, bias=False)
-            s.mlp.up_proj = nn.Linear(a.d, a.hidden, bias=False)
-            s.mlp.down_proj = nn.Linear(a.hidden, a.d, bias=False)
+            s.mlp = MoE() if getattr(a, 'experts', 0) else MLP(a.hidden)
         def forward(s, x):
             B, T, _ = x.shape
             h = s.input_layernorm(x)
@@ -57,8 +89,7 @@ def build(a):
             att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float('-inf')).softmax(-1)
             y = (att @ v).transpose(1, 2).reshape(B, T, a.heads * hd)
             x = x + s.self_attn.o_proj(y)
-            h = s.post_attention_layernorm(x)
-            return x + s.mlp.down_proj(F.silu(s.mlp.gate_proj(h)) * s.mlp.up_proj(h))
+            return x + s.mlp(s.post_attention_layernorm(x))
 
     class Llama(nn.Module):
         def __init__(s):
