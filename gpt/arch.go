@@ -30,13 +30,15 @@ func LlamaConfig(width, layers, heads, kvHeads, hidden, blockSize int) Config {
 // llama is c as the llama package's config.
 func (c Config) llama() llama.Config {
 	return llama.Config{VocabSize: c.VocabSize, Dim: c.NEmbd, Hidden: c.Hidden, Layers: c.NLayer, Heads: c.NHead, KVHeads: c.KVHeads,
-		NormEps: c.LayerNormEps, RopeTheta: c.RopeTheta, BlockSize: c.BlockSize, TieEmbeddings: c.TieEmbeddings}
+		NormEps: c.LayerNormEps, RopeTheta: c.RopeTheta, BlockSize: c.BlockSize, TieEmbeddings: c.TieEmbeddings,
+		Experts: c.Experts, SharedExperts: c.SharedExperts, TopK: c.TopK, ExpertHidden: c.ExpertHidden, RouteScale: c.RouteScale}
 }
 
 // FromLlama is the config of a Llama model.
 func FromLlama(l llama.Config) Config {
 	return Config{Arch: Llama, VocabSize: l.VocabSize, NEmbd: l.Dim, NLayer: l.Layers, NHead: l.Heads, KVHeads: l.KVHeads, Hidden: l.Hidden,
-		BlockSize: l.BlockSize, TieEmbeddings: l.TieEmbeddings, LayerNormEps: l.NormEps, RopeTheta: l.RopeTheta, Activation: "silu"}
+		BlockSize: l.BlockSize, TieEmbeddings: l.TieEmbeddings, LayerNormEps: l.NormEps, RopeTheta: l.RopeTheta, Activation: "silu",
+		Experts: l.Experts, SharedExperts: l.SharedExperts, TopK: l.TopK, ExpertHidden: l.ExpertHidden, RouteScale: l.RouteScale}
 }
 
 func llamaLayout(c Config) []TensorInfo {
@@ -57,4 +59,27 @@ func llamaActivations(c Config, batch int) (total, largest uint64) {
 	total = addSat(mulSat(L, perLayer), addSat(mulSat(BT, 2*V+8*C+2*F+2), T))
 	largest = max(mulSat(BT, 2*F), mulSat(BT, V), mulSat(mulSat(B, NH), mulSat(T, T)))
 	return total, largest
+}
+
+// BalanceStep is the bias step of auxiliary-loss-free expert balancing
+// (DeepSeek-V3 uses 0.001 at its scale; a small model's few tokens a step
+// want a larger one).
+const BalanceStep = 0.01
+
+// Balance moves a mixture of experts' balancing biases towards an even
+// load after a training step (llama.Model.Balance); any other model is
+// unchanged.
+func (m *Model) Balance() {
+	if m.ll != nil {
+		m.ll.Balance(BalanceStep)
+	}
+}
+
+// ExpertLoads returns the routed experts' loads of layer l in the last
+// forward pass (nil for a model without experts).
+func (m *Model) ExpertLoads(l int) []int {
+	if m.ll == nil {
+		return nil
+	}
+	return m.ll.Loads(l)
 }

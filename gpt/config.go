@@ -37,6 +37,13 @@ type Config struct {
 	KVHeads   int     `json:"n_kv_head,omitempty"`
 	Hidden    int     `json:"n_hidden,omitempty"`
 	RopeTheta float64 `json:"rope_theta,omitempty"`
+	// A Llama's mixture of experts (llama.Config's fields of the same
+	// names; none when Experts is 0).
+	Experts       int     `json:"n_experts,omitempty"`
+	SharedExperts int     `json:"n_shared_experts,omitempty"`
+	TopK          int     `json:"top_k,omitempty"`
+	ExpertHidden  int     `json:"n_expert_hidden,omitempty"`
+	RouteScale    float64 `json:"route_scale,omitempty"`
 }
 
 // DefaultConfig returns a byte-level model of the given shape with the

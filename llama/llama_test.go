@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -149,4 +150,59 @@ func BenchmarkTrainStep(b *testing.B) {
 		opt.Update(m.Params, m.Grads, 1e-3)
 	}
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// Balancing: a step moves the bias of every expert that took more than
+// its share down and of every one that took less up; training a mixture
+// of experts with it keeps every expert within twice its even share.
+func TestBalance(t *testing.T) {
+	cfg := Config{VocabSize: 40, Dim: 16, Hidden: 0, Layers: 1, Heads: 2, KVHeads: 1, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 16,
+		Experts: 4, SharedExperts: 1, TopK: 1, ExpertHidden: 8, RouteScale: 1}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	m, err := New(cfg, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	InitParams(cfg, m.Params, 3)
+	// A router whose affinities differ from token to token (as a trained
+	// one's do), and a bias that sends nearly everything to expert 3.
+	rt, rb := m.off.layers[0].router, m.off.layers[0].rbias
+	for i := range 4 * 16 {
+		m.Params[rt+i] = float32(math.Sin(float64(i)*1.7)) * 2
+	}
+	for e := range 4 {
+		m.Params[rb+e] = float32(e)
+	}
+	in := make([]int32, 4*16)
+	for i := range in {
+		in[i] = int32(i * 7 % 40)
+	}
+	if _, err := m.Forward(in, in, 4, 16); err != nil {
+		t.Fatal(err)
+	}
+	before := slices.Clone(m.Params[rb : rb+4])
+	loads := slices.Clone(m.Loads(0))
+	m.Balance(0.5)
+	for e, n := range loads {
+		d := m.Params[rb+e] - before[e]
+		if (n > 16 && d != -0.5) || (n < 16 && d != 0.5) || (n == 16 && d != 0) {
+			t.Fatalf("expert %d took %d of 64: bias moved by %v", e, n, d)
+		}
+	}
+	total := make([]int, 4)
+	for step := range 200 {
+		if _, err := m.Forward(in, in, 4, 16); err != nil {
+			t.Fatal(err)
+		}
+		m.Balance(0.02)
+		if step >= 150 {
+			for e, n := range m.Loads(0) {
+				total[e] += n
+			}
+		}
+	}
+	if busiest := float64(slices.Max(total)) / 50; busiest > 2*16 {
+		t.Fatalf("after balancing the busiest expert still takes %.1f assignments of 64 a step (even: 16)", busiest)
+	}
 }

@@ -191,6 +191,7 @@ func (t *Trainer) TrainStep() (StepResult, error) {
 	norm := t.Opt.ClipGradNorm(m.Grads, o.GradClip)
 	lr := o.Schedule().At(t.Step)
 	t.Opt.Update(m.Params, m.Grads, lr)
+	m.Balance() // a mixture of experts' balancing biases
 	t.Step++
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 		return StepResult{Loss: loss, LR: lr, GradNorm: norm}, fmt.Errorf("step %d: loss is %v; training diverged", t.Step, loss)

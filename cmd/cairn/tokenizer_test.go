@@ -99,7 +99,14 @@ func TestLlamaArchCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "validation loss") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, e)
 	}
+	code, out, e = runCLI("train", "--arch", "llama", "--experts", "4", "--top-k-experts", "1", "--d", "16", "--layers", "1", "--heads", "2",
+		"--ctx", "8", "--batch", "2", "--eval-batches", "1", "--steps", "3", "--eval-every", "3", "--out", filepath.Join(dir, "moe"))
+	if code != 0 || !strings.Contains(out, "mixture of 4 experts (top 1, 1 shared") || !strings.Contains(out, "expert loads") {
+		t.Fatalf("train with experts: exit %d\n%s\n%s", code, out, e)
+	}
 	for _, a := range [][]string{
+		{"train", "--arch", "llama", "--experts", "2", "--top-k-experts", "3", "--out", dir},
+		{"train", "--experts", "4", "--out", dir},
 		{"train", "--arch", "rwkv", "--out", dir},
 		{"train", "--hidden", "64", "--out", dir},
 		{"train", "--arch", "llama", "--heads", "4", "--kv-heads", "3", "--out", dir},

@@ -161,6 +161,23 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "done: step %d, train loss %.4f, val loss %.4f (%.4f bits a byte), wall time %s (%.0f tokens/s)\n",
 		t.Step, last.Loss, vl, bitsPerByte(vl, bytesPerToken), wall.Round(time.Millisecond), float64(tokens)/wall.Seconds())
+	if c := o.Model; c.Experts > 0 {
+		// The loads of the last training step (evaluation ran after it: the
+		// loads are the last forward pass's, a validation batch's).
+		worst := 0.0
+		for l := range c.NLayer {
+			loads := t.Model.ExpertLoads(l)
+			uniform := 0.0
+			for _, n := range loads {
+				uniform += float64(n)
+			}
+			uniform /= float64(len(loads))
+			for _, n := range loads {
+				worst = max(worst, float64(n)/uniform)
+			}
+		}
+		fmt.Fprintf(stdout, "expert loads in the last forward pass: the busiest expert took %.2fx its even share\n", worst)
+	}
 	return nil
 }
 
