@@ -344,25 +344,42 @@ func (m *Model) ropeRows(x []float32, stride, off, heads int, inverse bool, lo, 
 	}
 }
 
-// attention runs causal grouped-query attention over the pool.
+// attention runs causal grouped-query attention over the pool on the
+// fused q|k|v rows.
 func (m *Model) attention(L *layerActs) {
-	c, a := m.Config, &m.a
-	m.job = attnJob{pool: m.pool, qkv: L.qkv, att: L.att, ao: L.ao, T: a.T, H: c.Heads, KV: c.KVHeads, hd: c.HeadDim()}
-	m.pool.Run(a.B*c.Heads, &m.job)
+	c := m.Config
+	hd, Q, K := c.HeadDim(), c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim()
+	S := Q + 2*K
+	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], att: L.att, ao: L.ao, qs: S, ks: S, vs: S, dqk: hd, dvh: hd, KV: c.KVHeads})
 }
 
 // attentionBackward writes dqkv given dao.
 func (m *Model) attentionBackward(L *layerActs, dao, dqkv []float32) {
-	c, a := m.Config, &m.a
-	if len(m.scratch) != m.pool.Threads() || len(m.scratch[0]) < a.T*a.T {
-		m.scratch = make([][]float32, m.pool.Threads())
-		for i := range m.scratch {
-			m.scratch[i] = make([]float32, a.T*a.T)
+	c := m.Config
+	hd, Q, K := c.HeadDim(), c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim()
+	S := Q + 2*K
+	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], att: L.att, dao: dao, dq: dqkv, dk: dqkv[Q:], dv: dqkv[Q+K:],
+		qs: S, ks: S, vs: S, dqk: hd, dvh: hd, KV: c.KVHeads, backward: true})
+}
+
+// runAttention runs j (its buffers, strides and widths set) on the pool:
+// forward over (sequence, query head), backward over (sequence, key/value
+// head).
+func (m *Model) runAttention(j attnJob) {
+	a := &m.a
+	j.pool, j.T, j.H = m.pool, a.T, m.Config.Heads
+	units := a.B * j.H
+	if j.backward {
+		if len(m.scratch) != m.pool.Threads() || len(m.scratch[0]) < a.T*a.T {
+			m.scratch = make([][]float32, m.pool.Threads())
+			for i := range m.scratch {
+				m.scratch[i] = make([]float32, a.T*a.T)
+			}
 		}
+		j.scratch, units = m.scratch, a.B*j.KV
 	}
-	m.job = attnJob{pool: m.pool, qkv: L.qkv, att: L.att, dao: dao, dqkv: dqkv, scratch: m.scratch,
-		T: a.T, H: c.Heads, KV: c.KVHeads, hd: c.HeadDim(), backward: true}
-	m.pool.Run(a.B*c.KVHeads, &m.job)
+	m.job = j
+	m.pool.Run(units, &m.job)
 }
 
 // Backward accumulates into Grads the gradient of the mean loss of the

@@ -23,7 +23,8 @@ import reference
 p = argparse.ArgumentParser()
 p.add_argument('out')
 for k, v in [('d', 24), ('layers', 2), ('heads', 6), ('kv-heads', 2), ('hidden', 40), ('vocab', 67), ('ctx', 7), ('batch', 2), ('seed', 3),
-             ('experts', 0), ('shared', 1), ('topk', 2), ('expert-hidden', 8)]:
+             ('experts', 0), ('shared', 1), ('topk', 2), ('expert-hidden', 8),
+             ('kv-lora', 0), ('nope', 4), ('rope', 4), ('v-dim', 4)]:
     p.add_argument('--' + k, type=int, default=v)
 p.add_argument('--eps', type=float, default=1e-5)
 p.add_argument('--theta', type=float, default=10000.0)
@@ -60,6 +61,8 @@ config = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'vocab_s
           'intermediate_size': a.hidden, 'num_hidden_layers': a.layers, 'num_attention_heads': a.heads,
           'num_key_value_heads': a.kv_heads, 'rms_norm_eps': a.eps, 'rope_theta': a.theta,
           'max_position_embeddings': a.ctx, 'tie_word_embeddings': a.tied, 'hidden_act': 'silu'}
+if a.kv_lora:
+    config.update({'kv_lora_rank': a.kv_lora, 'q_lora_rank': None, 'qk_nope_head_dim': a.nope, 'qk_rope_head_dim': a.rope, 'v_head_dim': a.v_dim})
 if a.experts:
     config.update({'n_routed_experts': a.experts, 'n_shared_experts': a.shared, 'num_experts_per_tok': a.topk,
                    'moe_intermediate_size': a.expert_hidden, 'routed_scaling_factor': a.route_scale})

@@ -16,12 +16,12 @@ def build(a):
     assert a.d % a.heads == 0 and a.heads % a.kv_heads == 0 and hd % 2 == 0
 
     class RMSNorm(nn.Module):
-        def __init__(s):
-            super().__init__(); s.weight = nn.Parameter(torch.ones(a.d))
+        def __init__(s, width=a.d):
+            super().__init__(); s.weight = nn.Parameter(torch.ones(width))
         def forward(s, x):
             return s.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + a.eps))
 
-    def rope(T):
+    def rope(T, hd=hd):
         inv = 1.0 / (a.theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
         f = torch.arange(T).float()[:, None] * inv[None, :]
         emb = torch.cat([f, f], -1)
@@ -65,10 +65,50 @@ def build(a):
                     out = out.index_add(0, rows, w[rows, pos][:, None] * s.experts[e](h[rows]))
             return out.view(B, T, D)
 
+    class MLA(nn.Module):
+        """Multi-head latent attention (DeepSeek-V2) without query compression:
+        keys and values come from one low-rank latent per position
+        (kv_a_proj_with_mqa, RMSNorm, kv_b_proj), each head's query and key
+        split into a part without position (nope) and a rotary part; the
+        rotary key is one head shared by all. Rotary halves as rotate_half."""
+        def __init__(s):
+            super().__init__()
+            dq = a.nope + a.rope
+            s.q_proj = nn.Linear(a.d, a.heads * dq, bias=False)
+            s.kv_a_proj_with_mqa = nn.Linear(a.d, a.kv_lora + a.rope, bias=False)
+            s.kv_a_layernorm = RMSNorm(a.kv_lora)
+            s.kv_b_proj = nn.Linear(a.kv_lora, a.heads * (a.nope + a.v_dim), bias=False)
+            s.o_proj = nn.Linear(a.heads * a.v_dim, a.d, bias=False)
+        def forward(s, h):
+            B, T, _ = h.shape
+            dq = a.nope + a.rope
+            q = s.q_proj(h).view(B, T, a.heads, dq).transpose(1, 2)
+            q_nope, q_pe = q[..., :a.nope], q[..., a.nope:]
+            ckv = s.kv_a_proj_with_mqa(h)
+            c, k_pe = ckv[..., :a.kv_lora], ckv[..., a.kv_lora:]
+            kv = s.kv_b_proj(s.kv_a_layernorm(c)).view(B, T, a.heads, a.nope + a.v_dim).transpose(1, 2)
+            k_nope, v = kv[..., :a.nope], kv[..., a.nope:]
+            cos, sin = rope(T, a.rope)
+            rh = lambda x: torch.cat([-x[..., a.rope // 2:], x[..., :a.rope // 2]], -1)
+            q_pe = q_pe * cos + rh(q_pe) * sin
+            k_pe = k_pe[:, None, :, :]
+            k_pe = k_pe * cos + rh(k_pe) * sin
+            q = torch.cat([q_nope, q_pe], -1)
+            k = torch.cat([k_nope, k_pe.expand(B, a.heads, T, a.rope)], -1)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(dq)
+            att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float('-inf')).softmax(-1)
+            y = (att @ v).transpose(1, 2).reshape(B, T, a.heads * a.v_dim)
+            return s.o_proj(y)
+
     class Layer(nn.Module):
         def __init__(s):
             super().__init__()
             s.input_layernorm = RMSNorm(); s.post_attention_layernorm = RMSNorm()
+            s.mla = getattr(a, 'kv_lora', 0) > 0
+            if s.mla:
+                s.self_attn = MLA()
+                s.mlp = MoE() if getattr(a, 'experts', 0) else MLP(a.hidden)
+                return
             s.self_attn = nn.Module()
             s.self_attn.q_proj = nn.Linear(a.d, a.heads * hd, bias=False)
             s.self_attn.k_proj = nn.Linear(a.d, a.kv_heads * hd, bias=False)
@@ -78,6 +118,9 @@ def build(a):
         def forward(s, x):
             B, T, _ = x.shape
             h = s.input_layernorm(x)
+            if s.mla:
+                x = x + s.self_attn(h)
+                return x + s.mlp(s.post_attention_layernorm(x))
             q = s.self_attn.q_proj(h).view(B, T, a.heads, hd).transpose(1, 2)
             k = s.self_attn.k_proj(h).view(B, T, a.kv_heads, hd).transpose(1, 2)
             v = s.self_attn.v_proj(h).view(B, T, a.kv_heads, hd).transpose(1, 2)
