@@ -41,7 +41,24 @@ type Config struct {
 	TopK          int     `json:"num_experts_per_tok,omitempty"`
 	ExpertHidden  int     `json:"moe_intermediate_size,omitempty"`
 	RouteScale    float64 `json:"routed_scaling_factor,omitempty"`
+
+	// Multi-head latent attention (DeepSeek-V2, without query
+	// compression), in every layer when KVLoraRank > 0: each position's
+	// keys and values come from one latent of KVLoraRank values
+	// (kv_a_proj_with_mqa, an RMSNorm, kv_b_proj); each head's query and
+	// key have NopeDim values without position and RopeDim rotary ones,
+	// the rotary key one head shared by all; values have VDim per head.
+	// KVHeads is then unused, and generation caches only the latent and
+	// the rotary key.
+	KVLoraRank int `json:"kv_lora_rank,omitempty"`
+	QLoraRank  int `json:"q_lora_rank,omitempty"` // must be 0: no query compression
+	NopeDim    int `json:"qk_nope_head_dim,omitempty"`
+	RopeDim    int `json:"qk_rope_head_dim,omitempty"`
+	VDim       int `json:"v_head_dim,omitempty"`
 }
+
+// MLA reports whether the layers use multi-head latent attention.
+func (c Config) MLA() bool { return c.KVLoraRank > 0 }
 
 // MaxExperts bounds the routed experts of a layer.
 const MaxExperts = 1 << 10
@@ -86,6 +103,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("llama: moe_intermediate_size %d and n_shared_experts %d, want 1..%d and 0..%d", c.ExpertHidden, c.SharedExperts, 16*MaxDim, MaxExperts)
 	case c.Experts > 0 && !(c.RouteScale > 0 && c.RouteScale < 1e6):
 		return fmt.Errorf("llama: routed_scaling_factor %g, want a positive number", c.RouteScale)
+	case c.KVLoraRank < 0 || c.KVLoraRank > MaxDim:
+		return fmt.Errorf("llama: kv_lora_rank %d, want 0..%d", c.KVLoraRank, MaxDim)
+	case c.MLA() && c.QLoraRank != 0:
+		return fmt.Errorf("llama: q_lora_rank %d: query compression is not supported (want none)", c.QLoraRank)
+	case c.MLA() && (c.NopeDim < 0 || c.NopeDim > 4096 || c.RopeDim < 2 || c.RopeDim%2 != 0 || c.RopeDim > 4096 || c.VDim < 1 || c.VDim > 4096):
+		return fmt.Errorf("llama: qk_nope_head_dim %d, qk_rope_head_dim %d (even, 2 or more), v_head_dim %d: out of range", c.NopeDim, c.RopeDim, c.VDim)
 	}
 	if n := c.NumParams(); n > MaxParams {
 		return fmt.Errorf("llama: %d parameters, limit %d", n, int64(MaxParams))
@@ -168,10 +191,18 @@ func (c Config) Layout() []Tensor {
 	for l := range c.Layers {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		add(p+"input_layernorm.weight", c.Dim)
-		add(p+"self_attn.q_proj.weight", c.Heads*hd, c.Dim)
-		add(p+"self_attn.k_proj.weight", c.KVHeads*hd, c.Dim)
-		add(p+"self_attn.v_proj.weight", c.KVHeads*hd, c.Dim)
-		add(p+"self_attn.o_proj.weight", c.Dim, c.Heads*hd)
+		if c.MLA() {
+			add(p+"self_attn.q_proj.weight", c.Heads*(c.NopeDim+c.RopeDim), c.Dim)
+			add(p+"self_attn.kv_a_proj_with_mqa.weight", c.KVLoraRank+c.RopeDim, c.Dim)
+			add(p+"self_attn.kv_a_layernorm.weight", c.KVLoraRank)
+			add(p+"self_attn.kv_b_proj.weight", c.Heads*(c.NopeDim+c.VDim), c.KVLoraRank)
+			add(p+"self_attn.o_proj.weight", c.Dim, c.Heads*c.VDim)
+		} else {
+			add(p+"self_attn.q_proj.weight", c.Heads*hd, c.Dim)
+			add(p+"self_attn.k_proj.weight", c.KVHeads*hd, c.Dim)
+			add(p+"self_attn.v_proj.weight", c.KVHeads*hd, c.Dim)
+			add(p+"self_attn.o_proj.weight", c.Dim, c.Heads*hd)
+		}
 		add(p+"post_attention_layernorm.weight", c.Dim)
 		if c.Experts == 0 {
 			add(p+"mlp.gate_proj.weight", c.Hidden, c.Dim)
@@ -210,7 +241,12 @@ func (c Config) NumParams() int64 {
 		e, fe := int64(c.Experts), int64(c.ExpertHidden)
 		mlp = e*d + e + 3*d*fe*(e+int64(c.SharedExperts))
 	}
-	per := 2*d + d*int64(c.Heads)*hd*2 + 2*d*int64(c.KVHeads)*hd + mlp
+	attn := d*int64(c.Heads)*hd*2 + 2*d*int64(c.KVHeads)*hd
+	if c.MLA() {
+		H, r, n, p, v := int64(c.Heads), int64(c.KVLoraRank), int64(c.NopeDim), int64(c.RopeDim), int64(c.VDim)
+		attn = H*(n+p)*d + (r+p)*d + r + H*(n+v)*r + d*H*v
+	}
+	per := 2*d + attn + mlp
 	n := int64(c.VocabSize)*d + int64(c.Layers)*per + d
 	if !c.TieEmbeddings {
 		n += int64(c.VocabSize) * d

@@ -36,6 +36,9 @@ type layerOffsets struct {
 	// gate (up and down follow it), the shared experts' gate.
 	router, rbias, shared int
 	experts               []int
+	// With latent attention: kv_a_proj_with_mqa, kv_a_layernorm,
+	// kv_b_proj (q_proj is wq, o_proj wo).
+	wkva, kvnorm, wkvb int
 }
 
 // acts are the activations of a batch of N = B·T positions.
@@ -54,6 +57,8 @@ type acts struct {
 	// scratch for Backward
 	dx, dh, dqkv, dao, dgu, da []float32
 	moe                        moeScratch
+	mla                        mlaScratch
+	cosR, sinR                 []float32 // [T, RopeDim/2] latent attention's rotary tables
 	datt                       []float32
 }
 
@@ -65,6 +70,7 @@ type layerActs struct {
 	r1, r2                   []float32
 	att                      []float32 // [B, H, T, T] attention probabilities
 	moe                      moeActs
+	mla                      mlaActs
 }
 
 // New makes a model of cfg with zero parameters on pool's threads. It
@@ -101,6 +107,14 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 			ln1: byName[p+"input_layernorm.weight"], wq: byName[p+"self_attn.q_proj.weight"], wk: byName[p+"self_attn.k_proj.weight"],
 			wv: byName[p+"self_attn.v_proj.weight"], wo: byName[p+"self_attn.o_proj.weight"], ln2: byName[p+"post_attention_layernorm.weight"],
 			wg: byName[p+"mlp.gate_proj.weight"], wu: byName[p+"mlp.up_proj.weight"], wd: byName[p+"mlp.down_proj.weight"]})
+	}
+	if cfg.MLA() {
+		for l := range cfg.Layers {
+			p := fmt.Sprintf("model.layers.%d.self_attn.", l)
+			lo := &m.off.layers[l]
+			lo.wq, lo.wo = byName[p+"q_proj.weight"], byName[p+"o_proj.weight"]
+			lo.wkva, lo.kvnorm, lo.wkvb = byName[p+"kv_a_proj_with_mqa.weight"], byName[p+"kv_a_layernorm.weight"], byName[p+"kv_b_proj.weight"]
+		}
 	}
 	return m, nil
 }
@@ -152,7 +166,10 @@ func (m *Model) size(B, T int) {
 	for l := range a.layers {
 		L := &a.layers[l]
 		L.xIn, L.h1, L.xMid, L.h2 = grow(L.xIn, N*D), grow(L.h1, N*D), grow(L.xMid, N*D), grow(L.h2, N*D)
-		L.qkv, L.ao = grow(L.qkv, N*(Q+2*K)), grow(L.ao, N*Q)
+		L.qkv, L.ao = grow(L.qkv, N*(Q+2*K)), grow(L.ao, N*c.attnWidth())
+		if c.MLA() {
+			L.mla.size(c, N)
+		}
 		L.gu, L.a, L.sig = grow(L.gu, N*2*F), grow(L.a, N*F), grow(L.sig, N*F)
 		L.r1, L.r2 = grow(L.r1, N), grow(L.r2, N)
 		L.att = grow(L.att, B*c.Heads*T*T)
@@ -163,7 +180,11 @@ func (m *Model) size(B, T int) {
 	}
 	a.rowLoss = a.rowLoss[:N]
 	a.dx, a.dh = grow(a.dx, N*D), grow(a.dh, N*D)
-	a.dqkv, a.dao = grow(a.dqkv, N*(Q+2*K)), grow(a.dao, N*Q)
+	a.dqkv, a.dao = grow(a.dqkv, N*(Q+2*K)), grow(a.dao, N*c.attnWidth())
+	if c.MLA() {
+		a.mla.size(c, N)
+		a.cosR, a.sinR = ropeTables(a.cosR, a.sinR, T, c.RopeDim, c.RopeTheta)
+	}
 	a.dgu, a.da = grow(a.dgu, N*2*F), grow(a.da, N*F)
 	a.datt = grow(a.datt, T)
 	if c.Experts > 0 {
@@ -172,17 +193,23 @@ func (m *Model) size(B, T int) {
 		}
 		a.moe.size(c, N)
 	}
-	a.cos, a.sin = grow(a.cos, T*hd/2), grow(a.sin, T*hd/2)
-	// The rotary tables as the reference computes them: float32 inverse
-	// frequencies, float32 angles.
+	a.cos, a.sin = ropeTables(a.cos, a.sin, T, hd, c.RopeTheta)
+}
+
+// ropeTables fills the rotary tables of T positions for heads of width
+// hd ([T, hd/2] each), as the reference computes them: float32 inverse
+// frequencies, float32 angles.
+func ropeTables(cos, sin []float32, T, hd int, theta float64) ([]float32, []float32) {
+	cos, sin = grow(cos, T*hd/2), grow(sin, T*hd/2)
 	for i := range hd / 2 {
-		inv := float32(1 / math.Pow(c.RopeTheta, float64(float32(2*i)/float32(hd))))
+		inv := float32(1 / math.Pow(theta, float64(float32(2*i)/float32(hd))))
 		for t := range T {
 			ang := float32(t) * inv
-			a.cos[t*hd/2+i] = float32(math.Cos(float64(ang)))
-			a.sin[t*hd/2+i] = float32(math.Sin(float64(ang)))
+			cos[t*hd/2+i] = float32(math.Cos(float64(ang)))
+			sin[t*hd/2+i] = float32(math.Sin(float64(ang)))
 		}
 	}
+	return cos, sin
 }
 
 // Forward runs the model on B sequences of T tokens and keeps the
@@ -218,14 +245,19 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		}
 		x = L.xIn
 		m.rmsNorm(L.h1, L.r1, x, m.w(o.ln1, D), N, D, float32(c.NormEps))
-		// q_proj, k_proj and v_proj lie one after the other: one GEMM.
-		S := Q + 2*K
-		m.pool.Sgemm(false, true, N, S, D, L.h1, D, m.w(o.wq, S*D), D, L.qkv, S, false)
-		m.rope(L.qkv, S, 0, c.Heads, false)
-		m.rope(L.qkv, S, Q, c.KVHeads, false)
-		m.attention(L)
+		if c.MLA() {
+			m.mlaForward(l)
+		} else {
+			// q_proj, k_proj and v_proj lie one after the other: one GEMM.
+			S := Q + 2*K
+			m.pool.Sgemm(false, true, N, S, D, L.h1, D, m.w(o.wq, S*D), D, L.qkv, S, false)
+			m.rope(L.qkv, S, 0, c.Heads, false)
+			m.rope(L.qkv, S, Q, c.KVHeads, false)
+			m.attention(L)
+		}
 		copy(L.xMid, x)
-		m.pool.Sgemm(false, true, N, D, Q, L.ao, Q, m.w(o.wo, D*Q), Q, L.xMid, D, true)
+		O := c.attnWidth()
+		m.pool.Sgemm(false, true, N, D, O, L.ao, O, m.w(o.wo, D*O), O, L.xMid, D, true)
 		m.rmsNorm(L.h2, L.r2, L.xMid, m.w(o.ln2, D), N, D, float32(c.NormEps))
 		next := a.xOut
 		if l+1 < c.Layers {
@@ -319,19 +351,24 @@ func (m *Model) rmsNormBackward(dx, dw, dout, x, w, r []float32, rows, D int) {
 // of x (row stride stride) by the position's angles (inverse: by minus
 // them, the backward pass).
 func (m *Model) rope(x []float32, stride, off, heads int, inverse bool) {
-	a := &m.a
-	m.rows(a.B*a.T, func(lo, hi int) { m.ropeRows(x, stride, off, heads, inverse, lo, hi) })
+	hd := m.Config.HeadDim()
+	m.ropeSpan(x, stride, off, heads, hd, hd, m.a.cos, m.a.sin, inverse)
 }
 
-func (m *Model) ropeRows(x []float32, stride, off, heads int, inverse bool, lo, hi int) {
+// ropeSpan rotates, in each row of x, heads spans of width dim that start
+// at off and lie spacing apart, with the tables cos and sin of that width.
+func (m *Model) ropeSpan(x []float32, stride, off, heads, spacing, dim int, cos, sin []float32, inverse bool) {
 	a := &m.a
-	hd := m.Config.HeadDim()
-	half := hd / 2
+	m.rows(a.B*a.T, func(lo, hi int) { ropeRows(x, stride, off, heads, spacing, dim, a.T, cos, sin, inverse, lo, hi) })
+}
+
+func ropeRows(x []float32, stride, off, heads, spacing, dim, T int, cos, sin []float32, inverse bool, lo, hi int) {
+	half := dim / 2
 	for n := lo; n < hi; n++ {
-		t := n % a.T
-		cs, sn := a.cos[t*half:(t+1)*half], a.sin[t*half:(t+1)*half]
+		t := n % T
+		cs, sn := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
 		for h := range heads {
-			v := x[n*stride+off+h*hd : n*stride+off+(h+1)*hd]
+			v := x[n*stride+off+h*spacing : n*stride+off+h*spacing+dim]
 			for i := range half {
 				x1, x2, s := v[i], v[i+half], sn[i]
 				if inverse {
@@ -416,14 +453,19 @@ func (m *Model) Backward() error {
 		}
 		m.rmsNormBackward(dx, m.dw(o.ln2, D), a.dh, L.xMid, m.w(o.ln2, D), L.r2, N, D)
 		// xMid = xIn + ao·Woᵀ
-		m.pool.Sgemm(true, false, D, Q, N, dx, D, L.ao, Q, m.dw(o.wo, D*Q), Q, true)
-		m.pool.Sgemm(false, false, N, Q, D, dx, D, m.w(o.wo, D*Q), Q, a.dao, Q, false)
-		S := Q + 2*K
-		m.attentionBackward(L, a.dao, a.dqkv)
-		m.rope(a.dqkv, S, 0, c.Heads, true)
-		m.rope(a.dqkv, S, Q, c.KVHeads, true)
-		m.pool.Sgemm(true, false, S, D, N, a.dqkv, S, L.h1, D, m.dw(o.wq, S*D), D, true)
-		m.pool.Sgemm(false, false, N, D, S, a.dqkv, S, m.w(o.wq, S*D), D, a.dh, D, false)
+		O := c.attnWidth()
+		m.pool.Sgemm(true, false, D, O, N, dx, D, L.ao, O, m.dw(o.wo, D*O), O, true)
+		m.pool.Sgemm(false, false, N, O, D, dx, D, m.w(o.wo, D*O), O, a.dao, O, false)
+		if c.MLA() {
+			m.mlaBackward(l)
+		} else {
+			S := Q + 2*K
+			m.attentionBackward(L, a.dao, a.dqkv)
+			m.rope(a.dqkv, S, 0, c.Heads, true)
+			m.rope(a.dqkv, S, Q, c.KVHeads, true)
+			m.pool.Sgemm(true, false, S, D, N, a.dqkv, S, L.h1, D, m.dw(o.wq, S*D), D, true)
+			m.pool.Sgemm(false, false, N, D, S, a.dqkv, S, m.w(o.wq, S*D), D, a.dh, D, false)
+		}
 		m.rmsNormBackward(dx, m.dw(o.ln1, D), a.dh, L.xIn, m.w(o.ln1, D), L.r1, N, D)
 	}
 	demb := m.dw(m.off.emb, V*D)

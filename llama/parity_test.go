@@ -77,7 +77,7 @@ func normRel(a, b []float32) float64 {
 // one-layer model; logits, loss, every gradient, one AdamW step and
 // greedy tokens, on every kernel path this machine has.
 func TestParityWithPyTorch(t *testing.T) {
-	for _, fx := range []string{"gqa", "tied", "moe"} {
+	for _, fx := range []string{"gqa", "tied", "moe", "mla"} {
 		for _, impl := range kernels.Impls() {
 			t.Run(fx+"/"+impl, func(t *testing.T) {
 				prev := kernels.Impl()
