@@ -22,16 +22,29 @@ type Generator struct {
 
 	x, h, qkv, ao, gu, a, logits, scores []float32
 	moe                                  []float32 // scratch of a mixture of experts
+	// Latent attention caches per layer the normed latents ([T, r]) and
+	// rotary keys ([T, dr]) only.
+	lat, kpe             [][]float32
+	mq, mckv, qlat, olat []float32
 }
 
 // NewGenerator returns a generator over the model's weights.
 func (m *Model) NewGenerator() *Generator {
 	c := m.Config
 	D, Q, K, F, T := c.Dim, c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim(), c.Hidden, c.BlockSize
-	g := &Generator{m: m, x: make([]float32, D), h: make([]float32, D), qkv: make([]float32, Q+2*K), ao: make([]float32, Q),
+	g := &Generator{m: m, x: make([]float32, D), h: make([]float32, D), qkv: make([]float32, Q+2*K), ao: make([]float32, c.attnWidth()),
 		gu: make([]float32, 2*F), a: make([]float32, F), logits: make([]float32, c.VocabSize), scores: make([]float32, T)}
 	if c.Experts > 0 {
 		g.moe = make([]float32, c.Experts+D+3*max(c.ExpertHidden, c.ExpertHidden*c.SharedExperts))
+	}
+	if c.MLA() {
+		r, dr := c.KVLoraRank, c.RopeDim
+		g.mq, g.mckv, g.qlat, g.olat = make([]float32, c.Heads*(c.NopeDim+dr)), make([]float32, r+dr), make([]float32, r), make([]float32, r)
+		for range c.Layers {
+			g.lat = append(g.lat, make([]float32, T*r))
+			g.kpe = append(g.kpe, make([]float32, T*dr))
+		}
+		return g
 	}
 	for range c.Layers {
 		g.keys = append(g.keys, make([]float32, T*K))
@@ -101,9 +114,40 @@ func (g *Generator) step(tok int32) {
 	for l := range c.Layers {
 		o := m.off.layers[l]
 		rmsNorm(g.h, r[:], g.x, m.w(o.ln1, D), 0, 1, D, eps)
+		if c.MLA() {
+			g.mlaStep(l, pos)
+			O := c.attnWidth()
+			m.pool.Sgemm(false, true, 1, D, O, g.ao, O, m.w(o.wo, D*O), O, g.x, D, true)
+		} else {
+			g.attend(l, pos, S, Q, K, scale)
+			m.pool.Sgemm(false, true, 1, D, Q, g.ao, Q, m.w(o.wo, D*Q), Q, g.x, D, true)
+		}
+		rmsNorm(g.h, r[:], g.x, m.w(o.ln2, D), 0, 1, D, eps)
+		if c.Experts > 0 {
+			m.moeRow(l, g.h, g.x, g.moe)
+			continue
+		}
+		m.pool.Sgemm(false, true, 1, 2*F, D, g.h, D, m.w(o.wg, 2*F*D), D, g.gu, 2*F, false)
+		for i, v := range g.gu[:F] {
+			g.a[i] = v / (1 + float32(math.Exp(float64(-v)))) * g.gu[F+i]
+		}
+		m.pool.Sgemm(false, true, 1, D, F, g.a, F, m.w(o.wd, D*F), F, g.x, D, true)
+	}
+	rmsNorm(g.h, r[:], g.x, m.w(m.off.norm, D), 0, 1, D, eps)
+	m.pool.Sgemm(false, true, 1, V, D, g.h, D, m.w(m.off.lm, V*D), D, g.logits, V, false)
+	g.n++
+}
+
+// attend is grouped-query attention of position pos of layer l: its q, k
+// and v from g.h, the keys and values cached, g.ao written.
+func (g *Generator) attend(l, pos, S, Q, K int, scale float32) {
+	m, c := g.m, g.m.Config
+	o := m.off.layers[l]
+	D, hd, H, KV := c.Dim, c.HeadDim(), c.Heads, c.KVHeads
+	{
 		m.pool.Sgemm(false, true, 1, S, D, g.h, D, m.w(o.wq, S*D), D, g.qkv, S, false)
-		m.ropeAt(g.qkv[:Q], H, pos)
-		m.ropeAt(g.qkv[Q:Q+K], KV, pos)
+		m.ropeAt(g.qkv[:Q], H, hd, hd, pos)
+		m.ropeAt(g.qkv[Q:Q+K], KV, hd, hd, pos)
 		copy(g.keys[l][pos*K:(pos+1)*K], g.qkv[Q:Q+K])
 		copy(g.vals[l][pos*K:(pos+1)*K], g.qkv[Q+K:])
 		rep := H / KV
@@ -122,33 +166,19 @@ func (g *Generator) step(tok int32) {
 				vecmath.Axpy(p/z, g.vals[l][j*K+kh*hd:j*K+(kh+1)*hd], out)
 			}
 		}
-		m.pool.Sgemm(false, true, 1, D, Q, g.ao, Q, m.w(o.wo, D*Q), Q, g.x, D, true)
-		rmsNorm(g.h, r[:], g.x, m.w(o.ln2, D), 0, 1, D, eps)
-		if c.Experts > 0 {
-			m.moeRow(l, g.h, g.x, g.moe)
-			continue
-		}
-		m.pool.Sgemm(false, true, 1, 2*F, D, g.h, D, m.w(o.wg, 2*F*D), D, g.gu, 2*F, false)
-		for i, v := range g.gu[:F] {
-			g.a[i] = v / (1 + float32(math.Exp(float64(-v)))) * g.gu[F+i]
-		}
-		m.pool.Sgemm(false, true, 1, D, F, g.a, F, m.w(o.wd, D*F), F, g.x, D, true)
 	}
-	rmsNorm(g.h, r[:], g.x, m.w(m.off.norm, D), 0, 1, D, eps)
-	m.pool.Sgemm(false, true, 1, V, D, g.h, D, m.w(m.off.lm, V*D), D, g.logits, V, false)
-	g.n++
 }
 
-// ropeAt rotates the heads of one position's q or k.
-func (m *Model) ropeAt(x []float32, heads, pos int) {
-	hd := m.Config.HeadDim()
-	half := hd / 2
+// ropeAt rotates, in one position's x, heads spans of width dim lying
+// spacing apart.
+func (m *Model) ropeAt(x []float32, heads, spacing, dim, pos int) {
+	half := dim / 2
 	for i := range half {
-		inv := float32(1 / math.Pow(m.Config.RopeTheta, float64(float32(2*i)/float32(hd))))
+		inv := float32(1 / math.Pow(m.Config.RopeTheta, float64(float32(2*i)/float32(dim))))
 		ang := float32(pos) * inv
 		cs, sn := float32(math.Cos(float64(ang))), float32(math.Sin(float64(ang)))
 		for h := range heads {
-			v := x[h*hd : (h+1)*hd]
+			v := x[h*spacing : h*spacing+dim]
 			x1, x2 := v[i], v[i+half]
 			v[i] = x1*cs - x2*sn
 			v[i+half] = x2*cs + x1*sn

@@ -1,5 +1,11 @@
 package llama
 
+import (
+	"math"
+
+	"github.com/cairnlabs/cairn/vecmath"
+)
+
 // attnWidth is the width of the attention's output (o_proj's input).
 func (c Config) attnWidth() int {
 	if c.MLA() {
@@ -119,4 +125,48 @@ func (m *Model) mlaBackward(l int) {
 	m.pool.Sgemm(false, false, N, D, r+dr, S.dckv, r+dr, m.w(o.wkva, (r+dr)*D), D, a.dh, D, false)
 	m.pool.Sgemm(true, false, H*dqk, D, N, S.dq, H*dqk, L.h1, D, m.dw(o.wq, H*dqk*D), D, true)
 	m.pool.Sgemm(false, false, N, D, H*dqk, S.dq, H*dqk, m.w(o.wq, H*dqk*D), D, a.dh, D, true)
+}
+
+// mlaStep is latent attention of position pos of layer l in generation:
+// from g.h it caches the position's normed latent and rotary key, then
+// attends with the key and value up-projections absorbed into the query
+// and the output (q·W_ukᵀ against the cached latents; W_uv times the
+// probability-weighted latent), so no per-head key or value is ever
+// materialised; g.ao written.
+func (g *Generator) mlaStep(l, pos int) {
+	m, c := g.m, g.m.Config
+	o := m.off.layers[l]
+	D, H, r, dn, dr, dv := c.Dim, c.Heads, c.KVLoraRank, c.NopeDim, c.RopeDim, c.VDim
+	dqk := dn + dr
+	m.pool.Sgemm(false, true, 1, H*dqk, D, g.h, D, m.w(o.wq, H*dqk*D), D, g.mq, H*dqk, false)
+	m.pool.Sgemm(false, true, 1, r+dr, D, g.h, D, m.w(o.wkva, (r+dr)*D), D, g.mckv, r+dr, false)
+	var rs [1]float32
+	lat, kpe := g.lat[l][pos*r:(pos+1)*r], g.kpe[l][pos*dr:(pos+1)*dr]
+	rmsNorm(lat, rs[:], g.mckv[:r], m.w(o.kvnorm, r), 0, 1, r, float32(c.NormEps))
+	copy(kpe, g.mckv[r:])
+	m.ropeAt(kpe, 1, dr, dr, pos)
+	m.ropeAt(g.mq[dn:], H, dqk, dr, pos)
+	wkvb := m.w(o.wkvb, H*(dn+dv)*r)
+	scale := float32(1 / math.Sqrt(float64(dqk)))
+	for h := range H {
+		q := g.mq[h*dqk : (h+1)*dqk]
+		clear(g.qlat)
+		for i := range dn {
+			vecmath.Axpy(q[i], wkvb[(h*(dn+dv)+i)*r:(h*(dn+dv)+i+1)*r], g.qlat)
+		}
+		s := g.scores[:pos+1]
+		for j := range s {
+			s[j] = (vecmath.Dot(g.qlat, g.lat[l][j*r:(j+1)*r]) + vecmath.Dot(q[dn:], g.kpe[l][j*dr:(j+1)*dr])) * scale
+		}
+		mx := vecmath.Max(s)
+		z := vecmath.ExpSub(s, s, mx)
+		clear(g.olat)
+		for j, p := range s {
+			vecmath.Axpy(p/z, g.lat[l][j*r:(j+1)*r], g.olat)
+		}
+		out := g.ao[h*dv : (h+1)*dv]
+		for t := range dv {
+			out[t] = vecmath.Dot(wkvb[(h*(dn+dv)+dn+t)*r:(h*(dn+dv)+dn+t+1)*r], g.olat)
+		}
+	}
 }

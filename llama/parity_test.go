@@ -201,7 +201,7 @@ func parity(t *testing.T, dir string) {
 // The KV-cache generator gives the logits a full forward pass gives for
 // the same window, and PyTorch's greedy tokens, for both fixtures.
 func TestGeneratorMatchesForward(t *testing.T) {
-	for _, fx := range []string{"gqa", "tied", "moe"} {
+	for _, fx := range []string{"gqa", "tied", "moe", "mla"} {
 		ck, err := Load(filepath.Join("testdata", fx))
 		if err != nil {
 			t.Fatal(err)
