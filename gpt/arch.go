@@ -31,14 +31,16 @@ func LlamaConfig(width, layers, heads, kvHeads, hidden, blockSize int) Config {
 func (c Config) llama() llama.Config {
 	return llama.Config{VocabSize: c.VocabSize, Dim: c.NEmbd, Hidden: c.Hidden, Layers: c.NLayer, Heads: c.NHead, KVHeads: c.KVHeads,
 		NormEps: c.LayerNormEps, RopeTheta: c.RopeTheta, BlockSize: c.BlockSize, TieEmbeddings: c.TieEmbeddings,
-		Experts: c.Experts, SharedExperts: c.SharedExperts, TopK: c.TopK, ExpertHidden: c.ExpertHidden, RouteScale: c.RouteScale}
+		Experts: c.Experts, SharedExperts: c.SharedExperts, TopK: c.TopK, ExpertHidden: c.ExpertHidden, RouteScale: c.RouteScale,
+		KVLoraRank: c.KVLoraRank, NopeDim: c.NopeDim, RopeDim: c.RopeDim, VDim: c.VDim}
 }
 
 // FromLlama is the config of a Llama model.
 func FromLlama(l llama.Config) Config {
 	return Config{Arch: Llama, VocabSize: l.VocabSize, NEmbd: l.Dim, NLayer: l.Layers, NHead: l.Heads, KVHeads: l.KVHeads, Hidden: l.Hidden,
 		BlockSize: l.BlockSize, TieEmbeddings: l.TieEmbeddings, LayerNormEps: l.NormEps, RopeTheta: l.RopeTheta, Activation: "silu",
-		Experts: l.Experts, SharedExperts: l.SharedExperts, TopK: l.TopK, ExpertHidden: l.ExpertHidden, RouteScale: l.RouteScale}
+		Experts: l.Experts, SharedExperts: l.SharedExperts, TopK: l.TopK, ExpertHidden: l.ExpertHidden, RouteScale: l.RouteScale,
+		KVLoraRank: l.KVLoraRank, NopeDim: l.NopeDim, RopeDim: l.RopeDim, VDim: l.VDim}
 }
 
 func llamaLayout(c Config) []TensorInfo {
@@ -82,4 +84,13 @@ func (m *Model) ExpertLoads(l int) []int {
 		return nil
 	}
 	return m.ll.Loads(l)
+}
+
+// KVCacheFloats is what generation caches per token: every layer's keys
+// and values, or a Llama's latents with latent attention.
+func (c Config) KVCacheFloats() int {
+	if c.Arch == Llama {
+		return c.llama().KVCacheFloats()
+	}
+	return c.NLayer * 2 * c.NEmbd
 }

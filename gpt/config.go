@@ -44,6 +44,12 @@ type Config struct {
 	TopK          int     `json:"top_k,omitempty"`
 	ExpertHidden  int     `json:"n_expert_hidden,omitempty"`
 	RouteScale    float64 `json:"route_scale,omitempty"`
+	// A Llama's multi-head latent attention (llama.Config's fields of the
+	// same names; none when KVLoraRank is 0).
+	KVLoraRank int `json:"kv_lora_rank,omitempty"`
+	NopeDim    int `json:"qk_nope_dim,omitempty"`
+	RopeDim    int `json:"qk_rope_dim,omitempty"`
+	VDim       int `json:"v_dim,omitempty"`
 }
 
 // DefaultConfig returns a byte-level model of the given shape with the

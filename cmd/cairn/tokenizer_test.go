@@ -104,7 +104,17 @@ func TestLlamaArchCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "mixture of 4 experts (top 1, 1 shared") || !strings.Contains(out, "expert loads") {
 		t.Fatalf("train with experts: exit %d\n%s\n%s", code, out, e)
 	}
+	code, out, e = runCLI("train", "--arch", "llama", "--latent", "4", "--d", "16", "--layers", "1", "--heads", "2",
+		"--ctx", "8", "--batch", "2", "--eval-batches", "1", "--steps", "2", "--eval-every", "2", "--out", filepath.Join(dir, "mla"))
+	if code != 0 || !strings.Contains(out, "latent attention (latent 4, rotary 4, positionless 4, values 8; KV cache 8 floats a token)") {
+		t.Fatalf("train with latent attention: exit %d\n%s\n%s", code, out, e)
+	}
+	if code, out, e = runCLI("sample", "--ckpt", filepath.Join(dir, "mla"), "--prompt", "AB", "--tokens", "5", "--temperature", "0"); code != 0 || len(out) != 2+5+1 {
+		t.Fatalf("sample with latent attention: exit %d %q %s", code, out, e)
+	}
 	for _, a := range [][]string{
+		{"train", "--latent", "8", "--out", dir},
+		{"train", "--arch", "llama", "--latent", "8", "--rope-dim", "3", "--out", dir},
 		{"train", "--arch", "llama", "--experts", "2", "--top-k-experts", "3", "--out", dir},
 		{"train", "--experts", "4", "--out", dir},
 		{"train", "--arch", "rwkv", "--out", dir},
