@@ -206,3 +206,41 @@ func TestBalance(t *testing.T) {
 		t.Fatalf("after balancing the busiest expert still takes %.1f assignments of 64 a step (even: 16)", busiest)
 	}
 }
+
+// BenchmarkGenerate decodes with the KV cache at the anchor width (d128,
+// 4 layers, 4 heads, context 256) with grouped-query and with latent
+// attention (latent 32, rotary 16), reporting tokens/s and the cache's
+// floats per token.
+func BenchmarkGenerate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"mha", Config{VocabSize: 256, Dim: 128, Hidden: 344, Layers: 4, Heads: 4, KVHeads: 4, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 256}},
+		{"mla", Config{VocabSize: 256, Dim: 128, Hidden: 344, Layers: 4, Heads: 4, KVHeads: 4, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 256,
+			KVLoraRank: 32, NopeDim: 16, RopeDim: 16, VDim: 32}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			pool := kernels.NewPool(1)
+			defer pool.Close()
+			m, err := New(tc.cfg, pool)
+			if err != nil {
+				b.Fatal(err)
+			}
+			InitParams(tc.cfg, m.Params, 1)
+			g := m.NewGenerator()
+			n := 0
+			for b.Loop() {
+				if err := g.Start([]int32{1}); err != nil {
+					b.Fatal(err)
+				}
+				for i := range 255 {
+					g.Append(int32(i % 256))
+				}
+				n += 256
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tokens/s")
+			b.ReportMetric(float64(tc.cfg.KVCacheFloats()), "cache-floats/token")
+		})
+	}
+}
