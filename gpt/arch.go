@@ -94,3 +94,30 @@ func (c Config) KVCacheFloats() int {
 	}
 	return c.NLayer * 2 * c.NEmbd
 }
+
+// TrainFLOPsPerToken estimates a training step's floating-point
+// operations per token: 6 per multiply-add of every weight a token uses
+// (forward and backward; a mixture of experts counts its router, shared
+// experts and top-k routed experts only) plus 6 per multiply-add of
+// causal attention over a full window (half of BlockSize positions on
+// average). Norms, activations and the optimizer are left out.
+func (c Config) TrainFLOPsPerToken() float64 {
+	D, L, V, T := float64(c.NEmbd), float64(c.NLayer), float64(c.VocabSize), float64(c.BlockSize)
+	H := float64(c.NHead)
+	if c.Arch != Llama {
+		return 6*(L*12*D*D+V*D) + 6*L*T*D
+	}
+	hd := D / H
+	attnW := D*H*hd*2 + 2*D*float64(c.KVHeads)*hd // q, o, k, v
+	qk, v := hd, hd
+	if c.KVLoraRank > 0 {
+		r, n, p, dv := float64(c.KVLoraRank), float64(c.NopeDim), float64(c.RopeDim), float64(c.VDim)
+		attnW = D*H*(n+p) + D*(r+p) + r*H*(n+dv) + H*dv*D
+		qk, v = n+p, dv
+	}
+	mlp := 3 * D * float64(c.Hidden)
+	if c.Experts > 0 {
+		mlp = float64(c.Experts)*D + 3*D*float64(c.ExpertHidden)*float64(c.TopK+c.SharedExperts)
+	}
+	return 6*(L*(attnW+mlp)+V*D) + 6*L*H*(qk+v)*T/2
+}
