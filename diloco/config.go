@@ -256,12 +256,7 @@ func (c RunConfig) Encode(text []byte) []int32 {
 	if c.Tok == nil {
 		return corpus.Bytes(text)
 	}
-	ids := c.Tok.Encode(nil, text)
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out
+	return c.Tok.EncodeIDs(text)
 }
 
 // Validate reports the first problem with c, in one line.

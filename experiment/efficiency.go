@@ -84,7 +84,7 @@ func Efficiency(ctx context.Context, o EfficiencyOptions) ([]EfficiencyRow, erro
 	trainIDs, valIDs := corpus.Bytes(trainText), corpus.Bytes(valText)
 	bytesPerToken := 1.0
 	if o.Tokenizer != nil {
-		trainIDs, valIDs = ids(o.Tokenizer.Encode(nil, trainText)), ids(o.Tokenizer.Encode(nil, valText))
+		trainIDs, valIDs = o.Tokenizer.EncodeIDs(trainText), o.Tokenizer.EncodeIDs(valText)
 		bytesPerToken = float64(len(valText)) / float64(max(len(valIDs), 1))
 	}
 	pool := kernels.NewPool(o.Threads)
@@ -134,12 +134,4 @@ func Efficiency(ctx context.Context, o EfficiencyOptions) ([]EfficiencyRow, erro
 			Wall: wall, KVBytes: 4 * cfg.KVCacheFloats()})
 	}
 	return rows, nil
-}
-
-func ids(v []int) []int32 {
-	out := make([]int32, len(v))
-	for i, x := range v {
-		out[i] = int32(x)
-	}
-	return out
 }

@@ -96,6 +96,16 @@ func (t *Tokenizer) Encode(dst []int, text []byte) []int {
 	return dst
 }
 
+// EncodeIDs returns the token ids of text as a model takes them (int32).
+func (t *Tokenizer) EncodeIDs(text []byte) []int32 {
+	ids := t.Encode(nil, text)
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
 // merge appends the ids of piece's byte pair encoding: starting from
 // single bytes, the adjacent pair whose concatenation has the lowest rank
 // is merged until no pair is a token (ties: the leftmost), as tiktoken's

@@ -56,7 +56,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	}
 	tokens := corpus.Bytes([]byte(*prompt))
 	if tk != nil {
-		tokens = toInt32(tk.Encode(nil, []byte(*prompt)))
+		tokens = tk.EncodeIDs([]byte(*prompt))
 	}
 	g := m.NewGenerator()
 	if err := g.Start(tokens); err != nil {

@@ -95,7 +95,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	bytesPerToken := 1.0
 	if tok != nil {
 		start := time.Now()
-		trainIDs, valIDs = toInt32(tok.Encode(nil, trainData)), toInt32(tok.Encode(nil, valData))
+		trainIDs, valIDs = tok.EncodeIDs(trainData), tok.EncodeIDs(valData)
 		bytesPerToken = float64(len(valData)) / float64(max(len(valIDs), 1))
 		o.Model.VocabSize = tok.Vocab()
 		fmt.Fprintf(stdout, "tokenizer: %d tokens (%s); the data takes %d + %d tokens, %.2f bytes a token (encoded in %s)\n",
@@ -204,14 +204,6 @@ func loadTokenizer(path, pattern string) (*tokenizer.Tokenizer, error) {
 		return nil, badInput("--tokenizer %s: %v", path, err)
 	}
 	return tok, nil
-}
-
-func toInt32(ids []int) []int32 {
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out
 }
 
 // resumeRun continues the run in dir; flags that change the model's shape
