@@ -311,6 +311,13 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(DefaultConfig(128, 4, 4, 64).JSON())
 	f.Add(`{"n_embd": 3221225472, "n_head": 1, "n_layer": 1, "block_size": 64}`)
 	f.Add(`{"n_embd": 65536, "n_head": 1, "n_layer": 4096, "block_size": 1048576, "vocab_size": 1048576}`)
+	moe := LlamaConfig(32, 2, 4, 2, 64, 16)
+	moe.Experts, moe.SharedExperts, moe.TopK, moe.ExpertHidden, moe.RouteScale = 4, 1, 2, 16, 1
+	f.Add(moe.JSON())
+	mla := LlamaConfig(32, 2, 4, 4, 64, 16)
+	mla.KVLoraRank, mla.NopeDim, mla.RopeDim, mla.VDim = 8, 4, 4, 8
+	f.Add(mla.JSON())
+	f.Add(`{"arch": "llama", "activation": "silu", "n_embd": 1, "n_head": 1, "n_kv_head": 1, "n_layer": 4096, "block_size": 1, "vocab_size": 1, "layer_norm_eps": 1e-5, "rope_theta": 10000, "n_experts": 1024, "top_k": 1, "n_expert_hidden": 1, "route_scale": 1}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseConfig(s)
 		if err != nil {

@@ -60,6 +60,11 @@ type Config struct {
 // MLA reports whether the layers use multi-head latent attention.
 func (c Config) MLA() bool { return c.KVLoraRank > 0 }
 
+// MaxTensors bounds a model's tensors (a config with many layers of many
+// tiny experts would otherwise describe a layout far larger than its
+// parameters).
+const MaxTensors = 1 << 18
+
 // MaxExperts bounds the routed experts of a layer.
 const MaxExperts = 1 << 10
 
@@ -109,6 +114,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("llama: q_lora_rank %d: query compression is not supported (want none)", c.QLoraRank)
 	case c.MLA() && (c.NopeDim < 0 || c.NopeDim > 4096 || c.RopeDim < 2 || c.RopeDim%2 != 0 || c.RopeDim > 4096 || c.VDim < 1 || c.VDim > 4096):
 		return fmt.Errorf("llama: qk_nope_head_dim %d, qk_rope_head_dim %d (even, 2 or more), v_head_dim %d: out of range", c.NopeDim, c.RopeDim, c.VDim)
+	}
+	if int64(c.Layers)*int64(3*c.Experts+16) > MaxTensors {
+		return fmt.Errorf("llama: %d layers of %d experts: more than %d tensors", c.Layers, c.Experts, MaxTensors)
 	}
 	if n := c.NumParams(); n > MaxParams {
 		return fmt.Errorf("llama: %d parameters, limit %d", n, int64(MaxParams))
