@@ -67,7 +67,7 @@ func (m *Model) moeForward(l int, out []float32) {
 	c, a := m.Config, &m.a
 	L, o := &a.layers[l], m.off.layers[l]
 	M := &L.moe
-	N, D, E, k, Fe, Fs := a.B*a.T, c.Dim, c.Experts, c.TopK, c.ExpertHidden, c.ExpertHidden*c.SharedExperts
+	N, D, E, k, Fs := a.B*a.T, c.Dim, c.Experts, c.TopK, c.ExpertHidden*c.SharedExperts
 	scale := float32(c.RouteScale)
 	m.pool.Sgemm(false, true, N, E, D, L.h2, D, m.w(o.router, E*D), D, M.aff, E, false)
 	bias := m.w(o.rbias, E)
@@ -121,12 +121,7 @@ func (m *Model) moeForward(l int, out []float32) {
 			copy(M.xg[p*D:(p+1)*D], L.h2[n*D:(n+1)*D])
 		}
 	})
-	clear(M.yg)
-	for e := range E {
-		s, rows := M.start[e], M.loads[e]
-		g := o.experts[e]
-		m.swigluForward(M.xg[s*D:], rows, Fe, g, g+2*Fe*D, M.gug[s*2*Fe:], M.sigg[s*Fe:], M.actg[s*Fe:], M.yg[s*D:])
-	}
+	m.pool.Run(E, &expertsJob{m: m, l: l})
 	m.rows(N, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			for j := range k {
@@ -140,6 +135,34 @@ func (m *Model) moeForward(l int, out []float32) {
 	}
 }
 
+// expertsJob runs layer l's routed experts side by side, one expert a
+// unit on its thread's workspace (each expert owns its weights' gradients
+// and its rows): forward, their outputs yg; backward, their inputs'
+// gradients dxg.
+type expertsJob struct {
+	m        *Model
+	l        int
+	backward bool
+}
+
+func (j *expertsJob) Do(worker, lo, hi int) {
+	m := j.m
+	c, a := m.Config, &m.a
+	L, o := &a.layers[j.l], m.off.layers[j.l]
+	M, S := &L.moe, &a.moe
+	D, Fe := c.Dim, c.ExpertHidden
+	ws := m.pool.Workspace(worker)
+	for e := lo; e < hi; e++ {
+		s, rows, g := M.start[e], M.loads[e], o.experts[e]
+		if j.backward {
+			m.swigluOn(ws, true, M.xg[s*D:], rows, Fe, g, g+2*Fe*D, M.gug[s*2*Fe:], M.sigg[s*Fe:], M.actg[s*Fe:], S.dxg[s*D:],
+				S.dyg[s*D:], S.dgug[s*2*Fe:], S.dag[s*Fe:])
+		} else {
+			m.swigluOn(ws, false, M.xg[s*D:], rows, Fe, g, g+2*Fe*D, M.gug[s*2*Fe:], M.sigg[s*Fe:], M.actg[s*Fe:], M.yg[s*D:], nil, nil, nil)
+		}
+	}
+}
+
 // moeBackward is moeForward's backward pass given dy, the gradient of its
 // output: it accumulates the experts' and the router's gradients and
 // writes a.dh, the gradient of h2. The balancing bias gets none.
@@ -147,7 +170,7 @@ func (m *Model) moeBackward(l int, dy []float32) {
 	c, a := m.Config, &m.a
 	L, o := &a.layers[l], m.off.layers[l]
 	M, S := &L.moe, &a.moe
-	N, D, E, k, Fe, Fs := a.B*a.T, c.Dim, c.Experts, c.TopK, c.ExpertHidden, c.ExpertHidden*c.SharedExperts
+	N, D, E, k, Fs := a.B*a.T, c.Dim, c.Experts, c.TopK, c.ExpertHidden*c.SharedExperts
 	scale := float32(c.RouteScale)
 	if Fs > 0 {
 		m.swigluBackward(dy, L.h2, N, Fs, o.shared, o.shared+2*Fs*D, M.gus, M.sigs, M.acts, S.dgus, S.das, a.dh, false)
@@ -169,12 +192,7 @@ func (m *Model) moeBackward(l int, dy []float32) {
 			}
 		}
 	})
-	for e := range E {
-		s, rows := M.start[e], M.loads[e]
-		g := o.experts[e]
-		m.swigluBackward(S.dyg[s*D:], M.xg[s*D:], rows, Fe, g, g+2*Fe*D, M.gug[s*2*Fe:], M.sigg[s*Fe:], M.actg[s*Fe:],
-			S.dgug[s*2*Fe:], S.dag[s*Fe:], S.dxg[s*D:], false)
-	}
+	m.pool.Run(E, &expertsJob{m: m, l: l, backward: true})
 	// Back to the positions, and through the router.
 	m.rows(N, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
