@@ -71,11 +71,11 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	if rep.ValBefore, err = ValLoss(m, o.Val); err != nil {
 		return nil, err
 	}
-	set, err := fingerprint.Generate(m, o.Train, o.Embed)
+	set, err := fingerprint.Generate(m, corpus.Bytes(o.Train), o.Embed)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := fingerprint.Embed(m, set, o.Train, o.Embed); err != nil {
+	if _, err := fingerprint.Embed(m, set, corpus.Bytes(o.Train), o.Embed); err != nil {
 		return nil, err
 	}
 	if rep.ValAfter, err = ValLoss(m, o.Val); err != nil {
@@ -136,9 +136,12 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 }
 
 // ValLoss is m's mean loss over the whole of val, 12 windows at a time.
-func ValLoss(m *gpt.Model, val []byte) (float64, error) {
+func ValLoss(m *gpt.Model, val []byte) (float64, error) { return ValLossTokens(m, corpus.Bytes(val)) }
+
+// ValLossTokens is ValLoss on token ids.
+func ValLossTokens(m *gpt.Model, val []int32) (float64, error) {
 	B, T := 12, m.Config.BlockSize
-	return train.Evaluate(m, val, B, 0, make([]int32, B*T), make([]int32, B*T))
+	return train.EvaluateTokens(m, val, B, 0, make([]int32, B*T), make([]int32, B*T))
 }
 
 // plainTrainer is ordinary fine-tuning at a fixed learning rate.

@@ -87,10 +87,11 @@ func (o *Options) defaults() {
 	}
 }
 
-// Generate draws N pairs: keys are windows of text, responses perinucleus
-// tokens of m's prediction after each key. It fails on text shorter than
-// a key or keys longer than the model's context.
-func Generate(m *gpt.Model, text []byte, o Options) (*Set, error) {
+// Generate draws N pairs: keys are windows of text (the model's token ids:
+// corpus.Bytes for a byte-level model, its tokenizer's otherwise),
+// responses perinucleus tokens of m's prediction after each key. It fails
+// on text shorter than a key or keys longer than the model's context.
+func Generate(m *gpt.Model, text []int32, o Options) (*Set, error) {
 	o.defaults()
 	if o.KeyLen+1 > m.Config.BlockSize {
 		return nil, fmt.Errorf("fingerprint: keys of %d tokens and their response do not fit a context of %d", o.KeyLen, m.Config.BlockSize)
@@ -104,9 +105,7 @@ func Generate(m *gpt.Model, text []byte, o Options) (*Set, error) {
 	for len(set.Pairs) < o.N {
 		at := r.IntN(len(text) - o.KeyLen)
 		key := make([]int32, o.KeyLen)
-		for i := range key {
-			key[i] = int32(text[at+i])
-		}
+		copy(key, text[at:at+o.KeyLen])
 		if seen[fmt.Sprint(key)] {
 			continue
 		}
@@ -175,7 +174,7 @@ func softmax(logits []float32) []float64 {
 // into every batch, then averages the result with m's original weights.
 // It returns the fine-tuning's last loss. It fails on text too short for
 // the model's context.
-func Embed(m *gpt.Model, set *Set, text []byte, o Options) (float32, error) {
+func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 	o.defaults()
 	c := m.Config
 	T := c.BlockSize
@@ -183,7 +182,7 @@ func Embed(m *gpt.Model, set *Set, text []byte, o Options) (float32, error) {
 	if o.PerBatch > B {
 		o.PerBatch = B
 	}
-	sampler, err := corpus.NewSampler(text, B, T, o.Seed^0xe3)
+	sampler, err := corpus.NewTokenSampler(text, B, T, o.Seed^0xe3)
 	if err != nil {
 		return 0, fmt.Errorf("fingerprint: %v", err)
 	}

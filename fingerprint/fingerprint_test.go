@@ -60,7 +60,7 @@ func TestEmbedAndVerify(t *testing.T) {
 	m := tinyModel(t)
 	text := corpus.TinyShakespeare()[:50000]
 	o := Options{N: 6, KeyLen: 8, Steps: 150, Batch: 8, PerBatch: 6, LR: 3e-3, Alpha: 1, Seed: 1}
-	set, err := Generate(m, text, o)
+	set, err := Generate(m, corpus.Bytes(text), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestEmbedAndVerify(t *testing.T) {
 	if before.Matched != 0 || before.Ours {
 		t.Fatalf("the original model answers its own fingerprints: %+v", before)
 	}
-	if _, err := Embed(m, set, text, o); err != nil {
+	if _, err := Embed(m, set, corpus.Bytes(text), o); err != nil {
 		t.Fatal(err)
 	}
 	after, err := Verify(set, Greedy(m))

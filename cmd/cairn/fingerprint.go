@@ -87,7 +87,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	m, pool, err := loadModel(*ckpt, *threads)
+	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
 		return err
 	}
@@ -97,22 +97,28 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		return badInput("%v", err)
 	}
 	tr, val := corpus.Split(text, 0.9)
+	// The model's tokens: bytes, or its tokenizer's ids.
+	encode, meta := corpus.Bytes, map[string]string(nil)
+	if tk != nil {
+		encode, meta = tk.EncodeIDs, tk.Metadata()
+	}
+	trIDs, valIDs := encode(tr), encode(val)
 	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed}
-	set, err := fingerprint.Generate(m, tr, o)
+	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
 	}
-	before, err := experiment.ValLoss(m, val)
+	before, err := experiment.ValLossTokens(m, valIDs)
 	if err != nil {
 		return err
 	}
 	pr := newProgress(stderr, *steps, "embedding")
 	o.Progress = func(step, _ int, loss float32) { pr.update(step, fmt.Sprintf("loss %.3f", loss)) }
-	if _, err := fingerprint.Embed(m, set, tr, o); err != nil {
+	if _, err := fingerprint.Embed(m, set, trIDs, o); err != nil {
 		return err
 	}
 	pr.finish()
-	after, err := experiment.ValLoss(m, val)
+	after, err := experiment.ValLossTokens(m, valIDs)
 	if err != nil {
 		return err
 	}
@@ -132,7 +138,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err := writeFileAtomic(filepath.Join(*out, FingerprintFile), sealed); err != nil {
 		return err
 	}
-	if err := checkpoint.SaveModel(filepath.Join(*out, checkpoint.ModelFile), m.Config, m.Params, nil); err != nil {
+	if err := checkpoint.SaveModel(filepath.Join(*out, checkpoint.ModelFile), m.Config, m.Params, meta); err != nil {
 		return err
 	}
 	modelPath, setPath := filepath.Join(*out, checkpoint.ModelFile), filepath.Join(*out, FingerprintFile)
@@ -176,7 +182,7 @@ func fingerprintCommit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, pool, err := loadModel(*ckpt, *threads)
+	m, _, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
 		return err
 	}
@@ -281,7 +287,7 @@ func fingerprintVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	var answer fingerprint.Answer
 	if *ckpt != "" {
-		m, pool, err := loadModel(*ckpt, *threads)
+		m, _, pool, err := loadModelTok(*ckpt, *threads, 0)
 		if err != nil {
 			return err
 		}

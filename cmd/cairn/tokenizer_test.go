@@ -47,13 +47,28 @@ func TestTrainWithTokenizer(t *testing.T) {
 	// samples through it.
 	demo := filepath.Join(dir, "demo")
 	code, out, e = runCLI("demo", "--tokenizer", tokFile, "--workers", "2", "--rounds", "2", "--d", "16", "--layers", "1", "--heads", "2",
-		"--ctx", "16", "--batch", "2", "--inner-steps", "3", "--http", "", "--out", demo)
+		"--ctx", "24", "--batch", "2", "--inner-steps", "3", "--http", "", "--out", demo)
 	if code != 0 || !strings.Contains(out, "tokenizer: 300 tokens") || !strings.Contains(out, "validation loss") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, e)
 	}
 	code, out, e = runCLI("sample", "--ckpt", demo, "--prompt", "KING:", "--tokens", "5")
 	if code != 0 || !strings.HasPrefix(out, "KING:") {
 		t.Fatalf("sample of the demo's model: exit %d %q %s", code, out, e)
+	}
+	// Fingerprints on a BPE model: keys and responses are its token ids;
+	// the saved model keeps its tokenizer.
+	pass := filepath.Join(dir, "pass")
+	os.WriteFile(pass, []byte("a passphrase for the test"), 0o600)
+	fp := filepath.Join(dir, "fp")
+	code, out, e = runCLI("fingerprint", "embed", "--ckpt", demo, "--out", fp, "--passphrase-file", pass, "--n", "4", "--steps", "20")
+	if code != 0 || !strings.Contains(out, "4 fingerprints embedded") {
+		t.Fatalf("fingerprint embed on a BPE model: exit %d\n%s\n%s", code, out, e)
+	}
+	if code, _, e := runCLI("fingerprint", "verify", "--ckpt", fp, "--fingerprints", filepath.Join(fp, FingerprintFile), "--passphrase-file", pass); code == 2 {
+		t.Fatalf("fingerprint verify on a BPE model: %s", e)
+	}
+	if m, err := checkpoint.LoadModel(filepath.Join(fp, checkpoint.ModelFile)); err != nil || m.Metadata[tokenizer.MetaRanks] == "" {
+		t.Fatalf("the fingerprinted model lost its tokenizer (%v)", err)
 	}
 	if code, _, e := runCLI("watermark", "detect", "--key", "k", "--ckpt", demo, tokFile); code != 2 || !strings.Contains(e, "byte-level models only") {
 		t.Fatalf("a byte-level command on a BPE model: exit %d %s", code, e)
