@@ -70,7 +70,23 @@ func TestTrainWithTokenizer(t *testing.T) {
 	if m, err := checkpoint.LoadModel(filepath.Join(fp, checkpoint.ModelFile)); err != nil || m.Metadata[tokenizer.MetaRanks] == "" {
 		t.Fatalf("the fingerprinted model lost its tokenizer (%v)", err)
 	}
-	if code, _, e := runCLI("watermark", "detect", "--key", "k", "--ckpt", demo, tokFile); code != 2 || !strings.Contains(e, "byte-level models only") {
+	// A watermarked sample of the BPE model is found in its tokens, with
+	// the model's tokenizer or the same rank file; another key finds none.
+	code, marked, e := runCLI("sample", "--ckpt", demo, "--prompt", "KING:", "--tokens", "120", "--watermark-key", "k2", "--seed", "5")
+	if code != 0 {
+		t.Fatalf("watermarked sample: %s", e)
+	}
+	wm := filepath.Join(dir, "marked.txt")
+	os.WriteFile(wm, []byte(marked), 0o644)
+	for _, a := range [][]string{{"--ckpt", demo}, {"--tokenizer", tokFile}} {
+		if code, out, e := runCLI(append(append([]string{"watermark", "detect", "--key", "k2"}, a...), wm)...); code != 0 || !strings.Contains(out, ": watermarked") {
+			t.Fatalf("detect %v: exit %d %s %s", a, code, out, e)
+		}
+	}
+	if code, _, _ := runCLI("watermark", "detect", "--key", "other", "--tokenizer", tokFile, wm); code != 1 {
+		t.Fatalf("another key: exit %d, want 1", code)
+	}
+	if code, _, e := runCLI("experiment", "watermark", "--ckpt", demo); code != 2 || !strings.Contains(e, "byte-level models only") {
 		t.Fatalf("a byte-level command on a BPE model: exit %d %s", code, e)
 	}
 	bad := filepath.Join(dir, "bad.tiktoken")

@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/tokenizer"
 	"io"
 	"math"
 	"os"
@@ -87,6 +89,7 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	vocab := fs.Int("vocab", 256, "vocabulary size (the byte-level models: 256)")
 	ckpt := fs.String("ckpt", "", "the model that wrote the text: score only the tokens where its predictive entropy reaches --min-entropy")
 	minH := fs.Float64("min-entropy", 1, "with --ckpt, the entropy (nats) a token's prediction needs to be scored")
+	tokf := bindTokenizer(fs)
 	if err := parseFlags(fs, args[1:], 1); err != nil {
 		return err
 	}
@@ -103,18 +106,33 @@ func runWatermark(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
-	tokens := make([]int32, len(text))
-	for i, b := range text {
-		tokens[i] = int32(b)
+	tk, err := tokf.load()
+	if err != nil {
+		return err
 	}
 	var entropy []float64
+	var m *gpt.Model
 	if *ckpt != "" {
-		m, pool, err := loadModel(*ckpt, 0)
-		if err != nil {
+		var mt *tokenizer.Tokenizer
+		var pool *kernels.Pool
+		if m, mt, pool, err = loadModelTok(*ckpt, 0, 0); err != nil {
 			return err
 		}
 		defer pool.Close()
+		if tk == nil {
+			tk = mt // the model's own tokenizer
+		}
 		*vocab = m.Config.VocabSize
+	}
+	// The text as the writer's tokens: bytes, or the tokenizer's ids.
+	tokens := corpus.Bytes(text)
+	if tk != nil {
+		tokens = tk.EncodeIDs(text)
+		if *ckpt == "" {
+			*vocab = tk.Vocab()
+		}
+	}
+	if m != nil {
 		if entropy, err = m.Entropies(tokens); err != nil {
 			return badInput("%v", err)
 		}
