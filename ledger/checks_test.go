@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/cairnlabs/cairn/ledger"
@@ -175,5 +176,34 @@ func TestSlashedWorkerNotExpected(t *testing.T) {
 	info, _ := c.l.Round(1)
 	if info.Window == nil || info.Window.Expected != 2 || !info.Window.Closed(&g, 0) {
 		t.Fatalf("round 1's window after the others committed: %+v", info.Window)
+	}
+}
+
+// After a void round (a result that accepts nothing), the next window
+// waits for the void round's committers, closing as soon as they have
+// committed, instead of expecting nobody.
+func TestWindowAfterVoidRound(t *testing.T) {
+	org, A, B := keyFrom("org"), keyFrom("A"), keyFrom("B")
+	g := genesisFor(org, 2, A, B)
+	g.CommitWindow = 10e9 // blocks are 1 s apart
+	c := newChain(t, g, org)
+	a0, b0 := commitBody("A", 0, 10), commitBody("B", 0, 10)
+	c.block(c.tx(A, a0), c.tx(B, b0))
+	void := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ0 again"), Accepted: []ledger.Contribution{},
+		Rejected: []ledger.Rejection{{Worker: ledger.KeyOf(A), Reason: "refused"}, {Worker: ledger.KeyOf(B), Reason: "refused"}}}
+	if bytes.Compare(void.Rejected[0].Worker[:], void.Rejected[1].Worker[:]) > 0 {
+		void.Rejected[0], void.Rejected[1] = void.Rejected[1], void.Rejected[0]
+	}
+	c.block(c.tx(A, void), c.tx(B, void))
+	if info, _ := c.l.Round(0); info.Result == nil || len(info.Result.Accepted) != 0 {
+		t.Fatalf("the void round: %+v", info)
+	}
+	c.block(c.tx(A, commitBody("A", 1, 10)))
+	if info, _ := c.l.Round(1); info.Window == nil || info.Window.Expected != 2 || info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window after one of two committers: %+v", info.Window)
+	}
+	c.block(c.tx(B, commitBody("B", 1, 10)))
+	if info, _ := c.l.Round(1); !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window with both committed: %+v", info.Window)
 	}
 }

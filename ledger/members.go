@@ -15,8 +15,9 @@ import (
 //   - Round r's commit window opens with its first commit and lasts
 //     CommitWindow of block time, or until every worker whose contribution
 //     r-1 accepted and that still holds the minimum stake when the window
-//     opens (for round 0: every account staked at genesis) has committed
-//     in r; a commit after it is refused. A round
+//     opens (for round 0: every account staked at genesis; after a void
+//     round, which accepted none, every worker that committed to it) has
+//     committed in r; a commit after it is refused. A round
 //     nobody has committed to waits.
 //   - Once the window has passed, each worker that committed in r (a
 //     member of r) votes with a ResultTx: the weights hash it computed and
@@ -98,8 +99,8 @@ func (s stateView) joins(r uint64) uint64 {
 
 // expects reports whether round r's window counts w among the workers it
 // waits for without a join: for round 0 the accounts staked at genesis,
-// then the workers whose contributions r-1 accepted that still hold the
-// minimum stake.
+// then the workers whose contributions r-1 accepted (all that committed to
+// r-1 if it accepted none) that still hold the minimum stake.
 func (x *execution) expects(r uint64, w PubKey) (bool, error) {
 	if r == 0 {
 		i, ok := x.g.account(w)
@@ -110,6 +111,11 @@ func (x *execution) expects(r uint64, w PubKey) (bool, error) {
 		return false, err
 	}
 	_, was := slices.BinarySearchFunc(prev.Accepted, w, func(c Contribution, k PubKey) int { return bytes.Compare(c.Worker[:], k[:]) })
+	if len(prev.Accepted) == 0 {
+		// After a void round, its committers: nobody was accepted, and
+		// they would otherwise race each other's joins.
+		was = slices.ContainsFunc(prev.Rejected, func(rj Rejection) bool { return rj.Worker == w })
+	}
 	if !was {
 		return false, nil
 	}
@@ -311,11 +317,20 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 			if err != nil {
 				return internalError{err}
 			}
+			workers := make([]PubKey, 0, len(prev.Accepted)+len(prev.Rejected))
 			for _, c := range prev.Accepted {
+				workers = append(workers, c.Worker)
+			}
+			if len(prev.Accepted) == 0 {
+				for _, rj := range prev.Rejected {
+					workers = append(workers, rj.Worker)
+				}
+			}
+			for _, k := range workers {
 				if !ok {
 					break
 				}
-				if exp, err := x.expects(r, c.Worker); err != nil {
+				if exp, err := x.expects(r, k); err != nil {
 					return internalError{err}
 				} else if exp {
 					w.Expected++

@@ -294,6 +294,9 @@ func (m *member) joinIfUnexpected(ctx context.Context, r int) {
 		if slices.ContainsFunc(prev.Result.Accepted, func(c ledger.Contribution) bool { return c.Worker == m.lc.Self() }) {
 			return
 		}
+		if len(prev.Result.Accepted) == 0 && slices.ContainsFunc(prev.Result.Rejected, func(rj ledger.Rejection) bool { return rj.Worker == m.lc.Self() }) {
+			return // after a void round its committers are expected
+		}
 	}
 	m.join(ctx, r)
 }
