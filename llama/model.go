@@ -59,6 +59,7 @@ type acts struct {
 	moe                        moeScratch
 	mla                        mlaScratch
 	cosR, sinR                 []float32 // [T, RopeDim/2] latent attention's rotary tables
+	ropeT                      int       // the T the rotary tables were made for
 	datt                       []float32
 }
 
@@ -183,7 +184,6 @@ func (m *Model) size(B, T int) {
 	a.dqkv, a.dao = grow(a.dqkv, N*(Q+2*K)), grow(a.dao, N*c.attnWidth())
 	if c.MLA() {
 		a.mla.size(c, N)
-		a.cosR, a.sinR = ropeTables(a.cosR, a.sinR, T, c.RopeDim, c.RopeTheta)
 	}
 	a.dgu, a.da = grow(a.dgu, N*2*F), grow(a.da, N*F)
 	a.datt = grow(a.datt, T)
@@ -193,7 +193,13 @@ func (m *Model) size(B, T int) {
 		}
 		a.moe.size(c, N)
 	}
-	a.cos, a.sin = ropeTables(a.cos, a.sin, T, hd, c.RopeTheta)
+	if a.ropeT != T { // the tables depend on T only: made once per shape
+		a.cos, a.sin = ropeTables(a.cos, a.sin, T, hd, c.RopeTheta)
+		if c.MLA() {
+			a.cosR, a.sinR = ropeTables(a.cosR, a.sinR, T, c.RopeDim, c.RopeTheta)
+		}
+		a.ropeT = T
+	}
 }
 
 // ropeTables fills the rotary tables of T positions for heads of width
