@@ -76,14 +76,13 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 }
 
 // linear computes out = in·Wᵀ + bias (+ residual), in [rows, nin], W
-// [nout, nin] as PyTorch stores it. name labels it in a profile.
+// [nout, nin] as PyTorch stores it, adding the bias and residual inside the
+// product (bias + residual first, then the product, as ever). name labels
+// it in a profile.
 func (m *Model) linear(name string, out, in, W, bias, residual []float32, rows, nin, nout int) {
 	P := m.prof
 	P.Begin()
-	m.jobs.fill = fillJob{out: out, bias: bias, add: residual, N: nout}
-	m.pool.Run(rows, &m.jobs.fill)
-	P.End("bias+residual fwd", 0)
-	m.pool.Sgemm(false, true, rows, nout, nin, in, nin, W, nin, out, nout, true)
+	m.pool.SgemmInit(false, true, rows, nout, nin, in, nin, W, nin, out, nout, bias, residual)
 	if P != nil {
 		P.End("matmul fwd "+name, 2*float64(rows)*float64(nin)*float64(nout))
 		P.shape("matmul fwd "+name, rows, nin, nout)

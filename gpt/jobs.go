@@ -15,7 +15,6 @@ type jobs struct {
 	embed     embedJob
 	ln        lnFwdJob
 	lnBwd     lnBwdJob
-	fill      fillJob
 	gelu      geluJob
 	attn      attnJob
 	ce        crossEntropyJob
@@ -77,23 +76,6 @@ func (j *lnBwdJob) Do(_, lo, hi int) {
 		clear(p)
 		for r := ch * lnChunk; r < min((ch+1)*lnChunk, j.rows); r++ {
 			vecmath.LayerNormBackward(j.dx[r*C:r*C+C], p[:C], p[C:], j.dout[r*C:r*C+C], j.x[r*C:r*C+C], j.w, j.mean[r], j.rstd[r])
-		}
-	}
-}
-
-// fillJob: out[r] = bias (+ add[r] when add is set).
-type fillJob struct {
-	out, bias, add []float32
-	N              int
-}
-
-func (j *fillJob) Do(_, lo, hi int) {
-	N := j.N
-	for r := lo; r < hi; r++ {
-		o := j.out[r*N : r*N+N]
-		copy(o, j.bias)
-		if j.add != nil {
-			vecmath.Add(o, j.add[r*N:r*N+N])
 		}
 	}
 }

@@ -104,6 +104,7 @@ type gemmArgs struct {
 	p0, kc       int // current k block
 	packedB      []float32
 	splitColumns bool
+	bias, add    []float32 // SgemmInit's initial C, filled tile by tile
 }
 
 func (g *gemmArgs) check() {
@@ -132,10 +133,20 @@ func (g *gemmArgs) check() {
 		need("B", g.k, g.n, g.ldb, len(g.b))
 	}
 	need("C", g.m, g.n, g.ldc, len(g.c))
+	if g.bias != nil && len(g.bias) < g.n {
+		panic(fmt.Sprintf("kernels: bias of %d floats for %d columns", len(g.bias), g.n))
+	}
+	if g.add != nil {
+		need("addend", g.m, g.n, g.ldc, len(g.add))
+	}
 }
 
 // zeroC handles k == 0: the product is zero.
 func (g *gemmArgs) zeroC() {
+	if g.bias != nil || g.add != nil {
+		g.initTile(0, 0, g.m, g.n)
+		return
+	}
 	if g.acc {
 		return
 	}
@@ -161,6 +172,12 @@ func (w *Workspace) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []fl
 		g.zeroC()
 		return
 	}
+	w.run(&g)
+}
+
+// run computes the checked, non-empty product g on the calling goroutine.
+func (w *Workspace) run(g *gemmArgs) {
+	m, n, k := g.m, g.n, g.k
 	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {
 		g.nc = min(ncBlock, n-g.j0)
 		for g.p0 = 0; g.p0 < k; g.p0 += kcBlock {
@@ -265,6 +282,9 @@ func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
 				}
 				ap := w.packA[ir*kc:]
 				cp := g.c[i*g.ldc+j:]
+				if g.p0 == 0 && (g.bias != nil || g.add != nil) {
+					g.initTile(i, j, rows, cols)
+				}
 				if rows == mr && cols == nr {
 					kern(ke-ks, &ap[ks*mr], &bp[ks*nr], &cp[0], g.ldc, acc)
 					continue
@@ -286,24 +306,62 @@ func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
 	}
 }
 
+// initTile writes SgemmInit's starting values into the rows×cols tile of C
+// at (i, j), just before the first block of the product adds to it, while
+// the tile is in cache: one pass over C instead of two.
+func (g *gemmArgs) initTile(i, j, rows, cols int) {
+	for r := i; r < i+rows; r++ {
+		dst := g.c[r*g.ldc+j : r*g.ldc+j+cols]
+		switch {
+		case g.add == nil:
+			copy(dst, g.bias[j:j+cols])
+		case g.bias == nil:
+			copy(dst, g.add[r*g.ldc+j:r*g.ldc+j+cols])
+		default:
+			add := g.add[r*g.ldc+j : r*g.ldc+j+cols]
+			for x, b := range g.bias[j : j+cols] {
+				dst[x] = b + add[x]
+			}
+		}
+	}
+}
+
+// SgemmInit computes C = bias + add + op(A)·op(B), split over the pool's
+// threads, where bias (length n, or nil) is added to every row and add (m×n
+// with leading dimension ldc, or nil; it may not overlap C) element by
+// element. C's starting value, bias + add, is summed first, then each block
+// of the product in turn, exactly as filling C and calling Sgemm with acc
+// would give, but without a separate pass over C. It panics if a slice is
+// too short for its shape; see Workspace.Sgemm for the other arguments.
+func (p *Pool) SgemmInit(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias, add []float32) {
+	p.sgemm(gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: bias != nil || add != nil, im: cur, bias: bias, add: add})
+}
+
 // Sgemm computes C = op(A)·op(B), or C += op(A)·op(B) when acc is true,
 // split over the pool's threads; see Workspace.Sgemm for the arguments. The
 // result is bitwise the same for any number of threads.
 func (p *Pool) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-	if p.threads == 1 || m*n*k < 1<<17 {
-		p.ws[0].Sgemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, acc, Full)
-		return
-	}
-	g := &p.gemm.args
-	*g = gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, im: cur, packedB: p.packB}
-	g.check()
+	p.sgemm(gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, im: cur})
+}
+
+// sgemm runs the product that args describes on the pool.
+func (p *Pool) sgemm(args gemmArgs) {
+	args.check()
+	m, n, k := args.m, args.n, args.k
 	if m == 0 || n == 0 {
 		return
 	}
 	if k == 0 {
-		g.zeroC()
+		args.zeroC()
 		return
 	}
+	if p.threads == 1 || m*n*k < 1<<17 {
+		p.ws[0].run(&args)
+		return
+	}
+	g := &p.gemm.args
+	*g = args
+	g.packedB = p.packB
 	rowPanels := (m + g.im.mr - 1) / g.im.mr
 	g.splitColumns = rowPanels < 2*p.threads
 	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -242,5 +243,77 @@ func BenchmarkSgemm1024(b *testing.B) {
 			}
 			b.ReportMetric(2*float64(n*n*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// TestSgemmInitMatchesFillThenAccumulate checks that SgemmInit gives the
+// bits of filling C with bias + add and accumulating the product into it,
+// on every path, for products below and above the parallel threshold, with
+// transposes, edge tiles, several column blocks and k = 0, and that a short
+// bias or addend panics.
+func TestSgemmInitMatchesFillThenAccumulate(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	forEachImpl(t, func(name string) {
+		for _, s := range []shape{{13, 33, 17}, {200, 70, 300}, {64, 1100, 40}, {5, 9, 0}} {
+			for _, tr := range [][2]bool{{false, true}, {true, false}} {
+				lda, ldb := s.k, s.n
+				if tr[0] {
+					lda = s.m
+				}
+				if tr[1] {
+					ldb = s.k
+				}
+				ldc := s.n + 3
+				a, b := randSlice(r, s.m*s.k), randSlice(r, s.k*s.n)
+				bias, add := randSlice(r, s.n), randSlice(r, s.m*ldc)
+				for _, v := range []struct {
+					bias, add []float32
+				}{{bias, nil}, {nil, add}, {bias, add}} {
+					fill := make([]float32, s.m*ldc)
+					for i := 0; i < s.m; i++ {
+						for j := 0; j < s.n; j++ {
+							x := float32(0)
+							if v.bias != nil {
+								x = v.bias[j]
+							}
+							if v.add != nil {
+								x += v.add[i*ldc+j]
+							}
+							fill[i*ldc+j] = x
+						}
+					}
+					for threads := 1; threads <= 3; threads++ {
+						pool := NewPool(threads)
+						want := slices.Clone(fill)
+						pool.Sgemm(tr[0], tr[1], s.m, s.n, s.k, a, lda, b, ldb, want, ldc, true)
+						got := make([]float32, s.m*ldc)
+						pool.SgemmInit(tr[0], tr[1], s.m, s.n, s.k, a, lda, b, ldb, got, ldc, v.bias, v.add)
+						pool.Close()
+						for i := 0; i < s.m; i++ {
+							for j := 0; j < s.n; j++ {
+								if math.Float32bits(got[i*ldc+j]) != math.Float32bits(want[i*ldc+j]) {
+									t.Fatalf("%s %v %v bias=%v add=%v threads=%d: C[%d][%d] = %v, want %v", name, s, tr, v.bias != nil, v.add != nil, threads, i, j, got[i*ldc+j], want[i*ldc+j])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	pool := NewPool(2)
+	defer pool.Close()
+	for _, c := range []struct {
+		name      string
+		bias, add []float32
+	}{{"bias", make([]float32, 4), nil}, {"addend", nil, make([]float32, 10)}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("short %s did not panic", c.name)
+				}
+			}()
+			pool.SgemmInit(false, false, 4, 5, 3, make([]float32, 12), 3, make([]float32, 15), 5, make([]float32, 20), 5, c.bias, c.add)
+		}()
 	}
 }
