@@ -35,10 +35,17 @@ const (
 // apart), or adds it to c when acc is true.
 type microKernel func(kc int, a, b, c *float32, ldc int, acc bool)
 
+// directKernel is a microKernel that reads A from the caller's matrix,
+// lda floats apart, instead of a packed panel: as columns (op(A) is a
+// transpose, so the mr floats of each k are contiguous) or as mr rows. It
+// computes the same bits as the packed kernel.
+type directKernel func(kc int, a *float32, lda int, b, c *float32, ldc int, acc bool)
+
 type impl struct {
-	name   string
-	mr, nr int
-	kernel microKernel
+	name       string
+	mr, nr     int
+	kernel     microKernel
+	cols, rows directKernel // nil where the path packs A always
 }
 
 // The micro-kernel in use; chosen at init from the CPU's features.
@@ -296,9 +303,21 @@ func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
 	mr, nr, kc := g.im.mr, g.im.nr, g.kc
 	acc := g.acc || g.p0 > 0
 	kern := g.im.kernel
+	direct := g.im.rows
+	if g.tA {
+		direct = g.im.cols
+	}
 	for ic := ilo; ic < ihi; ic += mcBlock {
 		mc := min(mcBlock, ihi-ic)
-		g.packA(w.packA, ic, mc)
+		// A direct kernel reads whole panels of A where they lie; only
+		// a last, partial panel is packed (zero-padded), at packA[0].
+		full := 0
+		if direct != nil {
+			full = mc / mr * mr
+		}
+		if full < mc {
+			g.packA(w.packA, ic+full, mc-full)
+		}
 		for pn := plo; pn < phi; pn++ {
 			jr := pn * nr
 			cols := min(nr, g.nc-jr)
@@ -321,28 +340,50 @@ func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
 				if ks >= ke {
 					ks, ke = 0, 0
 				}
-				ap := w.packA[ir*kc:]
 				cp := g.c[i*g.ldc+j:]
 				if g.p0 == 0 && (g.bias != nil || g.add != nil) {
 					g.initTile(i, j, rows, cols)
 				}
+				if ir < full {
+					var a *float32
+					if g.tA {
+						a = &g.a[(g.p0+ks)*g.lda+i]
+					} else {
+						a = &g.a[i*g.lda+g.p0+ks]
+					}
+					if cols == nr {
+						direct(ke-ks, a, g.lda, &bp[ks*nr], &cp[0], g.ldc, acc)
+						continue
+					}
+					direct(ke-ks, a, g.lda, &bp[ks*nr], &w.tile[0], nr, false)
+					g.addTile(cp, w.tile[:], rows, cols, acc)
+					continue
+				}
+				ap := w.packA[(ir-full)*kc:]
 				if rows == mr && cols == nr {
 					kern(ke-ks, &ap[ks*mr], &bp[ks*nr], &cp[0], g.ldc, acc)
 					continue
 				}
 				kern(ke-ks, &ap[ks*mr], &bp[ks*nr], &w.tile[0], nr, false)
-				for r := 0; r < rows; r++ {
-					dst := cp[r*g.ldc : r*g.ldc+cols]
-					src := w.tile[r*nr : r*nr+cols]
-					if acc {
-						for x := range dst {
-							dst[x] += src[x]
-						}
-					} else {
-						copy(dst, src)
-					}
-				}
+				g.addTile(cp, w.tile[:], rows, cols, acc)
 			}
+		}
+	}
+}
+
+// addTile stores (or adds, when acc) the rows×cols corner of a micro-tile
+// computed into tile (rows nr apart) to C at cp.
+func (g *gemmArgs) addTile(cp, tile []float32, rows, cols int, acc bool) {
+	nr := g.im.nr
+	for r := 0; r < rows; r++ {
+		dst := cp[r*g.ldc : r*g.ldc+cols]
+		src := tile[r*nr : r*nr+cols]
+		if acc {
+			for x := range dst {
+				dst[x] += src[x]
+			}
+		} else {
+			copy(dst, src)
 		}
 	}
 }

@@ -10,13 +10,25 @@ func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, acc bool)
 //go:noescape
 func sgemmKernelAVX2(kc int, a, b, c *float32, ldc int, acc bool)
 
+//go:noescape
+func sgemmKernelAVX512Cols(kc int, a *float32, lda int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func sgemmKernelAVX512Rows(kc int, a *float32, lda int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func sgemmKernelAVX2Cols(kc int, a *float32, lda int, b, c *float32, ldc int, acc bool)
+
+//go:noescape
+func sgemmKernelAVX2Rows(kc int, a *float32, lda int, b, c *float32, ldc int, acc bool)
+
 func available() []impl {
 	var list []impl
 	if cpu.X86.HasAVX512F {
-		list = append(list, impl{name: "avx512", mr: 12, nr: 32, kernel: sgemmKernelAVX512})
+		list = append(list, impl{name: "avx512", mr: 12, nr: 32, kernel: sgemmKernelAVX512, cols: sgemmKernelAVX512Cols, rows: sgemmKernelAVX512Rows})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		list = append(list, impl{name: "avx2", mr: 6, nr: 16, kernel: sgemmKernelAVX2})
+		list = append(list, impl{name: "avx2", mr: 6, nr: 16, kernel: sgemmKernelAVX2, cols: sgemmKernelAVX2Cols, rows: sgemmKernelAVX2Rows})
 	}
 	return append(list, genericImpl)
 }
