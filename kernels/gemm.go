@@ -111,6 +111,7 @@ type gemmArgs struct {
 	p0, kc       int // current k block
 	packedB      []float32
 	splitColumns bool
+	independent  bool      // each thread runs whole column panels (runColumns)
 	bias, add    []float32 // SgemmInit's initial C, filled tile by tile
 }
 
@@ -183,16 +184,21 @@ func (w *Workspace) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []fl
 }
 
 // run computes the checked, non-empty product g on the calling goroutine.
-func (w *Workspace) run(g *gemmArgs) {
-	m, n, k := g.m, g.n, g.k
-	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {
-		g.nc = min(ncBlock, n-g.j0)
-		for g.p0 = 0; g.p0 < k; g.p0 += kcBlock {
-			g.kc = min(kcBlock, k-g.p0)
+func (w *Workspace) run(g *gemmArgs) { w.runColumns(g, 0, g.n) }
+
+// runColumns computes columns [jlo, jhi) of the product g on the calling
+// goroutine, packing B into w. Every element is summed alike whatever the
+// range, so threads that take column ranges of one product need not meet
+// between its blocks.
+func (w *Workspace) runColumns(g *gemmArgs, jlo, jhi int) {
+	for g.j0 = jlo; g.j0 < jhi; g.j0 += ncBlock {
+		g.nc = min(ncBlock, jhi-g.j0)
+		for g.p0 = 0; g.p0 < g.k; g.p0 += kcBlock {
+			g.kc = min(kcBlock, g.k-g.p0)
 			panels := (g.nc + g.im.nr - 1) / g.im.nr
 			g.packB(w.packB, 0, panels)
 			g.packedB = w.packB
-			g.compute(w, 0, m, 0, panels)
+			g.compute(w, 0, g.m, 0, panels)
 		}
 	}
 }
@@ -445,6 +451,19 @@ func (p *Pool) sgemm(args gemmArgs) {
 	*g = args
 	g.packedB = p.packB
 	rowPanels := (m + g.im.mr - 1) / g.im.mr
+	// Where the path reads A in place, threads can take column panels of
+	// the whole product and pack their own B: no meeting after every block,
+	// but every thread reads all of A, where sharing rows has each read its
+	// part of A and all of the packed B. So columns when C is at least as
+	// wide as it is tall and they leave the busiest thread no more tiles.
+	direct := g.im.rows != nil && !g.tA || g.im.cols != nil && g.tA
+	colPanels, t := (n+g.im.nr-1)/g.im.nr, p.threads
+	if direct && n >= m && (colPanels+t-1)/t*rowPanels <= (rowPanels+t-1)/t*colPanels {
+		g.independent = true
+		p.Run(colPanels, &p.gemm)
+		p.gemm.args = gemmArgs{}
+		return
+	}
 	g.splitColumns = rowPanels < 2*p.threads
 	for g.j0 = 0; g.j0 < n; g.j0 += ncBlock {
 		g.nc = min(ncBlock, n-g.j0)
@@ -482,6 +501,11 @@ type gemmJob struct {
 func (j *gemmJob) Do(worker, lo, hi int) {
 	g := &j.args
 	w := j.pool.ws[worker]
+	if g.independent {
+		own := *g
+		w.runColumns(&own, lo*g.im.nr, min(hi*g.im.nr, g.n))
+		return
+	}
 	if g.splitColumns {
 		g.compute(w, 0, g.m, lo, hi)
 		return
