@@ -46,6 +46,12 @@ type impl struct {
 	mr, nr     int
 	kernel     microKernel
 	cols, rows directKernel // nil where the path packs A always
+	// Packing helpers for nr = 32, nil where packing is plain Go:
+	// transpose16 writes the transpose of the 16×16 block at src (rows
+	// lds apart) to dst (rows ldd apart); copyPanel copies kc rows of 32
+	// floats, lds apart, to dst contiguously.
+	transpose16 func(dst *float32, ldd int, src *float32, lds int)
+	copyPanel   func(dst, src *float32, lds, kc int)
 }
 
 // The micro-kernel in use; chosen at init from the CPU's features.
@@ -215,6 +221,9 @@ func (g *gemmArgs) packB(dst []float32, plo, phi int) {
 		if !g.tB {
 			src := g.b[g.p0*g.ldb+j:]
 			switch {
+			case cols == 32 && nr == 32 && g.im.copyPanel != nil:
+				_ = src[(kc-1)*g.ldb+31]
+				g.im.copyPanel(&d[0], &src[0], g.ldb, kc)
 			case cols == 32 && nr == 32:
 				for kk := 0; kk < kc; kk++ {
 					*(*[32]float32)(d[kk*32:]) = *(*[32]float32)(src[kk*g.ldb:])
@@ -232,13 +241,23 @@ func (g *gemmArgs) packB(dst []float32, plo, phi int) {
 			}
 			continue
 		}
+		k0 := 0 // op(B)'s rows [0, k0) of the block are packed already
+		if cols == 32 && nr == 32 && g.im.transpose16 != nil {
+			for ; k0+16 <= kc; k0 += 16 {
+				for half := 0; half < 32; half += 16 {
+					src := g.b[(j+half)*g.ldb+g.p0+k0:]
+					_ = src[15*g.ldb+15]
+					g.im.transpose16(&d[k0*32+half], 32, &src[0], g.ldb)
+				}
+			}
+		}
 		if cols < nr {
 			clear(d)
 		}
 		for jj := 0; jj < cols; jj++ {
-			src := g.b[(j+jj)*g.ldb+g.p0 : (j+jj)*g.ldb+g.p0+kc]
+			src := g.b[(j+jj)*g.ldb+g.p0+k0 : (j+jj)*g.ldb+g.p0+kc]
 			for kk, v := range src {
-				d[kk*nr+jj] = v
+				d[(k0+kk)*nr+jj] = v
 			}
 		}
 	}

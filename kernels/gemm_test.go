@@ -317,3 +317,40 @@ func TestSgemmInitMatchesFillThenAccumulate(t *testing.T) {
 		}()
 	}
 }
+
+// TestPackHelpers checks the assembly packing helpers element by element
+// against their definitions, with strides wider than the blocks.
+func TestPackHelpers(t *testing.T) {
+	var im impl
+	for _, x := range available() {
+		if x.transpose16 != nil {
+			im = x
+		}
+	}
+	if im.transpose16 == nil {
+		t.Skip("no path on this CPU has assembly packing helpers")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	const lds, ldd = 21, 19
+	src := randSlice(r, 15*lds+16)
+	dst := make([]float32, 15*ldd+16)
+	im.transpose16(&dst[0], ldd, &src[0], lds)
+	for i := 0; i < 16; i++ {
+		for j := 0; j < 16; j++ {
+			if dst[i*ldd+j] != src[j*lds+i] {
+				t.Fatalf("transpose16: dst[%d][%d] = %v, want src[%d][%d] = %v", i, j, dst[i*ldd+j], j, i, src[j*lds+i])
+			}
+		}
+	}
+	const kc, ld = 7, 45
+	src = randSlice(r, (kc-1)*ld+32)
+	dst = make([]float32, kc*32)
+	im.copyPanel(&dst[0], &src[0], ld, kc)
+	for k := 0; k < kc; k++ {
+		for j := 0; j < 32; j++ {
+			if dst[k*32+j] != src[k*ld+j] {
+				t.Fatalf("copyPanel: dst[%d][%d] = %v, want %v", k, j, dst[k*32+j], src[k*ld+j])
+			}
+		}
+	}
+}
