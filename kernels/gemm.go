@@ -7,7 +7,7 @@ import "fmt"
 // panels of A are packed into contiguous micro-panels that the micro-kernel
 // streams through.
 const (
-	kcBlock = 256
+	kcBlock = 512
 	mcBlock = 192 // a multiple of every micro-kernel's MR
 	ncBlock = 1024
 	maxMR   = 12
