@@ -117,7 +117,7 @@ type gemmArgs struct {
 	p0, kc       int // current k block
 	packedB      []float32
 	splitColumns bool
-	independent  bool      // each thread runs whole column panels (runColumns)
+	independent  bool      // each thread runs its panels through every block alone (runRange)
 	bias, add    []float32 // SgemmInit's initial C, filled tile by tile
 }
 
@@ -190,13 +190,13 @@ func (w *Workspace) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []fl
 }
 
 // run computes the checked, non-empty product g on the calling goroutine.
-func (w *Workspace) run(g *gemmArgs) { w.runColumns(g, 0, g.n) }
+func (w *Workspace) run(g *gemmArgs) { w.runRange(g, 0, g.m, 0, g.n) }
 
-// runColumns computes columns [jlo, jhi) of the product g on the calling
-// goroutine, packing B into w. Every element is summed alike whatever the
-// range, so threads that take column ranges of one product need not meet
-// between its blocks.
-func (w *Workspace) runColumns(g *gemmArgs, jlo, jhi int) {
+// runRange computes rows [ilo, ihi) and columns [jlo, jhi) of the product
+// g on the calling goroutine, packing B into w. Every element is summed
+// alike whatever the range, so threads that take ranges of one product need
+// not meet between its blocks.
+func (w *Workspace) runRange(g *gemmArgs, ilo, ihi, jlo, jhi int) {
 	for g.j0 = jlo; g.j0 < jhi; g.j0 += ncBlock {
 		g.nc = min(ncBlock, jhi-g.j0)
 		for g.p0 = 0; g.p0 < g.k; g.p0 += kcBlock {
@@ -204,7 +204,7 @@ func (w *Workspace) runColumns(g *gemmArgs, jlo, jhi int) {
 			panels := (g.nc + g.im.nr - 1) / g.im.nr
 			g.packB(w.packB, 0, panels)
 			g.packedB = w.packB
-			g.compute(w, 0, g.m, 0, panels)
+			g.compute(w, ilo, ihi, 0, panels)
 		}
 	}
 }
@@ -470,16 +470,24 @@ func (p *Pool) sgemm(args gemmArgs) {
 	*g = args
 	g.packedB = p.packB
 	rowPanels := (m + g.im.mr - 1) / g.im.mr
-	// Where the path reads A in place, threads can take column panels of
-	// the whole product and pack their own B: no meeting after every block,
-	// but every thread reads all of A, where sharing rows has each read its
-	// part of A and all of the packed B. So columns when C is at least as
-	// wide as it is tall and they leave the busiest thread no more tiles.
-	direct := g.im.rows != nil && !g.tA || g.im.cols != nil && g.tA
+	// A product of several blocks (k beyond kcBlock or n beyond ncBlock)
+	// makes threads that share a packed B meet twice per block. There each
+	// thread instead takes whole micro-panels of C, rows or columns, and
+	// runs the blocked product over them alone, packing what it needs of B
+	// itself: they meet once, at the end. Sharing rows, every thread packs
+	// all of B (cheap beside its share of the arithmetic); sharing columns,
+	// every thread reads all of A. So columns when C is at least as wide as
+	// it is tall, or when rows would leave the busiest thread more tiles.
 	colPanels, t := (n+g.im.nr-1)/g.im.nr, p.threads
-	if direct && n >= m && (colPanels+t-1)/t*rowPanels <= (rowPanels+t-1)/t*colPanels {
+	if k > kcBlock || n > ncBlock {
+		byRows, byCols := (rowPanels+t-1)/t*colPanels, (colPanels+t-1)/t*rowPanels
 		g.independent = true
-		p.Run(colPanels, &p.gemm)
+		g.splitColumns = byCols < byRows || byCols == byRows && n >= m
+		if g.splitColumns {
+			p.Run(colPanels, &p.gemm)
+		} else {
+			p.Run(rowPanels, &p.gemm)
+		}
 		p.gemm.args = gemmArgs{}
 		return
 	}
@@ -521,8 +529,12 @@ func (j *gemmJob) Do(worker, lo, hi int) {
 	g := &j.args
 	w := j.pool.ws[worker]
 	if g.independent {
-		own := *g
-		w.runColumns(&own, lo*g.im.nr, min(hi*g.im.nr, g.n))
+		own := *g // this thread moves through the blocks alone
+		if g.splitColumns {
+			w.runRange(&own, 0, g.m, lo*g.im.nr, min(hi*g.im.nr, g.n))
+		} else {
+			w.runRange(&own, lo*g.im.mr, min(hi*g.im.mr, g.m), 0, g.n)
+		}
 		return
 	}
 	if g.splitColumns {
