@@ -81,6 +81,7 @@ func (p *Processes) open(seed uint64, honest int) (*processSet, error) {
 	for _, k := range kernels.Impls() {
 		have[k] = true
 	}
+	have[kernels.AMX] = kernels.HasAMX()
 	for _, k := range p.Paths {
 		if !have[k] {
 			return nil, fmt.Errorf("kernel path %q is not available on this CPU (have %v)", k, kernels.Impls())

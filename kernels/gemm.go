@@ -52,6 +52,7 @@ type impl struct {
 	// floats, lds apart, to dst contiguously.
 	transpose16 func(dst *float32, ldd int, src *float32, lds int)
 	copyPanel   func(dst, src *float32, lds, kc int)
+	bf16        bool // the pool's large products go to AMX tiles (bf16.go)
 }
 
 // The micro-kernel in use; chosen at init from the CPU's features.
@@ -73,6 +74,13 @@ func Impls() []string {
 // SetImpl selects a path by name (one of Impls()). It is meant for tests and
 // benchmarks and must not be called while products are running.
 func SetImpl(name string) error {
+	if name == AMX {
+		if !hasAMX() {
+			return fmt.Errorf("kernels: %s needs AMX with bf16 and a Linux that grants it (this CPU or kernel has neither)", AMX)
+		}
+		cur = amxImpl()
+		return nil
+	}
 	for _, im := range available() {
 		if im.name == name {
 			cur = im
@@ -89,6 +97,7 @@ type Workspace struct {
 	packA []float32
 	packB []float32
 	tile  [maxMR * maxNR]float32
+	amxC  [32 * 32]float32 // a block of C from the AMX kernel
 }
 
 // NewWorkspace allocates the scratch memory for single-threaded products.
@@ -460,6 +469,10 @@ func (p *Pool) sgemm(args gemmArgs) {
 	}
 	if k == 0 {
 		args.zeroC()
+		return
+	}
+	if amxEligible(&args) {
+		p.amxSgemm(args)
 		return
 	}
 	if p.threads == 1 || m*n*k < 1<<17 {

@@ -37,6 +37,7 @@ type Pool struct {
 	packB []float32 // shared packed panel of B for parallel Sgemm
 	gemm  gemmJob
 	packJ packBJob
+	amx   amxGemm
 }
 
 // poolWorker is one waiting thread: Run publishes a task and bumps seq.

@@ -27,7 +27,7 @@ func runAdversaries(args []string, stdout, stderr io.Writer) error {
 	noValidation := fs.Bool("no-validation", false, "run without the validator (every round settled unchecked: a baseline where nothing is caught)")
 	slow := fs.Bool("slow", true, "slow one honest worker of the adversarial run to a third of its peers' speed and report the rounds it contributed to (not with --mixed-paths)")
 	mixed := fs.Bool("mixed-paths", false, "run honest workers 1.. as worker processes of this binary on the kernel paths of --paths in turn (worker 0 and the adversaries stay in this process), so that the validator recomputes across paths")
-	paths := fs.String("paths", strings.Join(kernelPaths(), ","), "kernel paths of the worker processes with --mixed-paths")
+	paths := fs.String("paths", strings.Join(exactPaths(), ","), "kernel paths of the worker processes with --mixed-paths (any of "+strings.Join(kernelPaths(), ", ")+")")
 	threads := fs.Int("threads", 0, "threads for the final evaluation (default: all cores)")
 	verbose := fs.Bool("v", false, "log every node's events (and the worker processes')")
 	if err := parseFlags(fs, args, 0); err != nil {

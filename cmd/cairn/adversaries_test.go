@@ -98,7 +98,7 @@ func TestMixedPathsAndKernelFlag(t *testing.T) {
 	if strings.Contains(text, "slow worker") {
 		t.Errorf("a slowed worker measured against peers on other paths:\n%s", text)
 	}
-	paths := kernelPaths()
+	paths := exactPaths()
 	m := regexp.MustCompile(`the honest workers' commits declare the kernel paths (.*)`).FindStringSubmatch(text)
 	if m == nil || len(strings.Split(m[1], ", ")) != min(3, len(paths)) {
 		t.Fatalf("kernel paths of the honest workers (this CPU has %v):\n%s", paths, text)

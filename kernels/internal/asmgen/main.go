@@ -1,6 +1,7 @@
 // Command asmgen writes gemm_amd64.s, the AVX-512 and AVX2 micro-kernels of
-// package kernels and the AVX-512 packing helpers (pack.go). Run it with
-// `go generate ./kernels` after changing it.
+// package kernels, the AVX-512 packing helpers (pack.go) and the AMX bf16
+// block kernel with its conversions (amx.go). Run it with `go generate
+// ./kernels` after changing it.
 //
 // Each micro-kernel multiplies a packed MR×kc panel of A by a packed kc×NR
 // panel of B and stores (or adds) the MR×NR result to C, whose rows are ldc
@@ -41,6 +42,8 @@ func main() {
 		}
 	}
 	genPack(&b)
+	genAMX(&b)
+	genBF16Pack(&b)
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}

@@ -27,37 +27,7 @@ func genPack(w *bytes.Buffer) {
 	p("\tMOVQ src+16(FP), SI")
 	p("\tMOVQ lds+24(FP), R9")
 	p("\tSHLQ $2, R9")
-	for r := 0; r < 16; r++ {
-		p("\tVMOVUPS (SI), %s", z(r))
-		p("\tADDQ R9, SI")
-	}
-	// Pairs of rows interleaved within 128-bit lanes: Z16+2i holds the
-	// low halves of rows 2i and 2i+1, Z17+2i the high halves.
-	for i := 0; i < 8; i++ {
-		p("\tVUNPCKLPS %s, %s, %s", z(2*i+1), z(2*i), z(16+2*i))
-		p("\tVUNPCKHPS %s, %s, %s", z(2*i+1), z(2*i), z(17+2*i))
-	}
-	// Then pairs of pairs as 64-bit units: for rows 4g..4g+3, Z(4g+x)
-	// holds in lane L their column 4L+x.
-	for g := 0; g < 4; g++ {
-		t := 16 + 4*g
-		p("\tVUNPCKLPD %s, %s, %s", z(t+2), z(t), z(4*g))
-		p("\tVUNPCKHPD %s, %s, %s", z(t+2), z(t), z(4*g+1))
-		p("\tVUNPCKLPD %s, %s, %s", z(t+3), z(t+1), z(4*g+2))
-		p("\tVUNPCKHPD %s, %s, %s", z(t+3), z(t+1), z(4*g+3))
-	}
-	// Finally whole lanes: column 4L+x gathers lane L of Z(x), Z(4+x),
-	// Z(8+x), Z(12+x).
-	for x := 0; x < 4; x++ {
-		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(4+x), z(x), z(16))
-		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(4+x), z(x), z(17))
-		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(12+x), z(8+x), z(18))
-		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(12+x), z(8+x), z(19))
-		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(18), z(16), z(20+x))
-		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(18), z(16), z(28+x))
-		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(19), z(17), z(24+x))
-		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(19), z(17), z(8+x))
-	}
+	transpose16Body(p, z)
 	// Columns 0-3 are in Z20-23, 4-7 in Z24-27, 8-11 in Z28-31, 12-15 in
 	// Z8-11.
 	for c := 0; c < 16; c++ {
@@ -90,4 +60,41 @@ func genPack(w *bytes.Buffer) {
 	p("copyPanel32AVX512_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
+}
+
+// transpose16Body loads 16 rows of 16 floats from SI (rows R9 bytes apart)
+// and leaves their transpose's rows 0-3 in Z20-23, 4-7 in Z24-27, 8-11 in
+// Z28-31 and 12-15 in Z8-11.
+func transpose16Body(p func(string, ...any), z func(int) string) {
+	for r := 0; r < 16; r++ {
+		p("\tVMOVUPS (SI), %s", z(r))
+		p("\tADDQ R9, SI")
+	}
+	// Pairs of rows interleaved within 128-bit lanes: Z16+2i holds the
+	// low halves of rows 2i and 2i+1, Z17+2i the high halves.
+	for i := 0; i < 8; i++ {
+		p("\tVUNPCKLPS %s, %s, %s", z(2*i+1), z(2*i), z(16+2*i))
+		p("\tVUNPCKHPS %s, %s, %s", z(2*i+1), z(2*i), z(17+2*i))
+	}
+	// Then pairs of pairs as 64-bit units: for rows 4g..4g+3, Z(4g+x)
+	// holds in lane L their column 4L+x.
+	for g := 0; g < 4; g++ {
+		t := 16 + 4*g
+		p("\tVUNPCKLPD %s, %s, %s", z(t+2), z(t), z(4*g))
+		p("\tVUNPCKHPD %s, %s, %s", z(t+2), z(t), z(4*g+1))
+		p("\tVUNPCKLPD %s, %s, %s", z(t+3), z(t+1), z(4*g+2))
+		p("\tVUNPCKHPD %s, %s, %s", z(t+3), z(t+1), z(4*g+3))
+	}
+	// Finally whole lanes: column 4L+x gathers lane L of Z(x), Z(4+x),
+	// Z(8+x), Z(12+x).
+	for x := 0; x < 4; x++ {
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(4+x), z(x), z(16))
+		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(4+x), z(x), z(17))
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(12+x), z(8+x), z(18))
+		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(12+x), z(8+x), z(19))
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(18), z(16), z(20+x))
+		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(18), z(16), z(28+x))
+		p("\tVSHUFF32X4 $0x88, %s, %s, %s", z(19), z(17), z(24+x))
+		p("\tVSHUFF32X4 $0xdd, %s, %s, %s", z(19), z(17), z(8+x))
+	}
 }
