@@ -39,6 +39,17 @@ func amxImpl() impl {
 	return im
 }
 
+//go:noescape
+func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
+
+// amxRow runs the assembly row kernel: blocks 32×32 blocks of C (rows ldc
+// floats apart), from C or from zero, plus A's 32 rows times B's first
+// 32·blocks columns, over chunks steps of 32 in k (lda, ldb in elements).
+func amxRow(a []uint16, lda int, b []uint16, ldb int, chunks, blocks int, c []float32, ldc int, load bool) {
+	_, _, _ = a[31*lda+32*chunks-1], b[(16*chunks-1)*ldb+64*blocks-1], c[31*ldc+32*blocks-1]
+	amxRow32(&amxConfig[0], &a[0], 2*lda, &b[0], 2*ldb, chunks, blocks, &c[0], 4*ldc, load)
+}
+
 // amxBlock runs the assembly block kernel.
 func amxBlock(a []uint16, lda int, b []uint16, ldb int, chunks int, c *[32 * 32]float32) {
 	amxBlock32(&amxConfig[0], &a[0], lda, &b[0], ldb, chunks, &c[0])

@@ -96,7 +96,7 @@ func (p *Pool) amxSgemm(g gemmArgs) {
 		p.Run(j.kp/2, j)
 	}
 	j.stage = multiplying
-	p.Run(j.mp/32*(j.np/32), j)
+	p.Run(j.mp/32, j)
 	j.args = gemmArgs{}
 }
 
@@ -185,40 +185,62 @@ func (j *amxGemm) convertB(lo, hi int) {
 	}
 }
 
-// multiply computes 32×32 blocks [lo, hi) of C, numbered row block by row
-// block, and stores them as Sgemm would: over C, added to it (acc), or
-// added to SgemmInit's starting values.
+// multiply computes row blocks [lo, hi) of C, 32 rows each. Whole blocks
+// go straight to C on the row kernel: from zero, from C (acc), or from
+// SgemmInit's starting values written there first. Blocks at the edges of
+// C go through a 32×32 scratch block and are stored as Sgemm would: over
+// C, added to it, or added to the starting values.
 func (j *amxGemm) multiply(w *Workspace, lo, hi int) {
 	g, kp, np := &j.args, j.kp, j.np
-	blocksPerRow := np / 32
-	for blk := lo; blk < hi; blk++ {
-		i0, j0 := blk/blocksPerRow*32, blk%blocksPerRow*32
-		amxBlock(j.a[i0*kp:], kp*2, j.b[j0*2:], np*4, kp/32, &w.amxC)
-		rows, cols := min(32, g.m-i0), min(32, g.n-j0)
-		for r := 0; r < rows; r++ {
-			s := w.amxC[r*32 : r*32+cols]
-			dst := g.c[(i0+r)*g.ldc+j0 : (i0+r)*g.ldc+j0+cols]
-			switch {
-			case g.bias != nil || g.add != nil:
-				for x := range dst {
-					var v float32
-					switch {
-					case g.add == nil:
-						v = g.bias[j0+x]
-					case g.bias == nil:
-						v = g.add[(i0+r)*g.ldc+j0+x]
-					default:
-						v = g.bias[j0+x] + g.add[(i0+r)*g.ldc+j0+x]
-					}
-					dst[x] = v + s[x]
+	init := g.bias != nil || g.add != nil
+	for rb := lo; rb < hi; rb++ {
+		i0 := rb * 32
+		rows, whole := min(32, g.m-i0), g.n/32
+		first := 0 // column block where the scratch path starts
+		if rows == 32 && whole > 0 {
+			if init {
+				for r := i0; r < i0+32; r++ {
+					g.initRow(g.c[r*g.ldc:r*g.ldc+whole*32], r, 0)
 				}
-			case g.acc:
-				for x := range dst {
-					dst[x] += s[x]
-				}
-			default:
-				copy(dst, s)
 			}
+			amxRow(j.a[i0*kp:], kp, j.b, 2*np, kp/32, whole, g.c[i0*g.ldc:], g.ldc, init || g.acc)
+			first = whole
+		}
+		for cb := first; cb < np/32; cb++ {
+			j0 := cb * 32
+			amxBlock(j.a[i0*kp:], kp*2, j.b[j0*2:], np*4, kp/32, &w.amxC)
+			cols := min(32, g.n-j0)
+			for r := 0; r < rows; r++ {
+				s := w.amxC[r*32 : r*32+cols]
+				dst := g.c[(i0+r)*g.ldc+j0 : (i0+r)*g.ldc+j0+cols]
+				switch {
+				case init:
+					g.initRow(dst, i0+r, j0)
+					fallthrough
+				case g.acc:
+					for x, v := range s {
+						dst[x] += v
+					}
+				default:
+					copy(dst, s)
+				}
+			}
+		}
+	}
+}
+
+// initRow writes SgemmInit's starting values of row i, columns j0 on, into
+// dst.
+func (g *gemmArgs) initRow(dst []float32, i, j0 int) {
+	switch {
+	case g.add == nil:
+		copy(dst, g.bias[j0:j0+len(dst)])
+	case g.bias == nil:
+		copy(dst, g.add[i*g.ldc+j0:i*g.ldc+j0+len(dst)])
+	default:
+		add := g.add[i*g.ldc+j0 : i*g.ldc+j0+len(dst)]
+		for x, b := range g.bias[j0 : j0+len(dst)] {
+			dst[x] = b + add[x]
 		}
 	}
 }

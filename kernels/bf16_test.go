@@ -42,8 +42,9 @@ func bf16Naive(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb 
 
 // TestAMXMatchesBF16Naive checks the AMX path against the exact product of
 // the bf16-rounded operands, for every transpose, edge blocks and padding
-// in k, plain, accumulating and SgemmInit, and that it is bitwise the same
-// for any number of threads.
+// in k, plain, accumulating and SgemmInit (whole blocks go straight to C,
+// edge blocks through scratch), and that each is bitwise the same for any
+// number of threads.
 func TestAMXMatchesBF16Naive(t *testing.T) {
 	if !HasAMX() {
 		t.Skip("this CPU or kernel has no AMX bf16")
@@ -73,7 +74,7 @@ func TestAMXMatchesBF16Naive(t *testing.T) {
 			a, b := randSlice(r, rowsA*lda), randSlice(r, rowsB*ldb)
 			want := bf16Naive(tr[0], tr[1], s.m, s.n, s.k, a, lda, b, ldb)
 			start, bias := randSlice(r, s.m*s.n), randSlice(r, s.n)
-			var ref []float32
+			var ref [3][]float32
 			for threads := 1; threads <= 3; threads++ {
 				pool := NewPool(threads)
 				c := make([]float32, s.m*s.n)
@@ -83,24 +84,26 @@ func TestAMXMatchesBF16Naive(t *testing.T) {
 				init := make([]float32, s.m*s.n)
 				pool.SgemmInit(tr[0], tr[1], s.m, s.n, s.k, a, lda, b, ldb, init, s.n, bias, start)
 				pool.Close()
+				tol := 1e-5 * math.Sqrt(float64(s.k))
 				for i := range c {
-					tol := 1e-5 * math.Sqrt(float64(s.k))
 					if math.Abs(float64(c[i])-want[i]) > tol {
 						t.Fatalf("%v %v: C[%d] = %v, want %v", s, tr, i, c[i], want[i])
 					}
-					if acc[i] != start[i]+c[i] {
-						t.Fatalf("%v %v: accumulated C[%d] = %v, want %v + %v", s, tr, i, acc[i], start[i], c[i])
+					if w := float64(start[i]) + want[i]; math.Abs(float64(acc[i])-w) > tol {
+						t.Fatalf("%v %v: accumulated C[%d] = %v, want %v", s, tr, i, acc[i], w)
 					}
-					if init[i] != bias[i%s.n]+start[i]+c[i] {
-						t.Fatalf("%v %v: SgemmInit C[%d] = %v, want %v + %v + %v", s, tr, i, init[i], bias[i%s.n], start[i], c[i])
+					if w := float64(bias[i%s.n]+start[i]) + want[i]; math.Abs(float64(init[i])-w) > tol {
+						t.Fatalf("%v %v: SgemmInit C[%d] = %v, want %v", s, tr, i, init[i], w)
 					}
 				}
-				if ref == nil {
-					ref = c
-				} else {
-					for i := range c {
-						if math.Float32bits(c[i]) != math.Float32bits(ref[i]) {
-							t.Fatalf("%v %v: %d threads differ from 1 at %d", s, tr, threads, i)
+				for v, got := range [3][]float32{c, acc, init} {
+					if ref[v] == nil {
+						ref[v] = got
+						continue
+					}
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(ref[v][i]) {
+							t.Fatalf("%v %v: product %d on %d threads differs from 1 thread at %d", s, tr, v, threads, i)
 						}
 					}
 				}
@@ -109,9 +112,6 @@ func TestAMXMatchesBF16Naive(t *testing.T) {
 	}
 }
 
-// TestBF16ConversionsMatchToBF16 feeds the assembly conversions random bit
-// patterns (denormals, infinities and NaNs among them) and checks every
-// result against toBF16, bit for bit.
 func TestBF16ConversionsMatchToBF16(t *testing.T) {
 	if !HasAMX() {
 		t.Skip("this CPU or kernel has no AMX bf16")

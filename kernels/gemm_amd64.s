@@ -1870,6 +1870,79 @@ amxBlock32_store:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
 	RET
 
+// func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
+TEXT ·amxRow32(SB), NOSPLIT, $0-73
+	MOVQ cfg+0(FP), SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x06 // LDTILECFG (SI)
+	MOVQ lda+16(FP), DX
+	MOVQ ldb+32(FP), BX
+	MOVQ BX, R11
+	SHLQ $4, R11
+	MOVQ blocks+48(FP), R12
+	MOVQ c+56(FP), R8
+	MOVQ ldc+64(FP), R9
+	MOVQ b+24(FP), R13
+	TESTQ R12, R12
+	JZ amxRow32_done
+amxRow32_block:
+	MOVBQZX load+72(FP), AX
+	TESTQ AX, AX
+	JZ amxRow32_zero
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x08 // TILELOADD (R8)(R9*1), tmm0
+	LEAQ 64(R8), R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x0c; BYTE $0x0a // TILELOADD (R10)(R9*1), tmm1
+	MOVQ R9, R10
+	SHLQ $4, R10
+	ADDQ R8, R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x0a // TILELOADD (R10)(R9*1), tmm2
+	ADDQ $64, R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x1c; BYTE $0x0a // TILELOADD (R10)(R9*1), tmm3
+	JMP amxRow32_k
+amxRow32_zero:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO tmm3
+amxRow32_k:
+	MOVQ a+8(FP), SI
+	MOVQ DX, AX
+	SHLQ $4, AX
+	ADDQ SI, AX
+	MOVQ R13, DI
+	LEAQ 64(R13), CX
+	MOVQ chunks+40(FP), R10
+amxRow32_loop:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x16 // TILELOADD (SI)(DX*1), tmm4
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x10 // TILELOADD (AX)(DX*1), tmm5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x1f // TILELOADD (DI)(BX*1), tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x19 // TILELOADD (CX)(BX*1), tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // TDPBF16PS tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // TDPBF16PS tmm1, tmm4, tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // TDPBF16PS tmm2, tmm5, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // TDPBF16PS tmm3, tmm5, tmm7
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ R11, DI
+	ADDQ R11, CX
+	DECQ R10
+	JNZ amxRow32_loop
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x08 // TILESTORED tmm0, (R8)(R9*1)
+	LEAQ 64(R8), R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x0a // TILESTORED tmm1, (R10)(R9*1)
+	MOVQ R9, R10
+	SHLQ $4, R10
+	ADDQ R8, R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x0a // TILESTORED tmm2, (R10)(R9*1)
+	ADDQ $64, R10
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x1c; BYTE $0x0a // TILESTORED tmm3, (R10)(R9*1)
+	ADDQ $128, R8
+	ADDQ $128, R13
+	DECQ R12
+	JNZ amxRow32_block
+amxRow32_done:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+
 // func cvtBF16AVX512(dst *uint16, src *float32, n int)
 TEXT ·cvtBF16AVX512(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI

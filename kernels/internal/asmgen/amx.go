@@ -90,6 +90,119 @@ func genAMX(w *bytes.Buffer) {
 	tilestore(3, "AX", "DX")
 	bytesOf("TILERELEASE", 0xC4, 0xE2, 0x78, 0x49, 0xC0)
 	p("\tRET")
+	genAMXRow(w)
+}
+
+// genAMXRow emits
+//
+//	func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
+//
+// which runs amxBlock32's product for blocks column blocks in a row (B's
+// block j starts 128 bytes after block j-1) straight into C (rows ldc bytes
+// apart, block j 128 bytes after j-1): each block's tiles start from C
+// when load is set (C += A·B) and from zero otherwise, and are stored back
+// to C. The tile configuration is loaded once for the row.
+func genAMXRow(w *bytes.Buffer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	bytesOf := func(comment string, b ...byte) {
+		s := "\t"
+		for i, x := range b {
+			if i > 0 {
+				s += "; "
+			}
+			s += fmt.Sprintf("BYTE $0x%02x", x)
+		}
+		p("%s // %s", s, comment)
+	}
+	num := map[string]int{"AX": 0, "CX": 1, "DX": 2, "BX": 3, "SI": 6, "DI": 7, "R8": 8, "R9": 9, "R10": 10, "R11": 11, "R12": 12}
+	vex1 := func(base, index string) byte {
+		b := byte(0x80 | 0b00010) // R (tile register, never extended) inverted = 1
+		if num[index]&8 == 0 {
+			b |= 0x40
+		}
+		if num[base]&8 == 0 {
+			b |= 0x20
+		}
+		return b
+	}
+	sib := func(base, index string) byte { return byte((num[index]&7)<<3 | num[base]&7) }
+	tileload := func(t int, base, index string) {
+		bytesOf(fmt.Sprintf("TILELOADD (%s)(%s*1), tmm%d", base, index, t), 0xC4, vex1(base, index), 0x7B, 0x4B, byte(t<<3|4), sib(base, index))
+	}
+	tilestore := func(t int, base, index string) {
+		bytesOf(fmt.Sprintf("TILESTORED tmm%d, (%s)(%s*1)", t, base, index), 0xC4, vex1(base, index), 0x7A, 0x4B, byte(t<<3|4), sib(base, index))
+	}
+	tdp := func(c, a, b int) {
+		bytesOf(fmt.Sprintf("TDPBF16PS tmm%d, tmm%d, tmm%d", c, a, b), 0xC4, 0xE2, byte((^b&15)<<3|2), 0x5C, byte(0xC0|c<<3|a))
+	}
+	// C's four tiles: (R8), 64(R8), (R8 + 16·ldc), 64(R8 + 16·ldc).
+	cTiles := func(op func(t int, base, index string)) {
+		op(0, "R8", "R9")
+		p("\tLEAQ 64(R8), R10")
+		op(1, "R10", "R9")
+		p("\tMOVQ R9, R10")
+		p("\tSHLQ $4, R10")
+		p("\tADDQ R8, R10")
+		op(2, "R10", "R9")
+		p("\tADDQ $64, R10")
+		op(3, "R10", "R9")
+	}
+	p("")
+	p("// func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)")
+	p("TEXT ·amxRow32(SB), NOSPLIT, $0-73")
+	p("\tMOVQ cfg+0(FP), SI")
+	bytesOf("LDTILECFG (SI)", 0xC4, 0xE2, 0x78, 0x49, 0x06)
+	p("\tMOVQ lda+16(FP), DX")
+	p("\tMOVQ ldb+32(FP), BX")
+	p("\tMOVQ BX, R11")
+	p("\tSHLQ $4, R11")
+	p("\tMOVQ blocks+48(FP), R12")
+	p("\tMOVQ c+56(FP), R8")
+	p("\tMOVQ ldc+64(FP), R9")
+	p("\tMOVQ b+24(FP), R13")
+	p("\tTESTQ R12, R12")
+	p("\tJZ amxRow32_done")
+	p("amxRow32_block:")
+	p("\tMOVBQZX load+72(FP), AX")
+	p("\tTESTQ AX, AX")
+	p("\tJZ amxRow32_zero")
+	cTiles(tileload)
+	p("\tJMP amxRow32_k")
+	p("amxRow32_zero:")
+	for t := 0; t < 4; t++ {
+		bytesOf(fmt.Sprintf("TILEZERO tmm%d", t), 0xC4, 0xE2, 0x7B, 0x49, byte(0xC0|t<<3))
+	}
+	p("amxRow32_k:")
+	p("\tMOVQ a+8(FP), SI")
+	p("\tMOVQ DX, AX")
+	p("\tSHLQ $4, AX")
+	p("\tADDQ SI, AX")
+	p("\tMOVQ R13, DI")
+	p("\tLEAQ 64(R13), CX")
+	p("\tMOVQ chunks+40(FP), R10")
+	p("amxRow32_loop:")
+	tileload(4, "SI", "DX")
+	tileload(5, "AX", "DX")
+	tileload(6, "DI", "BX")
+	tileload(7, "CX", "BX")
+	tdp(0, 4, 6)
+	tdp(1, 4, 7)
+	tdp(2, 5, 6)
+	tdp(3, 5, 7)
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, AX")
+	p("\tADDQ R11, DI")
+	p("\tADDQ R11, CX")
+	p("\tDECQ R10")
+	p("\tJNZ amxRow32_loop")
+	cTiles(tilestore)
+	p("\tADDQ $128, R8")
+	p("\tADDQ $128, R13")
+	p("\tDECQ R12")
+	p("\tJNZ amxRow32_block")
+	p("amxRow32_done:")
+	bytesOf("TILERELEASE", 0xC4, 0xE2, 0x78, 0x49, 0xC0)
+	p("\tRET")
 }
 
 // cvtBF16 spells VCVTNEPS2BF16 Y(dst), Z(src) (EVEX.512.F3.0F38.W0 72 /r),
