@@ -5,6 +5,7 @@
 # and each one's peak resident memory.
 # Usage: bench/compare.sh ROUNDS [anchor flags...]
 #   e.g. bench/compare.sh 3 --d 384 --layers 6 --heads 6 --ctx 256 --batch 8
+# CAIRN_FLAGS adds flags for Cairn only, e.g. CAIRN_FLAGS="--kernel amx-bf16".
 # Needs Debian's PyTorch on OpenBLAS: apt-get install -y python3-torch libopenblas0-pthread
 # The anchor runs as its note asks: OpenBLAS picks this CPU's own kernel
 # (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset) and --threads stays unset,
@@ -21,7 +22,7 @@ $py -c "import torch, ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_ge
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 : >/tmp/cmp-cairn; : >/tmp/cmp-torch; : >/tmp/cmp-cairn-rss; : >/tmp/cmp-torch-rss
 for i in $(seq "$rounds"); do
-	/usr/bin/time -f '%M' -o /tmp/cmp-rss /tmp/cairn-bench bench --text "$text" "$@" 2>/dev/null | tail -1 | tee -a /tmp/cmp-cairn.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-cairn
+	/usr/bin/time -f '%M' -o /tmp/cmp-rss /tmp/cairn-bench bench --text "$text" ${CAIRN_FLAGS:-} "$@" 2>/dev/null | tail -1 | tee -a /tmp/cmp-cairn.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-cairn
 	cat /tmp/cmp-rss >>/tmp/cmp-cairn-rss
 	/usr/bin/time -f '%M' -o /tmp/cmp-rss $py "$anchor" --text "$text" "$@" | tail -1 | tee -a /tmp/cmp-torch.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-torch
 	cat /tmp/cmp-rss >>/tmp/cmp-torch-rss

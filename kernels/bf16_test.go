@@ -154,3 +154,29 @@ func TestBF16ConversionsMatchToBF16(t *testing.T) {
 		}
 	}
 }
+
+// TestAMXDoesNotAllocate checks that the bf16 path reuses its buffers: a
+// training step must not allocate.
+func TestAMXDoesNotAllocate(t *testing.T) {
+	if !HasAMX() {
+		t.Skip("this CPU or kernel has no AMX bf16")
+	}
+	saved := Impl()
+	defer SetImpl(saved)
+	if err := SetImpl(AMX); err != nil {
+		t.Fatal(err)
+	}
+	pool := NewPool(2)
+	defer pool.Close()
+	m, n, k := 96, 200, 130
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	bias := make([]float32, n)
+	allocs := testing.AllocsPerRun(5, func() {
+		pool.Sgemm(false, true, m, n, k, a, k, b, k, c, n, false)
+		pool.Sgemm(true, false, m, n, k, a, m, b, n, c, n, true)
+		pool.SgemmInit(false, false, m, n, k, a, k, b, n, c, n, bias, nil)
+	})
+	if allocs != 0 {
+		t.Fatalf("the AMX path allocated %v times per run", allocs)
+	}
+}

@@ -426,6 +426,19 @@ func (g *gemmArgs) addTile(cp, tile []float32, rows, cols int, acc bool) {
 // at (i, j), just before the first block of the product adds to it, while
 // the tile is in cache: one pass over C instead of two.
 func (g *gemmArgs) initTile(i, j, rows, cols int) {
+	if cols == 32 && g.add == nil {
+		// A whole row of a tile at a time, in moves the compiler inlines
+		// (a copy of 128 bytes would call memmove for every row).
+		b := (*[32]float32)(g.bias[j : j+32])
+		for r := i; r < i+rows; r++ {
+			dst := (*[32]float32)(g.c[r*g.ldc+j : r*g.ldc+j+32])
+			*(*[8]float32)(dst[0:8]) = *(*[8]float32)(b[0:8])
+			*(*[8]float32)(dst[8:16]) = *(*[8]float32)(b[8:16])
+			*(*[8]float32)(dst[16:24]) = *(*[8]float32)(b[16:24])
+			*(*[8]float32)(dst[24:32]) = *(*[8]float32)(b[24:32])
+		}
+		return
+	}
 	for r := i; r < i+rows; r++ {
 		dst := g.c[r*g.ldc+j : r*g.ldc+j+cols]
 		switch {
