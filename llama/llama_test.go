@@ -123,8 +123,26 @@ func FuzzParseConfig(f *testing.F) {
 // anchor benchmark's shape (d128, 4 layers, 4 heads, ctx 64, batch 12,
 // vocabulary 256; SwiGLU width 344 ≈ 8/3·d), on all cores; it reports
 // tokens/s, as scripts/llama/bench.py does for the PyTorch reference.
+// BenchmarkTrainStep times a training step (forward, backward, AdamW) at
+// the anchor benchmark's shape for the dense block, a mixture of experts
+// (8 routed, top 2, 1 shared, each 112 wide) and latent attention (latent
+// 34, rotary 16, positionless 16, values 32); scripts/llama/bench.sh runs
+// it beside the PyTorch reference of the same blocks.
 func BenchmarkTrainStep(b *testing.B) {
-	cfg := Config{VocabSize: 256, Dim: 128, Hidden: 344, Layers: 4, Heads: 4, KVHeads: 4, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 64}
+	dense := Config{VocabSize: 256, Dim: 128, Hidden: 344, Layers: 4, Heads: 4, KVHeads: 4, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 64}
+	moe := dense
+	moe.Experts, moe.SharedExperts, moe.TopK, moe.ExpertHidden, moe.RouteScale = 8, 1, 2, 112, 1
+	mla := dense
+	mla.KVLoraRank, mla.NopeDim, mla.RopeDim, mla.VDim = 34, 16, 16, 32
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{{"dense", dense}, {"moe", moe}, {"mla", mla}} {
+		b.Run(c.name, func(b *testing.B) { benchmarkTrainStep(b, c.cfg) })
+	}
+}
+
+func benchmarkTrainStep(b *testing.B, cfg Config) {
 	pool := kernels.NewPool(0)
 	defer pool.Close()
 	m, err := New(cfg, pool)
@@ -148,6 +166,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		}
 		m.Backward()
 		opt.Update(m.Params, m.Grads, 1e-3)
+		m.Balance(0.01) // as training does (gpt.BalanceStep)
 	}
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

@@ -9,8 +9,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference
 
 p = argparse.ArgumentParser()
-for k, v in [('d', 128), ('layers', 4), ('heads', 4), ('kv-heads', 4), ('hidden', 344), ('vocab', 256), ('ctx', 64), ('batch', 12), ('steps', 30), ('warmup', 5)]:
+for k, v in [('d', 128), ('layers', 4), ('heads', 4), ('kv-heads', 4), ('hidden', 344), ('vocab', 256), ('ctx', 64), ('batch', 12), ('steps', 30), ('warmup', 5),
+             ('experts', 0), ('shared', 1), ('topk', 2), ('expert-hidden', 112),
+             ('kv-lora', 0), ('nope', 16), ('rope', 16), ('v-dim', 32)]:
     p.add_argument('--' + k, type=int, default=v)
+p.add_argument('--route-scale', type=float, default=1.0)
 p.add_argument('--eps', type=float, default=1e-5)
 p.add_argument('--theta', type=float, default=10000.0)
 p.add_argument('--tied', action='store_true')
