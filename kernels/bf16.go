@@ -49,8 +49,8 @@ func amxEligible(g *gemmArgs) bool {
 
 // amxGemm is a product on the bf16 path: both operands rounded into
 // bfloat16 copies laid out for the tiles (A by rows, k padded to 32; B in
-// pairs of k rows interleaved, columns padded to 32), then 32×32 blocks of
-// C shared between the threads.
+// pairs of k rows interleaved, columns padded to 32), then C computed in
+// blocks of 32 rows shared between the threads.
 type amxGemm struct {
 	pool       *Pool
 	args       gemmArgs
