@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/kernels"
 )
 
 // tinyRun are the run flags of a model small enough for a test.
@@ -102,5 +103,22 @@ func TestMixedPathsAndKernelFlag(t *testing.T) {
 	m := regexp.MustCompile(`the honest workers' commits declare the kernel paths (.*)`).FindStringSubmatch(text)
 	if m == nil || len(strings.Split(m[1], ", ")) != min(3, len(paths)) {
 		t.Fatalf("kernel paths of the honest workers (this CPU has %v):\n%s", paths, text)
+	}
+}
+
+// TestBF16KernelFlag: where the CPU has AMX, `bench --kernel amx-bf16`
+// trains on that path and says so; elsewhere the flag is refused with the
+// paths the CPU has.
+func TestBF16KernelFlag(t *testing.T) {
+	bin := cairnBinary(t)
+	out, err := exec.Command(bin, "bench", "--kernel", kernels.AMX, "--d", "32", "--layers", "1", "--heads", "2", "--ctx", "32", "--batch", "2", "--steps", "2").CombinedOutput()
+	if !kernels.HasAMX() {
+		if err == nil || !strings.Contains(string(out), "--kernel amx-bf16: not available on this CPU") {
+			t.Fatalf("bench --kernel amx-bf16 without AMX: %v\n%s", err, out)
+		}
+		return
+	}
+	if err != nil || !strings.Contains(string(out), "kernel=amx-bf16") || !regexp.MustCompile(`tokens/s=\d+`).Match(out) {
+		t.Fatalf("bench --kernel amx-bf16: %v\n%s", err, out)
 	}
 }
