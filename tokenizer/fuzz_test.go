@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -76,4 +77,23 @@ func BenchmarkEncode(b *testing.B) {
 	for b.Loop() {
 		tok.Encode(nil, text)
 	}
+}
+
+// FuzzLoadHF: any input either loads a tokenizer that round-trips text or
+// fails with an error; it never panics.
+func FuzzLoadHF(f *testing.F) {
+	f.Add(`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}`)
+	f.Add(`{"model": {"type": "BPE", "vocab": {}, "merges": ["a b"]}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": []}}`)
+	f.Add(`{"added_tokens": [{"id": 1048575, "content": "x"}], "model": {"type": "BPE", "vocab": {}}}`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		tok, err := LoadHF(strings.NewReader(doc))
+		if err != nil {
+			return
+		}
+		text := []byte("the cat sat, 42 times.\n")
+		back, err := tok.Decode(nil, tok.Encode(nil, text))
+		if err != nil || string(back) != string(text) {
+			t.Fatalf("round trip: %q, %v", back, err)
+		}
+	})
 }

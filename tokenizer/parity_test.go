@@ -77,6 +77,60 @@ func TestTiktokenParity(t *testing.T) {
 	}
 }
 
+// TestHFParity loads GPT-2's tokenizer.json (written by run.sh from
+// OpenAI's original files in Hugging Face's format) with LoadHF and checks
+// that it encodes every gpt2 document to tiktoken's ids. It skips or fails
+// as TestTiktokenParity does.
+func TestHFParity(t *testing.T) {
+	dir := os.Getenv("CAIRN_TIKTOKEN_DIR")
+	if dir == "" {
+		if os.Getenv("CAIRN_TIKTOKEN") == "require" {
+			t.Fatal("CAIRN_TIKTOKEN=require but no CAIRN_TIKTOKEN_DIR: run scripts/tiktoken/run.sh")
+		}
+		t.Skip("no reference ids: scripts/tiktoken/run.sh makes them")
+	}
+	f, err := os.Open(filepath.Join(dir, "gpt2-tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := LoadHF(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Pattern() != GPT2 || tok.Vocab() != 50257 {
+		t.Fatalf("tokenizer.json: pattern %s, %d tokens; want gpt2, 50257", tok.Pattern(), tok.Vocab())
+	}
+	texts, err := filepath.Glob(filepath.Join(dir, "gpt2", "*.text"))
+	if err != nil || len(texts) == 0 {
+		t.Fatalf("no documents (%v)", err)
+	}
+	ids := 0
+	for _, path := range texts {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(strings.TrimSuffix(path, ".text") + ".ids")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := tok.Encode(nil, text), strings.Fields(string(raw))
+		if len(got) != len(want) {
+			t.Errorf("%s: %d ids, tiktoken %d", filepath.Base(path), len(got), len(want))
+			continue
+		}
+		for i, w := range want {
+			if strconv.Itoa(got[i]) != w {
+				t.Errorf("%s: id %d is %d, tiktoken %s", filepath.Base(path), i, got[i], w)
+				break
+			}
+		}
+		ids += len(got)
+	}
+	t.Logf("parity gpt2 from tokenizer.json: %d documents, %d ids identical to tiktoken's", len(texts), ids)
+}
+
 func show(tok *Tokenizer, ids []int) []string {
 	var out []string
 	for _, id := range ids {

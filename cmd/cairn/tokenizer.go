@@ -92,7 +92,7 @@ func tokenizerTrain(args []string, stdout, stderr io.Writer) error {
 
 func tokenizerEncode(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tokenizer encode", stderr)
-	file := fs.String("tokenizer", "", "a tiktoken rank file (from 'tokenizer train', or OpenAI's gpt2 / cl100k_base)")
+	file := fs.String("tokenizer", "", "a tiktoken rank file (from 'tokenizer train', or OpenAI's gpt2 / cl100k_base) or a Hugging Face tokenizer.json of a byte-level BPE")
 	pat := fs.String("pattern", string(tokenizer.GPT2), "pre-tokenisation pattern the tokenizer was made with: gpt2 or cl100k")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
@@ -100,18 +100,9 @@ func tokenizerEncode(args []string, stdout, stderr io.Writer) error {
 	if *file == "" || fs.NArg() != 1 {
 		return badInput(tokenizerUsage)
 	}
-	p, err := patternFlag(*pat)
+	tok, err := loadTokenizer(*file, *pat)
 	if err != nil {
 		return err
-	}
-	f, err := os.Open(*file)
-	if err != nil {
-		return badInput("--tokenizer: %v", err)
-	}
-	tok, err := tokenizer.Load(f, p)
-	f.Close()
-	if err != nil {
-		return badInput("--tokenizer %s: %v", *file, err)
 	}
 	text, err := os.ReadFile(fs.Arg(0))
 	if err != nil {

@@ -188,20 +188,16 @@ func bitsPerByte(natsPerToken, bytesPerToken float64) float64 {
 	return natsPerToken / math.Ln2 / bytesPerToken
 }
 
-// loadTokenizer reads a tiktoken rank file made with pattern.
+// loadTokenizer reads a tiktoken rank file made with pattern, or a Hugging
+// Face tokenizer.json (which names its own pattern).
 func loadTokenizer(path, pattern string) (*tokenizer.Tokenizer, error) {
 	p, err := patternFlag(pattern)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	tok, err := tokenizer.LoadFile(path, p)
 	if err != nil {
-		return nil, badInput("--tokenizer: %v", err)
-	}
-	defer f.Close()
-	tok, err := tokenizer.Load(f, p)
-	if err != nil {
-		return nil, badInput("--tokenizer %s: %v", path, err)
+		return nil, badInput("--tokenizer %v", err)
 	}
 	return tok, nil
 }
