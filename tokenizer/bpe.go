@@ -111,6 +111,11 @@ func (t *Tokenizer) EncodeIDs(text []byte) []int32 {
 // is merged until no pair is a token (ties: the leftmost), as tiktoken's
 // byte_pair_merge does. parts is scratch.
 func (t *Tokenizer) merge(dst []int, piece []byte, parts []int) ([]int, []int) {
+	return t.mergeBelow(dst, piece, parts, math.MaxInt)
+}
+
+// mergeBelow is merge using only the tokens of rank below limit.
+func (t *Tokenizer) mergeBelow(dst []int, piece []byte, parts []int, limit int) ([]int, []int) {
 	// parts[i] is where part i starts; parts[len-1] == len(piece).
 	parts = parts[:0]
 	for i := range len(piece) + 1 {
@@ -136,7 +141,7 @@ func (t *Tokenizer) merge(dst []int, piece []byte, parts []int) ([]int, []int) {
 				best, at = r, i
 			}
 		}
-		if at < 0 {
+		if at < 0 || best >= limit {
 			break
 		}
 		parts = append(parts[:at+1], parts[at+2:]...)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxHFBytes bounds a tokenizer.json that LoadHF reads (Llama 3's is 9 MB).
@@ -261,4 +262,64 @@ func LoadFile(path string, p Pattern) (*Tokenizer, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return tok, nil
+}
+
+// SaveHF writes the tokenizer as a Hugging Face tokenizer.json (byte-level
+// BPE, its pattern's pre-tokenizer), which LoadHF and the tokenizers
+// library read. Each token beyond the single bytes is written as the merge
+// of the two tokens that byte pair encoding with the tokens before it
+// yields, or, where no merge builds it, as an added token of its text; it
+// fails on a token that is neither (bytes that are not UTF-8).
+func (t *Tokenizer) SaveHF(w io.Writer) error {
+	toBL := make([]rune, 256)
+	for r, b := range byteLevel {
+		toBL[b] = r
+	}
+	str := func(b []byte) string {
+		rs := make([]rune, len(b))
+		for i, x := range b {
+			rs[i] = toBL[x]
+		}
+		return string(rs)
+	}
+	vocab := make(map[string]int, len(t.vocab))
+	var merges []string
+	var added []any
+	var parts []int
+	for id, tok := range t.vocab {
+		vocab[str(tok)] = id
+		if len(tok) < 2 {
+			continue
+		}
+		var ids []int
+		ids, parts = t.mergeBelow(nil, tok, parts, id)
+		switch {
+		case len(ids) == 2:
+			merges = append(merges, str(t.vocab[ids[0]])+" "+str(t.vocab[ids[1]]))
+		case utf8.Valid(tok):
+			// A token no merge builds, as GPT-2's <|endoftext|>: an added
+			// token, as Hugging Face's files have it.
+			added = append(added, map[string]any{"id": id, "content": string(tok), "single_word": false,
+				"lstrip": false, "rstrip": false, "normalized": true, "special": true})
+		default:
+			return fmt.Errorf("tokenizer: token %d (%q) is neither the merge of two earlier tokens nor text", id, tok)
+		}
+	}
+	byteLevelPT := map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
+	pre := any(byteLevelPT)
+	if t.pattern == CL100K {
+		pre = map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": cl100kRegex}, "behavior": "Isolated", "invert": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+		}}
+	}
+	doc := map[string]any{
+		"version": "1.0", "truncation": nil, "padding": nil, "added_tokens": added, "normalizer": nil,
+		"pre_tokenizer": pre, "post_processor": byteLevelPT, "decoder": byteLevelPT,
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": "",
+			"end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": true, "vocab": vocab, "merges": merges},
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(doc)
 }

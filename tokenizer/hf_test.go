@@ -147,3 +147,33 @@ func TestLoadHFRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveHFRoundTrip: a trained tokenizer written as tokenizer.json loads
+// back (LoadHF) with the same tokens and pattern, so the same ids.
+func TestSaveHFRoundTrip(t *testing.T) {
+	text := []byte(strings.Repeat("the cat sat on the mat; 12345 cats, ÄÖÜ café\r\n\t  x ", 40))
+	for _, p := range Patterns() {
+		tok, err := Train(text, 400, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		if err := tok.SaveHF(&b); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadHF(strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if back.Pattern() != p || back.Vocab() != tok.Vocab() {
+			t.Fatalf("%s: back as %s with %d tokens, want %d", p, back.Pattern(), back.Vocab(), tok.Vocab())
+		}
+		for id := range tok.Vocab() {
+			x, _ := tok.Token(id)
+			y, _ := back.Token(id)
+			if string(x) != string(y) {
+				t.Fatalf("%s: token %d %q came back %q", p, id, x, y)
+			}
+		}
+	}
+}

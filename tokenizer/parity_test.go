@@ -1,8 +1,11 @@
 package tokenizer
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,17 +92,31 @@ func TestHFParity(t *testing.T) {
 		}
 		t.Skip("no reference ids: scripts/tiktoken/run.sh makes them")
 	}
-	f, err := os.Open(filepath.Join(dir, "gpt2-tokenizer.json"))
+	raw, err := os.ReadFile(filepath.Join(dir, "gpt2-tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := LoadHF(f)
-	f.Close()
+	tok, err := LoadHF(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tok.Pattern() != GPT2 || tok.Vocab() != 50257 {
 		t.Fatalf("tokenizer.json: pattern %s, %d tokens; want gpt2, 50257", tok.Pattern(), tok.Vocab())
+	}
+	// Written back, the merges are OpenAI's, in their order.
+	var out bytes.Buffer
+	if err := tok.SaveHF(&out); err != nil {
+		t.Fatal(err)
+	}
+	var orig, back struct{ Model struct{ Merges []string } }
+	if err := json.Unmarshal(raw, &orig); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(orig.Model.Merges, back.Model.Merges) {
+		t.Errorf("SaveHF wrote %d merges, not the file's %d in order", len(back.Model.Merges), len(orig.Model.Merges))
 	}
 	texts, err := filepath.Glob(filepath.Join(dir, "gpt2", "*.text"))
 	if err != nil || len(texts) == 0 {
@@ -128,7 +145,7 @@ func TestHFParity(t *testing.T) {
 		}
 		ids += len(got)
 	}
-	t.Logf("parity gpt2 from tokenizer.json: %d documents, %d ids identical to tiktoken's", len(texts), ids)
+	t.Logf("parity gpt2 from tokenizer.json: %d documents, %d ids identical to tiktoken's; SaveHF wrote its %d merges back in order", len(texts), ids, len(orig.Model.Merges))
 }
 
 func show(tok *Tokenizer, ids []int) []string {

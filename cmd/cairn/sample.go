@@ -11,6 +11,7 @@ import (
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/llama"
 	"github.com/cairnlabs/cairn/tokenizer"
 )
 
@@ -121,6 +122,9 @@ func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, err
 // (nil for a byte-level model).
 func loadModelTok(path string, threads, ctx int) (*gpt.Model, *tokenizer.Tokenizer, *kernels.Pool, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, llama.ConfigFile)); err == nil {
+			return loadHFModel(path, threads, ctx)
+		}
 		path = filepath.Join(path, checkpoint.ModelFile)
 	}
 	ck, err := checkpoint.LoadModel(path)
@@ -150,5 +154,50 @@ func loadModelTok(path string, threads, ctx int) (*gpt.Model, *tokenizer.Tokeniz
 		pool.Close()
 		return nil, nil, nil, badInput("%s: its tokenizer has %d tokens, the model a vocabulary of %d", path, tok.Vocab(), cfg.VocabSize)
 	}
+	return m, tok, pool, nil
+}
+
+// loadHFModel loads a model directory in the Hugging Face layout
+// (config.json, model.safetensors; see llama.Load) with its tokenizer: the
+// one in the weights' metadata when Cairn wrote them, else the directory's
+// tokenizer.json (LoadHF), else none (token ids are bytes). The tokenizer
+// must have exactly the model's vocabulary.
+func loadHFModel(dir string, threads, ctx int) (*gpt.Model, *tokenizer.Tokenizer, *kernels.Pool, error) {
+	ck, err := llama.Load(dir)
+	if err != nil {
+		return nil, nil, nil, badInput("%v", err)
+	}
+	cfg := gpt.FromLlama(ck.Config)
+	if ctx > cfg.BlockSize {
+		return nil, nil, nil, badInput("context %d is longer than the model's %d positions", ctx, cfg.BlockSize)
+	}
+	if ctx > 0 {
+		cfg.BlockSize = ctx
+	}
+	tok, err := tokenizer.FromMetadata(ck.Metadata)
+	if err != nil {
+		return nil, nil, nil, badInput("%s: %v", dir, err)
+	}
+	if tj := filepath.Join(dir, "tokenizer.json"); tok == nil {
+		if _, err := os.Stat(tj); err == nil {
+			if tok, err = tokenizer.LoadFile(tj, tokenizer.GPT2); err != nil {
+				return nil, nil, nil, badInput("%v", err)
+			}
+		}
+	}
+	if tok != nil && tok.Vocab() != cfg.VocabSize {
+		return nil, nil, nil, badInput("%s: its tokenizer has %d tokens, the model a vocabulary of %d", dir, tok.Vocab(), cfg.VocabSize)
+	}
+	pool := kernels.NewPool(threads)
+	m, err := gpt.New(cfg, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, badInput("%v", err)
+	}
+	if len(m.Params) != len(ck.Params) {
+		pool.Close()
+		return nil, nil, nil, badInput("%s: %d parameters for a model of %d", dir, len(ck.Params), len(m.Params))
+	}
+	copy(m.Params, ck.Params)
 	return m, tok, pool, nil
 }

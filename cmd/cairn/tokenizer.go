@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairnlabs/cairn/corpus"
@@ -41,7 +42,7 @@ func tokenizerTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tokenizer train", stderr)
 	data := fs.String("data", "", "training text (default: the embedded tiny shakespeare)")
 	vocab := fs.Int("vocab", 4096, "tokens in the vocabulary (the 256 bytes and the merges)")
-	out := fs.String("out", "", "where the tokenizer is written (a tiktoken rank file)")
+	out := fs.String("out", "", "where the tokenizer is written: a tiktoken rank file, or a Hugging Face tokenizer.json when the name ends in .json")
 	pat := fs.String("pattern", string(tokenizer.GPT2), "pre-tokenisation pattern: gpt2 or cl100k")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -75,7 +76,11 @@ func tokenizerTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	took := time.Since(start)
 	var buf bytes.Buffer
-	if err := tok.Save(&buf); err != nil {
+	save := tok.Save
+	if strings.HasSuffix(*out, ".json") {
+		save = tok.SaveHF
+	}
+	if err := save(&buf); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(*out, buf.Bytes()); err != nil {

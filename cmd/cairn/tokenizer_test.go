@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/llama"
 	"github.com/cairnlabs/cairn/tokenizer"
 )
 
@@ -155,5 +156,40 @@ func TestLlamaArchCommands(t *testing.T) {
 		if code, _, e := runCLI(a...); code != 2 || strings.Count(strings.TrimSpace(e), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q: want 2 and one line", a, code, e)
 		}
+	}
+}
+
+// A model directory in the Hugging Face layout (config.json,
+// model.safetensors, tokenizer.json written by `tokenizer train --out
+// x.json`) samples text through its own tokenizer (serve loads it alike); a
+// tokenizer.json of another vocabulary is refused.
+func TestHFModelDirectory(t *testing.T) {
+	dir := t.TempDir()
+	tj := filepath.Join(dir, "tokenizer.json")
+	code, out, e := runCLI("tokenizer", "train", "--vocab", "300", "--out", tj)
+	if code != 0 || !strings.Contains(out, "trained 300 tokens") {
+		t.Fatalf("tokenizer train: exit %d\n%s\n%s", code, out, e)
+	}
+	tok, err := tokenizer.LoadFile(tj, tokenizer.CL100K)
+	if err != nil || tok.Vocab() != 300 || tok.Pattern() != tokenizer.GPT2 {
+		t.Fatalf("tokenizer.json: %v %v", tok, err)
+	}
+	cfg := llama.Config{VocabSize: 300, Dim: 16, Hidden: 40, Layers: 1, Heads: 2, KVHeads: 1, NormEps: 1e-5, RopeTheta: 10000, BlockSize: 32}
+	params := make([]float32, cfg.NumParams())
+	llama.InitParams(cfg, params, 3)
+	if err := llama.Save(dir, cfg, params, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, out, e = runCLI("sample", "--ckpt", dir, "--prompt", "ROMEO:", "--tokens", "10", "--temperature", "0")
+	if code != 0 || !strings.HasPrefix(out, "ROMEO:") || len(out) <= len("ROMEO:") {
+		t.Fatalf("sample of a Hugging Face directory: exit %d %q %s", code, out, e)
+	}
+	code, out, e = runCLI("tokenizer", "train", "--vocab", "280", "--out", tj)
+	if code != 0 {
+		t.Fatalf("tokenizer train: exit %d\n%s\n%s", code, out, e)
+	}
+	code, _, e = runCLI("sample", "--ckpt", dir, "--prompt", "x", "--tokens", "2")
+	if code != 2 || !strings.Contains(e, "its tokenizer has 280 tokens, the model a vocabulary of 300") {
+		t.Fatalf("a mismatched tokenizer.json: exit %d %s", code, e)
 	}
 }
