@@ -84,8 +84,8 @@ func fromByteLevel(s string) ([]byte, bool) {
 }
 
 // LoadHF reads a Hugging Face tokenizer.json of a byte-level BPE tokenizer
-// with GPT-2's or cl100k's pre-tokenisation (GPT-2, Llama 3) and returns the tokenizer that encodes as it does:
-// the model's vocabulary by id (added tokens included, as plain text) and
+// with GPT-2's or cl100k's pre-tokenisation (GPT-2, Llama 3) and returns
+// the tokenizer that encodes as it does: the model's vocabulary by id (added tokens included, as plain text) and
 // the pre-tokenisation pattern its pre-tokenizer spells. It accepts only
 // what it can reproduce exactly and fails, saying why, on anything else: a
 // file over MaxHFBytes or not JSON, a model other than BPE, byte fallback
