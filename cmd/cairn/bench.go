@@ -70,7 +70,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 // operation, against the machine's SGEMM rate.
 func printProfile(w io.Writer, r bench.Result, steps int, peak float64) {
 	step := r.Seconds / float64(steps)
-	fmt.Fprintf(w, "profile of %d training steps (%.2f ms each with timing on); SGEMM 1024³ on this pool: %.1f GFLOP/s\n", steps, 1e3*step, peak)
+	what := "SGEMM 1024³ on this pool"
+	if kernels.Impl() == kernels.AMX {
+		what = "a 1024³ product on this pool (bfloat16 on AMX)"
+	}
+	fmt.Fprintf(w, "profile of %d training steps (%.2f ms each with timing on); %s: %.1f GFLOP/s\n", steps, 1e3*step, what, peak)
 	fmt.Fprintf(w, "%-28s %-14s %6s %9s %7s %9s %8s\n", "op", "shape", "calls", "ms/step", "share", "GFLOP/s", "of peak")
 	var timed float64
 	for _, op := range r.Ops {
