@@ -31,9 +31,12 @@ func (j *attnJob) Do(worker, lo, hi int) {
 		yoff := b*T*C + h*hd
 		if !j.backward {
 			ws.Sgemm(false, true, T, T, hd, q, 3*C, k, 3*C, p, T, false, kernels.LowerC)
+			// Scale every score in one call (the product leaves finite
+			// values or the zeros cleared last time above the diagonal),
+			// then each row's softmax.
+			vecmath.Scale(j.scale, p)
 			for i := 0; i < T; i++ {
 				row := p[i*T : i*T+i+1]
-				vecmath.Scale(j.scale, row)
 				mx := vecmath.Max(row)
 				sum := vecmath.ExpSub(row, row, mx)
 				vecmath.Scale(1/sum, row)
