@@ -40,7 +40,7 @@ func commands() []command {
 		{"chain", "the ledger on CometBFT: 'chain init' a network, 'chain start --home DIR' a validator, 'chain bench', 'chain faults'", runChain},
 		{"fingerprint", "prove a model is ours: 'fingerprint embed --ckpt IN --out DIR [--ledger HOST:PORT --data-dir DIR]', 'fingerprint commit' a set on the ledger, 'fingerprint verify --ckpt SUSPECT --fingerprints FILE' (exit 0 it is, 1 it is not)", runFingerprint},
 		{"serve", "OpenAI-compatible completions from a model: 'serve --ckpt FILE --keys KEYS.json' (API keys charge ledger accounts; watermarked; signed receipts)", runServe},
-		{"tokenizer", "byte-level BPE: 'tokenizer train --data FILE --vocab N --out FILE', 'tokenizer encode --tokenizer FILE FILE' (tiktoken rank files)", runTokenizer},
+		{"tokenizer", "byte-level BPE: 'tokenizer train --data FILE --vocab N --out FILE', 'tokenizer encode --tokenizer FILE FILE' (tiktoken rank files or Hugging Face tokenizer.json)", runTokenizer},
 		{"watermark", "'watermark detect --key K FILE': is a text watermarked with key K (exit 0 yes, 1 no)", runWatermark},
 		{"ledger", "inspect a node's contribution ledger: 'ledger balances|history|verify --data-dir DIR'", runLedger},
 	}
