@@ -7,9 +7,6 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-//go:noescape
-func amxBlock32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, c *float32)
-
 // amxState remembers whether Linux let this process use AMX tile data:
 // the permission is asked once (arch_prctl ARCH_REQ_XCOMP_PERM for
 // XFEATURE_XTILEDATA) and holds for every thread of the process.
@@ -48,11 +45,6 @@ func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blo
 func amxRow(a []uint16, lda int, b []uint16, ldb int, chunks, blocks int, c []float32, ldc int, load bool) {
 	_, _, _ = a[31*lda+32*chunks-1], b[(16*chunks-1)*ldb+64*blocks-1], c[31*ldc+32*blocks-1]
 	amxRow32(&amxConfig[0], &a[0], 2*lda, &b[0], 2*ldb, chunks, blocks, &c[0], 4*ldc, load)
-}
-
-// amxBlock runs the assembly block kernel.
-func amxBlock(a []uint16, lda int, b []uint16, ldb int, chunks int, c *[32 * 32]float32) {
-	amxBlock32(&amxConfig[0], &a[0], lda, &b[0], ldb, chunks, &c[0])
 }
 
 //go:noescape

@@ -16,7 +16,7 @@ const AMX = "amx-bf16"
 // HasAMX reports whether this CPU and kernel can run the AMX path.
 func HasAMX() bool { return hasAMX() }
 
-// amxConfig is the tile configuration of amxBlock32: palette 1, eight
+// amxConfig is the tile configuration of amxRow32: palette 1, eight
 // tiles of 16 rows of 64 bytes.
 var amxConfig = func() (c [64]byte) {
 	c[0] = 1
@@ -208,7 +208,7 @@ func (j *amxGemm) multiply(w *Workspace, lo, hi int) {
 		}
 		for cb := first; cb < np/32; cb++ {
 			j0 := cb * 32
-			amxBlock(j.a[i0*kp:], kp*2, j.b[j0*2:], np*4, kp/32, &w.amxC)
+			amxRow(j.a[i0*kp:], kp, j.b[2*j0:], 2*np, kp/32, 1, w.amxC[:], 32, false)
 			cols := min(32, g.n-j0)
 			for r := 0; r < rows; r++ {
 				s := w.amxC[r*32 : r*32+cols]
@@ -225,22 +225,6 @@ func (j *amxGemm) multiply(w *Workspace, lo, hi int) {
 					copy(dst, s)
 				}
 			}
-		}
-	}
-}
-
-// initRow writes SgemmInit's starting values of row i, columns j0 on, into
-// dst.
-func (g *gemmArgs) initRow(dst []float32, i, j0 int) {
-	switch {
-	case g.add == nil:
-		copy(dst, g.bias[j0:j0+len(dst)])
-	case g.bias == nil:
-		copy(dst, g.add[i*g.ldc+j0:i*g.ldc+j0+len(dst)])
-	default:
-		add := g.add[i*g.ldc+j0 : i*g.ldc+j0+len(dst)]
-		for x, b := range g.bias[j0 : j0+len(dst)] {
-			dst[x] = b + add[x]
 		}
 	}
 }

@@ -327,17 +327,22 @@ func (g *gemmArgs) initTile(i, j, rows, cols int) {
 		return
 	}
 	for r := i; r < i+rows; r++ {
-		dst := g.c[r*g.ldc+j : r*g.ldc+j+cols]
-		switch {
-		case g.add == nil:
-			copy(dst, g.bias[j:j+cols])
-		case g.bias == nil:
-			copy(dst, g.add[r*g.ldc+j:r*g.ldc+j+cols])
-		default:
-			add := g.add[r*g.ldc+j : r*g.ldc+j+cols]
-			for x, b := range g.bias[j : j+cols] {
-				dst[x] = b + add[x]
-			}
+		g.initRow(g.c[r*g.ldc+j:r*g.ldc+j+cols], r, j)
+	}
+}
+
+// initRow writes SgemmInit's starting values of row i, columns j0 on, into
+// dst.
+func (g *gemmArgs) initRow(dst []float32, i, j0 int) {
+	switch {
+	case g.add == nil:
+		copy(dst, g.bias[j0:j0+len(dst)])
+	case g.bias == nil:
+		copy(dst, g.add[i*g.ldc+j0:i*g.ldc+j0+len(dst)])
+	default:
+		add := g.add[i*g.ldc+j0 : i*g.ldc+j0+len(dst)]
+		for x, b := range g.bias[j0 : j0+len(dst)] {
+			dst[x] = b + add[x]
 		}
 	}
 }

@@ -1821,55 +1821,6 @@ copyPanel32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func amxBlock32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, c *float32)
-TEXT ·amxBlock32(SB), NOSPLIT, $0-56
-	MOVQ cfg+0(FP), SI
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x06 // LDTILECFG (SI)
-	MOVQ a+8(FP), SI
-	MOVQ lda+16(FP), DX
-	MOVQ DX, AX
-	SHLQ $4, AX
-	ADDQ SI, AX
-	MOVQ b+24(FP), DI
-	MOVQ ldb+32(FP), BX
-	LEAQ 64(DI), CX
-	MOVQ BX, R11
-	SHLQ $4, R11
-	MOVQ chunks+40(FP), R10
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO tmm0
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO tmm1
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO tmm2
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO tmm3
-	TESTQ R10, R10
-	JZ amxBlock32_store
-amxBlock32_loop:
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x16 // TILELOADD (SI)(DX*1), tmm4
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x10 // TILELOADD (AX)(DX*1), tmm5
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x1f // TILELOADD (DI)(BX*1), tmm6
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x19 // TILELOADD (CX)(BX*1), tmm7
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // TDPBF16PS tmm0, tmm4, tmm6
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // TDPBF16PS tmm1, tmm4, tmm7
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // TDPBF16PS tmm2, tmm5, tmm6
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // TDPBF16PS tmm3, tmm5, tmm7
-	ADDQ $64, SI
-	ADDQ $64, AX
-	ADDQ R11, DI
-	ADDQ R11, CX
-	DECQ R10
-	JNZ amxBlock32_loop
-amxBlock32_store:
-	MOVQ c+48(FP), SI
-	MOVQ $128, DX
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x16 // TILESTORED tmm0, (SI)(DX*1)
-	LEAQ 64(SI), AX
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x10 // TILESTORED tmm1, (AX)(DX*1)
-	LEAQ 2048(SI), AX
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x10 // TILESTORED tmm2, (AX)(DX*1)
-	LEAQ 2112(SI), AX
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x1c; BYTE $0x10 // TILESTORED tmm3, (AX)(DX*1)
-	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
-	RET
-
 // func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
 TEXT ·amxRow32(SB), NOSPLIT, $0-73
 	MOVQ cfg+0(FP), SI

@@ -5,104 +5,20 @@ import (
 	"fmt"
 )
 
-// genAMX emits the AMX bf16 block kernel
-//
-//	func amxBlock32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, c *float32)
-//
-// C (32×32 floats, rows 128 bytes apart) = A·B over chunks steps of 32 in
-// k, with A as two 16-row tiles (rows lda bytes apart, 32 bf16 of k per
-// chunk) and B in pair-interleaved ("VNNI") rows, ldb bytes apart, 16 of
-// them per chunk, as two 16-column tiles. Tiles 0-3 accumulate C, 4-5
-// hold A, 6-7 hold B; cfg is the 64-byte tile configuration. The Go
-// assembler has no AMX mnemonics, so the instructions are spelled out as
-// bytes (VEX encodings from the Intel SDM; general registers below R8 only,
-// so no register-extension bits).
-func genAMX(w *bytes.Buffer) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	bytesOf := func(comment string, b ...byte) {
-		s := "\t"
-		for i, x := range b {
-			if i > 0 {
-				s += "; "
-			}
-			s += fmt.Sprintf("BYTE $0x%02x", x)
-		}
-		p("%s // %s", s, comment)
-	}
-	reg := map[string]byte{"AX": 0, "CX": 1, "DX": 2, "BX": 3, "SI": 6, "DI": 7}
-	// TILELOADD tmm, (base)(index*1): VEX.128.F2.0F38.W0 4B, ModRM 00 t 100, SIB 00 index base.
-	tileload := func(t int, base, index string) {
-		bytesOf(fmt.Sprintf("TILELOADD (%s)(%s*1), tmm%d", base, index, t), 0xC4, 0xE2, 0x7B, 0x4B, byte(t<<3|4), reg[index]<<3|reg[base])
-	}
-	// TILESTORED (base)(index*1), tmm: VEX.128.F3.0F38.W0 4B.
-	tilestore := func(t int, base, index string) {
-		bytesOf(fmt.Sprintf("TILESTORED tmm%d, (%s)(%s*1)", t, base, index), 0xC4, 0xE2, 0x7A, 0x4B, byte(t<<3|4), reg[index]<<3|reg[base])
-	}
-	// TDPBF16PS tmm(c) += tmm(a)·tmm(b): VEX.128.F3.0F38.W0 5C, ModRM 11 c a, vvvv = ¬b.
-	tdp := func(c, a, b int) {
-		bytesOf(fmt.Sprintf("TDPBF16PS tmm%d, tmm%d, tmm%d", c, a, b), 0xC4, 0xE2, byte((^b&15)<<3|2), 0x5C, byte(0xC0|c<<3|a))
-	}
-	p("")
-	p("// func amxBlock32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, c *float32)")
-	p("TEXT ·amxBlock32(SB), NOSPLIT, $0-56")
-	p("\tMOVQ cfg+0(FP), SI")
-	bytesOf("LDTILECFG (SI)", 0xC4, 0xE2, 0x78, 0x49, 0x06)
-	p("\tMOVQ a+8(FP), SI")
-	p("\tMOVQ lda+16(FP), DX")
-	p("\tMOVQ DX, AX")
-	p("\tSHLQ $4, AX")
-	p("\tADDQ SI, AX")
-	p("\tMOVQ b+24(FP), DI")
-	p("\tMOVQ ldb+32(FP), BX")
-	p("\tLEAQ 64(DI), CX")
-	p("\tMOVQ BX, R11")
-	p("\tSHLQ $4, R11")
-	p("\tMOVQ chunks+40(FP), R10")
-	for t := 0; t < 4; t++ {
-		bytesOf(fmt.Sprintf("TILEZERO tmm%d", t), 0xC4, 0xE2, 0x7B, 0x49, byte(0xC0|t<<3))
-	}
-	p("\tTESTQ R10, R10")
-	p("\tJZ amxBlock32_store")
-	p("amxBlock32_loop:")
-	tileload(4, "SI", "DX")
-	tileload(5, "AX", "DX")
-	tileload(6, "DI", "BX")
-	tileload(7, "CX", "BX")
-	tdp(0, 4, 6)
-	tdp(1, 4, 7)
-	tdp(2, 5, 6)
-	tdp(3, 5, 7)
-	p("\tADDQ $64, SI")
-	p("\tADDQ $64, AX")
-	p("\tADDQ R11, DI")
-	p("\tADDQ R11, CX")
-	p("\tDECQ R10")
-	p("\tJNZ amxBlock32_loop")
-	p("amxBlock32_store:")
-	p("\tMOVQ c+48(FP), SI")
-	p("\tMOVQ $128, DX")
-	tilestore(0, "SI", "DX")
-	p("\tLEAQ 64(SI), AX")
-	tilestore(1, "AX", "DX")
-	p("\tLEAQ 2048(SI), AX")
-	tilestore(2, "AX", "DX")
-	p("\tLEAQ 2112(SI), AX")
-	tilestore(3, "AX", "DX")
-	bytesOf("TILERELEASE", 0xC4, 0xE2, 0x78, 0x49, 0xC0)
-	p("\tRET")
-	genAMXRow(w)
-}
-
-// genAMXRow emits
+// genAMX emits the AMX bf16 row kernel
 //
 //	func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
 //
-// which runs amxBlock32's product for blocks column blocks in a row (B's
-// block j starts 128 bytes after block j-1) straight into C (rows ldc bytes
-// apart, block j 128 bytes after j-1): each block's tiles start from C
-// when load is set (C += A·B) and from zero otherwise, and are stored back
-// to C. The tile configuration is loaded once for the row.
-func genAMXRow(w *bytes.Buffer) {
+// Each of blocks 32×32 blocks of C in a row (rows ldc bytes apart, block j
+// 128 bytes after block j-1) becomes C (when load is set) or zero, plus A·B
+// over chunks steps of 32 in k: A as two 16-row tiles (rows lda bytes
+// apart, 32 bf16 of k per chunk), B's block j in pair-interleaved ("VNNI")
+// rows, ldb bytes apart, 16 of them per chunk, as two 16-column tiles
+// starting 128 bytes after block j-1's. Tiles 0-3 accumulate C, 4-5 hold
+// A, 6-7 hold B; cfg is the 64-byte tile configuration, loaded once for
+// the row. The Go assembler has no AMX mnemonics, so the instructions are
+// spelled out as bytes (VEX encodings from the Intel SDM).
+func genAMX(w *bytes.Buffer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	bytesOf := func(comment string, b ...byte) {
 		s := "\t"

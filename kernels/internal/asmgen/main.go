@@ -1,6 +1,6 @@
 // Command asmgen writes gemm_amd64.s, the AVX-512 and AVX2 micro-kernels of
 // package kernels, the AVX-512 packing helpers (pack.go) and the AMX bf16
-// block kernel with its conversions (amx.go). Run it with `go generate
+// row kernel with its conversions (amx.go). Run it with `go generate
 // ./kernels` after changing it.
 //
 // Each micro-kernel multiplies a packed MR×kc panel of A by a packed kc×NR
