@@ -52,7 +52,11 @@ type impl struct {
 	// floats, lds apart, to dst contiguously.
 	transpose16 func(dst *float32, ldd int, src *float32, lds int)
 	copyPanel   func(dst, src *float32, lds, kc int)
-	bf16        bool // the pool's large products go to AMX tiles (bf16.go)
+	// initRows writes bias + add into rows rows of 32 floats, ldc apart:
+	// bias the same for every row, add (rows ldc apart) each row's own;
+	// either may be nil, not both.
+	initRows func(dst *float32, ldc int, bias, add *float32, rows int)
+	bf16     bool // the pool's large products go to AMX tiles (bf16.go)
 }
 
 // The micro-kernel in use; chosen at init from the CPU's features.
@@ -313,17 +317,18 @@ func (g *gemmArgs) addTile(cp, tile []float32, rows, cols int, acc bool) {
 // at (i, j), just before the first block of the product adds to it, while
 // the tile is in cache: one pass over C instead of two.
 func (g *gemmArgs) initTile(i, j, rows, cols int) {
-	if cols == 32 && g.add == nil {
-		// A whole row of a tile at a time, in moves the compiler inlines
-		// (a copy of 128 bytes would call memmove for every row).
-		b := (*[32]float32)(g.bias[j : j+32])
-		for r := i; r < i+rows; r++ {
-			dst := (*[32]float32)(g.c[r*g.ldc+j : r*g.ldc+j+32])
-			*(*[8]float32)(dst[0:8]) = *(*[8]float32)(b[0:8])
-			*(*[8]float32)(dst[8:16]) = *(*[8]float32)(b[8:16])
-			*(*[8]float32)(dst[16:24]) = *(*[8]float32)(b[16:24])
-			*(*[8]float32)(dst[24:32]) = *(*[8]float32)(b[24:32])
+	if cols == 32 && g.im.initRows != nil && rows > 0 && (g.bias != nil || g.add != nil) {
+		// Bounds checked here, once, for the assembly.
+		last := (i+rows-1)*g.ldc + j
+		dst := &g.c[i*g.ldc+j : last+32][0]
+		var bias, add *float32
+		if g.bias != nil {
+			bias = &g.bias[j : j+32][0]
 		}
+		if g.add != nil {
+			add = &g.add[i*g.ldc+j : last+32][0]
+		}
+		g.im.initRows(dst, g.ldc, bias, add, rows)
 		return
 	}
 	for r := i; r < i+rows; r++ {

@@ -1821,6 +1821,52 @@ copyPanel32AVX512_done:
 	VZEROUPPER
 	RET
 
+// func initRows32AVX512(dst *float32, ldc int, bias, add *float32, rows int)
+TEXT ·initRows32AVX512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ ldc+8(FP), R8
+	SHLQ $2, R8
+	MOVQ bias+16(FP), SI
+	MOVQ add+24(FP), DX
+	MOVQ rows+32(FP), CX
+	TESTQ CX, CX
+	JZ initRows32AVX512_done
+	TESTQ SI, SI
+	JZ initRows32AVX512_add
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	TESTQ DX, DX
+	JZ initRows32AVX512_bias
+initRows32AVX512_sum:
+	VADDPS (DX), Z0, Z2
+	VADDPS 64(DX), Z1, Z3
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ R8, DI
+	ADDQ R8, DX
+	DECQ CX
+	JNZ initRows32AVX512_sum
+	JMP initRows32AVX512_done
+initRows32AVX512_bias:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ R8, DI
+	DECQ CX
+	JNZ initRows32AVX512_bias
+	JMP initRows32AVX512_done
+initRows32AVX512_add:
+	VMOVUPS (DX), Z2
+	VMOVUPS 64(DX), Z3
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ R8, DI
+	ADDQ R8, DX
+	DECQ CX
+	JNZ initRows32AVX512_add
+initRows32AVX512_done:
+	VZEROUPPER
+	RET
+
 // func amxRow32(cfg *byte, a *uint16, lda int, b *uint16, ldb int, chunks int, blocks int, c *float32, ldc int, load bool)
 TEXT ·amxRow32(SB), NOSPLIT, $0-73
 	MOVQ cfg+0(FP), SI

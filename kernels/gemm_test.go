@@ -353,4 +353,38 @@ func TestPackHelpers(t *testing.T) {
 			}
 		}
 	}
+	const rows, ldc = 5, 37
+	bias, add := randSlice(r, 32), randSlice(r, (rows-1)*ldc+32)
+	for _, v := range []struct {
+		name      string
+		bias, add []float32
+	}{{"bias", bias, nil}, {"add", nil, add}, {"bias+add", bias, add}} {
+		dst = randSlice(r, rows*ldc)
+		before := slices.Clone(dst)
+		var bp, ap *float32
+		if v.bias != nil {
+			bp = &v.bias[0]
+		}
+		if v.add != nil {
+			ap = &v.add[0]
+		}
+		im.initRows(&dst[0], ldc, bp, ap, rows)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < ldc; j++ {
+				want := before[i*ldc+j] // beyond the 32 columns: untouched
+				if j < 32 {
+					want = 0
+					if v.bias != nil {
+						want = v.bias[j]
+					}
+					if v.add != nil {
+						want += v.add[i*ldc+j]
+					}
+				}
+				if math.Float32bits(dst[i*ldc+j]) != math.Float32bits(want) {
+					t.Fatalf("initRows %s: dst[%d][%d] = %v, want %v", v.name, i, j, dst[i*ldc+j], want)
+				}
+			}
+		}
+	}
 }

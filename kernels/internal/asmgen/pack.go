@@ -14,7 +14,13 @@ import (
 //
 //	func copyPanel32AVX512(dst, src *float32, lds, kc int)
 //
-// copies kc rows of 32 floats, lds apart, to dst contiguously.
+// copies kc rows of 32 floats, lds apart, to dst contiguously, and
+//
+//	func initRows32AVX512(dst *float32, ldc int, bias, add *float32, rows int)
+//
+// writes bias + add into rows rows of 32 floats, ldc apart: bias (32 floats)
+// is the same for every row, add (rows ldc apart) its own; either may be
+// nil, not both.
 func genPack(w *bytes.Buffer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
@@ -58,6 +64,55 @@ func genPack(w *bytes.Buffer) {
 	p("\tDECQ CX")
 	p("\tJNZ copyPanel32AVX512_loop")
 	p("copyPanel32AVX512_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+
+	p("")
+	p("// func initRows32AVX512(dst *float32, ldc int, bias, add *float32, rows int)")
+	p("TEXT ·initRows32AVX512(SB), NOSPLIT, $0-40")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ ldc+8(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tMOVQ bias+16(FP), SI")
+	p("\tMOVQ add+24(FP), DX")
+	p("\tMOVQ rows+32(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ initRows32AVX512_done")
+	p("\tTESTQ SI, SI")
+	p("\tJZ initRows32AVX512_add")
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVMOVUPS 64(SI), Z1")
+	p("\tTESTQ DX, DX")
+	p("\tJZ initRows32AVX512_bias")
+	// bias + add, in that order as initRow sums them (addition commutes
+	// bitwise).
+	p("initRows32AVX512_sum:")
+	p("\tVADDPS (DX), Z0, Z2")
+	p("\tVADDPS 64(DX), Z1, Z3")
+	p("\tVMOVUPS Z2, (DI)")
+	p("\tVMOVUPS Z3, 64(DI)")
+	p("\tADDQ R8, DI")
+	p("\tADDQ R8, DX")
+	p("\tDECQ CX")
+	p("\tJNZ initRows32AVX512_sum")
+	p("\tJMP initRows32AVX512_done")
+	p("initRows32AVX512_bias:")
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tVMOVUPS Z1, 64(DI)")
+	p("\tADDQ R8, DI")
+	p("\tDECQ CX")
+	p("\tJNZ initRows32AVX512_bias")
+	p("\tJMP initRows32AVX512_done")
+	p("initRows32AVX512_add:")
+	p("\tVMOVUPS (DX), Z2")
+	p("\tVMOVUPS 64(DX), Z3")
+	p("\tVMOVUPS Z2, (DI)")
+	p("\tVMOVUPS Z3, 64(DI)")
+	p("\tADDQ R8, DI")
+	p("\tADDQ R8, DX")
+	p("\tDECQ CX")
+	p("\tJNZ initRows32AVX512_add")
+	p("initRows32AVX512_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
