@@ -242,14 +242,16 @@ func TestTrainingStepDoesNotAllocate(t *testing.T) {
 }
 
 // BenchmarkTrainStep times a training step (forward and backward, no
-// optimizer) at the anchor's default shape and at the nanoGPT CPU recipe's.
+// optimizer) at the anchor's default shape, at the nanoGPT CPU recipe's and
+// at the anchor's width-384 shape.
 func BenchmarkTrainStep(b *testing.B) {
 	for _, s := range []struct {
-		name string
-		B, T int
-	}{{"anchor", 16, 128}, {"recipe", 12, 64}} {
+		name    string
+		d, L, H int
+		B, T    int
+	}{{"anchor", 128, 4, 4, 16, 128}, {"recipe", 128, 4, 4, 12, 64}, {"d384", 384, 6, 6, 8, 256}} {
 		b.Run(s.name, func(b *testing.B) {
-			c := DefaultConfig(128, 4, 4, s.T)
+			c := DefaultConfig(s.d, s.L, s.H, s.T)
 			m := testModel(b, c, 2)
 			r := rand.New(rand.NewPCG(6, 6))
 			in, tg := randTokens(r, s.B*s.T, 256), randTokens(r, s.B*s.T, 256)
