@@ -422,3 +422,26 @@ func BenchmarkSgemmShapes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSgemmAttention times one thread's products of causal attention
+// for one (sequence, head) at ctx 256 and head width 64: the scores
+// (lower triangle of Q·Kᵀ) and the probabilities times V.
+func BenchmarkSgemmAttention(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const T, hd, ld = 256, 64, 3 * 384
+	q, k, v := randSlice(r, T*ld), randSlice(r, T*ld), randSlice(r, T*ld)
+	p, y := randSlice(r, T*T), make([]float32, T*384)
+	w := NewWorkspace()
+	b.Run("scores", func(b *testing.B) {
+		for b.Loop() {
+			w.Sgemm(false, true, T, T, hd, q, ld, k, ld, p, T, false, LowerC)
+		}
+		b.ReportMetric(float64(T*(T+1)*hd)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+	b.Run("pv", func(b *testing.B) {
+		for b.Loop() {
+			w.Sgemm(false, false, T, hd, T, p, T, v, ld, y, 384, false, LowerA)
+		}
+		b.ReportMetric(float64(T*(T+1)*hd)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+}
