@@ -29,11 +29,14 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "scale" {
 		return runScaleExperiment(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "privacy" {
+		return runPrivacyExperiment(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "efficiency" {
 		return runEfficiencyExperiment(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "diloco" {
-		return badInput("usage: cairn experiment diloco|bandwidth|scale|efficiency|adversaries|watermark|serving|fingerprint [flags]")
+		return badInput("usage: cairn experiment diloco|bandwidth|scale|efficiency|adversaries|watermark|serving|fingerprint|privacy [flags]")
 	}
 	defaults := diloco.DefaultConfig()
 	// DiLoCo lags data parallelism early in training (at 20 rounds of this
