@@ -312,3 +312,21 @@ func TestFingerprintBadInput(t *testing.T) {
 		t.Error("commit made an identity in a data directory that had none")
 	}
 }
+
+func TestPrivacyExperimentBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"experiment", "privacy", "--epsilon", "8,x"}, "--epsilon: \"x\""},
+		{[]string{"experiment", "privacy", "--epsilon", "-1"}, "--epsilon: \"-1\""},
+		{[]string{"experiment", "privacy", "--contributors", "2"}, "--contributors at least 3"},
+		{[]string{"experiment", "privacy", "--delta", "1"}, "--delta in (0, 1)"},
+		{[]string{"experiment", "privacy", "--ckpt", "/nonexistent/model.safetensors"}, "nonexistent"},
+	} {
+		code, o, e := runCLI(c.args...)
+		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args, code, o, e, c.want)
+		}
+	}
+}
