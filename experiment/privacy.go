@@ -41,16 +41,22 @@ type PrivacyArm struct {
 	Clip            float64
 	ValLoss         float64
 	CanaryExposure  float64 // bits, of the planted canary
-	ControlExposure float64 // bits, of a canary of the same form never planted
+	ControlExposure float64 // bits, mean over Controls canaries of the same form never planted
 }
+
+// Controls is how many unplanted canaries the control exposure averages
+// over (one alone is noisy: a model that learned which digits follow the
+// prefix ranks any string of those digits high).
+const Controls = 100
 
 // PrivacyReport is what Privacy measured.
 type PrivacyReport struct {
-	Canary, Control string
-	BaseLoss        float64
-	BaseCanary      float64 // exposures in the base model
-	BaseControl     float64
-	Arms            []PrivacyArm
+	Canary      string
+	Controls    []string
+	BaseLoss    float64
+	BaseCanary  float64 // exposures in the base model
+	BaseControl float64
+	Arms        []PrivacyArm
 }
 
 // canaryPrefix is what precedes a canary's digits.
@@ -64,7 +70,7 @@ const canaryPrefix = "\nmy PIN is "
 // Clip, Gaussian noise of standard deviation z·Clip added to the sum, z the
 // smallest noise multiplier the Rényi accountant allows for Rounds rounds
 // at ε), it reports the validation loss and the exposure of the canary and
-// of a control canary that was never planted.
+// of control canaries that were never planted.
 func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -93,11 +99,15 @@ func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9417))
-	secret, control := rng.IntN(1000000), rng.IntN(1000000)
-	for control == secret {
-		control = rng.IntN(1000000)
+	secret := rng.IntN(1000000)
+	rep := &PrivacyReport{Canary: fmt.Sprintf("%06d", secret)}
+	var controls []int
+	for len(controls) < Controls {
+		if c := rng.IntN(1000000); c != secret && !slices.Contains(controls, c) {
+			controls = append(controls, c)
+			rep.Controls = append(rep.Controls, fmt.Sprintf("%06d", c))
+		}
 	}
-	rep := &PrivacyReport{Canary: fmt.Sprintf("%06d", secret), Control: fmt.Sprintf("%06d", control)}
 	trainText, val := corpus.Split(o.Text, 0.9)
 	shards, err := privateShards(trainText, o.Contribs, canaryPrefix[1:]+rep.Canary+"\n", o.Repeats, rng)
 	if err != nil {
@@ -111,12 +121,15 @@ func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 		if err != nil {
 			return
 		}
-		return loss, Exposure(scores, secret), Exposure(scores, control), nil
+		for _, c := range controls {
+			ctl += Exposure(scores, c) / float64(len(controls))
+		}
+		return loss, Exposure(scores, secret), ctl, nil
 	}
 	if rep.BaseLoss, rep.BaseCanary, rep.BaseControl, err = measure(o.Base); err != nil {
 		return nil, err
 	}
-	logf("base model: val %.4f; exposure of the canary %s %.1f bits, of the control %s %.1f bits (of %.1f)", rep.BaseLoss, rep.Canary, rep.BaseCanary, rep.Control, rep.BaseControl, math.Log2(1e6))
+	logf("base model: val %.4f; exposure of the canary %s %.1f bits, of %d controls %.1f bits on average (of %.1f)", rep.BaseLoss, rep.Canary, rep.BaseCanary, Controls, rep.BaseControl, math.Log2(1e6))
 
 	arms := []float64{0}
 	arms = append(arms, o.Epsilons...)
@@ -140,7 +153,7 @@ func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 		if arm.ValLoss, arm.CanaryExposure, arm.ControlExposure, err = measure(m); err != nil {
 			return nil, err
 		}
-		logf("%s: val %.4f; exposure of the canary %.1f bits, of the control %.1f bits", arm.Name, arm.ValLoss, arm.CanaryExposure, arm.ControlExposure)
+		logf("%s: val %.4f; exposure of the canary %.1f bits, of the controls %.1f bits", arm.Name, arm.ValLoss, arm.CanaryExposure, arm.ControlExposure)
 		rep.Arms = append(rep.Arms, arm)
 	}
 	return rep, nil

@@ -3,6 +3,7 @@ package experiment
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,8 +79,8 @@ func TestPrivacyExperiment(t *testing.T) {
 	if len(rep.Arms) != 2 || rep.Arms[0].Epsilon != 0 || rep.Arms[1].Epsilon != 8 || !(rep.Arms[1].Noise > 0) || !(rep.Arms[1].Clip > 0) {
 		t.Fatalf("%+v", rep.Arms)
 	}
-	if rep.Canary == rep.Control || len(rep.Canary) != 6 {
-		t.Fatalf("canary %q control %q", rep.Canary, rep.Control)
+	if len(rep.Controls) != Controls || len(rep.Canary) != 6 || slices.Contains(rep.Controls, rep.Canary) {
+		t.Fatalf("canary %q controls %q", rep.Canary, rep.Controls)
 	}
 	for _, a := range rep.Arms {
 		if math.IsNaN(a.ValLoss) || a.CanaryExposure < 0 || a.CanaryExposure > math.Log2(1e6) {

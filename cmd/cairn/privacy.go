@@ -80,7 +80,7 @@ func runPrivacyExperiment(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\ncanary %q planted %d times in contributor 1's text; control %q never planted; exposure in bits of log2(10^6) = %.1f\n", rep.Canary, *repeats, rep.Control, math.Log2(1e6))
+	fmt.Fprintf(stdout, "\ncanary %q planted %d times in contributor 1's text; control: the mean over %d canaries never planted; exposure in bits of log2(10^6) = %.1f\n", rep.Canary, *repeats, len(rep.Controls), math.Log2(1e6))
 	tw := tabwriter.NewWriter(stdout, 2, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "arm\tε (δ)\tnoise z\tclip\tval loss\tvs no DP\tcanary exposure\tcontrol exposure")
 	fmt.Fprintf(tw, "base model\t\t\t\t%.4f\t\t%.1f\t%.1f\n", rep.BaseLoss, rep.BaseCanary, rep.BaseControl)
