@@ -80,15 +80,7 @@ func writeDigits(dst []int32, v, n int) {
 // digitLogProbs writes the log-softmax over the whole vocabulary of the ten
 // digit tokens.
 func digitLogProbs(logits []float32, out []float64) {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = max(mx, float64(v))
-	}
-	var z float64
-	for _, v := range logits {
-		z += math.Exp(float64(v) - mx)
-	}
-	lz := mx + math.Log(z)
+	lz := logSumExp(logits)
 	for d := range 10 {
 		out[d] = float64(logits['0'+d]) - lz
 	}

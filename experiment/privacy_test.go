@@ -39,16 +39,7 @@ func TestDigitScores(t *testing.T) {
 		var want float64
 		for d := range CanaryDigits {
 			pos := len(prefix) - 1 + d
-			row := logits[pos*V : (pos+1)*V]
-			mx := math.Inf(-1)
-			for _, v := range row {
-				mx = max(mx, float64(v))
-			}
-			var z float64
-			for _, v := range row {
-				z += math.Exp(float64(v) - mx)
-			}
-			want += float64(row[in[pos+1]]) - mx - math.Log(z)
+			want += logSoftmaxAt(logits[pos*V:(pos+1)*V], int(in[pos+1]))
 		}
 		if math.Abs(float64(scores[cand])-want) > 1e-4*math.Abs(want) {
 			t.Fatalf("candidate %06d: batched score %v, one by one %v", cand, scores[cand], want)

@@ -245,6 +245,11 @@ func generate(m *gpt.Model, prompt []int32, n int, smp gpt.Sampling, s *watermar
 }
 
 func logSoftmaxAt(logits []float32, i int) float64 {
+	return float64(logits[i]) - logSumExp(logits)
+}
+
+// logSumExp is log Σ exp(logits), computed stably.
+func logSumExp(logits []float32) float64 {
 	mx := math.Inf(-1)
 	for _, v := range logits {
 		mx = max(mx, float64(v))
@@ -253,5 +258,5 @@ func logSoftmaxAt(logits []float32, i int) float64 {
 	for _, v := range logits {
 		z += math.Exp(float64(v) - mx)
 	}
-	return float64(logits[i]) - mx - math.Log(z)
+	return mx + math.Log(z)
 }
