@@ -42,6 +42,11 @@ func (p Phase) String() string {
 // use: the caller serialises calls.
 type Aggregator struct {
 	Cfg RunConfig
+	// NoiseSeed keys the noise of a run with differential privacy
+	// (Cfg.DP): the noise of round r is drawn from it and r. It must be
+	// secret and fresh (the caller's randomness: the state machine has
+	// none of its own); zero is refused when a DP round closes.
+	NoiseSeed [32]byte
 	// Grace is how long the aggregator waits, once it has a quorum, for
 	// more workers before it opens a round that nobody is training yet.
 	Grace time.Duration
@@ -498,6 +503,9 @@ type RoundResult struct {
 	// one's norm and the factor it was scaled by, the median norm, the
 	// clipping bound and the values trimmed at each end of a coordinate.
 	Clip verify.AggregateStats
+	// Epsilon is the privacy the run has spent once this round is
+	// published, at Cfg.DP.Delta (0 without DP).
+	Epsilon float64
 }
 
 // Tick advances the state machine to time now: it opens a round that has

@@ -80,6 +80,7 @@ import (
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/dp"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/tokenizer"
 	"github.com/cairnlabs/cairn/train"
@@ -141,7 +142,27 @@ type RunConfig struct {
 	// contributions; its zero value (and a config saved before it
 	// existed) takes verify's defaults.
 	Robust Robust `json:"robust,omitzero"`
+	// DP, when set, makes the aggregate differentially private at the
+	// level of contributors: every contribution is clipped to DP.Clip and
+	// Gaussian noise of standard deviation DP.Noise·DP.Clip is added to
+	// their sum before it is averaged, in place of the robust rule (a
+	// trimmed mean's sensitivity is not that of a sum).
+	DP *DP `json:"dp,omitempty"`
 }
+
+// DP is a run's differential privacy: the clipping bound, the noise
+// multiplier z, and the budget (ε at δ) the whole run must stay within,
+// every contributor in every round (sampling rate 1) in the Rényi
+// accountant of package dp.
+type DP struct {
+	Clip   float64 `json:"clip"`
+	Noise  float64 `json:"noise"`
+	Delta  float64 `json:"delta"`
+	Budget float64 `json:"budget"`
+}
+
+// Spent is ε after rounds rounds.
+func (d DP) Spent(rounds int) (float64, error) { return dp.Spent(d.Noise, 1, rounds, d.Delta) }
 
 // Robust sets the screening thresholds and the robust aggregation rule of
 // a run. A zero field takes verify's default (DefaultScreenOptions,
@@ -313,6 +334,18 @@ func (c RunConfig) Validate() error {
 	}
 	if err := c.AggregateOptions().Validate(); err != nil {
 		return fmt.Errorf("robust aggregation: %v", err)
+	}
+	if d := c.DP; d != nil {
+		if !(d.Clip > 0) || math.IsInf(d.Clip, 0) || !(d.Noise > 0) || math.IsInf(d.Noise, 0) || !(d.Delta > 0 && d.Delta < 1) || !(d.Budget > 0) {
+			return fmt.Errorf("differential privacy: clip %g and noise multiplier %g must be positive, δ %g in (0, 1), the ε budget %g positive", d.Clip, d.Noise, d.Delta, d.Budget)
+		}
+		eps, err := d.Spent(c.Rounds)
+		if err != nil {
+			return fmt.Errorf("differential privacy: %v", err)
+		}
+		if eps > d.Budget {
+			return fmt.Errorf("differential privacy: %d rounds at noise multiplier %g would spend ε %.3f (δ %g), past the run's budget of %g", c.Rounds, d.Noise, eps, d.Delta, d.Budget)
+		}
 	}
 	if err := c.ScreenOptions().Validate(); err != nil {
 		return fmt.Errorf("screening: %v", err)

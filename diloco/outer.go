@@ -1,8 +1,12 @@
 package diloco
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -79,12 +83,18 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	clip, err := a.robust.Aggregate(a.sum, deltas, weights)
-	if err != nil {
-		return nil, err
+	if a.Cfg.DP != nil {
+		if err := a.privateMean(res, deltas); err != nil {
+			return nil, err
+		}
+	} else {
+		clip, err := a.robust.Aggregate(a.sum, deltas, weights)
+		if err != nil {
+			return nil, err
+		}
+		res.Clip = verify.AggregateStats{Norms: slices.Clone(clip.Norms), Median: clip.Median, Bound: clip.Bound,
+			Scales: slices.Clone(clip.Scales), Trim: clip.Trim}
 	}
-	res.Clip = verify.AggregateStats{Norms: slices.Clone(clip.Norms), Median: clip.Median, Bound: clip.Bound,
-		Scales: slices.Clone(clip.Scales), Trim: clip.Trim}
 	if i, ok := within(a.sum, a.maxDelta); !ok {
 		return nil, fmt.Errorf("the aggregate contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
 	}
@@ -144,6 +154,55 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.refused)
 	a.phase, a.readyAt = Unpublished, time.Time{}
 	return res, nil
+}
+
+// privateMean is the aggregate of a run with differential privacy: each
+// contribution clipped to DP.Clip, their sum plus Gaussian noise of
+// standard deviation DP.Noise·DP.Clip (drawn from NoiseSeed and the
+// round), divided by their number. Every value is computed in float64 in
+// a fixed order, so the result is a function of the contributions and
+// the seed.
+func (a *Aggregator) privateMean(res *RoundResult, deltas [][]float32) error {
+	d := a.Cfg.DP
+	if a.NoiseSeed == ([32]byte{}) {
+		return errors.New("a run with differential privacy needs a secret noise seed")
+	}
+	if len(deltas) == 0 {
+		return errors.New("no contributions to aggregate")
+	}
+	acc := make([]float64, len(a.sum))
+	res.Clip = verify.AggregateStats{Bound: d.Clip}
+	for _, x := range deltas {
+		n := verify.Norm(x)
+		s := 1.0
+		if n > d.Clip {
+			s = d.Clip / n
+		}
+		res.Clip.Norms = append(res.Clip.Norms, n)
+		res.Clip.Scales = append(res.Clip.Scales, s)
+		for i, v := range x {
+			acc[i] += float64(v) * s
+		}
+	}
+	sorted := slices.Clone(res.Clip.Norms)
+	slices.Sort(sorted)
+	res.Clip.Median = sorted[(len(sorted)-1)/2]
+	var key [32]byte
+	binary.BigEndian.PutUint64(key[:], uint64(a.round))
+	for i := range key {
+		key[i] ^= a.NoiseSeed[i]
+	}
+	r := rand.New(rand.NewChaCha8(sha256.Sum256(key[:])))
+	sigma, k := d.Noise*d.Clip, float64(len(deltas))
+	for i := range acc {
+		a.sum[i] = float32((acc[i] + sigma*r.NormFloat64()) / k)
+	}
+	eps, err := d.Spent(a.round + 1)
+	if err != nil {
+		return err
+	}
+	res.Epsilon = eps
+	return nil
 }
 
 // finite reports whether v is neither infinite nor NaN.

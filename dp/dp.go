@@ -137,6 +137,57 @@ func (a *Accountant) Epsilon(delta float64) (eps, order float64, err error) {
 	return max(0, eps), order, nil
 }
 
+// NoiseFor is the smallest noise multiplier (to 0.1%) at which steps
+// releases of the Gaussian mechanism at sampling rate q spend at most eps
+// at delta. It fails where even a multiplier of 1000 spends more.
+func NoiseFor(eps, delta, q float64, steps int) (float64, error) {
+	spent := func(z float64) (float64, error) {
+		a, err := NewAccountant(nil)
+		if err != nil {
+			return 0, err
+		}
+		if err := a.Compose(z, q, steps); err != nil {
+			return 0, err
+		}
+		e, _, err := a.Epsilon(delta)
+		return e, err
+	}
+	if !(eps > 0) || math.IsInf(eps, 0) {
+		return 0, fmt.Errorf("dp: a budget of ε %g", eps)
+	}
+	lo, hi := 0.01, 1000.0
+	if e, err := spent(hi); err != nil || e > eps {
+		return 0, fmt.Errorf("dp: no noise multiplier up to %g keeps %d rounds within ε %g", hi, steps, eps)
+	}
+	for hi/lo > 1.001 {
+		mid := math.Sqrt(lo * hi)
+		e, err := spent(mid)
+		if err != nil {
+			return 0, err
+		}
+		if e <= eps {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, nil
+}
+
+// Spent is ε at delta after steps releases at noise multiplier z and
+// sampling rate q.
+func Spent(z, q float64, steps int, delta float64) (float64, error) {
+	a, err := NewAccountant(nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.Compose(z, q, steps); err != nil {
+		return 0, err
+	}
+	e, _, err := a.Epsilon(delta)
+	return e, err
+}
+
 // Budget refuses rounds that would spend more than a total ε at δ.
 type Budget struct {
 	Epsilon, Delta float64

@@ -141,3 +141,23 @@ func TestClipAndNoise(t *testing.T) {
 		t.Fatal("noise is not a function of its seed")
 	}
 }
+
+func TestNoiseFor(t *testing.T) {
+	for _, c := range []struct {
+		eps   float64
+		steps int
+	}{{8, 1}, {8, 10}, {1, 100}} {
+		z, err := NoiseFor(c.eps, 1e-5, 1, c.steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, _ := Spent(z, 1, c.steps, 1e-5)
+		below, _ := Spent(z*0.99, 1, c.steps, 1e-5)
+		if at > c.eps || below <= c.eps {
+			t.Errorf("ε %g over %d steps: z %g spends %g, 1%% less noise %g", c.eps, c.steps, z, at, below)
+		}
+	}
+	if _, err := NoiseFor(0, 1e-5, 1, 1); err == nil {
+		t.Error("a zero budget was accepted")
+	}
+}

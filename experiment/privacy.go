@@ -138,7 +138,7 @@ func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 		arm := PrivacyArm{Name: "no DP", Epsilon: 0}
 		var z float64
 		if eps > 0 {
-			if z, err = noiseFor(eps, o.Delta, o.Rounds); err != nil {
+			if z, err = dp.NoiseFor(eps, o.Delta, 1, o.Rounds); err != nil {
 				return nil, err
 			}
 			arm.Name, arm.Epsilon, arm.Noise, arm.Clip = fmt.Sprintf("DP ε %g", eps), eps, z, clip
@@ -157,39 +157,6 @@ func Privacy(o PrivacyOptions) (*PrivacyReport, error) {
 		rep.Arms = append(rep.Arms, arm)
 	}
 	return rep, nil
-}
-
-// noiseFor is the smallest noise multiplier (to 0.1%) at which rounds
-// releases of the Gaussian mechanism spend at most eps at delta.
-func noiseFor(eps, delta float64, rounds int) (float64, error) {
-	spent := func(z float64) (float64, error) {
-		a, err := dp.NewAccountant(nil)
-		if err != nil {
-			return 0, err
-		}
-		if err := a.Compose(z, 1, rounds); err != nil {
-			return 0, err
-		}
-		e, _, err := a.Epsilon(delta)
-		return e, err
-	}
-	lo, hi := 0.01, 1000.0
-	if e, err := spent(hi); err != nil || e > eps {
-		return 0, fmt.Errorf("experiment: no noise multiplier up to %g reaches ε %g", hi, eps)
-	}
-	for hi/lo > 1.001 {
-		mid := math.Sqrt(lo * hi)
-		e, err := spent(mid)
-		if err != nil {
-			return 0, err
-		}
-		if e <= eps {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	return hi, nil
 }
 
 // privateShards splits text among n contributors at line boundaries and

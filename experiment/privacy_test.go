@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/dp"
 	"github.com/cairnlabs/cairn/gpt"
 )
 
@@ -79,7 +80,7 @@ func TestPrivacyExperiment(t *testing.T) {
 		}
 	}
 	// Two rounds spending ε 8 need more noise than one round would.
-	z1, _ := noiseFor(8, 1e-5, 1)
+	z1, _ := dp.NoiseFor(8, 1e-5, 1, 1)
 	if z2 := rep.Arms[1].Noise; !(z2 > z1) {
 		t.Fatalf("noise for 2 rounds %v, for 1 %v", z2, z1)
 	}
