@@ -155,6 +155,9 @@ func NoiseFor(eps, delta, q float64, steps int) (float64, error) {
 	if !(eps > 0) || math.IsInf(eps, 0) {
 		return 0, fmt.Errorf("dp: a budget of ε %g", eps)
 	}
+	if !(delta > 0 && delta < 1) {
+		return 0, fmt.Errorf("dp: δ %g (must be in (0, 1))", delta)
+	}
 	lo, hi := 0.01, 1000.0
 	if e, err := spent(hi); err != nil || e > eps {
 		return 0, fmt.Errorf("dp: no noise multiplier up to %g keeps %d rounds within ε %g", hi, steps, eps)

@@ -117,6 +117,11 @@ type MemberRound struct {
 // than the node's own (its weights would differ from the majority's), or
 // when ctx ends.
 func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
+	if o.Run.DP != nil {
+		// Every member computes the aggregate: noise they all could
+		// compute would be known to every member, which protects nothing.
+		return diloco.Hash{}, errors.New("differential privacy needs an aggregator to draw the noise in secret: a run without one cannot have it")
+	}
 	return newMemberRun(o).run(ctx)
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Ag
 	f, err := safetensors.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		a, err := diloco.NewAggregatorFrom(cfg, init)
+		if err == nil {
+			err = noiseSeed(a)
+		}
 		return a, false, nil, err
 	}
 	if err != nil {
@@ -36,6 +40,9 @@ func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Ag
 	if err != nil {
 		return nil, false, nil, fmt.Errorf("%s: %v", path, err)
 	}
+	if err := noiseSeed(a); err != nil {
+		return nil, false, nil, err
+	}
 	var saved *savedResult
 	if m, ok := f.Metadata[ledgerResultKey]; ok {
 		if saved, err = decodeSavedResult([]byte(m)); err != nil {
@@ -43,6 +50,19 @@ func loadOrCreate(path string, cfg diloco.RunConfig, init []float32) (*diloco.Ag
 		}
 	}
 	return a, true, saved, nil
+}
+
+// noiseSeed gives a run with differential privacy a fresh secret seed for
+// its noise (never saved: a restarted aggregator draws a new one, and the
+// rounds it publishes draw noise from it).
+func noiseSeed(a *diloco.Aggregator) error {
+	if a.Cfg.DP == nil {
+		return nil
+	}
+	if _, err := rand.Read(a.NoiseSeed[:]); err != nil {
+		return fmt.Errorf("drawing the noise seed: %v", err)
+	}
+	return nil
 }
 
 // ledgerResultKey is the state's metadata entry with the ledger result of

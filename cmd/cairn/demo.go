@@ -116,6 +116,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		OnRound: func(r node.RoundInfo) {
 			hub.AddRound(webRound(r, cfg, *workers))
 			status := fmt.Sprintf("val loss %.4f, workers %d, aggregator traffic %s", r.ValLoss, len(r.Contributors), human(r.Sent+r.Recv))
+			if cfg.DP != nil && r.Result != nil {
+				status += fmt.Sprintf(", privacy spent ε %.2f of %g (δ %g)", r.Result.Epsilon, cfg.DP.Budget, cfg.DP.Delta)
+			}
 			p.log("round %d/%d: %s (%s)", r.Round+1, cfg.Rounds, status, time.Since(start).Round(time.Second))
 			if p.bar != nil {
 				p.update(r.Round+1, status)

@@ -330,3 +330,19 @@ func TestPrivacyExperimentBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestDPFlagsBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--dp-epsilon", "-1"}, "--dp-epsilon must not be negative"},
+		{[]string{"demo", "--dp-epsilon", "8", "--dp-clip", "0"}, "differential privacy: clip 0"},
+		{[]string{"demo", "--dp-epsilon", "8", "--dp-delta", "2"}, "--dp-epsilon: dp: δ 2"},
+	} {
+		code, o, e := runCLI(c.args...)
+		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args, code, o, e, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"io"
 	"log/slog"
 	"math/bits"
@@ -22,6 +23,7 @@ import (
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/dp"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
@@ -37,6 +39,7 @@ type runSpec struct {
 	cfg     diloco.RunConfig
 	timeout time.Duration
 	robust  robustFlags
+	dp      dpFlags
 	data    *string
 	tok     tokenFlags
 	arch    archFlags
@@ -60,6 +63,9 @@ func (t tokenFlags) load() (*tokenizer.Tokenizer, error) {
 	return loadTokenizer(*t.file, *t.pattern)
 }
 
+// dpFlags are a run's differential-privacy flags.
+type dpFlags struct{ eps, clip, delta float64 }
+
 // robustFlags are the aggregation rule's flags, with verify's defaults
 // shown.
 type robustFlags struct{ clip, trim float64 }
@@ -71,6 +77,9 @@ func bindRun(fs *flag.FlagSet, cfg diloco.RunConfig) *runSpec {
 	d := verify.DefaultAggregateOptions()
 	fs.Float64Var(&r.robust.clip, "clip", d.ClipMultiple, "clip each contribution to this multiple of the round's median norm")
 	fs.Float64Var(&r.robust.trim, "trim", d.Trim, "fraction of contributions dropped at each end of every coordinate before averaging (0: none)")
+	fs.Float64Var(&r.dp.eps, "dp-epsilon", 0, "differential privacy for contributors: the run's total ε budget (0: none); every contribution is clipped to --dp-clip and Gaussian noise sized for the budget over --rounds is added to their sum, in place of the robust rule")
+	fs.Float64Var(&r.dp.clip, "dp-clip", 1, "with --dp-epsilon: the L2 bound on each contribution")
+	fs.Float64Var(&r.dp.delta, "dp-delta", 1e-5, "with --dp-epsilon: δ")
 	r.data = fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
 	r.tok = bindTokenizer(fs)
 	r.arch = bindArch(fs)
@@ -96,6 +105,16 @@ func (r *runSpec) load() ([]byte, error) {
 		r.cfg.Robust.Trim = -1
 	case r.robust.trim != d.Trim:
 		r.cfg.Robust.Trim = r.robust.trim
+	}
+	if r.dp.eps < 0 || math.IsNaN(r.dp.eps) {
+		return nil, badInput("--dp-epsilon must not be negative, got %g", r.dp.eps)
+	}
+	if r.dp.eps > 0 {
+		z, err := dp.NoiseFor(r.dp.eps, r.dp.delta, 1, r.cfg.Rounds)
+		if err != nil {
+			return nil, badInput("--dp-epsilon: %v", err)
+		}
+		r.cfg.DP = &diloco.DP{Clip: r.dp.clip, Noise: z, Delta: r.dp.delta, Budget: r.dp.eps}
 	}
 	if err := r.arch.apply(&r.cfg.Model); err != nil {
 		return nil, err
