@@ -141,17 +141,7 @@ func (a *Accountant) Epsilon(delta float64) (eps, order float64, err error) {
 // releases of the Gaussian mechanism at sampling rate q spend at most eps
 // at delta. It fails where even a multiplier of 1000 spends more.
 func NoiseFor(eps, delta, q float64, steps int) (float64, error) {
-	spent := func(z float64) (float64, error) {
-		a, err := NewAccountant(nil)
-		if err != nil {
-			return 0, err
-		}
-		if err := a.Compose(z, q, steps); err != nil {
-			return 0, err
-		}
-		e, _, err := a.Epsilon(delta)
-		return e, err
-	}
+	spent := func(z float64) (float64, error) { return Spent(z, q, steps, delta) }
 	if !(eps > 0) || math.IsInf(eps, 0) {
 		return 0, fmt.Errorf("dp: a budget of ε %g", eps)
 	}
