@@ -622,8 +622,13 @@ func (a *Aggregator) report(info RoundInfo) {
 		if info.Result != nil {
 			weights = info.Result.Hash.String()
 		}
-		a.log.Info("round closed", "round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
-			"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes, "weights", weights)
+		attrs := []any{"round", info.Round, "val_loss", fmt.Sprintf("%.4f", info.ValLoss),
+			"contributors", len(info.Contributors), "missing", len(info.Missing), "update_bytes", info.UpdateBytes, "weights", weights}
+		if dp := a.agg.Cfg.DP; dp != nil && info.Result != nil {
+			a.met.Gauge("cairn_dp_epsilon_spent", "differential privacy spent by the run so far (ε at the run's δ)").Set(info.Result.Epsilon)
+			attrs = append(attrs, "epsilon", fmt.Sprintf("%.3f", info.Result.Epsilon), "epsilon_budget", dp.Budget)
+		}
+		a.log.Info("round closed", attrs...)
 	}
 	if a.opts.OnRound != nil {
 		a.opts.OnRound(info)
