@@ -105,6 +105,8 @@ func execTx(parent *overlay, g *Genesis, height uint64, time int64, index uint32
 		err = x.fingerprint(sender, b)
 	case *JoinTx:
 		err = x.join(sender, b)
+	case *PrivacyTx:
+		err = x.privacy(sender, b)
 	default:
 		err = fmt.Errorf("ledger: no rule for %T", b)
 	}

@@ -35,9 +35,10 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&ReceiptsTx{Model: Hash{7}, Entries: []ReceiptEntry{{Requester: KeyOf(a), Requests: 2, Tokens: 40, Fee: 80}}},
 		&FingerprintTx{Model: Hash{8}, Set: Hash{9}},
 		&JoinTx{Round: 7},
+		&PrivacyTx{Round: 0, Epsilon: 4_200_000, Budget: 8_000_000, Delta: 10_000_000},
 	} {
 		key := a
-		if i >= 5 && i <= 7 { // results, settlements and receipts are an authority's
+		if i >= 5 && i <= 7 || i == 10 { // results, settlements, receipts and privacy records are an authority's
 			key = org
 		}
 		raw, err := SignTx("fuzz", key, uint64(i+1), body)
@@ -190,6 +191,8 @@ func encodeRecord(rec any) []byte {
 		return encodeContributors(r)
 	case FingerprintRecord:
 		return r.encode()
+	case PrivacyRecord:
+		return r.encode()
 	case WindowRecord:
 		return r.encode()
 	case VoteRecord:
@@ -259,7 +262,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		}
 		types[strings.TrimPrefix(fmt.Sprintf("%T", rec), "ledger.")] = true
 	})
-	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord"} {
+	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord", "PrivacyRecord"} {
 		if !types[want] {
 			t.Errorf("no %s in the seed state", want)
 		}

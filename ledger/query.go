@@ -185,6 +185,7 @@ func (l *Ledger) History(k PubKey) ([]HistoryEntry, error) {
 //	"history"   data: 32-byte key      -> []HistoryEntry
 //	"contributors" data: empty         -> []Contributor
 //	"fingerprint" data: 32-byte model hash -> FingerprintRecord, or null if none
+//	"privacy"   data: empty            -> PrivacyRecord, or null for a run without DP
 //
 // It fails on an unknown path or data of the wrong size.
 func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
@@ -229,6 +230,17 @@ func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
 			v = (*FingerprintRecord)(nil)
 		}
 		err = ferr
+	case "privacy":
+		if len(data) != 0 {
+			return nil, fmt.Errorf("ledger: query privacy takes no data")
+		}
+		rec, ok, perr := l.Privacy()
+		if ok {
+			v = &rec
+		} else {
+			v = (*PrivacyRecord)(nil)
+		}
+		err = perr
 	case "round":
 		if len(data) != 8 {
 			return nil, fmt.Errorf("ledger: query round: data of %d bytes, want an 8-byte round", len(data))

@@ -21,6 +21,7 @@ import (
 //	"t" round(8) result(32)          votes for a result (members.go)
 //	"q" round(8) member(32)          VoteRecord of a member's verdicts (checks.go)
 //	"Q" round(8) hash(32)            check votes for those outcomes (checks.go)
+//	"p"                              PrivacyRecord: the last privacy spent (privacy.go)
 //
 // Keys are never deleted.
 const (
@@ -301,8 +302,8 @@ func decodeHistoryEntry(k PubKey, height uint64, index uint32, b []byte) (Histor
 
 // DecodeStateValue decodes one state pair (as the store holds it) into
 // its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord,
-// HistoryEntry, []Contributor, FingerprintRecord, WindowRecord, VoteRecord
-// or a tally (uint64). It fails on an unknown key layout or a malformed value;
+// HistoryEntry, []Contributor, FingerprintRecord, WindowRecord, VoteRecord,
+// PrivacyRecord or a tally (uint64). It fails on an unknown key layout or a malformed value;
 // re-encoding an accepted value gives back exactly value.
 func DecodeStateValue(key, value []byte) (any, error) {
 	if len(key) == 0 {
@@ -343,6 +344,8 @@ func DecodeStateValue(key, value []byte) (any, error) {
 	case key[0] == prefixCheckVote && len(rest) == 40:
 		copy(k[:], rest[8:])
 		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
+	case key[0] == prefixPrivacy && len(rest) == 0:
+		return decodePrivacyRecord(value)
 	case key[0] == prefixJoin && len(rest) == 40:
 		return decodeJoinRecord(value)
 	case key[0] == prefixJoins && len(rest) == 8:
@@ -434,6 +437,8 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("join of %x to round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	case k[0] == prefixJoins && len(rest) == 8:
 		return fmt.Sprintf("joins to round %d before its window", binary.BigEndian.Uint64(rest))
+	case k[0] == prefixPrivacy && len(rest) == 0:
+		return "the privacy the run has spent"
 	}
 	return fmt.Sprintf("key %x", k)
 }

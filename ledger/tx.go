@@ -25,10 +25,11 @@ const (
 	KindReceipts                    // served usage: requesters pay, contributors are paid
 	KindFingerprint                 // an owner's commitment to a model's secret fingerprint set
 	KindJoin                        // a member round's window is to wait for the sender's commit
+	KindPrivacy                     // the privacy a run with differential privacy has spent
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -39,7 +40,7 @@ func (k Kind) String() string {
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
 // *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
-// *ReceiptsTx, *FingerprintTx.
+// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -325,6 +326,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodeFingerprint(&d)
 		case KindJoin:
 			tx.Body = &JoinTx{Round: d.u64()}
+		case KindPrivacy:
+			tx.Body = decodePrivacy(&d)
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}
