@@ -569,6 +569,9 @@ func (a *Aggregator) tickLocked(now time.Time) {
 			a.valid.closed(res, payloads)
 		}
 		result, missing := resultOf(res, a.commits, a.commitOrder)
+		if dp := a.agg.Cfg.DP; dp != nil {
+			result.Privacy = ledger.NewPrivacyTx(uint64(res.Round), res.Epsilon, dp.Budget, dp.Delta)
+		}
 		if len(missing) > 0 {
 			a.log.Error("contributions aggregated without a recorded commit", "round", res.Round, "workers", missing)
 		}

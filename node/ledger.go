@@ -331,6 +331,12 @@ func (h *LedgerHost) SubmitResult(r *ledger.ResultTx) (ledger.Hash, error) {
 	return h.submitOwn(r)
 }
 
+// SubmitPrivacy signs the privacy record p with the host's key and queues
+// it. Errors are as for SubmitResult.
+func (h *LedgerHost) SubmitPrivacy(p *ledger.PrivacyTx) (ledger.Hash, error) {
+	return h.submitOwn(p)
+}
+
 // SubmitSettle signs the settlement s with the host's key and queues it;
 // it pays and slashes in the next block. Errors are as for SubmitResult.
 func (h *LedgerHost) SubmitSettle(s *ledger.SettleTx) (ledger.Hash, error) {

@@ -108,6 +108,9 @@ type LocalLedger struct {
 	Totals           ledger.Totals      // supply, minted, burned, open round, next round to settle, tip
 	Accounts         []LocalAccount     // the workers', in worker order
 	Rounds           []ledger.RoundInfo // every closed round: result, commits, verdicts
+	// Privacy is the last privacy record of a run with differential
+	// privacy (nil without).
+	Privacy *ledger.PrivacyRecord
 	// Invariants is ledger.CheckInvariants' verdict on the final state
 	// (nil: the supply adds up); Verified is store.Verify's replay of the
 	// file from its genesis (nil: intact), Report what it replayed.
@@ -430,6 +433,11 @@ func summariseLedger(l *ledger.Ledger, ids []string) (LocalLedger, error) {
 			}
 		}
 		ll.Rounds = append(ll.Rounds, ri)
+	}
+	if rec, ok, err := l.Privacy(); err != nil {
+		return ll, err
+	} else if ok {
+		ll.Privacy = &rec
 	}
 	return ll, nil
 }

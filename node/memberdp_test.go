@@ -24,7 +24,8 @@ func TestMemberRefusesDP(t *testing.T) {
 
 // TestRunWithDP: a real run (aggregator and workers on loopback) with
 // differential privacy draws its noise seed, reports the ε spent after
-// every round, rising to at most the budget, and exposes it as a metric.
+// every round, rising to at most the budget, exposes it as a metric and
+// records it on the run's ledger.
 func TestRunWithDP(t *testing.T) {
 	cfg := tinyConfig(3)
 	z, err := dp.NoiseFor(50, 1e-5, 1, cfg.Rounds)
@@ -36,7 +37,7 @@ func TestRunWithDP(t *testing.T) {
 	var spent []float64
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, err = RunLocal(ctx, LocalOptions{Config: cfg, Text: testText(), Workers: 2, EvalBatches: 1, Log: testLog(t), Metrics: reg,
+	res, err := RunLocal(ctx, LocalOptions{Config: cfg, Text: testText(), Workers: 2, EvalBatches: 1, Log: testLog(t), Metrics: reg,
 		OnRound: func(r RoundInfo) {
 			if r.Result != nil {
 				spent = append(spent, r.Result.Epsilon)
@@ -53,6 +54,12 @@ func TestRunWithDP(t *testing.T) {
 		if e != want || e > 50 {
 			t.Fatalf("after round %d: ε %v, want %v within 50", i, e, want)
 		}
+	}
+	// The ledger holds the last round's record, ε rounded up.
+	p := res.Ledger.Privacy
+	last := spent[len(spent)-1]
+	if p == nil || p.Round != uint64(cfg.Rounds-1) || p.Spent() < last || p.Spent() > last+1e-6 || p.BudgetValue() != 50 || p.DeltaValue() != 1e-5 {
+		t.Fatalf("the ledger's privacy record %+v, the run's last ε %v", p, last)
 	}
 	var b strings.Builder
 	reg.WriteTo(&b)

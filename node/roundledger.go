@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cairnlabs/cairn/diloco"
@@ -23,6 +24,9 @@ type savedResult struct {
 	Accepted  []ledger.Contribution `json:"accepted"`
 	Rejected  []ledger.Rejection    `json:"rejected"`
 	Commits   [][]byte              `json:"commits"` // signed commits of the round, in arrival order
+	// Privacy, in a run with differential privacy, is the privacy spent
+	// once the round is published, recorded after the result.
+	Privacy *ledger.PrivacyTx `json:"privacy,omitempty"`
 }
 
 // maxSavedResult bounds the saved result's JSON: MaxContributions
@@ -131,7 +135,7 @@ func (l *aggLedger) record(s *savedResult, now func() time.Time) error {
 	l.drive.Lock()
 	defer l.drive.Unlock()
 	if open := l.open.Load(); open > s.Round {
-		return nil
+		return l.recordPrivacy(s, now)
 	} else if open < s.Round {
 		return fmt.Errorf("the ledger has round %d open, behind the result of round %d", open, s.Round)
 	}
@@ -169,6 +173,28 @@ func (l *aggLedger) record(s *savedResult, now func() time.Time) error {
 		return fmt.Errorf("the result of round %d was queued but is not in the ledger's block", s.Round)
 	}
 	l.log.Debug("round result recorded", "round", s.Round, "accepted", len(s.Accepted), "rejected", len(s.Rejected), "height", l.height.Load())
+	return l.recordPrivacy(s, now)
+}
+
+// recordPrivacy records the privacy spent with a closed round, in a block
+// after the round's result; a record the ledger holds already (the
+// aggregator stopped after recording it) is not sent again.
+func (l *aggLedger) recordPrivacy(s *savedResult, now func() time.Time) error {
+	if s.Privacy == nil {
+		return nil
+	}
+	_, err := l.host.SubmitPrivacy(s.Privacy)
+	var te *ledger.TxError
+	if errors.As(err, &te) && te.Code == ledger.CodeInvalid && strings.Contains(te.Reason, "recorded already") {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the ledger refused the privacy spent with round %d: %v", s.Round, err)
+	}
+	if _, err := l.host.Produce(now()); err != nil {
+		return err
+	}
+	l.log.Debug("privacy spent recorded", "round", s.Round, "epsilon_millionths", s.Privacy.Epsilon)
 	return nil
 }
 
