@@ -122,6 +122,17 @@ func TestDPRound(t *testing.T) {
 	if math.Sqrt(diff) > f*2*clip/5*1.05+1e-3 {
 		t.Fatalf("a contribution ×15 moved the update by %.4g, the bound is %.4g", math.Sqrt(diff), f*2*clip/5)
 	}
+	// Noise far beyond what a round could move a weight by is the point,
+	// not an absurd aggregate: the round closes.
+	loud := cfg
+	loud.DP = &diloco.DP{Clip: clip, Noise: 500, Delta: 1e-5, Budget: 1000}
+	s3 := *s
+	s3.cfg = loud
+	la := s3.restored(t)
+	la.NoiseSeed = [32]byte{3}
+	if res, _, refused := closeRound(t, la, honest, nil); len(refused) > 0 || res == nil {
+		t.Fatalf("a loud DP round: %v", refused)
+	}
 	// No seed: the round cannot close.
 	a := s2.restored(t)
 	round, h := a.Round(), a.Hash()

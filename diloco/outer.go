@@ -95,7 +95,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 		res.Clip = verify.AggregateStats{Norms: slices.Clone(clip.Norms), Median: clip.Median, Bound: clip.Bound,
 			Scales: slices.Clone(clip.Scales), Trim: clip.Trim}
 	}
-	if i, ok := within(a.sum, a.maxDelta); !ok {
+	if i, ok := within(a.sum, a.maxDelta); !ok && a.Cfg.DP == nil {
 		return nil, fmt.Errorf("the aggregate contribution is not finite or absurd (value %d is %v, the bound %g)", i, a.sum[i], a.maxDelta)
 	}
 	// SGD with Nesterov momentum, as torch.optim.SGD(nesterov=True,
@@ -187,13 +187,21 @@ func (a *Aggregator) privateMean(res *RoundResult, deltas [][]float32) error {
 	sorted := slices.Clone(res.Clip.Norms)
 	slices.Sort(sorted)
 	res.Clip.Median = sorted[(len(sorted)-1)/2]
+	// The clipped mean must be sane before the noise, which is meant to
+	// be large, is added.
+	k := float64(len(deltas))
+	for i, v := range acc {
+		if m := float32(v / k); !finite(m) || m > a.maxDelta || m < -a.maxDelta {
+			return fmt.Errorf("the aggregate contribution is not finite or absurd (value %d is %v, the bound %g)", i, m, a.maxDelta)
+		}
+	}
 	var key [32]byte
 	binary.BigEndian.PutUint64(key[:], uint64(a.round))
 	for i := range key {
 		key[i] ^= a.NoiseSeed[i]
 	}
 	r := rand.New(rand.NewChaCha8(sha256.Sum256(key[:])))
-	sigma, k := d.Noise*d.Clip, float64(len(deltas))
+	sigma := d.Noise * d.Clip
 	for i := range acc {
 		a.sum[i] = float32((acc[i] + sigma*r.NormFloat64()) / k)
 	}

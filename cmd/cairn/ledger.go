@@ -140,7 +140,15 @@ func ledgerBalances(path string, stdout io.Writer) error {
 	if err != nil {
 		return failedCheck{err.Error()}
 	}
-	printBalances(stdout, l.Genesis(), tot, accts)
+	priv, ok, err := l.Privacy()
+	if err != nil {
+		return failedCheck{err.Error()}
+	}
+	var pp *ledger.PrivacyRecord
+	if ok {
+		pp = &priv
+	}
+	printBalances(stdout, l.Genesis(), tot, accts, pp)
 	return nil
 }
 
@@ -159,7 +167,8 @@ func chainBalances(rpc string, stdout io.Writer) error {
 	}
 	var tot ledger.Totals
 	var accts []ledger.Account
-	for path, v := range map[string]any{"totals": &tot, "accounts": &accts} {
+	var priv *ledger.PrivacyRecord
+	for path, v := range map[string]any{"totals": &tot, "accounts": &accts, "privacy": &priv} {
 		b, err := c.Query(ctx, path, nil)
 		if err != nil {
 			return err
@@ -168,11 +177,13 @@ func chainBalances(rpc string, stdout io.Writer) error {
 			return fmt.Errorf("%s: %v", path, err)
 		}
 	}
-	printBalances(stdout, *g, tot, accts)
+	printBalances(stdout, *g, tot, accts, priv)
 	return nil
 }
 
-func printBalances(stdout io.Writer, g ledger.Genesis, tot ledger.Totals, accts []ledger.Account) {
+// printBalances prints the chain's totals and accounts, and the privacy a
+// run with differential privacy has spent (priv nil: none recorded).
+func printBalances(stdout io.Writer, g ledger.Genesis, tot ledger.Totals, accts []ledger.Account, priv *ledger.PrivacyRecord) {
 	fmt.Fprintf(stdout, "chain %s at block %d (state root %s); open round %d, rounds below %d settled\n",
 		g.ChainID, tot.Tip.Height, tot.Tip.AppHash, tot.OpenRound, tot.NextSettle)
 	rows := [][]string{{"account", "balance", "stake", "unbonding", "nonce"}}
@@ -185,6 +196,10 @@ func printBalances(stdout io.Writer, g ledger.Genesis, tot ledger.Totals, accts 
 	}
 	printTable(stdout, rows)
 	fmt.Fprintf(stdout, "supply %d = genesis %d + minted %d - burned %d\n", tot.Supply, tot.GenesisSupply, tot.Minted, tot.Burned)
+	if priv != nil {
+		fmt.Fprintf(stdout, "differential privacy: ε %.6f of a budget of %g spent once round %d was published (δ %g; recorded at block %d)\n",
+			priv.Spent(), priv.BudgetValue(), priv.Round, priv.DeltaValue(), priv.Height)
+	}
 }
 
 func ledgerHistory(path string, who *ledger.PubKey, stdout io.Writer) error {
