@@ -2,6 +2,7 @@ package diloco_test
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,12 +158,6 @@ func medianNorm(t *testing.T, s *scenario) float64 {
 		}
 		norms = append(norms, verify.Norm(d))
 	}
-	for i := range norms {
-		for j := i + 1; j < len(norms); j++ {
-			if norms[j] < norms[i] {
-				norms[i], norms[j] = norms[j], norms[i]
-			}
-		}
-	}
+	slices.Sort(norms)
 	return norms[2]
 }

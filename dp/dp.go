@@ -181,25 +181,6 @@ func Spent(z, q float64, steps int, delta float64) (float64, error) {
 	return e, err
 }
 
-// Budget refuses rounds that would spend more than a total ε at δ.
-type Budget struct {
-	Epsilon, Delta float64
-}
-
-// Allows reports whether composing one more round of (z, q) onto a keeps
-// ε within the budget, and the ε that round would bring the total to.
-func (b Budget) Allows(a *Accountant, z, q float64) (bool, float64, error) {
-	next := &Accountant{orders: a.orders, rdp: slices.Clone(a.rdp), steps: a.steps}
-	if err := next.Compose(z, q, 1); err != nil {
-		return false, 0, err
-	}
-	eps, _, err := next.Epsilon(b.Delta)
-	if err != nil {
-		return false, eps, err
-	}
-	return eps <= b.Epsilon, eps, nil
-}
-
 // Clip scales x in place so that its L2 norm is at most c, and returns
 // the norm it had. It fails on a non-positive c and on a non-finite norm
 // (NaN or Inf in x), leaving x unchanged.

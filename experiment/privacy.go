@@ -13,24 +13,24 @@ import (
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/secagg"
+	"github.com/cairnlabs/cairn/verify"
 )
 
 // PrivacyOptions configure Privacy.
 type PrivacyOptions struct {
-	Base       *gpt.Model // the trained model the contributors fine-tune
-	Text       []byte     // the corpus: its validation split scores, the rest is split among contributors
-	Contribs   int        // contributors (default 8), each holding private text
-	Rounds     int        // rounds (default 10)
-	Inner      int        // inner AdamW steps a round (default 50)
-	LR         float64    // inner learning rate (default 3e-4)
-	Repeats    int        // copies of the canary in contributor 1's text (default 20)
-	Clip       float64    // L2 bound on each contribution with DP (default: the median norm of the first round's contributions without DP)
-	Epsilons   []float64  // DP arms: total ε at Delta (default 8)
-	Delta      float64    // default 1e-5
-	Seed       uint64
-	Log        func(format string, args ...any)
-	Pool       *kernels.Pool
-	canaryText string // set by Privacy
+	Base     *gpt.Model // the trained model the contributors fine-tune
+	Text     []byte     // the corpus: its validation split scores, the rest is split among contributors
+	Contribs int        // contributors (default 8), each holding private text
+	Rounds   int        // rounds (default 10)
+	Inner    int        // inner AdamW steps a round (default 50)
+	LR       float64    // inner learning rate (default 3e-4)
+	Repeats  int        // copies of the canary in contributor 1's text (default 20)
+	Clip     float64    // L2 bound on each contribution with DP (default: the median norm of the first round's contributions without DP)
+	Epsilons []float64  // DP arms: total ε at Delta (default 8)
+	Delta    float64    // default 1e-5
+	Seed     uint64
+	Log      func(format string, args ...any)
+	Pool     *kernels.Pool
 }
 
 // PrivacyArm is one run of the experiment.
@@ -223,6 +223,9 @@ func privateRounds(o PrivacyOptions, shards [][]byte, z, clip float64, logf func
 		parties[k] = uint64(k + 1)
 	}
 	deltas := make([][]float32, n)
+	for k := range deltas {
+		deltas[k] = make([]float32, dim)
+	}
 	var firstMedian float64
 	for r := 1; r <= o.Rounds; r++ {
 		norms := make([]float64, n)
@@ -234,7 +237,7 @@ func privateRounds(o PrivacyOptions, shards [][]byte, z, clip float64, logf func
 					return nil, 0, err
 				}
 			}
-			d := make([]float32, dim)
+			d := deltas[k]
 			for i := range d {
 				d[i] = global.Params[i] - w.m.Params[i]
 			}
@@ -244,17 +247,14 @@ func privateRounds(o PrivacyOptions, shards [][]byte, z, clip float64, logf func
 				}
 				bound = clip // no value of a clipped contribution exceeds it
 			} else {
-				norms[k] = l2(d)
+				norms[k] = verify.Norm(d)
 				for _, v := range d {
 					bound = max(bound, math.Abs(float64(v)))
 				}
 			}
-			deltas[k] = d
 		}
 		if r == 1 {
-			s := slices.Clone(norms)
-			slices.Sort(s)
-			firstMedian = s[len(s)/2]
+			firstMedian = median(norms)
 		}
 		// The sum, through secure aggregation at 32 bits.
 		bound = math.Max(bound, 1e-12)
@@ -274,14 +274,6 @@ func privateRounds(o PrivacyOptions, shards [][]byte, z, clip float64, logf func
 		logf("round %d/%d: contribution norms median %.3f", r, o.Rounds, median(norms))
 	}
 	return global, firstMedian, nil
-}
-
-func l2(x []float32) float64 {
-	var s float64
-	for _, v := range x {
-		s += float64(v) * float64(v)
-	}
-	return math.Sqrt(s)
 }
 
 func median(x []float64) float64 {

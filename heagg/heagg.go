@@ -56,9 +56,6 @@ func NewScheme() (*Scheme, error) {
 // Slots is how many values a ciphertext holds.
 func (s *Scheme) Slots() int { return s.params.MaxSlots() }
 
-// Ciphertexts is how many ciphertexts a vector of dim values takes.
-func (s *Scheme) Ciphertexts(dim int) int { return (dim + s.Slots() - 1) / s.Slots() }
-
 // crs is the common random string of a session.
 func crs(session [32]byte, what string) (*sampling.KeyedPRNG, error) {
 	return sampling.NewKeyedPRNG(append(session[:], what...))

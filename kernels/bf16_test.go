@@ -46,14 +46,7 @@ func bf16Naive(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb 
 // edge blocks through scratch), and that each is bitwise the same for any
 // number of threads.
 func TestAMXMatchesBF16Naive(t *testing.T) {
-	if !HasAMX() {
-		t.Skip("this CPU or kernel has no AMX bf16")
-	}
-	saved := Impl()
-	defer SetImpl(saved)
-	if err := SetImpl(AMX); err != nil {
-		t.Fatal(err)
-	}
+	useAMX(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, s := range []shape{{64, 64, 64}, {100, 70, 300}, {33, 1100, 45}, {200, 200, 520}} {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -158,14 +151,7 @@ func TestBF16ConversionsMatchToBF16(t *testing.T) {
 // TestAMXDoesNotAllocate checks that the bf16 path reuses its buffers: a
 // training step must not allocate.
 func TestAMXDoesNotAllocate(t *testing.T) {
-	if !HasAMX() {
-		t.Skip("this CPU or kernel has no AMX bf16")
-	}
-	saved := Impl()
-	defer SetImpl(saved)
-	if err := SetImpl(AMX); err != nil {
-		t.Fatal(err)
-	}
+	useAMX(t)
 	pool := NewPool(2)
 	defer pool.Close()
 	m, n, k := 96, 200, 130
@@ -178,5 +164,19 @@ func TestAMXDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("the AMX path allocated %v times per run", allocs)
+	}
+}
+
+// useAMX switches the package to the AMX path for the test (skipping it
+// where the CPU has none) and back afterwards.
+func useAMX(t *testing.T) {
+	t.Helper()
+	if !HasAMX() {
+		t.Skip("this CPU or kernel has no AMX bf16")
+	}
+	saved := Impl()
+	t.Cleanup(func() { SetImpl(saved) })
+	if err := SetImpl(AMX); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,18 +15,17 @@ import (
 // messages that do not fit the round, fails with an error that says why
 // and leaves the client where it was.
 type Client struct {
-	cfg          Config
-	id           uint64
-	seed         [32]byte
-	enc, mask    *ecdh.PrivateKey
-	self         [32]byte // self-mask seed b
-	step         int
-	keys         map[uint64]Keys
-	maskShares   map[uint64][]byte // party → its share of that party's mask key, held here
-	selfShares   map[uint64][]byte // party → its share of that party's self-mask seed
-	u2           []uint64          // parties whose shares arrived, this one included
-	sharer       *sharer
-	revealedOnce bool
+	cfg        Config
+	id         uint64
+	seed       [32]byte
+	enc, mask  *ecdh.PrivateKey
+	self       [32]byte // self-mask seed b
+	step       int
+	keys       map[uint64]Keys
+	maskShares map[uint64][]byte // party → its share of that party's mask key, held here
+	selfShares map[uint64][]byte // party → its share of that party's self-mask seed
+	u2         []uint64          // parties whose shares arrived, this one included
+	sharer     *sharer
 }
 
 // NewClient starts party id's side of the round described by cfg. Every
