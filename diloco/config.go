@@ -70,9 +70,11 @@
 package diloco
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -148,6 +150,24 @@ type RunConfig struct {
 	// their sum before it is averaged, in place of the robust rule (a
 	// trimmed mean's sensitivity is not that of a sum).
 	DP *DP `json:"dp,omitempty"`
+	// Private, when set, lets workers contribute by training on data only
+	// they hold (their commits say so, ledger.CommitTx.Private). Nobody
+	// can recompute such a contribution, so the run's validator judges it
+	// by its effect on the public held-out loss instead (see Private).
+	Private *Private `json:"private,omitempty"`
+}
+
+// Private is how a run judges contributions trained on private data.
+// Screening measures every contribution's held-out gain g (loss before
+// minus after applying the fraction verify.HeldOut.Step of it, on the
+// run's public held-out data at the round's weights). A private
+// contribution is failed, and its worker slashed, when g < −Tolerance, or
+// when it is not finite or is zero while claiming tokens; otherwise it is
+// paid as verified when it was aggregated.
+type Private struct {
+	// Tolerance, in nats, is how much a private contribution may worsen
+	// the held-out loss before it is failed.
+	Tolerance float64 `json:"tolerance"`
 }
 
 // DP is a run's differential privacy: the clipping bound, the noise
@@ -347,10 +367,23 @@ func (c RunConfig) Validate() error {
 			return fmt.Errorf("differential privacy: %d rounds at noise multiplier %g would spend ε %.3f (δ %g), past the run's budget of %g", c.Rounds, d.Noise, eps, d.Delta, d.Budget)
 		}
 	}
+	if p := c.Private; p != nil && !(p.Tolerance >= 0 && p.Tolerance <= MaxPrivateTolerance) {
+		return fmt.Errorf("private contributions: the held-out loss tolerance must be between 0 and %g nats, got %g", float64(MaxPrivateTolerance), p.Tolerance)
+	}
 	if err := c.ScreenOptions().Validate(); err != nil {
 		return fmt.Errorf("screening: %v", err)
 	}
 	return c.Model.ValidateBatch(c.Batch)
+}
+
+// Same reports whether c and o configure the same run: equal fields,
+// those behind pointers (DP, Private) compared by value; the local
+// tokenizer (Tok) is not compared, its ID is.
+func (c RunConfig) Same(o RunConfig) bool {
+	c.Tok, o.Tok = nil, nil
+	a, errA := json.Marshal(c)
+	b, errB := json.Marshal(o)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 // Bounds of a run's configuration (which workers take from the network).
@@ -358,6 +391,9 @@ const (
 	MaxInnerSteps = 1 << 20
 	MaxRounds     = 1 << 30 // and rounds·H, the run's inner steps
 	MaxQuorum     = 1 << 16
+	// MaxPrivateTolerance bounds Private.Tolerance: a larger one fails
+	// nothing.
+	MaxPrivateTolerance = 10
 )
 
 // TokensPerRound is what one worker trains on in a round of H inner steps.

@@ -161,3 +161,19 @@ func medianNorm(t *testing.T, s *scenario) float64 {
 	slices.Sort(norms)
 	return norms[2]
 }
+
+// TestPrivateConfig: a run that takes private contributions names a
+// finite, non-negative held-out tolerance, and says so in its JSON.
+func TestPrivateConfig(t *testing.T) {
+	cfg := fastCfg()
+	cfg.Private = &diloco.Private{Tolerance: 0.05}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tol := range []float64{-0.01, math.NaN(), math.Inf(1), 11} {
+		cfg.Private = &diloco.Private{Tolerance: tol}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "private contributions") {
+			t.Errorf("tolerance %g: %v", tol, err)
+		}
+	}
+}

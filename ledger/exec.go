@@ -238,7 +238,7 @@ func (x *execution) commit(a *Account, b *CommitTx) error {
 		return reject(CodeStateMismatch, "start state %s is not the end state %s of the last commit", b.StartState, a.EndState)
 	}
 	rec := CommitRecord{Round: b.Round, Worker: a.Key, DeltaHash: b.DeltaHash, Tokens: b.Tokens,
-		StartState: b.StartState, EndState: b.EndState, Fresh: b.Fresh, Kernel: b.Kernel, Height: x.height}
+		StartState: b.StartState, EndState: b.EndState, Fresh: b.Fresh, Kernel: b.Kernel, Private: b.Private, Height: x.height}
 	x.st.kv.put(commitKey(b.Round, a.Key), rec.encode())
 	a.HasEndState, a.EndState = true, b.EndState
 	return nil

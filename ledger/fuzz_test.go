@@ -64,6 +64,11 @@ func FuzzDecodeTx(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(failed)
+	private, err := SignTx("fuzz", fuzzKey("a"), 11, &CommitTx{Round: 1, DeltaHash: Hash{1}, Tokens: 3, StartState: Hash{2}, EndState: Hash{3}, Kernel: "go", Private: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(private)
 	f.Add([]byte{})
 	f.Add([]byte{1, 5})
 	f.Add([]byte{1, 6, 0xff, 0xff, 0xff, 0xff})

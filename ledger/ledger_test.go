@@ -328,6 +328,7 @@ func TestTxEncoding(t *testing.T) {
 		&ledger.UnbondTx{Amount: 3},
 		&ledger.WithdrawTx{},
 		&ledger.CommitTx{Round: 4, DeltaHash: hashOf("d"), Tokens: 77, StartState: hashOf("s"), EndState: hashOf("e"), Fresh: true, Kernel: "go"},
+		&ledger.CommitTx{Round: 5, DeltaHash: hashOf("d"), Tokens: 77, StartState: hashOf("s"), EndState: hashOf("e"), Kernel: "avx512", Private: true},
 		&ledger.ResultTx{Round: 4, ModelHash: hashOf("m"), Accepted: []ledger.Contribution{{Worker: ledger.PubKey{1}, DeltaHash: hashOf("d"), Tokens: 1}, {Worker: ledger.PubKey{2}}},
 			Rejected: []ledger.Rejection{{Worker: ledger.PubKey{3}, Reason: "late"}}},
 		&ledger.SettleTx{Round: 4, Verdicts: []ledger.Verdict{{Worker: ledger.PubKey{1}, Outcome: ledger.Failed, Reason: "r", Evidence: []byte{9}}, {Worker: ledger.PubKey{2}, Outcome: ledger.Unchecked, Reason: "busy"}}},

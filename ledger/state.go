@@ -156,7 +156,8 @@ type CommitRecord struct {
 	EndState   Hash   `json:"end_state"`
 	Fresh      bool   `json:"fresh"`
 	Kernel     string `json:"kernel"`
-	Height     uint64 `json:"height"` // the block that holds the commit
+	Private    bool   `json:"private,omitempty"` // trained on the worker's own data (CommitTx.Private)
+	Height     uint64 `json:"height"`            // the block that holds the commit
 }
 
 func (c *CommitRecord) encode() []byte {
@@ -167,6 +168,7 @@ func (c *CommitRecord) encode() []byte {
 	e.fixed(c.EndState[:])
 	e.boolean(c.Fresh)
 	e.str(c.Kernel)
+	e.boolean(c.Private)
 	e.u64(c.Height)
 	return e.b
 }
@@ -180,6 +182,7 @@ func decodeCommitRecord(round uint64, w PubKey, b []byte) (CommitRecord, error) 
 	d.fixed(c.EndState[:])
 	c.Fresh = d.boolean("fresh")
 	c.Kernel = d.str("kernel", MaxKernelBytes, identifier)
+	c.Private = d.boolean("private")
 	c.Height = d.u64()
 	return c, d.finish("commit record")
 }

@@ -88,6 +88,10 @@ type CommitTx struct {
 	EndState   Hash
 	Fresh      bool
 	Kernel     string // the kernel path it trained on, e.g. "avx512"; [a-z0-9._+/-], 1..32 bytes
+	// Private declares a contribution trained on data only its worker
+	// holds: nobody can recompute it, so a validator judges it by its
+	// effect on the run's public held-out loss instead.
+	Private bool
 }
 
 // Contribution is one accepted contribution in a round result; it must
@@ -121,7 +125,7 @@ type Outcome uint8
 
 // The verdicts of a settlement.
 const (
-	Passed    Outcome = 1 + iota // recomputed and matched: paid
+	Passed    Outcome = 1 + iota // recomputed and matched (private: screened and harmless): paid
 	Failed                       // recomputed and did not match: not paid, stake slashed
 	Unchecked                    // not recomputed: paid
 	outcomeEnd
@@ -179,6 +183,7 @@ func (b *CommitTx) encode(e *encoder) {
 	e.fixed(b.EndState[:])
 	e.boolean(b.Fresh)
 	e.str(b.Kernel)
+	e.boolean(b.Private)
 }
 
 func (b *ResultTx) encode(e *encoder) {
@@ -347,6 +352,7 @@ func decodeCommit(d *decoder) *CommitTx {
 	d.fixed(c.EndState[:])
 	c.Fresh = d.boolean("fresh")
 	c.Kernel = d.str("kernel", MaxKernelBytes, identifier)
+	c.Private = d.boolean("private")
 	return c
 }
 

@@ -59,6 +59,7 @@ type aggLedger struct {
 	settler Settler
 	log     *slog.Logger
 	met     *metrics.Registry
+	private bool // the run takes private contributions
 
 	// open, settled and height are the chain's open round, the next
 	// round to settle and its height as of the last block the node made
@@ -119,7 +120,7 @@ func openAggLedger(o AggregatorOptions, key ed25519.PrivateKey, self string, cfg
 		if err != nil {
 			return nil, fmt.Errorf("the run's ledger: %w", err)
 		}
-		l := &aggLedger{host: host, info: host.Info(), path: "the chain at " + o.ChainRPC, settler: o.Settler, log: o.Log, met: o.Metrics}
+		l := &aggLedger{host: host, info: host.Info(), path: "the chain at " + o.ChainRPC, settler: o.Settler, log: o.Log, met: o.Metrics, private: cfg.Private != nil}
 		if l.settler == nil {
 			l.settler = SettleUnchecked{}
 		}
@@ -147,7 +148,7 @@ func openAggLedger(o AggregatorOptions, key ed25519.PrivateKey, self string, cfg
 	if err != nil {
 		return nil, fmt.Errorf("the run's ledger: %w", err)
 	}
-	l := &aggLedger{host: host, info: host.Info(), path: path, settler: o.Settler, log: o.Log, met: o.Metrics}
+	l := &aggLedger{host: host, info: host.Info(), path: path, settler: o.Settler, log: o.Log, met: o.Metrics, private: cfg.Private != nil}
 	if l.settler == nil {
 		l.settler = SettleUnchecked{}
 	}
@@ -245,6 +246,9 @@ func (l *aggLedger) checkCommit(from string, req *submitRequest) (*roundCommit, 
 	}
 	if req.Tokens < 0 || body.Tokens != uint64(req.Tokens) {
 		return nil, fmt.Errorf("the commit claims %d tokens, the contribution %d", body.Tokens, req.Tokens)
+	}
+	if body.Private && !l.private {
+		return nil, errors.New("the commit declares a contribution trained on private data, and this run takes none (its organiser did not enable private contributions)")
 	}
 	return &roundCommit{raw: req.Commit, txHash: sha256.Sum256(req.Commit), worker: sender, delta: body.DeltaHash, tokens: body.Tokens}, nil
 }

@@ -222,11 +222,14 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 	}
 	agg.Grace, agg.Limits = o.Grace, o.Limits
 	cfg := agg.Cfg
-	if resumed && o.Config != cfg {
+	if resumed && !o.Config.Same(cfg) {
 		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
 	}
 	if h := DataHash(o.Text); h != cfg.DataHash {
 		return nil, fmt.Errorf("the run was started on data with hash %s, this text hashes to %s", cfg.DataHash, h)
+	}
+	if cfg.Private != nil && (o.Validation == nil || o.HeldOut.Evaluators < 0) {
+		return nil, errors.New("a run that takes private contributions must validate its rounds with held-out screening: private contributions are settled by their held-out loss")
 	}
 	_, val := corpus.Split(o.Text, 0.9)
 	if len(val) < cfg.Model.BlockSize+1 {

@@ -72,7 +72,8 @@ func (x *attacker) poll(round int, hash diloco.Hash) pollReply {
 // worker's commit, and each way it can fail to match is refused with its
 // reason before the commit is recorded: none, malformed, oversized, not a
 // commit, signed by someone else, another round, other tokens, a payload
-// whose digest is not the committed one, a replayed nonce and a start
+// whose digest is not the committed one, one declared private in a run
+// that takes no private contributions, a replayed nonce and a start
 // state that does not continue the worker's last commit. A recorded
 // commit whose contribution the state machine refuses (a payload that
 // does not decode) gets an ack saying so, and the round's result on the
@@ -122,6 +123,8 @@ func TestCommitChecksWithContribution(t *testing.T) {
 	transfer, _ := ledger.SignTx(agg.led.info.ChainID, xKey, 1, &ledger.TransferTx{To: ledger.KeyOf(yKey), Amount: 1})
 	wrongTokens := body(0, good)
 	wrongTokens.Tokens *= 2
+	private := body(0, good)
+	private.Private = true
 	for _, tc := range []struct {
 		name    string
 		req     submitRequest
@@ -136,6 +139,7 @@ func TestCommitChecksWithContribution(t *testing.T) {
 		{"another round", req(0, round0, x.commit(agg, 1, body(1, good))), good, "commit is for round 1, the contribution for round 0"},
 		{"other tokens", req(0, round0, x.commit(agg, 1, wrongTokens)), good, "claims"},
 		{"wrong digest", req(0, round0, x.commit(agg, 1, body(0, other))), good, "digest"},
+		{"private in a run that takes none", req(0, round0, x.commit(agg, 1, private)), good, "this run takes none"},
 	} {
 		if a, msg := x.submitRaw(tc.req, tc.payload); !strings.Contains(msg, tc.want) {
 			t.Errorf("%s: refusal %q (ack %+v), want %q", tc.name, msg, a, tc.want)

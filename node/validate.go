@@ -37,9 +37,11 @@ type ValidationOptions struct {
 
 // ValidatorStats say what the aggregator's validator did.
 type ValidatorStats struct {
-	Checked int           // contributions recomputed (or found unrevealed)
-	Failed  int           // of those, the ones that failed
-	Busy    time.Duration // time spent recomputing and judging
+	Checked int // contributions recomputed (or found unrevealed)
+	// Screened are the private contributions judged by screening alone.
+	Screened int
+	Failed   int           // of Checked and Screened, the ones that failed
+	Busy     time.Duration // time spent recomputing and judging
 	// Screening is the time spent measuring every contribution's
 	// held-out loss (the screening every run does, validated or not).
 	Screening time.Duration
@@ -90,6 +92,9 @@ type roundCase struct {
 	screening []verify.Screening
 	judged    map[string]bool   // taken by the round: accepted or excluded
 	excluded  map[string]string // not aggregated, and why: always recomputed
+	// screened is what screening says of each contribution the round
+	// took, for those whose commits turn out private (judgePrivate).
+	screened map[string]privateCase
 
 	started  bool
 	rec      ledger.RoundRecord
@@ -170,13 +175,21 @@ func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byt
 		return // the round began before a restart: it is settled unchecked
 	}
 	c := &roundCase{round: uint64(res.Round), theta: theta, prev: prev, payloads: payloads,
-		screening: res.Screening, judged: map[string]bool{}, excluded: map[string]string{}}
+		screening: res.Screening, judged: map[string]bool{}, excluded: map[string]string{}, screened: map[string]privateCase{}}
 	for _, a := range res.Accepted {
 		c.judged[a.Worker] = true
+		c.screened[a.Worker] = privateCase{accepted: true, screened: true, c: a}
 	}
 	for _, e := range res.Excluded {
 		c.judged[e.Worker] = true
 		c.excluded[e.Worker] = "excluded by screening"
+		c.screened[e.Worker] = privateCase{screened: true, c: e.Contribution, flags: e.Flags}
+	}
+	for _, s := range res.Screening {
+		if p, ok := c.screened[s.Worker]; ok {
+			p.flags |= s.Flags
+			c.screened[s.Worker] = p
+		}
 	}
 	for id := range payloads {
 		if !c.judged[id] {
@@ -285,6 +298,17 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 		why, chosen := check[id]
 		payload, have := c.payloads[id]
 		cr, committed := commits[e.key]
+		if committed && cr.Private && val.cfg.Private != nil {
+			v, ok, err := judgePrivate(e.key, c.screened[id], *val.cfg.Private)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				val.judgedPrivate(c.round, id, v)
+				verdicts = append(verdicts, v)
+			}
+			continue
+		}
 		if !chosen || !have || !committed {
 			if e.accepted {
 				verdicts = append(verdicts, ledger.Verdict{Worker: e.key, Outcome: ledger.Unchecked})
@@ -331,6 +355,24 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 			Reason: ledgerReason(fmt.Sprintf("%s (%s; distance %.3g)", v.Reason, why, v.Distance)), Evidence: evidence})
 	}
 	return verdicts, nil
+}
+
+// judgedPrivate counts and logs a verdict on a private contribution.
+func (val *validation) judgedPrivate(round uint64, id string, v ledger.Verdict) {
+	val.mu.Lock()
+	val.stats.Screened++
+	if v.Outcome == ledger.Failed {
+		val.stats.Failed++
+		val.caught[id] = true
+	}
+	val.mu.Unlock()
+	val.met.Counter("cairn_private_judged_total", "private contributions judged by screening").Add(1)
+	if v.Outcome == ledger.Failed {
+		val.met.Counter("cairn_verification_failures_total", "contributions that failed verification").Add(1)
+		val.log.Warn("private contribution failed screening", "round", round, "worker", shortID(id), "reason", v.Reason)
+		return
+	}
+	val.log.Info("private contribution judged", "round", round, "worker", shortID(id), "outcome", v.Outcome.String(), "reason", v.Reason)
 }
 
 // transportReveals fetches reveals over tr (bytes counted in c). A reveal

@@ -61,6 +61,14 @@ type WorkerOptions struct {
 	// Tokenizer is the BPE tokenizer of a run that trains on token ids
 	// (the run's config names it; nil for a byte-level run).
 	Tokenizer *tokenizer.Tokenizer
+	// PrivateData, when set, is text only this worker holds: it trains
+	// its inner steps on all of it instead of the run's assigned data
+	// (Text is then not needed), and commits to its contributions as
+	// private (ledger.CommitTx.Private). Nobody can recompute them: the
+	// run's validator judges them by their effect on the public held-out
+	// loss, and the run must take private contributions
+	// (diloco.RunConfig.Private).
+	PrivateData []byte
 }
 
 // Worker is a running worker node.
@@ -416,15 +424,23 @@ func (w *Worker) setup(cfg diloco.RunConfig) error {
 		return fmt.Errorf("the aggregator's run config: %v", err)
 	}
 	if w.w != nil {
-		if w.w.Cfg != cfg {
+		if !w.w.Cfg.Same(cfg) {
 			return fmt.Errorf("the aggregator's run config changed")
 		}
 		return nil
 	}
-	if h := DataHash(w.opts.Text); h != cfg.DataHash {
+	trainData, _ := corpus.Split(w.opts.Text, 0.9)
+	if w.opts.PrivateData != nil {
+		if cfg.Private == nil {
+			return errors.New("this worker trains on private data, and the run takes no private contributions (its organiser did not enable them)")
+		}
+		if n := len(cfg.Encode(w.opts.PrivateData)); n < cfg.Model.BlockSize+1 {
+			return fmt.Errorf("the private data has %d tokens, fewer than the run's context of %d plus one", n, cfg.Model.BlockSize)
+		}
+		trainData = w.opts.PrivateData
+	} else if h := DataHash(w.opts.Text); h != cfg.DataHash {
 		return fmt.Errorf("this worker's data (sha256 %s) is not the run's (sha256 %s)", h, cfg.DataHash)
 	}
-	trainData, _ := corpus.Split(w.opts.Text, 0.9)
 	dw, err := diloco.NewWorker(w.tr.ID(), cfg, trainData, w.pool)
 	if err != nil {
 		return err

@@ -202,7 +202,7 @@ func (w *Worker) reconcile(ctx context.Context) error {
 func (w *Worker) commitTo(round int, payload []byte, tokens int, start diloco.Hash) (ledger.CommitTx, []byte, error) {
 	l := &w.led
 	c := ledger.CommitTx{Round: uint64(round), DeltaHash: ledger.Hash(verify.PayloadDigest(payload)), Tokens: uint64(tokens),
-		StartState: ledger.Hash(start), EndState: ledger.Hash(w.stateHash()), Fresh: start == l.zero, Kernel: l.kernel}
+		StartState: ledger.Hash(start), EndState: ledger.Hash(w.stateHash()), Fresh: start == l.zero, Kernel: l.kernel, Private: w.opts.PrivateData != nil}
 	raw, err := l.client.signNext(&c)
 	return c, raw, err
 }

@@ -339,6 +339,9 @@ func TestDPFlagsBadInput(t *testing.T) {
 		{[]string{"demo", "--dp-epsilon", "-1"}, "--dp-epsilon must not be negative"},
 		{[]string{"demo", "--dp-epsilon", "8", "--dp-clip", "0"}, "differential privacy: clip 0"},
 		{[]string{"demo", "--dp-epsilon", "8", "--dp-delta", "2"}, "--dp-epsilon: dp: δ 2"},
+		{[]string{"node", "aggregate", "--private-tolerance", "11"}, "private contributions: the held-out loss tolerance must be between 0 and 10"},
+		{[]string{"node", "aggregate", "--private-tolerance", "NaN"}, "--private-tolerance must be a number"},
+		{[]string{"node", "work", "--join", "/ip4/127.0.0.1/tcp/1", "--private-data", "/nonexistent/secret.txt"}, "--private-data: open /nonexistent/secret.txt"},
 	} {
 		code, o, e := runCLI(c.args...)
 		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {

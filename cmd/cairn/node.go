@@ -256,6 +256,8 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", "", "serve the live view (loss chart, workers, ledger; read-only) on this host:port")
 	httpPublic := fs.Bool("http-public", false, "let --http bind to an address other than loopback")
 	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
+	validate := fs.Bool("validate", false, "validate the rounds: recompute a sample of contributions (and every suspicious one) from the states their workers reveal, and slash those that fail")
+	privateTol := fs.Float64("private-tolerance", -1, "take contributions trained on private data ('cairn node work --private-data'): nobody can recompute them, so one that worsens the held-out loss by more than this many nats is failed and its worker slashed (implies --validate; negative: take none)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -263,11 +265,20 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *privateTol >= 0 {
+		run.cfg.Private = &diloco.Private{Tolerance: *privateTol}
+	} else if math.IsNaN(*privateTol) {
+		return badInput("--private-tolerance must be a number")
+	}
 	text, err := run.load()
 	if err != nil {
 		return err
 	}
 	cfg := run.cfg
+	var validation *node.ValidationOptions
+	if *validate || cfg.Private != nil {
+		validation = &node.ValidationOptions{Threads: 1}
+	}
 	init, err := loadInit(*initPath, cfg.Model)
 	if err != nil {
 		return err
@@ -285,7 +296,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer stopWeb()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
-		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC,
+		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC, Validation: validation,
 		OnRound: func(r node.RoundInfo) { hub.AddRound(webRound(r, cfg, max(len(r.Contributors), 1))) }})
 	if err != nil {
 		return badInput("%v", err)
@@ -320,6 +331,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("data-dir", "cairn-worker", "identity key")
 	listen := fs.String("listen", "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1", "comma-separated multiaddrs to listen on (peers fetch weights here)")
 	data := fs.String("data", "", "the run's text (default: the embedded tiny shakespeare)")
+	privatePath := fs.String("private-data", "", "train on this text, which only this node holds, instead of the run's data (the run must take private contributions; they are judged by their effect on the held-out loss, and the text never leaves this machine)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this host:port")
 	link := bindLink(fs, "this node's streams", 0, 0)
@@ -343,6 +355,12 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
+	var private []byte
+	if *privatePath != "" {
+		if private, err = corpus.Load(*privatePath); err != nil {
+			return badInput("--private-data: %v", err)
+		}
+	}
 	tok, err := tokf.load()
 	if err != nil {
 		return err
@@ -358,7 +376,7 @@ func runWork(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text, Tokenizer: tok,
+	w, err := node.StartWorker(node.WorkerOptions{ChainRPC: chainRPC, DataDir: *dir, Listen: splitList(*listen), Join: *join, Text: text, Tokenizer: tok, PrivateData: private,
 		Threads: *threads, LinkBytesPerSec: link.bytesPerSec(), LinkRTT: *link.rtt, LinkLoss: *link.loss, Metrics: reg, Log: log})
 	if err != nil {
 		return badInput("%v", err)
