@@ -63,6 +63,10 @@ type Aggregator struct {
 	// unmeasured contribution is screened without a loss score). Zero,
 	// the default, never waits: for a caller that does not measure.
 	HeldOutWait time.Duration
+	// CohortWait is how long past its deadline a round waits for a
+	// secure-aggregation cohort (Expect) still unmasking its sum; then
+	// the cohort is dropped and the round closes without it.
+	CohortWait time.Duration
 
 	round      int
 	theta      []float32
@@ -89,6 +93,12 @@ type Aggregator struct {
 	// commits on a ledger cannot take a second one for the round), so the
 	// round neither waits for them nor tells them to train it again.
 	refused map[string]bool
+	// cohorts are the round's secure-aggregation cohorts by name (see
+	// Expect); covered maps each member to its cohort; excused are
+	// members of a cohort that failed, which go on without probation.
+	cohorts map[string]*cohort
+	covered map[string]string
+	excused map[string]bool
 	// readyAt is when the open round could first have closed but for
 	// missing held-out losses (zero: not yet).
 	readyAt time.Time
@@ -111,6 +121,8 @@ type submission struct {
 	delta  []float32
 	tokens int
 	digest verify.Digest // of the payload
+	// members, for a cohort's sum (SubmitCohort), are its contributors.
+	members []string
 	// The held-out loss: lossSet once SetHeldOut was called, measured
 	// when it gave a usable loss.
 	lossSet, measured bool
@@ -155,6 +167,7 @@ func newAggregator(cfg RunConfig) *Aggregator {
 	return &Aggregator{Cfg: cfg, Grace: time.Second, momentum: make([]float32, n),
 		down: compress.NewEncoder(cfg.UpdateCodec(), n), peers: map[string]*peer{},
 		participants: map[string]bool{}, waiting: map[string]bool{}, subs: map[string]submission{}, refused: map[string]bool{},
+		cohorts: map[string]*cohort{}, covered: map[string]string{}, excused: map[string]bool{},
 		sum: make([]float32, n), scratch: make([]float32, n), nextMomentum: make([]float32, n), robust: robust}
 }
 
@@ -348,7 +361,7 @@ func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply 
 			return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
 		}
 		p.present = true
-		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent && !a.refused[id] {
+		if _, sent := a.subs[id]; a.phase == Open && a.participants[id] && !sent && !a.refused[id] && !a.cohortDone(id) {
 			return Reply{Action: Train, Round: a.round, Hash: a.hash, Deadline: a.deadline.Sub(now), Waited: a.waiting[id]}
 		}
 		return Reply{Action: Wait, Round: a.round, Hash: a.hash}
@@ -443,6 +456,9 @@ func (a *Aggregator) CanSubmit(id string, round int, hash Hash, tokens int, now 
 	}
 	if !a.participants[id] {
 		return fmt.Errorf("not a participant of round %d: only workers present when a round opens contribute to it; poll and take part in the next", round)
+	}
+	if c, ok := a.covered[id]; ok {
+		return fmt.Errorf("this identity contributes to round %d through its secure-aggregation cohort %s", round, c)
 	}
 	if _, dup := a.subs[id]; dup {
 		return fmt.Errorf("this identity already contributed to round %d (if this node did not, another node runs with its identity: give each node its own data directory)", round)
@@ -547,7 +563,7 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		if !now.Before(a.deadline) {
 			waited, optional = 0, 0
 		}
-		if waited > 0 || (len(a.subs) < a.Cfg.Quorum && optional > 0) {
+		if waited > 0 || (len(a.subs) < a.Cfg.Quorum && optional > 0) || a.cohortPending(now) {
 			return Event{}, nil
 		}
 		if len(a.subs) < a.Cfg.Quorum {

@@ -168,6 +168,36 @@ type Private struct {
 	// Tolerance, in nats, is how much a private contribution may worsen
 	// the held-out loss before it is failed.
 	Tolerance float64 `json:"tolerance"`
+	// SecAgg, when set, makes private workers contribute only through
+	// secure aggregation (package secagg): the private participants of a
+	// round form a cohort whose masked inputs the aggregator can only
+	// sum, so it never sees one private Δ. The cohort's mean is screened
+	// and aggregated as one contribution; a private worker whose round
+	// has no cohort (too few private workers) sits the round out.
+	SecAgg *SecAgg `json:"secagg,omitempty"`
+}
+
+// SecAgg is how a run's cohorts aggregate securely.
+type SecAgg struct {
+	// MinCohort is the fewest private workers a cohort has (at least 2).
+	MinCohort int `json:"min_cohort"`
+	// Bits is the width of the fixed-point values (8 to 32): the masked
+	// inputs travel at Bits bits a value.
+	Bits int `json:"bits"`
+	// Clip bounds each value of a Δ before it is put in fixed point (the
+	// scale is the largest at which a cohort's sum cannot wrap, see
+	// secagg.ScaleFor); an honest Δ of H AdamW steps stays within H·lr.
+	Clip float64 `json:"clip"`
+}
+
+// CohortThreshold is the threshold t of a cohort of n: more than two
+// thirds of it must stay to the end (6 of 8).
+func CohortThreshold(n int) int { return 2*n/3 + 1 }
+
+// DefaultSecAgg is the secure aggregation of a run of config c: cohorts
+// of at least 3, 16-bit values, each clipped to H·lr.
+func (c RunConfig) DefaultSecAgg() *SecAgg {
+	return &SecAgg{MinCohort: 3, Bits: 16, Clip: float64(c.InnerSteps) * max(c.InnerLR, c.InnerMinLR)}
 }
 
 // DP is a run's differential privacy: the clipping bound, the noise
@@ -370,6 +400,19 @@ func (c RunConfig) Validate() error {
 	if p := c.Private; p != nil && !(p.Tolerance >= 0 && p.Tolerance <= MaxPrivateTolerance) {
 		return fmt.Errorf("private contributions: the held-out loss tolerance must be between 0 and %g nats, got %g", float64(MaxPrivateTolerance), p.Tolerance)
 	}
+	if p := c.Private; p != nil && p.SecAgg != nil {
+		sa := p.SecAgg
+		switch {
+		case sa.MinCohort < 2 || sa.MinCohort > MaxCohort:
+			return fmt.Errorf("secure aggregation: cohorts of at least %d private workers (2 to %d)", sa.MinCohort, MaxCohort)
+		case sa.Bits < 8 || sa.Bits > 32:
+			return fmt.Errorf("secure aggregation: values of %d bits (8 to 32)", sa.Bits)
+		case !(sa.Clip > 0) || math.IsInf(sa.Clip, 0):
+			return fmt.Errorf("secure aggregation: the clip on a value must be positive, got %g", sa.Clip)
+		case c.DP != nil:
+			return errors.New("secure aggregation and differential privacy together are not supported yet: the aggregator cannot clip a contribution it never sees")
+		}
+	}
 	if err := c.ScreenOptions().Validate(); err != nil {
 		return fmt.Errorf("screening: %v", err)
 	}
@@ -394,6 +437,8 @@ const (
 	// MaxPrivateTolerance bounds Private.Tolerance: a larger one fails
 	// nothing.
 	MaxPrivateTolerance = 10
+	// MaxCohort bounds a secure-aggregation cohort (secagg.MaxParties).
+	MaxCohort = 1024
 )
 
 // TokensPerRound is what one worker trains on in a round of H inner steps.

@@ -26,6 +26,7 @@ func (a *Aggregator) abandon() {
 	clear(a.participants)
 	clear(a.waiting)
 	clear(a.refused)
+	a.clearCohorts()
 	a.phase, a.openAt, a.readyAt = Waiting, time.Time{}, time.Time{}
 }
 
@@ -39,7 +40,7 @@ func (a *Aggregator) screen(ids []string) (res *RoundResult, deltas [][]float32,
 		s := a.subs[id]
 		cs[i] = verify.Contribution{Worker: id, Payload: s.digest, Delta: s.delta,
 			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
-		all[i] = Contribution{Worker: id, Payload: s.digest, Tokens: s.tokens,
+		all[i] = Contribution{Worker: id, Payload: s.digest, Tokens: s.tokens, Members: s.members,
 			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
 	}
 	screened, err := verify.Screen(a.round, cs, a.prior(), a.Cfg.ScreenOptions())
@@ -49,7 +50,7 @@ func (a *Aggregator) screen(ids []string) (res *RoundResult, deltas [][]float32,
 	res = &RoundResult{Round: a.round, Contributors: ids, Screening: screened}
 	for i, c := range all {
 		res.Tokens += c.Tokens
-		if f, why := certain(a.round, screened[i], c); f != 0 {
+		if f, why := certain(a.round, screened[i], c, a.Cfg.Private); f != 0 {
 			res.Excluded = append(res.Excluded, Exclusion{Contribution: c, Flags: f, Reason: why})
 			continue
 		}
@@ -152,6 +153,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	clear(a.participants)
 	clear(a.waiting)
 	clear(a.refused)
+	a.clearCohorts()
 	a.phase, a.readyAt = Unpublished, time.Time{}
 	return res, nil
 }

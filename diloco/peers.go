@@ -208,7 +208,7 @@ func (a *Aggregator) open(now time.Time) {
 func (a *Aggregator) dropMissing() []string {
 	var missing []string
 	for id := range a.participants {
-		if _, ok := a.subs[id]; ok {
+		if _, ok := a.subs[id]; ok || a.cohortDone(id) {
 			continue
 		}
 		p := a.peers[id]
@@ -216,7 +216,7 @@ func (a *Aggregator) dropMissing() []string {
 			continue
 		}
 		p.present = false
-		if a.waiting[id] || a.refused[id] {
+		if (a.waiting[id] || a.refused[id]) && !a.excused[id] {
 			p.probation = true
 			missing = append(missing, id)
 		}
@@ -230,6 +230,9 @@ func (a *Aggregator) dropMissing() []string {
 func (a *Aggregator) pending() (waited, optional int) {
 	for id := range a.participants {
 		if _, ok := a.subs[id]; ok || a.refused[id] {
+			continue
+		}
+		if _, ok := a.covered[id]; ok { // its cohort counts (cohortPending)
 			continue
 		}
 		switch {

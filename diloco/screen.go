@@ -23,6 +23,10 @@ type Contribution struct {
 	Worker  string
 	Payload verify.Digest
 	Tokens  int
+	// Members, for the sum of a secure-aggregation cohort (SubmitCohort),
+	// are the workers whose contributions it sums (Worker is then the
+	// cohort's name); nil for a worker's own contribution.
+	Members []string
 	// Measured says whether the caller supplied the held-out loss
 	// (SetHeldOut) before the round closed: LossBefore at θr, LossAfter at
 	// θr − Step·Δ (see verify.HeldOut).
@@ -147,8 +151,10 @@ func (a *Aggregator) awaitingLoss(now time.Time) bool {
 
 // certain returns the certain findings of a contribution's screening and
 // their reason, or 0 and "" when it may be aggregated.
-func certain(round int, s verify.Screening, c Contribution) (verify.Flag, string) {
+func certain(round int, s verify.Screening, c Contribution, private *Private) (verify.Flag, string) {
 	switch {
+	case c.Members != nil && private != nil && c.Measured && !(c.LossBefore-c.LossAfter >= -private.Tolerance):
+		return verify.LossWorse, fmt.Sprintf("the cohort's sum worsens the held-out loss by %.4f nats, past the run's tolerance of %g", c.LossAfter-c.LossBefore, private.Tolerance)
 	case s.Flags&verify.NonFinite != 0:
 		return verify.NonFinite, "its Δ holds a value that is not finite"
 	case s.Flags&verify.Duplicate != 0:

@@ -3,6 +3,7 @@ package diloco
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func TestHeldOutWait(t *testing.T) {
 		if measureB {
 			want[1].LossBefore, want[1].LossAfter = 3, 2.95
 		}
-		if !slices.Equal(r.Accepted, want) || len(r.Excluded) != 0 {
+		if !reflect.DeepEqual(r.Accepted, want) || len(r.Excluded) != 0 {
 			t.Fatalf("measured b %v: accepted %+v, excluded %+v", measureB, r.Accepted, r.Excluded)
 		}
 		if g := r.Screening[0].Gain; math.Abs(g-0.1) > 1e-12 || (r.Screening[1].Gain != 0) != measureB {

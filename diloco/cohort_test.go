@@ -1,0 +1,166 @@
+package diloco
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/verify"
+)
+
+// TestCohortRound: a cohort's members cannot contribute alone; the round
+// waits for the cohort's sum, past its deadline until CohortWait; the sum
+// is one contribution, with its members and their tokens, aggregated with
+// the others; a member polling after the sum is told to wait.
+func TestCohortRound(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n, tps := cfg.Model.NumParams(), cfg.TokensPerStep()
+	a, _ := NewAggregator(cfg)
+	a.CohortWait = 5 * time.Second
+	if err := a.Expect("cohort-0", []string{"b", "c"}, at(0)); err == nil || !strings.Contains(err.Error(), "waiting") {
+		t.Fatalf("a cohort before the round opens: %v", err)
+	}
+	openRound(t, a, 0, "a", "b", "c", "d")
+	members := []string{"b", "c", "d"}
+	if err := a.Expect("cohort-0", members, at(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Submit("b", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err == nil || !strings.Contains(err.Error(), "through its secure-aggregation cohort cohort-0") {
+		t.Fatalf("a member alone: %v", err)
+	}
+	if err := a.Submit("a", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := mustTick(t, a, at(2)); ev.Closed != nil {
+		t.Fatal("closed without the pending cohort")
+	}
+	if ev := mustTick(t, a, at(14)); ev.Closed != nil {
+		t.Fatal("closed past the deadline but within CohortWait")
+	}
+	mean := encode(t, compress.FP32, constDelta(n, 0.02))
+	for _, bad := range []struct {
+		name    string
+		tokens  int
+		payload []byte
+		want    string
+	}{
+		{"cohort-9", 3 * tps, mean, "no pending cohort"},
+		{"cohort-0", 4 * cfg.TokensPerRound(), mean, "claims"},
+		{"cohort-0", 3 * tps, encode(t, compress.Int8, constDelta(n, 0.02)), "want fp32"},
+		{"cohort-0", 3 * tps, encode(t, compress.FP32, constDelta(n, 1e9)), "past the run's bound"},
+	} {
+		if err := a.SubmitCohort(bad.name, 0, a.Hash(), bad.tokens, bad.payload); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s, %d tokens: %v, want %q", bad.name, bad.tokens, err, bad.want)
+		}
+	}
+	if err := a.SubmitCohort("cohort-0", 0, a.Hash(), 3*tps, mean); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Poll("c", 0, a.Hash(), at(14)); r.Action != Wait {
+		t.Fatalf("a member after its cohort's sum: %v", r.Action)
+	}
+	ev := mustTick(t, a, at(14))
+	if ev.Closed == nil {
+		t.Fatal("the round did not close with the cohort's sum in")
+	}
+	r := ev.Closed
+	if len(r.Accepted) != 2 || r.Accepted[1].Worker != "cohort-0" || strings.Join(r.Accepted[1].Members, ",") != "b,c,d" ||
+		r.Accepted[1].Tokens != 3*tps || r.Tokens != 4*tps || len(r.Missing) != 0 {
+		t.Fatalf("result: accepted %+v, missing %v", r.Accepted, r.Missing)
+	}
+}
+
+// TestCohortExcused: a cohort that never delivers is dropped CohortWait
+// past the deadline (or at once by Excuse): the round closes with the
+// others, the members are neither missing nor on probation, and may not
+// contribute alone; refusals of Expect say why.
+func TestCohortExcused(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n, tps := cfg.Model.NumParams(), cfg.TokensPerStep()
+	for _, excuse := range []bool{false, true} {
+		a, _ := NewAggregator(cfg)
+		a.CohortWait = 5 * time.Second
+		openRound(t, a, 0, "a", "b", "c", "x")
+		for _, bad := range []struct {
+			name    string
+			members []string
+			want    string
+		}{
+			{"a", []string{"b", "c"}, "in use"},
+			{"k", []string{"b"}, "at least 2"},
+			{"k", []string{"c", "b"}, "sorted"},
+			{"k", []string{"b", "z"}, "z cannot join"},
+		} {
+			if err := a.Expect(bad.name, bad.members, at(0)); err == nil || !strings.Contains(err.Error(), bad.want) {
+				t.Errorf("Expect(%s, %v): %v, want %q", bad.name, bad.members, err, bad.want)
+			}
+		}
+		if err := a.Expect("k", []string{"b", "c"}, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Expect("k2", []string{"c", "x"}, at(0)); err == nil || !strings.Contains(err.Error(), "c cannot join") {
+			t.Fatalf("a member in two cohorts: %v", err)
+		}
+		for i, id := range []string{"a", "x"} {
+			if err := a.Submit(id, 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.01+0.002*float32(i))), at(1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var ev Event
+		if excuse {
+			a.Excuse("k")
+			if err := a.Submit("b", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.03)), at(2)); err == nil || !strings.Contains(err.Error(), "was refused") {
+				t.Fatalf("an excused member alone: %v", err)
+			}
+			ev = mustTick(t, a, at(2))
+		} else {
+			if ev = mustTick(t, a, at(14.9)); ev.Closed != nil {
+				t.Fatal("closed within CohortWait")
+			}
+			ev = mustTick(t, a, at(15))
+		}
+		if ev.Closed == nil || len(ev.Closed.Missing) != 0 {
+			t.Fatalf("excuse %v: closed %+v", excuse, ev.Closed)
+		}
+		for _, c := range ev.Closed.Accepted {
+			if c.Members != nil {
+				t.Fatalf("excuse %v: the dropped cohort was aggregated", excuse)
+			}
+		}
+	}
+}
+
+// TestCohortScreenedByTolerance: in a run with a private rule, a cohort
+// whose measured held-out loss is worse than the tolerance is excluded
+// (a worker's own contribution as bad is not: screening judges it
+// against the round's median, the validator by the rule).
+func TestCohortScreenedByTolerance(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	cfg.Private = &Private{Tolerance: 0.01}
+	n, tps := cfg.Model.NumParams(), cfg.TokensPerStep()
+	a, _ := NewAggregator(cfg)
+	a.HeldOutWait = time.Second
+	openRound(t, a, 0, "a", "b", "c")
+	if err := a.Expect("k", []string{"b", "c"}, at(0)); err != nil {
+		t.Fatal(err)
+	}
+	pa, mean := encode(t, cfg.Codec, constDelta(n, 0.01)), encode(t, compress.FP32, constDelta(n, 0.02))
+	if err := a.Submit("a", 0, a.Hash(), tps, pa, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SubmitCohort("k", 0, a.Hash(), 2*tps, mean); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetHeldOut("a", 0, verify.PayloadDigest(pa), 3, 3.05); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetHeldOut("k", 0, verify.PayloadDigest(mean), 3, 3.02); err != nil {
+		t.Fatal(err)
+	}
+	ev := mustTick(t, a, at(1))
+	if ev.Closed == nil || len(ev.Closed.Excluded) != 1 || ev.Closed.Excluded[0].Worker != "k" ||
+		!strings.Contains(ev.Closed.Excluded[0].Reason, "worsens the held-out loss by 0.0200 nats") || len(ev.Closed.Accepted) != 1 {
+		t.Fatalf("closed %+v", ev.Closed)
+	}
+}
