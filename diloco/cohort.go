@@ -87,6 +87,11 @@ func (a *Aggregator) SubmitCohort(name string, round int, hash Hash, tokens int,
 	}
 	c.done = true
 	a.subs[name] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload), members: c.members}
+	for _, m := range c.members { // they contributed in time: proven, as a worker whose payload take took
+		if p := a.peers[m]; p != nil {
+			p.present, p.proven, p.probation = true, true, false
+		}
+	}
 	return nil
 }
 
@@ -105,6 +110,20 @@ func (a *Aggregator) Excuse(name string) {
 		a.refused[m], a.excused[m] = true, true
 		delete(a.waiting, m)
 	}
+}
+
+// SitOut excuses participant id from the open round as Excuse does a
+// cohort's members: a private worker of a run with secure aggregation
+// whose round has no cohort to join. Others are ignored.
+func (a *Aggregator) SitOut(id string) {
+	if _, sent := a.subs[id]; !a.participants[id] || sent {
+		return
+	}
+	if _, in := a.covered[id]; in {
+		return
+	}
+	a.refused[id], a.excused[id] = true, true
+	delete(a.waiting, id)
 }
 
 // cohortDone reports whether id is a member of a cohort whose sum is in.

@@ -60,6 +60,11 @@ func TestCohortRound(t *testing.T) {
 	if r := a.Poll("c", 0, a.Hash(), at(14)); r.Action != Wait {
 		t.Fatalf("a member after its cohort's sum: %v", r.Action)
 	}
+	for _, m := range members {
+		if p := a.peers[m]; !p.proven || p.probation {
+			t.Fatalf("member %s after its cohort's sum: %+v (want proven, as any worker that contributed)", m, *p)
+		}
+	}
 	ev := mustTick(t, a, at(14))
 	if ev.Closed == nil {
 		t.Fatal("the round did not close with the cohort's sum in")
@@ -161,6 +166,26 @@ func TestCohortScreenedByTolerance(t *testing.T) {
 	ev := mustTick(t, a, at(1))
 	if ev.Closed == nil || len(ev.Closed.Excluded) != 1 || ev.Closed.Excluded[0].Worker != "k" ||
 		!strings.Contains(ev.Closed.Excluded[0].Reason, "worsens the held-out loss by 0.0200 nats") || len(ev.Closed.Accepted) != 1 {
+		t.Fatalf("closed %+v", ev.Closed)
+	}
+}
+
+// TestSitOut: a participant that sits the round out is not waited for and
+// not put on probation; it may not contribute to the round.
+func TestSitOut(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	n, tps := cfg.Model.NumParams(), cfg.TokensPerStep()
+	a, _ := NewAggregator(cfg)
+	openRound(t, a, 0, "a", "p")
+	a.SitOut("p")
+	if err := a.Submit("p", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.02)), at(1)); err == nil {
+		t.Fatal("a worker that sat out contributed")
+	}
+	if err := a.Submit("a", 0, a.Hash(), tps, encode(t, cfg.Codec, constDelta(n, 0.01)), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	ev := mustTick(t, a, at(1))
+	if ev.Closed == nil || len(ev.Closed.Missing) != 0 {
 		t.Fatalf("closed %+v", ev.Closed)
 	}
 }

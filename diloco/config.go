@@ -411,6 +411,8 @@ func (c RunConfig) Validate() error {
 			return fmt.Errorf("secure aggregation: the clip on a value must be positive, got %g", sa.Clip)
 		case c.DP != nil:
 			return errors.New("secure aggregation and differential privacy together are not supported yet: the aggregator cannot clip a contribution it never sees")
+		case c.Overlapped():
+			return errors.New("secure aggregation with overlapped rounds is not supported yet")
 		}
 	}
 	if err := c.ScreenOptions().Validate(); err != nil {

@@ -41,6 +41,7 @@ type roundCommit struct {
 	delta    ledger.Hash
 	tokens   uint64
 	payload  []byte        // what was submitted, while the validator may need it
+	private  bool          // the commit declares private data
 	accepted bool          // the state machine took the contribution
 	refused  string        // why it did not, or why it was dropped later
 	compute  time.Duration // the training time the worker reported
@@ -250,7 +251,7 @@ func (l *aggLedger) checkCommit(from string, req *submitRequest) (*roundCommit, 
 	if body.Private && !l.private {
 		return nil, errors.New("the commit declares a contribution trained on private data, and this run takes none (its organiser did not enable private contributions)")
 	}
-	return &roundCommit{raw: req.Commit, txHash: sha256.Sum256(req.Commit), worker: sender, delta: body.DeltaHash, tokens: body.Tokens}, nil
+	return &roundCommit{raw: req.Commit, txHash: sha256.Sum256(req.Commit), worker: sender, delta: body.DeltaHash, tokens: body.Tokens, private: body.Private}, nil
 }
 
 // queueCommit checks a commit against the chain's pending state and

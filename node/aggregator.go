@@ -137,6 +137,11 @@ type Aggregator struct {
 
 	led *aggLedger // the run's chain
 
+	// With secure aggregation: the round's cohort, and the workers that
+	// said they train on private data (at most maxPrivatePeers).
+	cohort       *cohortRun
+	privatePeers map[string]bool
+
 	mu  sync.Mutex
 	agg *diloco.Aggregator
 	// commits are the commits recorded with contributions to the current
@@ -221,6 +226,7 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		return nil, err
 	}
 	agg.Grace, agg.Limits = o.Grace, o.Limits
+	agg.CohortWait = cohortWait(agg.Cfg) + 2*time.Second
 	cfg := agg.Cfg
 	if resumed && !o.Config.Same(cfg) {
 		o.Log.Warn("resuming the run saved in the data directory: its configuration, not this one, applies", "state", statePath)
@@ -284,7 +290,7 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		return nil, err
 	}
 	a := &Aggregator{opts: o, tr: h, lock: lock, log: o.Log, statePath: statePath, met: o.Metrics, led: led,
-		agg: agg, commits: map[string]*roundCommit{}, told: map[string]bool{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
+		agg: agg, commits: map[string]*roundCommit{}, privatePeers: map[string]bool{}, told: map[string]bool{}, changed: make(chan struct{}), resumed: resumed, pool: pool, model: m, val: val,
 		evals: make(chan evalJob, 1024), idle: make(chan struct{}), serves: newServeLimit(2, 8),
 		saveAttempts: 8, saveBackoff: 250 * time.Millisecond, closing: make(chan struct{}), failed: make(chan struct{})}
 	a.saveState = a.save
@@ -311,6 +317,9 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 	h.Handle(ProtoPoll, a.handle(ProtoPoll, a.servePoll))
 	h.Handle(ProtoSubmit, a.handle(ProtoSubmit, a.serveSubmit))
 	h.Handle(ProtoState, a.handle(ProtoState, a.serveState))
+	if cfg.Private != nil && cfg.Private.SecAgg != nil {
+		h.Handle(ProtoSecAgg, a.handle(ProtoSecAgg, a.serveCohort))
+	}
 	h.OnDisconnect(func(p string) {
 		a.mu.Lock()
 		a.agg.Leave(p)
@@ -542,12 +551,14 @@ func (a *Aggregator) tickLocked(now time.Time) {
 	}
 	a.holding = false
 	start := time.Now()
+	a.advanceCohortLocked(now)
 	ev, err := a.agg.Tick(now)
 	if err != nil {
 		a.log.Error("round failed", "round", a.agg.Round(), "err", err)
 	}
 	if ev.Opened {
 		a.log.Info("round open", "round", a.agg.Round(), "participants", len(a.agg.Active()), "deadline", a.agg.Deadline().Format(time.TimeOnly))
+		a.formCohortLocked(now)
 	}
 	if ev.Reopened {
 		a.log.Warn("round back to waiting for workers: too few contributions, and nobody is training for it in time", "round", a.agg.Round(), "have", a.agg.Submitted(), "quorum", a.agg.Cfg.Quorum)
@@ -558,6 +569,9 @@ func (a *Aggregator) tickLocked(now time.Time) {
 				c.accepted, c.refused = false, "dropped: the round's contributions could not be aggregated"
 			}
 		}
+	}
+	if c := a.cohort; c != nil && c.phase < phaseDone && (ev.Abandoned || ev.Closed != nil && ev.Closed.Round == c.round) {
+		a.failCohortLocked(c, "the round closed before its sum was unmasked")
 	}
 	if ev.Closed != nil {
 		a.log.Debug("round aggregated", "round", ev.Closed.Round, "took", time.Since(start))
@@ -746,6 +760,9 @@ func (a *Aggregator) samplePeers(ids []string, joiner string) []string {
 	return peers
 }
 
+// maxPrivatePeers bounds the workers an aggregator remembers as private.
+const maxPrivatePeers = 4096
+
 // pollHold is how long a poll waits for news before answering "wait".
 const pollHold = 15 * time.Second
 
@@ -753,6 +770,13 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 	var req pollRequest
 	if err := wire.ReadJSON(s, kindPoll, maxControl, &req); err != nil {
 		return err
+	}
+	if req.Private {
+		a.mu.Lock()
+		if len(a.privatePeers) < maxPrivatePeers {
+			a.privatePeers[from] = true
+		}
+		a.mu.Unlock()
 	}
 	hash, err := diloco.ParseHash(req.Hash)
 	if err != nil {
@@ -780,12 +804,16 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 		if r.Action == diloco.Finished {
 			a.told[from] = true
 		}
+		var co *cohortInfo
+		if c := a.cohort; r.Action == diloco.Train && c != nil && c.round == r.Round && c.party[from] != 0 {
+			co = &c.info
+		}
 		a.mu.Unlock()
 		if r.Action == diloco.Refused {
 			return refuse("%s", r.Reason)
 		}
 		if r.Action != diloco.Wait {
-			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds(), Waited: r.Waited}
+			reply := pollReply{Action: r.Action.String(), Round: r.Round, Hash: r.Hash.String(), DeadlineMS: r.Deadline.Milliseconds(), Waited: r.Waited, Cohort: co}
 			if err := wire.WriteJSON(s, kindReply, reply); err != nil {
 				return err
 			}

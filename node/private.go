@@ -14,9 +14,14 @@ import (
 // holds).
 type privateCase struct {
 	accepted bool // aggregated
-	screened bool // screening saw it (it was not refused for its payload)
-	c        diloco.Contribution
-	flags    verify.Flag
+	screened bool // screening saw it
+	refused  bool // the state machine refused its payload
+	// cohort, for a member of a secure-aggregation cohort, is the
+	// cohort's size: c is then the cohort's sum, which is all screening
+	// saw.
+	cohort int
+	c      diloco.Contribution
+	flags  verify.Flag
 }
 
 // privateEvidence is a failed private verdict's evidence: the screening
@@ -39,12 +44,25 @@ type privateEvidence struct {
 // found harmless: paid) or, when its held-out loss was not measured in
 // time, Unchecked (paid on trust, as a public contribution nobody drew).
 // A contribution that was not aggregated and not failed gets no verdict
-// (ok false): it is neither paid nor slashed.
+// (ok false): it is neither paid nor slashed. A member of a cohort is
+// judged by its cohort's sum, which is all anyone saw of it: never failed
+// (screening cannot tell which member harmed a sum; a harmful sum was
+// excluded from the aggregate, so none of its members is paid).
 func judgePrivate(key ledger.PubKey, p privateCase, rule diloco.Private) (v ledger.Verdict, ok bool, err error) {
 	gain := p.c.LossBefore - p.c.LossAfter
+	if p.cohort > 0 {
+		switch {
+		case !p.accepted:
+			return v, false, nil
+		case p.c.Measured:
+			return ledger.Verdict{Worker: key, Outcome: ledger.Passed, Reason: ledgerReason(fmt.Sprintf("private, in a cohort of %d; its sum screened: held-out gain %+.4f nats", p.cohort, gain))}, true, nil
+		default:
+			return ledger.Verdict{Worker: key, Outcome: ledger.Unchecked, Reason: fmt.Sprintf("private, in a cohort of %d; held-out loss not measured in time", p.cohort)}, true, nil
+		}
+	}
 	var why string
 	switch {
-	case !p.screened:
+	case p.refused:
 		why = "private contribution refused for its payload"
 	case p.flags&verify.NonFinite != 0:
 		why = "private contribution holds values that are not finite"
@@ -55,7 +73,7 @@ func judgePrivate(key ledger.PubKey, p privateCase, rule diloco.Private) (v ledg
 	}
 	if why == "" {
 		switch {
-		case !p.accepted:
+		case !p.accepted || !p.screened:
 			return v, false, nil
 		case p.c.Measured:
 			return ledger.Verdict{Worker: key, Outcome: ledger.Passed, Reason: ledgerReason(fmt.Sprintf("private; screened: held-out gain %+.4f nats", gain))}, true, nil

@@ -183,7 +183,11 @@ func TestJudgePrivate(t *testing.T) {
 		outcome ledger.Outcome
 		reason  string
 	}{
-		{"refused for its payload", privateCase{}, true, ledger.Failed, "refused for its payload"},
+		{"refused for its payload", privateCase{refused: true}, true, ledger.Failed, "refused for its payload"},
+		{"never screened", privateCase{}, false, 0, ""},
+		{"in a cohort whose sum passed", privateCase{accepted: true, screened: true, cohort: 3, c: measured(3, 2.9)}, true, ledger.Passed, "in a cohort of 3; its sum screened: held-out gain +0.1000"},
+		{"in a cohort whose sum was not measured", privateCase{accepted: true, screened: true, cohort: 3, c: diloco.Contribution{Tokens: 64}}, true, ledger.Unchecked, "cohort of 3"},
+		{"in a cohort whose sum was excluded", privateCase{screened: true, cohort: 3, c: measured(3, 3.5), flags: verify.LossWorse}, false, 0, ""},
 		{"not finite", privateCase{screened: true, c: measured(3, 3), flags: verify.NonFinite}, true, ledger.Failed, "not finite"},
 		{"zero claiming tokens", privateCase{screened: true, c: measured(3, 3), flags: verify.NormLow}, true, ledger.Failed, "zero although it claims tokens"},
 		{"worse past the tolerance", privateCase{accepted: true, screened: true, c: measured(3, 3.02)}, true, ledger.Failed, "worsens the held-out loss by 0.0200 nats"},

@@ -64,6 +64,9 @@ type welcome struct {
 type pollRequest struct {
 	Round int    `json:"round"`
 	Hash  string `json:"hash"`
+	// Private says the worker trains on private data: in a run with
+	// secure aggregation it contributes only through a cohort.
+	Private bool `json:"private,omitempty"`
 }
 
 // pollReply is followed by a blob with the update when Action is update.
@@ -76,6 +79,9 @@ type pollReply struct {
 	// deadline. A worker it does not wait for (a newcomer, or one on
 	// probation) proves itself with a short contribution.
 	Waited bool `json:"waited,omitempty"`
+	// Cohort, for train in a run with secure aggregation, is the
+	// secure-aggregation cohort the worker contributes through.
+	Cohort *cohortInfo `json:"cohort,omitempty"`
 }
 
 // submitRequest is followed by a blob with the compressed pseudo-gradient.

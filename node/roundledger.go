@@ -73,6 +73,16 @@ func resultOf(res *diloco.RoundResult, commits map[string]*roundCommit, order []
 	// screening excluded are rejected with its reason.
 	aggregated := map[string]bool{}
 	for _, a := range res.Accepted {
+		if a.Members != nil {
+			// A cohort's sum: its members whose masked inputs it holds.
+			for _, m := range a.Members {
+				if c := commits[m]; c != nil && c.accepted {
+					aggregated[m] = true
+					s.Accepted = append(s.Accepted, ledger.Contribution{Worker: c.worker, DeltaHash: c.delta, Tokens: c.tokens})
+				}
+			}
+			continue
+		}
 		aggregated[a.Worker] = true
 		c := commits[a.Worker]
 		if c == nil {
@@ -84,6 +94,9 @@ func resultOf(res *diloco.RoundResult, commits map[string]*roundCommit, order []
 	excluded := map[string]string{}
 	for _, e := range res.Excluded {
 		excluded[e.Worker] = "screening: " + e.Reason
+		for _, m := range e.Members {
+			excluded[m] = "screening of its cohort's sum: " + e.Reason
+		}
 	}
 	for _, id := range order {
 		c := commits[id]

@@ -112,6 +112,7 @@ func (a *Aggregator) persist(st *savedState, info RoundInfo, result *savedResult
 	}
 	if ev.Opened {
 		a.log.Info("round open", "round", a.agg.Round(), "participants", a.agg.NumActive(), "deadline", a.agg.Deadline().Format(time.TimeOnly))
+		a.formCohortLocked(time.Now())
 	}
 	if !a.evalsClosed {
 		a.evals <- evalJob{info: info, theta: append([]float32(nil), a.agg.Weights()...)}

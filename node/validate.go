@@ -176,24 +176,35 @@ func (val *validation) closed(res *diloco.RoundResult, payloads map[string][]byt
 	}
 	c := &roundCase{round: uint64(res.Round), theta: theta, prev: prev, payloads: payloads,
 		screening: res.Screening, judged: map[string]bool{}, excluded: map[string]string{}, screened: map[string]privateCase{}}
+	flags := map[string]verify.Flag{}
+	for _, s := range res.Screening {
+		flags[s.Worker] = s.Flags
+	}
 	for _, a := range res.Accepted {
+		if a.Members != nil { // a cohort's sum: its members are private
+			for _, m := range a.Members {
+				c.screened[m] = privateCase{accepted: true, screened: true, cohort: len(a.Members), c: a, flags: flags[a.Worker]}
+			}
+			continue
+		}
 		c.judged[a.Worker] = true
-		c.screened[a.Worker] = privateCase{accepted: true, screened: true, c: a}
+		c.screened[a.Worker] = privateCase{accepted: true, screened: true, c: a, flags: flags[a.Worker]}
 	}
 	for _, e := range res.Excluded {
+		if e.Members != nil {
+			for _, m := range e.Members {
+				c.screened[m] = privateCase{screened: true, cohort: len(e.Members), c: e.Contribution, flags: flags[e.Worker] | e.Flags}
+			}
+			continue
+		}
 		c.judged[e.Worker] = true
 		c.excluded[e.Worker] = "excluded by screening"
-		c.screened[e.Worker] = privateCase{screened: true, c: e.Contribution, flags: e.Flags}
-	}
-	for _, s := range res.Screening {
-		if p, ok := c.screened[s.Worker]; ok {
-			p.flags |= s.Flags
-			c.screened[s.Worker] = p
-		}
+		c.screened[e.Worker] = privateCase{screened: true, c: e.Contribution, flags: flags[e.Worker] | e.Flags}
 	}
 	for id := range payloads {
 		if !c.judged[id] {
 			c.excluded[id] = "refused for its payload"
+			c.screened[id] = privateCase{refused: true}
 		}
 	}
 	val.cases[c.round] = c
@@ -299,7 +310,9 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 		payload, have := c.payloads[id]
 		cr, committed := commits[e.key]
 		if committed && cr.Private && val.cfg.Private != nil {
-			v, ok, err := judgePrivate(e.key, c.screened[id], *val.cfg.Private)
+			p := c.screened[id]
+			p.accepted = p.accepted && e.accepted // as the chain recorded it
+			v, ok, err := judgePrivate(e.key, p, *val.cfg.Private)
 			if err != nil {
 				return nil, err
 			}

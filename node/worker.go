@@ -110,6 +110,9 @@ type Worker struct {
 
 	stats WorkerStats
 	pace  pace       // the run loop's
+	// cohortDrop, in tests, makes the worker drop out of its cohort after
+	// sending its masked input in the rounds it says.
+	cohortDrop func(round int) bool
 	led   workLedger // the run's chain, as this worker sees it
 }
 
@@ -346,7 +349,7 @@ func (w *Worker) session(ctx context.Context) error {
 			return err
 		}
 		w.mu.Lock()
-		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String()}
+		req := pollRequest{Round: w.w.Round(), Hash: w.w.Hash().String(), Private: w.opts.PrivateData != nil}
 		w.mu.Unlock()
 		var reply pollReply
 		s, err := w.request(ctx, w.aggID, ProtoPoll, kindPoll, req, controlTimeout)
@@ -403,7 +406,9 @@ func (w *Worker) session(ctx context.Context) error {
 		case diloco.Train:
 			s.Close()
 			left := time.Duration(reply.DeadlineMS) * time.Millisecond
-			if w.w.Cfg.Overlapped() {
+			if w.inCohorts() {
+				err = w.trainInCohort(ctx, left, reply.Waited, reply.Cohort)
+			} else if w.w.Cfg.Overlapped() {
 				err = w.trainOverlapped(ctx, reply.Round, left, reply.Waited)
 			} else {
 				err = w.trainAndSubmit(ctx, left, reply.Waited)
@@ -580,6 +585,40 @@ const committedWait = 500 * time.Millisecond
 // contribution its Forge makes of the honest one; its local state, and so
 // its commit's start and end, is what it really trained.
 func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited bool) error {
+	t, err := w.trainRound(ctx, left, waited)
+	if t == nil || err != nil {
+		return err
+	}
+	commit, raw, err := w.commitTo(t.round, t.payload, t.tokens, t.startHash)
+	if err != nil {
+		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", t.round, err)}
+	}
+	c := &contribution{round: t.round, compute: time.Since(t.start), loss: t.loss, hash: t.hash, tokens: t.tokens, payload: t.payload, commit: commit, raw: raw}
+	w.pending = c
+	if err := w.submit(ctx, c); err != nil {
+		return err
+	}
+	w.pending = nil
+	return nil
+}
+
+// trainedRound is a round's training, ready to commit to and send.
+type trainedRound struct {
+	round     int
+	hash      diloco.Hash // the weights it trained from
+	payload   []byte
+	tokens    int
+	startHash diloco.Hash // the local state it started from
+	start     time.Time
+	loss      float32 // the last inner step's
+}
+
+// trainRound trains the current round (within left, fitted to it when the
+// round waits for this worker) and returns what to commit to and send. It
+// returns nil and no error when there is nothing to send this round (the
+// chain already holds a commit to it, or training from its weights failed
+// and the round was waited out).
+func (w *Worker) trainRound(ctx context.Context, left time.Duration, waited bool) (*trainedRound, error) {
 	w.mu.Lock()
 	round, hash := w.w.Round(), w.w.Hash()
 	w.mu.Unlock()
@@ -587,10 +626,10 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 		// The chain holds this worker's commit to the round (its
 		// contribution was refused after the commit was recorded): it
 		// would refuse a second one. Wait for the next round.
-		return sleepCtx(ctx, committedWait)
+		return nil, sleepCtx(ctx, committedWait)
 	}
 	if err := w.reconcile(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	// The state the round trains from: committed to, kept for a reveal,
 	// and put back if the commit is not recorded.
@@ -623,25 +662,15 @@ func (w *Worker) trainAndSubmit(ctx context.Context, left time.Duration, waited 
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return w.skipRound(ctx, round, err, deadline)
+		return nil, w.skipRound(ctx, round, err, deadline)
 	}
 	payload, tokens, steps := w.trained(round, payload, tokens)
 	if steps < want && waited {
 		w.log.Debug("fitted the round to its deadline", "round", round, "steps", steps, "of", want, "left", left, "step", w.pace.step)
 	}
-	commit, raw, err := w.commitTo(round, payload, tokens, startHash)
-	if err != nil {
-		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", round, err)}
-	}
-	c := &contribution{round: round, compute: time.Since(start), loss: lastLoss, hash: hash, tokens: tokens, payload: payload, commit: commit, raw: raw}
-	w.pending = c
-	if err := w.submit(ctx, c); err != nil {
-		return err
-	}
-	w.pending = nil
-	return nil
+	return &trainedRound{round: round, hash: hash, payload: payload, tokens: tokens, startHash: startHash, start: start, loss: lastLoss}, nil
 }
 
 // skipRound logs that round could not be trained from its weights

@@ -258,6 +258,8 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
 	validate := fs.Bool("validate", false, "validate the rounds: recompute a sample of contributions (and every suspicious one) from the states their workers reveal, and slash those that fail")
 	privateTol := fs.Float64("private-tolerance", -1, "take contributions trained on private data ('cairn node work --private-data'): nobody can recompute them, so one that worsens the held-out loss by more than this many nats is failed and its worker slashed (implies --validate; negative: take none)")
+	secaggMin := fs.Int("secagg", 0, "with --private-tolerance: private workers contribute only through secure-aggregation cohorts of at least this many (the aggregator sees only each cohort's sum; fewer private workers sit the round out); 0: each private contribution is sent in the clear and judged alone")
+	secaggBits := fs.Int("secagg-bits", 16, "with --secagg: bits per fixed-point value (8 to 32)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -267,8 +269,15 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	}
 	if *privateTol >= 0 {
 		run.cfg.Private = &diloco.Private{Tolerance: *privateTol}
+		if *secaggMin > 0 {
+			run.cfg.Private.SecAgg = run.cfg.DefaultSecAgg()
+			run.cfg.Private.SecAgg.MinCohort, run.cfg.Private.SecAgg.Bits = *secaggMin, *secaggBits
+		}
 	} else if math.IsNaN(*privateTol) {
 		return badInput("--private-tolerance must be a number")
+	}
+	if *secaggMin != 0 && run.cfg.Private == nil {
+		return badInput("--secagg needs --private-tolerance: secure aggregation is for private contributions")
 	}
 	text, err := run.load()
 	if err != nil {
