@@ -109,11 +109,11 @@ type Worker struct {
 	spare                 diloco.LocalState
 
 	stats WorkerStats
-	pace  pace       // the run loop's
+	pace  pace // the run loop's
 	// cohortDrop, in tests, makes the worker drop out of its cohort after
 	// sending its masked input in the rounds it says.
 	cohortDrop func(round int) bool
-	led   workLedger // the run's chain, as this worker sees it
+	led        workLedger // the run's chain, as this worker sees it
 }
 
 // WorkerStats is where a worker's time and bytes went.
