@@ -121,8 +121,10 @@ type submission struct {
 	delta  []float32
 	tokens int
 	digest verify.Digest // of the payload
-	// members, for a cohort's sum (SubmitCohort), are its contributors.
+	// members, for a cohort's sum (SubmitCohort), are its contributors,
+	// parts the number of inputs the sum holds.
 	members []string
+	parts   int
 	// The held-out loss: lossSet once SetHeldOut was called, measured
 	// when it gave a usable loss.
 	lossSet, measured bool

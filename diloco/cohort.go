@@ -50,26 +50,30 @@ func (a *Aggregator) Expect(name string, members []string, now time.Time) error 
 }
 
 // SubmitCohort takes cohort name's contribution to round (trained from the
-// weights with hash): payload, the mean of its members' Δ (the aggregator
-// learns only their sum) encoded by compress.FP32, claiming tokens for all
-// of them. It counts as one
+// weights with hash): payload, the mean of parts of its members' Δ (the
+// aggregator learns only their sum) encoded by compress.FP32, claiming
+// tokens for all of them. In a run with differential privacy each member
+// clipped its own Δ to DP.Clip, and the sum counts as parts contributions
+// (clipped to parts·DP.Clip as a whole, should a member not have). It counts as one
 // contribution, screened and aggregated as a worker's (held-out loss by
 // SetHeldOut under the cohort's name); when the run's Private rule is set,
 // a measured held-out loss worse than its tolerance excludes it. It refuses
 // a cohort that is not pending, another round or weights, tokens beyond
 // the members' rounds, a payload that is not FP32 of the model's size or
 // holds a value no honest worker sends.
-func (a *Aggregator) SubmitCohort(name string, round int, hash Hash, tokens int, payload []byte) error {
+func (a *Aggregator) SubmitCohort(name string, round int, hash Hash, parts, tokens int, payload []byte) error {
 	c := a.cohorts[name]
 	switch {
 	case c == nil || c.done:
 		return fmt.Errorf("no pending cohort %q", name)
+	case parts < 1 || parts > len(c.members):
+		return fmt.Errorf("cohort %q sums %d inputs; it has %d members", name, parts, len(c.members))
 	case a.phase != Open && a.phase != Waiting:
 		return fmt.Errorf("cohort %q's sum for round %d, which is %v", name, round, a.phase)
 	case round != a.round || hash != a.hash:
 		return fmt.Errorf("cohort %q's sum is for round %d with weights %s, the round is %d with %s", name, round, hash, a.round, a.hash)
-	case tokens < 1 || tokens > len(c.members)*a.Cfg.TokensPerRound():
-		return fmt.Errorf("cohort %q claims %d tokens; its %d members train at most %d", name, tokens, len(c.members), len(c.members)*a.Cfg.TokensPerRound())
+	case tokens < 1 || tokens > parts*a.Cfg.TokensPerRound():
+		return fmt.Errorf("cohort %q claims %d tokens; its %d inputs train at most %d", name, tokens, parts, parts*a.Cfg.TokensPerRound())
 	}
 	codec, n, err := compress.DecodedSize(payload)
 	if err != nil {
@@ -86,7 +90,7 @@ func (a *Aggregator) SubmitCohort(name string, round int, hash Hash, tokens int,
 		return fmt.Errorf("cohort %q's mean moves weight %d by %g, past the run's bound %g", name, i, delta[i], a.maxDelta)
 	}
 	c.done = true
-	a.subs[name] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload), members: c.members}
+	a.subs[name] = submission{delta: delta, tokens: tokens, digest: verify.PayloadDigest(payload), members: c.members, parts: parts}
 	for _, m := range c.members { // they contributed in time: proven, as a worker whose payload take took
 		if p := a.peers[m]; p != nil {
 			p.present, p.proven, p.probation = true, true, false

@@ -1,6 +1,8 @@
 package diloco
 
 import (
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,11 +52,11 @@ func TestCohortRound(t *testing.T) {
 		{"cohort-0", 3 * tps, encode(t, compress.Int8, constDelta(n, 0.02)), "want fp32"},
 		{"cohort-0", 3 * tps, encode(t, compress.FP32, constDelta(n, 1e9)), "past the run's bound"},
 	} {
-		if err := a.SubmitCohort(bad.name, 0, a.Hash(), bad.tokens, bad.payload); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if err := a.SubmitCohort(bad.name, 0, a.Hash(), 3, bad.tokens, bad.payload); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s, %d tokens: %v, want %q", bad.name, bad.tokens, err, bad.want)
 		}
 	}
-	if err := a.SubmitCohort("cohort-0", 0, a.Hash(), 3*tps, mean); err != nil {
+	if err := a.SubmitCohort("cohort-0", 0, a.Hash(), 3, 3*tps, mean); err != nil {
 		t.Fatal(err)
 	}
 	if r := a.Poll("c", 0, a.Hash(), at(14)); r.Action != Wait {
@@ -154,7 +156,7 @@ func TestCohortScreenedByTolerance(t *testing.T) {
 	if err := a.Submit("a", 0, a.Hash(), tps, pa, at(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.SubmitCohort("k", 0, a.Hash(), 2*tps, mean); err != nil {
+	if err := a.SubmitCohort("k", 0, a.Hash(), 2, 2*tps, mean); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.SetHeldOut("a", 0, verify.PayloadDigest(pa), 3, 3.05); err != nil {
@@ -187,5 +189,72 @@ func TestSitOut(t *testing.T) {
 	ev := mustTick(t, a, at(1))
 	if ev.Closed == nil || len(ev.Closed.Missing) != 0 {
 		t.Fatalf("closed %+v", ev.Closed)
+	}
+}
+
+// TestDPWithCohort: with differential privacy a cohort's sum of three
+// inputs counts as three contributions: the round's weights match, to
+// float32 rounding of the mean, those of the same three inputs sent one
+// by one (same noise seed), and a cohort's sum beyond three clips is
+// clipped to three clips as a whole.
+func TestDPWithCohort(t *testing.T) {
+	cfg := tinyCfg(compress.FP32)
+	cfg.DP = &DP{Clip: 1, Noise: 0.5, Delta: 1e-5, Budget: 1e6}
+	cfg.Private = &Private{Tolerance: 1, SecAgg: &SecAgg{MinCohort: 3, Bits: 16, Clip: 0.05}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, tps := cfg.Model.NumParams(), cfg.TokensPerStep()
+	inputs := [][]float32{constDelta(n, 1e-4), constDelta(n, 2e-4), constDelta(n, -1.5e-4)}
+	mean := make([]float32, n)
+	for i := range mean {
+		mean[i] = float32((float64(inputs[0][i]) + float64(inputs[1][i]) + float64(inputs[2][i])) / 3)
+	}
+	pub := constDelta(n, 3e-4)
+	run := func(cohort bool, scale float32) ([]float32, *RoundResult) {
+		a, _ := NewAggregator(cfg)
+		a.NoiseSeed = [32]byte{7}
+		openRound(t, a, 0, "a", "b", "c", "p")
+		if err := a.Submit("p", 0, a.Hash(), tps, encode(t, compress.FP32, pub), at(1)); err != nil {
+			t.Fatal(err)
+		}
+		if cohort {
+			if err := a.Expect("k", []string{"a", "b", "c"}, at(0)); err != nil {
+				t.Fatal(err)
+			}
+			m := slices.Clone(mean)
+			for i := range m {
+				m[i] *= scale
+			}
+			if err := a.SubmitCohort("k", 0, a.Hash(), 3, 3*tps, encode(t, compress.FP32, m)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for i, id := range []string{"a", "b", "c"} {
+				if err := a.Submit(id, 0, a.Hash(), tps, encode(t, compress.FP32, inputs[i]), at(1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ev := mustTick(t, a, at(1))
+		if ev.Closed == nil {
+			t.Fatal("the round did not close")
+		}
+		return slices.Clone(a.Weights()), ev.Closed
+	}
+	one, _ := run(false, 1)
+	together, res := run(true, 1)
+	for i := range one {
+		if d := math.Abs(float64(one[i] - together[i])); d > 1e-6 {
+			t.Fatalf("weight %d: %v one by one, %v through the cohort", i, one[i], together[i])
+		}
+	}
+	if len(res.Clip.Scales) != 2 || res.Clip.Scales[0] != 1 {
+		t.Fatalf("clipping %+v", res.Clip)
+	}
+	big := float32(3 * 1.5 / verify.Norm(mean) / 3) // the mean scaled so that the sum's norm is 1.5 clips of each of 3
+	_, res = run(true, big)
+	if s := res.Clip.Scales[0]; math.Abs(s-1/1.5) > 1e-6 || math.Abs(res.Clip.Norms[0]-4.5) > 1e-4 {
+		t.Fatalf("a cohort's sum of norm 4.5 for 3 clips of 1: scaled by %v (norm %v), want 2/3", s, res.Clip.Norms[0])
 	}
 }

@@ -173,7 +173,9 @@ type Private struct {
 	// round form a cohort whose masked inputs the aggregator can only
 	// sum, so it never sees one private Δ. The cohort's mean is screened
 	// and aggregated as one contribution; a private worker whose round
-	// has no cohort (too few private workers) sits the round out.
+	// has no cohort (too few private workers) sits the round out. With DP
+	// each member clips its own Δ to DP.Clip before masking, and the
+	// aggregator's noise is added after the secure aggregation.
 	SecAgg *SecAgg `json:"secagg,omitempty"`
 }
 
@@ -409,8 +411,6 @@ func (c RunConfig) Validate() error {
 			return fmt.Errorf("secure aggregation: values of %d bits (8 to 32)", sa.Bits)
 		case !(sa.Clip > 0) || math.IsInf(sa.Clip, 0):
 			return fmt.Errorf("secure aggregation: the clip on a value must be positive, got %g", sa.Clip)
-		case c.DP != nil:
-			return errors.New("secure aggregation and differential privacy together are not supported yet: the aggregator cannot clip a contribution it never sees")
 		case c.Overlapped():
 			return errors.New("secure aggregation with overlapped rounds is not supported yet")
 		}

@@ -40,7 +40,7 @@ func (a *Aggregator) screen(ids []string) (res *RoundResult, deltas [][]float32,
 		s := a.subs[id]
 		cs[i] = verify.Contribution{Worker: id, Payload: s.digest, Delta: s.delta,
 			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
-		all[i] = Contribution{Worker: id, Payload: s.digest, Tokens: s.tokens, Members: s.members,
+		all[i] = Contribution{Worker: id, Payload: s.digest, Tokens: s.tokens, Members: s.members, Parts: s.parts,
 			Measured: s.measured, LossBefore: s.before, LossAfter: s.after}
 	}
 	screened, err := verify.Screen(a.round, cs, a.prior(), a.Cfg.ScreenOptions())
@@ -161,7 +161,10 @@ func (a *Aggregator) close() (*RoundResult, error) {
 // privateMean is the aggregate of a run with differential privacy: each
 // contribution clipped to DP.Clip, their sum plus Gaussian noise of
 // standard deviation DP.Noise·DP.Clip (drawn from NoiseSeed and the
-// round), divided by their number. Every value is computed in float64 in
+// round), divided by their number. A secure-aggregation cohort's sum of
+// p inputs, each clipped by its member, counts as p contributions (the
+// noise is added after the secure aggregation, to the sum of all); it is
+// clipped to p·DP.Clip as a whole. Every value is computed in float64 in
 // a fixed order, so the result is a function of the contributions and
 // the seed.
 func (a *Aggregator) privateMean(res *RoundResult, deltas [][]float32) error {
@@ -174,14 +177,17 @@ func (a *Aggregator) privateMean(res *RoundResult, deltas [][]float32) error {
 	}
 	acc := make([]float64, len(a.sum))
 	res.Clip = verify.AggregateStats{Bound: d.Clip}
-	for _, x := range deltas {
-		n := verify.Norm(x)
-		s := 1.0
-		if n > d.Clip {
-			s = d.Clip / n
+	k := 0.0
+	for j, x := range deltas {
+		parts := float64(max(res.Accepted[j].Parts, 1)) // a cohort's delta is the mean of its parts
+		n := verify.Norm(x) * parts
+		s := parts
+		if n > d.Clip*parts {
+			s = d.Clip * parts / n * parts
 		}
+		k += parts
 		res.Clip.Norms = append(res.Clip.Norms, n)
-		res.Clip.Scales = append(res.Clip.Scales, s)
+		res.Clip.Scales = append(res.Clip.Scales, s/parts)
 		for i, v := range x {
 			acc[i] += float64(v) * s
 		}
@@ -191,7 +197,6 @@ func (a *Aggregator) privateMean(res *RoundResult, deltas [][]float32) error {
 	res.Clip.Median = sorted[(len(sorted)-1)/2]
 	// The clipped mean must be sane before the noise, which is meant to
 	// be large, is added.
-	k := float64(len(deltas))
 	for i, v := range acc {
 		if m := float32(v / k); !finite(m) || m > a.maxDelta || m < -a.maxDelta {
 			return fmt.Errorf("the aggregate contribution is not finite or absurd (value %d is %v, the bound %g)", i, m, a.maxDelta)

@@ -27,6 +27,8 @@ type Contribution struct {
 	// are the workers whose contributions it sums (Worker is then the
 	// cohort's name); nil for a worker's own contribution.
 	Members []string
+	// Parts is the number of inputs a cohort's sum holds (0 otherwise).
+	Parts int
 	// Measured says whether the caller supplied the held-out loss
 	// (SetHeldOut) before the round closed: LossBefore at θr, LossAfter at
 	// θr − Step·Δ (see verify.HeldOut).

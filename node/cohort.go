@@ -323,7 +323,7 @@ func (a *Aggregator) unmaskLocked(c *cohortRun) {
 	}
 	payload, err := compress.NewEncoder(compress.FP32, len(mean)).Encode(mean)
 	if err == nil {
-		err = a.agg.SubmitCohort(c.name, c.round, c.hash, tokens, payload)
+		err = a.agg.SubmitCohort(c.name, c.round, c.hash, len(survivors), tokens, payload)
 	}
 	if err != nil {
 		a.failCohortLocked(c, err.Error())
@@ -406,10 +406,10 @@ func (a *Aggregator) serveCohort(s *progressStream, from string) error {
 		switch {
 		case c.phase == phaseFailed:
 			err = fmt.Errorf("round %d's cohort failed: %s", c.round, c.failed)
-		case c.phase != want:
-			err = fmt.Errorf("a %s message while round %d's cohort is at its %s step", req.Step, c.round, phaseNames[c.phase])
 		case c.sent[req.Step][int(party)]:
 			err = fmt.Errorf("a second %s message from %s", req.Step, from)
+		case c.phase != want:
+			err = fmt.Errorf("a %s message while round %d's cohort is at its %s step", req.Step, c.round, phaseNames[c.phase])
 		}
 	}
 	var limit int64

@@ -52,7 +52,7 @@ func (r recorder) Forge(round int, honest []byte, tokens int) ([]byte, int) {
 func TestSecureAggregationRun(t *testing.T) {
 	cfg := tinyConfig(2)
 	cfg.Private = &diloco.Private{Tolerance: 0.5, SecAgg: cfg.DefaultSecAgg()}
-	cfg.RoundTimeout = diloco.Duration(10 * time.Second)
+	cfg.RoundTimeout = diloco.Duration(15 * time.Second)
 	var mu sync.Mutex
 	var results []*diloco.RoundResult
 	agg, err := StartAggregator(AggregatorOptions{DataDir: t.TempDir(), Listen: loopback, Config: cfg, Text: testText(), EvalBatches: 1, Threads: 1,

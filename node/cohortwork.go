@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnlabs/cairn/compress"
 	"github.com/cairnlabs/cairn/diloco"
+	"github.com/cairnlabs/cairn/dp"
 	"github.com/cairnlabs/cairn/secagg"
 	"github.com/cairnlabs/cairn/wire"
 )
@@ -223,6 +224,14 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	delta := make([]float32, sc.Dim)
 	if err := compress.Decode(t.payload, delta); err != nil {
 		return errCohort{fmt.Errorf("this worker's own Δ does not decode: %v", err)}
+	}
+	if d := w.w.Cfg.DP; d != nil {
+		// Differential privacy: each member bounds its own Δ (the
+		// aggregator never sees it to clip it) and the aggregator adds
+		// the noise to the sum.
+		if _, err := dp.Clip(delta, d.Clip); err != nil {
+			return errCohort{err}
+		}
 	}
 	x := make([]uint32, sc.Dim)
 	sa := w.w.Cfg.Private.SecAgg

@@ -131,6 +131,9 @@ type WorkerStats struct {
 	// Balance and Stake are the worker's account on the run's ledger as
 	// last read (after each accepted contribution, and at the end).
 	Balance, Stake uint64
+	// Sent and Received are the bytes on the worker's DiLoCo streams
+	// (contributions, updates, weights, cohort messages).
+	Sent, Received uint64
 }
 
 // servedWeights are weights ready to hand to peers.
@@ -245,7 +248,9 @@ func (w *Worker) Counter() *wire.Counter { return &w.counter }
 func (w *Worker) Stats() WorkerStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stats
+	st := w.stats
+	st.Sent, st.Received = w.counter.Sent(), w.counter.Received()
+	return st
 }
 
 // Close stops the node.
