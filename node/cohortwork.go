@@ -180,7 +180,10 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	if _, err := rand.Read(seed[:]); err != nil {
 		return err
 	}
+	var work time.Duration // spent on the protocol's own computation
+	t0 := time.Now()
 	cl, keys, err := secagg.NewClient(sc, me, seed)
+	work += time.Since(t0)
 	if err != nil {
 		return errCohort{err}
 	}
@@ -197,7 +200,9 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	if err != nil {
 		return errCohort{fmt.Errorf("the cohort's keys: %v", err)}
 	}
+	t0 = time.Now()
 	boxes, err := cl.ShareKeys(ks)
+	work += time.Since(t0)
 	if err != nil {
 		return errCohort{err}
 	}
@@ -221,6 +226,7 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	if t == nil || err != nil {
 		return err
 	}
+	t0 = time.Now()
 	delta := make([]float32, sc.Dim)
 	if err := compress.Decode(t.payload, delta); err != nil {
 		return errCohort{fmt.Errorf("this worker's own Δ does not decode: %v", err)}
@@ -243,6 +249,7 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 		return errCohort{err}
 	}
 	blob := m.Marshal(sc)
+	work += time.Since(t0)
 	commit, raw, err := w.commitTo(t.round, blob, t.tokens, t.startHash)
 	if err != nil {
 		return errPermanent{fmt.Errorf("signing the commit of round %d: %v", t.round, err)}
@@ -278,7 +285,9 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	if err != nil {
 		return err
 	}
+	t0 = time.Now()
 	rev, err := cl.Unmask(r.Survivors)
+	work += time.Since(t0)
 	if err != nil {
 		return errCohort{err}
 	}
@@ -288,7 +297,8 @@ func (w *Worker) cohortRound(ctx context.Context, round int, hash diloco.Hash, d
 	if _, _, err := co.await(ctx, stepGetResult, 0); err != nil {
 		return err
 	}
-	w.log.Info("secure-aggregation cohort summed", "round", round, "members", n, "survivors", len(r.Survivors))
+	w.log.Info("secure-aggregation cohort summed", "round", round, "members", n, "survivors", len(r.Survivors),
+		"protocol_work", work.Round(time.Millisecond), "training", c.compute.Round(time.Millisecond), "masked_bytes", len(blob))
 	w.readBalance(ctx)
 	return nil
 }
