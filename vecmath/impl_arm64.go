@@ -2,13 +2,14 @@ package vecmath
 
 import "github.com/cairnlabs/cairn/vecmath/internal/coef"
 
-// The "neon" implementation: Dot (and so DotRows) and Axpy in NEON
-// assembly (neon_arm64.s), Sum, Max, Scale, Add and AdamW too
-// (neonrows_arm64.s) and ExpSub, every other kernel the portable Go, which the
-// compiler builds with fused multiply-adds on arm64. Advanced SIMD is part
-// of every arm64 CPU Go runs on, so it needs no feature check. dotNEON sums
-// in the AVX2 kernel's order and axpyNEON is one fused multiply-add per
-// element, as on AVX2 and AVX-512, so both give those paths' bits.
+// The "neon" implementation: every kernel in NEON assembly, Dot (and so
+// DotRows) and Axpy in neon_arm64.s, the others in neonrows_arm64.s; Dot4
+// is left to the portable Go. Advanced SIMD is part of every arm64 CPU Go
+// runs on, so it needs no feature check. dotNEON sums in the AVX2
+// kernel's order and axpyNEON is one fused multiply-add per element, as on
+// AVX2 and AVX-512, so both give those paths' bits; the others evaluate
+// the portable code's algorithms (the same constants, eight-lane sums in
+// sum8's order), within the tolerances the tests hold every path to.
 var neonKernels = kernels{
 	name:    "neon",
 	sum:     sumNEON,
@@ -18,10 +19,10 @@ var neonKernels = kernels{
 	scale:   scaleNEON,
 	add:     addNEON,
 	expSub:  expSubNEONc,
-	geluFwd: geluFwdGeneric,
-	geluBwd: geluBwdGeneric,
-	lnFwd:   lnFwdGeneric,
-	lnBwd:   lnBwdGeneric,
+	geluFwd: geluFwdNEONc,
+	geluBwd: geluBwdNEONc,
+	lnFwd:   lnFwdNEON,
+	lnBwd:   lnBwdNEON,
 	adamw:   adamwNEON,
 }
 
@@ -59,3 +60,32 @@ func expSubNEONc(dst, src []float32, m float32) float32 { return expSubNEON(dst,
 
 //go:noescape
 func expSubNEON(dst, src []float32, m float32, c *[11]float32) float32
+
+// neonGelu are the constants of phi32 as the NEON GELU kernels take them,
+// four to a register.
+var neonGelu = [36]float32{
+	coef.ExpMin, coef.ExpMax, coef.Log2e, coef.Ln2Hi,
+	coef.Ln2Lo, coef.ExpC6, coef.ExpC5, coef.ExpC4,
+	coef.ExpC3, coef.ExpC2, 1, 0.5,
+	coef.Rsqrt2, coef.ErfSplit, coef.ErfTop, coef.ErfCenter,
+	coef.ErfP6, coef.ErfP5, coef.ErfP4, coef.ErfP3,
+	coef.ErfP2, coef.ErfP1, coef.ErfS0, coef.Rsqrt2Pi,
+	coef.ErfR11, coef.ErfR10, coef.ErfR9, coef.ErfR8,
+	coef.ErfR7, coef.ErfR6, coef.ErfR5, coef.ErfR4,
+	coef.ErfR3, coef.ErfR2, coef.ErfR1, coef.ErfR0,
+}
+
+func geluFwdNEONc(dst, src []float32)  { geluFwdNEON(dst, src, &neonGelu) }
+func geluBwdNEONc(dx, x, dy []float32) { geluBwdNEON(dx, x, dy, &neonGelu) }
+
+//go:noescape
+func geluFwdNEON(dst, src []float32, c *[36]float32)
+
+//go:noescape
+func geluBwdNEON(dx, x, dy []float32, c *[36]float32)
+
+//go:noescape
+func lnFwdNEON(out, x, w, b []float32, eps float32) (mean, rstd float32)
+
+//go:noescape
+func lnBwdNEON(dx, dw, db, dout, x, w []float32, mean, rstd float32)

@@ -419,3 +419,560 @@ expreduce:
 	REDUCE8(10, 11, 12)
 	FMOVS F10, ret+64(FP)
 	RET
+
+#define VDUPL(d, n, i) WORD $(0x4E000400 | ((((i)<<3)|4)<<16) | ((n)<<5) | (d))
+#define VFNEG(d, n) WORD $(0x6EA0F800 | ((n)<<5) | (d))
+#define VFABS(d, n) WORD $(0x4EA0F800 | ((n)<<5) | (d))
+#define VFCMGT(d, n, m) WORD $(0x6EA0E400 | ((m)<<16) | ((n)<<5) | (d)) // d = n > m
+#define VFCMGTZ(d, n) WORD $(0x4EA0C800 | ((n)<<5) | (d))               // d = n > 0
+#define VBSL(d, n, m) WORD $(0x6E601C00 | ((m)<<16) | ((n)<<5) | (d))   // d = d ? n : m, bitwise
+
+// The GELU kernels' registers: the constant table (see geluNEON in
+// impl_arm64.go) in V20-V28, four a register, and broadcast: V13 0.5,
+// V14 1, V15 Rsqrt2, V16 ErfSplit, V17 ErfTop, V18 ErfCenter, V19 the
+// integer 127.
+#define GELU_CONSTS \
+	VLD1.P 64(R3), [V20.S4, V21.S4, V22.S4, V23.S4] \
+	VLD1.P 64(R3), [V24.S4, V25.S4, V26.S4, V27.S4] \
+	VLD1 (R3), [V28.S4] \
+	VDUPL(13, 22, 3) \
+	VDUPL(14, 22, 2) \
+	VDUPL(15, 23, 0) \
+	VDUPL(16, 23, 1) \
+	VDUPL(17, 23, 2) \
+	VDUPL(18, 23, 3) \
+	MOVW $127, R4 \
+	VDUP R4, V19.S4
+
+// EXPL sets Vx to exp32(Vx) with the table's constants; temporaries Vn,
+// Vr, Vp, Vt.
+#define EXPL(x, n, r, p, t) \
+	VDUPL(t, 20, 0) \
+	VFMAX(x, x, t) \
+	VDUPL(t, 20, 1) \
+	VFMIN(x, x, t) \
+	VDUPL(t, 20, 2) \
+	VFMUL(n, x, t) \
+	VFRINTN(n, n) \
+	VMOVQ(r, x) \
+	VDUPL(t, 20, 3) \
+	VFMLS4(r, n, t) \
+	VDUPL(t, 21, 0) \
+	VFMLS4(r, n, t) \
+	VDUPL(p, 21, 2) \
+	VDUPL(t, 21, 1) \
+	VFMLA4(p, t, r) \
+	VDUPL(t, 21, 3) \
+	VFMLA4(t, p, r) \
+	VDUPL(p, 22, 0) \
+	VFMLA4(p, t, r) \
+	VDUPL(t, 22, 1) \
+	VFMLA4(t, p, r) \
+	VMOVQ(p, 14) \
+	VFMLA4(p, t, r) \
+	VMOVQ(t, 14) \
+	VFMLA4(t, p, r) \
+	VFCVTZS(n, n) \
+	VSSHR4(r, n, 1) \
+	VSUB4(n, n, r) \
+	VADD4(r, r, 19) \
+	VSHL4(r, r, 23) \
+	VADD4(n, n, 19) \
+	VSHL4(n, n, 23) \
+	VFMUL(t, t, r) \
+	VFMUL(x, t, n)
+
+// PHI sets V7 to Phi(V0) and V4 to exp(-V0*V0/2), as phi32 does, both of
+// its branches evaluated and the right one kept lane by lane; it uses
+// V1-V12.
+#define PHI \
+	VFMUL(1, 0, 13) \
+	VFMUL(1, 1, 0) \
+	VFMUL(2, 0, 15) \
+	VFABS(3, 2) \
+	VFNEG(4, 1) \
+	EXPL(4, 5, 6, 7, 8) \
+	VDUPL(5, 24, 1) \
+	VDUPL(6, 24, 0) \
+	VFMLA4(5, 6, 1) \
+	VDUPL(6, 24, 2) \
+	VFMLA4(6, 5, 1) \
+	VDUPL(5, 24, 3) \
+	VFMLA4(5, 6, 1) \
+	VDUPL(6, 25, 0) \
+	VFMLA4(6, 5, 1) \
+	VDUPL(5, 25, 1) \
+	VFMLA4(5, 6, 1) \
+	VDUPL(6, 25, 2) \
+	VFMLA4(6, 5, 1) \
+	VFMUL(7, 2, 13) \
+	VMOVQ(5, 13) \
+	VFMLA4(5, 7, 6) \
+	VFMIN(9, 3, 17) \
+	VFSUB(9, 9, 18) \
+	VDUPL(10, 26, 1) \
+	VDUPL(11, 26, 0) \
+	VFMLA4(10, 11, 9) \
+	VDUPL(11, 26, 2) \
+	VFMLA4(11, 10, 9) \
+	VDUPL(10, 26, 3) \
+	VFMLA4(10, 11, 9) \
+	VDUPL(11, 27, 0) \
+	VFMLA4(11, 10, 9) \
+	VDUPL(10, 27, 1) \
+	VFMLA4(10, 11, 9) \
+	VDUPL(11, 27, 2) \
+	VFMLA4(11, 10, 9) \
+	VDUPL(10, 27, 3) \
+	VFMLA4(10, 11, 9) \
+	VDUPL(11, 28, 0) \
+	VFMLA4(11, 10, 9) \
+	VDUPL(10, 28, 1) \
+	VFMLA4(10, 11, 9) \
+	VDUPL(11, 28, 2) \
+	VFMLA4(11, 10, 9) \
+	VDUPL(10, 28, 3) \
+	VFMLA4(10, 11, 9) \
+	VFMUL(10, 4, 10) \
+	VFMUL(10, 10, 13) \
+	VFSUB(11, 14, 10) \
+	VFCMGTZ(12, 0) \
+	VBSL(12, 11, 10) \
+	VFCMGT(7, 16, 3) \
+	VBSL(7, 5, 12)
+
+// func geluFwdNEON(dst, src []float32, c *[36]float32)
+TEXT ·geluFwdNEON(SB), NOSPLIT, $0-56
+	MOVD dst_base+0(FP), R0
+	MOVD dst_len+8(FP), R2
+	MOVD src_base+24(FP), R1
+	MOVD c+48(FP), R3
+	GELU_CONSTS
+
+gf4:
+	CMP $4, R2
+	BLT gftail
+	VLD1.P 16(R1), [V0.S4]
+	PHI
+	VFMUL(0, 0, 7)
+	VST1.P [V0.S4], 16(R0)
+	SUB $4, R2
+	B gf4
+
+gftail:
+	CBZ R2, gfdone
+	VEOR V0.B16, V0.B16, V0.B16
+	MOVD R1, R6
+	VLD1.P 4(R6), V0.S[0]
+	CMP $1, R2
+	BEQ gftailphi
+	VLD1.P 4(R6), V0.S[1]
+	CMP $2, R2
+	BEQ gftailphi
+	VLD1.P 4(R6), V0.S[2]
+
+gftailphi:
+	PHI
+	VFMUL(0, 0, 7)
+	VST1.P V0.S[0], 4(R0)
+	CMP $1, R2
+	BEQ gfdone
+	VST1.P V0.S[1], 4(R0)
+	CMP $2, R2
+	BEQ gfdone
+	VST1.P V0.S[2], 4(R0)
+
+gfdone:
+	RET
+
+// func geluBwdNEON(dx, x, dy []float32, c *[36]float32)
+//
+// dx = dy*((x*Rsqrt2Pi)*e + Phi(x)), e = exp(-x*x/2).
+TEXT ·geluBwdNEON(SB), NOSPLIT, $0-80
+	MOVD dx_base+0(FP), R0
+	MOVD dx_len+8(FP), R2
+	MOVD x_base+24(FP), R1
+	MOVD dy_base+48(FP), R5
+	MOVD c+72(FP), R3
+	GELU_CONSTS
+
+gb4:
+	CMP $4, R2
+	BLT gbtail
+	VLD1.P 16(R1), [V0.S4]
+	PHI
+	VDUPL(8, 25, 3)
+	VFMUL(8, 0, 8)
+	VFMLA4(7, 8, 4)
+	VLD1.P 16(R5), [V9.S4]
+	VFMUL(7, 9, 7)
+	VST1.P [V7.S4], 16(R0)
+	SUB $4, R2
+	B gb4
+
+gbtail:
+	CBZ R2, gbdone
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	MOVD R1, R6
+	MOVD R5, R7
+	VLD1.P 4(R6), V0.S[0]
+	VLD1.P 4(R7), V9.S[0]
+	CMP $1, R2
+	BEQ gbtailphi
+	VLD1.P 4(R6), V0.S[1]
+	VLD1.P 4(R7), V9.S[1]
+	CMP $2, R2
+	BEQ gbtailphi
+	VLD1.P 4(R6), V0.S[2]
+	VLD1.P 4(R7), V9.S[2]
+
+gbtailphi:
+	VMOVQ(30, 9)
+	PHI
+	VDUPL(8, 25, 3)
+	VFMUL(8, 0, 8)
+	VFMLA4(7, 8, 4)
+	VFMUL(7, 30, 7)
+	VST1.P V7.S[0], 4(R0)
+	CMP $1, R2
+	BEQ gbdone
+	VST1.P V7.S[1], 4(R0)
+	CMP $2, R2
+	BEQ gbdone
+	VST1.P V7.S[2], 4(R0)
+
+gbdone:
+	RET
+
+
+// func lnFwdNEON(out, x, w, b []float32, eps float32) (mean, rstd float32)
+//
+// As lnFwdGeneric: the mean and the variance summed in eight lanes
+// (sum8's order), rstd = 1/sqrt(variance+eps), out = ((x-mean)*rstd)*w + b.
+TEXT ·lnFwdNEON(SB), NOSPLIT, $0-112
+	MOVD out_base+0(FP), R0
+	MOVD x_base+24(FP), R1
+	MOVD x_len+32(FP), R2
+	MOVD w_base+48(FP), R3
+	MOVD b_base+72(FP), R4
+	// The mean.
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	MOVD R1, R5
+	MOVD R2, R7
+lnf8:
+	CMP $8, R7
+	BLT lnftail
+	VLD1.P 32(R5), [V16.S4, V17.S4]
+	VFADD(0, 0, 16)
+	VFADD(1, 1, 17)
+	SUB $8, R7
+	B lnf8
+lnftail:
+	CBZ R7, lnfmean
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	MOVD R5, R6
+	VLD1.P 4(R6), V16.S[0]
+	CMP $1, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V16.S[1]
+	CMP $2, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V16.S[2]
+	CMP $3, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V16.S[3]
+	CMP $4, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V17.S[0]
+	CMP $5, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V17.S[1]
+	CMP $6, R7
+	BEQ lnftailadd
+	VLD1.P 4(R6), V17.S[2]
+lnftailadd:
+	VFADD(0, 0, 16)
+	VFADD(1, 1, 17)
+lnfmean:
+	REDUCE8(0, 1, 2)
+	SCVTFS R2, F30
+	FDIVS F30, F0, F29                // mean
+	VDUP V29.S[0], V29.S4
+	// The variance.
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	MOVD R1, R5
+	MOVD R2, R7
+lnfv8:
+	CMP $8, R7
+	BLT lnfvtail
+	VLD1.P 32(R5), [V16.S4, V17.S4]
+	VFSUB(16, 16, 29)
+	VFSUB(17, 17, 29)
+	VFMLA4(0, 16, 16)
+	VFMLA4(1, 17, 17)
+	SUB $8, R7
+	B lnfv8
+lnfvtail:
+	// The missing lanes hold the mean: their difference is 0.
+	CBZ R7, lnfrstd
+	VMOVQ(16, 29)
+	VMOVQ(17, 29)
+	MOVD R5, R6
+	VLD1.P 4(R6), V16.S[0]
+	CMP $1, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V16.S[1]
+	CMP $2, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V16.S[2]
+	CMP $3, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V16.S[3]
+	CMP $4, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V17.S[0]
+	CMP $5, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V17.S[1]
+	CMP $6, R7
+	BEQ lnfvtailadd
+	VLD1.P 4(R6), V17.S[2]
+lnfvtailadd:
+	VFSUB(16, 16, 29)
+	VFSUB(17, 17, 29)
+	VFMLA4(0, 16, 16)
+	VFMLA4(1, 17, 17)
+lnfrstd:
+	REDUCE8(0, 1, 2)
+	FDIVS F30, F0, F0                 // variance
+	FMOVS eps+96(FP), F1
+	FADDS F1, F0, F0
+	FSQRTS F0, F0
+	FMOVS $1.0, F1
+	FDIVS F0, F1, F28                 // rstd
+	FMOVS F29, mean+104(FP)
+	FMOVS F28, rstd+108(FP)
+	VDUP V28.S[0], V28.S4
+	// out = ((x-mean)*rstd)*w + b
+lnfo4:
+	CMP $4, R2
+	BLT lnfo1
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R3), [V1.S4]
+	VLD1.P 16(R4), [V2.S4]
+	VFSUB(0, 0, 29)
+	VFMUL(0, 0, 28)
+	VFMLA4(2, 0, 1)
+	VST1.P [V2.S4], 16(R0)
+	SUB $4, R2
+	B lnfo4
+lnfo1:
+	CBZ R2, lnfdone
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R3), F1
+	FMOVS.P 4(R4), F2
+	FSUBS F29, F0, F0
+	FMULS F28, F0, F0
+	FMADDS F1, F2, F0, F2             // F2 = F2 + F0*F1
+	FMOVS.P F2, 4(R0)
+	SUB $1, R2
+	B lnfo1
+lnfdone:
+	RET
+
+// func lnBwdNEON(dx, dw, db, dout, x, w []float32, mean, rstd float32)
+//
+// As lnBwdGeneric: xh = (x-mean)*rstd, g = dout*w; dw += dout*xh,
+// db += dout; the means of g and g*xh (eight lanes, sum8's order) mg,
+// mgx; dx += rstd*((g-mg) - xh*mgx).
+TEXT ·lnBwdNEON(SB), NOSPLIT, $0-152
+	MOVD dx_base+0(FP), R0
+	MOVD dx_len+8(FP), R2
+	MOVD dw_base+24(FP), R8
+	MOVD db_base+48(FP), R9
+	MOVD dout_base+72(FP), R10
+	MOVD x_base+96(FP), R11
+	MOVD w_base+120(FP), R12
+	FMOVS mean+144(FP), F29
+	VDUP V29.S[0], V29.S4
+	FMOVS rstd+148(FP), F28
+	VDUP V28.S[0], V28.S4
+	VEOR V0.B16, V0.B16, V0.B16       // sum of g, lanes 0-3
+	VEOR V1.B16, V1.B16, V1.B16       // lanes 4-7
+	VEOR V2.B16, V2.B16, V2.B16       // sum of g*xh
+	VEOR V3.B16, V3.B16, V3.B16
+	MOVD R10, R13
+	MOVD R11, R14
+	MOVD R12, R15
+	MOVD R2, R7
+lnb8:
+	CMP $8, R7
+	BLT lnbtail
+	VLD1.P 32(R14), [V16.S4, V17.S4]  // x
+	VLD1.P 32(R13), [V18.S4, V19.S4]  // dout
+	VLD1.P 32(R15), [V20.S4, V21.S4]  // w
+	VLD1 (R8), [V22.S4, V23.S4]       // dw
+	VLD1 (R9), [V24.S4, V25.S4]       // db
+	VFSUB(16, 16, 29)
+	VFSUB(17, 17, 29)
+	VFMUL(16, 16, 28)                 // xh
+	VFMUL(17, 17, 28)
+	VFMUL(20, 18, 20)                 // g
+	VFMUL(21, 19, 21)
+	VFADD(0, 0, 20)
+	VFADD(1, 1, 21)
+	VFMLA4(2, 20, 16)
+	VFMLA4(3, 21, 17)
+	VFMLA4(22, 18, 16)
+	VFMLA4(23, 19, 17)
+	VFADD(24, 24, 18)
+	VFADD(25, 25, 19)
+	VST1.P [V22.S4, V23.S4], 32(R8)
+	VST1.P [V24.S4, V25.S4], 32(R9)
+	SUB $8, R7
+	B lnb8
+lnbtail:
+	// The last 1-7: the missing lanes of dout are 0, so g is.
+	CBZ R7, lnbmeans
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	MOVD R14, R6
+	VLD1.P 4(R6), V16.S[0]
+	CMP $1, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V16.S[1]
+	CMP $2, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V16.S[2]
+	CMP $3, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V16.S[3]
+	CMP $4, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V17.S[0]
+	CMP $5, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V17.S[1]
+	CMP $6, R7
+	BEQ lnbtx
+	VLD1.P 4(R6), V17.S[2]
+lnbtx:
+	MOVD R13, R6
+	VLD1.P 4(R6), V18.S[0]
+	CMP $1, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V18.S[1]
+	CMP $2, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V18.S[2]
+	CMP $3, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V18.S[3]
+	CMP $4, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V19.S[0]
+	CMP $5, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V19.S[1]
+	CMP $6, R7
+	BEQ lnbtd
+	VLD1.P 4(R6), V19.S[2]
+lnbtd:
+	MOVD R15, R6
+	VLD1.P 4(R6), V20.S[0]
+	CMP $1, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V20.S[1]
+	CMP $2, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V20.S[2]
+	CMP $3, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V20.S[3]
+	CMP $4, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V21.S[0]
+	CMP $5, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V21.S[1]
+	CMP $6, R7
+	BEQ lnbtw
+	VLD1.P 4(R6), V21.S[2]
+lnbtw:
+	VFSUB(16, 16, 29)
+	VFSUB(17, 17, 29)
+	VFMUL(16, 16, 28)
+	VFMUL(17, 17, 28)
+	VFMUL(20, 18, 20)
+	VFMUL(21, 19, 21)
+	VFADD(0, 0, 20)
+	VFADD(1, 1, 21)
+	VFMLA4(2, 20, 16)
+	VFMLA4(3, 21, 17)
+	// dw and db of the tail, one by one.
+	MOVD R7, R6
+	MOVD R14, R5                      // the tail's x
+	MOVD R13, R4                      // and dout
+lnbtdw:
+	FMOVS.P 4(R5), F4
+	FMOVS.P 4(R4), F5
+	FSUBS F29, F4, F4
+	FMULS F28, F4, F4
+	FMOVS (R8), F6
+	FMADDS F4, F6, F5, F6             // F6 = F6 + F5*F4
+	FMOVS.P F6, 4(R8)
+	FMOVS (R9), F7
+	FADDS F5, F7, F7
+	FMOVS.P F7, 4(R9)
+	SUB $1, R6
+	CBNZ R6, lnbtdw
+lnbmeans:
+	SCVTFS R2, F30
+	REDUCE8(0, 1, 4)
+	FDIVS F30, F0, F26                // mg
+	REDUCE8(2, 3, 4)
+	FDIVS F30, F2, F27                // mgx
+	VDUP V26.S[0], V26.S4
+	VDUP V27.S[0], V27.S4
+	// dx += rstd*((g-mg) - xh*mgx)
+lnbdx4:
+	CMP $4, R2
+	BLT lnbdx1
+	VLD1.P 16(R11), [V16.S4]          // x
+	VLD1.P 16(R10), [V18.S4]          // dout
+	VLD1.P 16(R12), [V20.S4]          // w
+	VLD1 (R0), [V22.S4]               // dx
+	VFSUB(16, 16, 29)
+	VFMUL(16, 16, 28)                 // xh
+	VFMUL(20, 18, 20)                 // g
+	VFSUB(20, 20, 26)                 // g - mg
+	VFMLS4(20, 16, 27)                // - xh*mgx
+	VFMLA4(22, 28, 20)                // dx += rstd*(...)
+	VST1.P [V22.S4], 16(R0)
+	SUB $4, R2
+	B lnbdx4
+lnbdx1:
+	CBZ R2, lnbdone
+	FMOVS.P 4(R11), F16
+	FMOVS.P 4(R10), F18
+	FMOVS.P 4(R12), F20
+	FMOVS (R0), F22
+	FSUBS F29, F16, F16
+	FMULS F28, F16, F16
+	FMULS F20, F18, F20
+	FSUBS F26, F20, F20
+	FMSUBS F27, F20, F16, F20         // F20 = F20 - F16*F27
+	FMADDS F20, F22, F28, F22         // F22 = F22 + F28*F20
+	FMOVS.P F22, 4(R0)
+	SUB $1, R2
+	B lnbdx1
+lnbdone:
+	RET
