@@ -1,0 +1,71 @@
+package synth
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Solve finds a solution of p by exhaustive search (every pair of
+// available numbers, every valid operation, depth first, the states
+// already found dead remembered), or reports that there is none. It
+// returns the first solution it meets in a fixed order, so the answer is
+// a function of p.
+func Solve(p Problem) ([]Step, bool) {
+	if slices.Contains(p.Numbers, p.Target) {
+		return nil, false // a solution has at least one step
+	}
+	dead := map[string]bool{}
+	var path []Step
+	var dfs func(pool []int) bool
+	dfs = func(pool []int) bool {
+		key := poolKey(pool)
+		if dead[key] {
+			return false
+		}
+		for i := range pool {
+			for j := range pool {
+				if i == j {
+					continue
+				}
+				a, b := pool[i], pool[j]
+				for _, op := range []Op{Add, Sub, Mul, Div} {
+					if (op == Add || op == Mul) && i > j {
+						continue // commutative: one order is enough
+					}
+					c, err := apply(a, op, b)
+					if err != nil {
+						continue
+					}
+					path = append(path, Step{A: a, B: b, Op: op, C: c})
+					if c == p.Target {
+						return true
+					}
+					next := append(removeTwo(slices.Clone(pool), i, j), c)
+					if len(next) > 1 && dfs(next) {
+						return true
+					}
+					path = path[:len(path)-1]
+				}
+			}
+		}
+		dead[key] = true
+		return false
+	}
+	if dfs(slices.Clone(p.Numbers)) {
+		return path, true
+	}
+	return nil, false
+}
+
+// poolKey names a multiset of numbers.
+func poolKey(pool []int) string {
+	s := slices.Clone(pool)
+	slices.Sort(s)
+	var b strings.Builder
+	for _, n := range s {
+		b.WriteString(strconv.Itoa(n))
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
