@@ -127,25 +127,11 @@ func Check(p Problem, steps []Step) error {
 		return reject(Unavailable, "%d steps from %d numbers: a step must reuse a number", len(steps), len(p.Numbers))
 	}
 	pool := slices.Clone(p.Numbers)
-	for k, s := range steps {
-		i := slices.Index(pool, s.A)
-		if i < 0 {
-			return reject(Unavailable, "step %d (%s) uses %d, which is not given or is used up", k+1, s, s.A)
+	for k, st := range steps {
+		var rej *Rejection
+		if pool, rej = next(pool, k, st); rej != nil {
+			return rej
 		}
-		pool = slices.Delete(pool, i, i+1)
-		j := slices.Index(pool, s.B)
-		if j < 0 {
-			return reject(Unavailable, "step %d (%s) uses %d, which is not given or is used up", k+1, s, s.B)
-		}
-		pool = slices.Delete(pool, j, j+1)
-		c, err := apply(s.A, s.Op, s.B)
-		if err != nil {
-			return reject(InvalidStep, "step %d (%s): %v", k+1, s, err)
-		}
-		if c != s.C {
-			return reject(WrongArithmetic, "step %d: %d%c%d is %d, not %d", k+1, s.A, s.Op, s.B, c, s.C)
-		}
-		pool = append(pool, c)
 	}
 	if last := steps[len(steps)-1].C; last != p.Target {
 		return reject(WrongTarget, "the steps reach %d, not the target %d", last, p.Target)
