@@ -61,3 +61,39 @@ func TestBatchMatchesGenerators(t *testing.T) {
 		t.Fatal("a token outside the vocabulary accepted")
 	}
 }
+
+// A copied generator continues exactly as the original would, and the
+// two are independent; a generator of another model is refused.
+func TestGeneratorCopyFrom(t *testing.T) {
+	c := DefaultConfig(24, 2, 3, 16)
+	m := testModel(t, c, 3)
+	a, b, ref := m.NewGenerator(), m.NewGenerator(), m.NewGenerator()
+	prompt := []int32{1, 5, 9, 2}
+	if err := a.Start(prompt); err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Start(prompt); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CopyFrom(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Append(7); err != nil { // a goes its own way
+		t.Fatal(err)
+	}
+	for step, tok := range []int32{3, 4, 8, 1, 0, 6, 2, 2, 5, 9, 11, 3, 7, 1} { // past the block size
+		if err := b.Append(tok); err != nil {
+			t.Fatal(err)
+		}
+		if err := ref.Append(tok); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b.Logits(), ref.Logits()) || !slices.Equal(b.Sequence(), ref.Sequence()) {
+			t.Fatalf("step %d: the copy differs from the original's path", step)
+		}
+	}
+	other := testModel(t, c, 4)
+	if err := other.NewGenerator().CopyFrom(a); err == nil {
+		t.Fatal("a generator of another model copied")
+	}
+}

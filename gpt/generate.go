@@ -74,6 +74,28 @@ func (g *Generator) Start(prompt []int32) error {
 	return nil
 }
 
+// CopyFrom makes g continue where src is: the same sequence, cache and
+// next logits, copied (src is unchanged and both go on independently).
+// Both must be generators of the same GPT model; a Llama's generator
+// cannot be copied (an error).
+func (g *Generator) CopyFrom(src *Generator) error {
+	if g.m != src.m {
+		return fmt.Errorf("gpt: copying a generator of another model")
+	}
+	if g.ll != nil {
+		return fmt.Errorf("gpt: a Llama's generator cannot be copied")
+	}
+	C := g.m.Config.NEmbd
+	for l := range g.keys {
+		copy(g.keys[l][:src.n*C], src.keys[l][:src.n*C])
+		copy(g.values[l][:src.n*C], src.values[l][:src.n*C])
+	}
+	g.n, g.start, g.HalfBlockRestart = src.n, src.start, src.HalfBlockRestart
+	g.seq = append(g.seq[:0], src.seq...)
+	copy(g.logits, src.logits)
+	return nil
+}
+
 // refill recomputes the cache for the last keep tokens of the sequence.
 func (g *Generator) refill(keep int) {
 	g.n = 0

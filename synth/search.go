@@ -8,35 +8,33 @@ import (
 	"strings"
 )
 
-// Policy is a model that writes solutions, as the search sees it. Both
-// methods return the text sampled and the model's work in token rows (the
-// prompt's rows and one a sampled token), so that searches are compared
-// at equal compute. The Policy draws its own randomness (seeded by its
-// maker), so a search is a function of the problem, the options and the
-// Policy's seed.
+// Policy is a model that writes solutions, as the search sees it.
+// Complete samples k continuations of prefix, each up to and including a
+// newline (or at most MaxSolution bytes), and returns them with the
+// model's work in token rows (the prefix's rows, shared by the k, and one
+// a sampled token), so that searches are compared at equal compute. The
+// Policy draws its own randomness (seeded by its maker), so a search is a
+// function of the problem, the options and the Policy's seed.
 type Policy interface {
-	// Propose samples k continuations of prefix, each one step: up to and
-	// including the first ',' or newline, or at most maxStep bytes.
-	Propose(prefix string, k int) (texts []string, cost int, err error)
-	// Complete samples one continuation of prefix up to and including a
-	// newline, or at most MaxSolution bytes.
-	Complete(prefix string) (text string, cost int, err error)
+	Complete(prefix string, k int) (texts []string, cost int, err error)
 }
-
-// maxStep bounds a proposed step's text.
-const maxStep = 24
 
 // SearchOptions set a search.
 type SearchOptions struct {
 	// Budget is the model work (token rows) a problem may take.
 	Budget int
-	// Expand is how many steps a node's expansion samples (AlphaZero's
-	// priors come from one network call; here from k samples: the prior
-	// of a step is the share of the valid samples that proposed it).
+	// Expand is how many completions a call samples: a node's expansion
+	// in the tree search (AlphaZero's priors come from one network call;
+	// here from k samples: the prior of a step is the share of the valid
+	// samples that begin with it), a batch in best-of-n.
 	Expand int
 	// CInit and CBase are PUCT's exploration constants (1.25 and 19652,
 	// AlphaZero's, when zero).
 	CInit, CBase float64
+	// Widen is progressive widening: a node visited n times is expanded
+	// again (more samples from it, new children) while it has had fewer
+	// than Widen·√n expansions (1 when zero; negative: never again).
+	Widen float64
 }
 
 // SearchResult is a search's outcome: a verified solution (nil when none
@@ -93,23 +91,28 @@ func next(pool []int, k int, s Step) ([]int, *Rejection) {
 	return append(pool, c), nil
 }
 
-// BestOfN samples whole solutions from the prompt until one verifies or
-// the budget is spent.
-func BestOfN(p Problem, pol Policy, budget int) (SearchResult, error) {
+// BestOfN samples whole solutions from the prompt, o.Expand at a time,
+// until one verifies or o.Budget is spent.
+func BestOfN(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
+	if o.Expand < 1 || o.Budget < 1 {
+		return SearchResult{}, fmt.Errorf("synth: best-of-n of %d samples a call within %d rows", o.Expand, o.Budget)
+	}
 	var res SearchResult
-	for res.Cost < budget {
-		text, cost, err := pol.Complete(p.Prompt())
+	for res.Cost < o.Budget {
+		texts, cost, err := pol.Complete(p.Prompt(), o.Expand)
 		if err != nil {
 			return res, err
 		}
+		if cost <= 0 {
+			return res, errors.New("synth: the policy reported no work for its samples")
+		}
 		res.Cost += cost
 		res.Simulations++
-		if cost <= 0 {
-			return res, errors.New("synth: the policy reported no work for a sample")
-		}
-		if steps, err := Verify(p, text); err == nil {
-			res.Steps = steps
-			return res, nil
+		for _, text := range texts {
+			if steps, err := Verify(p, text); err == nil {
+				res.Steps = steps
+				return res, nil
+			}
 		}
 	}
 	return res, nil
@@ -117,31 +120,38 @@ func BestOfN(p Problem, pol Policy, budget int) (SearchResult, error) {
 
 // node is a state of the search: the steps written so far.
 type node struct {
-	steps    []Step
-	pool     []int
-	children []*child
-	expanded bool
-	dead     bool // no valid step follows: value 0
-	n        int
-	w        float64
+	steps      []Step
+	pool       []int
+	children   []*child
+	expanded   bool
+	dead       bool // no valid step follows: value 0
+	n          int
+	w          float64
+	expansions int // calls of the policy here
+	valid      int // valid samples over them
 }
 
 type child struct {
 	step  Step
 	prior float64
+	count int // samples that began with step
 	n     *node
 }
 
 // MCTS searches for a solution of p as AlphaZero does (PUCT selection,
 // expansion by the Policy, backup), with the verifier in place of a game's
-// rules: a node is the steps written so far; its children are the valid
-// steps among Expand samples of the next step (invalid ones, which a
-// whole sample would only reveal at its end, are pruned at once), with
-// priors their share of the samples; a leaf's value is 1 when a rollout
-// (the Policy completing the solution) verifies, and otherwise how near
-// the rollout's valid steps came to the target (closeness). It
-// returns as soon as a step or a rollout reaches the target, or when the
-// budget is spent.
+// rules. A node is the steps written so far. Expanding it samples o.Expand
+// completions from it: one that verifies is a solution, returned at once;
+// the others' first steps, where valid, become its children, priors their
+// share of the valid samples (a wrong step, which a whole sample reveals
+// only at its end, is pruned at once), each child visited once with the
+// value of its sample, how near its valid steps came to the target
+// (closeness); the node's value is the best of them. Selection descends
+// to where samples came nearest, so later samples start from longer valid
+// prefixes, sharing their rows; progressive widening (Widen) samples
+// again from a node as its visits grow, so the first steps are not only
+// those of its first samples. It returns when a solution is found, the
+// budget is spent, or every branch is dead.
 func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 	if o.Expand < 1 || o.Budget < 1 {
 		return SearchResult{}, fmt.Errorf("synth: a search of %d samples an expansion within %d rows", o.Expand, o.Budget)
@@ -152,22 +162,22 @@ func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 	if o.CBase == 0 {
 		o.CBase = 19652
 	}
+	if o.Widen == 0 {
+		o.Widen = 1
+	}
 	root := &node{pool: slices.Clone(p.Numbers)}
 	var res SearchResult
 	for res.Cost < o.Budget && !root.dead {
 		res.Simulations++
 		path := []*node{root}
 		nd := root
-		for nd.expanded && !nd.dead && len(nd.children) > 0 {
-			c := selectChild(nd, o)
-			nd = c.n
+		for nd.expanded && !nd.dead && len(nd.children) > 0 && float64(nd.expansions) >= o.Widen*math.Sqrt(float64(nd.n)) {
+			nd = selectChild(nd, o).n
 			path = append(path, nd)
 		}
 		var v float64
-		switch {
-		case nd.dead:
-		case !nd.expanded:
-			solved, cost, err := expand(p, pol, nd, o.Expand)
+		if !nd.dead {
+			solved, value, cost, err := expand(p, pol, nd, o.Expand)
 			res.Cost += cost
 			if err != nil {
 				return res, err
@@ -176,23 +186,7 @@ func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 				res.Steps = solved
 				return res, nil
 			}
-			if nd.dead || !nd.expanded {
-				break
-			}
-			text, cost, err := pol.Complete(Prefix(p, nd.steps))
-			res.Cost += cost
-			if err != nil {
-				return res, err
-			}
-			full := strings.TrimSuffix(FormatSolution(nd.steps), "\n") + "," + text
-			if len(nd.steps) == 0 {
-				full = text
-			}
-			if steps, err := Verify(p, full); err == nil {
-				res.Steps = steps
-				return res, nil
-			}
-			v = closeness(p, nd, text)
+			v = value
 		}
 		for _, x := range path {
 			x.n++
@@ -214,11 +208,7 @@ func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 // steps it wrote after nd came to the target, the best of 1 − |r−T|/T
 // over their results r, scaled to [0, 0.9] so that a solution (1) is
 // worth more than any miss.
-func closeness(p Problem, nd *node, text string) float64 {
-	steps, rej := ParseSteps(text)
-	if rej != nil {
-		return 0
-	}
+func closeness(p Problem, nd *node, steps []Step) float64 {
 	pool, best := nd.pool, 0.0
 	for k, s := range steps {
 		var r *Rejection
@@ -253,50 +243,58 @@ func selectChild(nd *node, o SearchOptions) *child {
 	return best
 }
 
-// expand samples k next steps at nd and makes the valid ones its
-// children, priors their share of the valid samples. A step that reaches
-// the target is a solution, returned at once; a node with one number left
-// is dead; one whose samples held no valid step stays a leaf, to be
-// expanded again when the search comes back.
-func expand(p Problem, pol Policy, nd *node, k int) ([]Step, int, error) {
-	nd.expanded = true
+// expand samples k completions at nd (see MCTS): it returns a solution
+// if one verifies, else the node's value, the best closeness of the
+// samples. A node with one number left is dead; one whose samples hold no
+// valid first step stays a leaf, to be expanded again when the search
+// comes back.
+func expand(p Problem, pol Policy, nd *node, k int) (solved []Step, value float64, cost int, err error) {
 	if len(nd.pool) < 2 {
-		nd.dead = true
-		return nil, 0, nil
+		nd.dead, nd.expanded = true, true
+		return nil, 0, 0, nil
 	}
-	texts, cost, err := pol.Propose(Prefix(p, nd.steps), k)
+	texts, cost, err := pol.Complete(Prefix(p, nd.steps), k)
 	if err != nil {
-		return nil, cost, err
+		return nil, 0, cost, err
 	}
-	counts := map[Step]int{}
-	var order []Step
-	valid := 0
+	nd.expansions++
+	byStep := map[Step]*child{}
+	for _, ch := range nd.children {
+		byStep[ch.step] = ch
+	}
 	for _, t := range texts {
-		s, ok := parseStep(strings.TrimSpace(strings.TrimRight(t, ",\n")))
-		if !ok {
-			continue
-		}
-		pool, rej := next(nd.pool, len(nd.steps), s)
+		steps, rej := ParseSteps(t)
 		if rej != nil {
 			continue
 		}
-		steps := append(slices.Clone(nd.steps), s)
-		if s.C == p.Target {
-			return steps, cost, nil
+		first := steps[0]
+		pool, r := next(nd.pool, len(nd.steps), first)
+		if r != nil {
+			continue
 		}
-		if counts[s] == 0 {
-			order = append(order, s)
-			nd.children = append(nd.children, &child{step: s, n: &node{steps: steps, pool: pool}})
+		all := append(slices.Clone(nd.steps), steps...)
+		if Check(p, all) == nil {
+			return all, 1, cost, nil
 		}
-		counts[s]++
-		valid++
+		v := closeness(p, nd, steps)
+		value = max(value, v)
+		ch := byStep[first]
+		if ch == nil {
+			ch = &child{step: first, n: &node{steps: append(slices.Clone(nd.steps), first), pool: pool}}
+			byStep[first] = ch
+			nd.children = append(nd.children, ch)
+		}
+		ch.n.n++
+		ch.n.w += v
+		ch.count++
+		nd.valid++
 	}
-	if valid == 0 {
-		nd.expanded = false // the policy may do better when asked again
-		return nil, cost, nil
+	if nd.valid == 0 {
+		return nil, 0, cost, nil
 	}
-	for i, s := range order {
-		nd.children[i].prior = float64(counts[s]) / float64(valid)
+	nd.expanded = true
+	for _, ch := range nd.children {
+		ch.prior = float64(ch.count) / float64(nd.valid)
 	}
-	return nil, cost, nil
+	return nil, value, cost, nil
 }

@@ -43,37 +43,25 @@ func (rp randomPolicy) step(pool []int) (Step, []int) {
 	return Step{A: a, B: b, Op: op, C: c}, append(removeTwo(append([]int(nil), pool...), i, j), c)
 }
 
-func (rp randomPolicy) Propose(prefix string, k int) ([]string, int, error) {
-	_, pool, ok := rp.state(prefix)
+func (rp randomPolicy) Complete(prefix string, k int) ([]string, int, error) {
 	cost := len(prefix)
 	var out []string
 	for range k {
-		if !ok || len(pool) < 2 {
-			out = append(out, "?\n")
-			cost++
-			continue
+		_, pool, ok := rp.state(prefix)
+		var b strings.Builder
+		for ok && len(pool) >= 2 {
+			var s Step
+			s, pool = rp.step(pool)
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(" " + s.String())
 		}
-		s, _ := rp.step(pool)
-		t := " " + s.String() + ","
-		out = append(out, t)
-		cost += len(t)
+		b.WriteByte('\n')
+		out = append(out, b.String())
+		cost += b.Len()
 	}
 	return out, cost, nil
-}
-
-func (rp randomPolicy) Complete(prefix string) (string, int, error) {
-	_, pool, ok := rp.state(prefix)
-	var b strings.Builder
-	for ok && len(pool) >= 2 {
-		var s Step
-		s, pool = rp.step(pool)
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(" " + s.String())
-	}
-	b.WriteByte('\n')
-	return b.String(), len(prefix) + b.Len(), nil
 }
 
 // TestSearchAgainstBestOfN: with the same random policy and the same
@@ -90,7 +78,7 @@ func TestSearchAgainstBestOfN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rb, err := BestOfN(p, randomPolicy{rand.New(rand.NewPCG(1, uint64(i)))}, budget)
+		rb, err := BestOfN(p, randomPolicy{rand.New(rand.NewPCG(1, uint64(i)))}, SearchOptions{Budget: budget, Expand: 8})
 		if err != nil {
 			t.Fatal(err)
 		}

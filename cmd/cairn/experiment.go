@@ -35,8 +35,11 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "efficiency" {
 		return runEfficiencyExperiment(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "synthetic" {
+		return runSyntheticExperiment(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "diloco" {
-		return badInput("usage: cairn experiment diloco|bandwidth|scale|efficiency|adversaries|watermark|serving|fingerprint|privacy [flags]")
+		return badInput("usage: cairn experiment diloco|bandwidth|scale|efficiency|adversaries|watermark|serving|fingerprint|privacy|synthetic [flags]")
 	}
 	defaults := diloco.DefaultConfig()
 	// DiLoCo lags data parallelism early in training (at 20 rounds of this

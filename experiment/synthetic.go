@@ -1,0 +1,292 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/gpt"
+	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/synth"
+	"github.com/cairnlabs/cairn/train"
+)
+
+// SyntheticOptions set 'cairn experiment synthetic': a model trained on a
+// little seed data improves itself on Countdown problems by generating
+// solutions, keeping those the verifier accepts and training on them,
+// once with tree search and once with best-of-n sampling at the same
+// generation compute.
+type SyntheticOptions struct {
+	Model      gpt.Config
+	Difficulty synth.Difficulty
+	Seed       uint64
+	// SeedProblems are solved by the generator (the seed data);
+	// SeedSteps train the seed model on them from scratch.
+	SeedProblems, SeedSteps int
+	// Iterations of generate, filter, train; each on Problems new
+	// problems, with Budget model rows a problem, then TuneSteps of
+	// fine-tuning on the seed data and every verified solution so far.
+	Iterations, Problems, Budget, TuneSteps int
+	Expand                                  int     // samples a call of the policy (an expansion, a batch)
+	LR                                      float64 // peak of the seed training
+	TuneLR                                  float64 // of the fine-tuning
+	Batch                                   int
+	Temperature                             float64 // of the policy's sampling
+	Test                                    int     // held-out problems, solved greedily
+	Pool                                    *kernels.Pool
+	Log                                     func(format string, args ...any)
+}
+
+// DefaultSyntheticOptions is the experiment's default run: the demo's
+// width-128 model with a 128-byte context, four numbers up to 10.
+func DefaultSyntheticOptions() SyntheticOptions {
+	return SyntheticOptions{Model: gpt.DefaultConfig(128, 4, 4, 128), Difficulty: synth.Difficulty{Numbers: 4, Max: 10}, Seed: 1,
+		SeedProblems: 3000, SeedSteps: 2000, Iterations: 3, Problems: 500, Budget: 2000, TuneSteps: 300, Expand: 8,
+		LR: 1e-3, TuneLR: 1e-4, Batch: 16, Temperature: 1, Test: 300}
+}
+
+// SyntheticArm is one arm's iteration.
+type SyntheticArm struct {
+	Iteration int
+	Solved    int     // problems of the iteration with a verified solution
+	Rows      int64   // model rows spent generating
+	SolveRate float64 // held-out, after training
+	Took      time.Duration
+}
+
+// SyntheticReport is the experiment's outcome: the seed model's held-out
+// solve rate and each arm's curve.
+type SyntheticReport struct {
+	SeedRate        float64
+	Search, Sampled []SyntheticArm
+}
+
+// Streams of problems: seed data, held-out test, each iteration's.
+const (
+	streamSeed = 1 + iota
+	streamTest
+	streamGen
+)
+
+// Synthetic runs the experiment.
+func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
+	if err := o.Difficulty.Validate(); err != nil {
+		return nil, err
+	}
+	if o.SeedProblems < 1 || o.SeedSteps < 1 || o.Iterations < 1 || o.Problems < 1 || o.Budget < 1 || o.TuneSteps < 1 || o.Expand < 1 || o.Test < 1 || !(o.LR > 0) || !(o.TuneLR > 0) || o.Batch < 1 || o.Temperature < 0 {
+		return nil, errors.New("synthetic: every count and the learning rate must be positive")
+	}
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	problem := func(stream uint64, i int) (synth.Problem, []synth.Step) {
+		p, s, _ := synth.Generate(o.Seed<<8|stream, i, o.Difficulty) // the difficulty is valid
+		return p, s
+	}
+	test := make([]synth.Problem, o.Test)
+	for i := range test {
+		test[i], _ = problem(streamTest, i)
+	}
+	var seedText strings.Builder
+	for i := range o.SeedProblems {
+		p, s := problem(streamSeed, i)
+		seedText.WriteString(p.Prompt() + synth.FormatSolution(s))
+	}
+	to := train.Options{Model: o.Model, Batch: o.Batch, Steps: o.SeedSteps, LR: o.LR, MinLR: o.LR / 10, Warmup: min(100, o.SeedSteps/10),
+		DecaySteps: o.SeedSteps, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1, Seed: o.Seed}
+	seedData := []byte(seedText.String())
+	for len(seedData) < 2*(o.Model.BlockSize+1) {
+		seedData = append(seedData, seedData...)
+	}
+	t, err := train.New(to, seedData, nil, o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	logf("seed model: %d problems with the generator's solutions (%d bytes), %d steps", o.SeedProblems, len(seedText.String()), o.SeedSteps)
+	for range o.SeedSteps {
+		if _, err := t.TrainStep(); err != nil {
+			return nil, err
+		}
+	}
+	rep := &SyntheticReport{}
+	if rep.SeedRate, err = SolveRate(t.Model, test); err != nil {
+		return nil, err
+	}
+	logf("seed model: held-out solve rate %.1f%% (%d problems, greedy)", 100*rep.SeedRate, len(test))
+	seedWeights := append([]float32(nil), t.Model.Params...)
+
+	for _, arm := range []string{"search", "sampled"} {
+		m, err := gpt.New(o.Model, o.Pool)
+		if err != nil {
+			return nil, err
+		}
+		copy(m.Params, seedWeights)
+		pol := newModelPolicy(m, o.Temperature, o.Seed)
+		data := seedText.String()
+		for it := 1; it <= o.Iterations; it++ {
+			start := time.Now()
+			res := SyntheticArm{Iteration: it}
+			var gen strings.Builder
+			for j := range o.Problems {
+				p, _ := problem(streamGen, (it-1)*o.Problems+j)
+				pol.reseed(o.Seed, uint64(it), uint64(j))
+				var r synth.SearchResult
+				if arm == "search" {
+					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
+				} else {
+					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
+				}
+				if err != nil {
+					return nil, err
+				}
+				res.Rows += int64(r.Cost)
+				if r.Steps != nil {
+					if err := synth.Check(p, r.Steps); err != nil { // never: both searches verify
+						return nil, fmt.Errorf("synthetic: a search returned a wrong solution: %v", err)
+					}
+					res.Solved++
+					gen.WriteString(p.Prompt() + synth.FormatSolution(r.Steps))
+				}
+			}
+			data += gen.String()
+			tr, err := newPlainTrainer(m, []byte(data), o.Batch, o.Model.BlockSize)
+			if err != nil {
+				return nil, err
+			}
+			for s := 1; s <= o.TuneSteps; s++ {
+				if err := tr.step(uint64(it)<<32|uint64(s), o.TuneLR); err != nil {
+					return nil, err
+				}
+			}
+			if res.SolveRate, err = SolveRate(m, test); err != nil {
+				return nil, err
+			}
+			res.Took = time.Since(start)
+			logf("%s, iteration %d: solved %d/%d new problems in %d model rows; held-out solve rate %.1f%% (%s)",
+				arm, it, res.Solved, o.Problems, res.Rows, 100*res.SolveRate, res.Took.Round(time.Second))
+			if arm == "search" {
+				rep.Search = append(rep.Search, res)
+			} else {
+				rep.Sampled = append(rep.Sampled, res)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// SolveRate is the share of problems m solves greedily: the prompt, then
+// the most likely byte until a newline, verified.
+func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
+	g := m.NewGenerator()
+	solved := 0
+	for _, p := range problems {
+		text, _, err := completeText(g, p.Prompt(), gpt.Sampling{}, nil)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := synth.Verify(p, text); err == nil {
+			solved++
+		}
+	}
+	return float64(solved) / float64(len(problems)), nil
+}
+
+// completeText samples a continuation of prefix up to and including a
+// newline (at most synth.MaxSolution bytes), with its cost in rows.
+func completeText(g *gpt.Generator, prefix string, s gpt.Sampling, r *rand.Rand) (string, int, error) {
+	if err := g.Start(corpus.Bytes([]byte(prefix))); err != nil {
+		return "", 0, err
+	}
+	cost := len(prefix)
+	var out []byte
+	for len(out) < synth.MaxSolution {
+		tok := gpt.Sample(g.Logits(), s, r)
+		out = append(out, byte(tok))
+		if tok == '\n' {
+			break
+		}
+		if err := g.Append(tok); err != nil {
+			return "", cost, err
+		}
+		cost++
+	}
+	return string(out), cost, nil
+}
+
+// modelPolicy is a GPT as a synth.Policy: byte tokens, sampled at a
+// temperature; the k samples of a call share the prefix's rows and run as
+// one batch.
+type modelPolicy struct {
+	m        *gpt.Model
+	g0       *gpt.Generator
+	gens     []*gpt.Generator
+	batch    *gpt.Batch
+	batchCap int
+	s        gpt.Sampling
+	r        *rand.Rand
+}
+
+func newModelPolicy(m *gpt.Model, temp float64, seed uint64) *modelPolicy {
+	return &modelPolicy{m: m, g0: m.NewGenerator(), s: gpt.Sampling{Temperature: temp}, r: rand.New(rand.NewPCG(seed, 0))}
+}
+
+// reseed makes the policy's draws a function of the arguments: each
+// problem's search is reproducible on its own.
+func (mp *modelPolicy) reseed(a, b, c uint64) { mp.r = rand.New(rand.NewPCG(a^b<<40, c)) }
+
+// Complete samples k continuations of prefix, each to a newline, as one
+// batch: the prefix's rows once, then a row a sampled token.
+func (mp *modelPolicy) Complete(prefix string, k int) ([]string, int, error) {
+	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
+		return nil, 0, err
+	}
+	cost := len(prefix)
+	for len(mp.gens) < k {
+		mp.gens = append(mp.gens, mp.m.NewGenerator())
+	}
+	if mp.batch == nil || mp.batchCap < k {
+		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
+	}
+	gens := mp.gens[:k]
+	texts := make([][]byte, k)
+	done := make([]bool, k)
+	for _, g := range gens {
+		if err := g.CopyFrom(mp.g0); err != nil {
+			return nil, cost, err
+		}
+	}
+	active := make([]*gpt.Generator, 0, k)
+	toks := make([]int32, 0, k)
+	limit := min(synth.MaxSolution, mp.m.Config.BlockSize)
+	for range limit {
+		active, toks = active[:0], toks[:0]
+		for i, g := range gens {
+			if done[i] {
+				continue
+			}
+			tok := gpt.Sample(g.Logits(), mp.s, mp.r)
+			texts[i] = append(texts[i], byte(tok))
+			if tok == '\n' || len(texts[i]) >= limit {
+				done[i] = true
+				continue
+			}
+			active, toks = append(active, g), append(toks, tok)
+		}
+		if len(active) == 0 {
+			break
+		}
+		if err := mp.batch.Append(active, toks); err != nil {
+			return nil, cost, err
+		}
+		cost += len(active)
+	}
+	out := make([]string, k)
+	for i, t := range texts {
+		out[i] = string(t)
+	}
+	return out, cost, nil
+}
