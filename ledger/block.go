@@ -158,7 +158,7 @@ const (
 	CodeInsufficientFunds      // overspending balance or stake
 	CodeUnauthorized           // a result, settlement or receipts not signed by an authority; a fingerprint commitment from an account holding nothing
 	CodeRoundNotOpen           // a commit or result for a round that is not the open one
-	CodeDuplicateCommit        // a second commit by the same worker in a round; a second fingerprint commitment for a model
+	CodeDuplicateCommit        // a second commit by the same worker in a round; a second fingerprint commitment for a model; a record accepted twice
 	CodeStateMismatch          // a commit's start state is not the worker's last end state
 	CodeNotStaked              // a commit from an account whose stake is below the minimum
 	CodeNoCommit               // a result accepts or rejects a contribution that was not committed

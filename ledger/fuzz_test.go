@@ -36,9 +36,10 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&FingerprintTx{Model: Hash{8}, Set: Hash{9}},
 		&JoinTx{Round: 7},
 		&PrivacyTx{Round: 0, Epsilon: 4_200_000, Budget: 8_000_000, Delta: 10_000_000},
+		&RecordsTx{Entries: []RecordEntry{{Hash: Hash{5}, Contributor: KeyOf(a), Reward: 7}}},
 	} {
 		key := a
-		if i >= 5 && i <= 7 || i == 10 { // results, settlements, receipts and privacy records are an authority's
+		if i >= 5 && i <= 7 || i >= 10 { // results, settlements, receipts, privacy and records are an authority's
 			key = org
 		}
 		raw, err := SignTx("fuzz", key, uint64(i+1), body)
@@ -267,7 +268,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		}
 		types[strings.TrimPrefix(fmt.Sprintf("%T", rec), "ledger.")] = true
 	})
-	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord", "PrivacyRecord"} {
+	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord", "PrivacyRecord", "RecordInfo"} {
 		if !types[want] {
 			t.Errorf("no %s in the seed state", want)
 		}

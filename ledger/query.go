@@ -230,6 +230,19 @@ func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
 			v = (*FingerprintRecord)(nil)
 		}
 		err = ferr
+	case "record":
+		if len(data) != 32 {
+			return nil, fmt.Errorf("ledger: query record: data of %d bytes, want a 32-byte content hash", len(data))
+		}
+		var h Hash
+		copy(h[:], data)
+		rec, ok, rerr := l.Record(h)
+		if ok {
+			v = &rec
+		} else {
+			v = (*RecordInfo)(nil)
+		}
+		err = rerr
 	case "privacy":
 		if len(data) != 0 {
 			return nil, fmt.Errorf("ledger: query privacy takes no data")

@@ -349,6 +349,10 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		return decodeVoteRecord(binary.BigEndian.Uint64(rest), k, value)
 	case key[0] == prefixPrivacy && len(rest) == 0:
 		return decodePrivacyRecord(value)
+	case key[0] == prefixRecord && len(rest) == 32:
+		var h Hash
+		copy(h[:], rest)
+		return decodeRecordInfo(h, value)
 	case key[0] == prefixJoin && len(rest) == 40:
 		return decodeJoinRecord(value)
 	case key[0] == prefixJoins && len(rest) == 8:
@@ -442,6 +446,8 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("joins to round %d before its window", binary.BigEndian.Uint64(rest))
 	case k[0] == prefixPrivacy && len(rest) == 0:
 		return "the privacy the run has spent"
+	case k[0] == prefixRecord && len(rest) == 32:
+		return fmt.Sprintf("accepted record %x", rest)
 	}
 	return fmt.Sprintf("key %x", k)
 }

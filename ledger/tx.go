@@ -26,10 +26,11 @@ const (
 	KindFingerprint                 // an owner's commitment to a model's secret fingerprint set
 	KindJoin                        // a member round's window is to wait for the sender's commit
 	KindPrivacy                     // the privacy a run with differential privacy has spent
+	KindRecords                     // crowdsourced records a collector took: their contributors are paid
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy", "records"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -40,7 +41,7 @@ func (k Kind) String() string {
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
 // *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
-// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx.
+// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx, *RecordsTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -333,6 +334,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = &JoinTx{Round: d.u64()}
 		case KindPrivacy:
 			tx.Body = decodePrivacy(&d)
+		case KindRecords:
+			tx.Body = decodeRecords(&d)
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}

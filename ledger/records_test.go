@@ -1,0 +1,81 @@
+package ledger_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cairnlabs/cairn/ledger"
+)
+
+// TestRecordsTx: an authority records accepted records; each contributor
+// is paid the reward (minted: the supply and the invariants agree); a
+// hash is recorded once; anyone else is refused; the record answers the
+// record query and survives an export and restore.
+func TestRecordsTx(t *testing.T) {
+	org, a, b := keyFrom("org"), keyFrom("alice"), keyFrom("bob")
+	g := genesisFor(org, 0, a, b)
+	c := newChain(t, g, org)
+	h1, h2 := hashOf("record one"), hashOf("record two")
+	if bytes.Compare(h1[:], h2[:]) > 0 {
+		h1, h2 = h2, h1
+	}
+	entries := []ledger.RecordEntry{{Hash: h1, Contributor: ledger.KeyOf(a), Reward: 700}, {Hash: h2, Contributor: ledger.KeyOf(b), Reward: 300}}
+	blk := c.block(c.tx(org, &ledger.RecordsTx{Entries: entries}))
+	for _, e := range entries {
+		acct, err := c.l.Account(e.Contributor)
+		if err != nil || acct.Balance != 1000+e.Reward {
+			t.Fatalf("%s: balance %d, want %d (%v)", e.Contributor, acct.Balance, 1000+e.Reward, err)
+		}
+		raw, err := c.l.Query("record", e.Hash[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec *ledger.RecordInfo
+		if err := json.Unmarshal(raw, &rec); err != nil || rec == nil || rec.Contributor != e.Contributor || rec.Reward != e.Reward || rec.Height != blk.Header.Height {
+			t.Fatalf("query record: %s %v", raw, err)
+		}
+	}
+	tot, err := c.l.Totals()
+	if err != nil || tot.Minted != 1000 || tot.Supply != tot.GenesisSupply+1000 {
+		t.Fatalf("totals %+v %v", tot, err)
+	}
+	if err := c.l.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(key []byte, body ledger.Body, code ledger.Code, reason string) {
+		t.Helper()
+		raw := c.tx(key, body)
+		c.nonces[ledger.KeyOf(key)]--
+		var te *ledger.TxError
+		if err := c.l.CheckTx(raw); !errors.As(err, &te) || te.Code != code || !strings.Contains(te.Reason, reason) {
+			t.Fatalf("%+v: %v, want %v containing %q", body, err, code, reason)
+		}
+	}
+	refused(org, &ledger.RecordsTx{Entries: entries[:1]}, ledger.CodeDuplicateCommit, "already on the chain")
+	refused(a, &ledger.RecordsTx{Entries: []ledger.RecordEntry{{Hash: hashOf("three"), Contributor: ledger.KeyOf(a), Reward: 5}}}, ledger.CodeUnauthorized, "may not record")
+	if _, err := ledger.SignTx(g.ChainID, org, 50, &ledger.RecordsTx{Entries: []ledger.RecordEntry{entries[1], entries[0]}}); err == nil {
+		t.Fatal("unsorted entries signed")
+	}
+	if _, err := ledger.SignTx(g.ChainID, org, 50, &ledger.RecordsTx{}); err == nil {
+		t.Fatal("no entries signed")
+	}
+	none := hashOf("never")
+	if raw, _ := c.l.Query("record", none[:]); string(raw) != "null" {
+		t.Fatalf("an unknown record answers %s", raw)
+	}
+	var pairs []ledger.KV
+	c.l.ExportState(func(k, v []byte) { pairs = append(pairs, ledger.KV{Key: k, Value: v}) })
+	restored, err := ledger.Restore(c.g, c.l.Tip(), pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok, err := restored.Record(entries[0].Hash); err != nil || !ok || rec.Reward != entries[0].Reward {
+		t.Fatalf("restored: %+v %v %v", rec, ok, err)
+	}
+	if d := ledger.DescribeStateKey(append([]byte{'d'}, h1[:]...)); !strings.Contains(d, "accepted record") {
+		t.Fatalf("described as %q", d)
+	}
+}
