@@ -199,6 +199,8 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case PrivacyRecord:
 		return r.encode()
+	case RecordInfo:
+		return r.encode()
 	case WindowRecord:
 		return r.encode()
 	case VoteRecord:
