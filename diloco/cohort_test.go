@@ -1,6 +1,7 @@
 package diloco
 
 import (
+	"context"
 	"math"
 	"slices"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cairnlabs/cairn/compress"
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/verify"
 )
 
@@ -256,5 +259,47 @@ func TestDPWithCohort(t *testing.T) {
 	_, res = run(true, big)
 	if s := res.Clip.Scales[0]; math.Abs(s-1/1.5) > 1e-6 || math.Abs(res.Clip.Norms[0]-4.5) > 1e-4 {
 		t.Fatalf("a cohort's sum of norm 4.5 for 3 clips of 1: scaled by %v (norm %v), want 2/3", s, res.Clip.Norms[0])
+	}
+}
+
+// TestAssignment: the windows Assignment names are the ones the worker
+// trains on, byte for byte; a tokenizer run is refused.
+func TestAssignment(t *testing.T) {
+	cfg := tinyCfg(compress.Int8)
+	text := corpus.TinyShakespeare()[:20000]
+	train, _ := corpus.Split(text, 0.9)
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	w, err := NewWorker("alice", cfg, train, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta := InitialWeights(cfg)
+	if err := w.SetWeights(0, theta, HashWeights(0, theta)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Train(context.Background(), cfg.InnerSteps, nil); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Assignment(cfg, len(train), "alice", 0, cfg.InnerSteps)
+	if err != nil || len(steps) != cfg.InnerSteps {
+		t.Fatal(err)
+	}
+	inputs, _ := w.inner.LastBatch()
+	T := cfg.Model.BlockSize
+	for b, s := range steps[cfg.InnerSteps-1] {
+		for j := range T {
+			if inputs[b*T+j] != int32(train[s+j]) {
+				t.Fatalf("window %d of the last step: byte %d differs from the training data at %d", b, j, s+j)
+			}
+		}
+	}
+	other, _ := Assignment(cfg, len(train), "bob", 0, 1)
+	if slices.Equal(other[0], steps[0]) {
+		t.Fatal("two workers assigned the same windows")
+	}
+	cfg.Tokenizer = "x"
+	if _, err := Assignment(cfg, len(train), "alice", 0, 1); err == nil {
+		t.Fatal("a tokenizer run traced in bytes")
 	}
 }

@@ -556,3 +556,26 @@ func canonical(c compress.Codec) error {
 	}
 	return nil
 }
+
+// Assignment is the data worker trains on in round of a byte-level run
+// whose training data (the first 90% of the run's text) is trainBytes long:
+// for each of steps inner steps, the start offsets of its batch's
+// windows, each Model.BlockSize+1 bytes long (the worker's sampler's,
+// exactly). A run on a tokenizer's ids is an error: its offsets are in
+// tokens, not in the text's bytes.
+func Assignment(c RunConfig, trainBytes int, worker string, round, steps int) ([][]int, error) {
+	if c.Tokenizer != "" {
+		return nil, errors.New("the run trains on a tokenizer's ids: its windows are not byte offsets")
+	}
+	s, err := corpus.NewTokenSampler(make([]int32, trainBytes), c.Batch, c.Model.BlockSize, c.InnerOptions().Seed)
+	if err != nil {
+		return nil, err
+	}
+	n := c.Batch * c.Model.BlockSize
+	in, tg := make([]int32, n), make([]int32, n)
+	out := make([][]int, steps)
+	for i := range out {
+		out[i] = append([]int(nil), s.Batch(Stream(worker), uint64(c.GlobalStep(round, i)), in, tg)...)
+	}
+	return out, nil
+}

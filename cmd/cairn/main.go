@@ -32,7 +32,7 @@ func commands() []command {
 	return []command{
 		{"demo", "DiLoCo on loopback: an aggregator and 4 workers train the default model on the embedded corpus", runDemo},
 		{"node", "run a real node: 'node aggregate' or 'node work --join MULTIADDR'", runNode},
-		{"experiment", "measured comparisons: 'experiment diloco' (DiLoCo against data-parallel at equal tokens), 'experiment adversaries' (cheating workers caught and slashed)", runExperiment},
+		{"experiment", "measured comparisons: 'experiment diloco' (DiLoCo against data-parallel at equal tokens), 'experiment adversaries' (cheating workers caught and slashed), 'experiment synthetic' (self-training on verified Countdown solutions: tree search against best-of-n), ...", runExperiment},
 		{"train", "train a model (embedded tiny shakespeare by default)", runTrain},
 		{"sample", "generate text from a checkpoint", runSample},
 		{"bench", "measure training throughput (flags of the PyTorch anchor)", runBench},
@@ -43,6 +43,7 @@ func commands() []command {
 		{"tokenizer", "byte-level BPE: 'tokenizer train --data FILE --vocab N --out FILE', 'tokenizer encode --tokenizer FILE FILE' (tiktoken rank files or Hugging Face tokenizer.json)", runTokenizer},
 		{"watermark", "'watermark detect --key K FILE': is a text watermarked with key K (exit 0 yes, 1 no)", runWatermark},
 		{"ledger", "inspect a node's contribution ledger: 'ledger balances|history|verify --data-dir DIR'", runLedger},
+		{"data", "crowdsourced records: 'data collect' runs a collector, 'data submit --to ADDR --file F --licence L --consent' signs and sends a record, 'data export --out F' writes the accepted records as a corpus with its manifest, 'data trace' names the records a worker trained on in a round", runData},
 	}
 }
 
