@@ -28,7 +28,8 @@ type SyntheticOptions struct {
 	SeedProblems, SeedSteps int
 	// Iterations of generate, filter, train; each on Problems new
 	// problems, with Budget model rows a problem, then TuneSteps of
-	// fine-tuning on the seed data and every verified solution so far.
+	// fine-tuning on every verified solution so far (repeated to weigh at
+	// least half as much as the seed data) and the seed data.
 	Iterations, Problems, Budget, TuneSteps int
 	Expand                                  int     // samples a call of the policy (an expansion, a batch)
 	LR                                      float64 // peak of the seed training
@@ -45,7 +46,7 @@ type SyntheticOptions struct {
 func DefaultSyntheticOptions() SyntheticOptions {
 	return SyntheticOptions{Model: gpt.DefaultConfig(128, 4, 4, 128), Difficulty: synth.Difficulty{Numbers: 4, Max: 10}, Seed: 1,
 		SeedProblems: 3000, SeedSteps: 2000, Iterations: 3, Problems: 500, Budget: 2000, TuneSteps: 300, Expand: 8,
-		LR: 1e-3, TuneLR: 1e-4, Batch: 16, Temperature: 1, Test: 300}
+		LR: 1e-3, TuneLR: 3e-4, Batch: 16, Temperature: 1, Test: 300}
 }
 
 // SyntheticArm is one arm's iteration.
@@ -126,7 +127,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 		}
 		copy(m.Params, seedWeights)
 		pol := newModelPolicy(m, o.Temperature, o.Seed)
-		data := seedText.String()
+		generated := ""
 		for it := 1; it <= o.Iterations; it++ {
 			start := time.Now()
 			res := SyntheticArm{Iteration: it}
@@ -152,7 +153,14 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 					gen.WriteString(p.Prompt() + synth.FormatSolution(r.Steps))
 				}
 			}
-			data += gen.String()
+			generated += gen.String()
+			// The verified solutions so far, repeated to weigh at least half
+			// as much as the seed data, and the seed data.
+			data := generated
+			for len(data) > 0 && 2*len(data) < len(seedText.String()) {
+				data += generated
+			}
+			data += seedText.String()
 			tr, err := newPlainTrainer(m, []byte(data), o.Batch, o.Model.BlockSize)
 			if err != nil {
 				return nil, err

@@ -109,6 +109,8 @@ func execTx(parent *overlay, g *Genesis, height uint64, time int64, index uint32
 		err = x.privacy(sender, b)
 	case *RecordsTx:
 		err = x.records(sender, b)
+	case *SamplesTx:
+		err = x.samples(sender, b)
 	default:
 		err = fmt.Errorf("ledger: no rule for %T", b)
 	}

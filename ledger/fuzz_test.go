@@ -37,6 +37,7 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&JoinTx{Round: 7},
 		&PrivacyTx{Round: 0, Epsilon: 4_200_000, Budget: 8_000_000, Delta: 10_000_000},
 		&RecordsTx{Entries: []RecordEntry{{Hash: Hash{5}, Contributor: KeyOf(a), Reward: 7}}},
+		&SamplesTx{Entries: []SampleEntry{{Hash: Hash{6}, Worker: KeyOf(a), Verified: true, Reward: 3}, {Hash: Hash{7}, Worker: KeyOf(a)}}},
 	} {
 		key := a
 		if i >= 5 && i <= 7 || i >= 10 { // results, settlements, receipts, privacy and records are an authority's
@@ -201,6 +202,8 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case RecordInfo:
 		return r.encode()
+	case SampleInfo:
+		return r.encode()
 	case WindowRecord:
 		return r.encode()
 	case VoteRecord:
@@ -270,7 +273,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 		}
 		types[strings.TrimPrefix(fmt.Sprintf("%T", rec), "ledger.")] = true
 	})
-	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord", "PrivacyRecord", "RecordInfo"} {
+	for _, want := range []string{"Meta", "Account", "CommitRecord", "RoundRecord", "VerdictRecord", "HistoryEntry", "[]ledger.Contributor", "FingerprintRecord", "PrivacyRecord", "RecordInfo", "SampleInfo"} {
 		if !types[want] {
 			t.Errorf("no %s in the seed state", want)
 		}

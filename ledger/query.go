@@ -230,6 +230,19 @@ func (l *Ledger) Query(path string, data []byte) ([]byte, error) {
 			v = (*FingerprintRecord)(nil)
 		}
 		err = ferr
+	case "sample":
+		if len(data) != 32 {
+			return nil, fmt.Errorf("ledger: query sample: data of %d bytes, want a 32-byte sample hash", len(data))
+		}
+		var h Hash
+		copy(h[:], data)
+		rec, ok, serr := l.Sample(h)
+		if ok {
+			v = &rec
+		} else {
+			v = (*SampleInfo)(nil)
+		}
+		err = serr
 	case "record":
 		if len(data) != 32 {
 			return nil, fmt.Errorf("ledger: query record: data of %d bytes, want a 32-byte content hash", len(data))

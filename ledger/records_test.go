@@ -79,3 +79,47 @@ func TestRecordsTx(t *testing.T) {
 		t.Fatalf("described as %q", d)
 	}
 }
+
+// TestSamplesTx: an authority judges generated samples; a verified one
+// pays its worker the reward, a wrong one slashes the worker's stake
+// (burned, the supply and the invariants agree); a sample is judged once;
+// a wrong sample cannot carry a reward; anyone else is refused.
+func TestSamplesTx(t *testing.T) {
+	org, w := keyFrom("org"), keyFrom("worker")
+	g := genesisFor(org, 1, w) // w holds a stake of 100
+	c := newChain(t, g, org)
+	good, bad := hashOf("sample good"), hashOf("sample bad")
+	es := []ledger.SampleEntry{{Hash: good, Worker: ledger.KeyOf(w), Verified: true, Reward: 40}, {Hash: bad, Worker: ledger.KeyOf(w)}}
+	if bytes.Compare(good[:], bad[:]) > 0 {
+		es[0], es[1] = es[1], es[0]
+	}
+	c.block(c.tx(org, &ledger.SamplesTx{Entries: es}))
+	acct, _ := c.l.Account(ledger.KeyOf(w))
+	if acct.Balance != 1040 || acct.Stake != 50 { // SlashBasisPoints 5000 of 100
+		t.Fatalf("the worker after one verified and one wrong sample: %+v", acct)
+	}
+	tot, _ := c.l.Totals()
+	if tot.Minted != 40 || tot.Burned != 50 {
+		t.Fatalf("totals %+v", tot)
+	}
+	if err := c.l.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok, err := c.l.Sample(bad); err != nil || !ok || s.Verified || s.Slashed != 50 {
+		t.Fatalf("the wrong sample's record: %+v %v %v", s, ok, err)
+	}
+	raw := c.tx(org, &ledger.SamplesTx{Entries: es[:1]})
+	c.nonces[ledger.KeyOf(org)]--
+	var te *ledger.TxError
+	if err := c.l.CheckTx(raw); !errors.As(err, &te) || te.Code != ledger.CodeDuplicateCommit {
+		t.Fatalf("a sample judged twice: %v", err)
+	}
+	if _, err := ledger.SignTx(g.ChainID, org, 90, &ledger.SamplesTx{Entries: []ledger.SampleEntry{{Hash: hashOf("x"), Worker: ledger.KeyOf(w), Reward: 1}}}); err == nil {
+		t.Fatal("a wrong sample with a reward signed")
+	}
+	raw = c.tx(w, &ledger.SamplesTx{Entries: []ledger.SampleEntry{{Hash: hashOf("y"), Worker: ledger.KeyOf(w), Verified: true, Reward: 9}}})
+	c.nonces[ledger.KeyOf(w)]--
+	if err := c.l.CheckTx(raw); !errors.As(err, &te) || te.Code != ledger.CodeUnauthorized {
+		t.Fatalf("a worker judging its own sample: %v", err)
+	}
+}

@@ -353,6 +353,10 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		var h Hash
 		copy(h[:], rest)
 		return decodeRecordInfo(h, value)
+	case key[0] == prefixSample && len(rest) == 32:
+		var h Hash
+		copy(h[:], rest)
+		return decodeSampleInfo(h, value)
 	case key[0] == prefixJoin && len(rest) == 40:
 		return decodeJoinRecord(value)
 	case key[0] == prefixJoins && len(rest) == 8:
@@ -448,6 +452,8 @@ func DescribeStateKey(k []byte) string {
 		return "the privacy the run has spent"
 	case k[0] == prefixRecord && len(rest) == 32:
 		return fmt.Sprintf("accepted record %x", rest)
+	case k[0] == prefixSample && len(rest) == 32:
+		return fmt.Sprintf("judged sample %x", rest)
 	}
 	return fmt.Sprintf("key %x", k)
 }

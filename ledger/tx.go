@@ -27,10 +27,11 @@ const (
 	KindJoin                        // a member round's window is to wait for the sender's commit
 	KindPrivacy                     // the privacy a run with differential privacy has spent
 	KindRecords                     // crowdsourced records a collector took: their contributors are paid
+	KindSamples                     // generated samples a job's coordinator judged: paid or slashed
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy", "records"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy", "records", "samples"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -41,7 +42,7 @@ func (k Kind) String() string {
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
 // *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
-// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx, *RecordsTx.
+// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx, *RecordsTx, *SamplesTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -336,6 +337,8 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodePrivacy(&d)
 		case KindRecords:
 			tx.Body = decodeRecords(&d)
+		case KindSamples:
+			tx.Body = decodeSamples(&d)
 		default:
 			d.fail("unknown kind %d", uint8(kind))
 		}
