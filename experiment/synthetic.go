@@ -3,11 +3,9 @@ package experiment
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
-	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/synth"
@@ -126,7 +124,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			return nil, err
 		}
 		copy(m.Params, seedWeights)
-		pol := newModelPolicy(m, o.Temperature, o.Seed)
+		pol := synth.NewModelPolicy(m, o.Temperature, o.Seed)
 		generated := ""
 		for it := 1; it <= o.Iterations; it++ {
 			start := time.Now()
@@ -134,7 +132,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			var gen strings.Builder
 			for j := range o.Problems {
 				p, _ := problem(streamGen, (it-1)*o.Problems+j)
-				pol.reseed(o.Seed, uint64(it), uint64(j))
+				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
 				if arm == "search" {
 					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
@@ -192,7 +190,7 @@ func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
 	g := m.NewGenerator()
 	solved := 0
 	for _, p := range problems {
-		text, _, err := completeText(g, p.Prompt(), gpt.Sampling{}, nil)
+		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -201,100 +199,4 @@ func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
 		}
 	}
 	return float64(solved) / float64(len(problems)), nil
-}
-
-// completeText samples a continuation of prefix up to and including a
-// newline (at most synth.MaxSolution bytes), with its cost in rows.
-func completeText(g *gpt.Generator, prefix string, s gpt.Sampling, r *rand.Rand) (string, int, error) {
-	if err := g.Start(corpus.Bytes([]byte(prefix))); err != nil {
-		return "", 0, err
-	}
-	cost := len(prefix)
-	var out []byte
-	for len(out) < synth.MaxSolution {
-		tok := gpt.Sample(g.Logits(), s, r)
-		out = append(out, byte(tok))
-		if tok == '\n' {
-			break
-		}
-		if err := g.Append(tok); err != nil {
-			return "", cost, err
-		}
-		cost++
-	}
-	return string(out), cost, nil
-}
-
-// modelPolicy is a GPT as a synth.Policy: byte tokens, sampled at a
-// temperature; the k samples of a call share the prefix's rows and run as
-// one batch.
-type modelPolicy struct {
-	m        *gpt.Model
-	g0       *gpt.Generator
-	gens     []*gpt.Generator
-	batch    *gpt.Batch
-	batchCap int
-	s        gpt.Sampling
-	r        *rand.Rand
-}
-
-func newModelPolicy(m *gpt.Model, temp float64, seed uint64) *modelPolicy {
-	return &modelPolicy{m: m, g0: m.NewGenerator(), s: gpt.Sampling{Temperature: temp}, r: rand.New(rand.NewPCG(seed, 0))}
-}
-
-// reseed makes the policy's draws a function of the arguments: each
-// problem's search is reproducible on its own.
-func (mp *modelPolicy) reseed(a, b, c uint64) { mp.r = rand.New(rand.NewPCG(a^b<<40, c)) }
-
-// Complete samples k continuations of prefix, each to a newline, as one
-// batch: the prefix's rows once, then a row a sampled token.
-func (mp *modelPolicy) Complete(prefix string, k int) ([]string, int, error) {
-	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
-		return nil, 0, err
-	}
-	cost := len(prefix)
-	for len(mp.gens) < k {
-		mp.gens = append(mp.gens, mp.m.NewGenerator())
-	}
-	if mp.batch == nil || mp.batchCap < k {
-		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
-	}
-	gens := mp.gens[:k]
-	texts := make([][]byte, k)
-	done := make([]bool, k)
-	for _, g := range gens {
-		if err := g.CopyFrom(mp.g0); err != nil {
-			return nil, cost, err
-		}
-	}
-	active := make([]*gpt.Generator, 0, k)
-	toks := make([]int32, 0, k)
-	limit := min(synth.MaxSolution, mp.m.Config.BlockSize)
-	for range limit {
-		active, toks = active[:0], toks[:0]
-		for i, g := range gens {
-			if done[i] {
-				continue
-			}
-			tok := gpt.Sample(g.Logits(), mp.s, mp.r)
-			texts[i] = append(texts[i], byte(tok))
-			if tok == '\n' || len(texts[i]) >= limit {
-				done[i] = true
-				continue
-			}
-			active, toks = append(active, g), append(toks, tok)
-		}
-		if len(active) == 0 {
-			break
-		}
-		if err := mp.batch.Append(active, toks); err != nil {
-			return nil, cost, err
-		}
-		cost += len(active)
-	}
-	out := make([]string, k)
-	for i, t := range texts {
-		out[i] = string(t)
-	}
-	return out, cost, nil
 }

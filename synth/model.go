@@ -1,0 +1,106 @@
+package synth
+
+import (
+	"math/rand/v2"
+
+	"github.com/cairnlabs/cairn/corpus"
+	"github.com/cairnlabs/cairn/gpt"
+)
+
+// CompleteText samples a continuation of prefix up to and including a
+// newline (at most MaxSolution bytes), with its cost in rows.
+func CompleteText(g *gpt.Generator, prefix string, s gpt.Sampling, r *rand.Rand) (string, int, error) {
+	if err := g.Start(corpus.Bytes([]byte(prefix))); err != nil {
+		return "", 0, err
+	}
+	cost := len(prefix)
+	var out []byte
+	for len(out) < MaxSolution {
+		tok := gpt.Sample(g.Logits(), s, r)
+		out = append(out, byte(tok))
+		if tok == '\n' {
+			break
+		}
+		if err := g.Append(tok); err != nil {
+			return "", cost, err
+		}
+		cost++
+	}
+	return string(out), cost, nil
+}
+
+// ModelPolicy is a GPT as a Policy: byte tokens, sampled at a
+// temperature; the k samples of a call share the prefix's rows and run as
+// one batch.
+type ModelPolicy struct {
+	m        *gpt.Model
+	g0       *gpt.Generator
+	gens     []*gpt.Generator
+	batch    *gpt.Batch
+	batchCap int
+	s        gpt.Sampling
+	r        *rand.Rand
+}
+
+// NewModelPolicy samples from m at temperature temp (0: greedy), its
+// draws seeded by seed.
+func NewModelPolicy(m *gpt.Model, temp float64, seed uint64) *ModelPolicy {
+	return &ModelPolicy{m: m, g0: m.NewGenerator(), s: gpt.Sampling{Temperature: temp}, r: rand.New(rand.NewPCG(seed, 0))}
+}
+
+// Reseed makes the policy's draws a function of the arguments: each
+// problem's search is reproducible on its own.
+func (mp *ModelPolicy) Reseed(a, b, c uint64) { mp.r = rand.New(rand.NewPCG(a^b<<40, c)) }
+
+// Complete samples k continuations of prefix, each to a newline, as one
+// batch: the prefix's rows once, then a row a sampled token.
+func (mp *ModelPolicy) Complete(prefix string, k int) ([]string, int, error) {
+	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
+		return nil, 0, err
+	}
+	cost := len(prefix)
+	for len(mp.gens) < k {
+		mp.gens = append(mp.gens, mp.m.NewGenerator())
+	}
+	if mp.batch == nil || mp.batchCap < k {
+		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
+	}
+	gens := mp.gens[:k]
+	texts := make([][]byte, k)
+	done := make([]bool, k)
+	for _, g := range gens {
+		if err := g.CopyFrom(mp.g0); err != nil {
+			return nil, cost, err
+		}
+	}
+	active := make([]*gpt.Generator, 0, k)
+	toks := make([]int32, 0, k)
+	limit := min(MaxSolution, mp.m.Config.BlockSize)
+	for range limit {
+		active, toks = active[:0], toks[:0]
+		for i, g := range gens {
+			if done[i] {
+				continue
+			}
+			tok := gpt.Sample(g.Logits(), mp.s, mp.r)
+			texts[i] = append(texts[i], byte(tok))
+			if tok == '\n' || len(texts[i]) >= limit {
+				done[i] = true
+				continue
+			}
+			active, toks = append(active, g), append(toks, tok)
+		}
+		if len(active) == 0 {
+			break
+		}
+		if err := mp.batch.Append(active, toks); err != nil {
+			return nil, cost, err
+		}
+		cost += len(active)
+	}
+	out := make([]string, k)
+	for i, t := range texts {
+		out[i] = string(t)
+	}
+	return out, cost, nil
+}
