@@ -189,7 +189,7 @@ func loadInit(path string, c gpt.Config) ([]float32, error) {
 
 func runNode(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return badInput("usage: cairn node aggregate|work|member|bootstrap|id [flags]")
+		return badInput("usage: cairn node aggregate|work|member|bootstrap|id|job|generate [flags]")
 	}
 	switch args[0] {
 	case "aggregate":
@@ -202,8 +202,12 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return runBootstrap(args[1:], stdout, stderr)
 	case "id":
 		return runNodeID(args[1:], stdout, stderr)
+	case "job":
+		return runJob(args[1:], stdout, stderr)
+	case "generate":
+		return runGenerate(args[1:], stdout, stderr)
 	}
-	return badInput("usage: cairn node aggregate|work|member|bootstrap|id [flags]")
+	return badInput("usage: cairn node aggregate|work|member|bootstrap|id|job|generate [flags]")
 }
 
 func logger(w io.Writer, verbose bool) *slog.Logger {
