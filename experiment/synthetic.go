@@ -52,15 +52,16 @@ type SyntheticArm struct {
 	Iteration int
 	Solved    int     // problems of the iteration with a verified solution
 	Rows      int64   // model rows spent generating
-	SolveRate float64 // held-out, after training
+	SolveRate float64 // held-out, after training: greedy
+	PassAt8   float64 // held-out, after training: any of 8 samples verifies
 	Took      time.Duration
 }
 
 // SyntheticReport is the experiment's outcome: the seed model's held-out
 // solve rate and each arm's curve.
 type SyntheticReport struct {
-	SeedRate        float64
-	Search, Sampled []SyntheticArm
+	SeedRate, SeedPassAt8 float64
+	Search, Sampled       []SyntheticArm
 }
 
 // Streams of problems: seed data, held-out test, each iteration's.
@@ -115,7 +116,10 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	if rep.SeedRate, err = SolveRate(t.Model, test); err != nil {
 		return nil, err
 	}
-	logf("seed model: held-out solve rate %.1f%% (%d problems, greedy)", 100*rep.SeedRate, len(test))
+	if rep.SeedPassAt8, err = PassAtK(t.Model, test, 8, o.Seed); err != nil {
+		return nil, err
+	}
+	logf("seed model: held-out solve rate %.1f%% greedy, %.1f%% with 8 samples (%d problems)", 100*rep.SeedRate, 100*rep.SeedPassAt8, len(test))
 	seedWeights := append([]float32(nil), t.Model.Params...)
 
 	for _, arm := range []string{"search", "sampled"} {
@@ -171,9 +175,12 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			if res.SolveRate, err = SolveRate(m, test); err != nil {
 				return nil, err
 			}
+			if res.PassAt8, err = PassAtK(m, test, 8, o.Seed); err != nil {
+				return nil, err
+			}
 			res.Took = time.Since(start)
-			logf("%s, iteration %d: solved %d/%d new problems in %d model rows; held-out solve rate %.1f%% (%s)",
-				arm, it, res.Solved, o.Problems, res.Rows, 100*res.SolveRate, res.Took.Round(time.Second))
+			logf("%s, iteration %d: solved %d/%d new problems in %d model rows; held-out solve rate %.1f%% greedy, %.1f%% with 8 samples (%s)",
+				arm, it, res.Solved, o.Problems, res.Rows, 100*res.SolveRate, 100*res.PassAt8, res.Took.Round(time.Second))
 			if arm == "search" {
 				rep.Search = append(rep.Search, res)
 			} else {
@@ -182,6 +189,27 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// PassAtK is the share of problems for which any of k samples of m (at
+// temperature 1, drawn from seed) verifies.
+func PassAtK(m *gpt.Model, problems []synth.Problem, k int, seed uint64) (float64, error) {
+	pol := synth.NewModelPolicy(m, 1, seed)
+	solved := 0
+	for i, p := range problems {
+		pol.Reseed(seed, 0xe7a1, uint64(i))
+		texts, _, err := pol.Complete(p.Prompt(), k)
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range texts {
+			if _, err := synth.Verify(p, t); err == nil {
+				solved++
+				break
+			}
+		}
+	}
+	return float64(solved) / float64(len(problems)), nil
 }
 
 // SolveRate is the share of problems m solves greedily: the prompt, then
