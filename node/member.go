@@ -122,6 +122,12 @@ func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
 		// compute would be known to every member, which protects nothing.
 		return diloco.Hash{}, errors.New("differential privacy needs an aggregator to draw the noise in secret: a run without one cannot have it")
 	}
+	if o.Run.Private != nil {
+		// Nobody can recompute a private contribution, and without an
+		// aggregator there is no validator to screen it alone, nor one to
+		// relay a secure-aggregation cohort.
+		return diloco.Hash{}, errors.New("private contributions need an aggregator to screen them (and to relay secure aggregation): a run without one cannot take them")
+	}
 	return newMemberRun(o).run(ctx)
 }
 

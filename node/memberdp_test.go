@@ -20,6 +20,10 @@ func TestMemberRefusesDP(t *testing.T) {
 	if _, err := RunMember(context.Background(), MemberOptions{Run: cfg}); err == nil || !strings.Contains(err.Error(), "needs an aggregator") {
 		t.Fatalf("member with DP: %v", err)
 	}
+	cfg.DP, cfg.Private = nil, &diloco.Private{Tolerance: 0.1}
+	if _, err := RunMember(context.Background(), MemberOptions{Run: cfg}); err == nil || !strings.Contains(err.Error(), "private contributions need an aggregator") {
+		t.Fatalf("member with private contributions: %v", err)
+	}
 }
 
 // TestRunWithDP: a real run (aggregator and workers on loopback) with
