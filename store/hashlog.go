@@ -76,11 +76,6 @@ func (l *hashLog) put(hash [32]byte, value func(n uint64) []byte) (uint64, error
 	return n, err
 }
 
-func (l *hashLog) len() (n int) {
-	l.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketEntries).Stats().KeyN; return nil })
-	return n
-}
-
 func (l *hashLog) each(f func(n uint64, v []byte) error) error {
 	return l.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {

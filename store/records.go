@@ -77,9 +77,6 @@ func (s *RecordStore) Put(r records.Record, reward uint64, similarity float64, a
 	})
 }
 
-// Len is the number of records held.
-func (s *RecordStore) Len() int { return s.log.len() }
-
 // Each calls f with every record in number order, stopping at f's first
 // error (returned) or at a record that does not decode.
 func (s *RecordStore) Each(f func(Taken) error) error {

@@ -82,9 +82,6 @@ func (s *SampleStore) Put(x Sample) (uint64, error) {
 	return s.log.put(x.Hash(), func(n uint64) []byte { x.N = n; return x.encode() })
 }
 
-// Len is the number of samples held.
-func (s *SampleStore) Len() int { return s.log.len() }
-
 // Each calls f with every sample in number order.
 func (s *SampleStore) Each(f func(Sample) error) error {
 	return s.log.each(func(n uint64, v []byte) error {
