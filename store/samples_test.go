@@ -28,9 +28,10 @@ func TestSampleAndRecordStores(t *testing.T) {
 			t.Fatalf("put %d: %d %v", i, n, err)
 		}
 	}
+	n, err := s.Put(a)
 	held := 0
 	s.Each(func(Sample) error { held++; return nil })
-	if n, err := s.Put(a); !errors.Is(err, ErrHeld) || n != 0 || held != 2 {
+	if !errors.Is(err, ErrHeld) || n != 0 || held != 2 {
 		t.Fatalf("the same sample again: %d %v, %d held", n, err, held)
 	}
 	if err := s.MarkOnChain([]uint64{1}); err != nil {
