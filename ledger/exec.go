@@ -407,11 +407,8 @@ func (x *execution) applySettlement(s settlement) error {
 		minted = x.g.EmissionPerRound
 	}
 	m := x.meta
-	var c1, c2 uint64
-	m.Supply, c1 = bits.Add64(m.Supply, minted, 0)
-	m.Minted, c2 = bits.Add64(m.Minted, minted, 0)
-	if c1|c2 != 0 {
-		return reject(CodeInvalid, "the emission would overflow the supply")
+	if err := m.mint(minted); err != nil {
+		return err
 	}
 	recs := make([]VerdictRecord, len(b.Verdicts))
 	for i, v := range b.Verdicts {
@@ -441,14 +438,9 @@ func (x *execution) applySettlement(s settlement) error {
 		if err != nil {
 			return err
 		}
-		cut := slashAmount(w.Stake+w.Unbonded(), x.g.SlashBasisPoints)
-		var c uint64
-		if m.Burned, c = bits.Add64(m.Burned, cut, 0); c != 0 {
-			return reject(CodeInvalid, "the burned total would overflow")
+		if recs[i].Slashed, err = m.slash(w, x.g.SlashBasisPoints); err != nil {
+			return err
 		}
-		recs[i].Slashed = cut
-		m.Supply -= cut // cut <= the worker's holdings <= the supply
-		takeStake(w, cut)
 	}
 	for i := range recs {
 		x.st.kv.put(verdictKey(b.Round, recs[i].Worker), recs[i].encode())
@@ -456,6 +448,30 @@ func (x *execution) applySettlement(s settlement) error {
 	m.NextSettle++
 	x.meta = m
 	return nil
+}
+
+// mint adds amount to the supply and to the minted total.
+func (m *Meta) mint(amount uint64) error {
+	var c1, c2 uint64
+	m.Supply, c1 = bits.Add64(m.Supply, amount, 0)
+	m.Minted, c2 = bits.Add64(m.Minted, amount, 0)
+	if c1|c2 != 0 {
+		return reject(CodeInvalid, "minting %d would overflow the supply", amount)
+	}
+	return nil
+}
+
+// slash takes basisPoints of w's stake and unbonding entries, burned, and
+// returns the amount.
+func (m *Meta) slash(w *Account, basisPoints uint32) (uint64, error) {
+	cut := slashAmount(w.Stake+w.Unbonded(), basisPoints)
+	var c uint64
+	if m.Burned, c = bits.Add64(m.Burned, cut, 0); c != 0 {
+		return 0, reject(CodeInvalid, "the burned total would overflow")
+	}
+	m.Supply -= cut // cut <= the worker's holdings <= the supply
+	takeStake(w, cut)
+	return cut, nil
 }
 
 // takeStake removes cut from the bonded stake first, then from the

@@ -112,11 +112,8 @@ func (x *execution) records(a *Account, b *RecordsTx) error {
 			return reject(CodeInvalid, "the rewards overflow")
 		}
 	}
-	var c1, c2 uint64
-	x.meta.Supply, c1 = bits.Add64(x.meta.Supply, total, 0)
-	x.meta.Minted, c2 = bits.Add64(x.meta.Minted, total, 0)
-	if c1|c2 != 0 {
-		return reject(CodeInvalid, "the rewards would overflow the supply")
+	if err := x.meta.mint(total); err != nil {
+		return err
 	}
 	for _, e := range b.Entries {
 		acct, err := x.acct(e.Contributor)

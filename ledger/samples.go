@@ -127,11 +127,8 @@ func (x *execution) samples(a *Account, b *SamplesTx) error {
 			return reject(CodeInvalid, "the rewards overflow")
 		}
 	}
-	var c1, c2 uint64
-	x.meta.Supply, c1 = bits.Add64(x.meta.Supply, total, 0)
-	x.meta.Minted, c2 = bits.Add64(x.meta.Minted, total, 0)
-	if c1|c2 != 0 {
-		return reject(CodeInvalid, "the rewards would overflow the supply")
+	if err := x.meta.mint(total); err != nil {
+		return err
 	}
 	for _, e := range b.Entries {
 		w, err := x.acct(e.Worker)
@@ -142,14 +139,9 @@ func (x *execution) samples(a *Account, b *SamplesTx) error {
 		if e.Verified {
 			w.Balance += e.Reward // below the supply, which did not overflow
 		} else {
-			cut := slashAmount(w.Stake+w.Unbonded(), x.g.SlashBasisPoints)
-			var c uint64
-			if x.meta.Burned, c = bits.Add64(x.meta.Burned, cut, 0); c != 0 {
-				return reject(CodeInvalid, "the burned total would overflow")
+			if info.Slashed, err = x.meta.slash(w, x.g.SlashBasisPoints); err != nil {
+				return err
 			}
-			x.meta.Supply -= cut // cut <= the worker's holdings <= the supply
-			takeStake(w, cut)
-			info.Slashed = cut
 		}
 		x.st.kv.put(sampleKey(e.Hash), info.encode())
 	}

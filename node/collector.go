@@ -301,25 +301,20 @@ func (c *Collector) record() error {
 		return nil
 	}
 	slices.SortFunc(batch, func(a, b pendingRecord) int { return bytes.Compare(a.entry.Hash[:], b.entry.Hash[:]) })
-	var entries []ledger.RecordEntry
-	var ns []uint64
-	for _, p := range batch {
-		var rec *ledger.RecordInfo
-		if err := c.led.queryJSON("record", p.entry.Hash[:], &rec); err != nil {
-			return err
-		}
-		if rec == nil {
-			entries = append(entries, p.entry)
-		}
-		ns = append(ns, p.n)
+	hashes := make([]ledger.Hash, len(batch))
+	ns := make([]uint64, len(batch))
+	for i, p := range batch {
+		hashes[i], ns[i] = p.entry.Hash, p.n
 	}
-	if len(entries) > 0 {
-		if _, err := c.led.submitOwn(&ledger.RecordsTx{Entries: entries}); err != nil {
-			return err
+	on, err := c.led.recordOnce("record", hashes, c.now(), func(keep []int) ledger.Body {
+		tx := &ledger.RecordsTx{}
+		for _, i := range keep {
+			tx.Entries = append(tx.Entries, batch[i].entry)
 		}
-		if _, err := c.led.Produce(c.now()); err != nil {
-			return err
-		}
+		return tx
+	})
+	if err != nil {
+		return err
 	}
 	if err := c.store.MarkOnChain(ns); err != nil {
 		return err
@@ -330,9 +325,9 @@ func (c *Collector) record() error {
 		done[n] = true
 	}
 	c.pending = slices.DeleteFunc(c.pending, func(p pendingRecord) bool { return done[p.n] })
-	c.stats.OnChain += len(entries)
+	c.stats.OnChain += on
 	c.mu.Unlock()
-	c.log.Info("records on the chain", "records", len(entries))
+	c.log.Info("records on the chain", "records", on)
 	return nil
 }
 

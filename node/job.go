@@ -354,27 +354,23 @@ func (j *Job) record() error {
 		return nil
 	}
 	slices.SortFunc(batch, func(a, b pendingSample) int { return bytes.Compare(a.entry.Hash[:], b.entry.Hash[:]) })
-	var entries []ledger.SampleEntry
+	hashes := make([]ledger.Hash, len(batch))
 	var ns []uint64
-	for _, p := range batch {
-		var rec *ledger.SampleInfo
-		if err := j.led.queryJSON("sample", p.entry.Hash[:], &rec); err != nil {
-			return err
-		}
-		if rec == nil {
-			entries = append(entries, p.entry)
-		}
+	for i, p := range batch {
+		hashes[i] = p.entry.Hash
 		if p.n != ^uint64(0) {
 			ns = append(ns, p.n)
 		}
 	}
-	if len(entries) > 0 {
-		if _, err := j.led.submitOwn(&ledger.SamplesTx{Entries: entries}); err != nil {
-			return err
+	on, err := j.led.recordOnce("sample", hashes, time.Now(), func(keep []int) ledger.Body {
+		tx := &ledger.SamplesTx{}
+		for _, i := range keep {
+			tx.Entries = append(tx.Entries, batch[i].entry)
 		}
-		if _, err := j.led.Produce(time.Now()); err != nil {
-			return err
-		}
+		return tx
+	})
+	if err != nil {
+		return err
 	}
 	if err := j.store.MarkOnChain(ns); err != nil {
 		return err
@@ -385,7 +381,7 @@ func (j *Job) record() error {
 	}
 	j.mu.Lock()
 	j.pending = slices.DeleteFunc(j.pending, func(p pendingSample) bool { return done[p.entry.Hash] })
-	j.stats.OnChain += len(entries)
+	j.stats.OnChain += on
 	j.mu.Unlock()
 	return nil
 }

@@ -390,6 +390,34 @@ func (h *LedgerHost) Round(r uint64) (ledger.RoundInfo, error) {
 	return ri, err
 }
 
+// recordOnce puts on the chain, in one transaction of the host's own and
+// one block made at now, the entries whose hashes the chain does not hold
+// yet under query path (asked for each: after a crash between a block and
+// the caller's note of it, nothing is recorded twice); body makes the
+// transaction from those entries' indices. It returns how many went on.
+func (h *LedgerHost) recordOnce(path string, hashes []ledger.Hash, now time.Time, body func(keep []int) ledger.Body) (int, error) {
+	var keep []int
+	for i, hh := range hashes {
+		var rec json.RawMessage
+		if err := h.queryJSON(path, hh[:], &rec); err != nil {
+			return 0, err
+		}
+		if string(rec) == "null" {
+			keep = append(keep, i)
+		}
+	}
+	if len(keep) == 0 {
+		return 0, nil
+	}
+	if _, err := h.submitOwn(body(keep)); err != nil {
+		return 0, err
+	}
+	if _, err := h.Produce(now); err != nil {
+		return 0, err
+	}
+	return len(keep), nil
+}
+
 func (h *LedgerHost) queryJSON(path string, data []byte, v any) error {
 	ans, err := h.be.Query(path, data)
 	if err != nil {
