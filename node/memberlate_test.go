@@ -98,9 +98,16 @@ func TestMemberJoinsLate(t *testing.T) {
 	}
 	start(0)
 	start(1)
-	for r := range closed {
-		if r == lateAfter {
-			break
+wait:
+	for {
+		select {
+		case r := <-closed:
+			if r == lateAfter {
+				break wait
+			}
+		case <-ctx.Done(): // fail, not hang, when the round never closes
+			wg.Wait()
+			t.Fatalf("round %d did not close within the test's time: member errors %v", lateAfter, errs)
 		}
 	}
 	start(2)
