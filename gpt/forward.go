@@ -40,7 +40,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 		P.End("layernorm fwd", 0)
 		m.linear("qkv", la.qkv, la.ln1, w.attnW, w.attnB, nil, BT, C, 3*C)
 		P.Begin()
-		J.attn = attnJob{pool: p, qkv: la.qkv, att: la.att, y: la.atty, T: T, C: C, NH: NH, scale: J.attnScale}
+		J.attn = attnJob{pool: p, qkv: la.qkv, y: la.atty, scratch: a.scratch, T: T, C: C, NH: NH, scale: J.attnScale}
 		p.Run(B*NH, &J.attn)
 		P.End("attention fwd", float64(B*NH)*causalFLOPs(T, hd, 2))
 		m.linear("attn proj", la.res2, la.atty, w.projW, w.projB, x, BT, C, C)
@@ -178,7 +178,7 @@ func (m *Model) Backward() error {
 		m.layerNormBackward(a.dres, gl.ln2w, gl.ln2b, a.dln, la.res2, wl.ln2w, la.ln2Mean, la.ln2Rstd, BT)
 		m.linearBackward("attn proj", a.datty, gl.projW, gl.projB, a.dres, la.atty, wl.projW, BT, C, C)
 		P.Begin()
-		J.attn = attnJob{pool: p, qkv: la.qkv, att: la.att, dy: a.datty, dqkv: a.dqkv, scratch: a.scratch, T: T, C: C, NH: NH, scale: J.attnScale, backward: true}
+		J.attn = attnJob{pool: p, qkv: la.qkv, dy: a.datty, dqkv: a.dqkv, scratch: a.scratch, T: T, C: C, NH: NH, scale: J.attnScale, backward: true}
 		p.Run(B*NH, &J.attn)
 		P.End("attention bwd", float64(B*NH)*causalFLOPs(T, hd, 4))
 		m.linearBackward("qkv", a.dln, gl.attnW, gl.attnB, a.dqkv, la.ln1, wl.attnW, BT, C, 3*C)

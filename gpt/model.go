@@ -74,7 +74,7 @@ type activations struct {
 	datty []float32 // [B*T, C]
 	dqkv  []float32 // [B*T, 3C]
 	dfch  []float32 // [B*T, 4C]
-	// per-thread attention scratch, [T, T] each
+	// per-thread attention scratch, attnScratch(T) each
 	scratch [][]float32
 	// LayerNorm backward partial sums, [chunks][2C]
 	lnPartial []float32
@@ -83,7 +83,6 @@ type activations struct {
 type layerActs struct {
 	ln1, ln1Mean, ln1Rstd []float32
 	qkv                   []float32 // [B*T, 3C]
-	att                   []float32 // [B, NH, T, T] softmax probabilities
 	atty                  []float32 // [B*T, C]
 	res2                  []float32 // [B*T, C] residual after attention
 	ln2, ln2Mean, ln2Rstd []float32
@@ -102,7 +101,7 @@ func (m *Model) ensureActs(B, T int) *activations {
 		return a
 	}
 	c := m.Config
-	C, V, NH, BT := c.NEmbd, c.VocabSize, c.NHead, B*T
+	C, V, BT := c.NEmbd, c.VocabSize, B*T
 	f := func(n int) []float32 { return make([]float32, n) }
 	a := &activations{B: B, T: T,
 		encoded: f(BT * C), lnf: f(BT * C), lnfMean: f(BT), lnfRstd: f(BT),
@@ -113,13 +112,13 @@ func (m *Model) ensureActs(B, T int) *activations {
 	for l := 0; l < c.NLayer; l++ {
 		a.layers = append(a.layers, layerActs{
 			ln1: f(BT * C), ln1Mean: f(BT), ln1Rstd: f(BT), qkv: f(BT * 3 * C),
-			att: f(B * NH * T * T), atty: f(BT * C), res2: f(BT * C),
+			atty: f(BT * C), res2: f(BT * C),
 			ln2: f(BT * C), ln2Mean: f(BT), ln2Rstd: f(BT),
 			fch: f(BT * 4 * C), fchGelu: f(BT * 4 * C), res3: f(BT * C),
 		})
 	}
 	for i := 0; i < m.pool.Threads(); i++ {
-		a.scratch = append(a.scratch, f(T*T))
+		a.scratch = append(a.scratch, f(attnScratch(T)))
 	}
 	m.acts = a
 	return a

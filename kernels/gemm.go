@@ -125,6 +125,7 @@ type gemmArgs struct {
 	ldc          int
 	acc          bool
 	tri          Tri
+	diag         int // row i's diagonal element is column i+diag (Tri)
 	im           impl
 	j0, nc       int // current column block
 	p0, kc       int // current k block
@@ -190,7 +191,17 @@ func (g *gemmArgs) zeroC() {
 // size, so results do not depend on how callers split work. It panics if a
 // slice is too short for the shape it is given.
 func (w *Workspace) Sgemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool, tri Tri) {
-	g := gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, tri: tri, im: cur}
+	w.SgemmDiag(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, acc, tri, 0)
+}
+
+// SgemmDiag is Sgemm with the triangle's diagonal moved: row i's diagonal
+// element is column i+diag instead of column i. So LowerC asks for C[i][j]
+// with j ≤ i+diag, LowerA promises op(A)[i][k] == 0 for k > i+diag and
+// UpperA op(A)[i][k] == 0 for k < i+diag. A strip of rows r0.. of a
+// triangular product is the product of those rows with diag r0. Every
+// element is summed exactly as Sgemm sums it.
+func (w *Workspace) SgemmDiag(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool, tri Tri, diag int) {
+	g := gemmArgs{tA: tA, tB: tB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, acc: acc, tri: tri, diag: diag, im: cur}
 	g.check()
 	if m == 0 || n == 0 {
 		return
@@ -252,15 +263,15 @@ func (g *gemmArgs) compute(w *Workspace, ilo, ihi, plo, phi int) {
 				rows := min(mr, mc-ir)
 				i := ic + ir
 				ks, ke := 0, kc
-				switch g.tri {
+				switch d := i + g.diag; g.tri {
 				case LowerC:
-					if j > i+rows-1 {
+					if j > d+rows-1 {
 						continue
 					}
 				case LowerA:
-					ke = min(kc, max(0, i+rows-g.p0))
+					ke = min(kc, max(0, d+rows-g.p0))
 				case UpperA:
-					ks = min(kc, max(0, i-g.p0))
+					ks = min(kc, max(0, d-g.p0))
 				}
 				if ks >= ke {
 					ks, ke = 0, 0

@@ -185,6 +185,61 @@ func TestSgemmTriangular(t *testing.T) {
 	})
 }
 
+// TestSgemmDiagStrips: strips of rows of a triangular product, computed
+// with SgemmDiag, give bitwise the rows of the whole product (LowerC, and
+// LowerA over the keys up to the strip's end), and a transposed strip
+// (UpperA with a negative diagonal) the strip's terms of the whole sum.
+func TestSgemmDiagStrips(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	forEachImpl(t, func(name string) {
+		for _, n := range []int{13, 64, 100, 300, 600} {
+			const d = 32
+			q, kk, v := randSlice(r, n*d), randSlice(r, n*d), randSlice(r, n*d)
+			w := NewWorkspace()
+			s := make([]float32, n*n)
+			w.Sgemm(false, true, n, n, d, q, d, kk, d, s, n, false, LowerC)
+			p := randSlice(r, n*n)
+			for i := 0; i < n; i++ {
+				clear(p[i*n+i+1 : i*n+n])
+			}
+			y := make([]float32, n*d)
+			w.Sgemm(false, false, n, d, n, p, n, v, d, y, d, false, LowerA)
+			ut := make([]float32, n*d) // Pᵀ·V by strips, summed strip by strip
+			for _, rows := range []int{12, 48, 7} {
+				clear(ut)
+				for r0 := 0; r0 < n; r0 += rows {
+					m := min(rows, n-r0)
+					cols := r0 + m
+					strip := make([]float32, m*cols)
+					w.SgemmDiag(false, true, m, cols, d, q[r0*d:], d, kk, d, strip, cols, false, LowerC, r0)
+					ys := make([]float32, m*d)
+					w.SgemmDiag(false, false, m, d, cols, p[r0*n:], n, v, d, ys, d, false, LowerA, r0)
+					for i := range m {
+						for j := 0; j <= r0+i; j++ {
+							if math.Float32bits(strip[i*cols+j]) != math.Float32bits(s[(r0+i)*n+j]) {
+								t.Fatalf("%s n=%d rows=%d: LowerC strip at %d,%d: %v, whole %v", name, n, rows, r0+i, j, strip[i*cols+j], s[(r0+i)*n+j])
+							}
+						}
+						for x := range d {
+							if math.Float32bits(ys[i*d+x]) != math.Float32bits(y[(r0+i)*d+x]) {
+								t.Fatalf("%s n=%d rows=%d: LowerA strip row %d: %v, whole %v", name, n, rows, r0+i, ys[i*d+x], y[(r0+i)*d+x])
+							}
+						}
+					}
+					// (P strip)ᵀ·(V strip) over the strip's keys 0..cols.
+					w.SgemmDiag(true, false, cols, d, m, p[r0*n:], n, v[r0*d:], d, ut, d, true, UpperA, -r0)
+				}
+				want := naive(true, false, n, d, n, p, n, v, d)
+				for i := range ut {
+					if !within(ut[i], want[i], n) {
+						t.Fatalf("%s n=%d rows=%d: UpperA strips at %d: %v want %v", name, n, rows, i, ut[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestSgemmDeterministicAcrossThreads checks that the thread count does not
 // change a single bit of the result.
 func TestSgemmDeterministicAcrossThreads(t *testing.T) {

@@ -786,6 +786,68 @@ done27:
 	VZEROUPPER
 	RET
 
+// func softmaxGradAVX2(ds []float32, p []float32, dot float32, scale float32)
+TEXT ·softmaxGradAVX2(SB), NOSPLIT, $0-56
+	MOVQ ds_base+0(FP), SI
+	MOVQ p_base+24(FP), DI
+	MOVQ ds_len+8(FP), CX
+	VBROADCASTSS dot+48(FP), Y8
+	VBROADCASTSS scale+52(FP), Y9
+loop31:
+	CMPQ CX, $32
+	JLT single28
+	VMOVUPS (SI), Y0
+	VSUBPS Y8, Y0, Y0
+	VMULPS (DI), Y0, Y0
+	VMULPS Y9, Y0, Y0
+	VMOVUPS Y0, (SI)
+	VMOVUPS 32(SI), Y1
+	VSUBPS Y8, Y1, Y1
+	VMULPS 32(DI), Y1, Y1
+	VMULPS Y9, Y1, Y1
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS 64(SI), Y2
+	VSUBPS Y8, Y2, Y2
+	VMULPS 64(DI), Y2, Y2
+	VMULPS Y9, Y2, Y2
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS 96(SI), Y3
+	VSUBPS Y8, Y3, Y3
+	VMULPS 96(DI), Y3, Y3
+	VMULPS Y9, Y3, Y3
+	VMOVUPS Y3, 96(SI)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP loop31
+single28:
+	CMPQ CX, $8
+	JLT tail29
+	VMOVUPS (SI), Y0
+	VSUBPS Y8, Y0, Y0
+	VMULPS (DI), Y0, Y0
+	VMULPS Y9, Y0, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP single28
+tail29:
+	TESTQ CX, CX
+	JEQ done30
+	VMOVD CX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VMASKMOVPS (SI), Y15, Y0
+	VSUBPS Y8, Y0, Y0
+	VMASKMOVPS (DI), Y15, Y4
+	VMULPS Y4, Y0, Y0
+	VMULPS Y9, Y0, Y0
+	VMASKMOVPS Y0, Y15, (SI)
+done30:
+	VZEROUPPER
+	RET
+
 // func geluFwdAVX2(dst []float32, src []float32)
 TEXT ·geluFwdAVX2(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), DI
@@ -795,9 +857,9 @@ TEXT ·geluFwdAVX2(SB), NOSPLIT, $0-48
 	VMOVUPS consts<>+640(SB), Y12
 	VMOVUPS consts<>+32(SB), Y13
 	VMOVUPS consts<>+0(SB), Y14
-single28:
+single32:
 	CMPQ CX, $8
-	JLT tail29
+	JLT tail33
 	VMOVUPS (SI), Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
@@ -859,10 +921,10 @@ single28:
 	ADDQ $32, SI
 	ADDQ $32, DI
 	SUBQ $8, CX
-	JMP single28
-tail29:
+	JMP single32
+tail33:
 	TESTQ CX, CX
-	JEQ done30
+	JEQ done34
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -924,7 +986,7 @@ tail29:
 	VBLENDVPS Y10, Y7, Y9, Y9
 	VMULPS Y0, Y9, Y9
 	VMASKMOVPS Y9, Y15, (DI)
-done30:
+done34:
 	VZEROUPPER
 	RET
 
@@ -938,9 +1000,9 @@ TEXT ·geluBwdAVX2(SB), NOSPLIT, $0-72
 	VMOVUPS consts<>+640(SB), Y12
 	VMOVUPS consts<>+32(SB), Y13
 	VMOVUPS consts<>+0(SB), Y14
-single31:
+single35:
 	CMPQ CX, $8
-	JLT tail32
+	JLT tail36
 	VMOVUPS (SI), Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
@@ -1005,10 +1067,10 @@ single31:
 	ADDQ $32, DI
 	ADDQ $32, DX
 	SUBQ $8, CX
-	JMP single31
-tail32:
+	JMP single35
+tail36:
 	TESTQ CX, CX
-	JEQ done33
+	JEQ done37
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1073,7 +1135,7 @@ tail32:
 	VMASKMOVPS (DX), Y15, Y3
 	VMULPS Y3, Y10, Y10
 	VMASKMOVPS Y10, Y15, (DI)
-done33:
+done37:
 	VZEROUPPER
 	RET
 
@@ -1086,32 +1148,32 @@ TEXT ·lnFwdAVX2(SB), NOSPLIT, $0-112
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-loop37:
+loop41:
 	CMPQ CX, $32
-	JLT single34
+	JLT single38
 	VADDPS (SI), Y0, Y0
 	VADDPS 32(SI), Y1, Y1
 	VADDPS 64(SI), Y2, Y2
 	VADDPS 96(SI), Y3, Y3
 	ADDQ $128, SI
 	SUBQ $32, CX
-	JMP loop37
-single34:
+	JMP loop41
+single38:
 	CMPQ CX, $8
-	JLT tail35
+	JLT tail39
 	VADDPS (SI), Y0, Y0
 	ADDQ $32, SI
 	SUBQ $8, CX
-	JMP single34
-tail35:
+	JMP single38
+tail39:
 	TESTQ CX, CX
-	JEQ done36
+	JEQ done40
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VADDPS Y4, Y0, Y0
-done36:
+done40:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
@@ -1132,9 +1194,9 @@ done36:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-loop41:
+loop45:
 	CMPQ CX, $32
-	JLT single38
+	JLT single42
 	VMOVUPS (SI), Y6
 	VSUBPS Y4, Y6, Y6
 	VFMADD231PS Y6, Y6, Y0
@@ -1149,19 +1211,19 @@ loop41:
 	VFMADD231PS Y9, Y9, Y3
 	ADDQ $128, SI
 	SUBQ $32, CX
-	JMP loop41
-single38:
+	JMP loop45
+single42:
 	CMPQ CX, $8
-	JLT tail39
+	JLT tail43
 	VMOVUPS (SI), Y6
 	VSUBPS Y4, Y6, Y6
 	VFMADD231PS Y6, Y6, Y0
 	ADDQ $32, SI
 	SUBQ $8, CX
-	JMP single38
-tail39:
+	JMP single42
+tail43:
 	TESTQ CX, CX
-	JEQ done40
+	JEQ done44
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1169,7 +1231,7 @@ tail39:
 	VSUBPS Y4, Y6, Y6
 	VANDPS Y15, Y6, Y6
 	VFMADD231PS Y6, Y6, Y0
-done40:
+done44:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
@@ -1191,9 +1253,9 @@ done40:
 	MOVQ b_base+72(FP), R8
 	MOVQ out_base+0(FP), R9
 	MOVQ x_len+32(FP), CX
-loop45:
+loop49:
 	CMPQ CX, $16
-	JLT single42
+	JLT single46
 	VMOVUPS (SI), Y6
 	VSUBPS Y4, Y6, Y6
 	VMULPS Y5, Y6, Y6
@@ -1211,10 +1273,10 @@ loop45:
 	ADDQ $64, R8
 	ADDQ $64, R9
 	SUBQ $16, CX
-	JMP loop45
-single42:
+	JMP loop49
+single46:
 	CMPQ CX, $8
-	JLT tail43
+	JLT tail47
 	VMOVUPS (SI), Y6
 	VSUBPS Y4, Y6, Y6
 	VMULPS Y5, Y6, Y6
@@ -1226,10 +1288,10 @@ single42:
 	ADDQ $32, R8
 	ADDQ $32, R9
 	SUBQ $8, CX
-	JMP single42
-tail43:
+	JMP single46
+tail47:
 	TESTQ CX, CX
-	JEQ done44
+	JEQ done48
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1240,7 +1302,7 @@ tail43:
 	VMASKMOVPS (R8), Y15, Y10
 	VFMADD213PS Y10, Y8, Y6
 	VMASKMOVPS Y6, Y15, (R9)
-done44:
+done48:
 	VMOVSS X4, mean+104(FP)
 	VMOVSS X5, rstd+108(FP)
 	VZEROUPPER
@@ -1261,9 +1323,9 @@ TEXT ·lnBwdAVX2(SB), NOSPLIT, $0-152
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-loop49:
+loop53:
 	CMPQ CX, $16
-	JLT single46
+	JLT single50
 	VMOVUPS (SI), Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1294,10 +1356,10 @@ loop49:
 	ADDQ $64, R9
 	ADDQ $64, R10
 	SUBQ $16, CX
-	JMP loop49
-single46:
+	JMP loop53
+single50:
 	CMPQ CX, $8
-	JLT tail47
+	JLT tail51
 	VMOVUPS (SI), Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1316,10 +1378,10 @@ single46:
 	ADDQ $32, R9
 	ADDQ $32, R10
 	SUBQ $8, CX
-	JMP single46
-tail47:
+	JMP single50
+tail51:
 	TESTQ CX, CX
-	JEQ done48
+	JEQ done52
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1337,7 +1399,7 @@ tail47:
 	VMASKMOVPS (R10), Y15, Y8
 	VADDPS Y8, Y6, Y8
 	VMASKMOVPS Y8, Y15, (R10)
-done48:
+done52:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VEXTRACTF128 $1, Y0, X1
@@ -1364,9 +1426,9 @@ done48:
 	MOVQ w_base+120(FP), R8
 	MOVQ dx_base+0(FP), R11
 	MOVQ x_len+104(FP), CX
-loop53:
+loop57:
 	CMPQ CX, $16
-	JLT single50
+	JLT single54
 	VMOVUPS (SI), Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1390,10 +1452,10 @@ loop53:
 	ADDQ $64, R8
 	ADDQ $64, R11
 	SUBQ $16, CX
-	JMP loop53
-single50:
+	JMP loop57
+single54:
 	CMPQ CX, $8
-	JLT tail51
+	JLT tail55
 	VMOVUPS (SI), Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1408,10 +1470,10 @@ single50:
 	ADDQ $32, R8
 	ADDQ $32, R11
 	SUBQ $8, CX
-	JMP single50
-tail51:
+	JMP single54
+tail55:
 	TESTQ CX, CX
-	JEQ done52
+	JEQ done56
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1426,7 +1488,7 @@ tail51:
 	VMASKMOVPS (R11), Y15, Y10
 	VFMADD213PS Y10, Y13, Y8
 	VMASKMOVPS Y8, Y15, (R11)
-done52:
+done56:
 	VZEROUPPER
 	RET
 
@@ -1445,9 +1507,9 @@ TEXT ·adamwAVX2(SB), NOSPLIT, $0-128
 	MOVQ m_base+48(FP), R8
 	MOVQ v_base+72(FP), R9
 	MOVQ p_len+8(FP), CX
-single54:
+single58:
 	CMPQ CX, $8
-	JLT tail55
+	JLT tail59
 	VMOVUPS (DI), Y1
 	VMULPS Y9, Y1, Y2
 	VMOVUPS (R8), Y3
@@ -1470,10 +1532,10 @@ single54:
 	ADDQ $32, R8
 	ADDQ $32, R9
 	SUBQ $8, CX
-	JMP single54
-tail55:
+	JMP single58
+tail59:
 	TESTQ CX, CX
-	JEQ done56
+	JEQ done60
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
 	VPCMPGTD consts<>+1376(SB), Y15, Y15
@@ -1495,6 +1557,6 @@ tail55:
 	VMULPS Y0, Y7, Y0
 	VFNMADD231PS Y13, Y4, Y0
 	VMASKMOVPS Y0, Y15, (SI)
-done56:
+done60:
 	VZEROUPPER
 	RET

@@ -108,6 +108,13 @@ func scaleGeneric(a float32, x []float32) {
 	}
 }
 
+func softmaxGradGeneric(ds, p []float32, dot, scale float32) {
+	p = p[:len(ds)]
+	for i, d := range ds {
+		ds[i] = p[i] * (d - dot) * scale
+	}
+}
+
 func addGeneric(dst, x []float32) {
 	x = x[:len(dst)]
 	for i := range dst {

@@ -66,6 +66,7 @@ func TestNoAccessPastEnd(t *testing.T) {
 			Scale(0.5, a)
 			Add(a, b)
 			ExpSub(a, b, 1)
+			SoftmaxGrad(a, b, 0.5, 2)
 			GeluForward(a, b)
 			GeluBackward(a, b, c)
 			LayerNormForward(a, b, c, d, 1e-5)

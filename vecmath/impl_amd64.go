@@ -21,6 +21,7 @@ var avx512Kernels = kernels{
 	scale:   scaleAVX512,
 	add:     addAVX512,
 	expSub:  expSubAVX512,
+	smGrad:  softmaxGradAVX512,
 	geluFwd: geluFwdAVX512,
 	geluBwd: geluBwdAVX512,
 	lnFwd:   lnFwdAVX512,
@@ -37,6 +38,7 @@ var avx2Kernels = kernels{
 	scale:   scaleAVX2,
 	add:     addAVX2,
 	expSub:  expSubAVX2,
+	smGrad:  softmaxGradAVX2,
 	geluFwd: geluFwdAVX2,
 	geluBwd: geluBwdAVX2,
 	lnFwd:   lnFwdAVX2,
@@ -83,6 +85,12 @@ func axpyAVX512(a float32, x, y []float32)
 
 //go:noescape
 func scaleAVX512(a float32, x []float32)
+
+//go:noescape
+func softmaxGradAVX512(ds, p []float32, dot, scale float32)
+
+//go:noescape
+func softmaxGradAVX2(ds, p []float32, dot, scale float32)
 
 //go:noescape
 func addAVX512(dst, x []float32)

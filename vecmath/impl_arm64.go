@@ -4,7 +4,8 @@ import "github.com/cairnlabs/cairn/vecmath/internal/coef"
 
 // The "neon" implementation: every kernel in NEON assembly, Dot (and so
 // DotRows) and Axpy in neon_arm64.s, the others in neonrows_arm64.s; Dot4
-// is left to the portable Go. Advanced SIMD is part of every arm64 CPU Go
+// and SoftmaxGrad (three exactly rounded operations an element, which Go
+// compiles to the same bits) are left to the portable Go. Advanced SIMD is part of every arm64 CPU Go
 // runs on, so it needs no feature check. dotNEON sums in the AVX2
 // kernel's order and axpyNEON is one fused multiply-add per element, as on
 // AVX2 and AVX-512, so both give those paths' bits; the others evaluate
@@ -19,6 +20,7 @@ var neonKernels = kernels{
 	scale:   scaleNEON,
 	add:     addNEON,
 	expSub:  expSubNEONc,
+	smGrad:  softmaxGradGeneric,
 	geluFwd: geluFwdNEONc,
 	geluBwd: geluBwdNEONc,
 	lnFwd:   lnFwdNEON,

@@ -97,6 +97,16 @@ func Scale(a float32, x []float32) {
 	scaleImpl(a, x)
 }
 
+// SoftmaxGrad sets ds[i] = p[i]·(ds[i] − dot)·scale, each operation
+// rounded in that order (so every implementation gives the same bits):
+// with p a softmax and ds the gradient of its output, dot = Dot(p, ds)
+// makes it the gradient of the softmax's input times scale. ds and p must
+// have the same length.
+func SoftmaxGrad(ds, p []float32, dot, scale float32) {
+	checkLen(len(ds), len(p))
+	smGradImpl(ds, p, dot, scale)
+}
+
 // Add computes dst[i] += x[i]. dst and x must have the same length.
 func Add(dst, x []float32) {
 	checkLen(len(dst), len(x))
@@ -226,6 +236,7 @@ type kernels struct {
 	scale   func(a float32, x []float32)
 	add     func(dst, x []float32)
 	expSub  func(dst, src []float32, m float32) float32
+	smGrad  func(ds, p []float32, dot, scale float32)
 	geluFwd func(dst, src []float32)
 	geluBwd func(dx, x, dy []float32)
 	lnFwd   func(out, x, w, b []float32, eps float32) (mean, rstd float32)
@@ -242,6 +253,7 @@ var genericKernels = kernels{
 	scale:   scaleGeneric,
 	add:     addGeneric,
 	expSub:  expSubGeneric,
+	smGrad:  softmaxGradGeneric,
 	geluFwd: geluFwdGeneric,
 	geluBwd: geluBwdGeneric,
 	lnFwd:   lnFwdGeneric,
@@ -261,6 +273,7 @@ var (
 	scaleImpl   func(a float32, x []float32)
 	addImpl     func(dst, x []float32)
 	expSubImpl  func(dst, src []float32, m float32) float32
+	smGradImpl  func(ds, p []float32, dot, scale float32)
 	geluFwdImpl func(dst, src []float32)
 	geluBwdImpl func(dx, x, dy []float32)
 	lnFwdImpl   func(out, x, w, b []float32, eps float32) (mean, rstd float32)
@@ -283,6 +296,7 @@ func use(k *kernels) {
 	scaleImpl = k.scale
 	addImpl = k.add
 	expSubImpl = k.expSub
+	smGradImpl = k.smGrad
 	geluFwdImpl = k.geluFwd
 	geluBwdImpl = k.geluBwd
 	lnFwdImpl = k.lnFwd

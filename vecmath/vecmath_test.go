@@ -37,6 +37,7 @@ func TestLengthMismatchPanics(t *testing.T) {
 		"Axpy":              func() { Axpy(1, a, b) },
 		"Add":               func() { Add(a, b) },
 		"ExpSub":            func() { ExpSub(a, b, 0) },
+		"SoftmaxGrad":       func() { SoftmaxGrad(a, b, 0, 1) },
 		"GeluForward":       func() { GeluForward(a, b) },
 		"GeluBackward":      func() { GeluBackward(a, a, b) },
 		"LayerNormForward":  func() { LayerNormForward(a, a, a, b, 1e-5) },
@@ -174,6 +175,29 @@ func TestAxpyScaleAdd(t *testing.T) {
 			for i := range x {
 				if d.s()[i] != y0[i]+x[i] {
 					t.Fatalf("n=%d: Add[%d] = %g, want %g", n, i, d.s()[i], y0[i]+x[i])
+				}
+			}
+		}
+	})
+}
+
+// SoftmaxGrad: three operations rounded in order, so every path gives the
+// bits of the same float32 expression evaluated in Go, and nothing outside
+// ds changes.
+func TestSoftmaxGrad(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := newRand(9)
+		for _, n := range testLengths {
+			p, ds0 := uniform(r, n, 0, 1), normal(r, n, 0, 1)
+			dot, scale := float32(r.NormFloat64()), float32(0.125+r.Float64())
+			ds := newGuarded(ds0, 3)
+			SoftmaxGrad(ds.s(), p, dot, scale)
+			ds.check(t, "SoftmaxGrad")
+			for i := range p {
+				want := p[i] * (ds0[i] - dot)
+				want *= scale
+				if math.Float32bits(ds.s()[i]) != math.Float32bits(want) {
+					t.Fatalf("n=%d: SoftmaxGrad[%d] = %g, want %g", n, i, ds.s()[i], want)
 				}
 			}
 		}

@@ -644,6 +644,7 @@ func (g *gen) all() {
 	g.scale()
 	g.add()
 	g.expSub()
+	g.softmaxGrad()
 	g.gelu(false)
 	g.gelu(true)
 	g.lnFwd()
@@ -758,6 +759,24 @@ func (g *gen) add() {
 		g.loop(4, []string{"SI", "DI"}, func(j, off int, masked bool) {
 			g.load(v(j), "SI", off, masked)
 			g.op("VADDPS", g.operand("DI", off, masked, v(4)), v(j), v(j))
+			g.store(v(j), "SI", off, masked)
+		})
+	})
+}
+
+func (g *gen) softmaxGrad() {
+	g.fn("softmaxGrad", cat(slices("ds", "p"), f32s("dot", "scale")), nil, func() {
+		v := g.V
+		g.emit("MOVQ %s, SI", g.base("ds"))
+		g.emit("MOVQ %s, DI", g.base("p"))
+		g.emit("MOVQ %s, CX", g.length("ds"))
+		g.emit("VBROADCASTSS %s, %s", g.arg("dot"), v(8))
+		g.emit("VBROADCASTSS %s, %s", g.arg("scale"), v(9))
+		g.loop(4, []string{"SI", "DI"}, func(j, off int, masked bool) {
+			g.load(v(j), "SI", off, masked)
+			g.op("VSUBPS", v(8), v(j), v(j)) // ds - dot
+			g.op("VMULPS", g.operand("DI", off, masked, v(4)), v(j), v(j))
+			g.op("VMULPS", v(9), v(j), v(j))
 			g.store(v(j), "SI", off, masked)
 		})
 	})
