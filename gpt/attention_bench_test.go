@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cairnlabs/cairn/attention"
 	"github.com/cairnlabs/cairn/kernels"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkAttention(b *testing.B) {
 	}
 	qkv, dy := f(B*T*3*C), f(B*T*C)
 	y, dqkv := make([]float32, B*T*C), make([]float32, B*T*3*C)
-	scratch := [][]float32{make([]float32, attnScratch(T))}
+	scratch := [][]float32{make([]float32, attention.Scratch(T))}
 	for _, bwd := range []bool{false, true} {
 		name := map[bool]string{false: "fwd", true: "bwd"}[bwd]
 		b.Run(name, func(b *testing.B) {

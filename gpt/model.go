@@ -3,6 +3,7 @@ package gpt
 import (
 	"fmt"
 
+	"github.com/cairnlabs/cairn/attention"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/llama"
 )
@@ -74,7 +75,7 @@ type activations struct {
 	datty []float32 // [B*T, C]
 	dqkv  []float32 // [B*T, 3C]
 	dfch  []float32 // [B*T, 4C]
-	// per-thread attention scratch, attnScratch(T) each
+	// per-thread attention scratch, attention.Scratch(T) each
 	scratch [][]float32
 	// LayerNorm backward partial sums, [chunks][2C]
 	lnPartial []float32
@@ -118,7 +119,7 @@ func (m *Model) ensureActs(B, T int) *activations {
 		})
 	}
 	for i := 0; i < m.pool.Threads(); i++ {
-		a.scratch = append(a.scratch, f(attnScratch(T)))
+		a.scratch = append(a.scratch, f(attention.Scratch(T)))
 	}
 	m.acts = a
 	return a

@@ -81,7 +81,7 @@ func (m *Model) mlaForward(l int) {
 			}
 		}
 	})
-	m.runAttention(attnJob{q: M.q, k: M.k, v: M.v, att: L.att, ao: L.ao, qs: H * dqk, ks: H * dqk, vs: H * dv, dqk: dqk, dvh: dv, KV: H})
+	m.runAttention(attnJob{q: M.q, k: M.k, v: M.v, ao: L.ao, qs: H * dqk, ks: H * dqk, vs: H * dv, dqk: dqk, dvh: dv, KV: H})
 }
 
 // mlaBackward is mlaForward's backward pass given a.dao: it accumulates
@@ -92,7 +92,7 @@ func (m *Model) mlaBackward(l int) {
 	M, S := &L.mla, &a.mla
 	N, D, H, r, dn, dr, dv := a.B*a.T, c.Dim, c.Heads, c.KVLoraRank, c.NopeDim, c.RopeDim, c.VDim
 	dqk := dn + dr
-	m.runAttention(attnJob{q: M.q, k: M.k, v: M.v, att: L.att, dao: a.dao, dq: S.dq, dk: S.dk, dv: S.dv,
+	m.runAttention(attnJob{q: M.q, k: M.k, v: M.v, dao: a.dao, dq: S.dq, dk: S.dk, dv: S.dv,
 		qs: H * dqk, ks: H * dqk, vs: H * dv, dqk: dqk, dvh: dv, KV: H, backward: true})
 	// Back from the heads' keys and values to kv and the shared rotary key.
 	m.rows(N, func(lo, hi int) {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/cairnlabs/cairn/attention"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/vecmath"
 )
@@ -21,7 +22,7 @@ type Model struct {
 	off     offsets
 	a       acts
 	job     attnJob
-	scratch [][]float32 // per thread, [T, T]
+	scratch [][]float32 // per thread, attention.Scratch(T)
 }
 
 // offsets are where each tensor starts in Params (and Grads).
@@ -60,7 +61,6 @@ type acts struct {
 	mla                        mlaScratch
 	cosR, sinR                 []float32 // [T, RopeDim/2] latent attention's rotary tables
 	ropeT                      int       // the T the rotary tables were made for
-	datt                       []float32
 }
 
 type layerActs struct {
@@ -69,7 +69,6 @@ type layerActs struct {
 	gu                       []float32 // [N, 2F]: gate | up of each position
 	sig                      []float32 // [N, F] sigmoid(gate)
 	r1, r2                   []float32
-	att                      []float32 // [B, H, T, T] attention probabilities
 	moe                      moeActs
 	mla                      mlaActs
 }
@@ -173,7 +172,6 @@ func (m *Model) size(B, T int) {
 		}
 		L.gu, L.a, L.sig = grow(L.gu, N*2*F), grow(L.a, N*F), grow(L.sig, N*F)
 		L.r1, L.r2 = grow(L.r1, N), grow(L.r2, N)
-		L.att = grow(L.att, B*c.Heads*T*T)
 	}
 	a.xOut, a.hF, a.rF, a.logits, a.probs = grow(a.xOut, N*D), grow(a.hF, N*D), grow(a.rF, N), grow(a.logits, N*V), grow(a.probs, N*V)
 	if cap(a.rowLoss) < N {
@@ -186,7 +184,6 @@ func (m *Model) size(B, T int) {
 		a.mla.size(c, N)
 	}
 	a.dgu, a.da = grow(a.dgu, N*2*F), grow(a.da, N*F)
-	a.datt = grow(a.datt, T)
 	if c.Experts > 0 {
 		for l := range a.layers {
 			a.layers[l].moe.size(c, N)
@@ -393,7 +390,7 @@ func (m *Model) attention(L *layerActs) {
 	c := m.Config
 	hd, Q, K := c.HeadDim(), c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim()
 	S := Q + 2*K
-	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], att: L.att, ao: L.ao, qs: S, ks: S, vs: S, dqk: hd, dvh: hd, KV: c.KVHeads})
+	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], ao: L.ao, qs: S, ks: S, vs: S, dqk: hd, dvh: hd, KV: c.KVHeads})
 }
 
 // attentionBackward writes dqkv given dao.
@@ -401,7 +398,7 @@ func (m *Model) attentionBackward(L *layerActs, dao, dqkv []float32) {
 	c := m.Config
 	hd, Q, K := c.HeadDim(), c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim()
 	S := Q + 2*K
-	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], att: L.att, dao: dao, dq: dqkv, dk: dqkv[Q:], dv: dqkv[Q+K:],
+	m.runAttention(attnJob{q: L.qkv, k: L.qkv[Q:], v: L.qkv[Q+K:], dao: dao, dq: dqkv, dk: dqkv[Q:], dv: dqkv[Q+K:],
 		qs: S, ks: S, vs: S, dqk: hd, dvh: hd, KV: c.KVHeads, backward: true})
 }
 
@@ -411,15 +408,16 @@ func (m *Model) attentionBackward(L *layerActs, dao, dqkv []float32) {
 func (m *Model) runAttention(j attnJob) {
 	a := &m.a
 	j.pool, j.T, j.H = m.pool, a.T, m.Config.Heads
+	if need := attention.Scratch(a.T); len(m.scratch) != m.pool.Threads() || len(m.scratch[0]) < need {
+		m.scratch = make([][]float32, m.pool.Threads())
+		for i := range m.scratch {
+			m.scratch[i] = make([]float32, need)
+		}
+	}
+	j.scratch = m.scratch
 	units := a.B * j.H
 	if j.backward {
-		if len(m.scratch) != m.pool.Threads() || len(m.scratch[0]) < a.T*a.T {
-			m.scratch = make([][]float32, m.pool.Threads())
-			for i := range m.scratch {
-				m.scratch[i] = make([]float32, a.T*a.T)
-			}
-		}
-		j.scratch, units = m.scratch, a.B*j.KV
+		units = a.B * j.KV
 	}
 	m.job = j
 	m.pool.Run(units, &m.job)
