@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 failed=()
-for p in kernels vecmath gpt optim parity train diloco compress safetensors; do
+for p in kernels vecmath attention gpt llama optim parity train diloco compress safetensors; do
 	GOARCH=arm64 CGO_ENABLED=0 go test -c -o "/tmp/cairn-arm64-$p.test" "./$p"
 	if out=$(cd "$p" && qemu-aarch64-static "/tmp/cairn-arm64-$p.test" -test.short 2>&1); then
 		echo "$p: PASS"
