@@ -337,6 +337,9 @@ type Reply struct {
 	// (a step or a few) is what proves the worker.
 	Waited bool
 	Reason string // for Refused
+	// Admission, for Refused: the admission check refused the identity
+	// (rather than the aggregator having no room for it).
+	Admission bool
 }
 
 // Poll tells worker id, which holds the weights of round with hash, what
@@ -348,7 +351,7 @@ type Reply struct {
 func (a *Aggregator) Poll(id string, round int, hash Hash, now time.Time) Reply {
 	if err := a.admit(id); err != nil {
 		a.expel(id)
-		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error()}
+		return Reply{Action: Refused, Round: a.round, Hash: a.hash, Reason: err.Error(), Admission: true}
 	}
 	switch {
 	case a.phase == Unpublished:

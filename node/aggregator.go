@@ -692,6 +692,12 @@ func (a *Aggregator) handle(proto string, serve func(s *progressStream, from str
 	}
 }
 
+// notAdmitted starts the refusal a worker gets when the run's admission
+// check refuses its identity (no stake, slashed below the minimum, not
+// allowed): retrying does not change that, so the worker stops after
+// WorkerOptions.AdmissionPatience.
+const notAdmitted = "not admitted: "
+
 // refusal is an error the peer is told about.
 type refusal struct{ msg string }
 
@@ -810,6 +816,9 @@ func (a *Aggregator) servePoll(s *progressStream, from string) error {
 		}
 		a.mu.Unlock()
 		if r.Action == diloco.Refused {
+			if r.Admission {
+				return refuse("%s%s", notAdmitted, r.Reason)
+			}
 			return refuse("%s", r.Reason)
 		}
 		if r.Action != diloco.Wait {

@@ -132,7 +132,8 @@ func wantContinuous(t *testing.T, who string, cs []ledger.CommitRecord) {
 // TestStakeAdmission: in a run with a minimum stake, a worker staked at
 // genesis takes part, one funded at genesis bonds the minimum by itself
 // and takes part, and one with neither is refused with the reason (its
-// stake, the minimum, what to do), which its log shows. The staked
+// stake, the minimum, what to do), which its log shows, and stops by
+// itself once its AdmissionPatience has passed, saying why. The staked
 // workers' balances are their rewards, which add up to the emission.
 func TestStakeAdmission(t *testing.T) {
 	cfg := tinyConfig(2)
@@ -162,26 +163,26 @@ func TestStakeAdmission(t *testing.T) {
 	}
 	var clog logBuf
 	c, err := StartWorker(WorkerOptions{DataDir: cdir, Listen: loopback, Join: agg.Addrs()[0], Text: testText(), Threads: 1,
-		Log: slog.New(slog.NewTextHandler(&clog, nil))})
+		Log: slog.New(slog.NewTextHandler(&clog, nil)), AdmissionPatience: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cctx, stopC := context.WithCancel(ctx)
 	cdone := make(chan error, 1)
-	go func() { cdone <- c.Run(cctx) }()
+	go func() { cdone <- c.Run(ctx) }()
 	errs := runAll(t, ctx, agg, workers)
 	for range 3 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	stopC()
-	<-cdone
+	want := "has a stake of 0 units, below this run's minimum of 100: it needs 100 more bonded"
+	if err := <-cdone; !errors.Is(err, ErrNotAdmitted) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("the unstaked worker ended with %v, want it to stop saying why it is not admitted", err)
+	}
 	if st := c.Stats(); st.Rounds != 0 {
 		t.Fatalf("the unstaked worker contributed %d times", st.Rounds)
 	}
-	want := "has a stake of 0 units, below this run's minimum of 100: it needs 100 more bonded"
 	if !strings.Contains(clog.String(), want) || !strings.Contains(clog.String(), "--stake "+c.ID()+"=100") {
 		t.Fatalf("the unstaked worker's log does not say why it is refused:\n%s", clog.String())
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -340,6 +341,9 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 			agg.mu.Unlock()
 		case e.err != nil && finished && e.worker >= 0 && wctx[e.worker].Err() != nil && ctx.Err() == nil:
 			// Stopped after the run: not an error.
+		case e.worker >= 0 && errors.Is(e.err, ErrNotAdmitted):
+			// Slashed below the minimum stake (or never admitted): the
+			// worker left the run, which goes on without it.
 		case e.err != nil && first == nil:
 			first = e.err
 			cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +70,11 @@ type WorkerOptions struct {
 	// loss, and the run must take private contributions
 	// (diloco.RunConfig.Private).
 	PrivateData []byte
+	// AdmissionPatience is how long the worker keeps asking a run that
+	// refuses to admit its identity (its stake below the run's minimum,
+	// slashed or never bonded) before Run gives up with the reason
+	// (default 30s: time for a stake just bonded to reach the ledger).
+	AdmissionPatience time.Duration
 }
 
 // Worker is a running worker node.
@@ -263,11 +269,18 @@ func (w *Worker) Close() error {
 	return err
 }
 
+// ErrNotAdmitted is what Run returns (wrapped, with the run's reason) when
+// the run has refused to admit the worker's identity for longer than
+// WorkerOptions.AdmissionPatience: its stake is below the run's minimum
+// (never bonded, or slashed) or the run does not allow it.
+var ErrNotAdmitted = errors.New("the run does not admit this worker")
+
 // errPermanent marks errors that reconnecting cannot fix.
 type errPermanent struct{ error }
 
-// Run takes part in the run until it finishes (nil), ctx ends, or a
-// permanent error (wrong data, bad config). Network failures are retried
+// Run takes part in the run until it finishes (nil), ctx ends, a
+// permanent error (wrong data, bad config), or the run stops admitting
+// the worker (ErrNotAdmitted). Network failures are retried
 // with backoff, re-joining and re-submitting a contribution that may not
 // have arrived.
 func (w *Worker) Run(ctx context.Context) error {
@@ -276,6 +289,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Unlock()
 	const firstBackoff = 250 * time.Millisecond
 	backoff := firstBackoff
+	patience := w.opts.AdmissionPatience
+	if patience <= 0 {
+		patience = 30 * time.Second
+	}
+	var refusedSince time.Time // of the run's refusals to admit this identity, in a row
 	for {
 		began := time.Now()
 		err := w.session(ctx)
@@ -292,9 +310,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(began) > time.Minute {
 			backoff = firstBackoff // that session worked for a while: a fresh failure
 		}
-		if re := (*wire.RemoteError)(nil); errors.As(err, &re) {
+		if re := (*wire.RemoteError)(nil); errors.As(err, &re) && strings.HasPrefix(re.Msg, notAdmitted) {
+			reason := strings.TrimPrefix(re.Msg, notAdmitted)
+			if refusedSince.IsZero() {
+				refusedSince = time.Now()
+			}
+			if time.Since(refusedSince) >= patience {
+				return fmt.Errorf("%w: %s", ErrNotAdmitted, reason)
+			}
+			w.log.Warn("the run does not admit this worker; asking again", "reason", reason, "in", backoff,
+				"gives up in", (patience - time.Since(refusedSince)).Round(time.Second))
+		} else if errors.As(err, &re) {
+			refusedSince = time.Time{}
 			w.log.Warn("the aggregator refused this worker; retrying", "reason", re.Msg, "in", backoff)
 		} else {
+			refusedSince = time.Time{}
 			w.log.Warn("no connection to the aggregator; retrying", "err", err, "in", backoff)
 		}
 		w.mu.Lock()
