@@ -119,7 +119,7 @@ type Job struct {
 }
 
 type pendingSample struct {
-	n     uint64 // in the store; ^0 for a wrong one
+	n     uint64 // in the store
 	entry ledger.SampleEntry
 }
 
@@ -198,9 +198,17 @@ func StartJob(o JobOptions) (*Job, error) {
 	err = j.store.Each(func(s store.Sample) error {
 		h := s.Hash()
 		j.judged[h] = true
-		j.stats.Held++
+		if s.Wrong {
+			j.stats.Wrong++
+		} else {
+			j.stats.Held++
+		}
 		if !j.store.OnChain(s.N) {
-			j.pending = append(j.pending, pendingSample{s.N, ledger.SampleEntry{Hash: h, Worker: s.Worker, Verified: true, Reward: o.Reward}})
+			e := ledger.SampleEntry{Hash: h, Worker: s.Worker, Verified: !s.Wrong}
+			if e.Verified {
+				e.Reward = o.Reward
+			}
+			j.pending = append(j.pending, pendingSample{s.N, e})
 		}
 		return nil
 	})
@@ -300,8 +308,16 @@ func (j *Job) answer(from string, req *jobRequest) (JobReply, error) {
 			continue
 		}
 		if _, err := synth.Verify(p, text); err != nil {
+			// Kept, so that the slashing survives a restart before the
+			// next block.
+			n, serr := j.store.Put(store.Sample{Prompt: p.Prompt(), Solution: text, Worker: worker, At: now, Wrong: true})
+			if serr != nil && !errors.Is(serr, store.ErrHeld) {
+				return reply, fmt.Errorf("the job could not store a verdict: %v", serr)
+			}
 			j.judged[h] = true
-			j.pending = append(j.pending, pendingSample{^uint64(0), ledger.SampleEntry{Hash: h, Worker: worker}})
+			if serr == nil {
+				j.pending = append(j.pending, pendingSample{n, ledger.SampleEntry{Hash: h, Worker: worker}})
+			}
 			j.stats.Wrong++
 			reply.Wrong++
 			reply.Reasons = append(reply.Reasons, fmt.Sprintf("problem %d: %v", k, err))
@@ -358,9 +374,7 @@ func (j *Job) record() error {
 	var ns []uint64
 	for i, p := range batch {
 		hashes[i] = p.entry.Hash
-		if p.n != ^uint64(0) {
-			ns = append(ns, p.n)
-		}
+		ns = append(ns, p.n)
 	}
 	on, err := j.led.recordOnce("sample", hashes, time.Now(), func(keep []int) ledger.Body {
 		tx := &ledger.SamplesTx{}

@@ -115,8 +115,15 @@ func TestGenerationJob(t *testing.T) {
 			}
 		}
 	}
-	held := map[[32]byte]int{}
+	held, wrong := map[[32]byte]int{}, 0
 	err = j.Samples().Each(func(s store.Sample) error {
+		if s.Wrong {
+			if s.Worker != mustAccount(t, keys[2]) {
+				t.Errorf("an honest worker's sample kept as wrong: %q", s.Solution)
+			}
+			wrong++
+			return nil
+		}
 		if s.Worker == mustAccount(t, keys[2]) {
 			t.Errorf("a sample of the cheater in the dataset: %q", s.Solution)
 		}
@@ -130,8 +137,103 @@ func TestGenerationJob(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || held[mustAccount(t, keys[0])] != verified[0] || held[mustAccount(t, keys[1])] != verified[1] {
-		t.Fatalf("the dataset: %v %v, verified %v", held, err, verified)
+	if err != nil || held[mustAccount(t, keys[0])] != verified[0] || held[mustAccount(t, keys[1])] != verified[1] || wrong != 6 {
+		t.Fatalf("the dataset: %v %v, verified %v; %d wrong samples kept", held, err, verified, wrong)
+	}
+}
+
+// TestJobVerdictsSurviveCrash: a job that judged a cheater's batch wrong
+// and an honest batch verified, and died before either verdict reached
+// the chain, records both when it starts again from its data directory:
+// the cheater is slashed, the honest worker paid, and neither twice.
+func TestJobVerdictsSurviveCrash(t *testing.T) {
+	p := testLedgerParams
+	var trs []Transport
+	var accts []ledger.GenesisAccount
+	for range 2 {
+		dir, k := identity(t)
+		key, err := p2p.LoadIdentity(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := p2p.NewTransport(key, loopback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		trs = append(trs, tr)
+		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: p.MinStake})
+	}
+	dir := t.TempDir()
+	d := synth.Difficulty{Numbers: 4, Max: 20}
+	opts := JobOptions{DataDir: dir, Listen: loopback, Difficulty: d, Seed: 9, PerBatch: 4, Reward: 70,
+		Ledger: &p, Accounts: accts, BlockInterval: time.Hour, Log: testLog(t)}
+	j, err := StartJob(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	verified := 0
+	for w, tr := range trs {
+		c, err := DialJob(ctx, tr, j.Addrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := c.Batch(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sols := make([]string, len(rep.Problems))
+		for k, pr := range rep.Problems {
+			if steps, ok := synth.Solve(pr); ok {
+				if w == 1 {
+					steps[len(steps)-1].C++
+				}
+				sols[k] = synth.FormatSolution(steps)
+			}
+		}
+		v, err := c.Submit(ctx, 0, sols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w == 0 {
+			verified = v.Verified
+		} else if v.Wrong == 0 {
+			t.Fatalf("the cheater's verdicts: %+v", v)
+		}
+	}
+	if n := len(j.pendingCopy()); n == 0 || verified == 0 {
+		t.Fatalf("%d verdicts pending, %d verified before the crash", n, verified)
+	}
+	// The crash: the node stops without recording what is pending.
+	close(j.stop)
+	<-j.done
+	if err := j.closeParts(); err != nil {
+		t.Fatal(err)
+	}
+	opts.Accounts, opts.BlockInterval = nil, 50*time.Millisecond
+	j, err = StartJob(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(j.pendingCopy()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := j.Stats(); len(j.pendingCopy()) != 0 || st.Held != verified || st.Wrong == 0 {
+		t.Fatalf("after the restart: %d pending, stats %+v, %d verified before", len(j.pendingCopy()), st, verified)
+	}
+	for w, tr := range trs {
+		k, _ := p2p.AccountOf(tr.ID())
+		acct, err := j.Ledger().Chain().Account(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w == 0 && (acct.Balance != uint64(70*verified) || acct.Stake != p.MinStake) || w == 1 && (acct.Balance != 0 || acct.Stake >= p.MinStake) {
+			t.Fatalf("worker %d after the restart: %+v (%d verified)", w, acct, verified)
+		}
 	}
 }
 

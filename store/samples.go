@@ -11,14 +11,23 @@ import (
 const SamplesFileName = "samples.db"
 
 // Sample is a generated sample a job took: a problem's prompt, a worker's
-// verified solution, the worker's key and when.
+// solution, the worker's key and when. A verified sample belongs to the
+// job's dataset; a wrong one (Wrong) is kept only so that its verdict, and
+// the worker's slashing, survive a restart of the job before they reach
+// the chain.
 type Sample struct {
 	N        uint64
 	Prompt   string
 	Solution string
 	Worker   [32]byte
 	At       time.Time
+	Wrong    bool
 }
+
+// wrongBit marks a wrong sample in the prompt's length (prompts are far
+// shorter than 2^31 bytes; files from before wrong samples were kept have
+// it clear).
+const wrongBit = 1 << 31
 
 // SampleHash names a worker's solution to a prompt: SHA-256 over a
 // domain, the worker's key, the prompt and the solution.
@@ -40,7 +49,11 @@ func (s *Sample) Hash() [32]byte { return SampleHash(s.Worker, s.Prompt, s.Solut
 func (s *Sample) encode() []byte {
 	b := append([]byte(nil), s.Worker[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.At.UnixNano()))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Prompt)))
+	l := uint32(len(s.Prompt))
+	if s.Wrong {
+		l |= wrongBit
+	}
+	b = binary.BigEndian.AppendUint32(b, l)
 	b = append(b, s.Prompt...)
 	return append(b, s.Solution...)
 }
@@ -52,6 +65,7 @@ func decodeSample(n uint64, b []byte) (Sample, error) {
 	s := Sample{N: n, At: time.Unix(0, int64(binary.BigEndian.Uint64(b[32:])))}
 	copy(s.Worker[:], b)
 	l := binary.BigEndian.Uint32(b[40:])
+	s.Wrong, l = l&wrongBit != 0, l&^wrongBit
 	if uint64(l) > uint64(len(b)-44) {
 		return Sample{}, fmt.Errorf("store: sample %d: a prompt of %d bytes in %d", n, l, len(b)-44)
 	}
@@ -82,7 +96,7 @@ func (s *SampleStore) Put(x Sample) (uint64, error) {
 	return s.log.put(x.Hash(), func(n uint64) []byte { x.N = n; return x.encode() })
 }
 
-// Each calls f with every sample in number order.
+// Each calls f with every sample in number order, wrong ones included.
 func (s *SampleStore) Each(f func(Sample) error) error {
 	return s.log.each(func(n uint64, v []byte) error {
 		x, err := decodeSample(n, v)

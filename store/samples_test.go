@@ -13,7 +13,8 @@ import (
 
 // TestSampleAndRecordStores: entries come back as stored, in number
 // order; a second entry of the same hash is refused and nothing is
-// written; the on-chain notes persist across a reopen.
+// written; the on-chain notes and a wrong sample's mark persist across a
+// reopen.
 func TestSampleAndRecordStores(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenSamples(filepath.Join(dir, SamplesFileName))
@@ -22,7 +23,7 @@ func TestSampleAndRecordStores(t *testing.T) {
 	}
 	at := time.Unix(1_767_225_600, 0)
 	a := Sample{Prompt: "3 7 25 50 -> 325:", Solution: " 50*7=350, 350-25=325\n", Worker: [32]byte{1}, At: at}
-	b := Sample{Prompt: "3 7 25 50 -> 325:", Solution: " 50*7=350, 350-25=325\n", Worker: [32]byte{2}, At: at}
+	b := Sample{Prompt: "3 7 25 50 -> 325:", Solution: " 50*7=350, 350-25=326\n", Worker: [32]byte{2}, At: at, Wrong: true}
 	for i, x := range []Sample{a, b} {
 		if n, err := s.Put(x); err != nil || n != uint64(i) {
 			t.Fatalf("put %d: %d %v", i, n, err)
@@ -44,7 +45,8 @@ func TestSampleAndRecordStores(t *testing.T) {
 	defer s.Close()
 	var got []Sample
 	s.Each(func(x Sample) error { got = append(got, x); return nil })
-	if len(got) != 2 || got[1].Worker != b.Worker || got[0].Solution != a.Solution || !got[0].At.Equal(at) || s.OnChain(0) || !s.OnChain(1) {
+	if len(got) != 2 || got[1].Worker != b.Worker || got[0].Solution != a.Solution || !got[0].At.Equal(at) || s.OnChain(0) || !s.OnChain(1) ||
+		got[0].Wrong || !got[1].Wrong || got[1].Prompt != b.Prompt || got[1].Solution != b.Solution {
 		t.Fatalf("after a reopen: %+v", got)
 	}
 	rs, err := OpenRecords(filepath.Join(dir, RecordsFileName))

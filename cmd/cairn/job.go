@@ -71,16 +71,24 @@ func runJob(args []string, stdout, stderr io.Writer) error {
 // each: the prompt and its solution) and a manifest.
 func exportSamples(s *store.SampleStore, out string, stdout io.Writer) error {
 	type entry struct {
-		Number uint64 `json:"number"`
-		Hash   string `json:"hash"`
-		Worker string `json:"worker"`
+		Number  uint64 `json:"number"`
+		Hash    string `json:"hash"`
+		Worker  string `json:"worker"`
+		Verdict string `json:"verdict"` // verified (in the text) or wrong (slashed, left out)
 	}
 	var text []byte
 	var man []entry
+	verified := 0
 	err := s.Each(func(x store.Sample) error {
 		h := x.Hash()
-		man = append(man, entry{Number: x.N, Hash: hex.EncodeToString(h[:]), Worker: p2p.PeerIDOf(x.Worker)})
-		text = append(text, x.Prompt+x.Solution...)
+		e := entry{Number: x.N, Hash: hex.EncodeToString(h[:]), Worker: p2p.PeerIDOf(x.Worker), Verdict: "verified"}
+		if x.Wrong {
+			e.Verdict = "wrong"
+		} else {
+			text = append(text, x.Prompt+x.Solution...)
+			verified++
+		}
+		man = append(man, e)
 		return nil
 	})
 	if err != nil {
@@ -96,7 +104,7 @@ func exportSamples(s *store.SampleStore, out string, stdout io.Writer) error {
 	if err := writeFileAtomic(out+".manifest.json", mj); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d samples: %s (and %s.manifest.json)\n", len(man), out, out)
+	fmt.Fprintf(stdout, "%d verified samples: %s (and %s.manifest.json, with the %d wrong ones' verdicts)\n", verified, out, out, len(man)-verified)
 	return nil
 }
 
