@@ -49,10 +49,19 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\niteration\tsearch: solved\tsearch: held-out greedy, pass@8\tbest-of-n: solved\tbest-of-n: held-out greedy, pass@8\n")
 	fmt.Fprintf(tw, "0 (seed)\t\t%.1f%%, %.1f%%\t\t%.1f%%, %.1f%%\n", 100*rep.SeedRate, 100*rep.SeedPassAt8, 100*rep.SeedRate, 100*rep.SeedPassAt8)
+	var rows [2]int64
 	for i := range rep.Search {
 		s, b := rep.Search[i], rep.Sampled[i]
 		fmt.Fprintf(tw, "%d\t%d/%d\t%.1f%%, %.1f%%\t%d/%d\t%.1f%%, %.1f%%\n", s.Iteration, s.Solved, d.Problems, 100*s.SolveRate, 100*s.PassAt8,
 			b.Solved, d.Problems, 100*b.SolveRate, 100*b.PassAt8)
+		rows[0] += s.Rows
+		rows[1] += b.Rows
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	s, b := rep.Search[len(rep.Search)-1], rep.Sampled[len(rep.Sampled)-1]
+	fmt.Fprintf(stdout, "\nover the seed model (target +20 points): tree search %+.1f greedy, %+.1f pass@8 in %d model rows; best-of-n %+.1f greedy, %+.1f pass@8 in %d model rows\n",
+		100*(s.SolveRate-rep.SeedRate), 100*(s.PassAt8-rep.SeedPassAt8), rows[0], 100*(b.SolveRate-rep.SeedRate), 100*(b.PassAt8-rep.SeedPassAt8), rows[1])
+	return nil
 }
