@@ -129,6 +129,7 @@ type cohortRun struct {
 	phase   int
 	failed  string
 	until   time.Time // end of the keys, boxes or reveal phase
+	quorum  time.Time // when the reveals reached the threshold
 	wait    time.Duration
 	keys    []byte                  // every member's keys, once the key phase closed
 	routed  map[uint64][]secagg.Box // boxes by recipient, once the box phase closed
@@ -243,7 +244,8 @@ func (a *Aggregator) failCohortLocked(c *cohortRun, why string) {
 
 // advanceCohortLocked moves the round's cohort on at now: a phase closes
 // when every member still in it has sent its message, or when its time is
-// up (the masked inputs' at the round's deadline). The last phase unmasks
+// up (the masked inputs' at the round's deadline; the reveals' a quarter
+// of the wait after the threshold of them is in). The last phase unmasks
 // the sum and hands the cohort's mean to the state machine. a.mu is held.
 func (a *Aggregator) advanceCohortLocked(now time.Time) {
 	c := a.cohort
@@ -288,8 +290,19 @@ func (a *Aggregator) advanceCohortLocked(now time.Time) {
 			}
 			c.setPhase(phaseReveal, now.Add(c.wait))
 		case phaseReveal:
-			if c.count(stepReveal) < c.count(stepMasked) && now.Before(c.until) {
-				return
+			if n := c.count(stepReveal); n < c.count(stepMasked) && now.Before(c.until) {
+				// Once the threshold has revealed, the sum can be
+				// unmasked; the others' shares only cross-check theirs,
+				// so they get a quarter of the wait, not all of it.
+				if n < c.info.Threshold {
+					return
+				}
+				if c.quorum.IsZero() {
+					c.quorum = now
+				}
+				if now.Sub(c.quorum) < c.wait/4 {
+					return
+				}
 			}
 			a.unmaskLocked(c)
 			return
