@@ -3,6 +3,7 @@ package experiment
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -32,11 +33,16 @@ type SyntheticOptions struct {
 	Expand                                  int     // samples a call of the policy (an expansion, a batch)
 	LR                                      float64 // peak of the seed training
 	TuneLR                                  float64 // of the fine-tuning
-	Batch                                   int
-	Temperature                             float64 // of the policy's sampling
-	Test                                    int     // held-out problems, solved greedily
-	Pool                                    *kernels.Pool
-	Log                                     func(format string, args ...any)
+	// TuneDecay makes each iteration's fine-tuning decay its learning
+	// rate from TuneLR to a tenth of it (cosine), so that the model
+	// evaluated is a settled one rather than a point of a constant-rate
+	// walk.
+	TuneDecay   bool
+	Batch       int
+	Temperature float64 // of the policy's sampling
+	Test        int     // held-out problems, solved greedily
+	Pool        *kernels.Pool
+	Log         func(format string, args ...any)
 }
 
 // DefaultSyntheticOptions is the experiment's default run: the demo's
@@ -170,7 +176,11 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				return nil, err
 			}
 			for s := 1; s <= o.TuneSteps; s++ {
-				if err := tr.step(uint64(it)<<32|uint64(s), o.TuneLR); err != nil {
+				lr := o.TuneLR
+				if o.TuneDecay && o.TuneSteps > 1 {
+					lr = o.TuneLR * (0.1 + 0.45*(1+math.Cos(math.Pi*float64(s-1)/float64(o.TuneSteps-1))))
+				}
+				if err := tr.step(uint64(it)<<32|uint64(s), lr); err != nil {
 					return nil, err
 				}
 			}

@@ -8,14 +8,15 @@ import (
 	"github.com/cairnlabs/cairn/synth"
 )
 
-// TestSyntheticRuns: a tiny run of the experiment goes through every
-// stage and reports rates in [0, 1], the rows each arm spent within its
+// TestSyntheticRuns: a tiny run of the experiment (with a decaying
+// fine-tuning rate) goes through every stage and reports rates in [0, 1], the rows each arm spent within its
 // budget, and as many iterations as asked for each arm.
 func TestSyntheticRuns(t *testing.T) {
 	o := DefaultSyntheticOptions()
 	o.Model = gpt.DefaultConfig(32, 2, 2, 128)
 	o.Difficulty = synth.Difficulty{Numbers: 3, Max: 10}
 	o.SeedProblems, o.SeedSteps, o.Iterations, o.Problems, o.Budget, o.TuneSteps, o.Test = 200, 30, 2, 4, 300, 5, 6
+	o.TuneDecay = true
 	o.Pool = kernels.NewPool(1)
 	defer o.Pool.Close()
 	rep, err := Synthetic(o)

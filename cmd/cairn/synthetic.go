@@ -27,6 +27,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&d.Test, "test", d.Test, "held-out problems, solved greedily")
 	fs.Float64Var(&d.LR, "lr", d.LR, "peak learning rate of the seed model")
 	fs.Float64Var(&d.TuneLR, "tune-lr", d.TuneLR, "learning rate of each iteration's fine-tuning")
+	fs.BoolVar(&d.TuneDecay, "tune-decay", d.TuneDecay, "decay each iteration's learning rate to a tenth of --tune-lr (cosine) instead of keeping it constant")
 	fs.Float64Var(&d.Temperature, "temperature", d.Temperature, "sampling temperature of generation")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "seed of the problems, the model and the sampling")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
