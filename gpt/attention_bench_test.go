@@ -1,9 +1,8 @@
 package gpt
 
 import (
+	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/cairnlabs/cairn/attention"
@@ -11,13 +10,10 @@ import (
 )
 
 // BenchmarkAttention times causal attention alone, forward and backward,
-// at the anchor's width-384 shape (B 8, T 256, 6 heads of 64).
+// on one thread, at the anchor's width-384 shape (6 heads of 64) and
+// 2,048 positions a batch: 8 sequences of 256, and 2 of 1,024.
 func BenchmarkAttention(b *testing.B) {
-	B, T, C, NH := 8, 256, 384, 6
-	if v := os.Getenv("ATTN_T"); v != "" {
-		T, _ = strconv.Atoi(v)
-		B = 8 * 256 / T
-	}
+	const C, NH = 384, 6
 	p := kernels.NewPool(1)
 	defer p.Close()
 	r := rand.New(rand.NewPCG(1, 2))
@@ -28,18 +24,18 @@ func BenchmarkAttention(b *testing.B) {
 		}
 		return x
 	}
-	qkv, dy := f(B*T*3*C), f(B*T*C)
-	y, dqkv := make([]float32, B*T*C), make([]float32, B*T*3*C)
-	scratch := [][]float32{make([]float32, attention.Scratch(T))}
-	for _, bwd := range []bool{false, true} {
-		name := map[bool]string{false: "fwd", true: "bwd"}[bwd]
-		b.Run(name, func(b *testing.B) {
-			j := attnJob{pool: p, qkv: qkv, y: y, dy: dy, dqkv: dqkv, scratch: scratch, T: T, C: C, NH: NH, scale: 0.125}
-			j.backward = bwd
-			for b.Loop() {
-				clear(dqkv)
-				p.Run(B*NH, &j)
-			}
-		})
+	for _, T := range []int{256, 1024} {
+		B := 2048 / T
+		qkv, dy := f(B*T*3*C), f(B*T*C)
+		y, dqkv := make([]float32, B*T*C), make([]float32, B*T*3*C)
+		scratch := [][]float32{make([]float32, attention.Scratch(T))}
+		for _, bwd := range []bool{false, true} {
+			b.Run(fmt.Sprintf("T=%d/%s", T, map[bool]string{false: "fwd", true: "bwd"}[bwd]), func(b *testing.B) {
+				j := attnJob{pool: p, qkv: qkv, y: y, dy: dy, dqkv: dqkv, scratch: scratch, T: T, C: C, NH: NH, scale: 0.125, backward: bwd}
+				for b.Loop() {
+					p.Run(B*NH, &j)
+				}
+			})
+		}
 	}
 }

@@ -180,6 +180,8 @@ func (m *Model) Backward() error {
 		P.Begin()
 		J.attn = attnJob{pool: p, qkv: la.qkv, dy: a.datty, dqkv: a.dqkv, scratch: a.scratch, T: T, C: C, NH: NH, scale: J.attnScale, backward: true}
 		p.Run(B*NH, &J.attn)
+		// The useful products only: the backward also recomputes the
+		// scores (package attention), which is not counted.
 		P.End("attention bwd", float64(B*NH)*causalFLOPs(T, hd, 4))
 		m.linearBackward("qkv", a.dln, gl.attnW, gl.attnB, a.dqkv, la.ln1, wl.attnW, BT, C, 3*C)
 		m.layerNormBackward(a.dres, gl.ln1w, gl.ln1b, a.dln, x, wl.ln1w, la.ln1Mean, la.ln1Rstd, BT)

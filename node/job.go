@@ -371,10 +371,9 @@ func (j *Job) record() error {
 	}
 	slices.SortFunc(batch, func(a, b pendingSample) int { return bytes.Compare(a.entry.Hash[:], b.entry.Hash[:]) })
 	hashes := make([]ledger.Hash, len(batch))
-	var ns []uint64
+	ns := make([]uint64, len(batch))
 	for i, p := range batch {
-		hashes[i] = p.entry.Hash
-		ns = append(ns, p.n)
+		hashes[i], ns[i] = p.entry.Hash, p.n
 	}
 	on, err := j.led.recordOnce("sample", hashes, time.Now(), func(keep []int) ledger.Body {
 		tx := &ledger.SamplesTx{}

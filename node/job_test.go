@@ -22,22 +22,10 @@ import (
 // twice.
 func TestGenerationJob(t *testing.T) {
 	p := testLedgerParams
+	trs, accts := jobWorkers(t, 3, p.MinStake)
 	var keys []string
-	var accts []ledger.GenesisAccount
-	var trs []Transport
-	for range 3 {
-		dir, k := identity(t)
-		key, err := p2p.LoadIdentity(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := p2p.NewTransport(key, loopback)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		trs, keys = append(trs, tr), append(keys, tr.ID())
-		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: p.MinStake})
+	for _, tr := range trs {
+		keys = append(keys, tr.ID())
 	}
 	d := synth.Difficulty{Numbers: 4, Max: 20}
 	j, err := StartJob(JobOptions{DataDir: t.TempDir(), Listen: loopback, Difficulty: d, Seed: 5, PerBatch: 6, Reward: 70,
@@ -148,22 +136,7 @@ func TestGenerationJob(t *testing.T) {
 // the cheater is slashed, the honest worker paid, and neither twice.
 func TestJobVerdictsSurviveCrash(t *testing.T) {
 	p := testLedgerParams
-	var trs []Transport
-	var accts []ledger.GenesisAccount
-	for range 2 {
-		dir, k := identity(t)
-		key, err := p2p.LoadIdentity(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := p2p.NewTransport(key, loopback)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		trs = append(trs, tr)
-		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: p.MinStake})
-	}
+	trs, accts := jobWorkers(t, 2, p.MinStake)
 	dir := t.TempDir()
 	d := synth.Difficulty{Numbers: 4, Max: 20}
 	opts := JobOptions{DataDir: dir, Listen: loopback, Difficulty: d, Seed: 9, PerBatch: 4, Reward: 70,
@@ -235,6 +208,20 @@ func TestJobVerdictsSurviveCrash(t *testing.T) {
 			t.Fatalf("worker %d after the restart: %+v (%d verified)", w, acct, verified)
 		}
 	}
+}
+
+// jobWorkers makes n worker identities with transports on loopback
+// (closed when the test ends) and their genesis accounts, staked.
+func jobWorkers(t *testing.T, n int, stake uint64) ([]Transport, []ledger.GenesisAccount) {
+	t.Helper()
+	var trs []Transport
+	var accts []ledger.GenesisAccount
+	for range n {
+		tr := client(t)
+		trs = append(trs, tr)
+		accts = append(accts, ledger.GenesisAccount{Key: mustAccount(t, tr.ID()), Stake: stake})
+	}
+	return trs, accts
 }
 
 func mustAccount(t *testing.T, id string) ledger.PubKey {

@@ -310,21 +310,26 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(began) > time.Minute {
 			backoff = firstBackoff // that session worked for a while: a fresh failure
 		}
-		if re := (*wire.RemoteError)(nil); errors.As(err, &re) && strings.HasPrefix(re.Msg, notAdmitted) {
-			reason := strings.TrimPrefix(re.Msg, notAdmitted)
-			if refusedSince.IsZero() {
-				refusedSince = time.Now()
-			}
-			if time.Since(refusedSince) >= patience {
-				return fmt.Errorf("%w: %s", ErrNotAdmitted, reason)
-			}
+		var re *wire.RemoteError
+		remote := errors.As(err, &re)
+		reason, notAdmittedNow := "", false
+		if remote {
+			reason, notAdmittedNow = strings.CutPrefix(re.Msg, notAdmitted)
+		}
+		if !notAdmittedNow {
+			refusedSince = time.Time{}
+		} else if refusedSince.IsZero() {
+			refusedSince = time.Now()
+		}
+		switch {
+		case notAdmittedNow && time.Since(refusedSince) >= patience:
+			return fmt.Errorf("%w: %s", ErrNotAdmitted, reason)
+		case notAdmittedNow:
 			w.log.Warn("the run does not admit this worker; asking again", "reason", reason, "in", backoff,
 				"gives up in", (patience - time.Since(refusedSince)).Round(time.Second))
-		} else if errors.As(err, &re) {
-			refusedSince = time.Time{}
+		case remote:
 			w.log.Warn("the aggregator refused this worker; retrying", "reason", re.Msg, "in", backoff)
-		} else {
-			refusedSince = time.Time{}
+		default:
 			w.log.Warn("no connection to the aggregator; retrying", "err", err, "in", backoff)
 		}
 		w.mu.Lock()
