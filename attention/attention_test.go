@@ -130,3 +130,73 @@ func TestAgainstDefinition(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakedNoSubnormals: with scores tens of units apart (a trained
+// model's sharp heads), whose exact probabilities span the subnormal
+// range, the strips of probabilities and of their gradients left in
+// scratch, the output and every gradient hold no subnormal (each would
+// cost a microcode assist on x86), and the results still match the
+// definition.
+func TestPeakedNoSubnormals(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ws := kernels.NewWorkspace()
+	const T, d = Strip + 40, 16
+	q, k, v, dy := randn(r, T*d), randn(r, T*d), randn(r, T*d), randn(r, T*d)
+	for i := range q {
+		q[i] *= 30 // scores of spread ~30: exact probabilities far below 2^-126
+		dy[i] *= 1e-6
+	}
+	scale := 1 / math.Sqrt(float64(d))
+	wy, wdq, wdk, wdv := naive(q, k, v, dy, T, d, d, scale)
+	// The precondition: some exact probability is subnormal.
+	tiny := 0
+	for i := range T {
+		s := make([]float64, i+1)
+		mx, sum := math.Inf(-1), 0.0
+		for j := range s {
+			for x := range d {
+				s[j] += float64(q[i*d+x]) * float64(k[j*d+x]) * scale
+			}
+			mx = max(mx, s[j])
+		}
+		for j := range s {
+			sum += math.Exp(s[j] - mx)
+		}
+		for j := range s {
+			if p := math.Exp(s[j]-mx) / sum; p > 0 && p < 0x1p-126 {
+				tiny++
+			}
+		}
+	}
+	if tiny < 100 {
+		t.Fatalf("only %d exact probabilities are subnormal: make the scores sharper", tiny)
+	}
+	h := Head{Q: q, K: k, V: v, QS: d, KS: d, VS: d, T: T, DQK: d, DV: d, Scale: float32(scale)}
+	scratch := make([]float32, Scratch(T))
+	y, dq, dk, dv := make([]float32, T*d), make([]float32, T*d), make([]float32, T*d), make([]float32, T*d)
+	noSubnormal := func(what string, x []float32) {
+		t.Helper()
+		for i, v := range x {
+			if v != 0 && math.Abs(float64(v)) < 0x1p-126 {
+				t.Fatalf("%s[%d] = %g is subnormal", what, i, v)
+			}
+		}
+	}
+	Forward(ws, h, y, d, scratch)
+	noSubnormal("forward scratch (last strip's probabilities)", scratch)
+	Backward(ws, h, dy, d, dq, d, dk, d, dv, d, false, scratch)
+	noSubnormal("backward scratch (first strip's probabilities and their gradients)", scratch)
+	for _, c := range []struct {
+		what string
+		got  []float32
+		want []float64
+		tol  float64
+	}{{"y", y, wy, 1e-3}, {"dq", dq, wdq, 1e-3}, {"dk", dk, wdk, 1e-3}, {"dv", dv, wdv, 1e-3}} {
+		noSubnormal(c.what, c.got)
+		for i, w := range c.want {
+			if g := float64(c.got[i]); !(math.Abs(g-w) <= c.tol*(1e-6+math.Abs(w))) {
+				t.Fatalf("%s[%d] = %v, want %v", c.what, i, g, w)
+			}
+		}
+	}
+}

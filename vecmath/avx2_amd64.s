@@ -51,14 +51,14 @@ DATA consts<>+148(SB)/4, $0x7fffffff
 DATA consts<>+152(SB)/4, $0x7fffffff
 DATA consts<>+156(SB)/4, $0x7fffffff
 // exp_lo
-DATA consts<>+160(SB)/4, $0xc2d00000
-DATA consts<>+164(SB)/4, $0xc2d00000
-DATA consts<>+168(SB)/4, $0xc2d00000
-DATA consts<>+172(SB)/4, $0xc2d00000
-DATA consts<>+176(SB)/4, $0xc2d00000
-DATA consts<>+180(SB)/4, $0xc2d00000
-DATA consts<>+184(SB)/4, $0xc2d00000
-DATA consts<>+188(SB)/4, $0xc2d00000
+DATA consts<>+160(SB)/4, $0xc2480000
+DATA consts<>+164(SB)/4, $0xc2480000
+DATA consts<>+168(SB)/4, $0xc2480000
+DATA consts<>+172(SB)/4, $0xc2480000
+DATA consts<>+176(SB)/4, $0xc2480000
+DATA consts<>+180(SB)/4, $0xc2480000
+DATA consts<>+184(SB)/4, $0xc2480000
+DATA consts<>+188(SB)/4, $0xc2480000
 // exp_hi
 DATA consts<>+192(SB)/4, $0x42b1999a
 DATA consts<>+196(SB)/4, $0x42b1999a
@@ -77,331 +77,340 @@ DATA consts<>+240(SB)/4, $0x42d00000
 DATA consts<>+244(SB)/4, $0x42d00000
 DATA consts<>+248(SB)/4, $0x42d00000
 DATA consts<>+252(SB)/4, $0x42d00000
+// exp_tiny
+DATA consts<>+256(SB)/4, $0x1f800000
+DATA consts<>+260(SB)/4, $0x1f800000
+DATA consts<>+264(SB)/4, $0x1f800000
+DATA consts<>+268(SB)/4, $0x1f800000
+DATA consts<>+272(SB)/4, $0x1f800000
+DATA consts<>+276(SB)/4, $0x1f800000
+DATA consts<>+280(SB)/4, $0x1f800000
+DATA consts<>+284(SB)/4, $0x1f800000
 // log2e
-DATA consts<>+256(SB)/4, $0x3fb8aa3b
-DATA consts<>+260(SB)/4, $0x3fb8aa3b
-DATA consts<>+264(SB)/4, $0x3fb8aa3b
-DATA consts<>+268(SB)/4, $0x3fb8aa3b
-DATA consts<>+272(SB)/4, $0x3fb8aa3b
-DATA consts<>+276(SB)/4, $0x3fb8aa3b
-DATA consts<>+280(SB)/4, $0x3fb8aa3b
-DATA consts<>+284(SB)/4, $0x3fb8aa3b
+DATA consts<>+288(SB)/4, $0x3fb8aa3b
+DATA consts<>+292(SB)/4, $0x3fb8aa3b
+DATA consts<>+296(SB)/4, $0x3fb8aa3b
+DATA consts<>+300(SB)/4, $0x3fb8aa3b
+DATA consts<>+304(SB)/4, $0x3fb8aa3b
+DATA consts<>+308(SB)/4, $0x3fb8aa3b
+DATA consts<>+312(SB)/4, $0x3fb8aa3b
+DATA consts<>+316(SB)/4, $0x3fb8aa3b
 // neglog2e
-DATA consts<>+288(SB)/4, $0xbfb8aa3b
-DATA consts<>+292(SB)/4, $0xbfb8aa3b
-DATA consts<>+296(SB)/4, $0xbfb8aa3b
-DATA consts<>+300(SB)/4, $0xbfb8aa3b
-DATA consts<>+304(SB)/4, $0xbfb8aa3b
-DATA consts<>+308(SB)/4, $0xbfb8aa3b
-DATA consts<>+312(SB)/4, $0xbfb8aa3b
-DATA consts<>+316(SB)/4, $0xbfb8aa3b
+DATA consts<>+320(SB)/4, $0xbfb8aa3b
+DATA consts<>+324(SB)/4, $0xbfb8aa3b
+DATA consts<>+328(SB)/4, $0xbfb8aa3b
+DATA consts<>+332(SB)/4, $0xbfb8aa3b
+DATA consts<>+336(SB)/4, $0xbfb8aa3b
+DATA consts<>+340(SB)/4, $0xbfb8aa3b
+DATA consts<>+344(SB)/4, $0xbfb8aa3b
+DATA consts<>+348(SB)/4, $0xbfb8aa3b
 // ln2hi
-DATA consts<>+320(SB)/4, $0x3f318000
-DATA consts<>+324(SB)/4, $0x3f318000
-DATA consts<>+328(SB)/4, $0x3f318000
-DATA consts<>+332(SB)/4, $0x3f318000
-DATA consts<>+336(SB)/4, $0x3f318000
-DATA consts<>+340(SB)/4, $0x3f318000
-DATA consts<>+344(SB)/4, $0x3f318000
-DATA consts<>+348(SB)/4, $0x3f318000
+DATA consts<>+352(SB)/4, $0x3f318000
+DATA consts<>+356(SB)/4, $0x3f318000
+DATA consts<>+360(SB)/4, $0x3f318000
+DATA consts<>+364(SB)/4, $0x3f318000
+DATA consts<>+368(SB)/4, $0x3f318000
+DATA consts<>+372(SB)/4, $0x3f318000
+DATA consts<>+376(SB)/4, $0x3f318000
+DATA consts<>+380(SB)/4, $0x3f318000
 // ln2lo
-DATA consts<>+352(SB)/4, $0xb95e8083
-DATA consts<>+356(SB)/4, $0xb95e8083
-DATA consts<>+360(SB)/4, $0xb95e8083
-DATA consts<>+364(SB)/4, $0xb95e8083
-DATA consts<>+368(SB)/4, $0xb95e8083
-DATA consts<>+372(SB)/4, $0xb95e8083
-DATA consts<>+376(SB)/4, $0xb95e8083
-DATA consts<>+380(SB)/4, $0xb95e8083
+DATA consts<>+384(SB)/4, $0xb95e8083
+DATA consts<>+388(SB)/4, $0xb95e8083
+DATA consts<>+392(SB)/4, $0xb95e8083
+DATA consts<>+396(SB)/4, $0xb95e8083
+DATA consts<>+400(SB)/4, $0xb95e8083
+DATA consts<>+404(SB)/4, $0xb95e8083
+DATA consts<>+408(SB)/4, $0xb95e8083
+DATA consts<>+412(SB)/4, $0xb95e8083
 // exp_c2
-DATA consts<>+384(SB)/4, $0x3efffffe
-DATA consts<>+388(SB)/4, $0x3efffffe
-DATA consts<>+392(SB)/4, $0x3efffffe
-DATA consts<>+396(SB)/4, $0x3efffffe
-DATA consts<>+400(SB)/4, $0x3efffffe
-DATA consts<>+404(SB)/4, $0x3efffffe
-DATA consts<>+408(SB)/4, $0x3efffffe
-DATA consts<>+412(SB)/4, $0x3efffffe
+DATA consts<>+416(SB)/4, $0x3efffffe
+DATA consts<>+420(SB)/4, $0x3efffffe
+DATA consts<>+424(SB)/4, $0x3efffffe
+DATA consts<>+428(SB)/4, $0x3efffffe
+DATA consts<>+432(SB)/4, $0x3efffffe
+DATA consts<>+436(SB)/4, $0x3efffffe
+DATA consts<>+440(SB)/4, $0x3efffffe
+DATA consts<>+444(SB)/4, $0x3efffffe
 // exp_c3
-DATA consts<>+416(SB)/4, $0x3e2aaa48
-DATA consts<>+420(SB)/4, $0x3e2aaa48
-DATA consts<>+424(SB)/4, $0x3e2aaa48
-DATA consts<>+428(SB)/4, $0x3e2aaa48
-DATA consts<>+432(SB)/4, $0x3e2aaa48
-DATA consts<>+436(SB)/4, $0x3e2aaa48
-DATA consts<>+440(SB)/4, $0x3e2aaa48
-DATA consts<>+444(SB)/4, $0x3e2aaa48
+DATA consts<>+448(SB)/4, $0x3e2aaa48
+DATA consts<>+452(SB)/4, $0x3e2aaa48
+DATA consts<>+456(SB)/4, $0x3e2aaa48
+DATA consts<>+460(SB)/4, $0x3e2aaa48
+DATA consts<>+464(SB)/4, $0x3e2aaa48
+DATA consts<>+468(SB)/4, $0x3e2aaa48
+DATA consts<>+472(SB)/4, $0x3e2aaa48
+DATA consts<>+476(SB)/4, $0x3e2aaa48
 // exp_c4
-DATA consts<>+448(SB)/4, $0x3d2aac7e
-DATA consts<>+452(SB)/4, $0x3d2aac7e
-DATA consts<>+456(SB)/4, $0x3d2aac7e
-DATA consts<>+460(SB)/4, $0x3d2aac7e
-DATA consts<>+464(SB)/4, $0x3d2aac7e
-DATA consts<>+468(SB)/4, $0x3d2aac7e
-DATA consts<>+472(SB)/4, $0x3d2aac7e
-DATA consts<>+476(SB)/4, $0x3d2aac7e
+DATA consts<>+480(SB)/4, $0x3d2aac7e
+DATA consts<>+484(SB)/4, $0x3d2aac7e
+DATA consts<>+488(SB)/4, $0x3d2aac7e
+DATA consts<>+492(SB)/4, $0x3d2aac7e
+DATA consts<>+496(SB)/4, $0x3d2aac7e
+DATA consts<>+500(SB)/4, $0x3d2aac7e
+DATA consts<>+504(SB)/4, $0x3d2aac7e
+DATA consts<>+508(SB)/4, $0x3d2aac7e
 // exp_c5
-DATA consts<>+480(SB)/4, $0x3c091dcb
-DATA consts<>+484(SB)/4, $0x3c091dcb
-DATA consts<>+488(SB)/4, $0x3c091dcb
-DATA consts<>+492(SB)/4, $0x3c091dcb
-DATA consts<>+496(SB)/4, $0x3c091dcb
-DATA consts<>+500(SB)/4, $0x3c091dcb
-DATA consts<>+504(SB)/4, $0x3c091dcb
-DATA consts<>+508(SB)/4, $0x3c091dcb
+DATA consts<>+512(SB)/4, $0x3c091dcb
+DATA consts<>+516(SB)/4, $0x3c091dcb
+DATA consts<>+520(SB)/4, $0x3c091dcb
+DATA consts<>+524(SB)/4, $0x3c091dcb
+DATA consts<>+528(SB)/4, $0x3c091dcb
+DATA consts<>+532(SB)/4, $0x3c091dcb
+DATA consts<>+536(SB)/4, $0x3c091dcb
+DATA consts<>+540(SB)/4, $0x3c091dcb
 // exp_c6
-DATA consts<>+512(SB)/4, $0x3ab510b2
-DATA consts<>+516(SB)/4, $0x3ab510b2
-DATA consts<>+520(SB)/4, $0x3ab510b2
-DATA consts<>+524(SB)/4, $0x3ab510b2
-DATA consts<>+528(SB)/4, $0x3ab510b2
-DATA consts<>+532(SB)/4, $0x3ab510b2
-DATA consts<>+536(SB)/4, $0x3ab510b2
-DATA consts<>+540(SB)/4, $0x3ab510b2
+DATA consts<>+544(SB)/4, $0x3ab510b2
+DATA consts<>+548(SB)/4, $0x3ab510b2
+DATA consts<>+552(SB)/4, $0x3ab510b2
+DATA consts<>+556(SB)/4, $0x3ab510b2
+DATA consts<>+560(SB)/4, $0x3ab510b2
+DATA consts<>+564(SB)/4, $0x3ab510b2
+DATA consts<>+568(SB)/4, $0x3ab510b2
+DATA consts<>+572(SB)/4, $0x3ab510b2
 // rsqrt2
-DATA consts<>+544(SB)/4, $0x3f3504f3
-DATA consts<>+548(SB)/4, $0x3f3504f3
-DATA consts<>+552(SB)/4, $0x3f3504f3
-DATA consts<>+556(SB)/4, $0x3f3504f3
-DATA consts<>+560(SB)/4, $0x3f3504f3
-DATA consts<>+564(SB)/4, $0x3f3504f3
-DATA consts<>+568(SB)/4, $0x3f3504f3
-DATA consts<>+572(SB)/4, $0x3f3504f3
+DATA consts<>+576(SB)/4, $0x3f3504f3
+DATA consts<>+580(SB)/4, $0x3f3504f3
+DATA consts<>+584(SB)/4, $0x3f3504f3
+DATA consts<>+588(SB)/4, $0x3f3504f3
+DATA consts<>+592(SB)/4, $0x3f3504f3
+DATA consts<>+596(SB)/4, $0x3f3504f3
+DATA consts<>+600(SB)/4, $0x3f3504f3
+DATA consts<>+604(SB)/4, $0x3f3504f3
 // rsqrt2pi
-DATA consts<>+576(SB)/4, $0x3ecc422a
-DATA consts<>+580(SB)/4, $0x3ecc422a
-DATA consts<>+584(SB)/4, $0x3ecc422a
-DATA consts<>+588(SB)/4, $0x3ecc422a
-DATA consts<>+592(SB)/4, $0x3ecc422a
-DATA consts<>+596(SB)/4, $0x3ecc422a
-DATA consts<>+600(SB)/4, $0x3ecc422a
-DATA consts<>+604(SB)/4, $0x3ecc422a
+DATA consts<>+608(SB)/4, $0x3ecc422a
+DATA consts<>+612(SB)/4, $0x3ecc422a
+DATA consts<>+616(SB)/4, $0x3ecc422a
+DATA consts<>+620(SB)/4, $0x3ecc422a
+DATA consts<>+624(SB)/4, $0x3ecc422a
+DATA consts<>+628(SB)/4, $0x3ecc422a
+DATA consts<>+632(SB)/4, $0x3ecc422a
+DATA consts<>+636(SB)/4, $0x3ecc422a
 // erf_split
-DATA consts<>+608(SB)/4, $0x3f6c0000
-DATA consts<>+612(SB)/4, $0x3f6c0000
-DATA consts<>+616(SB)/4, $0x3f6c0000
-DATA consts<>+620(SB)/4, $0x3f6c0000
-DATA consts<>+624(SB)/4, $0x3f6c0000
-DATA consts<>+628(SB)/4, $0x3f6c0000
-DATA consts<>+632(SB)/4, $0x3f6c0000
-DATA consts<>+636(SB)/4, $0x3f6c0000
+DATA consts<>+640(SB)/4, $0x3f6c0000
+DATA consts<>+644(SB)/4, $0x3f6c0000
+DATA consts<>+648(SB)/4, $0x3f6c0000
+DATA consts<>+652(SB)/4, $0x3f6c0000
+DATA consts<>+656(SB)/4, $0x3f6c0000
+DATA consts<>+660(SB)/4, $0x3f6c0000
+DATA consts<>+664(SB)/4, $0x3f6c0000
+DATA consts<>+668(SB)/4, $0x3f6c0000
 // erf_top
-DATA consts<>+640(SB)/4, $0x40800000
-DATA consts<>+644(SB)/4, $0x40800000
-DATA consts<>+648(SB)/4, $0x40800000
-DATA consts<>+652(SB)/4, $0x40800000
-DATA consts<>+656(SB)/4, $0x40800000
-DATA consts<>+660(SB)/4, $0x40800000
-DATA consts<>+664(SB)/4, $0x40800000
-DATA consts<>+668(SB)/4, $0x40800000
+DATA consts<>+672(SB)/4, $0x40800000
+DATA consts<>+676(SB)/4, $0x40800000
+DATA consts<>+680(SB)/4, $0x40800000
+DATA consts<>+684(SB)/4, $0x40800000
+DATA consts<>+688(SB)/4, $0x40800000
+DATA consts<>+692(SB)/4, $0x40800000
+DATA consts<>+696(SB)/4, $0x40800000
+DATA consts<>+700(SB)/4, $0x40800000
 // erf_center
-DATA consts<>+672(SB)/4, $0x40133333
-DATA consts<>+676(SB)/4, $0x40133333
-DATA consts<>+680(SB)/4, $0x40133333
-DATA consts<>+684(SB)/4, $0x40133333
-DATA consts<>+688(SB)/4, $0x40133333
-DATA consts<>+692(SB)/4, $0x40133333
-DATA consts<>+696(SB)/4, $0x40133333
-DATA consts<>+700(SB)/4, $0x40133333
+DATA consts<>+704(SB)/4, $0x40133333
+DATA consts<>+708(SB)/4, $0x40133333
+DATA consts<>+712(SB)/4, $0x40133333
+DATA consts<>+716(SB)/4, $0x40133333
+DATA consts<>+720(SB)/4, $0x40133333
+DATA consts<>+724(SB)/4, $0x40133333
+DATA consts<>+728(SB)/4, $0x40133333
+DATA consts<>+732(SB)/4, $0x40133333
 // erf_s0
-DATA consts<>+704(SB)/4, $0x3f906eba
-DATA consts<>+708(SB)/4, $0x3f906eba
-DATA consts<>+712(SB)/4, $0x3f906eba
-DATA consts<>+716(SB)/4, $0x3f906eba
-DATA consts<>+720(SB)/4, $0x3f906eba
-DATA consts<>+724(SB)/4, $0x3f906eba
-DATA consts<>+728(SB)/4, $0x3f906eba
-DATA consts<>+732(SB)/4, $0x3f906eba
+DATA consts<>+736(SB)/4, $0x3f906eba
+DATA consts<>+740(SB)/4, $0x3f906eba
+DATA consts<>+744(SB)/4, $0x3f906eba
+DATA consts<>+748(SB)/4, $0x3f906eba
+DATA consts<>+752(SB)/4, $0x3f906eba
+DATA consts<>+756(SB)/4, $0x3f906eba
+DATA consts<>+760(SB)/4, $0x3f906eba
+DATA consts<>+764(SB)/4, $0x3f906eba
 // erf_p0
-DATA consts<>+736(SB)/4, $0x3e0375d4
-DATA consts<>+740(SB)/4, $0x3e0375d4
-DATA consts<>+744(SB)/4, $0x3e0375d4
-DATA consts<>+748(SB)/4, $0x3e0375d4
-DATA consts<>+752(SB)/4, $0x3e0375d4
-DATA consts<>+756(SB)/4, $0x3e0375d4
-DATA consts<>+760(SB)/4, $0x3e0375d4
-DATA consts<>+764(SB)/4, $0x3e0375d4
+DATA consts<>+768(SB)/4, $0x3e0375d4
+DATA consts<>+772(SB)/4, $0x3e0375d4
+DATA consts<>+776(SB)/4, $0x3e0375d4
+DATA consts<>+780(SB)/4, $0x3e0375d4
+DATA consts<>+784(SB)/4, $0x3e0375d4
+DATA consts<>+788(SB)/4, $0x3e0375d4
+DATA consts<>+792(SB)/4, $0x3e0375d4
+DATA consts<>+796(SB)/4, $0x3e0375d4
 // erf_p1
-DATA consts<>+768(SB)/4, $0xbec093a2
-DATA consts<>+772(SB)/4, $0xbec093a2
-DATA consts<>+776(SB)/4, $0xbec093a2
-DATA consts<>+780(SB)/4, $0xbec093a2
-DATA consts<>+784(SB)/4, $0xbec093a2
-DATA consts<>+788(SB)/4, $0xbec093a2
-DATA consts<>+792(SB)/4, $0xbec093a2
-DATA consts<>+796(SB)/4, $0xbec093a2
+DATA consts<>+800(SB)/4, $0xbec093a2
+DATA consts<>+804(SB)/4, $0xbec093a2
+DATA consts<>+808(SB)/4, $0xbec093a2
+DATA consts<>+812(SB)/4, $0xbec093a2
+DATA consts<>+816(SB)/4, $0xbec093a2
+DATA consts<>+820(SB)/4, $0xbec093a2
+DATA consts<>+824(SB)/4, $0xbec093a2
+DATA consts<>+828(SB)/4, $0xbec093a2
 // erf_p2
-DATA consts<>+800(SB)/4, $0x3de7170e
-DATA consts<>+804(SB)/4, $0x3de7170e
-DATA consts<>+808(SB)/4, $0x3de7170e
-DATA consts<>+812(SB)/4, $0x3de7170e
-DATA consts<>+816(SB)/4, $0x3de7170e
-DATA consts<>+820(SB)/4, $0x3de7170e
-DATA consts<>+824(SB)/4, $0x3de7170e
-DATA consts<>+828(SB)/4, $0x3de7170e
+DATA consts<>+832(SB)/4, $0x3de7170e
+DATA consts<>+836(SB)/4, $0x3de7170e
+DATA consts<>+840(SB)/4, $0x3de7170e
+DATA consts<>+844(SB)/4, $0x3de7170e
+DATA consts<>+848(SB)/4, $0x3de7170e
+DATA consts<>+852(SB)/4, $0x3de7170e
+DATA consts<>+856(SB)/4, $0x3de7170e
+DATA consts<>+860(SB)/4, $0x3de7170e
 // erf_p3
-DATA consts<>+832(SB)/4, $0xbcdc0820
-DATA consts<>+836(SB)/4, $0xbcdc0820
-DATA consts<>+840(SB)/4, $0xbcdc0820
-DATA consts<>+844(SB)/4, $0xbcdc0820
-DATA consts<>+848(SB)/4, $0xbcdc0820
-DATA consts<>+852(SB)/4, $0xbcdc0820
-DATA consts<>+856(SB)/4, $0xbcdc0820
-DATA consts<>+860(SB)/4, $0xbcdc0820
+DATA consts<>+864(SB)/4, $0xbcdc0820
+DATA consts<>+868(SB)/4, $0xbcdc0820
+DATA consts<>+872(SB)/4, $0xbcdc0820
+DATA consts<>+876(SB)/4, $0xbcdc0820
+DATA consts<>+880(SB)/4, $0xbcdc0820
+DATA consts<>+884(SB)/4, $0xbcdc0820
+DATA consts<>+888(SB)/4, $0xbcdc0820
+DATA consts<>+892(SB)/4, $0xbcdc0820
 // erf_p4
-DATA consts<>+864(SB)/4, $0x3baa6c48
-DATA consts<>+868(SB)/4, $0x3baa6c48
-DATA consts<>+872(SB)/4, $0x3baa6c48
-DATA consts<>+876(SB)/4, $0x3baa6c48
-DATA consts<>+880(SB)/4, $0x3baa6c48
-DATA consts<>+884(SB)/4, $0x3baa6c48
-DATA consts<>+888(SB)/4, $0x3baa6c48
-DATA consts<>+892(SB)/4, $0x3baa6c48
+DATA consts<>+896(SB)/4, $0x3baa6c48
+DATA consts<>+900(SB)/4, $0x3baa6c48
+DATA consts<>+904(SB)/4, $0x3baa6c48
+DATA consts<>+908(SB)/4, $0x3baa6c48
+DATA consts<>+912(SB)/4, $0x3baa6c48
+DATA consts<>+916(SB)/4, $0x3baa6c48
+DATA consts<>+920(SB)/4, $0x3baa6c48
+DATA consts<>+924(SB)/4, $0x3baa6c48
 // erf_p5
-DATA consts<>+896(SB)/4, $0xba556a67
-DATA consts<>+900(SB)/4, $0xba556a67
-DATA consts<>+904(SB)/4, $0xba556a67
-DATA consts<>+908(SB)/4, $0xba556a67
-DATA consts<>+912(SB)/4, $0xba556a67
-DATA consts<>+916(SB)/4, $0xba556a67
-DATA consts<>+920(SB)/4, $0xba556a67
-DATA consts<>+924(SB)/4, $0xba556a67
+DATA consts<>+928(SB)/4, $0xba556a67
+DATA consts<>+932(SB)/4, $0xba556a67
+DATA consts<>+936(SB)/4, $0xba556a67
+DATA consts<>+940(SB)/4, $0xba556a67
+DATA consts<>+944(SB)/4, $0xba556a67
+DATA consts<>+948(SB)/4, $0xba556a67
+DATA consts<>+952(SB)/4, $0xba556a67
+DATA consts<>+956(SB)/4, $0xba556a67
 // erf_p6
-DATA consts<>+928(SB)/4, $0x38af6585
-DATA consts<>+932(SB)/4, $0x38af6585
-DATA consts<>+936(SB)/4, $0x38af6585
-DATA consts<>+940(SB)/4, $0x38af6585
-DATA consts<>+944(SB)/4, $0x38af6585
-DATA consts<>+948(SB)/4, $0x38af6585
-DATA consts<>+952(SB)/4, $0x38af6585
-DATA consts<>+956(SB)/4, $0x38af6585
+DATA consts<>+960(SB)/4, $0x38af6585
+DATA consts<>+964(SB)/4, $0x38af6585
+DATA consts<>+968(SB)/4, $0x38af6585
+DATA consts<>+972(SB)/4, $0x38af6585
+DATA consts<>+976(SB)/4, $0x38af6585
+DATA consts<>+980(SB)/4, $0x38af6585
+DATA consts<>+984(SB)/4, $0x38af6585
+DATA consts<>+988(SB)/4, $0x38af6585
 // erf_r0
-DATA consts<>+960(SB)/4, $0x3e682ef1
-DATA consts<>+964(SB)/4, $0x3e682ef1
-DATA consts<>+968(SB)/4, $0x3e682ef1
-DATA consts<>+972(SB)/4, $0x3e682ef1
-DATA consts<>+976(SB)/4, $0x3e682ef1
-DATA consts<>+980(SB)/4, $0x3e682ef1
-DATA consts<>+984(SB)/4, $0x3e682ef1
-DATA consts<>+988(SB)/4, $0x3e682ef1
+DATA consts<>+992(SB)/4, $0x3e682ef1
+DATA consts<>+996(SB)/4, $0x3e682ef1
+DATA consts<>+1000(SB)/4, $0x3e682ef1
+DATA consts<>+1004(SB)/4, $0x3e682ef1
+DATA consts<>+1008(SB)/4, $0x3e682ef1
+DATA consts<>+1012(SB)/4, $0x3e682ef1
+DATA consts<>+1016(SB)/4, $0x3e682ef1
+DATA consts<>+1020(SB)/4, $0x3e682ef1
 // erf_r1
-DATA consts<>+992(SB)/4, $0xbdaed573
-DATA consts<>+996(SB)/4, $0xbdaed573
-DATA consts<>+1000(SB)/4, $0xbdaed573
-DATA consts<>+1004(SB)/4, $0xbdaed573
-DATA consts<>+1008(SB)/4, $0xbdaed573
-DATA consts<>+1012(SB)/4, $0xbdaed573
-DATA consts<>+1016(SB)/4, $0xbdaed573
-DATA consts<>+1020(SB)/4, $0xbdaed573
+DATA consts<>+1024(SB)/4, $0xbdaed573
+DATA consts<>+1028(SB)/4, $0xbdaed573
+DATA consts<>+1032(SB)/4, $0xbdaed573
+DATA consts<>+1036(SB)/4, $0xbdaed573
+DATA consts<>+1040(SB)/4, $0xbdaed573
+DATA consts<>+1044(SB)/4, $0xbdaed573
+DATA consts<>+1048(SB)/4, $0xbdaed573
+DATA consts<>+1052(SB)/4, $0xbdaed573
 // erf_r2
-DATA consts<>+1024(SB)/4, $0x3cf8ff81
-DATA consts<>+1028(SB)/4, $0x3cf8ff81
-DATA consts<>+1032(SB)/4, $0x3cf8ff81
-DATA consts<>+1036(SB)/4, $0x3cf8ff81
-DATA consts<>+1040(SB)/4, $0x3cf8ff81
-DATA consts<>+1044(SB)/4, $0x3cf8ff81
-DATA consts<>+1048(SB)/4, $0x3cf8ff81
-DATA consts<>+1052(SB)/4, $0x3cf8ff81
+DATA consts<>+1056(SB)/4, $0x3cf8ff81
+DATA consts<>+1060(SB)/4, $0x3cf8ff81
+DATA consts<>+1064(SB)/4, $0x3cf8ff81
+DATA consts<>+1068(SB)/4, $0x3cf8ff81
+DATA consts<>+1072(SB)/4, $0x3cf8ff81
+DATA consts<>+1076(SB)/4, $0x3cf8ff81
+DATA consts<>+1080(SB)/4, $0x3cf8ff81
+DATA consts<>+1084(SB)/4, $0x3cf8ff81
 // erf_r3
-DATA consts<>+1056(SB)/4, $0xbc28d750
-DATA consts<>+1060(SB)/4, $0xbc28d750
-DATA consts<>+1064(SB)/4, $0xbc28d750
-DATA consts<>+1068(SB)/4, $0xbc28d750
-DATA consts<>+1072(SB)/4, $0xbc28d750
-DATA consts<>+1076(SB)/4, $0xbc28d750
-DATA consts<>+1080(SB)/4, $0xbc28d750
-DATA consts<>+1084(SB)/4, $0xbc28d750
+DATA consts<>+1088(SB)/4, $0xbc28d750
+DATA consts<>+1092(SB)/4, $0xbc28d750
+DATA consts<>+1096(SB)/4, $0xbc28d750
+DATA consts<>+1100(SB)/4, $0xbc28d750
+DATA consts<>+1104(SB)/4, $0xbc28d750
+DATA consts<>+1108(SB)/4, $0xbc28d750
+DATA consts<>+1112(SB)/4, $0xbc28d750
+DATA consts<>+1116(SB)/4, $0xbc28d750
 // erf_r4
-DATA consts<>+1088(SB)/4, $0x3b5b3a84
-DATA consts<>+1092(SB)/4, $0x3b5b3a84
-DATA consts<>+1096(SB)/4, $0x3b5b3a84
-DATA consts<>+1100(SB)/4, $0x3b5b3a84
-DATA consts<>+1104(SB)/4, $0x3b5b3a84
-DATA consts<>+1108(SB)/4, $0x3b5b3a84
-DATA consts<>+1112(SB)/4, $0x3b5b3a84
-DATA consts<>+1116(SB)/4, $0x3b5b3a84
+DATA consts<>+1120(SB)/4, $0x3b5b3a84
+DATA consts<>+1124(SB)/4, $0x3b5b3a84
+DATA consts<>+1128(SB)/4, $0x3b5b3a84
+DATA consts<>+1132(SB)/4, $0x3b5b3a84
+DATA consts<>+1136(SB)/4, $0x3b5b3a84
+DATA consts<>+1140(SB)/4, $0x3b5b3a84
+DATA consts<>+1144(SB)/4, $0x3b5b3a84
+DATA consts<>+1148(SB)/4, $0x3b5b3a84
 // erf_r5
-DATA consts<>+1120(SB)/4, $0xba8928dc
-DATA consts<>+1124(SB)/4, $0xba8928dc
-DATA consts<>+1128(SB)/4, $0xba8928dc
-DATA consts<>+1132(SB)/4, $0xba8928dc
-DATA consts<>+1136(SB)/4, $0xba8928dc
-DATA consts<>+1140(SB)/4, $0xba8928dc
-DATA consts<>+1144(SB)/4, $0xba8928dc
-DATA consts<>+1148(SB)/4, $0xba8928dc
+DATA consts<>+1152(SB)/4, $0xba8928dc
+DATA consts<>+1156(SB)/4, $0xba8928dc
+DATA consts<>+1160(SB)/4, $0xba8928dc
+DATA consts<>+1164(SB)/4, $0xba8928dc
+DATA consts<>+1168(SB)/4, $0xba8928dc
+DATA consts<>+1172(SB)/4, $0xba8928dc
+DATA consts<>+1176(SB)/4, $0xba8928dc
+DATA consts<>+1180(SB)/4, $0xba8928dc
 // erf_r6
-DATA consts<>+1152(SB)/4, $0x39a5ac99
-DATA consts<>+1156(SB)/4, $0x39a5ac99
-DATA consts<>+1160(SB)/4, $0x39a5ac99
-DATA consts<>+1164(SB)/4, $0x39a5ac99
-DATA consts<>+1168(SB)/4, $0x39a5ac99
-DATA consts<>+1172(SB)/4, $0x39a5ac99
-DATA consts<>+1176(SB)/4, $0x39a5ac99
-DATA consts<>+1180(SB)/4, $0x39a5ac99
+DATA consts<>+1184(SB)/4, $0x39a5ac99
+DATA consts<>+1188(SB)/4, $0x39a5ac99
+DATA consts<>+1192(SB)/4, $0x39a5ac99
+DATA consts<>+1196(SB)/4, $0x39a5ac99
+DATA consts<>+1200(SB)/4, $0x39a5ac99
+DATA consts<>+1204(SB)/4, $0x39a5ac99
+DATA consts<>+1208(SB)/4, $0x39a5ac99
+DATA consts<>+1212(SB)/4, $0x39a5ac99
 // erf_r7
-DATA consts<>+1184(SB)/4, $0xb8bba2ed
-DATA consts<>+1188(SB)/4, $0xb8bba2ed
-DATA consts<>+1192(SB)/4, $0xb8bba2ed
-DATA consts<>+1196(SB)/4, $0xb8bba2ed
-DATA consts<>+1200(SB)/4, $0xb8bba2ed
-DATA consts<>+1204(SB)/4, $0xb8bba2ed
-DATA consts<>+1208(SB)/4, $0xb8bba2ed
-DATA consts<>+1212(SB)/4, $0xb8bba2ed
+DATA consts<>+1216(SB)/4, $0xb8bba2ed
+DATA consts<>+1220(SB)/4, $0xb8bba2ed
+DATA consts<>+1224(SB)/4, $0xb8bba2ed
+DATA consts<>+1228(SB)/4, $0xb8bba2ed
+DATA consts<>+1232(SB)/4, $0xb8bba2ed
+DATA consts<>+1236(SB)/4, $0xb8bba2ed
+DATA consts<>+1240(SB)/4, $0xb8bba2ed
+DATA consts<>+1244(SB)/4, $0xb8bba2ed
 // erf_r8
-DATA consts<>+1216(SB)/4, $0x37cb931a
-DATA consts<>+1220(SB)/4, $0x37cb931a
-DATA consts<>+1224(SB)/4, $0x37cb931a
-DATA consts<>+1228(SB)/4, $0x37cb931a
-DATA consts<>+1232(SB)/4, $0x37cb931a
-DATA consts<>+1236(SB)/4, $0x37cb931a
-DATA consts<>+1240(SB)/4, $0x37cb931a
-DATA consts<>+1244(SB)/4, $0x37cb931a
+DATA consts<>+1248(SB)/4, $0x37cb931a
+DATA consts<>+1252(SB)/4, $0x37cb931a
+DATA consts<>+1256(SB)/4, $0x37cb931a
+DATA consts<>+1260(SB)/4, $0x37cb931a
+DATA consts<>+1264(SB)/4, $0x37cb931a
+DATA consts<>+1268(SB)/4, $0x37cb931a
+DATA consts<>+1272(SB)/4, $0x37cb931a
+DATA consts<>+1276(SB)/4, $0x37cb931a
 // erf_r9
-DATA consts<>+1248(SB)/4, $0xb7068c92
-DATA consts<>+1252(SB)/4, $0xb7068c92
-DATA consts<>+1256(SB)/4, $0xb7068c92
-DATA consts<>+1260(SB)/4, $0xb7068c92
-DATA consts<>+1264(SB)/4, $0xb7068c92
-DATA consts<>+1268(SB)/4, $0xb7068c92
-DATA consts<>+1272(SB)/4, $0xb7068c92
-DATA consts<>+1276(SB)/4, $0xb7068c92
+DATA consts<>+1280(SB)/4, $0xb7068c92
+DATA consts<>+1284(SB)/4, $0xb7068c92
+DATA consts<>+1288(SB)/4, $0xb7068c92
+DATA consts<>+1292(SB)/4, $0xb7068c92
+DATA consts<>+1296(SB)/4, $0xb7068c92
+DATA consts<>+1300(SB)/4, $0xb7068c92
+DATA consts<>+1304(SB)/4, $0xb7068c92
+DATA consts<>+1308(SB)/4, $0xb7068c92
 // erf_r10
-DATA consts<>+1280(SB)/4, $0x3636b60d
-DATA consts<>+1284(SB)/4, $0x3636b60d
-DATA consts<>+1288(SB)/4, $0x3636b60d
-DATA consts<>+1292(SB)/4, $0x3636b60d
-DATA consts<>+1296(SB)/4, $0x3636b60d
-DATA consts<>+1300(SB)/4, $0x3636b60d
-DATA consts<>+1304(SB)/4, $0x3636b60d
-DATA consts<>+1308(SB)/4, $0x3636b60d
+DATA consts<>+1312(SB)/4, $0x3636b60d
+DATA consts<>+1316(SB)/4, $0x3636b60d
+DATA consts<>+1320(SB)/4, $0x3636b60d
+DATA consts<>+1324(SB)/4, $0x3636b60d
+DATA consts<>+1328(SB)/4, $0x3636b60d
+DATA consts<>+1332(SB)/4, $0x3636b60d
+DATA consts<>+1336(SB)/4, $0x3636b60d
+DATA consts<>+1340(SB)/4, $0x3636b60d
 // erf_r11
-DATA consts<>+1312(SB)/4, $0xb4f5e54e
-DATA consts<>+1316(SB)/4, $0xb4f5e54e
-DATA consts<>+1320(SB)/4, $0xb4f5e54e
-DATA consts<>+1324(SB)/4, $0xb4f5e54e
-DATA consts<>+1328(SB)/4, $0xb4f5e54e
-DATA consts<>+1332(SB)/4, $0xb4f5e54e
-DATA consts<>+1336(SB)/4, $0xb4f5e54e
-DATA consts<>+1340(SB)/4, $0xb4f5e54e
+DATA consts<>+1344(SB)/4, $0xb4f5e54e
+DATA consts<>+1348(SB)/4, $0xb4f5e54e
+DATA consts<>+1352(SB)/4, $0xb4f5e54e
+DATA consts<>+1356(SB)/4, $0xb4f5e54e
+DATA consts<>+1360(SB)/4, $0xb4f5e54e
+DATA consts<>+1364(SB)/4, $0xb4f5e54e
+DATA consts<>+1368(SB)/4, $0xb4f5e54e
+DATA consts<>+1372(SB)/4, $0xb4f5e54e
 // bias127
-DATA consts<>+1344(SB)/4, $0x0000007f
-DATA consts<>+1348(SB)/4, $0x0000007f
-DATA consts<>+1352(SB)/4, $0x0000007f
-DATA consts<>+1356(SB)/4, $0x0000007f
-DATA consts<>+1360(SB)/4, $0x0000007f
-DATA consts<>+1364(SB)/4, $0x0000007f
-DATA consts<>+1368(SB)/4, $0x0000007f
-DATA consts<>+1372(SB)/4, $0x0000007f
+DATA consts<>+1376(SB)/4, $0x0000007f
+DATA consts<>+1380(SB)/4, $0x0000007f
+DATA consts<>+1384(SB)/4, $0x0000007f
+DATA consts<>+1388(SB)/4, $0x0000007f
+DATA consts<>+1392(SB)/4, $0x0000007f
+DATA consts<>+1396(SB)/4, $0x0000007f
+DATA consts<>+1400(SB)/4, $0x0000007f
+DATA consts<>+1404(SB)/4, $0x0000007f
 // iota
-DATA consts<>+1376(SB)/4, $0x00000000
-DATA consts<>+1380(SB)/4, $0x00000001
-DATA consts<>+1384(SB)/4, $0x00000002
-DATA consts<>+1388(SB)/4, $0x00000003
-DATA consts<>+1392(SB)/4, $0x00000004
-DATA consts<>+1396(SB)/4, $0x00000005
-DATA consts<>+1400(SB)/4, $0x00000006
-DATA consts<>+1404(SB)/4, $0x00000007
-GLOBL consts<>(SB), RODATA|NOPTR, $1408
+DATA consts<>+1408(SB)/4, $0x00000000
+DATA consts<>+1412(SB)/4, $0x00000001
+DATA consts<>+1416(SB)/4, $0x00000002
+DATA consts<>+1420(SB)/4, $0x00000003
+DATA consts<>+1424(SB)/4, $0x00000004
+DATA consts<>+1428(SB)/4, $0x00000005
+DATA consts<>+1432(SB)/4, $0x00000006
+DATA consts<>+1436(SB)/4, $0x00000007
+GLOBL consts<>(SB), RODATA|NOPTR, $1440
 
 // func sumAVX2(x []float32) (ret float32)
 TEXT ·sumAVX2(SB), NOSPLIT, $0-28
@@ -433,7 +442,7 @@ tail2:
 	JEQ done3
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VADDPS Y4, Y0, Y0
 done3:
@@ -488,7 +497,7 @@ tail6:
 	JEQ done7
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VMASKMOVPS (DI), Y15, Y8
 	VFMADD231PS Y8, Y4, Y0
@@ -536,7 +545,7 @@ tail10:
 	JEQ done11
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VMOVUPS consts<>+96(SB), Y5
 	VBLENDVPS Y15, Y4, Y5, Y4
@@ -595,7 +604,7 @@ tail14:
 	JEQ done15
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y0
 	VMASKMOVPS (DI), Y15, Y4
 	VFMADD213PS Y4, Y8, Y0
@@ -636,7 +645,7 @@ tail18:
 	JEQ done19
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VMULPS Y4, Y8, Y0
 	VMASKMOVPS Y0, Y15, (SI)
@@ -683,7 +692,7 @@ tail22:
 	JEQ done23
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y0
 	VMASKMOVPS (DI), Y15, Y4
 	VADDPS Y4, Y0, Y0
@@ -701,13 +710,13 @@ TEXT ·expSubAVX2(SB), NOSPLIT, $0-60
 	VXORPS Y0, Y0, Y0
 	VMOVUPS consts<>+160(SB), Y5
 	VMOVUPS consts<>+192(SB), Y6
-	VMOVUPS consts<>+256(SB), Y7
-	VMOVUPS consts<>+320(SB), Y8
-	VMOVUPS consts<>+352(SB), Y9
-	VMOVUPS consts<>+480(SB), Y10
-	VMOVUPS consts<>+448(SB), Y11
-	VMOVUPS consts<>+416(SB), Y12
-	VMOVUPS consts<>+384(SB), Y13
+	VMOVUPS consts<>+288(SB), Y7
+	VMOVUPS consts<>+352(SB), Y8
+	VMOVUPS consts<>+384(SB), Y9
+	VMOVUPS consts<>+512(SB), Y10
+	VMOVUPS consts<>+480(SB), Y11
+	VMOVUPS consts<>+448(SB), Y12
+	VMOVUPS consts<>+416(SB), Y13
 	VMOVUPS consts<>+0(SB), Y14
 single25:
 	CMPQ CX, $8
@@ -720,7 +729,7 @@ single25:
 	VROUNDPS $0, Y1, Y1
 	VFNMADD231PS Y8, Y1, Y3
 	VFNMADD231PS Y9, Y1, Y3
-	VMOVUPS consts<>+512(SB), Y2
+	VMOVUPS consts<>+544(SB), Y2
 	VFMADD213PS Y10, Y3, Y2
 	VFMADD213PS Y11, Y3, Y2
 	VFMADD213PS Y12, Y3, Y2
@@ -730,12 +739,14 @@ single25:
 	VCVTPS2DQ Y1, Y1
 	VPSRAD $1, Y1, Y3
 	VPSUBD Y3, Y1, Y1
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y1, Y1
+	VPADDD consts<>+1376(SB), Y1, Y1
 	VPSLLD $23, Y1, Y1
 	VMULPS Y3, Y2, Y2
 	VMULPS Y1, Y2, Y2
+	VCMPPS $1, consts<>+256(SB), Y2, Y3
+	VANDNPS Y2, Y3, Y2
 	VMOVUPS Y2, (DI)
 	VADDPS Y2, Y0, Y0
 	ADDQ $32, SI
@@ -747,7 +758,7 @@ tail26:
 	JEQ done27
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y1
 	VSUBPS Y4, Y1, Y1
 	VMAXPS Y1, Y5, Y3
@@ -756,7 +767,7 @@ tail26:
 	VROUNDPS $0, Y1, Y1
 	VFNMADD231PS Y8, Y1, Y3
 	VFNMADD231PS Y9, Y1, Y3
-	VMOVUPS consts<>+512(SB), Y2
+	VMOVUPS consts<>+544(SB), Y2
 	VFMADD213PS Y10, Y3, Y2
 	VFMADD213PS Y11, Y3, Y2
 	VFMADD213PS Y12, Y3, Y2
@@ -766,12 +777,14 @@ tail26:
 	VCVTPS2DQ Y1, Y1
 	VPSRAD $1, Y1, Y3
 	VPSUBD Y3, Y1, Y1
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y1, Y1
+	VPADDD consts<>+1376(SB), Y1, Y1
 	VPSLLD $23, Y1, Y1
 	VMULPS Y3, Y2, Y2
 	VMULPS Y1, Y2, Y2
+	VCMPPS $1, consts<>+256(SB), Y2, Y3
+	VANDNPS Y2, Y3, Y2
 	VMASKMOVPS Y2, Y15, (DI)
 	VANDPS Y15, Y2, Y2
 	VADDPS Y2, Y0, Y0
@@ -837,7 +850,7 @@ tail29:
 	JEQ done30
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y0
 	VSUBPS Y8, Y0, Y0
 	VMASKMOVPS (DI), Y15, Y4
@@ -854,7 +867,7 @@ TEXT ·geluFwdAVX2(SB), NOSPLIT, $0-48
 	MOVQ src_base+24(FP), SI
 	MOVQ dst_len+8(FP), CX
 	VMOVUPS consts<>+224(SB), Y11
-	VMOVUPS consts<>+640(SB), Y12
+	VMOVUPS consts<>+672(SB), Y12
 	VMOVUPS consts<>+32(SB), Y13
 	VMOVUPS consts<>+0(SB), Y14
 single32:
@@ -863,32 +876,33 @@ single32:
 	VMOVUPS (SI), Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
-	VMULPS consts<>+544(SB), Y0, Y8
+	VMULPS consts<>+576(SB), Y0, Y8
 	VANDPS consts<>+128(SB), Y8, Y2
 	VMINPS Y1, Y11, Y3
-	VMULPS consts<>+288(SB), Y3, Y4
+	VMULPS consts<>+320(SB), Y3, Y4
 	VROUNDPS $0, Y4, Y4
-	VFNMSUB231PS consts<>+320(SB), Y4, Y3
-	VFNMADD231PS consts<>+352(SB), Y4, Y3
-	VMOVUPS consts<>+512(SB), Y5
+	VFNMSUB231PS consts<>+352(SB), Y4, Y3
+	VFNMADD231PS consts<>+384(SB), Y4, Y3
+	VMOVUPS consts<>+544(SB), Y5
+	VFMADD213PS consts<>+512(SB), Y3, Y5
 	VFMADD213PS consts<>+480(SB), Y3, Y5
 	VFMADD213PS consts<>+448(SB), Y3, Y5
 	VFMADD213PS consts<>+416(SB), Y3, Y5
-	VFMADD213PS consts<>+384(SB), Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VCVTPS2DQ Y4, Y4
 	VPSRAD $1, Y4, Y3
 	VPSUBD Y3, Y4, Y4
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y4, Y4
+	VPADDD consts<>+1376(SB), Y4, Y4
 	VPSLLD $23, Y4, Y4
 	VMULPS Y3, Y5, Y5
 	VMULPS Y4, Y5, Y5
 	VMINPS Y2, Y12, Y6
-	VSUBPS consts<>+672(SB), Y6, Y6
-	VMOVUPS consts<>+1312(SB), Y10
+	VSUBPS consts<>+704(SB), Y6, Y6
+	VMOVUPS consts<>+1344(SB), Y10
+	VFMADD213PS consts<>+1312(SB), Y6, Y10
 	VFMADD213PS consts<>+1280(SB), Y6, Y10
 	VFMADD213PS consts<>+1248(SB), Y6, Y10
 	VFMADD213PS consts<>+1216(SB), Y6, Y10
@@ -899,22 +913,21 @@ single32:
 	VFMADD213PS consts<>+1056(SB), Y6, Y10
 	VFMADD213PS consts<>+1024(SB), Y6, Y10
 	VFMADD213PS consts<>+992(SB), Y6, Y10
-	VFMADD213PS consts<>+960(SB), Y6, Y10
 	VMULPS Y5, Y10, Y6
 	VMULPS Y13, Y6, Y6
 	VMOVAPS Y14, Y9
 	VSUBPS Y6, Y9, Y9
 	VBLENDVPS Y0, Y6, Y9, Y9
 	VMULPS Y13, Y8, Y8
-	VMOVUPS consts<>+928(SB), Y7
+	VMOVUPS consts<>+960(SB), Y7
+	VFMADD213PS consts<>+928(SB), Y1, Y7
 	VFMADD213PS consts<>+896(SB), Y1, Y7
 	VFMADD213PS consts<>+864(SB), Y1, Y7
 	VFMADD213PS consts<>+832(SB), Y1, Y7
 	VFMADD213PS consts<>+800(SB), Y1, Y7
-	VFMADD213PS consts<>+768(SB), Y1, Y7
-	VFMADD213PS consts<>+704(SB), Y1, Y7
+	VFMADD213PS consts<>+736(SB), Y1, Y7
 	VFMADD213PS Y13, Y8, Y7
-	VCMPPS $1, consts<>+608(SB), Y2, Y10
+	VCMPPS $1, consts<>+640(SB), Y2, Y10
 	VBLENDVPS Y10, Y7, Y9, Y9
 	VMULPS Y0, Y9, Y9
 	VMOVUPS Y9, (DI)
@@ -927,36 +940,37 @@ tail33:
 	JEQ done34
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
-	VMULPS consts<>+544(SB), Y0, Y8
+	VMULPS consts<>+576(SB), Y0, Y8
 	VANDPS consts<>+128(SB), Y8, Y2
 	VMINPS Y1, Y11, Y3
-	VMULPS consts<>+288(SB), Y3, Y4
+	VMULPS consts<>+320(SB), Y3, Y4
 	VROUNDPS $0, Y4, Y4
-	VFNMSUB231PS consts<>+320(SB), Y4, Y3
-	VFNMADD231PS consts<>+352(SB), Y4, Y3
-	VMOVUPS consts<>+512(SB), Y5
+	VFNMSUB231PS consts<>+352(SB), Y4, Y3
+	VFNMADD231PS consts<>+384(SB), Y4, Y3
+	VMOVUPS consts<>+544(SB), Y5
+	VFMADD213PS consts<>+512(SB), Y3, Y5
 	VFMADD213PS consts<>+480(SB), Y3, Y5
 	VFMADD213PS consts<>+448(SB), Y3, Y5
 	VFMADD213PS consts<>+416(SB), Y3, Y5
-	VFMADD213PS consts<>+384(SB), Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VCVTPS2DQ Y4, Y4
 	VPSRAD $1, Y4, Y3
 	VPSUBD Y3, Y4, Y4
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y4, Y4
+	VPADDD consts<>+1376(SB), Y4, Y4
 	VPSLLD $23, Y4, Y4
 	VMULPS Y3, Y5, Y5
 	VMULPS Y4, Y5, Y5
 	VMINPS Y2, Y12, Y6
-	VSUBPS consts<>+672(SB), Y6, Y6
-	VMOVUPS consts<>+1312(SB), Y10
+	VSUBPS consts<>+704(SB), Y6, Y6
+	VMOVUPS consts<>+1344(SB), Y10
+	VFMADD213PS consts<>+1312(SB), Y6, Y10
 	VFMADD213PS consts<>+1280(SB), Y6, Y10
 	VFMADD213PS consts<>+1248(SB), Y6, Y10
 	VFMADD213PS consts<>+1216(SB), Y6, Y10
@@ -967,22 +981,21 @@ tail33:
 	VFMADD213PS consts<>+1056(SB), Y6, Y10
 	VFMADD213PS consts<>+1024(SB), Y6, Y10
 	VFMADD213PS consts<>+992(SB), Y6, Y10
-	VFMADD213PS consts<>+960(SB), Y6, Y10
 	VMULPS Y5, Y10, Y6
 	VMULPS Y13, Y6, Y6
 	VMOVAPS Y14, Y9
 	VSUBPS Y6, Y9, Y9
 	VBLENDVPS Y0, Y6, Y9, Y9
 	VMULPS Y13, Y8, Y8
-	VMOVUPS consts<>+928(SB), Y7
+	VMOVUPS consts<>+960(SB), Y7
+	VFMADD213PS consts<>+928(SB), Y1, Y7
 	VFMADD213PS consts<>+896(SB), Y1, Y7
 	VFMADD213PS consts<>+864(SB), Y1, Y7
 	VFMADD213PS consts<>+832(SB), Y1, Y7
 	VFMADD213PS consts<>+800(SB), Y1, Y7
-	VFMADD213PS consts<>+768(SB), Y1, Y7
-	VFMADD213PS consts<>+704(SB), Y1, Y7
+	VFMADD213PS consts<>+736(SB), Y1, Y7
 	VFMADD213PS Y13, Y8, Y7
-	VCMPPS $1, consts<>+608(SB), Y2, Y10
+	VCMPPS $1, consts<>+640(SB), Y2, Y10
 	VBLENDVPS Y10, Y7, Y9, Y9
 	VMULPS Y0, Y9, Y9
 	VMASKMOVPS Y9, Y15, (DI)
@@ -997,7 +1010,7 @@ TEXT ·geluBwdAVX2(SB), NOSPLIT, $0-72
 	MOVQ dy_base+48(FP), DX
 	MOVQ dx_len+8(FP), CX
 	VMOVUPS consts<>+224(SB), Y11
-	VMOVUPS consts<>+640(SB), Y12
+	VMOVUPS consts<>+672(SB), Y12
 	VMOVUPS consts<>+32(SB), Y13
 	VMOVUPS consts<>+0(SB), Y14
 single35:
@@ -1006,32 +1019,33 @@ single35:
 	VMOVUPS (SI), Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
-	VMULPS consts<>+544(SB), Y0, Y8
+	VMULPS consts<>+576(SB), Y0, Y8
 	VANDPS consts<>+128(SB), Y8, Y2
 	VMINPS Y1, Y11, Y3
-	VMULPS consts<>+288(SB), Y3, Y4
+	VMULPS consts<>+320(SB), Y3, Y4
 	VROUNDPS $0, Y4, Y4
-	VFNMSUB231PS consts<>+320(SB), Y4, Y3
-	VFNMADD231PS consts<>+352(SB), Y4, Y3
-	VMOVUPS consts<>+512(SB), Y5
+	VFNMSUB231PS consts<>+352(SB), Y4, Y3
+	VFNMADD231PS consts<>+384(SB), Y4, Y3
+	VMOVUPS consts<>+544(SB), Y5
+	VFMADD213PS consts<>+512(SB), Y3, Y5
 	VFMADD213PS consts<>+480(SB), Y3, Y5
 	VFMADD213PS consts<>+448(SB), Y3, Y5
 	VFMADD213PS consts<>+416(SB), Y3, Y5
-	VFMADD213PS consts<>+384(SB), Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VCVTPS2DQ Y4, Y4
 	VPSRAD $1, Y4, Y3
 	VPSUBD Y3, Y4, Y4
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y4, Y4
+	VPADDD consts<>+1376(SB), Y4, Y4
 	VPSLLD $23, Y4, Y4
 	VMULPS Y3, Y5, Y5
 	VMULPS Y4, Y5, Y5
 	VMINPS Y2, Y12, Y6
-	VSUBPS consts<>+672(SB), Y6, Y6
-	VMOVUPS consts<>+1312(SB), Y10
+	VSUBPS consts<>+704(SB), Y6, Y6
+	VMOVUPS consts<>+1344(SB), Y10
+	VFMADD213PS consts<>+1312(SB), Y6, Y10
 	VFMADD213PS consts<>+1280(SB), Y6, Y10
 	VFMADD213PS consts<>+1248(SB), Y6, Y10
 	VFMADD213PS consts<>+1216(SB), Y6, Y10
@@ -1042,24 +1056,23 @@ single35:
 	VFMADD213PS consts<>+1056(SB), Y6, Y10
 	VFMADD213PS consts<>+1024(SB), Y6, Y10
 	VFMADD213PS consts<>+992(SB), Y6, Y10
-	VFMADD213PS consts<>+960(SB), Y6, Y10
 	VMULPS Y5, Y10, Y6
 	VMULPS Y13, Y6, Y6
 	VMOVAPS Y14, Y9
 	VSUBPS Y6, Y9, Y9
 	VBLENDVPS Y0, Y6, Y9, Y9
 	VMULPS Y13, Y8, Y8
-	VMOVUPS consts<>+928(SB), Y7
+	VMOVUPS consts<>+960(SB), Y7
+	VFMADD213PS consts<>+928(SB), Y1, Y7
 	VFMADD213PS consts<>+896(SB), Y1, Y7
 	VFMADD213PS consts<>+864(SB), Y1, Y7
 	VFMADD213PS consts<>+832(SB), Y1, Y7
 	VFMADD213PS consts<>+800(SB), Y1, Y7
-	VFMADD213PS consts<>+768(SB), Y1, Y7
-	VFMADD213PS consts<>+704(SB), Y1, Y7
+	VFMADD213PS consts<>+736(SB), Y1, Y7
 	VFMADD213PS Y13, Y8, Y7
-	VCMPPS $1, consts<>+608(SB), Y2, Y10
+	VCMPPS $1, consts<>+640(SB), Y2, Y10
 	VBLENDVPS Y10, Y7, Y9, Y9
-	VMULPS consts<>+576(SB), Y0, Y10
+	VMULPS consts<>+608(SB), Y0, Y10
 	VFMADD213PS Y9, Y5, Y10
 	VMULPS (DX), Y10, Y10
 	VMOVUPS Y10, (DI)
@@ -1073,36 +1086,37 @@ tail36:
 	JEQ done37
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y0
 	VMULPS Y13, Y0, Y1
 	VMULPS Y0, Y1, Y1
-	VMULPS consts<>+544(SB), Y0, Y8
+	VMULPS consts<>+576(SB), Y0, Y8
 	VANDPS consts<>+128(SB), Y8, Y2
 	VMINPS Y1, Y11, Y3
-	VMULPS consts<>+288(SB), Y3, Y4
+	VMULPS consts<>+320(SB), Y3, Y4
 	VROUNDPS $0, Y4, Y4
-	VFNMSUB231PS consts<>+320(SB), Y4, Y3
-	VFNMADD231PS consts<>+352(SB), Y4, Y3
-	VMOVUPS consts<>+512(SB), Y5
+	VFNMSUB231PS consts<>+352(SB), Y4, Y3
+	VFNMADD231PS consts<>+384(SB), Y4, Y3
+	VMOVUPS consts<>+544(SB), Y5
+	VFMADD213PS consts<>+512(SB), Y3, Y5
 	VFMADD213PS consts<>+480(SB), Y3, Y5
 	VFMADD213PS consts<>+448(SB), Y3, Y5
 	VFMADD213PS consts<>+416(SB), Y3, Y5
-	VFMADD213PS consts<>+384(SB), Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VFMADD213PS Y14, Y3, Y5
 	VCVTPS2DQ Y4, Y4
 	VPSRAD $1, Y4, Y3
 	VPSUBD Y3, Y4, Y4
-	VPADDD consts<>+1344(SB), Y3, Y3
+	VPADDD consts<>+1376(SB), Y3, Y3
 	VPSLLD $23, Y3, Y3
-	VPADDD consts<>+1344(SB), Y4, Y4
+	VPADDD consts<>+1376(SB), Y4, Y4
 	VPSLLD $23, Y4, Y4
 	VMULPS Y3, Y5, Y5
 	VMULPS Y4, Y5, Y5
 	VMINPS Y2, Y12, Y6
-	VSUBPS consts<>+672(SB), Y6, Y6
-	VMOVUPS consts<>+1312(SB), Y10
+	VSUBPS consts<>+704(SB), Y6, Y6
+	VMOVUPS consts<>+1344(SB), Y10
+	VFMADD213PS consts<>+1312(SB), Y6, Y10
 	VFMADD213PS consts<>+1280(SB), Y6, Y10
 	VFMADD213PS consts<>+1248(SB), Y6, Y10
 	VFMADD213PS consts<>+1216(SB), Y6, Y10
@@ -1113,24 +1127,23 @@ tail36:
 	VFMADD213PS consts<>+1056(SB), Y6, Y10
 	VFMADD213PS consts<>+1024(SB), Y6, Y10
 	VFMADD213PS consts<>+992(SB), Y6, Y10
-	VFMADD213PS consts<>+960(SB), Y6, Y10
 	VMULPS Y5, Y10, Y6
 	VMULPS Y13, Y6, Y6
 	VMOVAPS Y14, Y9
 	VSUBPS Y6, Y9, Y9
 	VBLENDVPS Y0, Y6, Y9, Y9
 	VMULPS Y13, Y8, Y8
-	VMOVUPS consts<>+928(SB), Y7
+	VMOVUPS consts<>+960(SB), Y7
+	VFMADD213PS consts<>+928(SB), Y1, Y7
 	VFMADD213PS consts<>+896(SB), Y1, Y7
 	VFMADD213PS consts<>+864(SB), Y1, Y7
 	VFMADD213PS consts<>+832(SB), Y1, Y7
 	VFMADD213PS consts<>+800(SB), Y1, Y7
-	VFMADD213PS consts<>+768(SB), Y1, Y7
-	VFMADD213PS consts<>+704(SB), Y1, Y7
+	VFMADD213PS consts<>+736(SB), Y1, Y7
 	VFMADD213PS Y13, Y8, Y7
-	VCMPPS $1, consts<>+608(SB), Y2, Y10
+	VCMPPS $1, consts<>+640(SB), Y2, Y10
 	VBLENDVPS Y10, Y7, Y9, Y9
-	VMULPS consts<>+576(SB), Y0, Y10
+	VMULPS consts<>+608(SB), Y0, Y10
 	VFMADD213PS Y9, Y5, Y10
 	VMASKMOVPS (DX), Y15, Y3
 	VMULPS Y3, Y10, Y10
@@ -1170,7 +1183,7 @@ tail39:
 	JEQ done40
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VADDPS Y4, Y0, Y0
 done40:
@@ -1226,7 +1239,7 @@ tail43:
 	JEQ done44
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y6
 	VSUBPS Y4, Y6, Y6
 	VANDPS Y15, Y6, Y6
@@ -1294,7 +1307,7 @@ tail47:
 	JEQ done48
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y6
 	VSUBPS Y4, Y6, Y6
 	VMULPS Y5, Y6, Y6
@@ -1384,7 +1397,7 @@ tail51:
 	JEQ done52
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1476,7 +1489,7 @@ tail55:
 	JEQ done56
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (SI), Y15, Y4
 	VSUBPS Y12, Y4, Y4
 	VMULPS Y13, Y4, Y4
@@ -1538,7 +1551,7 @@ tail59:
 	JEQ done60
 	VMOVD CX, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD consts<>+1376(SB), Y15, Y15
+	VPCMPGTD consts<>+1408(SB), Y15, Y15
 	VMASKMOVPS (DI), Y15, Y1
 	VMULPS Y9, Y1, Y2
 	VMASKMOVPS (R8), Y15, Y3

@@ -211,7 +211,10 @@ func expSubGeneric(dst, src []float32, m float32) float32 {
 	src = src[:len(dst)]
 	var s [8]float32
 	for i, v := range src {
-		e := exp32(v - m)
+		e := exp32(max(v-m, coef.ExpSubMin))
+		if e < coef.ExpTiny {
+			e = 0
+		}
 		dst[i] = e
 		s[i&7] += e
 	}

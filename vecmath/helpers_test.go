@@ -132,16 +132,20 @@ func geluGrad64(x float64) float64 {
 // expRef is exp(x) rounded to float32 (the target of exp32).
 func expRef(x float32) float64 { return math.Exp(float64(x)) }
 
-// expOK reports whether got is an acceptable float32 exp of x: relative
-// error at most rel for normal results, one subnormal ulp below, and +Inf
-// exactly when the result overflows (allowing +Inf within rel of the
-// largest float32).
+// expOK reports whether got is an acceptable float32 exp of x as ExpSub
+// writes it: relative error at most rel, 0 for results below 2^-64 (either
+// within rel of it), and +Inf exactly when the result overflows (allowing
+// +Inf within rel of the largest float32).
 func expOK(got float32, x float32, rel float64) bool {
 	want := expRef(x)
 	g := float64(got)
 	switch {
 	case math.IsNaN(float64(x)):
 		return math.IsNaN(g)
+	case want < 0x1p-64*(1-rel):
+		return g == 0
+	case want < 0x1p-64*(1+rel) && g == 0:
+		return true
 	case want > math.MaxFloat32*(1+rel):
 		return math.IsInf(g, 1)
 	case math.IsInf(g, 1):

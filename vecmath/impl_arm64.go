@@ -55,13 +55,13 @@ func addNEON(dst, x []float32)
 func adamwNEON(p, g, m, v []float32, decay, beta1, omb1, beta2, omb2, eps, step, sqrtBc2 float32)
 
 // neonExp are the constants of exp32 as expSubNEON takes them.
-var neonExp = [11]float32{coef.ExpMin, coef.ExpMax, coef.Log2e, coef.Ln2Hi, coef.Ln2Lo,
-	coef.ExpC6, coef.ExpC5, coef.ExpC4, coef.ExpC3, coef.ExpC2, 1}
+var neonExp = [12]float32{coef.ExpSubMin, coef.ExpMax, coef.Log2e, coef.Ln2Hi, coef.Ln2Lo,
+	coef.ExpC6, coef.ExpC5, coef.ExpC4, coef.ExpC3, coef.ExpC2, 1, coef.ExpTiny}
 
 func expSubNEONc(dst, src []float32, m float32) float32 { return expSubNEON(dst, src, m, &neonExp) }
 
 //go:noescape
-func expSubNEON(dst, src []float32, m float32, c *[11]float32) float32
+func expSubNEON(dst, src []float32, m float32, c *[12]float32) float32
 
 // neonGelu are the constants of phi32 as the NEON GELU kernels take them,
 // four to a register.

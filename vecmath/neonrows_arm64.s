@@ -28,6 +28,8 @@
 #define VSSHR4(d, n, s) WORD $(0x4F000400 | ((64-(s))<<16) | ((n)<<5) | (d))
 #define VSHL4(d, n, s) WORD $(0x4F005400 | ((32+(s))<<16) | ((n)<<5) | (d))
 #define VMOVQ(d, n) WORD $(0x4EA01C00 | ((n)<<16) | ((n)<<5) | (d)) // ORR d, n, n
+#define VBIC(d, n, m) WORD $(0x4E601C00 | ((m)<<16) | ((n)<<5) | (d))  // d = n &^ m
+#define VFCMGT(d, n, m) WORD $(0x6EA0E400 | ((m)<<16) | ((n)<<5) | (d)) // d = n > m
 // FADDP Sd, Vn.2S: lane 0 + lane 1
 #define FADDP2(d, n) WORD $(0x7E30D800 | ((n)<<5) | (d))
 
@@ -298,14 +300,17 @@ adamwdone:
 	VADD4(n, n, 19) \
 	VSHL4(n, n, 23) \
 	VFMUL(t, t, r) \
-	VFMUL(x, t, n)
+	VFMUL(x, t, n) \
+	VFCMGT(n, 18, x) \
+	VBIC(x, x, n)
 
-// func expSubNEON(dst, src []float32, m float32, c *[11]float32) float32
+// func expSubNEON(dst, src []float32, m float32, c *[12]float32) float32
 //
-// dst[i] = exp(src[i]-m), and the sum of the values written in eight
-// lanes. c holds ExpMin, ExpMax, Log2e, Ln2Hi, Ln2Lo, ExpC6, ExpC5, ExpC4,
-// ExpC3, ExpC2 and 1 (package coef). Registers: V20-V30 those constants,
-// V31 m, V19 the integer 127, V10 and V11 the sums of lanes 0-3 and 4-7.
+// dst[i] = exp(src[i]-m), 0 where below ExpTiny, and the sum of the values
+// written in eight lanes. c holds ExpSubMin, ExpMax, Log2e, Ln2Hi, Ln2Lo,
+// ExpC6, ExpC5, ExpC4, ExpC3, ExpC2, 1 and ExpTiny (package coef).
+// Registers: V20-V30 the first eleven, V18 ExpTiny, V31 m, V19 the integer
+// 127, V10 and V11 the sums of lanes 0-3 and 4-7.
 TEXT ·expSubNEON(SB), NOSPLIT, $0-68
 	MOVD dst_base+0(FP), R0
 	MOVD dst_len+8(FP), R2
@@ -335,6 +340,8 @@ TEXT ·expSubNEON(SB), NOSPLIT, $0-68
 	VDUP V29.S[0], V29.S4
 	FMOVS 40(R3), F30
 	VDUP V30.S[0], V30.S4
+	FMOVS 44(R3), F18
+	VDUP V18.S[0], V18.S4
 	MOVW $127, R4
 	VDUP R4, V19.S4
 	VEOR V10.B16, V10.B16, V10.B16
@@ -423,7 +430,6 @@ expreduce:
 #define VDUPL(d, n, i) WORD $(0x4E000400 | ((((i)<<3)|4)<<16) | ((n)<<5) | (d))
 #define VFNEG(d, n) WORD $(0x6EA0F800 | ((n)<<5) | (d))
 #define VFABS(d, n) WORD $(0x4EA0F800 | ((n)<<5) | (d))
-#define VFCMGT(d, n, m) WORD $(0x6EA0E400 | ((m)<<16) | ((n)<<5) | (d)) // d = n > m
 #define VFCMGTZ(d, n) WORD $(0x4EA0C800 | ((n)<<5) | (d))               // d = n > 0
 #define VBSL(d, n, m) WORD $(0x6E601C00 | ((m)<<16) | ((n)<<5) | (d))   // d = d ? n : m, bitwise
 

@@ -117,9 +117,11 @@ func Add(dst, x []float32) {
 // values written, accumulated per SIMD lane and combined in a fixed order.
 // It is the core of a numerically stable softmax (m = Max(src)). dst and
 // src must have the same length and may be the same slice. The difference
-// src[i]-m is rounded to float32 before exponentiation. Large negative
-// differences (including -Inf) give 0, results beyond the float32 range
-// give +Inf.
+// src[i]-m is rounded to float32 before exponentiation. Results below
+// 2^-64 (differences below about -44.4, including -Inf) are written as 0,
+// so that a softmax never holds subnormal probabilities, which are slow to
+// multiply on most CPUs and change no sum; results beyond the float32
+// range give +Inf.
 func ExpSub(dst, src []float32, m float32) float32 {
 	checkLen(len(dst), len(src))
 	return expSubImpl(dst, src, m)

@@ -204,8 +204,8 @@ func TestSoftmaxGrad(t *testing.T) {
 	})
 }
 
-// ExpSub: each element within expRelTol of exp(float32(src-m)) (relative,
-// normal range; one subnormal ulp below), the returned sum within
+// ExpSub: each element within expRelTol of exp(float32(src-m)) (relative;
+// 0 below 2^-64), the returned sum within
 // gammaSum(n) of the exact sum of the values written.
 const expRelTol = 2e-7
 
@@ -255,9 +255,12 @@ func TestExpSubSpecial(t *testing.T) {
 		{-3.4e38, 0, 0},
 		{-200, 0, 0},
 		{-104, 0, 0},
-		{-103.5, 0, math.Exp(-103.5)}, // subnormal
-		{-90, 0, math.Exp(-90)},       // subnormal
-		{-87.3, 0, math.Exp(-87.3)},
+		{-103.5, 0, 0}, // subnormal: flushed
+		{-90, 0, 0},    // subnormal: flushed
+		{-87.3, 0, 0},  // normal, below 2^-64: flushed
+		{-44.4, 0, 0},  // 5.2e-20 < 2^-64: flushed
+		{-44.3, 0, math.Exp(-44.3)},
+		{-44.4, -0.1, math.Exp(-44.3)},
 		{0, 0, 1},
 		{math.Copysign(0, -1), 0, 1},
 		{1, 0, math.E},
@@ -294,6 +297,8 @@ func TestExpSubSpecial(t *testing.T) {
 					ok = math.IsNaN(got) && math.IsNaN(float64(sum))
 				case math.IsInf(c.want, 1):
 					ok = math.IsInf(got, 1) && math.IsInf(float64(sum), 1)
+				case c.want == 0:
+					ok = got == 0
 				default:
 					ok = expOK(dst[n-1], arg, expRelTol)
 				}

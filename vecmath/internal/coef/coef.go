@@ -18,6 +18,18 @@ const (
 	ExpMin = -104 // exp(x) rounds to 0 in float32 for x <= ExpMin
 	ExpMax = 88.8 // exp(x) overflows float32 for x >= 88.73
 
+	// ExpTiny (2^-64) is the smallest result ExpSub keeps: smaller ones
+	// become 0. Softmax probabilities below it change no sum, and
+	// keeping them, and the gradients made from them, out of the
+	// subnormal range avoids the microcode assists (about 100 times the
+	// cost of a multiply on x86) that subnormal operands take.
+	ExpTiny = 0x1p-64
+	// ExpSubMin is where ExpSub clamps its differences from below: its
+	// exp is under ExpTiny (so written as 0) and above the subnormals,
+	// which even an intermediate result must not reach (on x86 an
+	// underflowing multiply takes the same assist).
+	ExpSubMin = -50
+
 	Log2e = 1.44269504088896340735992468100189214 // log2(e)
 	Ln2Hi = 0.693359375                           // 0x3f318000
 	Ln2Lo = -2.12194440e-4                        // 0xb95e8083; Ln2Hi+Ln2Lo = ln 2

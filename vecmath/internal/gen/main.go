@@ -79,9 +79,10 @@ func newGen(a isa) *gen {
 	f("zero", 0)
 	g.defConst("neginf", 0xff800000)
 	g.defConst("absmask", 0x7fffffff)
-	f("exp_lo", coef.ExpMin)
+	f("exp_lo", coef.ExpSubMin) // only ExpSub takes exp's unnegated form
 	f("exp_hi", coef.ExpMax)
 	f("exp_negmax", -coef.ExpMin)
+	f("exp_tiny", coef.ExpTiny)
 	f("log2e", coef.Log2e)
 	f("neglog2e", -coef.Log2e)
 	f("ln2hi", coef.Ln2Hi)
@@ -508,6 +509,8 @@ func (g *gen) ret(name string, r int) {
 
 // exp emits out = exp(in), or exp(-in) if neg (then in >= 0 is expected,
 // as for x*x/2). in is preserved; r and n are scratch. NaN propagates.
+// The unnegated form clamps in from below at ExpSubMin, so exp never
+// computes a subnormal (ExpSub then writes 0 below ExpTiny).
 // The clamp constants must be in registers (preloaded) so that VMINPS and
 // VMAXPS keep NaN inputs.
 func (g *gen) exp(out, in, r, n string, neg bool) {
@@ -792,7 +795,7 @@ func (g *gen) expSub() {
 		g.zero(v(0))
 		if g.avx512 {
 			g.preload(seq(16, 31), "exp_lo", "exp_hi", "log2e", "ln2hi", "ln2lo",
-				"exp_c6", "exp_c5", "exp_c4", "exp_c3", "exp_c2", "one")
+				"exp_c6", "exp_c5", "exp_c4", "exp_c3", "exp_c2", "one", "exp_tiny")
 		} else {
 			g.preload(seq(5, 14), "exp_lo", "exp_hi", "log2e", "ln2hi", "ln2lo",
 				"exp_c5", "exp_c4", "exp_c3", "exp_c2", "one")
@@ -801,6 +804,14 @@ func (g *gen) expSub() {
 			g.load(v(1), "SI", off, masked)
 			g.op("VSUBPS", v(4), v(1), v(1)) // x - m
 			g.exp(v(2), v(1), v(3), v(1), false)
+			// Results below ExpTiny become 0 (NaN stays).
+			if g.avx512 {
+				g.op("VCMPPS", 5, K("exp_tiny"), v(2), "K2") // not less than: kept
+				g.emit("VMOVAPS.Z %s, K2, %s", v(2), v(2))
+			} else {
+				g.op("VCMPPS", 1, K("exp_tiny"), v(2), v(3)) // less than: cleared
+				g.op("VANDNPS", v(2), v(3), v(2))
+			}
 			g.store(v(2), "DI", off, masked)
 			g.accAdd(v(0), v(2), masked)
 		})
