@@ -13,7 +13,7 @@ import (
 // FingerprintOptions configure Fingerprint.
 type FingerprintOptions struct {
 	Model        *gpt.Model // trained; fingerprinted in place
-	Train, Val   []byte
+	Train, Val   []int32    // the model's tokens: bytes (corpus.Bytes) or its tokenizer's ids
 	Embed        fingerprint.Options
 	TuneSteps    int     // ordinary fine-tuning afterwards (default 1000)
 	TuneLR       float64 // its learning rate (default 3e-4)
@@ -68,17 +68,17 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	m := o.Model
 	rep := &FingerprintReport{}
 	var err error
-	if rep.ValBefore, err = ValLoss(m, o.Val); err != nil {
+	if rep.ValBefore, err = ValLossTokens(m, o.Val); err != nil {
 		return nil, err
 	}
-	set, err := fingerprint.Generate(m, corpus.Bytes(o.Train), o.Embed)
+	set, err := fingerprint.Generate(m, o.Train, o.Embed)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := fingerprint.Embed(m, set, corpus.Bytes(o.Train), o.Embed); err != nil {
+	if _, err := fingerprint.Embed(m, set, o.Train, o.Embed); err != nil {
 		return nil, err
 	}
-	if rep.ValAfter, err = ValLoss(m, o.Val); err != nil {
+	if rep.ValAfter, err = ValLossTokens(m, o.Val); err != nil {
 		return nil, err
 	}
 	if rep.Embedded, err = fingerprint.Verify(set, fingerprint.Greedy(m)); err != nil {
@@ -116,7 +116,7 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	for i := range o.Others {
 		to := o.OtherOptions
 		to.Model, to.Steps, to.Seed = c, o.OtherSteps, to.Seed+uint64(i)+1
-		t, err := train.New(to, o.Train, nil, m.Pool())
+		t, err := train.NewTokens(to, o.Train, nil, m.Pool())
 		if err != nil {
 			return nil, err
 		}
@@ -153,8 +153,8 @@ type plainTrainer struct {
 	inputs, targets []int32
 }
 
-func newPlainTrainer(m *gpt.Model, text []byte, B, T int) (*plainTrainer, error) {
-	s, err := corpus.NewSampler(text, B, T, 0x7e57)
+func newPlainTrainer(m *gpt.Model, text []int32, B, T int) (*plainTrainer, error) {
+	s, err := corpus.NewTokenSampler(text, B, T, 0x7e57)
 	if err != nil {
 		return nil, fmt.Errorf("fine-tuning text: %v", err)
 	}

@@ -15,7 +15,7 @@ func TestFingerprintExperiment(t *testing.T) {
 	tr, val := corpus.Split(text, 0.9)
 	to := train.NanoGPTCPU()
 	to.Batch = 4
-	rep, err := Fingerprint(FingerprintOptions{Model: m, Train: tr, Val: val,
+	rep, err := Fingerprint(FingerprintOptions{Model: m, Train: corpus.Bytes(tr), Val: corpus.Bytes(val),
 		Embed:     fingerprint.Options{N: 6, KeyLen: 8, Steps: 150, Batch: 8, PerBatch: 6, LR: 3e-3, Alpha: 1, Seed: 1},
 		TuneSteps: 100, TuneEvery: 50, Others: 2, OtherSteps: 5, OtherOptions: to})
 	if err != nil {

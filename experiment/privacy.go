@@ -213,7 +213,7 @@ func privateRounds(o PrivacyOptions, shards [][]byte, z, clip float64, logf func
 		if err != nil {
 			return nil, 0, err
 		}
-		if workers[k], err = newPlainTrainer(m, shards[k], 12, c.BlockSize); err != nil {
+		if workers[k], err = newPlainTrainer(m, corpus.Bytes(shards[k]), 12, c.BlockSize); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnlabs/cairn/corpus"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/synth"
@@ -171,7 +172,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				data += generated
 			}
 			data += seedText.String()
-			tr, err := newPlainTrainer(m, []byte(data), o.Batch, o.Model.BlockSize)
+			tr, err := newPlainTrainer(m, corpus.Bytes([]byte(data)), o.Batch, o.Model.BlockSize)
 			if err != nil {
 				return nil, err
 			}

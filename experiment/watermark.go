@@ -14,14 +14,14 @@ import (
 // WatermarkOptions configure Watermark.
 type WatermarkOptions struct {
 	Model    *gpt.Model
-	Val      []byte // human text: prompts and the false-positive windows
+	Val      []int32 // human text as the model's tokens: prompts and the false-positive windows
 	Scheme   *watermark.Scheme
 	Sampling gpt.Sampling
 	Samples  int // generations (default 200)
 	Tokens   int // tokens per generation (default 200)
-	Prompt   int // prompt bytes, from Val (default 32)
+	Prompt   int // prompt tokens, from Val (default 32)
 	Windows  int // human windows (default 1000)
-	Window   int // bytes per window (default 200)
+	Window   int // tokens per window (default 200)
 	Seed     uint64
 	// MinEntropies, if any, are entropy thresholds (nats) at which the
 	// generations and windows are also scored by DetectSelected, with
@@ -89,7 +89,7 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 		return nil, fmt.Errorf("watermark experiment: prompt of %d tokens, the scheme needs %d of context", o.Prompt, o.Scheme.Context)
 	}
 	if len(o.Val) < 2*max(o.Prompt, o.Window) {
-		return nil, fmt.Errorf("watermark experiment: %d bytes of validation text, too few for prompts of %d and windows of %d", len(o.Val), o.Prompt, o.Window)
+		return nil, fmt.Errorf("watermark experiment: %d tokens of validation text, too few for prompts of %d and windows of %d", len(o.Val), o.Prompt, o.Window)
 	}
 	r := rand.New(rand.NewPCG(o.Seed, 0x5741))
 	rep := &WatermarkReport{Samples: o.Samples, Windows: o.Windows}
@@ -97,7 +97,7 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 	var markedAll, plainAll, windows [][]int32
 	for i := range o.Samples {
 		at := r.IntN(len(o.Val) - o.Prompt)
-		prompt := bytesToTokens(o.Val[at : at+o.Prompt])
+		prompt := o.Val[at : at+o.Prompt]
 		seed := r.Uint64()
 		marked, nll, err := generate(o.Model, prompt, o.Tokens, o.Sampling, o.Scheme, seed)
 		if err != nil {
@@ -131,7 +131,7 @@ func Watermark(o WatermarkOptions) (*WatermarkReport, error) {
 	rep.HumanZMax = math.Inf(-1)
 	for range o.Windows {
 		at := r.IntN(len(o.Val) - o.Window)
-		w := bytesToTokens(o.Val[at : at+o.Window])
+		w := o.Val[at : at+o.Window]
 		res := o.Scheme.Detect(w)
 		rep.HumanZMax = max(rep.HumanZMax, res.Z)
 		if res.Watermarked {
@@ -205,14 +205,6 @@ func (o *WatermarkOptions) selected(rep *WatermarkReport, marked, plain, windows
 		rep.Selected = append(rep.Selected, sd)
 	}
 	return nil
-}
-
-func bytesToTokens(b []byte) []int32 {
-	ts := make([]int32, len(b))
-	for i, c := range b {
-		ts[i] = int32(c)
-	}
-	return ts
 }
 
 // generate samples n tokens after prompt (watermarked by s unless nil)

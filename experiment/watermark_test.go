@@ -19,7 +19,8 @@ func TestWatermarkExperiment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, val := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	_, text := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	val := corpus.Bytes(text)
 	calls := 0
 	rep, err := Watermark(WatermarkOptions{Model: m, Val: val, Scheme: s, Sampling: gpt.Sampling{Temperature: 1},
 		Samples: 4, Tokens: 100, Windows: 200, Seed: 1, MinEntropies: []float64{0, 100}, Progress: func(done, total int) { calls++ }})

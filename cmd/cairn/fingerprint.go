@@ -359,12 +359,17 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
 		return badInput("--n, --key-len and --steps at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
 	}
-	m, pool, err := loadModel(*ckpt, *threads)
+	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	tr, val := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	trText, valText := corpus.Split(corpus.TinyShakespeare(), 0.9)
+	// The text as the model's tokens: bytes, or its tokenizer's ids.
+	tr, val := corpus.Bytes(trText), corpus.Bytes(valText)
+	if tk != nil {
+		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
+	}
 	to := train.NanoGPTCPU()
 	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: 1},
 		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,

@@ -110,8 +110,9 @@ func loadModel(path string, threads int) (*gpt.Model, *kernels.Pool, error) {
 func loadModelCtx(path string, threads, ctx int) (*gpt.Model, *kernels.Pool, error) {
 	m, tok, pool, err := loadModelTok(path, threads, ctx)
 	if err == nil && tok != nil {
-		// Fingerprints, watermark scoring and the experiments read text
-		// as bytes: they would feed a BPE model the wrong ids.
+		// The commands that load models this way (the privacy and
+		// serving experiments, generation jobs) read text as bytes: they
+		// would feed a BPE model the wrong ids.
 		pool.Close()
 		return nil, nil, badInput("%s is a model on BPE token ids (%d tokens): this command works on byte-level models only so far ('sample' and 'serve' take it)", path, tok.Vocab())
 	}

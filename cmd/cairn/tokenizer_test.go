@@ -87,7 +87,17 @@ func TestTrainWithTokenizer(t *testing.T) {
 	if code, _, _ := runCLI("watermark", "detect", "--key", "other", "--tokenizer", tokFile, wm); code != 1 {
 		t.Fatalf("another key: exit %d, want 1", code)
 	}
-	if code, _, e := runCLI("experiment", "watermark", "--ckpt", demo); code != 2 || !strings.Contains(e, "byte-level models only") {
+	// The watermark and fingerprint experiments read their text as the
+	// model's tokens.
+	code, out, e = runCLI("experiment", "watermark", "--ckpt", demo, "--samples", "2", "--tokens", "40", "--windows", "20")
+	if code != 0 || !strings.Contains(out, "windows of 200 tokens") || !strings.Contains(out, "watermarked generations detected") {
+		t.Fatalf("experiment watermark on a BPE model: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, e = runCLI("experiment", "fingerprint", "--ckpt", demo, "--n", "4", "--key-len", "8", "--steps", "20", "--tune-steps", "100", "--others", "0")
+	if code != 0 || !strings.Contains(out, "embedded 4 fingerprints") || !strings.Contains(out, "after 100 steps of fine-tuning") {
+		t.Fatalf("experiment fingerprint on a BPE model: exit %d\n%s\n%s", code, out, e)
+	}
+	if code, _, e := runCLI("experiment", "serving", "--ckpt", demo); code != 2 || !strings.Contains(e, "byte-level models only") {
 		t.Fatalf("a byte-level command on a BPE model: exit %d %s", code, e)
 	}
 	bad := filepath.Join(dir, "bad.tiktoken")

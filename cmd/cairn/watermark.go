@@ -193,7 +193,7 @@ func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := w.check(); err != nil {
 		return err
 	}
-	m, pool, err := loadModel(*ckpt, *threads)
+	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
 		return err
 	}
@@ -206,9 +206,15 @@ func runWatermarkExperiment(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return badInput("%v", err)
 	}
-	_, val := corpus.Split(text, 0.9)
-	fmt.Fprintf(stdout, "watermark: gamma %g, delta %g, %v seeding (context %d); %d generations of %d tokens at temperature %g, top-k %d; %d windows of 200 bytes of the validation split\n",
-		s.Gamma, s.Delta, s.Seeding, s.Context, *samples, *tokens, *temp, *topK, *windows)
+	_, held := corpus.Split(text, 0.9)
+	// The validation split as the model's tokens: bytes, or its
+	// tokenizer's ids.
+	val, unit := corpus.Bytes(held), "bytes"
+	if tk != nil {
+		val, unit = tk.EncodeIDs(held), "tokens"
+	}
+	fmt.Fprintf(stdout, "watermark: gamma %g, delta %g, %v seeding (context %d); %d generations of %d tokens at temperature %g, top-k %d; %d windows of 200 %s of the validation split\n",
+		s.Gamma, s.Delta, s.Seeding, s.Context, *samples, *tokens, *temp, *topK, *windows, unit)
 	p := newProgress(stderr, *samples, "generating")
 	rep, err := experiment.Watermark(experiment.WatermarkOptions{Model: m, Val: val, Scheme: s, Sampling: gpt.Sampling{Temperature: *temp, TopK: *topK},
 		Samples: *samples, Tokens: *tokens, Windows: *windows, Seed: *seed, MinEntropies: thresholds, Progress: func(done, _ int) { p.update(done, "") }})
