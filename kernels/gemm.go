@@ -400,6 +400,7 @@ func (p *Pool) sgemm(args gemmArgs) {
 		p.ws[0].run(&args)
 		return
 	}
+	p.transposeA(&args)
 	g := &p.gemm.args
 	*g = args
 	g.packedB = p.packB

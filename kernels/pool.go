@@ -35,6 +35,8 @@ type Pool struct {
 	closed  bool
 
 	packB []float32 // shared packed panel of B for parallel Sgemm
+	tbuf  []float32 // A transposed for a weight-gradient product (transpose.go)
+	tJob  transposeJob
 	gemm  gemmJob
 	packJ packBJob
 	amx   amxGemm
