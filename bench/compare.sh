@@ -19,7 +19,7 @@ text=../shared/data/tinyshakespeare.txt
 go build -o /tmp/cairn-bench ./cmd/cairn
 py="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3"
 $py -c "import torch, ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_config.restype = ctypes.c_char_p; print('anchor: torch', torch.__version__, 'on', l.openblas_get_config().decode())"
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+source bench/median.sh
 : >/tmp/cmp-cairn; : >/tmp/cmp-torch; : >/tmp/cmp-cairn-rss; : >/tmp/cmp-torch-rss
 for i in $(seq "$rounds"); do
 	/usr/bin/time -f '%M' -o /tmp/cmp-rss /tmp/cairn-bench bench --text "$text" ${CAIRN_FLAGS:-} "$@" 2>/dev/null | tail -1 | tee -a /tmp/cmp-cairn.log | sed 's/.*tokens\/s=\([0-9]*\).*/\1/' >>/tmp/cmp-cairn

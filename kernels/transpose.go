@@ -48,12 +48,11 @@ func (j *transposeJob) Do(_, lo, hi int) {
 }
 
 // transposeA turns a product with a transposed A into one without, A
-// transposed into the pool's buffer, where that pays (see above). It
-// reports whether it did.
-func (p *Pool) transposeA(args *gemmArgs) bool {
+// transposed into the pool's buffer, where that pays (see above).
+func (p *Pool) transposeA(args *gemmArgs) {
 	if !args.tA || p.threads == 1 || args.im.transpose16 == nil || args.im.rows == nil ||
 		args.n < transposeMinN || args.m*args.n*args.k < transposeMin {
-		return false
+		return
 	}
 	m, k := args.m, args.k
 	if cap(p.tbuf) < m*k {
@@ -64,5 +63,4 @@ func (p *Pool) transposeA(args *gemmArgs) bool {
 	p.Run((m+15)/16, &p.tJob)
 	p.tJob = transposeJob{}
 	args.tA, args.a, args.lda = false, t, k
-	return true
 }

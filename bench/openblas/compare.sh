@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-5}
 gcc -O2 -o /tmp/cairn-openblas-sgemm bench/openblas/sgemm.c -lopenblas
 go test -c -o /tmp/cairn-kernels.test ./kernels
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+source bench/median.sh
 : >/tmp/cmp-openblas; : >/tmp/cmp-cairn-sgemm
 for i in $(seq "$rounds"); do
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 /tmp/cairn-openblas-sgemm 1024 20 | tee /dev/stderr | sed 's/.*: \([0-9.]*\) GFLOP.*/\1/' >>/tmp/cmp-openblas

@@ -18,7 +18,7 @@ if ((${#flags[@]} == 0)); then
 fi
 gcc -O2 -o /tmp/cairn-openblas-sgemm bench/openblas/sgemm.c -lopenblas
 go build -o /tmp/cairn-bench ./cmd/cairn
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+source bench/median.sh
 : >/tmp/eff-cairn; : >/tmp/eff-openblas; : >/tmp/eff-ratio
 for i in $(seq "$rounds"); do
 	c=$(/tmp/cairn-bench bench --text ../shared/data/tinyshakespeare.txt "${flags[@]}" 2>/dev/null | tail -1 | sed 's/.*GFLOP\/s=\([0-9.]*\).*/\1/')
