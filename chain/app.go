@@ -292,6 +292,13 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	if err != nil {
 		return nil, err
 	}
+	// The block's hash is the beacon of a round it closes (proposals are
+	// simulated without one: a beacon only changes what a later block
+	// accepts).
+	if len(req.Hash) != len(info.Beacon) {
+		return nil, fmt.Errorf("chain: block %d has a hash of %d bytes", req.Height, len(req.Hash))
+	}
+	copy(info.Beacon[:], req.Hash)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	res, err := a.st.FinalizeBlock(info, req.Txs)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,10 +75,16 @@ func initApp(t *testing.T, a *App) []byte {
 	return res.AppHash
 }
 
+// blockHash stands in for CometBFT's hash of the block at height.
+func blockHash(height int64) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "block %d", height))
+	return h[:]
+}
+
 // commitBlock runs a block through FinalizeBlock and Commit.
 func commitBlock(t *testing.T, a *App, height int64, txs ...[]byte) *abci.ResponseFinalizeBlock {
 	t.Helper()
-	res, err := a.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: height, Time: time.Unix(1_800_000_000+height, 0), Txs: txs})
+	res, err := a.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: height, Time: time.Unix(1_800_000_000+height, 0), Txs: txs, Hash: blockHash(height)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +244,7 @@ func TestCommitPersistsAndInfoResumes(t *testing.T) {
 	// A block finalized but not committed (killed before Commit) is not
 	// in the file: the engine replays it.
 	if _, err := a.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: 3, Time: time.Unix(1_800_000_003, 0),
-		Txs: [][]byte{transfer(t, aliceKey, 2, 1, bobKey)}}); err != nil {
+		Txs: [][]byte{transfer(t, aliceKey, 2, 1, bobKey)}, Hash: blockHash(3)}); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()

@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Member checks (Genesis.MemberChecks, with member rounds): verification
@@ -76,6 +78,17 @@ func (x *execution) checkVote(a *Account, b *SettleTx) error {
 	} else if !ok {
 		return reject(CodeUnauthorized, "%s did not commit in round %d: only its members send verdicts on it", a.Key, b.Round)
 	}
+	voters := uint64(0) // the committee's size; zero: every member
+	if x.g.CheckCommittee > 0 && b.Round < x.meta.OpenRound {
+		c, err := x.committee(b.Round)
+		if err != nil {
+			return err
+		}
+		if _, on := slices.BinarySearchFunc(c, a.Key, func(k, m PubKey) int { return bytes.Compare(k[:], m[:]) }); !on {
+			return reject(CodeUnauthorized, "%s is not on round %d's check committee: only its %d members send verdicts on it", a.Key, b.Round, len(c))
+		}
+		voters = uint64(len(c))
+	}
 	if _, dup := x.st.kv.get(checkVoteKey(b.Round, a.Key)); dup {
 		return reject(CodeDuplicateCommit, "%s already sent its verdicts on round %d", a.Key, b.Round)
 	}
@@ -101,7 +114,10 @@ func (x *execution) checkVote(a *Account, b *SettleTx) error {
 	if err != nil {
 		return err
 	}
-	if 2*tally <= w.Commits {
+	if voters == 0 {
+		voters = w.Commits
+	}
+	if 2*tally <= voters {
 		return nil
 	}
 	return x.applySettlement(s)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -40,6 +41,7 @@ type execution struct {
 	accts  map[PubKey]*Account
 	meta   Meta
 	txHash Hash // SHA-256 of the encoded transaction
+	beacon Hash // the block's (BlockInfo.Beacon); zero in CheckTx
 }
 
 // acct returns the account of k, loaded once per transaction so that a
@@ -59,7 +61,7 @@ func (x *execution) acct(k PubKey) (*Account, error) {
 // execTx applies raw on top of parent. On success its writes are merged
 // into parent and it returns nil; a *TxError rejects the transaction and
 // leaves parent untouched; any other error is state corruption.
-func execTx(parent *overlay, g *Genesis, height uint64, time int64, index uint32, raw []byte) error {
+func execTx(parent *overlay, g *Genesis, info BlockInfo, index uint32, raw []byte) error {
 	tx, err := DecodeTx(raw)
 	if err != nil {
 		return reject(CodeMalformed, "%s", strings.TrimPrefix(err.Error(), "ledger: "))
@@ -68,7 +70,7 @@ func execTx(parent *overlay, g *Genesis, height uint64, time int64, index uint32
 		return reject(CodeBadSignature, "signature is not %s's for chain %q and kind %v", tx.Sender, g.ChainID, tx.Body.Kind())
 	}
 	txo := newOverlay(parent)
-	x := &execution{g: g, height: height, time: time, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}, txHash: sha256.Sum256(raw)}
+	x := &execution{g: g, height: info.Height, time: info.Time, beacon: info.Beacon, index: index, st: stateView{txo}, accts: map[PubKey]*Account{}, txHash: sha256.Sum256(raw)}
 	if x.meta, err = x.st.meta(); err != nil {
 		return internalError{err}
 	}
@@ -311,6 +313,9 @@ func (x *execution) checkResult(b *ResultTx) error {
 func (x *execution) closeRound(b *ResultTx) {
 	rec := RoundRecord{Round: b.Round, ModelHash: b.ModelHash, Height: x.height, Accepted: b.Accepted, Rejected: b.Rejected}
 	x.st.kv.put(roundKey(b.Round), rec.encode())
+	if x.g.CheckCommittee > 0 {
+		x.st.kv.put(beaconKey(b.Round), slices.Clone(x.beacon[:]))
+	}
 	x.meta.OpenRound++
 }
 

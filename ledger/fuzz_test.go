@@ -153,6 +153,8 @@ func FuzzDecodeGenesis(f *testing.F) {
 	f.Add(g.Encode())
 	g.MemberChecks = true
 	f.Add(g.Encode())
+	g.CheckCommittee = 3
+	f.Add(g.Encode())
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := DecodeGenesis(data)
@@ -212,6 +214,8 @@ func encodeRecord(rec any) []byte {
 		return binary.BigEndian.AppendUint64(nil, r)
 	case bool: // a join record
 		return []byte{1}
+	case Hash: // a beacon
+		return r[:]
 	}
 	panic("unknown record")
 }
@@ -232,6 +236,7 @@ func FuzzDecodeStateValue(f *testing.F) {
 	// Member checks' records.
 	f.Add([]byte(checkVoteKey(3, KeyOf(fuzzKey("a")))), (&VoteRecord{Result: Hash{2}, Height: 9}).encode())
 	f.Add([]byte(checkTallyKey(3, Hash{2})), binary.BigEndian.AppendUint64(nil, 2))
+	f.Add([]byte(beaconKey(3)), bytes.Repeat([]byte{7}, 32))
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		rec, err := DecodeStateValue(key, value)
 		if err != nil {

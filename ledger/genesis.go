@@ -42,6 +42,15 @@ type Genesis struct {
 	// of them agreeing on the outcomes settles the round, paying and
 	// slashing. Encoded (after CommitWindow) only when set.
 	MemberChecks bool `json:"member_checks,omitempty"`
+
+	// CheckCommittee, with member checks, has each closed round's
+	// verdicts come from a committee of that many of its members rather
+	// than from all of them (committee.go): the round's beacon, fixed by
+	// the block that closed it, picks them; only they may send verdicts on
+	// it, and more than half of them agreeing settles it. Zero: every
+	// member checks. Encoded (after the member checks flag) only when
+	// positive.
+	CheckCommittee uint32 `json:"check_committee,omitempty"`
 }
 
 // MemberRounds reports whether the run's rounds are closed by the votes of
@@ -95,6 +104,10 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("ledger: genesis: negative commit window %d", g.CommitWindow)
 	case g.MemberChecks && g.CommitWindow == 0:
 		return errors.New("ledger: genesis: member checks need member rounds (a commit window)")
+	case g.CheckCommittee > 0 && !g.MemberChecks:
+		return errors.New("ledger: genesis: a check committee needs member checks")
+	case g.CheckCommittee > MaxCheckCommittee:
+		return fmt.Errorf("ledger: genesis: check committee of %d members exceeds the limit of %d", g.CheckCommittee, MaxCheckCommittee)
 	}
 	return nil
 }
@@ -146,6 +159,9 @@ func (g *Genesis) Encode() []byte {
 		e.i64(g.CommitWindow)
 		if g.MemberChecks {
 			e.u8(1)
+			if g.CheckCommittee > 0 {
+				e.u32(g.CheckCommittee)
+			}
 		}
 	}
 	return e.b
@@ -198,6 +214,11 @@ func DecodeGenesis(b []byte) (*Genesis, error) {
 				d.fail("member checks flag %d encoded, want 1 or none", flag)
 			}
 			g.MemberChecks = d.err == nil
+			if d.err == nil && len(d.b) > 0 {
+				if g.CheckCommittee = d.u32(); d.err == nil && g.CheckCommittee == 0 {
+					d.fail("check committee of 0 encoded, want a positive one or none")
+				}
+			}
 		}
 	}
 	if err := d.finish("genesis"); err != nil {

@@ -22,6 +22,11 @@ type BlockInfo struct {
 	Height   uint64
 	Time     int64
 	Proposer PubKey
+	// Beacon is a hash the block fixes that nobody knew before it: the
+	// block's own hash on CometBFT, the previous block's on the embedded
+	// chain (whose own hash covers the state root the block makes). A
+	// round closed in the block draws its check committee from it.
+	Beacon Hash
 }
 
 // KV is one state pair, as the store persists it.
@@ -164,7 +169,7 @@ func (l *Ledger) resetCheck() {
 // order. It returns a *TxError naming the code and reason for a rejected
 // transaction, which changes nothing.
 func (l *Ledger) CheckTx(raw []byte) error {
-	err := execTx(l.check, &l.g, l.tip.Height+1, l.tip.Time, l.checkN, raw)
+	err := execTx(l.check, &l.g, BlockInfo{Height: l.tip.Height + 1, Time: l.tip.Time}, l.checkN, raw)
 	if err == nil {
 		l.checkN++
 	}
@@ -192,7 +197,7 @@ func (l *Ledger) FinalizeBlock(info BlockInfo, txs [][]byte) (*BlockResult, erro
 	w := newOverlay(l.base)
 	res := &BlockResult{Height: info.Height, Results: make([]TxResult, len(txs)), TxRoot: TxRoot(txs)}
 	for i, raw := range txs {
-		err := execTx(w, &l.g, info.Height, info.Time, uint32(i), raw)
+		err := execTx(w, &l.g, info, uint32(i), raw)
 		if err == nil {
 			continue
 		}
@@ -240,7 +245,7 @@ func (l *Ledger) ApplyBlock(b *Block) (*BlockResult, error) {
 	case TxRoot(b.Txs) != h.TxRoot:
 		return nil, blockErr(h.Height, "transaction root mismatch")
 	}
-	res, err := l.FinalizeBlock(BlockInfo{Height: h.Height, Time: h.Time, Proposer: h.Proposer}, b.Txs)
+	res, err := l.FinalizeBlock(BlockInfo{Height: h.Height, Time: h.Time, Proposer: h.Proposer, Beacon: h.PrevHash}, b.Txs)
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ func (p *Producer) MakeBlock(now int64) (*Block, *BlockResult, error) {
 			n++
 		}
 		txs := p.pool[:n:n]
-		res, err := p.l.FinalizeBlock(BlockInfo{Height: tip.Height + 1, Time: now, Proposer: p.self}, txs)
+		res, err := p.l.FinalizeBlock(BlockInfo{Height: tip.Height + 1, Time: now, Proposer: p.self, Beacon: tip.BlockHash}, txs)
 		if err != nil {
 			return nil, nil, err
 		}

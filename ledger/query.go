@@ -78,6 +78,11 @@ type RoundInfo struct {
 	// (Result: the CheckHash of each; Agrees once the round is settled
 	// with those outcomes).
 	Checks []VoteRecord `json:"checks,omitempty"`
+	// Committee, in a run with a check committee, once the round has
+	// closed: the members that check it (the only ones whose verdicts on
+	// it count), and the beacon that picked them.
+	Committee []PubKey `json:"committee,omitempty"`
+	Beacon    *Hash    `json:"beacon,omitempty"`
 }
 
 // Round returns round r's status, result, commits and verdicts.
@@ -136,6 +141,16 @@ func (l *Ledger) Round(r uint64) (RoundInfo, error) {
 	}
 	if info.Votes, err = l.votes(prefixVote, r, func(v VoteRecord) bool { return info.Result != nil && v.Result == resultHash }); err != nil {
 		return info, err
+	}
+	if l.g.CheckCommittee > 0 && info.Result != nil {
+		b, ok, err := st.beacon(r)
+		if err != nil {
+			return info, err
+		}
+		if ok {
+			info.Beacon = &b
+			info.Committee = Committee(&l.g, info.Result, b)
+		}
 	}
 	settled := checkHashOf(r, info.Verdicts)
 	if info.Checks, err = l.votes(prefixCheckVote, r, func(v VoteRecord) bool { return info.Status == "settled" && v.Result == settled }); err != nil {

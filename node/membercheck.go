@@ -24,6 +24,9 @@ import (
 // state of each round it committed to, and reveals it to any staked
 // member, until its run ends.
 //
+// With a check committee (ledger.Genesis.CheckCommittee) only the members
+// the round's beacon picks recompute and send verdicts; the others go on.
+//
 // What differs between members, so may split their verdicts: a reveal
 // one member could fetch and another could not (the worker is then failed
 // by the one, passed by the other), and the "caught before" list, which a
@@ -103,6 +106,16 @@ func (m *member) check(ctx context.Context, r int, rec ledger.RoundRecord) {
 		if sleepCtx(ctx, m.o.Poll) != nil {
 			return
 		}
+	}
+	if m.g.CheckCommittee > 0 {
+		// The ledger takes verdicts on r only from its committee, drawn
+		// from the same beacon (the closing block's hash).
+		committee := ledger.Committee(m.g, &rec, beacon)
+		if !slices.Contains(committee, m.lc.Self()) {
+			log.Info("member: not on the round's check committee", "committee", len(committee))
+			return
+		}
+		log.Info("member: on the round's check committee", "committee", len(committee))
 	}
 	var verdicts []ledger.Verdict
 	for {

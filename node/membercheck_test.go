@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +86,97 @@ func TestMemberChecksCatchCheat(t *testing.T) {
 			t.Fatalf("round %d: %d of %d members' verdicts agree with the settlement: %+v", info.Round, agree, len(info.Checks), info.Checks)
 		}
 	}
+}
+
+// Member checks by committee: of four members, only the two that each
+// round's beacon picks recompute its contributions and send verdicts, and
+// the two of them agreeing settles it; the lazy member is still caught in
+// the round it cheats, and the members off a round's committee send
+// nothing on it.
+func TestMemberCommitteeChecks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes and trains")
+	}
+	const members, committee = 4, 2
+	cfg := tinyConfig(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	params := DefaultLedgerParams()
+	params.SettlementLag, params.UnbondingRounds = uint64(cfg.Rounds), uint64(cfg.Rounds)+1
+	checks := ValidationOptions{Sample: verify.SampleOptions{P: 1, Suspects: 0, Threshold: 1}}
+	logs := &countingHandler{counts: map[string]int{}}
+	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
+		CommitWindow: time.Minute, EvalBatches: 2, Log: slog.New(logs), Checks: &checks, Committee: committee, Ledger: &params,
+		Behaviours: []Behaviour{nil, nil, nil, lazy{cheat: cfg.Rounds - 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each member learns of each round whether it is on its committee;
+	// only those on it recompute and send verdicts, none refused.
+	if on, off, refused := logs.count("member: on the round's check committee"), logs.count("member: not on the round's check committee"),
+		logs.count("member: verdicts refused"); on != committee*cfg.Rounds || off != (members-committee)*cfg.Rounds || refused != 0 {
+		t.Fatalf("members on a round's committee %d times, off it %d, verdicts refused %d: want %d, %d, 0",
+			on, off, refused, committee*cfg.Rounds, (members-committee)*cfg.Rounds)
+	}
+	cheat, err := p2p.AccountOf(res.PerMember[3].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Chain) != cfg.Rounds {
+		t.Fatalf("%d rounds on the chain, want %d", len(res.Chain), cfg.Rounds)
+	}
+	for _, info := range res.Chain {
+		if info.Status != "settled" || info.Result == nil || len(info.Verdicts) != members || len(info.Committee) != committee || info.Beacon == nil {
+			t.Fatalf("round %d on the chain: %+v", info.Round, info)
+		}
+		on := map[ledger.PubKey]bool{}
+		for _, m := range info.Committee {
+			on[m] = true
+		}
+		agree := 0
+		for _, c := range info.Checks {
+			if !on[c.Member] {
+				t.Fatalf("round %d: verdicts recorded from %s, off the committee %v", info.Round, c.Member, info.Committee)
+			}
+			if c.Agrees {
+				agree++
+			}
+		}
+		if agree != committee {
+			t.Fatalf("round %d: %d of the committee's %d verdicts agree with the settlement: %+v", info.Round, agree, committee, info.Checks)
+		}
+		last := info.Round == uint64(cfg.Rounds-1)
+		for _, v := range info.Verdicts {
+			switch {
+			case last && v.Worker == cheat:
+				if v.Outcome != ledger.Failed || v.Reward != 0 || v.Slashed == 0 {
+					t.Fatalf("round %d: the cheat's verdict %+v: want failed, unpaid, slashed", info.Round, v)
+				}
+			case v.Outcome != ledger.Passed || v.Reward == 0 || v.Slashed != 0:
+				t.Fatalf("round %d: verdict %+v: want passed and paid", info.Round, v)
+			}
+		}
+	}
+}
+
+// countingHandler counts log messages (at info and above) by text.
+type countingHandler struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[r.Message]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.counts[msg]
 }

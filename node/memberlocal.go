@@ -51,6 +51,9 @@ type MembersLocalOptions struct {
 	// the contributions its rounds' beacons and screening choose, and a
 	// majority of their verdicts settles each round) with these options.
 	Checks *ValidationOptions
+	// Committee, with Checks, has only this many of each round's members
+	// (the round's beacon picks them) check it (0: every member).
+	Committee int
 	// Behaviours make members cheat, by index (nil: honest).
 	Behaviours []Behaviour
 }
@@ -146,6 +149,12 @@ func RunMembersLocal(ctx context.Context, o MembersLocalOptions) (*MembersResult
 	}
 	g.CommitWindow = int64(o.CommitWindow)
 	g.MemberChecks = o.Checks != nil
+	if g.MemberChecks && o.Committee > 0 {
+		g.CheckCommittee = uint32(o.Committee)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
 	lc, err := startLocalChain(ctx, filepath.Join(dir, "chain"), o.Validators, g)
 	if err != nil {
 		return nil, err

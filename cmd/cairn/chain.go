@@ -61,6 +61,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	empty := fs.Duration("empty-blocks", 10*time.Second, "interval of blocks without transactions (0: none)")
 	window := fs.Duration("commit-window", 0, "run the chain's rounds without an aggregator (member rounds, for 'cairn node member'): each round takes commitments for this long in block time, then its workers vote on the result (0: rounds closed by the organiser)")
 	memberChecks := fs.Bool("member-checks", false, "with --commit-window: the members also validate, each recomputing a sample of every round's contributions, and a majority of their verdicts settles the round (paying and slashing); without it member rounds are paid unchecked")
+	committee := fs.Int("check-committee", 0, "with --member-checks: only this many of each round's members, picked by the hash of the block that closed it, recompute and send verdicts, and a majority of them settles the round (0: every member)")
 	benchAccts := fs.Int("bench-accounts", 0, "fund this many well-known accounts for 'cairn chain bench' (their keys are public: for test networks only)")
 	params, accts := bindGenesisFlags(fs, "in the genesis")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -77,6 +78,9 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	}
 	if *memberChecks && *window == 0 {
 		return badInput("--member-checks needs member rounds (--commit-window)")
+	}
+	if *committee < 0 || *committee > ledger.MaxCheckCommittee || *committee > 0 && !*memberChecks {
+		return badInput("--check-committee %d: want 0..%d, with --member-checks", *committee, ledger.MaxCheckCommittee)
 	}
 	if *empty == 0 {
 		*empty = -1
@@ -119,6 +123,7 @@ func chainInit(args []string, stdout, stderr io.Writer) error {
 	}
 	g.CommitWindow = int64(*window)
 	g.MemberChecks = *memberChecks
+	g.CheckCommittee = uint32(*committee)
 	net, err := chain.Init(chain.InitOptions{Validators: *n, Out: *out, Genesis: *g, BasePort: *basePort,
 		TimeoutCommit: *blockTime, EmptyBlocksInterval: *empty})
 	if err != nil {

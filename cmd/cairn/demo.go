@@ -16,6 +16,7 @@ import (
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/metrics"
 	"github.com/cairnlabs/cairn/node"
 	"github.com/cairnlabs/cairn/p2p"
@@ -43,6 +44,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	httpLinger := fs.Duration("http-linger", 0, "keep the live view up this long after the run (until interrupted)")
 	checks := fs.Bool("member-checks", false, "with --decentralised: every member also validates, recomputing a sample of each round's contributions (p = 10% and the most suspicious), and a majority of their verdicts settles the round, paying and slashing (on with --adversaries)")
 	checkP := fs.Float64("check-p", 0.1, "with --member-checks: the probability that each contribution is drawn for recomputation (besides the most suspicious)")
+	committee := fs.Int("check-committee", 0, "with --member-checks: only this many of each round's members, picked by the hash of the block that closed it, recompute its contributions, and a majority of them settles it (0: every member)")
 	window := fs.Duration("commit-window", 0, "with --decentralised: how long at most a round takes commitments, in block time, from its first; it closes earlier once every member of the round before has committed (default: the run's --round-timeout)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -74,11 +76,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if !(*checkP >= 0 && *checkP <= 1) {
 			return badInput("--check-p %v: want a probability in [0, 1]", *checkP)
 		}
+		if *committee < 0 || *committee > ledger.MaxCheckCommittee || *committee > 0 && !*checks && !*adversaries {
+			return badInput("--check-committee %d: want 0..%d, with --member-checks", *committee, ledger.MaxCheckCommittee)
+		}
 		if *window == 0 {
 			*window = time.Duration(cfg.RoundTimeout)
 		}
 		return runMembersDemo(stdout, stderr, membersDemo{cfg: cfg, text: text, members: *workers, validators: *chainN, window: *window,
-			checks: *checks || *adversaries, checkP: *checkP, adversaries: *adversaries, out: *out, verbose: *verbose}, viewFlags{*httpAddr, *httpPublic, *httpLinger})
+			checks: *checks || *adversaries, checkP: *checkP, committee: *committee, adversaries: *adversaries, out: *out, verbose: *verbose}, viewFlags{*httpAddr, *httpPublic, *httpLinger})
 	}
 	var log = logger(io.Discard, false)
 	if *verbose {

@@ -26,6 +26,7 @@ type membersDemo struct {
 	window              time.Duration
 	checks, adversaries bool    // member checks; one more member of each adversary kind
 	checkP              float64 // with checks: each contribution's chance to be recomputed
+	committee           int     // with checks: members that check each round (0: all)
 	out                 string
 	verbose             bool
 }
@@ -64,7 +65,10 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 		fmt.Fprintf(stdout, "with adversaries: one of each kind (%s) as members %d-%d (they cheat in what they train, not in how they check)\n",
 			strings.Join(experiment.AdversaryKinds(), ", "), honest, members-1)
 	}
-	if d.checks {
+	switch {
+	case d.checks && d.committee > 0:
+		fmt.Fprintf(stdout, "member checks by committee: %d of each round's members, picked by the block that closed it, recompute %g%% of its contributions (drawn by the same block) and the most suspicious; a majority of the committee's verdicts settles the round, paying and slashing\n", d.committee, 100*d.checkP)
+	case d.checks:
 		fmt.Fprintf(stdout, "member checks: every member recomputes %g%% of each round's contributions (drawn by the block that closed it) and the most suspicious; a majority of the members' verdicts settles the round, paying and slashing\n", 100*d.checkP)
 	}
 	hub, stopWeb, err := startWeb(stdout, view.addr, view.public, "demo without an aggregator", cfg.Rounds)
@@ -81,7 +85,7 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 	ctx, cancel := signalContext()
 	defer cancel()
 	res, err := node.RunMembersLocal(ctx, node.MembersLocalOptions{Config: cfg, Text: text, Members: members, Validators: validators,
-		CommitWindow: window, EvalBatches: 20, Log: log, Checks: checks, Behaviours: behaviours,
+		CommitWindow: window, EvalBatches: 20, Log: log, Checks: checks, Committee: d.committee, Behaviours: behaviours,
 		OnChain: func(n *chain.Node) { hub.SetLedgerSource(validatorLedger{n}, p2p.AccountOf) },
 		OnRound: func(r node.MembersRound) {
 			hub.AddRound(web.Round{Round: r.Round + 1, ValLoss: r.ValLoss, Tokens: int64(r.Tokens), TookMs: r.Took.Milliseconds(),
