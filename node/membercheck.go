@@ -50,6 +50,10 @@ func (m *member) startChecks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Every checker of a round must draw the same contributions: "caught
+	// before" comes from the chain's settled rounds, not from what this
+	// member happened to check.
+	val.caughtLag = m.g.SettlementLag
 	m.val = val
 	m.reveals = map[int][]byte{}
 	serveReveals(tr, m.reveal, func(peer string) bool { return m.staked(ctx, peer) }, nil, m.o.Log)

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"strings"
 	"sync"
@@ -179,4 +181,48 @@ func (h *countingHandler) count(msg string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.counts[msg]
+}
+
+// A member's "caught before" is the chain's: the workers failed in the
+// rounds settled when the round checked closed (SettlementLag before it),
+// whatever rounds this member checked itself; a round that should be
+// settled and is not is an error, asked again later.
+func TestCaughtBeforeFromChain(t *testing.T) {
+	w := func(s string) ledger.PubKey { return ledger.KeyOf(ed25519.NewKeyFromSeed(bytes.Repeat([]byte(s), 32))) }
+	A, B, C := w("a"), w("b"), w("c")
+	rounds := map[uint64]ledger.RoundInfo{
+		0: {Status: "settled", Verdicts: []ledger.VerdictRecord{{Worker: A, Outcome: ledger.Failed}, {Worker: B, Outcome: ledger.Passed}}},
+		1: {Status: "settled", Verdicts: []ledger.VerdictRecord{{Worker: B, Outcome: ledger.Unchecked}, {Worker: C, Outcome: ledger.Failed}}},
+		2: {Status: "closed"},
+	}
+	asked := 0
+	val := &validation{caught: map[string]bool{p2p.PeerIDOf(B): true}, caughtLag: 1,
+		commit: func(r uint64) (ledger.RoundInfo, error) { asked++; return rounds[r], nil }}
+	for _, tc := range []struct {
+		round  uint64
+		caught []ledger.PubKey
+	}{{0, nil}, {1, []ledger.PubKey{A}}, {2, []ledger.PubKey{A, C}}} {
+		got, err := val.caughtBefore(tc.round)
+		if err != nil {
+			t.Fatalf("round %d: %v", tc.round, err)
+		}
+		if len(got) != len(tc.caught) {
+			t.Fatalf("round %d: caught %v, want %v (B, caught only in this member's memory, is not)", tc.round, got, tc.caught)
+		}
+		for _, k := range tc.caught {
+			if !got[p2p.PeerIDOf(k)] {
+				t.Fatalf("round %d: caught %v, want %v", tc.round, got, tc.caught)
+			}
+		}
+	}
+	if asked != 2 {
+		t.Fatalf("the chain was read %d times for 2 settled rounds", asked)
+	}
+	if _, err := val.caughtBefore(3); err == nil || !strings.Contains(err.Error(), "round 2 is closed, not settled") {
+		t.Fatalf("round 3 with round 2 unsettled: %v", err)
+	}
+	val.caughtLag = 0 // an aggregator's validator: its own findings
+	if got, _ := val.caughtBefore(3); len(got) != 1 || !got[p2p.PeerIDOf(B)] {
+		t.Fatalf("without the chain: %v", got)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -81,6 +82,16 @@ type validation struct {
 	cases   map[uint64]*roundCase
 	caught  map[string]bool // workers that failed a verdict
 	stats   ValidatorStats
+
+	// caughtLag, when positive (a member's validator), makes "caught
+	// before" the chain's record rather than the validator's memory: the
+	// workers failed in the rounds settled by the time round r closed,
+	// those at least caughtLag (the settlement lag) before r, so that
+	// every checker of r draws the same contributions whatever rounds it
+	// checked itself. Read and written by the work goroutine only.
+	caughtLag     uint64
+	ledgerCaught  map[string]bool
+	caughtThrough uint64 // rounds below it are in ledgerCaught
 }
 
 // roundCase is a closed round awaiting its verdicts.
@@ -280,11 +291,15 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 	for _, p := range picks {
 		check[p.Worker] = map[bool]string{true: "drawn", false: "suspicious"}[p.Random]
 	}
+	caught, err := val.caughtBefore(c.round)
+	if err != nil {
+		return nil, err
+	}
 	val.mu.Lock()
 	for w := range c.payloads {
 		if why, ok := c.excluded[w]; ok {
 			check[w] = why
-		} else if val.caught[w] {
+		} else if caught[w] {
 			check[w] = "caught before"
 		}
 	}
@@ -368,6 +383,38 @@ func (val *validation) judge(c *roundCase) ([]ledger.Verdict, error) {
 			Reason: ledgerReason(fmt.Sprintf("%s (%s; distance %.3g)", v.Reason, why, v.Distance)), Evidence: evidence})
 	}
 	return verdicts, nil
+}
+
+// caughtBefore is the set of workers whose contributions round r
+// recomputes for having failed before: the validator's own findings, or
+// with caughtLag the workers failed on the chain in the rounds up to
+// r−caughtLag (all settled when r closed). It fails if the chain cannot
+// be read or one of those rounds is not settled.
+func (val *validation) caughtBefore(r uint64) (map[string]bool, error) {
+	if val.caughtLag == 0 {
+		val.mu.Lock()
+		defer val.mu.Unlock()
+		return maps.Clone(val.caught), nil
+	}
+	if val.ledgerCaught == nil {
+		val.ledgerCaught = map[string]bool{}
+	}
+	for ; val.caughtThrough+val.caughtLag <= r; val.caughtThrough++ {
+		k := val.caughtThrough
+		info, err := val.commit(k)
+		if err != nil {
+			return nil, fmt.Errorf("reading round %d's verdicts: %v", k, err)
+		}
+		if info.Status != "settled" {
+			return nil, fmt.Errorf("round %d is %s, not settled, though round %d has closed", k, info.Status, r)
+		}
+		for _, v := range info.Verdicts {
+			if v.Outcome == ledger.Failed {
+				val.ledgerCaught[p2p.PeerIDOf(v.Worker)] = true
+			}
+		}
+	}
+	return val.ledgerCaught, nil
 }
 
 // judgedPrivate counts and logs a verdict on a private contribution.
