@@ -179,6 +179,44 @@ func TestSlashedWorkerNotExpected(t *testing.T) {
 	}
 }
 
+// A worker slashed below the minimum stake while a window that expects it
+// is open (its last round settled after the next one's first commit) no
+// longer holds that window open: it closes once the others committed.
+func TestSlashedWorkerDroppedFromOpenWindow(t *testing.T) {
+	org, A, B, C := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C")
+	g := genesisFor(org, 3, A, B, C)
+	g.CommitWindow = 60e9 // blocks are 1 s apart
+	g.MemberChecks = true
+	g.MinStake = 60 // half of 100 slashed leaves 50
+	c := newChain(t, g, org)
+	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 10), commitBody("C", 0, 10)
+	c.block(c.tx(A, a0), c.tx(B, b0), c.tx(C, c0))
+	res := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
+	c.block(c.tx(A, res), c.tx(C, res))
+	c.block(c.tx(A, commitBody("A", 1, 10))) // round 1's window opens expecting A, B and C
+	if info, _ := c.l.Round(1); info.Window == nil || info.Window.Expected != 3 {
+		t.Fatalf("round 1's window: %+v", info.Window)
+	}
+	s := &ledger.SettleTx{Round: 0}
+	for _, a := range res.Accepted {
+		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
+		if a.Worker == ledger.KeyOf(B) {
+			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
+		}
+		s.Verdicts = append(s.Verdicts, v)
+	}
+	c.block(c.tx(A, s), c.tx(C, s)) // B slashed to 50: it can no longer commit
+	info, _ := c.l.Round(1)
+	if info.Window.Expected != 2 || info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window after B's slash: %+v", info.Window)
+	}
+	refusedBy(t, c)(c.tx(B, commitBody("B", 1, 10)), "stake 50 is below the minimum 60")
+	c.block(c.tx(C, commitBody("C", 1, 10)))
+	if info, _ := c.l.Round(1); !info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window with A and C committed: %+v", info.Window)
+	}
+}
+
 // After a void round (a result that accepts nothing), the next window
 // waits for the void round's committers, closing as soon as they have
 // committed, instead of expecting nobody.

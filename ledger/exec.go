@@ -193,7 +193,7 @@ func (x *execution) unbond(a *Account, b *UnbondTx) error {
 	}
 	a.Stake -= b.Amount
 	a.Unbonding = append(a.Unbonding, Unbonding{Amount: b.Amount, ReleaseRound: release})
-	return nil
+	return x.unexpect(a)
 }
 
 func (x *execution) withdraw(a *Account) error {
@@ -444,6 +444,9 @@ func (x *execution) applySettlement(s settlement) error {
 			return err
 		}
 		if recs[i].Slashed, err = m.slash(w, x.g.SlashBasisPoints); err != nil {
+			return err
+		}
+		if err := x.unexpect(w); err != nil {
 			return err
 		}
 	}

@@ -212,8 +212,11 @@ func encodeRecord(rec any) []byte {
 		return r.encode()
 	case uint64:
 		return binary.BigEndian.AppendUint64(nil, r)
-	case bool: // a join record
-		return []byte{1}
+	case bool: // a join record (true) or an expectation
+		if r {
+			return []byte{1}
+		}
+		return []byte{0}
 	case Hash: // a beacon
 		return r[:]
 	}
@@ -237,6 +240,7 @@ func FuzzDecodeStateValue(f *testing.F) {
 	f.Add([]byte(checkVoteKey(3, KeyOf(fuzzKey("a")))), (&VoteRecord{Result: Hash{2}, Height: 9}).encode())
 	f.Add([]byte(checkTallyKey(3, Hash{2})), binary.BigEndian.AppendUint64(nil, 2))
 	f.Add([]byte(beaconKey(3)), bytes.Repeat([]byte{7}, 32))
+	f.Add([]byte(expectKey(3, KeyOf(fuzzKey("a")))), []byte{0})
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		rec, err := DecodeStateValue(key, value)
 		if err != nil {

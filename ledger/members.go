@@ -40,14 +40,63 @@ import (
 // round's commit count; "b" round(8) member(32) -> VoteRecord;
 // "t" round(8) result(32) -> votes for that result (u64); "j" round(8)
 // worker(32) -> 1 (the worker joined the round); "J" round(8) -> joins
-// before the round's window opened (u64).
+// before the round's window opened (u64); "x" round(8) worker(32) -> 1
+// (the window counted the worker among those it expects when it opened) or
+// 0 (counted, or joined, and since dropped: its stake fell below the
+// minimum, so it can no longer commit and the window stops waiting for it).
 const (
 	prefixWindow = 'o'
 	prefixVote   = 'b'
 	prefixTally  = 't'
 	prefixJoin   = 'j'
 	prefixJoins  = 'J'
+	prefixExpect = 'x'
 )
+
+func expectKey(r uint64, w PubKey) string {
+	return string(append(binary.BigEndian.AppendUint64([]byte{prefixExpect}, r), w[:]...))
+}
+
+func decodeExpect(b []byte) (any, error) {
+	if len(b) != 1 || b[0] > 1 {
+		return nil, fmt.Errorf("ledger: expectation record %x, want 00 or 01", b)
+	}
+	return b[0] == 1, nil
+}
+
+// unexpect stops the open member round's window from waiting for worker a
+// once a can no longer commit (its stake fell below the minimum: slashed
+// or unbonded): a window that opened expecting a, or that a joined,
+// counts one worker fewer, and closes as soon as the others have
+// committed rather than at its end.
+func (x *execution) unexpect(a *Account) error {
+	if !x.g.MemberRounds() || a.Stake > 0 && a.Stake >= x.g.MinStake {
+		return nil
+	}
+	r := x.meta.OpenRound
+	w, ok, err := x.st.window(r)
+	if err != nil {
+		return internalError{err}
+	}
+	if !ok || w.Closed(x.g, x.time) {
+		return nil // a window that opens later does not count it
+	}
+	if _, did, err := x.st.commit(r, a.Key); err != nil {
+		return internalError{err}
+	} else if did {
+		return nil
+	}
+	v, has := x.st.kv.get(expectKey(r, a.Key))
+	if counted := has && len(v) == 1 && v[0] == 1 || !has && x.st.joined(r, a.Key); !counted {
+		return nil
+	}
+	x.st.kv.put(expectKey(r, a.Key), []byte{0})
+	if w.Expected > 0 {
+		w.Expected--
+	}
+	x.st.kv.put(windowKey(r), w.encode())
+	return nil
+}
 
 func joinKey(r uint64, w PubKey) string {
 	return string(append(binary.BigEndian.AppendUint64([]byte{prefixJoin}, r), w[:]...))
@@ -334,6 +383,7 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 					return internalError{err}
 				} else if exp {
 					w.Expected++
+					x.st.kv.put(expectKey(r, k), []byte{1})
 				}
 			}
 		}

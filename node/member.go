@@ -147,12 +147,16 @@ func newMemberRun(o MemberOptions) *member {
 // swarmStats is the member's contribution traffic so far.
 func (m *member) swarmStats() SwarmStats {
 	m.mu.Lock()
-	sw := m.sw
+	sw, val := m.sw, m.val
 	m.mu.Unlock()
 	st := SwarmStats{ID: m.o.Host.ID().String()}
 	if sw != nil {
 		x := sw.Stats()
 		st.Uploaded, st.Downloaded = x.Uploaded, x.Downloaded
+	}
+	if val != nil {
+		x := val.Stats()
+		st.Recomputed, st.CheckBusy = x.Checked, x.Busy
 	}
 	return st
 }

@@ -54,7 +54,9 @@ func (m *member) startChecks(ctx context.Context) error {
 	// before" comes from the chain's settled rounds, not from what this
 	// member happened to check.
 	val.caughtLag = m.g.SettlementLag
+	m.mu.Lock()
 	m.val = val
+	m.mu.Unlock()
 	m.reveals = map[int][]byte{}
 	serveReveals(tr, m.reveal, func(peer string) bool { return m.staked(ctx, peer) }, nil, m.o.Log)
 	return nil

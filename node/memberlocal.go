@@ -92,10 +92,14 @@ type MembersResult struct {
 	Chain []ledger.RoundInfo
 }
 
-// SwarmStats is one member's contribution traffic.
+// SwarmStats is one member's contribution traffic and, with member
+// checks, its validator's work: contributions recomputed and the time
+// spent on them.
 type SwarmStats struct {
 	ID                   string
 	Uploaded, Downloaded int64
+	Recomputed           int
+	CheckBusy            time.Duration
 }
 
 // RunMembersLocal runs a network without an aggregator on loopback: a

@@ -134,7 +134,7 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 	}
 	fmt.Fprintf(stdout, "chain %s: %d rounds closed by the members' votes, %d dissenting votes\n", res.ChainID, len(res.Chain), dissent)
 	if d.checks {
-		printMemberChecks(stdout, res.Chain)
+		printMemberChecks(stdout, res.Chain, res.PerMember)
 	}
 	if cast != nil {
 		var ids []string
@@ -164,8 +164,9 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 	return nil
 }
 
-// printMemberChecks sums up the members' verdicts on the chain.
-func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo) {
+// printMemberChecks sums up the members' verdicts on the chain and the
+// recomputation they cost.
+func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo, members []node.SwarmStats) {
 	var passed, failed, unchecked, checks, dissent, unsettled int
 	for _, info := range rounds {
 		if info.Status != "settled" {
@@ -189,6 +190,11 @@ func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "member checks: %d verdict votes (%d dissenting); settled %d passed, %d failed, %d unchecked; %d rounds unsettled\n",
-		checks, dissent, passed, failed, unchecked, unsettled)
+	recomputed, busy := 0, time.Duration(0)
+	for _, m := range members {
+		recomputed += m.Recomputed
+		busy += m.CheckBusy
+	}
+	fmt.Fprintf(w, "member checks: %d verdict votes (%d dissenting); settled %d passed, %d failed, %d unchecked; %d rounds unsettled; %d contributions recomputed by the members (%s of compute)\n",
+		checks, dissent, passed, failed, unchecked, unsettled, recomputed, busy.Round(100*time.Millisecond))
 }
