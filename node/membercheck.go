@@ -58,7 +58,7 @@ func (m *member) startChecks(ctx context.Context) error {
 	m.val = val
 	m.mu.Unlock()
 	m.reveals = map[int][]byte{}
-	serveReveals(tr, m.reveal, func(peer string) bool { return m.staked(ctx, peer) }, nil, m.o.Log)
+	serveReveals(tr, m.reveal, func(peer string, round int) bool { return m.mayCheck(ctx, peer, round) }, nil, m.o.Log)
 	return nil
 }
 
@@ -83,17 +83,23 @@ func (m *member) reveal(round int) ([]byte, bool) {
 	return enc, ok
 }
 
-// staked says whether peer's account holds stake: only the run's members
-// check, so only they see a worker's optimiser state.
-func (m *member) staked(ctx context.Context, peer string) bool {
+// mayCheck says whether peer may see a worker's start state of round:
+// only the run's members check, so only they see a worker's optimiser
+// state. A member of the round (it committed there) checks it even if it
+// has been slashed below the minimum stake since, as its committee may
+// have drawn it; otherwise the peer's account must hold the minimum stake.
+func (m *member) mayCheck(ctx context.Context, peer string, round int) bool {
 	k, err := p2p.AccountOf(peer)
-	if err != nil {
+	if err != nil || round < 0 {
 		return false
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	a, err := m.lc.Account(qctx, k)
-	return err == nil && a.Stake > 0 && a.Stake >= m.g.MinStake
+	if a, err := m.lc.Account(qctx, k); err == nil && a.Stake > 0 && a.Stake >= m.g.MinStake {
+		return true
+	}
+	info, err := m.lc.Round(qctx, uint64(round))
+	return err == nil && slices.ContainsFunc(info.Commits, func(c ledger.CommitRecord) bool { return c.Worker == k })
 }
 
 // check judges round r, which closed with rec, and sends the member's

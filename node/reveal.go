@@ -56,7 +56,7 @@ type RevealSource func(round int) ([]byte, bool)
 // state, and each answer costs three models' worth of upload), from
 // source, counting the bytes in c (nil: uncounted). Anything else is
 // refused with its reason.
-func serveReveals(tr Transport, source RevealSource, allowed func(peer string) bool, c *wire.Counter, log *slog.Logger) {
+func serveReveals(tr Transport, source RevealSource, allowed func(peer string, round int) bool, c *wire.Counter, log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -68,7 +68,7 @@ func serveReveals(tr Transport, source RevealSource, allowed func(peer string) b
 			ns.Reset()
 			return
 		}
-		if !allowed(from) {
+		if !allowed(from, req.Round) {
 			log.Warn("reveal refused", "peer", from, "round", req.Round, "why", "not a validator of this run")
 			wire.WriteError(s, "only the run's validators may ask for a worker's state")
 			return

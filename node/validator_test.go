@@ -27,7 +27,7 @@ func TestValidatorOverLoopback(t *testing.T) {
 	kept := map[int][]byte{}
 	var served wire.Counter
 	serveReveals(workerNode.tr, func(r int) ([]byte, bool) { b, ok := kept[r]; return b, ok },
-		func(p string) bool { return p == validatorNode.tr.ID() }, &served, nil)
+		func(p string, _ int) bool { return p == validatorNode.tr.ID() }, &served, nil)
 
 	// The worker trains round 0 honestly, keeping its start state.
 	id := workerNode.tr.ID()

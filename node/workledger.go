@@ -377,7 +377,7 @@ func (w *Worker) revealState(round int) ([]byte, bool) {
 
 // isValidator says whether peer may see the worker's start states: the
 // run's aggregator, which validates its rounds.
-func (w *Worker) isValidator(peer string) bool {
+func (w *Worker) isValidator(peer string, _ int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return peer != "" && peer == w.aggID
