@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,10 +168,12 @@ func runMembersDemo(stdout, stderr io.Writer, d membersDemo, view viewFlags) err
 // printMemberChecks sums up the members' verdicts on the chain and the
 // recomputation they cost.
 func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo, members []node.SwarmStats) {
-	var passed, failed, unchecked, checks, dissent, unsettled int
+	var passed, failed, unchecked, checks, dissent, unsettled, byVerdicts int
 	for _, info := range rounds {
 		if info.Status != "settled" {
 			unsettled++
+		} else if slices.ContainsFunc(info.Checks, func(v ledger.VoteRecord) bool { return v.Agrees }) {
+			byVerdicts++
 		}
 		for _, v := range info.Verdicts {
 			switch v.Outcome {
@@ -195,6 +198,6 @@ func printMemberChecks(w io.Writer, rounds []ledger.RoundInfo, members []node.Sw
 		recomputed += m.Recomputed
 		busy += m.CheckBusy
 	}
-	fmt.Fprintf(w, "member checks: %d verdict votes (%d dissenting); settled %d passed, %d failed, %d unchecked; %d rounds unsettled; %d contributions recomputed by the members (%s of compute)\n",
-		checks, dissent, passed, failed, unchecked, unsettled, recomputed, busy.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "member checks: %d verdict votes (%d dissenting); %d of %d rounds settled by the verdicts (the others unchecked, when overdue); %d passed, %d failed, %d unchecked; %d rounds unsettled; %d contributions recomputed by the members (%s of compute)\n",
+		checks, dissent, byVerdicts, len(rounds), passed, failed, unchecked, unsettled, recomputed, busy.Round(100*time.Millisecond))
 }
