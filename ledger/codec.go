@@ -14,7 +14,7 @@ const (
 	MaxTxBytes       = 2 << 20  // one encoded transaction
 	MaxBlockBytes    = 16 << 20 // one encoded block, transactions included
 	MaxBlockTxs      = 10000    // transactions in one block
-	MaxContributions = 512      // accepted or rejected contributions in one round result
+	MaxContributions = 16384    // accepted or rejected contributions in one round result (a result of 16,384 is 1.2 MB)
 	MaxEvidenceBytes = 2048     // evidence attached to one failed verdict
 	MaxReasonBytes   = 200      // a verdict's, rejection's or result's reason
 	MaxKernelBytes   = 32       // the kernel path a commit names

@@ -107,6 +107,8 @@ func execTx(parent *overlay, g *Genesis, info BlockInfo, index uint32, raw []byt
 		err = x.fingerprint(sender, b)
 	case *JoinTx:
 		err = x.join(sender, b)
+	case *VoteTx:
+		err = x.voteHash(sender, b)
 	case *PrivacyTx:
 		err = x.privacy(sender, b)
 	case *RecordsTx:

@@ -38,9 +38,10 @@ func fuzzTxs(tb testing.TB) [][]byte {
 		&PrivacyTx{Round: 0, Epsilon: 4_200_000, Budget: 8_000_000, Delta: 10_000_000},
 		&RecordsTx{Entries: []RecordEntry{{Hash: Hash{5}, Contributor: KeyOf(a), Reward: 7}}},
 		&SamplesTx{Entries: []SampleEntry{{Hash: Hash{6}, Worker: KeyOf(a), Verified: true, Reward: 3}, {Hash: Hash{7}, Worker: KeyOf(a)}}},
+		&VoteTx{Round: 0, Result: Hash{4}},
 	} {
 		key := a
-		if i >= 5 && i <= 7 || i >= 10 { // results, settlements, receipts, privacy and records are an authority's
+		if i >= 5 && i <= 7 || i >= 10 && i <= 12 { // results, settlements, receipts, privacy and records are an authority's
 			key = org
 		}
 		raw, err := SignTx("fuzz", key, uint64(i+1), body)
@@ -219,6 +220,10 @@ func encodeRecord(rec any) []byte {
 		return []byte{0}
 	case Hash: // a beacon
 		return r[:]
+	case *ResultTx: // a posted result
+		e := encoder{}
+		r.encode(&e)
+		return e.b
 	}
 	panic("unknown record")
 }
@@ -241,6 +246,10 @@ func FuzzDecodeStateValue(f *testing.F) {
 	f.Add([]byte(checkTallyKey(3, Hash{2})), binary.BigEndian.AppendUint64(nil, 2))
 	f.Add([]byte(beaconKey(3)), bytes.Repeat([]byte{7}, 32))
 	f.Add([]byte(expectKey(3, KeyOf(fuzzKey("a")))), []byte{0})
+	posted := &ResultTx{Round: 3, ModelHash: Hash{3}, Accepted: []Contribution{{Worker: KeyOf(fuzzKey("a")), DeltaHash: Hash{1}, Tokens: 3}}, Rejected: []Rejection{}}
+	pe := encoder{}
+	posted.encode(&pe)
+	f.Add([]byte(postedKey(3, ResultHash(posted))), pe.b)
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		rec, err := DecodeStateValue(key, value)
 		if err != nil {
@@ -264,7 +273,7 @@ func TestFuzzSeedsExercised(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "nothing to withdraw") {
 				t.Fatalf("seed %d: %v", i, err)
 			}
-		} else if i == 9 { // a join needs member rounds, which the fuzz genesis has not
+		} else if i == 9 || i == 13 { // a join or a vote by hash needs member rounds, which the fuzz genesis has not
 			if err == nil || !strings.Contains(err.Error(), "member rounds") {
 				t.Fatalf("seed %d: %v", i, err)
 			}

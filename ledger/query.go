@@ -83,6 +83,9 @@ type RoundInfo struct {
 	// it count), and the beacon that picked them.
 	Committee []PubKey `json:"committee,omitempty"`
 	Beacon    *Hash    `json:"beacon,omitempty"`
+	// Posted, in a member round, are the hashes of the results its
+	// members have sent in full (a vote by hash needs its result sent).
+	Posted []Hash `json:"posted,omitempty"`
 }
 
 // Round returns round r's status, result, commits and verdicts.
@@ -134,6 +137,11 @@ func (l *Ledger) Round(r uint64) (RoundInfo, error) {
 		return info, err
 	} else if ok {
 		info.Window = &w
+	}
+	for _, p := range l.base.scan(string(binary.BigEndian.AppendUint64([]byte{prefixPosted}, r))) {
+		var h Hash
+		copy(h[:], p.Key[9:])
+		info.Posted = append(info.Posted, h)
 	}
 	var resultHash Hash
 	if info.Result != nil {

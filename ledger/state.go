@@ -306,8 +306,8 @@ func decodeHistoryEntry(k PubKey, height uint64, index uint32, b []byte) (Histor
 // DecodeStateValue decodes one state pair (as the store holds it) into
 // its record: Meta, Account, CommitRecord, RoundRecord, VerdictRecord,
 // HistoryEntry, []Contributor, FingerprintRecord, WindowRecord, VoteRecord,
-// PrivacyRecord, a beacon (Hash), an expectation (bool) or a tally
-// (uint64). It fails on an unknown key layout or a malformed value;
+// PrivacyRecord, a beacon (Hash), an expectation (bool), a posted result
+// (*ResultTx) or a tally (uint64). It fails on an unknown key layout or a malformed value;
 // re-encoding an accepted value gives back exactly value.
 func DecodeStateValue(key, value []byte) (any, error) {
 	if len(key) == 0 {
@@ -366,6 +366,10 @@ func DecodeStateValue(key, value []byte) (any, error) {
 		return decodeBeacon(value)
 	case key[0] == prefixExpect && len(rest) == 40:
 		return decodeExpect(value)
+	case key[0] == prefixPosted && len(rest) == 40:
+		var h Hash
+		copy(h[:], rest[8:])
+		return decodePosted(binary.BigEndian.Uint64(rest), h, value)
 	}
 	return nil, fmt.Errorf("ledger: unknown state key %x", key)
 }
@@ -453,6 +457,8 @@ func DescribeStateKey(k []byte) string {
 		return fmt.Sprintf("join of %x to round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	case k[0] == prefixJoins && len(rest) == 8:
 		return fmt.Sprintf("joins to round %d before its window", binary.BigEndian.Uint64(rest))
+	case k[0] == prefixPosted && len(rest) == 40:
+		return fmt.Sprintf("result %x sent for round %d", rest[8:], binary.BigEndian.Uint64(rest))
 	case k[0] == prefixExpect && len(rest) == 40:
 		return fmt.Sprintf("round %d's window expecting %x", binary.BigEndian.Uint64(rest), rest[8:])
 	case k[0] == prefixBeacon && len(rest) == 8:

@@ -28,10 +28,11 @@ const (
 	KindPrivacy                     // the privacy a run with differential privacy has spent
 	KindRecords                     // crowdsourced records a collector took: their contributors are paid
 	KindSamples                     // generated samples a job's coordinator judged: paid or slashed
+	KindVote                        // a member's vote on its round's result, by hash
 	kindEnd
 )
 
-var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy", "records", "samples"}
+var kindNames = [...]string{"", "register", "transfer", "unbond", "withdraw", "commit", "result", "settle", "receipts", "fingerprint", "join", "privacy", "records", "samples", "vote"}
 
 func (k Kind) String() string {
 	if k == 0 || k >= kindEnd {
@@ -42,7 +43,8 @@ func (k Kind) String() string {
 
 // Body is the kind-specific part of a transaction: one of *RegisterTx,
 // *TransferTx, *UnbondTx, *WithdrawTx, *CommitTx, *ResultTx, *SettleTx,
-// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx, *RecordsTx, *SamplesTx.
+// *ReceiptsTx, *FingerprintTx, *JoinTx, *PrivacyTx, *RecordsTx, *SamplesTx,
+// *VoteTx.
 type Body interface {
 	Kind() Kind
 	encode(e *encoder)
@@ -333,6 +335,10 @@ func DecodeTx(b []byte) (*Tx, error) {
 			tx.Body = decodeFingerprint(&d)
 		case KindJoin:
 			tx.Body = &JoinTx{Round: d.u64()}
+		case KindVote:
+			v := &VoteTx{Round: d.u64()}
+			d.fixed(v.Result[:])
+			tx.Body = v
 		case KindPrivacy:
 			tx.Body = decodePrivacy(&d)
 		case KindRecords:

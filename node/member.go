@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -335,7 +336,7 @@ func (m *member) join(ctx context.Context, r int) {
 // takes the state the others publish (catchUp), as a late joiner does.
 func (m *member) follow(ctx context.Context, r int, began time.Time, loss float32, commits int, why error) error {
 	m.o.Log.Info("member: following the round from the others' state", "round", r, "why", why)
-	closed, err := m.awaitClose(ctx, r)
+	closed, err := m.awaitClose(ctx, r, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -474,8 +475,13 @@ func (m *member) round(ctx context.Context) error {
 	if committed && m.val != nil {
 		m.val.closed(res, checkedPayloads(subs))
 	}
+	rank := -1     // this member's turn to send the result in full
 	if committed { // only the round's members vote
-		if err := m.submit(ctx, r, vote, func(info ledger.RoundInfo) bool {
+		var ballot ledger.Body = vote
+		if rank = posterRank(uint64(r), info.Commits, m.lc.Self()); rank >= resultPosters {
+			ballot = &ledger.VoteTx{Round: uint64(r), Result: ledger.ResultHash(vote)}
+		}
+		if err := m.submit(ctx, r, ballot, func(info ledger.RoundInfo) bool {
 			return slices.ContainsFunc(info.Votes, func(v ledger.VoteRecord) bool { return v.Member == m.lc.Self() })
 		}); err != nil {
 			var te *ledger.TxError
@@ -490,7 +496,11 @@ func (m *member) round(ctx context.Context) error {
 	if err := m.w.ApplyUpdate(m.rep.LastUpdate(), m.rep.Hash()); err != nil {
 		return err
 	}
-	closed, err := m.awaitClose(ctx, r)
+	var post *ledger.ResultTx // the result, to send if those before this member did not
+	if rank >= resultPosters {
+		post = vote
+	}
+	closed, err := m.awaitClose(ctx, r, post, rank)
 	if err != nil {
 		return err
 	}
@@ -684,7 +694,45 @@ func (m *member) awaitWindow(ctx context.Context, r int) (ledger.RoundInfo, erro
 }
 
 // awaitClose waits until round r has a result on the chain.
-func (m *member) awaitClose(ctx context.Context, r int) (ledger.RoundInfo, error) {
+// A round's result lists every commit, so its members vote by hash
+// (ledger.VoteTx) and only resultPosters of them, first in the round's
+// posting order, send the result in full with their votes; the others
+// send it only if it has not come after their turn (rank·postTurn after
+// they voted), so that one member's result is enough and a dead poster
+// delays the round by a turn.
+const resultPosters = 2
+
+// posterRank is self's place in round r's posting order: its committers
+// sorted by SHA-256("cairn/member/poster/v1" ‖ r ‖ key); -1 if self did
+// not commit.
+func posterRank(r uint64, commits []ledger.CommitRecord, self ledger.PubKey) int {
+	type ranked struct {
+		key  ledger.PubKey
+		draw [32]byte
+	}
+	rs := make([]ranked, len(commits))
+	for i, c := range commits {
+		h := sha256.New()
+		h.Write([]byte("cairn/member/poster/v1\x00"))
+		h.Write(binary.BigEndian.AppendUint64(nil, r))
+		h.Write(c.Worker[:])
+		rs[i].key = c.Worker
+		copy(rs[i].draw[:], h.Sum(nil))
+	}
+	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.draw[:], b.draw[:]) })
+	return slices.IndexFunc(rs, func(x ranked) bool { return x.key == self })
+}
+
+// postTurn is how long a member that voted by hash waits, per place in the
+// posting order, for the round's result before it sends the result itself.
+func (m *member) postTurn() time.Duration { return max(time.Second, 2*m.o.Poll) }
+
+// awaitClose waits until round r has closed. A member that voted by hash
+// (post, its result; rank, its place in the posting order) sends the
+// result in full if the round is still open after its turn and nobody has
+// sent that result.
+func (m *member) awaitClose(ctx context.Context, r int, post *ledger.ResultTx, rank int) (ledger.RoundInfo, error) {
+	turn := time.Now().Add(time.Duration(rank) * m.postTurn())
 	for {
 		info, err := m.lc.Round(ctx, uint64(r))
 		if err != nil {
@@ -692,6 +740,15 @@ func (m *member) awaitClose(ctx context.Context, r int) (ledger.RoundInfo, error
 		}
 		if info.Result != nil {
 			return info, nil
+		}
+		if post != nil && time.Now().After(turn) {
+			if h := ledger.ResultHash(post); !slices.Contains(info.Posted, h) {
+				m.o.Log.Info("member: sending the round's result, which its posters have not", "round", r, "rank", rank)
+				if err := m.lc.Send(ctx, post); err != nil {
+					m.o.Log.Warn("member: result not sent", "round", r, "err", err)
+				}
+			}
+			post = nil
 		}
 		if err := sleepCtx(ctx, m.o.Poll); err != nil {
 			return info, err
