@@ -1,8 +1,11 @@
 package ledger
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Votes by hash: in a member round every member votes on the result, and
@@ -67,4 +70,31 @@ func (x *execution) postedResult(r uint64, h Hash) (*ResultTx, bool, error) {
 		return nil, false, internalError{err}
 	}
 	return res, true, nil
+}
+
+// ResultPosters is how many members of a round, first in its posting
+// order, send its result in full with their votes; the others vote by
+// hash and send the result only if it has not come by their turn. This is
+// the members' convention (the ledger takes a result from any member).
+const ResultPosters = 2
+
+// PostingRank is self's place in round r's posting order: the members
+// sorted by SHA-256("cairn/member/poster/v1" ‖ r ‖ key); -1 if self is
+// not among them.
+func PostingRank(r uint64, members []PubKey, self PubKey) int {
+	type ranked struct {
+		key  PubKey
+		draw Hash
+	}
+	rs := make([]ranked, len(members))
+	for i, m := range members {
+		h := sha256.New()
+		h.Write([]byte("cairn/member/poster/v1\x00"))
+		h.Write(binary.BigEndian.AppendUint64(nil, r))
+		h.Write(m[:])
+		rs[i].key = m
+		copy(rs[i].draw[:], h.Sum(nil))
+	}
+	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.draw[:], b.draw[:]) })
+	return slices.IndexFunc(rs, func(x ranked) bool { return x.key == self })
 }

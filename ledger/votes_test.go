@@ -121,3 +121,32 @@ func TestThousandMemberRound(t *testing.T) {
 		t.Fatalf("a vote by hash of %d bytes, a result of %d", len(votes[1]), len(full))
 	}
 }
+
+// The posting order of a round ranks each member once, differs from round
+// to round, and ranks a non-member -1.
+func TestPostingRank(t *testing.T) {
+	var members []ledger.PubKey
+	for i := range 6 {
+		members = append(members, ledger.KeyOf(keyFrom(fmt.Sprint("m", i))))
+	}
+	firsts := map[ledger.PubKey]bool{}
+	for r := range uint64(20) {
+		seen := map[int]bool{}
+		for _, m := range members {
+			k := ledger.PostingRank(r, members, m)
+			if k < 0 || k >= len(members) || seen[k] {
+				t.Fatalf("round %d: rank %d for %s (ranks so far %v)", r, k, m, seen)
+			}
+			seen[k] = true
+			if k == 0 {
+				firsts[m] = true
+			}
+		}
+		if k := ledger.PostingRank(r, members, ledger.PubKey{9}); k != -1 {
+			t.Fatalf("a non-member ranked %d", k)
+		}
+	}
+	if len(firsts) < 3 {
+		t.Fatalf("over 20 rounds only %d of 6 members came first", len(firsts))
+	}
+}

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -478,7 +477,14 @@ func (m *member) round(ctx context.Context) error {
 	rank := -1     // this member's turn to send the result in full
 	if committed { // only the round's members vote
 		var ballot ledger.Body = vote
-		if rank = posterRank(uint64(r), info.Commits, m.lc.Self()); rank >= resultPosters {
+		members := make([]ledger.PubKey, len(info.Commits))
+		for i, c := range info.Commits {
+			members[i] = c.Worker
+		}
+		// A round's result lists every commit: the members vote by hash,
+		// and only the first in the round's posting order send the
+		// result itself (the others if it has not come by their turn).
+		if rank = ledger.PostingRank(uint64(r), members, m.lc.Self()); rank >= ledger.ResultPosters {
 			ballot = &ledger.VoteTx{Round: uint64(r), Result: ledger.ResultHash(vote)}
 		}
 		if err := m.submit(ctx, r, ballot, func(info ledger.RoundInfo) bool {
@@ -497,7 +503,7 @@ func (m *member) round(ctx context.Context) error {
 		return err
 	}
 	var post *ledger.ResultTx // the result, to send if those before this member did not
-	if rank >= resultPosters {
+	if rank >= ledger.ResultPosters {
 		post = vote
 	}
 	closed, err := m.awaitClose(ctx, r, post, rank)
@@ -694,35 +700,6 @@ func (m *member) awaitWindow(ctx context.Context, r int) (ledger.RoundInfo, erro
 }
 
 // awaitClose waits until round r has a result on the chain.
-// A round's result lists every commit, so its members vote by hash
-// (ledger.VoteTx) and only resultPosters of them, first in the round's
-// posting order, send the result in full with their votes; the others
-// send it only if it has not come after their turn (rank·postTurn after
-// they voted), so that one member's result is enough and a dead poster
-// delays the round by a turn.
-const resultPosters = 2
-
-// posterRank is self's place in round r's posting order: its committers
-// sorted by SHA-256("cairn/member/poster/v1" ‖ r ‖ key); -1 if self did
-// not commit.
-func posterRank(r uint64, commits []ledger.CommitRecord, self ledger.PubKey) int {
-	type ranked struct {
-		key  ledger.PubKey
-		draw [32]byte
-	}
-	rs := make([]ranked, len(commits))
-	for i, c := range commits {
-		h := sha256.New()
-		h.Write([]byte("cairn/member/poster/v1\x00"))
-		h.Write(binary.BigEndian.AppendUint64(nil, r))
-		h.Write(c.Worker[:])
-		rs[i].key = c.Worker
-		copy(rs[i].draw[:], h.Sum(nil))
-	}
-	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.draw[:], b.draw[:]) })
-	return slices.IndexFunc(rs, func(x ranked) bool { return x.key == self })
-}
-
 // postTurn is how long a member that voted by hash waits, per place in the
 // posting order, for the round's result before it sends the result itself.
 func (m *member) postTurn() time.Duration { return max(time.Second, 2*m.o.Poll) }

@@ -226,32 +226,3 @@ func TestCaughtBeforeFromChain(t *testing.T) {
 		t.Fatalf("without the chain: %v", got)
 	}
 }
-
-// The posting order of a round ranks each committer once, differs from
-// round to round, and ranks a non-committer -1.
-func TestPosterRank(t *testing.T) {
-	var commits []ledger.CommitRecord
-	for i := range 6 {
-		commits = append(commits, ledger.CommitRecord{Worker: ledger.KeyOf(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32)))})
-	}
-	firsts := map[ledger.PubKey]bool{}
-	for r := range uint64(20) {
-		seen := map[int]bool{}
-		for _, c := range commits {
-			k := posterRank(r, commits, c.Worker)
-			if k < 0 || k >= len(commits) || seen[k] {
-				t.Fatalf("round %d: rank %d for %s (ranks so far %v)", r, k, c.Worker, seen)
-			}
-			seen[k] = true
-			if k == 0 {
-				firsts[c.Worker] = true
-			}
-		}
-		if k := posterRank(r, commits, ledger.PubKey{9}); k != -1 {
-			t.Fatalf("a non-committer ranked %d", k)
-		}
-	}
-	if len(firsts) < 3 {
-		t.Fatalf("over 20 rounds only %d of 6 committers came first", len(firsts))
-	}
-}
