@@ -29,7 +29,13 @@ type ScaleOptions struct {
 	Churn     float64       // share of nodes that leave at a random moment of the round
 	Degree    int           // peers per node (default 16)
 	PieceSize int           // default swarm.DefaultPieceSize
-	Seed      uint64
+	// The chain: a block every BlockTime (default 1 s) of the
+	// transactions that have reached it (half a round trip after they
+	// are sent). A node aggregates for Aggregate (default 2 s) once it
+	// holds every contribution it can get, and waits at most FetchTimeout
+	// (default 60 s) for those it lacks.
+	BlockTime, Aggregate, FetchTimeout time.Duration
+	Seed                               uint64
 	Log       func(format string, args ...any)
 }
 
@@ -54,8 +60,18 @@ type ScaleReport struct {
 	// the nodes' speed (each node's own transfers run in parallel).
 	AggregatorMbps float64
 	AggregatorTime time.Duration
-	Events         int
-	Wall           time.Duration
+	// The chain side, on the ledger state machine (times from the start
+	// of the round, when every node commits): the commit window closed;
+	// the round closed with the result a majority voted for; every node
+	// that stayed had voted. Agreeing and Disagreeing count the nodes
+	// that stayed by whether their vote was that result; FullResults the
+	// results sent in full; ChainBytes the round's transactions.
+	WindowClosed, Closed, AllVoted time.Duration
+	Agreeing, Disagreeing          int
+	FullResults                    int
+	ChainBytes                     int64
+	Events                         int
+	Wall                           time.Duration
 }
 
 // UpRatio is the largest upload of a node over its own contribution.
@@ -96,6 +112,15 @@ func Scale(o ScaleOptions) (*ScaleReport, error) {
 	}
 	if o.PieceSize <= 0 {
 		o.PieceSize = swarm.DefaultPieceSize
+	}
+	if o.BlockTime <= 0 {
+		o.BlockTime = time.Second
+	}
+	if o.Aggregate <= 0 {
+		o.Aggregate = 2 * time.Second
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = time.Minute
 	}
 	if o.NAT < 0 || o.NAT >= 1 || o.Churn < 0 || o.Churn >= 1 || o.Loss < 0 || o.Loss >= 1 {
 		return nil, fmt.Errorf("scale: NAT, churn and loss shares must be in [0, 1)")
@@ -207,6 +232,24 @@ func Scale(o ScaleOptions) (*ScaleReport, error) {
 		rep.AggregatorMbps = float64(max(rep.AggregatorIn, rep.AggregatorOut)) * 8 / rep.RoundTime.Seconds() / 1e6
 	}
 	rep.AggregatorTime = time.Duration(float64(rep.AggregatorIn+rep.AggregatorOut)*8/(o.Mbps*1e6)*float64(time.Second)) + o.RTT
+	// The chain: commits, votes and results through the ledger.
+	held := func(i, j int) bool { _, ok := sim.nodes[i].Data(ids[j]); return ok }
+	fetched := func(i int) time.Duration {
+		for j := range ids {
+			if j != i && !held(i, j) {
+				return -1 // it waits out the fetch timeout
+			}
+		}
+		return sim.last[i].Sub(sim.start)
+	}
+	ct, err := simulateChain(o, ids, sim.gone, held, fetched)
+	if err != nil {
+		return nil, err
+	}
+	rep.WindowClosed, rep.Closed, rep.AllVoted = ct.windowClosed, ct.closed, ct.allVoted
+	rep.Agreeing, rep.Disagreeing, rep.FullResults, rep.ChainBytes = ct.agreeing, ct.disagreeing, ct.fullResults, ct.bytes
+	logf("chain: window closed at %v, round closed at %v (%d of %d agreeing), every node voted by %v; %d results in full, %d bytes, %d blocks",
+		ct.windowClosed, ct.closed, ct.agreeing, ct.agreeing+ct.disagreeing, ct.allVoted, ct.fullResults, ct.bytes, ct.blocks)
 	rep.Events = sim.events
 	rep.Wall = time.Since(began)
 	return rep, nil

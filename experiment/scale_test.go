@@ -25,6 +25,23 @@ func TestScaleSmall(t *testing.T) {
 	}
 	t.Logf("%d nodes: contribution %d B, round %v, up mean %.1fx max %.1fx its contribution, aggregator needs %.0f Mbit/s; %d events in %v",
 		n, rep.Contribution, rep.RoundTime, rep.UpMean/float64(rep.Contribution), rep.UpRatio(), rep.AggregatorMbps, rep.Events, rep.Wall)
+	// The chain: the window closes in the block of the commits; the round
+	// closes once the nodes have fetched, aggregated and voted, every node
+	// agreeing, on one result sent in full by each of the first posters
+	// and votes by hash from the rest.
+	t.Logf("chain: window closed %v, round closed %v, all voted %v; %d agreeing, %d results in full, %d bytes",
+		rep.WindowClosed, rep.Closed, rep.AllVoted, rep.Agreeing, rep.FullResults, rep.ChainBytes)
+	if rep.WindowClosed <= 0 || rep.Closed < rep.WindowClosed+rep.RoundTime || rep.AllVoted < rep.Closed {
+		t.Fatalf("window closed at %v, round at %v (the fetch alone takes %v), all voted at %v", rep.WindowClosed, rep.Closed, rep.RoundTime, rep.AllVoted)
+	}
+	if rep.Agreeing != n || rep.Disagreeing != 0 || rep.FullResults != 2 {
+		t.Fatalf("%d agreeing, %d disagreeing, %d results in full: want %d, 0, 2", rep.Agreeing, rep.Disagreeing, rep.FullResults, n)
+	}
+	// Commits and votes by hash are a few hundred bytes each; a result
+	// lists all n contributions (72 bytes each) and is sent twice.
+	if max := int64(n*600 + 2*(n*72+400)); rep.ChainBytes > max {
+		t.Fatalf("the round took %d bytes of chain, want at most %d", rep.ChainBytes, max)
+	}
 }
 
 // Nodes that leave mid-round do not stop the others.
@@ -36,4 +53,10 @@ func TestScaleChurn(t *testing.T) {
 	if rep.Stayed == 24 || rep.Stayed == 0 || rep.Complete != rep.Stayed {
 		t.Fatalf("stayed %d, complete %d", rep.Stayed, rep.Complete)
 	}
+	// The round closes on the chain with a majority of its 24 members.
+	if rep.Closed <= rep.WindowClosed || 2*rep.Agreeing <= 24 || rep.Agreeing+rep.Disagreeing != rep.Stayed {
+		t.Fatalf("closed at %v, %d of %d that stayed agreeing", rep.Closed, rep.Agreeing, rep.Stayed)
+	}
+	t.Logf("churn: %d of 24 stayed; round closed at %v with %d agreeing, %d disagreeing; all voted at %v; %d results in full",
+		rep.Stayed, rep.Closed, rep.Agreeing, rep.Disagreeing, rep.AllVoted, rep.FullResults)
 }
