@@ -36,7 +36,7 @@ type ScaleOptions struct {
 	// (default 60 s) for those it lacks.
 	BlockTime, Aggregate, FetchTimeout time.Duration
 	Seed                               uint64
-	Log       func(format string, args ...any)
+	Log                                func(format string, args ...any)
 }
 
 // ScaleReport is one simulated round.

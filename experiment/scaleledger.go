@@ -69,7 +69,9 @@ func simulateChain(o ScaleOptions, ids []swarm.ID, gone []bool, held func(i, j i
 	if err != nil {
 		return nil, err
 	}
-	sign := func(i int, nonce uint64, b ledger.Body) ([]byte, error) { return ledger.SignTx(g.ChainID, keys[i], nonce, b) }
+	sign := func(i int, nonce uint64, b ledger.Body) ([]byte, error) {
+		return ledger.SignTx(g.ChainID, keys[i], nonce, b)
+	}
 	half := o.RTT / 2
 	ct := &chainTimes{}
 	var queue []chainTx
