@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"testing"
 
 	"github.com/cairnlabs/cairn/ledger"
@@ -148,25 +149,9 @@ func TestGenesisMemberChecks(t *testing.T) {
 // A worker slashed below the minimum stake cannot commit, so the next
 // window does not wait for it: it closes as soon as the others committed.
 func TestSlashedWorkerNotExpected(t *testing.T) {
-	org, A, B, C := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C")
-	g := genesisFor(org, 3, A, B, C)
-	g.CommitWindow = 10e9 // blocks are 1 s apart
-	g.MemberChecks = true
-	g.MinStake = 60 // half of 100 slashed leaves 50
-	c := newChain(t, g, org)
+	c, g, A, B, C, res := slashFixture(t, 10e9)
 	submit := refusedBy(t, c)
-	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 10), commitBody("C", 0, 10)
-	c.block(c.tx(A, a0), c.tx(B, b0), c.tx(C, c0))
-	res := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
-	c.block(c.tx(A, res), c.tx(C, res))
-	s := &ledger.SettleTx{Round: 0}
-	for _, a := range res.Accepted {
-		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
-		if a.Worker == ledger.KeyOf(B) {
-			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
-		}
-		s.Verdicts = append(s.Verdicts, v)
-	}
+	s := failing(res, ledger.KeyOf(B))
 	c.block(c.tx(A, s), c.tx(C, s))
 	if info, _ := c.l.Round(0); info.Status != "settled" {
 		t.Fatalf("round 0: %+v", info)
@@ -183,28 +168,12 @@ func TestSlashedWorkerNotExpected(t *testing.T) {
 // is open (its last round settled after the next one's first commit) no
 // longer holds that window open: it closes once the others committed.
 func TestSlashedWorkerDroppedFromOpenWindow(t *testing.T) {
-	org, A, B, C := keyFrom("org"), keyFrom("A"), keyFrom("B"), keyFrom("C")
-	g := genesisFor(org, 3, A, B, C)
-	g.CommitWindow = 60e9 // blocks are 1 s apart
-	g.MemberChecks = true
-	g.MinStake = 60 // half of 100 slashed leaves 50
-	c := newChain(t, g, org)
-	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 10), commitBody("C", 0, 10)
-	c.block(c.tx(A, a0), c.tx(B, b0), c.tx(C, c0))
-	res := &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
-	c.block(c.tx(A, res), c.tx(C, res))
+	c, g, A, B, C, res := slashFixture(t, 60e9)
 	c.block(c.tx(A, commitBody("A", 1, 10))) // round 1's window opens expecting A, B and C
 	if info, _ := c.l.Round(1); info.Window == nil || info.Window.Expected != 3 {
 		t.Fatalf("round 1's window: %+v", info.Window)
 	}
-	s := &ledger.SettleTx{Round: 0}
-	for _, a := range res.Accepted {
-		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
-		if a.Worker == ledger.KeyOf(B) {
-			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
-		}
-		s.Verdicts = append(s.Verdicts, v)
-	}
+	s := failing(res, ledger.KeyOf(B))
 	c.block(c.tx(A, s), c.tx(C, s)) // B slashed to 50: it can no longer commit
 	info, _ := c.l.Round(1)
 	if info.Window.Expected != 2 || info.Window.Closed(&g, 0) {
@@ -244,4 +213,36 @@ func TestWindowAfterVoidRound(t *testing.T) {
 	if info, _ := c.l.Round(1); !info.Window.Closed(&g, 0) {
 		t.Fatalf("round 1's window with both committed: %+v", info.Window)
 	}
+}
+
+// slashFixture is a member-checks chain of A, B and C (stake 100, minimum
+// 60, so a slash of half leaves one below it) with a commit window of
+// window ns, whose round 0 all three committed to and A and C closed.
+func slashFixture(t *testing.T, window int64) (c *chain, g ledger.Genesis, A, B, C ed25519.PrivateKey, res *ledger.ResultTx) {
+	org := keyFrom("org")
+	A, B, C = keyFrom("A"), keyFrom("B"), keyFrom("C")
+	g = genesisFor(org, 3, A, B, C)
+	g.CommitWindow = window // blocks are 1 s apart
+	g.MemberChecks = true
+	g.MinStake = 60
+	c = newChain(t, g, org)
+	a0, b0, c0 := commitBody("A", 0, 10), commitBody("B", 0, 10), commitBody("C", 0, 10)
+	c.block(c.tx(A, a0), c.tx(B, b0), c.tx(C, c0))
+	res = &ledger.ResultTx{Round: 0, ModelHash: hashOf("θ1"), Accepted: sortedContribs(pledge{A, a0}, pledge{B, b0}, pledge{C, c0})}
+	c.block(c.tx(A, res), c.tx(C, res))
+	return c, g, A, B, C, res
+}
+
+// failing is verdicts on res: failed for the worker failed, passed for
+// every other accepted contribution.
+func failing(res *ledger.ResultTx, failed ledger.PubKey) *ledger.SettleTx {
+	s := &ledger.SettleTx{Round: res.Round}
+	for _, a := range res.Accepted {
+		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
+		if a.Worker == failed {
+			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
+		}
+		s.Verdicts = append(s.Verdicts, v)
+	}
+	return s
 }

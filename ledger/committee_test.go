@@ -74,14 +74,7 @@ func TestCheckCommittee(t *testing.T) {
 		}
 	}
 	failed := ledger.KeyOf(outside[0])
-	verdicts := &ledger.SettleTx{Round: 0}
-	for _, a := range info.Result.Accepted {
-		v := ledger.Verdict{Worker: a.Worker, Outcome: ledger.Passed}
-		if a.Worker == failed {
-			v = ledger.Verdict{Worker: a.Worker, Outcome: ledger.Failed, Reason: "payload-mismatch", Evidence: []byte{1}}
-		}
-		verdicts.Verdicts = append(verdicts.Verdicts, v)
-	}
+	verdicts := failing(res, failed)
 	for _, k := range outside {
 		submit(c.tx(k, verdicts), "is not on round 0's check committee")
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/ledger"
 	"github.com/cairnlabs/cairn/p2p"
 	"github.com/cairnlabs/cairn/verify"
@@ -44,16 +45,7 @@ func TestMemberChecksCatchCheat(t *testing.T) {
 	}
 	const members = 3
 	cfg := tinyConfig(3)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	// Nothing is settled unchecked for being overdue: every round waits
-	// for its members' verdicts.
-	params := DefaultLedgerParams()
-	params.SettlementLag, params.UnbondingRounds = uint64(cfg.Rounds), uint64(cfg.Rounds)+1
-	checks := ValidationOptions{Sample: verify.SampleOptions{P: 1, Suspects: 0, Threshold: 1}}
-	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
-		CommitWindow: time.Minute, EvalBatches: 2, Log: testLog(t), Checks: &checks, Ledger: &params,
-		Behaviours: []Behaviour{nil, nil, lazy{cheat: cfg.Rounds - 1}}})
+	res, err := runCheckedMembers(cfg, members, 0, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,15 +93,8 @@ func TestMemberCommitteeChecks(t *testing.T) {
 	}
 	const members, committee = 4, 2
 	cfg := tinyConfig(3)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	params := DefaultLedgerParams()
-	params.SettlementLag, params.UnbondingRounds = uint64(cfg.Rounds), uint64(cfg.Rounds)+1
-	checks := ValidationOptions{Sample: verify.SampleOptions{P: 1, Suspects: 0, Threshold: 1}}
 	logs := &countingHandler{counts: map[string]int{}}
-	res, err := RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
-		CommitWindow: time.Minute, EvalBatches: 2, Log: slog.New(logs), Checks: &checks, Committee: committee, Ledger: &params,
-		Behaviours: []Behaviour{nil, nil, nil, lazy{cheat: cfg.Rounds - 1}}})
+	res, err := runCheckedMembers(cfg, members, committee, slog.New(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,4 +210,20 @@ func TestCaughtBeforeFromChain(t *testing.T) {
 	if got, _ := val.caughtBefore(3); len(got) != 1 || !got[p2p.PeerIDOf(B)] {
 		t.Fatalf("without the chain: %v", got)
 	}
+}
+
+// runCheckedMembers runs members (the last of them lazy in the last
+// round) with member checks recomputing every contribution, by a
+// committee of the given size (0: every member); nothing is settled
+// unchecked for being overdue: every round waits for its verdicts.
+func runCheckedMembers(cfg diloco.RunConfig, members, committee int, log *slog.Logger) (*MembersResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	params := DefaultLedgerParams()
+	params.SettlementLag, params.UnbondingRounds = uint64(cfg.Rounds), uint64(cfg.Rounds)+1
+	checks := ValidationOptions{Sample: verify.SampleOptions{P: 1, Suspects: 0, Threshold: 1}}
+	behaviours := make([]Behaviour, members)
+	behaviours[members-1] = lazy{cheat: cfg.Rounds - 1}
+	return RunMembersLocal(ctx, MembersLocalOptions{Config: cfg, Text: testText(), Members: members, Validators: 2,
+		CommitWindow: time.Minute, EvalBatches: 2, Log: log, Checks: &checks, Committee: committee, Ledger: &params, Behaviours: behaviours})
 }
