@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Votes by hash: in a member round every member votes on the result, and
@@ -97,4 +98,166 @@ func PostingRank(r uint64, members []PubKey, self PubKey) int {
 	}
 	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.draw[:], b.draw[:]) })
 	return slices.IndexFunc(rs, func(x ranked) bool { return x.key == self })
+}
+
+// vote executes a ResultTx of a member round: the sender's vote for the
+// result, and the result itself, which votes by hash (VoteTx) for the same
+// result need to close the round. A member that voted by hash may send
+// the result it voted for (it counts once); no other second vote is taken.
+func (x *execution) vote(a *Account, b *ResultTx) error {
+	open := x.meta.OpenRound
+	if err := x.checkVoter(a, b.Round); err != nil {
+		return err
+	}
+	res := ResultHash(b)
+	prev, voted, err := x.voteOf(b.Round, a.Key)
+	if err != nil {
+		return err
+	}
+	if voted && (prev.Result != res || x.posted(b.Round, res) || b.Round+1 == open) {
+		return reject(CodeDuplicateCommit, "%s already voted on round %d", a.Key, b.Round)
+	}
+	w, err := x.memberWindow(b.Round)
+	if err != nil {
+		return err
+	}
+	v := VoteRecord{Round: b.Round, Member: a.Key, Result: res, Height: x.height}
+	if b.Round+1 == open {
+		// A late vote on the round just closed: recorded, to name a
+		// member that disagrees.
+		x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+		return nil
+	}
+	if !w.Closed(x.g, x.time) {
+		return windowOpen(x, b.Round, w)
+	}
+	if err := x.checkResult(b); err != nil {
+		return err
+	}
+	if n := uint64(len(b.Accepted) + len(b.Rejected)); n != w.Commits {
+		return reject(CodeNoCommit, "the result covers %d contributions; round %d has %d commits", n, b.Round, w.Commits)
+	}
+	e := encoder{}
+	b.encode(&e)
+	x.st.kv.put(postedKey(b.Round, res), e.b)
+	var tally uint64
+	if voted {
+		if tally, err = x.tally(tallyKey(b.Round, res)); err != nil {
+			return err
+		}
+	} else {
+		x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+		if tally, err = x.count(tallyKey(b.Round, res)); err != nil {
+			return err
+		}
+	}
+	if 2*tally <= w.Commits {
+		return nil
+	}
+	return x.closeMemberRound(b)
+}
+
+// voteHash executes a VoteTx: the sender's vote for a result by its hash.
+// More than half of the round's members voting for one result closes the
+// round once that result itself has been sent (by a ResultTx).
+func (x *execution) voteHash(a *Account, b *VoteTx) error {
+	if !x.g.MemberRounds() {
+		return reject(CodeUnauthorized, "votes by hash are for runs with member rounds; this run's rounds are closed by an authority")
+	}
+	open := x.meta.OpenRound
+	if err := x.checkVoter(a, b.Round); err != nil {
+		return err
+	}
+	if _, voted, err := x.voteOf(b.Round, a.Key); err != nil {
+		return err
+	} else if voted {
+		return reject(CodeDuplicateCommit, "%s already voted on round %d", a.Key, b.Round)
+	}
+	w, err := x.memberWindow(b.Round)
+	if err != nil {
+		return err
+	}
+	v := VoteRecord{Round: b.Round, Member: a.Key, Result: b.Result, Height: x.height}
+	if b.Round+1 == open {
+		x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+		return nil
+	}
+	if !w.Closed(x.g, x.time) {
+		return windowOpen(x, b.Round, w)
+	}
+	x.st.kv.put(voteKey(b.Round, a.Key), v.encode())
+	tally, err := x.count(tallyKey(b.Round, b.Result))
+	if err != nil {
+		return err
+	}
+	if 2*tally <= w.Commits {
+		return nil
+	}
+	res, ok, err := x.postedResult(b.Round, b.Result)
+	if err != nil || !ok {
+		return err // the result itself closes the round when it comes
+	}
+	return x.closeMemberRound(res)
+}
+
+// checkVoter checks that a may vote on round r: r is open or just closed,
+// and a committed in it.
+func (x *execution) checkVoter(a *Account, r uint64) error {
+	open := x.meta.OpenRound
+	if r != open && r+1 != open {
+		return reject(CodeRoundNotOpen, "vote on round %d, but the open round is %d", r, open)
+	}
+	if _, ok, err := x.st.commit(r, a.Key); err != nil {
+		return internalError{err}
+	} else if !ok {
+		return reject(CodeUnauthorized, "%s did not commit in round %d: only its members vote on its result", a.Key, r)
+	}
+	return nil
+}
+
+// voteOf is m's vote on round r, if any.
+func (x *execution) voteOf(r uint64, m PubKey) (VoteRecord, bool, error) {
+	b, ok := x.st.kv.get(voteKey(r, m))
+	if !ok {
+		return VoteRecord{}, false, nil
+	}
+	v, err := decodeVoteRecord(r, m, b)
+	if err != nil {
+		return v, false, internalError{err}
+	}
+	return v, true, nil
+}
+
+// memberWindow is round r's window, which a round with commits has.
+func (x *execution) memberWindow(r uint64) (WindowRecord, error) {
+	w, ok, err := x.st.window(r)
+	if err != nil || !ok {
+		return w, internalError{fmt.Errorf("ledger: round %d has a commit but no window record (%v)", r, err)}
+	}
+	return w, nil
+}
+
+func windowOpen(x *execution, r uint64, w WindowRecord) error {
+	return reject(CodeRoundNotOpen, "round %d's commit window is open until %s or until %d more expected workers commit",
+		r, time.Unix(0, w.Opened+x.g.CommitWindow).UTC().Format(time.RFC3339Nano), w.Expected-w.Returning)
+}
+
+// closeMemberRound closes the open member round with b, which more than
+// half of its members voted for, and settles it at once, unchecked, or
+// (with member checks) leaves it to its members' verdicts, settling the
+// rounds whose verdicts are overdue first.
+func (x *execution) closeMemberRound(b *ResultTx) error {
+	if x.g.MemberChecks {
+		if err := x.settleOverdue(b.Round); err != nil {
+			return err
+		}
+		x.closeRound(b)
+		return nil
+	}
+	x.closeRound(b)
+	verdicts := make([]Verdict, len(b.Accepted))
+	for i, c := range b.Accepted {
+		verdicts[i] = Verdict{Worker: c.Worker, Outcome: Unchecked}
+	}
+	return x.settleRound(&SettleTx{Round: b.Round, Verdicts: verdicts})
 }
