@@ -36,6 +36,11 @@ type MemberOptions struct {
 	Peers []peer.AddrInfo
 	RPC   string // a validator's RPC address (host:port)
 	Pool  *kernels.Pool
+	// Orphan: a contribution whose publisher was a peer when the fetch
+	// began and has gone, of which no peer holds a piece, is given up
+	// after this long once every other contribution is in, rather than
+	// at the fetch timeout (default 10 s).
+	Orphan time.Duration
 	// Fetch bounds how long the node waits for a round's contributions
 	// once its commit window has passed (default 1 minute); a payload not
 	// fetched by then is rejected as unavailable.
@@ -130,6 +135,9 @@ func RunMember(ctx context.Context, o MemberOptions) (diloco.Hash, error) {
 }
 
 func newMemberRun(o MemberOptions) *member {
+	if o.Orphan <= 0 {
+		o.Orphan = 10 * time.Second
+	}
 	if o.Fetch <= 0 {
 		o.Fetch = time.Minute
 	}
@@ -566,16 +574,47 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 		err error
 	}
 	ch := make(chan fetched, len(commits))
+	cancels := make([]context.CancelFunc, len(commits))
 	for i, c := range commits {
+		cctx, ccancel := context.WithCancel(fctx)
+		cancels[i] = ccancel
 		go func() {
-			p, err := m.sw.Fetch(fctx, swarm.ID(c.DeltaHash))
+			p, err := m.sw.Fetch(cctx, swarm.ID(c.DeltaHash))
 			ch <- fetched{i, p, err}
 		}()
 	}
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	pending := make([]bool, len(commits))
+	for i := range pending {
+		pending[i] = true
+	}
+	watch := newOrphanWatch(m.sw.Peers(), m.o.Orphan)
+	tick := time.NewTicker(min(time.Second, max(10*time.Millisecond, m.o.Orphan/4)))
+	defer tick.Stop()
 	payloads := make([][]byte, len(commits))
 	why := map[ledger.PubKey]string{}
-	for range commits {
-		f := <-ch
+	for left := len(commits); left > 0; {
+		var f fetched
+		select {
+		case f = <-ch:
+		case <-tick.C:
+			now := m.sw.Peers()
+			for _, i := range watch.lost(time.Now(), pending, func(i int) (peer.ID, int, int) {
+				held, holders := m.sw.Holding(swarm.ID(commits[i].DeltaHash))
+				pub, _ := peer.Decode(p2p.PeerIDOf(commits[i].Worker))
+				return pub, held, holders
+			}, now) {
+				m.o.Log.Warn("member: contribution lost: its publisher has gone and no peer holds any of it", "round", r, "worker", p2p.PeerIDOf(commits[i].Worker))
+				cancels[i]()
+			}
+			continue
+		}
+		left--
+		pending[f.i] = false
 		if f.err != nil {
 			why[commits[f.i].Worker] = "its payload could not be fetched"
 			m.o.Log.Warn("member: contribution unavailable", "round", r, "worker", p2p.PeerIDOf(commits[f.i].Worker), "err", f.err)

@@ -282,6 +282,16 @@ func (s *Service) Drop(id swarm.ID) {
 	s.n.Drop(id)
 }
 
+// Holding says of blob id how many pieces this node holds and how many of
+// its connected peers have said they hold some.
+func (s *Service) Holding(id swarm.ID) (held, holders int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held, _ = s.n.Progress(id)
+	holders, _ = s.n.Holders(id)
+	return held, holders
+}
+
 // Peers returns the peers the node has a stream to, sorted.
 func (s *Service) Peers() []peer.ID {
 	s.mu.Lock()

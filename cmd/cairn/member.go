@@ -42,6 +42,7 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&view.public, "http-public", false, "let --http bind to an address other than loopback")
 	portMap := fs.Bool("port-map", false, "ask the home router for a port mapping (UPnP/NAT-PMP)")
 	fetch := fs.Duration("fetch-timeout", time.Minute, "how long to wait for a round's contributions once its commit window has passed; one not fetched by then is rejected as unavailable")
+	orphan := fs.Duration("orphan-grace", 10*time.Second, "give up a contribution whose publisher was a peer and has gone, of which no peer holds any piece, this long after every other contribution is in (rather than at --fetch-timeout)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	linger := fs.Duration("linger", 30*time.Second, "with --chain-home: how long at most the validator keeps running after the run, until every member of the last round has voted")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -50,6 +51,9 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	}
 	if (*home == "") == (*ledgerAt == "") {
 		return badInput("give exactly one of --chain-home DIR and --ledger HOST:PORT")
+	}
+	if *orphan <= 0 {
+		return badInput("--orphan-grace must be positive, got %s", *orphan)
 	}
 	if *fetch <= 0 {
 		return badInput("--fetch-timeout must be positive, got %s", *fetch)
@@ -127,7 +131,7 @@ func runMember(args []string, stdout, stderr io.Writer) error {
 	ddpRound := experiment.DDPBytes(cfg, 1) // per worker, over the run
 	var xfer swarmnet.Transfers
 	final, err := node.RunMember(ctx, node.MemberOptions{Run: cfg, Train: trainPart, Key: key, Host: h, Peers: infos, RPC: rpc, Pool: pool,
-		Fetch: *fetch, Log: log, Find: find, AwaitPeers: *await, OnRound: func(r node.MemberRound) {
+		Fetch: *fetch, Orphan: *orphan, Log: log, Find: find, AwaitPeers: *await, OnRound: func(r node.MemberRound) {
 			xfer = r.Transfers
 			hub.AddRound(web.Round{Round: r.Round + 1, TrainLoss: float64(r.Loss), Tokens: int64(r.Tokens), TookMs: r.Took.Milliseconds(),
 				BytesSent: r.Transfers.DirectBytes + r.Transfers.RelayedBytes, DDPBytes: int64(ddpRound / uint64(max(cfg.Rounds, 1)) * uint64(r.Round+1)),
