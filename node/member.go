@@ -36,8 +36,8 @@ type MemberOptions struct {
 	Peers []peer.AddrInfo
 	RPC   string // a validator's RPC address (host:port)
 	Pool  *kernels.Pool
-	// Orphan: a contribution whose publisher was a peer when the fetch
-	// began and has gone, of which no peer holds a piece, is given up
+	// Orphan: a contribution whose publisher was once a peer and has
+	// gone, of which no peer holds a piece, is given up
 	// after this long once every other contribution is in, rather than
 	// at the fetch timeout (default 10 s).
 	Orphan time.Duration
@@ -273,6 +273,7 @@ type member struct {
 	rc    *chain.Client
 	lc    *LedgerClient
 	sw    *swarmnet.Service
+	seen  map[peer.ID]bool // peers the member has been in touch with (orphanWatch)
 	rep   *diloco.Replica
 	w     *diloco.Worker
 	self  string
@@ -389,6 +390,14 @@ func (m *member) admit(ctx context.Context, info peer.AddrInfo) {
 // checks the outcome of one round.
 func (m *member) round(ctx context.Context) error {
 	began := time.Now()
+	// A publisher ever among the peers that has gone by the fetch, with
+	// its contribution held by nobody, has left with it.
+	if m.seen == nil {
+		m.seen = map[peer.ID]bool{}
+	}
+	for _, p := range m.sw.Peers() {
+		m.seen[p] = true
+	}
 	// More than a round behind the chain (a late start, a restart, a
 	// long stall): the contributions of the rounds missed are gone from
 	// the swarm, so take the state the others hold.
@@ -553,6 +562,7 @@ func (m *member) contribute(ctx context.Context, r int) (committed bool, loss fl
 	if err != nil {
 		return false, 0, fmt.Errorf("member: round %d: commit: %w", r, err)
 	}
+	m.o.Log.Info("member: committed", "round", r, "blob", id)
 	if m.val != nil {
 		enc, err := backup.MarshalBinary()
 		if err != nil {
@@ -592,7 +602,10 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 	for i := range pending {
 		pending[i] = true
 	}
-	watch := newOrphanWatch(m.sw.Peers(), m.o.Orphan)
+	for _, p := range m.sw.Peers() {
+		m.seen[p] = true
+	}
+	watch := newOrphanWatch(m.seen, m.o.Orphan)
 	tick := time.NewTicker(min(time.Second, max(10*time.Millisecond, m.o.Orphan/4)))
 	defer tick.Stop()
 	payloads := make([][]byte, len(commits))

@@ -8,8 +8,8 @@ import (
 )
 
 // orphanWatch decides when a member stops waiting for contributions that
-// nobody can send it any more: one whose publisher was among the member's
-// peers when the fetch began and no longer is, of which the member holds
+// nobody can send it any more: one whose publisher was once among the
+// member's peers (seen) and no longer is, of which the member holds
 // no piece and no peer says it holds any, once every other contribution
 // is in, for grace without a change. In a full mesh nobody else holds it
 // either, so every member gives it up alike (the same rejection as at the
@@ -21,12 +21,8 @@ type orphanWatch struct {
 	grace time.Duration
 }
 
-func newOrphanWatch(peers []peer.ID, grace time.Duration) *orphanWatch {
-	w := &orphanWatch{start: map[peer.ID]bool{}, since: map[int]time.Time{}, grace: grace}
-	for _, p := range peers {
-		w.start[p] = true
-	}
-	return w
+func newOrphanWatch(seen map[peer.ID]bool, grace time.Duration) *orphanWatch {
+	return &orphanWatch{start: seen, since: map[int]time.Time{}, grace: grace}
 }
 
 // lost returns the pending contributions to give up at now: of each

@@ -19,7 +19,7 @@ func TestOrphanWatch(t *testing.T) {
 	}
 	states := map[int]st{0: {a, 0, 0}, 1: {b, 0, 0}, 2: {c, 0, 0}}
 	state := func(i int) (peer.ID, int, int) { s := states[i]; return s.pub, s.held, s.holders }
-	w := newOrphanWatch([]peer.ID{a, b}, 5*time.Second) // C was never a peer
+	w := newOrphanWatch(map[peer.ID]bool{a: true, b: true}, 5*time.Second) // C was never a peer
 	pending := []bool{true, true, false}
 
 	// A has gone, B is still a peer: B's contribution is coming, so no
