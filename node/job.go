@@ -268,20 +268,26 @@ func (j *Job) answer(from string, req *jobRequest) (JobReply, error) {
 	if err != nil {
 		return reply, err
 	}
-	if min := j.led.Info().MinStake; min > 0 {
-		acct, err := j.led.be.Account(worker)
-		if err != nil {
-			return reply, err
+	staked := func() error {
+		if min := j.led.Info().MinStake; min > 0 {
+			acct, err := j.led.be.Account(worker)
+			if err != nil {
+				return err
+			}
+			if acct.Stake < min {
+				return fmt.Errorf("%s has a stake of %d on the job's chain, below its minimum of %d: a wrong sample must cost its worker", from, acct.Stake, min)
+			}
 		}
-		if acct.Stake < min {
-			return reply, fmt.Errorf("%s has a stake of %d on the job's chain, below its minimum of %d: a wrong sample must cost its worker", from, acct.Stake, min)
-		}
+		return nil
 	}
 	problems, err := JobProblems(o.Seed, worker, req.Batch, o.PerBatch, o.Difficulty)
 	if err != nil {
 		return reply, err
 	}
 	if req.Solutions == nil {
+		if err := staked(); err != nil {
+			return reply, err
+		}
 		reply.Problems = problems
 		return reply, nil
 	}
@@ -291,6 +297,22 @@ func (j *Job) answer(from string, req *jobRequest) (JobReply, error) {
 	for k, text := range req.Solutions {
 		if len(text) > synth.MaxSolution {
 			return reply, fmt.Errorf("solution %d has %d bytes, more than %d", k, len(text), synth.MaxSolution)
+		}
+	}
+	// A batch judged before is answered as seen whatever the worker's
+	// stake now (its verdicts may have slashed it meanwhile); anything
+	// new needs the stake.
+	j.mu.Lock()
+	fresh := false
+	for k, text := range req.Solutions {
+		if text != "" && !j.judged[store.SampleHash(worker, problems[k].Prompt(), text)] {
+			fresh = true
+		}
+	}
+	j.mu.Unlock()
+	if fresh {
+		if err := staked(); err != nil {
+			return reply, err
 		}
 	}
 	now := time.Now()
