@@ -180,9 +180,17 @@ func TestSlashedWorkerDroppedFromOpenWindow(t *testing.T) {
 		t.Fatalf("round 1's window after B's slash: %+v", info.Window)
 	}
 	refusedBy(t, c)(c.tx(B, commitBody("B", 1, 10)), "stake 50 is below the minimum 60")
+	// B bonds back above the minimum and commits: its commit is taken but
+	// not counted among those the window waits for, which it no longer
+	// does; C's commit closes it.
+	c.block(c.tx(B, &ledger.RegisterTx{Amount: 10}))
+	c.block(c.tx(B, commitBody("B", 1, 10)))
+	if info, _ := c.l.Round(1); info.Window.Commits != 2 || info.Window.Returning != 1 || info.Window.Closed(&g, 0) {
+		t.Fatalf("round 1's window with A and B, bonded back, committed: %+v", info.Window)
+	}
 	c.block(c.tx(C, commitBody("C", 1, 10)))
 	if info, _ := c.l.Round(1); !info.Window.Closed(&g, 0) {
-		t.Fatalf("round 1's window with A and C committed: %+v", info.Window)
+		t.Fatalf("round 1's window with A, B and C committed: %+v", info.Window)
 	}
 }
 

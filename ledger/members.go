@@ -68,6 +68,14 @@ func decodeExpect(b []byte) (any, error) {
 	return b[0] == 1, nil
 }
 
+// dropped reports whether round r's window stopped counting worker w
+// among those it waits for (unexpect): it does not count its commit
+// either, if it regained the stake to make one.
+func (x *execution) dropped(r uint64, w PubKey) bool {
+	v, ok := x.st.kv.get(expectKey(r, w))
+	return ok && len(v) == 1 && v[0] == 0
+}
+
 // unexpect stops the open member round's window from waiting for worker a
 // once a can no longer commit (its stake fell below the minimum: slashed
 // or unbonded): a window that opened expecting a, or that a joined,
@@ -402,7 +410,7 @@ func (x *execution) memberCommit(r uint64, worker PubKey) error {
 	w.Commits++
 	if exp, err := x.expects(r, worker); err != nil {
 		return internalError{err}
-	} else if (exp || x.st.joined(r, worker)) && w.Returning < w.Expected {
+	} else if (exp || x.st.joined(r, worker)) && !x.dropped(r, worker) && w.Returning < w.Expected {
 		w.Returning++
 	}
 	x.st.kv.put(windowKey(r), w.encode())
