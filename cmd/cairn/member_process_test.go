@@ -30,26 +30,7 @@ func TestMembersKillNine(t *testing.T) {
 	const n, rounds = 4, 4
 	dir := t.TempDir()
 	bin := cairnBinary(t)
-	data := filepath.Join(dir, "text.txt")
-	os.WriteFile(data, corpus.TinyShakespeare()[:60000], 0o644)
-	var ids, addrs []string
-	for i := range n {
-		key, err := p2p.LoadIdentity(filepath.Join(dir, fmt.Sprint("m", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lk, err := p2p.LedgerKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := p2p.PeerIDOf(ledger.KeyOf(lk))
-		ids = append(ids, id)
-		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id))
-	}
-	base, err := chain.FreeBasePort(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, ids, addrs, base := memberSetup(t, dir, n)
 	initArgs := []string{"chain", "init", "--validators", fmt.Sprint(n), "--out", filepath.Join(dir, "chain"), "--base-port", fmt.Sprint(base),
 		"--commit-window", "10s", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
 	for _, id := range ids {
@@ -132,26 +113,7 @@ func TestMemberLostContribution(t *testing.T) {
 	const n, rounds = 4, 3
 	dir := t.TempDir()
 	bin := cairnBinary(t)
-	data := filepath.Join(dir, "text.txt")
-	os.WriteFile(data, corpus.TinyShakespeare()[:60000], 0o644)
-	var ids, addrs []string
-	for i := range n {
-		key, err := p2p.LoadIdentity(filepath.Join(dir, fmt.Sprint("m", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lk, err := p2p.LedgerKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := p2p.PeerIDOf(ledger.KeyOf(lk))
-		ids = append(ids, id)
-		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id))
-	}
-	base, err := chain.FreeBasePort(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, ids, addrs, base := memberSetup(t, dir, n)
 	initArgs := []string{"chain", "init", "--validators", "1", "--out", filepath.Join(dir, "chain"), "--base-port", fmt.Sprint(base),
 		"--commit-window", "20s", "--empty-blocks", "200ms", "--timeout-commit", "100ms", "--min-stake", "1000"}
 	for _, id := range ids {
@@ -226,4 +188,33 @@ func TestMemberLostContribution(t *testing.T) {
 		t.Fatalf("%d of the 3 survivors gave member 3's round-1 contribution up as lost, want all", lost)
 	}
 	t.Logf("the survivors finished %s after the kill, each giving member 3's round-1 contribution up as lost", time.Since(killed).Round(time.Millisecond))
+}
+
+// memberSetup prepares n members in dir: the training text, each member's
+// identity (dir/mI) with its peer ID and a free loopback address, and a
+// free base port for the chain's validators.
+func memberSetup(t *testing.T, dir string, n int) (data string, ids, addrs []string, base int) {
+	t.Helper()
+	data = filepath.Join(dir, "text.txt")
+	if err := os.WriteFile(data, corpus.TinyShakespeare()[:60000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		key, err := p2p.LoadIdentity(filepath.Join(dir, fmt.Sprint("m", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk, err := p2p.LedgerKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := p2p.PeerIDOf(ledger.KeyOf(lk))
+		ids = append(ids, id)
+		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), id))
+	}
+	base, err := chain.FreeBasePort(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, ids, addrs, base
 }
