@@ -82,18 +82,7 @@ func Committee(g *Genesis, rec *RoundRecord, beacon Hash) []PubKey {
 	if c == 0 || c >= len(members) {
 		return members
 	}
-	draws := make(map[PubKey]Hash, len(members))
-	for _, m := range members {
-		draws[m] = CommitteeDraw(beacon, rec.Round, m)
-	}
-	slices.SortFunc(members, func(a, b PubKey) int {
-		da, db := draws[a], draws[b]
-		if c := bytes.Compare(da[:], db[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(a[:], b[:])
-	})
-	members = members[:c]
+	members = byDraw(CommitteeDomain, beacon[:], rec.Round, members)[:c]
 	slices.SortFunc(members, func(a, b PubKey) int { return bytes.Compare(a[:], b[:]) })
 	return members
 }
@@ -101,13 +90,42 @@ func Committee(g *Genesis, rec *RoundRecord, beacon Hash) []PubKey {
 // CommitteeDraw is member m's draw for round r's committee:
 // SHA-256(CommitteeDomain ‖ beacon ‖ round as uint64 big-endian ‖ m).
 func CommitteeDraw(beacon Hash, r uint64, m PubKey) Hash {
+	return draw(CommitteeDomain, beacon[:], r, m)
+}
+
+// draw is SHA-256(domain ‖ seed ‖ r as uint64 big-endian ‖ m): a member's
+// place in an order of round r that nobody picks (committees, posting).
+func draw(domain string, seed []byte, r uint64, m PubKey) Hash {
 	h := sha256.New()
-	h.Write([]byte(CommitteeDomain))
-	h.Write(beacon[:])
+	h.Write([]byte(domain))
+	h.Write(seed)
 	h.Write(binary.BigEndian.AppendUint64(nil, r))
 	h.Write(m[:])
 	var out Hash
 	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// byDraw returns members sorted by their draws (ties by key).
+func byDraw(domain string, seed []byte, r uint64, members []PubKey) []PubKey {
+	type ranked struct {
+		key  PubKey
+		draw Hash
+	}
+	rs := make([]ranked, len(members))
+	for i, m := range members {
+		rs[i] = ranked{m, draw(domain, seed, r, m)}
+	}
+	slices.SortFunc(rs, func(a, b ranked) int {
+		if c := bytes.Compare(a.draw[:], b.draw[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.key[:], b.key[:])
+	})
+	out := make([]PubKey, len(rs))
+	for i, x := range rs {
+		out[i] = x.key
+	}
 	return out
 }
 

@@ -1,8 +1,6 @@
 package ledger
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -83,22 +81,10 @@ const ResultPosters = 2
 // sorted by SHA-256("cairn/member/poster/v1" ‖ r ‖ key); -1 if self is
 // not among them.
 func PostingRank(r uint64, members []PubKey, self PubKey) int {
-	type ranked struct {
-		key  PubKey
-		draw Hash
-	}
-	rs := make([]ranked, len(members))
-	for i, m := range members {
-		h := sha256.New()
-		h.Write([]byte("cairn/member/poster/v1\x00"))
-		h.Write(binary.BigEndian.AppendUint64(nil, r))
-		h.Write(m[:])
-		rs[i].key = m
-		copy(rs[i].draw[:], h.Sum(nil))
-	}
-	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.draw[:], b.draw[:]) })
-	return slices.IndexFunc(rs, func(x ranked) bool { return x.key == self })
+	return slices.Index(byDraw(postingDomain, nil, r, members), self)
 }
+
+const postingDomain = "cairn/member/poster/v1\x00"
 
 // vote executes a ResultTx of a member round: the sender's vote for the
 // result, and the result itself, which votes by hash (VoteTx) for the same

@@ -390,14 +390,7 @@ func (m *member) admit(ctx context.Context, info peer.AddrInfo) {
 // checks the outcome of one round.
 func (m *member) round(ctx context.Context) error {
 	began := time.Now()
-	// A publisher ever among the peers that has gone by the fetch, with
-	// its contribution held by nobody, has left with it.
-	if m.seen == nil {
-		m.seen = map[peer.ID]bool{}
-	}
-	for _, p := range m.sw.Peers() {
-		m.seen[p] = true
-	}
+	m.notePeers()
 	// More than a round behind the chain (a late start, a restart, a
 	// long stall): the contributions of the rounds missed are gone from
 	// the swarm, so take the state the others hold.
@@ -602,9 +595,7 @@ func (m *member) aggregate(ctx context.Context, r int, commits []ledger.CommitRe
 	for i := range pending {
 		pending[i] = true
 	}
-	for _, p := range m.sw.Peers() {
-		m.seen[p] = true
-	}
+	m.notePeers()
 	watch := newOrphanWatch(m.seen, m.o.Orphan)
 	tick := time.NewTicker(min(time.Second, max(10*time.Millisecond, m.o.Orphan/4)))
 	defer tick.Stop()

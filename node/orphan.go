@@ -55,3 +55,15 @@ func (w *orphanWatch) lost(now time.Time, pending []bool, state func(i int) (pub
 	}
 	return out
 }
+
+// notePeers adds the member's peers now to those it has been in touch
+// with: a publisher among them that has gone by a fetch, its contribution
+// held by nobody, has left with it (orphanWatch).
+func (m *member) notePeers() {
+	if m.seen == nil {
+		m.seen = map[peer.ID]bool{}
+	}
+	for _, p := range m.sw.Peers() {
+		m.seen[p] = true
+	}
+}
