@@ -42,18 +42,24 @@ type SyntheticOptions struct {
 	Batch       int
 	Temperature float64 // of the policy's sampling
 	Test        int     // held-out problems, solved greedily
-	Pool        *kernels.Pool
-	Log         func(format string, args ...any)
+	// FinalTest more held-out problems (0: none) on which the seed model
+	// and both arms' last models are compared at the end, problem by
+	// problem, so that the difference between the arms is measured with
+	// a paired standard error rather than read off two noisy rates.
+	FinalTest int
+	Pool      *kernels.Pool
+	Log       func(format string, args ...any)
 }
 
 // DefaultSyntheticOptions is the experiment's default run: the demo's
 // width-128 model with a 128-byte context, four numbers up to 10, twelve
-// iterations of 400 problems, 200 held out (about half an hour on two
-// cores).
+// iterations of 400 problems, 200 held out and 1,000 more for the final
+// comparison, each iteration's fine-tuning decaying its learning rate
+// (about half an hour on two cores).
 func DefaultSyntheticOptions() SyntheticOptions {
 	return SyntheticOptions{Model: gpt.DefaultConfig(128, 4, 4, 128), Difficulty: synth.Difficulty{Numbers: 4, Max: 10}, Seed: 1,
 		SeedProblems: 3000, SeedSteps: 2000, Iterations: 12, Problems: 400, Budget: 2000, TuneSteps: 300, Expand: 8,
-		LR: 1e-3, TuneLR: 3e-4, Batch: 16, Temperature: 1, Test: 200}
+		LR: 1e-3, TuneLR: 3e-4, TuneDecay: true, Batch: 16, Temperature: 1, Test: 200, FinalTest: 1000}
 }
 
 // SyntheticArm is one arm's iteration.
@@ -71,6 +77,34 @@ type SyntheticArm struct {
 type SyntheticReport struct {
 	SeedRate, SeedPassAt8 float64
 	Search, Sampled       []SyntheticArm
+	// Final is the comparison on the final test (nil without one).
+	Final *SyntheticFinal
+}
+
+// SyntheticFinal compares the seed model and the arms' last models on
+// the same held-out problems.
+type SyntheticFinal struct {
+	Problems int
+	// Greedy and PassAt8 are the problems each model solves: the seed
+	// model, the tree search's and best-of-n's.
+	Greedy, PassAt8 [3]int
+	// Greedy and pass@8 problems solved by the tree search's model and
+	// not best-of-n's, and the other way round.
+	GreedyOnlySearch, GreedyOnlySampled, PassOnlySearch, PassOnlySampled int
+}
+
+// PairedDifference is the difference in solve rate between two models
+// measured on the same n problems, onlyA of which only the first solves
+// and onlyB only the second, with its standard error (of the mean of the
+// per-problem differences, each -1, 0 or 1).
+func PairedDifference(onlyA, onlyB, n int) (diff, se float64) {
+	if n <= 0 {
+		return 0, 0
+	}
+	N := float64(n)
+	diff = float64(onlyA-onlyB) / N
+	v := float64(onlyA+onlyB)/N - diff*diff
+	return diff, math.Sqrt(max(v, 0) / N)
 }
 
 // Streams of problems: seed data, held-out test, each iteration's.
@@ -78,6 +112,7 @@ const (
 	streamSeed = 1 + iota
 	streamTest
 	streamGen
+	streamFinal
 )
 
 // Synthetic runs the experiment.
@@ -85,7 +120,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	if err := o.Difficulty.Validate(); err != nil {
 		return nil, err
 	}
-	if o.SeedProblems < 1 || o.SeedSteps < 1 || o.Iterations < 1 || o.Problems < 1 || o.Budget < 1 || o.TuneSteps < 1 || o.Expand < 1 || o.Test < 1 || !(o.LR > 0) || !(o.TuneLR > 0) || o.Batch < 1 || o.Temperature < 0 {
+	if o.SeedProblems < 1 || o.SeedSteps < 1 || o.Iterations < 1 || o.Problems < 1 || o.Budget < 1 || o.TuneSteps < 1 || o.Expand < 1 || o.Test < 1 || o.FinalTest < 0 || !(o.LR > 0) || !(o.TuneLR > 0) || o.Batch < 1 || o.Temperature < 0 {
 		return nil, errors.New("synthetic: every count and the learning rate must be positive")
 	}
 	logf := o.Log
@@ -131,11 +166,13 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	logf("seed model: held-out solve rate %.1f%% greedy, %.1f%% with 8 samples (%d problems)", 100*rep.SeedRate, 100*rep.SeedPassAt8, len(test))
 	seedWeights := append([]float32(nil), t.Model.Params...)
 
-	for _, arm := range []string{"search", "sampled"} {
+	final := [3]*gpt.Model{t.Model}
+	for a, arm := range []string{"search", "sampled"} {
 		m, err := gpt.New(o.Model, o.Pool)
 		if err != nil {
 			return nil, err
 		}
+		final[a+1] = m
 		copy(m.Params, seedWeights)
 		pol := synth.NewModelPolicy(m, o.Temperature, o.Seed)
 		generated := ""
@@ -201,43 +238,113 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			}
 		}
 	}
+	if o.FinalTest > 0 {
+		probs := make([]synth.Problem, o.FinalTest)
+		for i := range probs {
+			probs[i], _ = problem(streamFinal, i)
+		}
+		if rep.Final, err = compareFinal(final, probs, o.Seed); err != nil {
+			return nil, err
+		}
+		f := rep.Final
+		logf("final test (%d problems): greedy %d, %d, %d and pass@8 %d, %d, %d (seed model, tree search, best-of-n)",
+			f.Problems, f.Greedy[0], f.Greedy[1], f.Greedy[2], f.PassAt8[0], f.PassAt8[1], f.PassAt8[2])
+	}
 	return rep, nil
+}
+
+// compareFinal solves problems with each model, greedily and with 8
+// samples, and counts the problems only one of the arms' models solves.
+func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (*SyntheticFinal, error) {
+	f := &SyntheticFinal{Problems: len(problems)}
+	var greedy, pass [3][]bool
+	for i, m := range models {
+		var err error
+		if greedy[i], err = solvedGreedy(m, problems); err != nil {
+			return nil, err
+		}
+		if pass[i], err = solvedPassAtK(m, problems, 8, seed); err != nil {
+			return nil, err
+		}
+		f.Greedy[i], f.PassAt8[i] = count(greedy[i]), count(pass[i])
+	}
+	for j := range problems {
+		f.GreedyOnlySearch += b2i(greedy[1][j] && !greedy[2][j])
+		f.GreedyOnlySampled += b2i(greedy[2][j] && !greedy[1][j])
+		f.PassOnlySearch += b2i(pass[1][j] && !pass[2][j])
+		f.PassOnlySampled += b2i(pass[2][j] && !pass[1][j])
+	}
+	return f, nil
+}
+
+func count(v []bool) int {
+	n := 0
+	for _, b := range v {
+		n += b2i(b)
+	}
+	return n
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // PassAtK is the share of problems for which any of k samples of m (at
 // temperature 1, drawn from seed) verifies.
 func PassAtK(m *gpt.Model, problems []synth.Problem, k int, seed uint64) (float64, error) {
+	s, err := solvedPassAtK(m, problems, k, seed)
+	return rate(s), err
+}
+
+func rate(solved []bool) float64 {
+	if len(solved) == 0 {
+		return 0
+	}
+	return float64(count(solved)) / float64(len(solved))
+}
+
+// solvedPassAtK says for each problem whether any of k samples verifies.
+func solvedPassAtK(m *gpt.Model, problems []synth.Problem, k int, seed uint64) ([]bool, error) {
 	pol := synth.NewModelPolicy(m, 1, seed)
-	solved := 0
+	solved := make([]bool, len(problems))
 	for i, p := range problems {
 		pol.Reseed(seed, 0xe7a1, uint64(i))
 		texts, _, err := pol.Complete(p.Prompt(), k)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, t := range texts {
 			if _, err := synth.Verify(p, t); err == nil {
-				solved++
+				solved[i] = true
 				break
 			}
 		}
 	}
-	return float64(solved) / float64(len(problems)), nil
+	return solved, nil
 }
 
 // SolveRate is the share of problems m solves greedily: the prompt, then
 // the most likely byte until a newline, verified.
 func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
+	s, err := solvedGreedy(m, problems)
+	return rate(s), err
+}
+
+// solvedGreedy says for each problem whether m solves it greedily.
+func solvedGreedy(m *gpt.Model, problems []synth.Problem) ([]bool, error) {
 	g := m.NewGenerator()
-	solved := 0
-	for _, p := range problems {
+	solved := make([]bool, len(problems))
+	for i, p := range problems {
 		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if _, err := synth.Verify(p, text); err == nil {
-			solved++
+			solved[i] = true
 		}
 	}
-	return float64(solved) / float64(len(problems)), nil
+	return solved, nil
 }

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"math"
 	"testing"
 
 	"github.com/cairnlabs/cairn/gpt"
@@ -16,7 +17,7 @@ func TestSyntheticRuns(t *testing.T) {
 	o.Model = gpt.DefaultConfig(32, 2, 2, 128)
 	o.Difficulty = synth.Difficulty{Numbers: 3, Max: 10}
 	o.SeedProblems, o.SeedSteps, o.Iterations, o.Problems, o.Budget, o.TuneSteps, o.Test = 200, 30, 2, 4, 300, 5, 6
-	o.TuneDecay = true
+	o.FinalTest = 10
 	o.Pool = kernels.NewPool(1)
 	defer o.Pool.Close()
 	rep, err := Synthetic(o)
@@ -34,8 +35,46 @@ func TestSyntheticRuns(t *testing.T) {
 			}
 		}
 	}
+	f := rep.Final
+	if f == nil || f.Problems != o.FinalTest {
+		t.Fatalf("final comparison %+v", f)
+	}
+	for i := range 3 {
+		if f.Greedy[i] < 0 || f.Greedy[i] > f.Problems || f.PassAt8[i] < 0 || f.PassAt8[i] > f.Problems {
+			t.Fatalf("final comparison %+v", f)
+		}
+	}
+	// The problems one arm's model alone solves account for the whole
+	// difference between their counts.
+	if f.GreedyOnlySearch-f.GreedyOnlySampled != f.Greedy[1]-f.Greedy[2] || f.PassOnlySearch-f.PassOnlySampled != f.PassAt8[1]-f.PassAt8[2] {
+		t.Fatalf("paired counts disagree with the totals: %+v", f)
+	}
 	o.Problems = 0
 	if _, err := Synthetic(o); err == nil {
 		t.Fatal("no problems accepted")
+	}
+	o.Problems, o.FinalTest = 4, -1
+	if _, err := Synthetic(o); err == nil {
+		t.Fatal("a negative final test accepted")
+	}
+}
+
+// TestPairedDifference: the difference of two models' rates on the same
+// problems and its standard error, against values worked by hand.
+func TestPairedDifference(t *testing.T) {
+	for _, c := range []struct {
+		a, b, n  int
+		diff, se float64
+	}{
+		{0, 0, 100, 0, 0},
+		{30, 10, 100, 0.2, math.Sqrt((0.4 - 0.04) / 100)},
+		{10, 30, 100, -0.2, math.Sqrt((0.4 - 0.04) / 100)},
+		{50, 0, 50, 1, 0},
+		{3, 3, 0, 0, 0},
+	} {
+		d, se := PairedDifference(c.a, c.b, c.n)
+		if math.Abs(d-c.diff) > 1e-12 || math.Abs(se-c.se) > 1e-12 {
+			t.Errorf("PairedDifference(%d, %d, %d) = %v ± %v, want %v ± %v", c.a, c.b, c.n, d, se, c.diff, c.se)
+		}
 	}
 }

@@ -25,9 +25,10 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&d.Expand, "expand", d.Expand, "tree search: next steps sampled an expansion")
 	fs.IntVar(&d.TuneSteps, "tune-steps", d.TuneSteps, "fine-tuning steps an iteration")
 	fs.IntVar(&d.Test, "test", d.Test, "held-out problems, solved greedily")
+	fs.IntVar(&d.FinalTest, "final-test", d.FinalTest, "more held-out problems on which the arms' last models are compared problem by problem at the end (0: none)")
 	fs.Float64Var(&d.LR, "lr", d.LR, "peak learning rate of the seed model")
 	fs.Float64Var(&d.TuneLR, "tune-lr", d.TuneLR, "learning rate of each iteration's fine-tuning")
-	fs.BoolVar(&d.TuneDecay, "tune-decay", d.TuneDecay, "decay each iteration's learning rate to a tenth of --tune-lr (cosine) instead of keeping it constant")
+	fs.BoolVar(&d.TuneDecay, "tune-decay", d.TuneDecay, "decay each iteration's learning rate to a tenth of --tune-lr (cosine); --tune-decay=false keeps it constant")
 	fs.Float64Var(&d.Temperature, "temperature", d.Temperature, "sampling temperature of generation")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "seed of the problems, the model and the sampling")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
@@ -37,8 +38,8 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := d.Difficulty.Validate(); err != nil {
 		return badInput("%v", err)
 	}
-	if d.SeedProblems < 1 || d.SeedSteps < 1 || d.Iterations < 1 || d.Problems < 1 || d.Budget < 1 || d.Expand < 1 || d.TuneSteps < 1 || d.Test < 1 || !(d.LR > 0) || !(d.TuneLR > 0) || d.Temperature < 0 {
-		return badInput("--seed-problems, --seed-steps, --iterations, --problems, --budget, --expand, --tune-steps and --test at least 1, --lr and --tune-lr positive, --temperature not negative")
+	if d.SeedProblems < 1 || d.SeedSteps < 1 || d.Iterations < 1 || d.Problems < 1 || d.Budget < 1 || d.Expand < 1 || d.TuneSteps < 1 || d.Test < 1 || d.FinalTest < 0 || !(d.LR > 0) || !(d.TuneLR > 0) || d.Temperature < 0 {
+		return badInput("--seed-problems, --seed-steps, --iterations, --problems, --budget, --expand, --tune-steps and --test at least 1, --final-test not negative, --lr and --tune-lr positive, --temperature not negative")
 	}
 	d.Pool = kernels.NewPool(*threads)
 	defer d.Pool.Close()
@@ -64,5 +65,14 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	s, b := rep.Search[len(rep.Search)-1], rep.Sampled[len(rep.Sampled)-1]
 	fmt.Fprintf(stdout, "\nover the seed model (target +20 points): tree search %+.1f greedy, %+.1f pass@8 in %d model rows; best-of-n %+.1f greedy, %+.1f pass@8 in %d model rows\n",
 		100*(s.SolveRate-rep.SeedRate), 100*(s.PassAt8-rep.SeedPassAt8), rows[0], 100*(b.SolveRate-rep.SeedRate), 100*(b.PassAt8-rep.SeedPassAt8), rows[1])
+	if f := rep.Final; f != nil {
+		pct := func(k int) float64 { return 100 * float64(k) / float64(f.Problems) }
+		fmt.Fprintf(stdout, "final test, %d more held-out problems: seed model %.1f%% greedy, %.1f%% pass@8; tree search %.1f%%, %.1f%%; best-of-n %.1f%%, %.1f%%\n",
+			f.Problems, pct(f.Greedy[0]), pct(f.PassAt8[0]), pct(f.Greedy[1]), pct(f.PassAt8[1]), pct(f.Greedy[2]), pct(f.PassAt8[2]))
+		gd, gse := experiment.PairedDifference(f.GreedyOnlySearch, f.GreedyOnlySampled, f.Problems)
+		pd, pse := experiment.PairedDifference(f.PassOnlySearch, f.PassOnlySampled, f.Problems)
+		fmt.Fprintf(stdout, "tree search minus best-of-n, paired: greedy %+.1f ± %.1f points (%d solved by the search's model only, %d by best-of-n's only), pass@8 %+.1f ± %.1f (%d, %d)\n",
+			100*gd, 100*gse, f.GreedyOnlySearch, f.GreedyOnlySampled, 100*pd, 100*pse, f.PassOnlySearch, f.PassOnlySampled)
+	}
 	return nil
 }
