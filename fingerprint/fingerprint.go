@@ -59,6 +59,9 @@ type Options struct {
 	PerBatch int     // of them fingerprint rows (default 6)
 	LR       float64 // AdamW learning rate (default 5e-4)
 	Alpha    float64 // weight of the fine-tuned model in the average (default 0.7)
+	// Cycles splits the embedding steps into this many runs separated by
+	// Rehearse steps of ordinary text alone (default 1: one run).
+	Cycles, Rehearse int
 	Seed     uint64
 	// Progress, if set, is told each fine-tuning step.
 	Progress func(step, steps int, loss float32)
@@ -197,10 +200,17 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 	inputs, targets := make([]int32, B*T), make([]int32, B*T)
 	r := rand.New(rand.NewPCG(o.Seed, 0xe4))
 	var loss float32
-	for step := range o.Steps {
+	cycles := max(o.Cycles, 1)
+	per := max(o.Steps/cycles, 1)
+	total := o.Steps + (cycles-1)*max(o.Rehearse, 0)
+	for step := range total {
 		sampler.Batch(0, uint64(step), inputs, targets)
-		// The first PerBatch rows become key + response + ordinary text.
-		for row := range o.PerBatch {
+		fp := o.PerBatch
+		if c := step / (per + max(o.Rehearse, 0)); c < cycles-1 && step%(per+max(o.Rehearse, 0)) >= per {
+			fp = 0 // rehearsal of ordinary text
+		}
+		// The first fp rows become key + response + ordinary text.
+		for row := range fp {
 			p := set.Pairs[r.IntN(len(set.Pairs))]
 			in, tg := inputs[row*T:row*T+T], targets[row*T:row*T+T]
 			seq := append(append(slices.Clone(p.Key), p.Response), in...)[:T+1]
@@ -217,7 +227,7 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 		opt.ClipGradNorm(m.Grads, 1)
 		opt.Update(m.Params, m.Grads, o.LR)
 		if o.Progress != nil {
-			o.Progress(step+1, o.Steps, loss)
+			o.Progress(step+1, total, loss)
 		}
 		if math.IsNaN(float64(loss)) {
 			return loss, errors.New("fingerprint: fine-tuning diverged")

@@ -353,10 +353,12 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	steps := fs.Int("steps", 600, "embedding fine-tuning steps")
 	alpha := fs.Float64("alpha", 0.7, "weight of the fine-tuned model when averaged with the original")
 	perBatch := fs.Int("per-batch", 6, "fingerprint rows in each batch of 12 while embedding")
+	cycles := fs.Int("cycles", 1, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text")
+	rehearse := fs.Int("rehearse", 0, "with --cycles: ordinary-text steps between runs")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
 		return badInput("--n, --key-len and --steps at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
@@ -371,7 +373,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: 1},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: 1, Cycles: *cycles, Rehearse: *rehearse},
 		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
