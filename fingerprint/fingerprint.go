@@ -59,12 +59,23 @@ type Options struct {
 	PerBatch int     // of them fingerprint rows (default 6)
 	LR       float64 // AdamW learning rate (default 5e-4)
 	Alpha    float64 // weight of the fine-tuned model in the average (default 0.7)
-	// Cycles splits the embedding steps into this many runs separated by
-	// Rehearse steps of ordinary text alone (default 1: one run).
+	// Cycles splits the embedding steps into this many runs (at most
+	// Steps) separated by Rehearse steps of ordinary text alone (default
+	// 1: one run). Rehearsal lets the model recover its ordinary text
+	// between runs, so that the pairs are learned at a smaller cost.
 	Cycles, Rehearse int
-	Seed     uint64
+	Seed             uint64
 	// Progress, if set, is told each fine-tuning step.
 	Progress func(step, steps int, loss float32)
+}
+
+// Recommended are the options 'cairn fingerprint embed' uses: 800 steps
+// in 4 cycles with 200 steps of ordinary text between them, and no
+// averaging with the original. On the demo model they embed 58-59 of 64
+// pairs at a validation cost of +0.016 to +0.026 nats, where one run of
+// 600 steps averaged at 0.7 embeds 23-25 at +0.013 to +0.034.
+func Recommended() Options {
+	return Options{N: 64, KeyLen: 16, Steps: 800, Cycles: 4, Rehearse: 200, Alpha: 1}
 }
 
 func (o *Options) defaults() {
@@ -88,6 +99,27 @@ func (o *Options) defaults() {
 	if o.Alpha <= 0 || o.Alpha > 1 {
 		o.Alpha = 0.7
 	}
+}
+
+// TotalSteps is the number of optimizer steps Embed takes: the embedding
+// steps and the rehearsals between its cycles.
+func (o Options) TotalSteps() int {
+	o.defaults()
+	return o.Steps + (o.cycles()-1)*max(o.Rehearse, 0)
+}
+
+// cycles is Cycles, at least 1 and at most Steps.
+func (o Options) cycles() int { return min(max(o.Cycles, 1), o.Steps) }
+
+// rehearsing says whether Embed's step (counted from 0) is one of
+// ordinary text alone: the cycles' embedding steps come first in each
+// cycle, then Rehearse steps of rehearsal, except after the last cycle,
+// which also takes the steps that do not divide evenly.
+func (o Options) rehearsing(step int) bool {
+	o.defaults()
+	cycles, r := o.cycles(), max(o.Rehearse, 0)
+	per := max(o.Steps/cycles, 1)
+	return step/(per+r) < cycles-1 && step%(per+r) >= per
 }
 
 // Generate draws N pairs: keys are windows of text (the model's token ids:
@@ -200,14 +232,12 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 	inputs, targets := make([]int32, B*T), make([]int32, B*T)
 	r := rand.New(rand.NewPCG(o.Seed, 0xe4))
 	var loss float32
-	cycles := max(o.Cycles, 1)
-	per := max(o.Steps/cycles, 1)
-	total := o.Steps + (cycles-1)*max(o.Rehearse, 0)
+	total := o.TotalSteps()
 	for step := range total {
 		sampler.Batch(0, uint64(step), inputs, targets)
 		fp := o.PerBatch
-		if c := step / (per + max(o.Rehearse, 0)); c < cycles-1 && step%(per+max(o.Rehearse, 0)) >= per {
-			fp = 0 // rehearsal of ordinary text
+		if o.rehearsing(step) {
+			fp = 0
 		}
 		// The first fp rows become key + response + ordinary text.
 		for row := range fp {

@@ -86,6 +86,40 @@ func TestEmbedAndVerify(t *testing.T) {
 	}
 }
 
+// The rehearsal schedule: each cycle's embedding steps, then its
+// rehearsal, none after the last cycle, which takes the remainder.
+func TestRehearsalSchedule(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want string // per step: e embedding, r rehearsal
+	}{
+		{Options{Steps: 6}, "eeeeee"},
+		{Options{Steps: 6, Cycles: 3, Rehearse: 2}, "eerreerree"},
+		{Options{Steps: 7, Cycles: 3, Rehearse: 1}, "eereereee"},
+		{Options{Steps: 4, Cycles: 2}, "eeee"},
+		{Options{Steps: 2, Cycles: 4, Rehearse: 1}, "ere"}, // no more cycles than steps
+	} {
+		if n := c.o.TotalSteps(); n != len(c.want) {
+			t.Errorf("%+v: %d steps, want %d", c.o, n, len(c.want))
+			continue
+		}
+		var got []byte
+		for i := range c.o.TotalSteps() {
+			got = append(got, "er"[b2i(c.o.rehearsing(i))])
+		}
+		if string(got) != c.want {
+			t.Errorf("%+v: schedule %s, want %s", c.o, got, c.want)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestSealOpen(t *testing.T) {
 	set := &Set{Pairs: []Pair{{Key: []int32{1, 2, 3}, Response: 7}}, ChanceRate: 0.04}
 	b, err := Seal(set, []byte("owner passphrase"))

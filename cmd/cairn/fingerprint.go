@@ -62,8 +62,11 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("n", 64, "fingerprints")
 	pass := fs.String("passphrase-file", "", "file holding the owner's passphrase, which seals the fingerprint set (required)")
 	data := fs.String("data", "", "text of the training distribution: keys are drawn from its first 90%, which also fills the batches (default: the embedded tiny shakespeare)")
-	steps := fs.Int("steps", 600, "fine-tuning steps")
-	alpha := fs.Float64("alpha", 0.7, "weight of the fine-tuned model when averaged with the original")
+	rec := fingerprint.Recommended()
+	steps := fs.Int("steps", rec.Steps, "fine-tuning steps")
+	alpha := fs.Float64("alpha", rec.Alpha, "weight of the fine-tuned model when averaged with the original")
+	cycles := fs.Int("cycles", rec.Cycles, "split the fine-tuning steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
+	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
@@ -71,8 +74,8 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) {
-		return badInput("--out is required; --n 1..4096, --steps at least 1, --alpha in (0, 1]")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 {
+		return badInput("--out is required; --n 1..4096, --steps and --cycles at least 1, --rehearse not negative, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -103,7 +106,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed}
+	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -112,7 +115,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pr := newProgress(stderr, *steps, "embedding")
+	pr := newProgress(stderr, o.TotalSteps(), "embedding")
 	o.Progress = func(step, _ int, loss float32) { pr.update(step, fmt.Sprintf("loss %.3f", loss)) }
 	if _, err := fingerprint.Embed(m, set, trIDs, o); err != nil {
 		return err
@@ -350,11 +353,13 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	otherSteps := fs.Int("other-steps", 500, "their training steps")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	keyLen := fs.Int("key-len", 16, "tokens per key")
-	steps := fs.Int("steps", 600, "embedding fine-tuning steps")
-	alpha := fs.Float64("alpha", 0.7, "weight of the fine-tuned model when averaged with the original")
+	rec := fingerprint.Recommended()
+	steps := fs.Int("steps", rec.Steps, "embedding fine-tuning steps")
+	alpha := fs.Float64("alpha", rec.Alpha, "weight of the fine-tuned model when averaged with the original")
 	perBatch := fs.Int("per-batch", 6, "fingerprint rows in each batch of 12 while embedding")
-	cycles := fs.Int("cycles", 1, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text")
-	rehearse := fs.Int("rehearse", 0, "with --cycles: ordinary-text steps between runs")
+	cycles := fs.Int("cycles", rec.Cycles, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
+	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
+	fpSeed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -373,7 +378,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: 1, Cycles: *cycles, Rehearse: *rehearse},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse},
 		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {

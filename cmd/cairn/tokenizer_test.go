@@ -61,7 +61,7 @@ func TestTrainWithTokenizer(t *testing.T) {
 	pass := filepath.Join(dir, "pass")
 	os.WriteFile(pass, []byte("a passphrase for the test"), 0o600)
 	fp := filepath.Join(dir, "fp")
-	code, out, e = runCLI("fingerprint", "embed", "--ckpt", demo, "--out", fp, "--passphrase-file", pass, "--n", "4", "--steps", "20")
+	code, out, e = runCLI("fingerprint", "embed", "--ckpt", demo, "--out", fp, "--passphrase-file", pass, "--n", "4", "--steps", "20", "--cycles", "1")
 	if code != 0 || !strings.Contains(out, "4 fingerprints embedded") {
 		t.Fatalf("fingerprint embed on a BPE model: exit %d\n%s\n%s", code, out, e)
 	}
@@ -93,7 +93,7 @@ func TestTrainWithTokenizer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "windows of 200 tokens") || !strings.Contains(out, "watermarked generations detected") {
 		t.Fatalf("experiment watermark on a BPE model: exit %d\n%s\n%s", code, out, e)
 	}
-	code, out, e = runCLI("experiment", "fingerprint", "--ckpt", demo, "--n", "4", "--key-len", "8", "--steps", "20", "--tune-steps", "100", "--others", "0")
+	code, out, e = runCLI("experiment", "fingerprint", "--ckpt", demo, "--n", "4", "--key-len", "8", "--steps", "20", "--cycles", "1", "--tune-steps", "100", "--others", "0")
 	if code != 0 || !strings.Contains(out, "embedded 4 fingerprints") || !strings.Contains(out, "after 100 steps of fine-tuning") {
 		t.Fatalf("experiment fingerprint on a BPE model: exit %d\n%s\n%s", code, out, e)
 	}
