@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -99,6 +100,14 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := link.check(); err != nil {
 		return err
 	}
+	// --feedback-decay is the sparse arms' (SparseLoCo's 0.95 unless
+	// given), not the base run's, whose codec is int8.
+	decay, setDecay := run.cfg.FeedbackDecay, false
+	fs.Visit(func(f *flag.Flag) { setDecay = setDecay || f.Name == "feedback-decay" })
+	if setDecay && !(decay > 0 && decay <= 1) {
+		return badInput("--feedback-decay must be in (0, 1], got %g", decay)
+	}
+	run.cfg.FeedbackDecay = 0
 	text, err := run.load()
 	if err != nil {
 		return err
@@ -107,6 +116,12 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	arms := bandwidthArms(cfg)
 	if sparse != nil {
 		arms = append(arms[:1], sparse...)
+	}
+	for i := range arms {
+		if _, _, _, ok := arms[i].Codec.Sparse(); ok && setDecay {
+			arms[i].FeedbackDecay = decay
+			arms[i].Name += fmt.Sprintf(" β=%g", decay)
+		}
 	}
 	if *noInt8 {
 		arms = arms[1:]
