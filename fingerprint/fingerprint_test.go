@@ -105,19 +105,16 @@ func TestRehearsalSchedule(t *testing.T) {
 		}
 		var got []byte
 		for i := range c.o.TotalSteps() {
-			got = append(got, "er"[b2i(c.o.rehearsing(i))])
+			step := byte('e')
+			if c.o.rehearsing(i) {
+				step = 'r'
+			}
+			got = append(got, step)
 		}
 		if string(got) != c.want {
 			t.Errorf("%+v: schedule %s, want %s", c.o, got, c.want)
 		}
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func TestSealOpen(t *testing.T) {

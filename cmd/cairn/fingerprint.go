@@ -364,7 +364,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
-		return badInput("--n, --key-len and --steps at least 1, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
