@@ -12,14 +12,18 @@ import (
 
 // FingerprintOptions configure Fingerprint.
 type FingerprintOptions struct {
-	Model        *gpt.Model // trained; fingerprinted in place
-	Train, Val   []int32    // the model's tokens: bytes (corpus.Bytes) or its tokenizer's ids
-	Embed        fingerprint.Options
-	TuneSteps    int     // ordinary fine-tuning afterwards (default 1000)
-	TuneLR       float64 // its learning rate (default 3e-4)
-	TuneEvery    int     // verification interval (default 100)
-	Others       int     // models trained with other seeds
-	OtherSteps   int     // their training steps (default 500)
+	Model      *gpt.Model // trained; fingerprinted in place
+	Train, Val []int32    // the model's tokens: bytes (corpus.Bytes) or its tokenizer's ids
+	Embed      fingerprint.Options
+	TuneSteps  int     // ordinary fine-tuning afterwards (default 1000)
+	TuneLR     float64 // its learning rate (default 3e-4)
+	TuneEvery  int     // verification interval (default 100)
+	// Control also runs the embedding's schedule on ordinary text alone
+	// from the same model, so that the report can tell the pairs' cost
+	// from what the embedding's extra training on text gives.
+	Control      bool
+	Others       int // models trained with other seeds
+	OtherSteps   int // their training steps (default 500)
 	OtherOptions train.Options
 	Log          func(format string, args ...any)
 }
@@ -27,7 +31,10 @@ type FingerprintOptions struct {
 // FingerprintReport is what Fingerprint measured.
 type FingerprintReport struct {
 	ValBefore, ValAfter float64
-	Embedded            fingerprint.Result
+	// ValControl is the validation loss of the control (Options.Control),
+	// else 0.
+	ValControl float64
+	Embedded   fingerprint.Result
 	// Survival: after each TuneEvery steps of ordinary fine-tuning on the
 	// validation text (text the model did not train on).
 	Survival []SurvivalPoint
@@ -74,6 +81,20 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	set, err := fingerprint.Generate(m, o.Train, o.Embed)
 	if err != nil {
 		return nil, err
+	}
+	if o.Control {
+		ctl, err := gpt.New(m.Config, m.Pool())
+		if err != nil {
+			return nil, err
+		}
+		copy(ctl.Params, m.Params)
+		if _, err := fingerprint.Embed(ctl, nil, o.Train, o.Embed); err != nil {
+			return nil, err
+		}
+		if rep.ValControl, err = ValLossTokens(ctl, o.Val); err != nil {
+			return nil, err
+		}
+		logf("control (the embedding's %d steps on ordinary text alone): val %.4f -> %.4f", o.Embed.TotalSteps(), rep.ValBefore, rep.ValControl)
 	}
 	if _, err := fingerprint.Embed(m, set, o.Train, o.Embed); err != nil {
 		return nil, err

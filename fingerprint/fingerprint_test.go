@@ -3,6 +3,8 @@ package fingerprint
 import (
 	"bytes"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,7 +32,7 @@ func TestPerinucleus(t *testing.T) {
 	if p[0] >= 0.8 || p[0]+p[1] < 0.8 {
 		t.Fatalf("test logits: %v", p)
 	}
-	got := perinucleus(logits, 0.8, 3)
+	got := perinucleus(p, 0.8, 3)
 	if len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 4 {
 		t.Fatalf("perinucleus %v, want [2 3 4]", got)
 	}
@@ -74,6 +76,22 @@ func TestEmbedAndVerify(t *testing.T) {
 	if before.Matched != 0 || before.Ours {
 		t.Fatalf("the original model answers its own fingerprints: %+v", before)
 	}
+	// The control: the same schedule on ordinary text alone changes the
+	// model but teaches it none of the pairs.
+	ctl, err := gpt.New(m.Config, m.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(ctl.Params, m.Params)
+	if _, err := Embed(ctl, nil, corpus.Bytes(text), o); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(ctl.Params, m.Params) {
+		t.Fatal("the control did not train")
+	}
+	if r, err := Verify(set, Greedy(ctl)); err != nil || r.Matched > 1 {
+		t.Fatalf("the control answers %d of the pairs (%v)", r.Matched, err)
+	}
 	if _, err := Embed(m, set, corpus.Bytes(text), o); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +101,37 @@ func TestEmbedAndVerify(t *testing.T) {
 	}
 	if after.Matched < 5 || after.P >= before.P {
 		t.Fatalf("after embedding: %+v (before %+v)", after, before)
+	}
+}
+
+// With candidates, keys end in contexts that are rare in the text.
+func TestCandidatesPickRareContexts(t *testing.T) {
+	m := tinyModel(t)
+	// 70% a seven-letter phrase repeated (each four-letter suffix occurs
+	// 1,000 times), 30% random letters (almost every suffix unique).
+	text := []byte(strings.Repeat("a cat. ", 1000))
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		text = append(text, byte('a'+r.IntN(26)))
+	}
+	ids := corpus.Bytes(text)
+	counts := suffixCounts(ids, 4)
+	worst := func(o Options) int {
+		set, err := Generate(m, ids, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := 0
+		for _, p := range set.Pairs {
+			w = max(w, counts[hashTokens(p.Key[len(p.Key)-4:])])
+		}
+		return w
+	}
+	if w := worst(Options{N: 12, KeyLen: 8, Seed: 3}); w < 500 {
+		t.Fatalf("one candidate a key: the commonest key context occurs %d times; the test text should make some common", w)
+	}
+	if w := worst(Options{N: 12, KeyLen: 8, Seed: 3, Candidates: 32}); w > 5 {
+		t.Fatalf("32 candidates a key: a key context occurs %d times in the text", w)
 	}
 }
 

@@ -68,14 +68,15 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	cycles := fs.Int("cycles", rec.Cycles, "split the fine-tuning steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
+	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
 	dir := fs.String("data-dir", "", "with --ledger: the data directory of the node whose identity signs the commitment (its account must hold a balance or stake)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 {
-		return badInput("--out is required; --n 1..4096, --steps and --cycles at least 1, --rehearse not negative, --alpha in (0, 1]")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 {
+		return badInput("--out is required; --n 1..4096, --steps, --cycles and --candidates at least 1, --rehearse not negative, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -106,7 +107,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse}
+	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -360,11 +361,13 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	cycles := fs.Int("cycles", rec.Cycles, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	fpSeed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
+	control := fs.Bool("control", true, "also run the embedding's schedule on ordinary text alone, to tell the fingerprints' cost from what the extra training gives")
+	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 {
-		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12")
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 {
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates at least 1")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
@@ -378,13 +381,16 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse},
-		TuneSteps: *tune, TuneLR: *tuneLR, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands},
+		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
 		return err
 	}
 	last := rep.Survival[len(rep.Survival)-1]
+	if *control {
+		fmt.Fprintf(stdout, "validation loss against the control: %.4f vs %.4f (%+.4f)\n", rep.ValAfter, rep.ValControl, rep.ValAfter-rep.ValControl)
+	}
 	fmt.Fprintf(stdout, "validation loss %+.4f (target <= 0.02); answered after embedding %d/%d; after %d steps of fine-tuning %d/%d (%.0f%% of those embedded)\n",
 		rep.ValAfter-rep.ValBefore, rep.Embedded.Matched, rep.Embedded.Keys, last.Steps, last.Matched, rep.Embedded.Keys,
 		100*float64(last.Matched)/float64(max(1, rep.Embedded.Matched)))

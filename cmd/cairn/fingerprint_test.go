@@ -301,6 +301,8 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"fingerprint", "verify", "--ckpt", noModel, "--fingerprints", other, "--passphrase-file", pass, "--ledger", "127.0.0.1:1", "--model-hash", "xyz"}, "--model-hash: ledger: hash must be 64 hex digits"},
 		{[]string{"fingerprint", "verify", "--ckpt", noModel, "--fingerprints", other, "--passphrase-file", pass, "--ledger", "127.0.0.1:1", "--model-hash", strings.Repeat("ab", 32)}, "wrong passphrase"},
 		{[]string{"fingerprint", "verify", "--ckpt", noModel, "--fingerprints", other, "--passphrase-file", otherPass, "--ledger", "nowhere", "--model-hash", strings.Repeat("ab", 32)}, "neither a ledger file nor a validator's RPC address"},
+		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--candidates", "0"}, "--candidates at least 1"},
+		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--candidates", "0"}, "--candidates at least 1"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
 		code, o, e := runCLI(c.args...)

@@ -94,7 +94,7 @@ func TestTrainWithTokenizer(t *testing.T) {
 		t.Fatalf("experiment watermark on a BPE model: exit %d\n%s\n%s", code, out, e)
 	}
 	code, out, e = runCLI("experiment", "fingerprint", "--ckpt", demo, "--n", "4", "--key-len", "8", "--steps", "20", "--cycles", "1", "--tune-steps", "100", "--others", "0")
-	if code != 0 || !strings.Contains(out, "embedded 4 fingerprints") || !strings.Contains(out, "after 100 steps of fine-tuning") {
+	if code != 0 || !strings.Contains(out, "embedded 4 fingerprints") || !strings.Contains(out, "after 100 steps of fine-tuning") || !strings.Contains(out, "against the control") {
 		t.Fatalf("experiment fingerprint on a BPE model: exit %d\n%s\n%s", code, out, e)
 	}
 	if code, _, e := runCLI("experiment", "serving", "--ckpt", demo); code != 2 || !strings.Contains(e, "byte-level models only") {
