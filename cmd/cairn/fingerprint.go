@@ -361,6 +361,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	cycles := fs.Int("cycles", rec.Cycles, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	fpSeed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
+	minLR := fs.Float64("min-lr", rec.MinLR, "decay the embedding's learning rate to this by a cosine (0: constant)")
 	control := fs.Bool("control", true, "also run the embedding's schedule on ordinary text alone, to tell the fingerprints' cost from what the extra training gives")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -381,7 +382,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR},
 		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
