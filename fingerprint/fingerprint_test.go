@@ -135,6 +135,24 @@ func TestCandidatesPickRareContexts(t *testing.T) {
 	}
 }
 
+// The embedding's rate decays by a cosine from LR to MinLR, or stays at LR.
+func TestLearningRate(t *testing.T) {
+	o := Options{LR: 1e-3, MinLR: 1e-4}
+	for _, c := range []struct {
+		step int
+		want float64
+	}{{0, 1e-3}, {5, 5.5e-4}, {10, 1e-4}} {
+		if got := o.lr(c.step, 11); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("step %d of 11: lr %g, want %g", c.step, got, c.want)
+		}
+	}
+	for _, lo := range []float64{0, 2e-3} { // none, or not below LR
+		if got := (Options{LR: 1e-3, MinLR: lo}).lr(7, 11); got != 1e-3 {
+			t.Errorf("MinLR %g: lr %g, want the constant 1e-3", lo, got)
+		}
+	}
+}
+
 // The rehearsal schedule: each cycle's embedding steps, then its
 // rehearsal, none after the last cycle, which takes the remainder.
 func TestRehearsalSchedule(t *testing.T) {

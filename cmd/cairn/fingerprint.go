@@ -69,14 +69,15 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
+	minLR := fs.Float64("min-lr", rec.MinLR, "decay the fine-tuning's learning rate to this by a cosine (0: constant)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
 	dir := fs.String("data-dir", "", "with --ledger: the data directory of the node whose identity signs the commitment (its account must hold a balance or stake)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 {
-		return badInput("--out is required; --n 1..4096, --steps, --cycles and --candidates at least 1, --rehearse not negative, --alpha in (0, 1]")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) {
+		return badInput("--out is required; --n 1..4096, --steps, --cycles and --candidates at least 1, --rehearse and --min-lr not negative, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -107,7 +108,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands}
+	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -367,8 +368,8 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 {
-		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates at least 1")
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) {
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates at least 1, --min-lr not negative")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {

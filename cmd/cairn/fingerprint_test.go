@@ -303,6 +303,8 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"fingerprint", "verify", "--ckpt", noModel, "--fingerprints", other, "--passphrase-file", otherPass, "--ledger", "nowhere", "--model-hash", strings.Repeat("ab", 32)}, "neither a ledger file nor a validator's RPC address"},
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--candidates", "0"}, "--candidates at least 1"},
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--candidates", "0"}, "--candidates at least 1"},
+		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--min-lr", "-1"}, "--min-lr not negative"},
+		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--min-lr", "NaN"}, "--min-lr not negative"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
 		code, o, e := runCLI(c.args...)
