@@ -146,9 +146,11 @@ func (o Options) rehearsing(step int) bool {
 }
 
 // Generate draws N pairs: keys are windows of text (the model's token ids:
-// corpus.Bytes for a byte-level model, its tokenizer's otherwise),
+// corpus.Bytes for a byte-level model, its tokenizer's otherwise), each
+// the one of Candidates windows whose context is rarest in the text,
 // responses perinucleus tokens of m's prediction after each key. It fails
-// on text shorter than a key or keys longer than the model's context.
+// on text shorter than a key, keys longer than the model's context, and
+// text with too few distinct windows for N keys.
 func Generate(m *gpt.Model, text []int32, o Options) (*Set, error) {
 	o.defaults()
 	if o.KeyLen+1 > m.Config.BlockSize {
@@ -388,8 +390,14 @@ func lgammaInt(n int) float64 {
 	return v
 }
 
-// suffixCounts counts every run of n tokens in text, by hashTokens.
+// countedTokens bounds the text suffixCounts reads: its first 8M tokens
+// rank contexts well enough, and the map stays small on a large corpus.
+const countedTokens = 1 << 23
+
+// suffixCounts counts every run of n tokens in (the first countedTokens
+// of) text, by hashTokens.
 func suffixCounts(text []int32, n int) map[uint64]int {
+	text = text[:min(len(text), countedTokens)]
 	c := map[uint64]int{}
 	for i := n; i <= len(text); i++ {
 		c[hashTokens(text[i-n:i])]++
