@@ -84,7 +84,7 @@ type Options struct {
 // cycles with 200 steps of ordinary text between them (12,600 steps in
 // all), and no averaging with the original. Each rehearsal is a small
 // fine-tuning the pairs must outlast, so the more cycles, the longer they
-// survive a later one: on the demo model 34 of 64 still answer after
+// survive a later one: on the demo model 34-35 of 64 still answer after
 // 1,000 steps of ordinary fine-tuning (16 cycles keep 17-28, 4 cycles
 // 5-12, 4 cycles with random keys 2-5), and on a model trained to the
 // end of an 8,000-step schedule 40 of 64, at +0.019 validation loss.
