@@ -62,7 +62,7 @@ type Options struct {
 	// LR to MinLR over the steps by a cosine (default 0: constant LR), so
 	// that a model trained to the end of its own schedule settles again.
 	MinLR float64
-	Alpha    float64 // weight of the fine-tuned model in the average (default 0.7)
+	Alpha float64 // weight of the fine-tuned model in the average (default 0.7)
 	// Cycles splits the embedding steps into this many runs (at most
 	// Steps) separated by Rehearse steps of ordinary text alone (default
 	// 1: one run). Rehearsal lets the model recover its ordinary text
