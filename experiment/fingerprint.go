@@ -83,11 +83,10 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 		return nil, err
 	}
 	if o.Control {
-		ctl, err := gpt.New(m.Config, m.Pool())
+		ctl, err := cloneModel(m)
 		if err != nil {
 			return nil, err
 		}
-		copy(ctl.Params, m.Params)
 		if _, err := fingerprint.Embed(ctl, nil, o.Train, o.Embed); err != nil {
 			return nil, err
 		}
@@ -110,11 +109,10 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	// Ordinary fine-tuning on other text.
 	c := m.Config
 	T, B := c.BlockSize, 12
-	tuned, err := gpt.New(c, m.Pool())
+	tuned, err := cloneModel(m)
 	if err != nil {
 		return nil, err
 	}
-	copy(tuned.Params, m.Params)
 	tr, err := newPlainTrainer(tuned, o.Val, B, T)
 	if err != nil {
 		return nil, err
@@ -154,6 +152,16 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 		logf("model trained with seed %d: %d/%d answered (p %.3g)", to.Seed, r.Matched, r.Keys, r.P)
 	}
 	return rep, nil
+}
+
+// cloneModel is a new model with m's configuration, pool and weights.
+func cloneModel(m *gpt.Model) (*gpt.Model, error) {
+	c, err := gpt.New(m.Config, m.Pool())
+	if err != nil {
+		return nil, err
+	}
+	copy(c.Params, m.Params)
+	return c, nil
 }
 
 // ValLoss is m's mean loss over the whole of val, 12 windows at a time.
