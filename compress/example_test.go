@@ -58,5 +58,5 @@ func Example() {
 	// sum of 10:     [5.0079 -12.4961 30.0000 0.0000 0.0000 -0.1890]
 	// 10*delta:      [5.0000 -12.5000 30.0000 0.0100 0.0000 -0.2000]
 	// compress: int8 payload is 8 bytes, shorter than the 12-byte header
-	// compress: unknown codec "int4" (valid: fp32, int8)
+	// compress: unknown codec "int4" (valid: fp32, int8, topk:K/CHUNK:BITS, mask:K/CHUNK:BITS)
 }

@@ -55,8 +55,12 @@ func checkTopK(k, chunk, nbits int64) error {
 }
 
 // isTopKName reports whether s names the top-k family (valid or not).
-func isTopKName(s string) bool {
-	return s == "topk" || strings.HasPrefix(s, "topk:")
+func isTopKName(s string) bool { return isFamilyName(s, "topk") }
+
+// isFamilyName reports whether s names the sparse family with this prefix
+// ("topk" or "mask"), valid or not.
+func isFamilyName(s, family string) bool {
+	return s == family || strings.HasPrefix(s, family+":")
 }
 
 // parseDigits parses a non-empty string of at most 9 decimal digits.
@@ -76,9 +80,15 @@ func parseDigits(s string) (int, bool) {
 
 // parseTopK parses a name for which isTopKName holds.
 func parseTopK(s string) (k, chunk, nbits int, err error) {
-	rest := strings.TrimPrefix(s, "topk")
+	return parseSparse(s, "topk", DefaultTopK)
+}
+
+// parseSparse parses a name of a sparse family (for which isFamilyName
+// holds): the bare family name has defK values of every DefaultTopKChunk.
+func parseSparse(s, family string, defK int) (k, chunk, nbits int, err error) {
+	rest := strings.TrimPrefix(s, family)
 	if rest == "" {
-		return DefaultTopK, DefaultTopKChunk, DefaultTopKBits, nil
+		return defK, DefaultTopKChunk, DefaultTopKBits, nil
 	}
 	rest = strings.TrimPrefix(rest, ":")
 	kc, bs, hasBits := strings.Cut(rest, ":")
@@ -90,7 +100,7 @@ func parseTopK(s string) (k, chunk, nbits int, err error) {
 		nbits, okB = parseDigits(bs)
 	}
 	if !slash || !okK || !okC || !okB {
-		return 0, 0, 0, fmt.Errorf("compress: codec %q: want topk, topk:K/CHUNK or topk:K/CHUNK:BITS with decimal K, CHUNK, BITS", s)
+		return 0, 0, 0, fmt.Errorf("compress: codec %q: want %s, %s:K/CHUNK or %s:K/CHUNK:BITS with decimal K, CHUNK, BITS", s, family, family, family)
 	}
 	if err := checkTopK(int64(k), int64(chunk), int64(nbits)); err != nil {
 		return 0, 0, 0, fmt.Errorf("compress: codec %q: %v", s, err)
@@ -108,14 +118,20 @@ func TopKCodec(k, chunk, nbits int) (Codec, error) {
 	return topkName(k, chunk, nbits), nil
 }
 
-// Sparse reports whether c names a valid top-k codec (in any spelling
-// ParseCodec accepts) and, if so, its parameters: k values kept per chunk
-// of chunk consecutive values, each sent with nbits bits.
+// Sparse reports whether c names a valid sparse codec, top-k or random
+// mask (in any spelling ParseCodec accepts), and, if so, its parameters:
+// k values kept per chunk of chunk consecutive values, each sent with
+// nbits bits.
 func (c Codec) Sparse() (k, chunk, nbits int, ok bool) {
-	if !isTopKName(string(c)) {
+	var err error
+	switch {
+	case isTopKName(string(c)):
+		k, chunk, nbits, err = parseTopK(string(c))
+	case isMaskName(string(c)):
+		k, chunk, nbits, err = parseMask(string(c))
+	default:
 		return 0, 0, 0, false
 	}
-	k, chunk, nbits, err := parseTopK(string(c))
 	if err != nil {
 		return 0, 0, 0, false
 	}
@@ -410,19 +426,64 @@ func topkLevels(a []uint32, sel []int32, nbits int) (lo, hi float32, t float64) 
 	return lo, max(lo, hi), t
 }
 
-func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
+// checkFeedback checks that y = float32(beta*residual) + x is finite
+// everywhere, without touching the residual, so that an error leaves the
+// encoder unchanged.
+func (e *Encoder) checkFeedback(x []float32) error {
 	r, beta := e.residual, e.beta
-	// Pass 1: validate without touching the residual, so that an error
-	// leaves the encoder unchanged.
 	for i, v := range x {
 		if y := float32(beta*r[i]) + v; !finite(y) {
 			if !finite(v) {
-				return nil, notFinite(i, v)
+				return notFinite(i, v)
 			}
-			return nil, fmt.Errorf("compress: encode: x[%d] + beta*residual[%d] = %v + %v*%v is not finite", i, i, v, beta, r[i])
+			return fmt.Errorf("compress: encode: x[%d] + beta*residual[%d] = %v + %v*%v is not finite", i, i, v, beta, r[i])
 		}
 	}
+	return nil
+}
 
+// loadChunk fills the encoder's chunk scratch with y = float32(beta*rc) + xc
+// and the magnitude bits of y, and returns both.
+func (e *Encoder) loadChunk(xc, rc []float32) (y []float32, a []uint32) {
+	y, a = e.ybuf[:len(xc)], e.abuf[:len(xc)]
+	for j, v := range xc {
+		yj := float32(e.beta*rc[j]) + v
+		y[j] = yj
+		a[j] = math.Float32bits(yj) &^ (1 << 31)
+	}
+	return y, a
+}
+
+// quantizeChosen writes the levels of a chunk's chosen entries sel (of y,
+// whose magnitude bits are a) to lv and their codes to cw, in the order of
+// sel, and subtracts each one's decoded value from y, leaving y the
+// chunk's new residual.
+func quantizeChosen(y []float32, a []uint32, sel []int32, nbits int, lv []byte, cw *bitWriter) {
+	llo, lhi, t := topkLevels(a, sel, nbits)
+	binary.LittleEndian.PutUint32(lv, math.Float32bits(llo))
+	if nbits == 2 {
+		binary.LittleEndian.PutUint32(lv[4:], math.Float32bits(lhi))
+	}
+	for _, j := range sel {
+		var code uint64
+		dec := llo
+		if nbits == 2 && magnitude(a[j]) > t {
+			code, dec = 1, lhi
+		}
+		if a[j] != math.Float32bits(y[j]) { // sign bit set
+			code |= 1 << (nbits - 1)
+			dec = -dec
+		}
+		cw.write(code, uint(nbits))
+		y[j] -= dec
+	}
+}
+
+func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
+	if err := e.checkFeedback(x); err != nil {
+		return nil, err
+	}
+	r := e.residual
 	n, k, chunk, nbits := len(x), e.k, e.chunk, e.bits
 	lay := layoutTopK(int64(n), k, chunk, nbits)
 	// The payload is built in e.pbuf, which has room for the largest one,
@@ -436,44 +497,22 @@ func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
 	cw := bitWriter{buf: p[lay.codeOff:lay.idxOff]}
 	iw := bitWriter{buf: p[lay.idxOff:]}
 
-	// Pass 2: per chunk, select, quantise, write, update the residual.
+	// Per chunk, select, quantise, write, update the residual.
 	for c := range int(lay.m) {
 		lo := c * chunk
 		hi := min(lo+chunk, n)
-		xc, rc := x[lo:hi], r[lo:hi]
-		y, a := e.ybuf[:hi-lo], e.abuf[:hi-lo]
-		for j, v := range xc {
-			yj := float32(beta*rc[j]) + v
-			y[j] = yj
-			a[j] = math.Float32bits(yj) &^ (1 << 31)
-		}
+		y, a := e.loadChunk(x[lo:hi], r[lo:hi])
 		kc := min(k, hi-lo)
 		e.sel = selectTopK(a, kc, e.sel, e.cand)
-		llo, lhi, t := topkLevels(a, e.sel, nbits)
-		lv := levels[4*lay.nlev*c:]
-		binary.LittleEndian.PutUint32(lv, math.Float32bits(llo))
-		if nbits == 2 {
-			binary.LittleEndian.PutUint32(lv[4:], math.Float32bits(lhi))
-		}
 		b := riceParam(hi-lo, kc)
 		prev := int32(-1)
 		for _, j := range e.sel {
 			iw.writeRice(uint64(j-prev-1), b)
 			prev = j
-			var code uint64
-			dec := llo
-			if nbits == 2 && magnitude(a[j]) > t {
-				code, dec = 1, lhi
-			}
-			if a[j] != math.Float32bits(y[j]) { // sign bit set
-				code |= 1 << (nbits - 1)
-				dec = -dec
-			}
-			cw.write(code, uint(nbits))
-			y[j] -= dec
 		}
+		quantizeChosen(y, a, e.sel, nbits, levels[4*lay.nlev*c:], &cw)
 		// Entries not sent keep all of y.
-		copy(rc, y)
+		copy(r[lo:hi], y)
 	}
 	iw.flush()
 	cw.flush()
@@ -603,42 +642,15 @@ func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add
 		return fmt.Errorf("compress: topk body is %d bytes, want at most %d: trailing data", len(body), most)
 	}
 	codeOff, idxOff := lay.codeOff-headerTopK, lay.idxOff-headerTopK
-	it := topkIter{
+	it := &d.topkIt
+	*it = topkIter{
 		n: n, k: k, chunk: chunk, nbits: nbits, m: int(lay.m),
 		levels: body[:codeOff],
 		cr:     bitReader{buf: body[codeOff:idxOff]},
 		ir:     bitReader{buf: body[idxOff:]},
 	}
-	if !add {
-		clear(out)
-		for {
-			i, v, ok, err := it.next()
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			out[i] = v
-		}
-	} else {
-		// Decode into ChunkSize blocks of scratch (zero where nothing was
-		// sent) and add each with Axpy, so that the result is bitwise
-		// that of Decode followed by Axpy, -0 and all.
-		i, v, ok, err := it.next()
-		for lo := 0; lo < n; lo += ChunkSize {
-			hi := min(lo+ChunkSize, n)
-			s := d.scratch[:hi-lo]
-			clear(s)
-			for ok && i < hi {
-				s[i-lo] = v
-				i, v, ok, err = it.next()
-			}
-			if err != nil {
-				return err
-			}
-			vecmath.Axpy(weight, s, out[lo:hi])
-		}
+	if err := d.fill(it, out, weight, add); err != nil {
+		return err
 	}
 	if trailing, padOK := it.ir.rest(); trailing {
 		return fmt.Errorf("compress: topk index section goes on after its last code: trailing data")
@@ -647,6 +659,49 @@ func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add
 	}
 	if _, padOK := it.cr.rest(); !padOK {
 		return fmt.Errorf("compress: topk code section has non-zero padding bits")
+	}
+	return nil
+}
+
+// entryIter walks the entries of a sparse payload in increasing index
+// order; next's ok is false after the last one.
+type entryIter interface {
+	next() (i int, v float32, ok bool, err error)
+}
+
+// fill decodes the entries of it into out (zero elsewhere) or, with add,
+// adds weight times them to out.
+func (d *decoder) fill(it entryIter, out []float32, weight float32, add bool) error {
+	if !add {
+		clear(out)
+		for {
+			i, v, ok, err := it.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return nil
+			}
+			out[i] = v
+		}
+	}
+	// Decode into ChunkSize blocks of scratch (zero where nothing was
+	// sent) and add each with Axpy, so that the result is bitwise that of
+	// Decode followed by Axpy, -0 and all.
+	n := len(out)
+	i, v, ok, err := it.next()
+	for lo := 0; lo < n; lo += ChunkSize {
+		hi := min(lo+ChunkSize, n)
+		s := d.scratch[:hi-lo]
+		clear(s)
+		for ok && i < hi {
+			s[i-lo] = v
+			i, v, ok, err = it.next()
+		}
+		if err != nil {
+			return err
+		}
+		vecmath.Axpy(weight, s, out[lo:hi])
 	}
 	return nil
 }

@@ -1085,6 +1085,7 @@ func FuzzDecodeSparse(f *testing.F) {
 	// A chunk's last 100 of 1000 (b = 3): the first code has a run of 112.
 	f.Add(rawTopK(1000, 100, 1000, 1, []topkChunk{{levels: []float32{1}, idx: seq(900, 1000), codes: make([]int, 100)}}, nil))
 	f.Add([]byte("CZ\x01\x03\x05\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x01"))
+	addMaskSeeds(f)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		c, n, err := DecodedSize(p)
 		if err != nil || n > 1<<20 {
@@ -1099,7 +1100,9 @@ func FuzzDecodeSparse(f *testing.F) {
 				t.Fatalf("value %d = %v", i, v)
 			}
 		}
-		if k, chunk, nbits, ok := c.Sparse(); ok {
+		if c.Masked() {
+			checkMaskOutput(t, p, c, out)
+		} else if k, chunk, nbits, ok := c.Sparse(); ok {
 			if lay := layoutTopK(int64(n), k, chunk, nbits); int64(len(p)) < lay.minSize || int64(len(p)) > lay.maxSize {
 				t.Fatalf("accepted %s payload of %d bytes, outside [%d, %d]", c, len(p), lay.minSize, lay.maxSize)
 			}

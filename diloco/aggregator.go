@@ -414,6 +414,15 @@ func (a *Aggregator) take(id string, tokens int, payload []byte, now time.Time) 
 	if codec != a.Cfg.Codec || n != len(a.theta) {
 		return fmt.Errorf("it is %s of %d values, the run wants %s of %d", codec, n, a.Cfg.Codec, len(a.theta))
 	}
+	if codec.Masked() {
+		seed, err := compress.MaskSeed(payload)
+		if err != nil {
+			return err
+		}
+		if want := a.Cfg.MaskSeed(a.round); seed != want {
+			return fmt.Errorf("its mask seed is %#x, round %d's is %#x", seed, a.round, want)
+		}
+	}
 	var delta []float32
 	if k := len(a.free); k > 0 {
 		delta, a.free = a.free[k-1], a.free[:k-1]

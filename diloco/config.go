@@ -113,8 +113,10 @@ type RunConfig struct {
 	// the dense codecs take.
 	FeedbackDecay float64 `json:"feedback_decay,omitempty"`
 	// DownCodec encodes the published updates; empty means Codec. A
-	// sparse run's update is the union of its workers' top entries, so it
-	// wants a denser top-k than theirs (k times the workers, say).
+	// top-k run's update is the union of its workers' top entries, so it
+	// wants a denser top-k than theirs (k times the workers, say); a
+	// random-mask run's update has its contributions' positions (see
+	// MaskSeed), so the same mask codec fits it.
 	DownCodec compress.Codec `json:"down_codec,omitempty"`
 	// OverlapSteps (τ), when positive, hides a round's communication
 	// behind the next round's compute (Streaming DiLoCo's overlap with an
@@ -538,6 +540,19 @@ func Stream(workerID string) uint64 {
 // GlobalStep is the index of an inner step within the run, which keys both
 // the data and the inner learning rate.
 func (c RunConfig) GlobalStep(round, step int) int { return round*c.InnerSteps + step }
+
+// MaskSeed is the seed of round's random mask: with a random-mask codec
+// (compress.Codec.Masked) every worker's contribution and the round's
+// update send the same positions, drawn from this seed, so the update
+// has no more entries than one contribution and no indices are sent. It
+// depends only on the run seed and the round.
+func (c RunConfig) MaskSeed(round int) uint64 {
+	z := c.Seed ^ 0x6d61736b5f736565 // "mask_see"
+	z += uint64(round) * 0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
 
 // Overlapped says whether workers overlap communication with compute
 // (OverlapSteps > 0); their local state then carries their last

@@ -119,6 +119,7 @@ func (a *Aggregator) close() (*RoundResult, error) {
 	if r := a.down.Residual(); r != nil {
 		a.residual = append(a.residual[:0], r...)
 	}
+	a.down.SetMaskSeed(a.Cfg.MaskSeed(a.round))
 	payload, err := a.down.Encode(a.sum)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the update: %v", err)

@@ -237,6 +237,7 @@ func (w *Worker) TrainAhead(ctx context.Context, round int, prev []float32, awai
 	for i, v := range theta {
 		w.delta[i] = v - t.Model.Params[i]
 	}
+	w.enc.SetMaskSeed(w.Cfg.MaskSeed(round))
 	payload, err = w.enc.Encode(w.delta)
 	if err != nil {
 		return nil, 0, err

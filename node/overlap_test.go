@@ -18,7 +18,7 @@ import (
 // recomputes every contribution from those weights and fails none, no
 // worker is slashed, every round is paid in full, and the final weights
 // differ from a run without overlap (the eager start is really taken);
-// the same holds with a sparse codec.
+// the same holds with the sparse codecs, top-k and random mask.
 func TestOverlapRun(t *testing.T) {
 	sample := verify.DefaultSampleOptions()
 	sample.P = 1 // every contribution recomputed
@@ -65,4 +65,5 @@ func TestOverlapRun(t *testing.T) {
 		t.Fatal("the run with overlap ended with the weights of the run without")
 	}
 	run(true, "topk:16/256:2") // every sparse contribution recomputed bitwise too
+	run(true, "mask:64/256:2") // and every random-mask one
 }

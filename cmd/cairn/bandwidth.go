@@ -29,7 +29,11 @@ func bandwidthArms(run diloco.RunConfig) []experiment.BandwidthArm {
 // error feedback decayed by 0.95, outer SGD at lr 1.
 func sparseArm(up, down compress.Codec) experiment.BandwidthArm {
 	k, chunk, _, _ := up.Sparse()
-	return experiment.BandwidthArm{Name: fmt.Sprintf("SparseLoCo %.3g%%", 100*float64(k)/float64(chunk)),
+	kind := ""
+	if up.Masked() {
+		kind = " mask"
+	}
+	return experiment.BandwidthArm{Name: fmt.Sprintf("SparseLoCo%s %.3g%%", kind, 100*float64(k)/float64(chunk)),
 		Codec: up, DownCodec: down, FeedbackDecay: 0.95, OuterLR: 1}
 }
 
@@ -68,7 +72,7 @@ func (f sparseArmsFlag) Set(v string) error {
 		}
 		for _, c := range []compress.Codec{up, down} {
 			if _, _, _, sparse := c.Sparse(); !sparse {
-				return fmt.Errorf("%s is not a topk codec", c)
+				return fmt.Errorf("%s is not a sparse (topk or mask) codec", c)
 			}
 		}
 		*f.arms = append(*f.arms, sparseArm(up, down))
@@ -90,7 +94,7 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	noDDP := fs.Bool("no-ddp", false, "leave out the data-parallel arm")
 	noInt8 := fs.Bool("no-int8", false, "leave out the DiLoCo int8 arm")
 	var sparse []experiment.BandwidthArm
-	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2, or none")
+	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2 or mask:1024/4096:2, or none")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
