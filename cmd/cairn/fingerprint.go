@@ -69,6 +69,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
+	outside := fs.Int("k", 3, "each response is drawn uniformly from the k tokens just outside the model's top-0.8 nucleus after its key")
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the fine-tuning's learning rate to this by a cosine (0: constant)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
@@ -76,8 +77,8 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) {
-		return badInput("--out is required; --n 1..4096, --steps, --cycles and --candidates at least 1, --rehearse and --min-lr not negative, --alpha in (0, 1]")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) || *outside < 1 {
+		return badInput("--out is required; --n 1..4096, --steps, --cycles, --candidates and --k at least 1, --rehearse and --min-lr not negative, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -108,7 +109,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR}
+	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -365,11 +366,12 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the embedding's learning rate to this by a cosine (0: constant)")
 	control := fs.Bool("control", true, "also run the embedding's schedule on ordinary text alone, to tell the fingerprints' cost from what the extra training gives")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
+	outside := fs.Int("k", 3, "each response is drawn uniformly from the k tokens just outside the model's top-0.8 nucleus after its key")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) {
-		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates at least 1, --min-lr not negative")
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) || *outside < 1 {
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates and --k at least 1, --min-lr not negative")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
@@ -383,7 +385,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside},
 		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
