@@ -264,10 +264,11 @@ func sampleContribution(c compress.Codec, n int, r *rand.Rand) ([]byte, error) {
 	return compress.NewEncoder(c, n).Encode(d)
 }
 
-// denser is c at f times its density (top-k codecs; others unchanged).
+// denser is c at f times its density (top-k codecs; others unchanged: a
+// sum of random-mask payloads on one seed is no denser than one).
 func denser(c compress.Codec, f int) compress.Codec {
 	k, chunk, bits, ok := c.Sparse()
-	if !ok {
+	if !ok || c.Masked() {
 		return c
 	}
 	d, err := compress.ParseCodec(fmt.Sprintf("topk:%d/%d:%d", min(k*f, chunk), chunk, bits))

@@ -2,6 +2,8 @@ package experiment
 
 import (
 	"testing"
+
+	"github.com/cairnlabs/cairn/compress"
 )
 
 // A small simulated round: every node ends with every contribution, and
@@ -59,4 +61,19 @@ func TestScaleChurn(t *testing.T) {
 	}
 	t.Logf("churn: %d of 24 stayed; round closed at %v with %d agreeing, %d disagreeing; all voted at %v; %d results in full",
 		rep.Stayed, rep.Closed, rep.Agreeing, rep.Disagreeing, rep.AllVoted, rep.FullResults)
+}
+
+// TestDenser: the update of a top-k run is its union, denser by the
+// factor given (capped at the chunk); a random-mask run's is not.
+func TestDenser(t *testing.T) {
+	for _, c := range []struct{ in, want compress.Codec }{
+		{"topk:64/4096:2", "topk:256/4096:2"},
+		{"topk:2048/4096:1", "topk:4096/4096:1"},
+		{"mask:1024/4096:2", "mask:1024/4096:2"},
+		{compress.Int8, compress.Int8},
+	} {
+		if got := denser(c.in, 4); got != c.want {
+			t.Errorf("denser(%s, 4) = %s, want %s", c.in, got, c.want)
+		}
+	}
 }
