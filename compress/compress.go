@@ -643,28 +643,24 @@ func parseHeader(p []byte) (header, error) {
 		if h.chunk == 0 || h.chunk > MaxChunkSize {
 			return header{}, fmt.Errorf("compress: chunk size %d out of range [1, %d]", h.chunk, MaxChunkSize)
 		}
-	case codecTopK:
-		h.hdrLen = headerTopK
-		if len(p) < headerTopK {
-			return header{}, fmt.Errorf("compress: topk payload is %d bytes, shorter than the %d-byte header", len(p), headerTopK)
+	case codecTopK, codecMask:
+		family := "topk"
+		h.hdrLen, h.mask = headerTopK, p[3] == codecMask
+		if h.mask {
+			family, h.hdrLen = "mask", headerMask
+		}
+		if len(p) < h.hdrLen {
+			return header{}, fmt.Errorf("compress: %s payload is %d bytes, shorter than the %d-byte header", family, len(p), h.hdrLen)
 		}
 		k := binary.LittleEndian.Uint32(p[8:12])
 		chunk := binary.LittleEndian.Uint32(p[12:16])
 		if err := checkTopK(int64(k), int64(chunk), int64(p[16])); err != nil {
-			return header{}, fmt.Errorf("compress: topk codec header: %v", err)
+			return header{}, fmt.Errorf("compress: %s codec header: %v", family, err)
 		}
 		h.k, h.chunk, h.bits = k, chunk, p[16]
-	case codecMask:
-		h.hdrLen, h.mask = headerMask, true
-		if len(p) < headerMask {
-			return header{}, fmt.Errorf("compress: mask payload is %d bytes, shorter than the %d-byte header", len(p), headerMask)
+		if h.mask {
+			h.seed = binary.LittleEndian.Uint64(p[17:25])
 		}
-		k := binary.LittleEndian.Uint32(p[8:12])
-		chunk := binary.LittleEndian.Uint32(p[12:16])
-		if err := checkTopK(int64(k), int64(chunk), int64(p[16])); err != nil {
-			return header{}, fmt.Errorf("compress: mask codec header: %v", err)
-		}
-		h.k, h.chunk, h.bits, h.seed = k, chunk, p[16], binary.LittleEndian.Uint64(p[17:25])
 	default:
 		return header{}, fmt.Errorf("compress: unknown codec byte %d", p[3])
 	}

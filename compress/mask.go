@@ -3,9 +3,7 @@ package compress
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"math/bits"
-	"strconv"
 )
 
 // The random-mask codec family "mask:K/CHUNK:BITS": K positions of every
@@ -18,14 +16,12 @@ const (
 	headerMask = 25
 
 	// DefaultMaskK is K of the bare name "mask": a quarter of each chunk
-	// of DefaultTopKChunk, about the bytes of topk:112/4096:2.
+	// of DefaultTopKChunk, about the bytes of topk:256/4096:2.
 	DefaultMaskK = 1024
 )
 
 // maskName is the canonical name of the mask codec with these parameters.
-func maskName(k, chunk, nbits int) Codec {
-	return Codec("mask:" + strconv.Itoa(k) + "/" + strconv.Itoa(chunk) + ":" + strconv.Itoa(nbits))
-}
+func maskName(k, chunk, nbits int) Codec { return sparseName("mask", k, chunk, nbits) }
 
 // isMaskName reports whether s names the mask family (valid or not).
 func isMaskName(s string) bool { return isFamilyName(s, "mask") }
@@ -150,10 +146,7 @@ func (e *Encoder) encodeMask(x []float32) ([]byte, error) {
 	n, k, chunk, nbits := len(x), e.k, e.chunk, e.bits
 	lay := layoutMask(int64(n), k, chunk, nbits)
 	out := make([]byte, lay.size)
-	putHeader(out, codecMask, n)
-	binary.LittleEndian.PutUint32(out[8:], uint32(k))
-	binary.LittleEndian.PutUint32(out[12:], uint32(chunk))
-	out[16] = byte(nbits)
+	putSparseHeader(out, codecMask, n, k, chunk, nbits)
 	binary.LittleEndian.PutUint64(out[17:], e.seed)
 	levels := out[headerMask:lay.codeOff]
 	cw := bitWriter{buf: out[lay.codeOff:]}
@@ -201,17 +194,8 @@ func (it *maskIter) next() (i int, v float32, ok bool, err error) {
 		it.c++
 		it.base = c * it.chunk
 		it.s.start(it.seed, c, min(it.chunk, it.n-it.base), it.k)
-		lv := it.levels[4*it.nbits*c:]
-		for l := range it.nbits {
-			it.lvl[l] = math.Float32frombits(binary.LittleEndian.Uint32(lv[4*l:]))
-			if !validLevel(it.lvl[l]) {
-				return 0, 0, false, fmt.Errorf("compress: mask chunk %d has invalid level %v", c, it.lvl[l])
-			}
-		}
-		if it.nbits == 1 {
-			it.lvl[1] = it.lvl[0]
-		} else if it.lvl[0] > it.lvl[1] {
-			return 0, 0, false, fmt.Errorf("compress: mask chunk %d has low level %v above high level %v", c, it.lvl[0], it.lvl[1])
+		if it.lvl, err = readLevels(it.levels, c, it.nbits, "mask"); err != nil {
+			return 0, 0, false, err
 		}
 		j, more = it.s.next()
 	}

@@ -36,8 +36,11 @@ const (
 )
 
 // topkName is the canonical name of the top-k codec with these parameters.
-func topkName(k, chunk, nbits int) Codec {
-	return Codec("topk:" + strconv.Itoa(k) + "/" + strconv.Itoa(chunk) + ":" + strconv.Itoa(nbits))
+func topkName(k, chunk, nbits int) Codec { return sparseName("topk", k, chunk, nbits) }
+
+// sparseName is the canonical name "FAMILY:K/CHUNK:BITS" of a sparse codec.
+func sparseName(family string, k, chunk, nbits int) Codec {
+	return Codec(family + ":" + strconv.Itoa(k) + "/" + strconv.Itoa(chunk) + ":" + strconv.Itoa(nbits))
 }
 
 // checkTopK checks top-k parameters; its error has no prefix.
@@ -489,10 +492,7 @@ func (e *Encoder) encodeTopK(x []float32) ([]byte, error) {
 	// The payload is built in e.pbuf, which has room for the largest one,
 	// then copied out at its actual size.
 	p := e.pbuf
-	putHeader(p, codecTopK, n)
-	binary.LittleEndian.PutUint32(p[8:], uint32(k))
-	binary.LittleEndian.PutUint32(p[12:], uint32(chunk))
-	p[16] = byte(nbits)
+	putSparseHeader(p, codecTopK, n, k, chunk, nbits)
 	levels := p[headerTopK:lay.codeOff]
 	cw := bitWriter{buf: p[lay.codeOff:lay.idxOff]}
 	iw := bitWriter{buf: p[lay.idxOff:]}
@@ -562,17 +562,8 @@ func (it *topkIter) next() (i int, v float32, ok bool, err error) {
 		it.b = riceParam(it.clen, it.kc)
 		it.i = 0
 		it.prev = -1
-		lv := it.levels[4*it.nbits*c:]
-		for l := range it.nbits {
-			it.lvl[l] = math.Float32frombits(binary.LittleEndian.Uint32(lv[4*l:]))
-			if !validLevel(it.lvl[l]) {
-				return 0, 0, false, fmt.Errorf("compress: topk chunk %d has invalid level %v", c, it.lvl[l])
-			}
-		}
-		if it.nbits == 1 {
-			it.lvl[1] = it.lvl[0]
-		} else if it.lvl[0] > it.lvl[1] {
-			return 0, 0, false, fmt.Errorf("compress: topk chunk %d has low level %v above high level %v", c, it.lvl[0], it.lvl[1])
+		if it.lvl, err = readLevels(it.levels, c, it.nbits, "topk"); err != nil {
+			return 0, 0, false, err
 		}
 	}
 	// This index may be at most clen-(kc-i), leaving room for the kc-i-1
@@ -661,6 +652,34 @@ func (d *decoder) topk(body []byte, h header, out []float32, weight float32, add
 		return fmt.Errorf("compress: topk code section has non-zero padding bits")
 	}
 	return nil
+}
+
+// putSparseHeader writes the header of a top-k or mask payload up to its
+// bits field.
+func putSparseHeader(p []byte, codec byte, n, k, chunk, nbits int) {
+	putHeader(p, codec, n)
+	binary.LittleEndian.PutUint32(p[8:], uint32(k))
+	binary.LittleEndian.PutUint32(p[12:], uint32(chunk))
+	p[16] = byte(nbits)
+}
+
+// readLevels reads and checks chunk c's levels from the level section of
+// a sparse payload of the family named ("topk" or "mask"); with 1 bit
+// both returned levels are the chunk's one level.
+func readLevels(levels []byte, c, nbits int, family string) (lvl [2]float32, err error) {
+	lv := levels[4*nbits*c:]
+	for l := range nbits {
+		lvl[l] = math.Float32frombits(binary.LittleEndian.Uint32(lv[4*l:]))
+		if !validLevel(lvl[l]) {
+			return lvl, fmt.Errorf("compress: %s chunk %d has invalid level %v", family, c, lvl[l])
+		}
+	}
+	if nbits == 1 {
+		lvl[1] = lvl[0]
+	} else if lvl[0] > lvl[1] {
+		return lvl, fmt.Errorf("compress: %s chunk %d has low level %v above high level %v", family, c, lvl[0], lvl[1])
+	}
+	return lvl, nil
 }
 
 // entryIter walks the entries of a sparse payload in increasing index
