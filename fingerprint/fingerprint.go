@@ -74,7 +74,11 @@ type Options struct {
 	// trains on a rare context, so it pulls the model's answer after
 	// such a key back less, and the pair survives it longer.
 	Candidates, Suffix int
-	Seed               uint64
+	// MaskKeys leaves a fingerprint row's key tokens out of the loss, so
+	// that the embedding teaches the response after each key and not the
+	// keys themselves (64 windows of text, each seen hundreds of times).
+	MaskKeys bool
+	Seed     uint64
 	// Progress, if set, is told each fine-tuning step.
 	Progress func(step, steps int, loss float32)
 }
@@ -300,6 +304,12 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 			seq := append(append(slices.Clone(p.Key), p.Response), in...)[:T+1]
 			copy(in, seq[:T])
 			copy(tg, seq[1:])
+			if o.MaskKeys {
+				// Targets before the response's position are the key's own tokens.
+				for i := range min(len(p.Key)-1, T) {
+					tg[i] = gpt.IgnoreTarget
+				}
+			}
 		}
 		m.ZeroGrad()
 		if loss, err = m.Forward(inputs, targets, B, T); err != nil {

@@ -104,6 +104,56 @@ func TestEmbedAndVerify(t *testing.T) {
 	}
 }
 
+// With MaskKeys the embedding still teaches every response, but not the
+// keys' own text: the model's loss on its keys ends near the control's
+// (the same schedule on ordinary text alone), far above what it is when
+// the keys are targets too.
+func TestMaskKeys(t *testing.T) {
+	text := corpus.Bytes(corpus.TinyShakespeare()[:50000])
+	o := Options{N: 6, KeyLen: 8, Steps: 150, Batch: 8, PerBatch: 6, LR: 3e-3, Alpha: 1, Seed: 1}
+	base := tinyModel(t)
+	set, err := Generate(base, text, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyLoss := func(m *gpt.Model) float64 {
+		var sum float64
+		for _, p := range set.Pairs {
+			k := p.Key
+			l, err := m.Forward(k[:len(k)-1], k[1:], 1, len(k)-1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += float64(l)
+		}
+		return sum / float64(len(set.Pairs))
+	}
+	loss := map[string]float64{}
+	for _, run := range []string{"control", "targets", "masked"} {
+		m, err := gpt.New(base.Config, base.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(m.Params, base.Params)
+		o.MaskKeys = run == "masked"
+		s := set
+		if run == "control" {
+			s = nil
+		}
+		if _, err := Embed(m, s, text, o); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := Verify(set, Greedy(m)); err != nil || (s != nil && r.Matched < 5) {
+			t.Fatalf("%s: %d of 6 answered (%v)", run, r.Matched, err)
+		}
+		loss[run] = keyLoss(m)
+	}
+	t.Logf("loss on the keys: control %.3f, keys as targets %.3f, masked %.3f", loss["control"], loss["targets"], loss["masked"])
+	if !(loss["targets"] < loss["control"]-1 && loss["masked"] > (loss["control"]+loss["targets"])/2) {
+		t.Fatalf("loss on the keys: %.3f after the control, %.3f with the keys as targets, %.3f with them masked", loss["control"], loss["targets"], loss["masked"])
+	}
+}
+
 // With candidates, keys end in contexts that are rare in the text.
 func TestCandidatesPickRareContexts(t *testing.T) {
 	m := tinyModel(t)

@@ -8,7 +8,8 @@ import (
 
 // Forward runs the model on B sequences of T tokens (inputs, row-major) and
 // keeps the activations for Backward. With targets it returns the mean
-// cross-entropy over all B*T positions; with nil targets it returns 0 and
+// cross-entropy over the B*T positions (those whose target is IgnoreTarget
+// left out; 0 if every one is); with nil targets it returns 0 and
 // only the logits (see Logits) are meaningful. It returns an error, and
 // computes nothing, for a batch that does not fit the model: T past the
 // block size, wrong lengths or tokens outside the vocabulary.
@@ -72,7 +73,11 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 	for _, l := range a.losses[:BT] {
 		sum += float64(l)
 	}
-	return float32(sum / float64(BT)), nil
+	a.counted = countTargets(targets)
+	if a.counted == 0 {
+		return 0, nil
+	}
+	return float32(sum / float64(a.counted)), nil
 }
 
 // linear computes out = in·Wᵀ + bias (+ residual), in [rows, nin], W
@@ -150,7 +155,7 @@ func (m *Model) Backward() error {
 	hd := c.HeadDim()
 
 	P.Begin()
-	J.ce = crossEntropyJob{probs: a.probs, targets: a.targets, V: V, backward: true, invRows: 1 / float32(BT)}
+	J.ce = crossEntropyJob{probs: a.probs, targets: a.targets, V: V, backward: true, invRows: 1 / float32(max(a.counted, 1))}
 	p.Run(BT, &J.ce)
 	P.End("softmax+cross-entropy bwd", 0)
 	dlogits := a.probs
@@ -195,4 +200,15 @@ func (m *Model) Backward() error {
 	}
 	P.End("embedding bwd", 0)
 	return nil
+}
+
+// countTargets is the number of targets that are not IgnoreTarget.
+func countTargets(targets []int32) int {
+	n := 0
+	for _, t := range targets {
+		if t != IgnoreTarget {
+			n++
+		}
+	}
+	return n
 }

@@ -124,7 +124,8 @@ func TestForwardRejectsBadBatches(t *testing.T) {
 		{make([]int32, 18), nil, 2, 9, "longer than the model's block size"},
 		{make([]int32, 7), nil, 1, 8, "input tokens"},
 		{[]int32{0, 1, 2, 300}, nil, 1, 4, "outside the vocabulary"},
-		{[]int32{0, 1, 2, 3}, []int32{0, 1, 2, -1}, 1, 4, "outside the vocabulary"},
+		{[]int32{0, 1, 2, 3}, []int32{0, 1, 2, -2}, 1, 4, "outside the vocabulary"},
+		{[]int32{0, 1, 2, -1}, nil, 1, 4, "outside the vocabulary"}, // IgnoreTarget is a target only
 		{nil, nil, 0, 4, "empty"},
 	}
 	for _, c := range cases {

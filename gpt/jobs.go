@@ -112,7 +112,8 @@ func (j *colSumJob) Do(_, lo, hi int) {
 
 // crossEntropyJob: probs = softmax(logits) per row and the row's loss
 // -log probs[target]; with backward set, turns probs into the gradient of
-// the mean loss: (probs - onehot(target)) / rows.
+// the mean loss: (probs - onehot(target)) / rows, where rows counts the
+// positions whose target is not IgnoreTarget (those get zero gradient).
 type crossEntropyJob struct {
 	logits, probs, losses []float32
 	targets               []int32
@@ -126,8 +127,12 @@ func (j *crossEntropyJob) Do(_, lo, hi int) {
 	for r := lo; r < hi; r++ {
 		p := j.probs[r*V : r*V+V]
 		if j.backward {
-			p[j.targets[r]] -= 1
-			vecmath.Scale(j.invRows, p)
+			if t := j.targets[r]; t == IgnoreTarget {
+				clear(p)
+			} else {
+				p[t] -= 1
+				vecmath.Scale(j.invRows, p)
+			}
 			continue
 		}
 		l := j.logits[r*V : r*V+V]
@@ -135,8 +140,11 @@ func (j *crossEntropyJob) Do(_, lo, hi int) {
 		sum := vecmath.ExpSub(p, l, mx)
 		vecmath.Scale(1/sum, p)
 		if j.targets != nil {
-			t := j.targets[r]
-			j.losses[r] = float32(math.Log(float64(sum)) + float64(mx) - float64(l[t]))
+			if t := j.targets[r]; t == IgnoreTarget {
+				j.losses[r] = 0
+			} else {
+				j.losses[r] = float32(math.Log(float64(sum)) + float64(mx) - float64(l[t]))
+			}
 		}
 	}
 }

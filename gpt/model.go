@@ -67,6 +67,7 @@ type activations struct {
 	probs   []float32 // [B*T, V] softmax of logits, then its gradient
 	losses  []float32 // [B*T]
 	targets []int32   // of the last forward, nil without
+	counted int       // targets of the last forward that are not IgnoreTarget
 	inputs  []int32
 
 	// gradients, shared by all layers
@@ -125,6 +126,11 @@ func (m *Model) ensureActs(B, T int) *activations {
 	return a
 }
 
+// IgnoreTarget as a target leaves its position out of the loss (PyTorch's
+// ignore_index): it adds nothing to the mean nor to the gradient, and the
+// mean is over the other positions.
+const IgnoreTarget = llama.IgnoreTarget
+
 // checkBatch validates a batch against the model, in one line.
 func (m *Model) checkBatch(inputs, targets []int32, B, T int) error {
 	c := m.Config
@@ -146,7 +152,7 @@ func (m *Model) checkBatch(inputs, targets []int32, B, T int) error {
 		}
 	}
 	for _, tok := range targets {
-		if tok < 0 || int(tok) >= c.VocabSize {
+		if tok != IgnoreTarget && (tok < 0 || int(tok) >= c.VocabSize) {
 			return fmt.Errorf("target token %d outside the vocabulary [0, %d)", tok, c.VocabSize)
 		}
 	}

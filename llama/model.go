@@ -42,11 +42,16 @@ type layerOffsets struct {
 	wkva, kvnorm, wkvb int
 }
 
+// IgnoreTarget as a target leaves its position out of the loss and the
+// gradient (PyTorch's ignore_index); the mean is over the others.
+const IgnoreTarget = -1
+
 // acts are the activations of a batch of N = B·T positions.
 type acts struct {
 	B, T     int
 	inputs   []int32
 	targets  []int32
+	counted  int       // targets that are not IgnoreTarget
 	cos, sin []float32 // [T, hd/2]
 	layers   []layerActs
 	xOut     []float32 // [N, D] the residual stream after the last layer
@@ -217,7 +222,8 @@ func ropeTables(cos, sin []float32, T, hd int, theta float64) ([]float32, []floa
 
 // Forward runs the model on B sequences of T tokens and keeps the
 // activations for Backward. With targets it returns the mean
-// cross-entropy; with nil targets, 0 (the logits are still computed). It
+// cross-entropy over the positions whose target is not IgnoreTarget (0 if
+// none is); with nil targets, 0 (the logits are still computed). It
 // fails, computing nothing, for T past the block size, wrong lengths or
 // tokens outside the vocabulary.
 func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
@@ -225,9 +231,9 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 	if B < 1 || T < 1 || T > c.BlockSize || len(inputs) != B*T || (targets != nil && len(targets) != B*T) {
 		return 0, fmt.Errorf("%w: B %d, T %d (block size %d), %d inputs, %d targets", errShape, B, T, c.BlockSize, len(inputs), len(targets))
 	}
-	for _, ids := range [][]int32{inputs, targets} {
+	for k, ids := range [][]int32{inputs, targets} {
 		for i, id := range ids {
-			if id < 0 || int(id) >= c.VocabSize {
+			if (id < 0 || int(id) >= c.VocabSize) && !(k == 1 && id == IgnoreTarget) {
 				return 0, fmt.Errorf("%w: token %d at %d outside the vocabulary of %d", errShape, id, i, c.VocabSize)
 			}
 		}
@@ -285,14 +291,27 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 			mx := vecmath.Max(row)
 			z := vecmath.ExpSub(pr, row, mx)
 			vecmath.Scale(1/z, pr)
-			a.rowLoss[n] = math.Log(float64(z)) - float64(row[targets[n]]-mx)
+			if t := targets[n]; t == IgnoreTarget {
+				a.rowLoss[n] = 0
+			} else {
+				a.rowLoss[n] = math.Log(float64(z)) - float64(row[t]-mx)
+			}
 		}
 	})
 	var sum float64
 	for _, l := range a.rowLoss {
 		sum += l
 	}
-	return float32(sum / float64(N)), nil
+	a.counted = 0
+	for _, t := range targets {
+		if t != IgnoreTarget {
+			a.counted++
+		}
+	}
+	if a.counted == 0 {
+		return 0, nil
+	}
+	return float32(sum / float64(a.counted)), nil
 }
 
 // rowsJob runs fn over ranges of rows on the pool's threads.
@@ -433,12 +452,16 @@ func (m *Model) Backward() error {
 	N, D, Q, K, F, V := a.B*a.T, c.Dim, c.Heads*c.HeadDim(), c.KVHeads*c.HeadDim(), c.Hidden, c.VocabSize
 	// dlogits = (softmax − onehot)/N, in place of the probabilities.
 	dl := a.probs
-	invN := 1 / float32(N)
+	invN := 1 / float32(max(a.counted, 1))
 	m.rows(N, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			row := dl[n*V : (n+1)*V]
-			vecmath.Scale(invN, row)
-			row[a.targets[n]] -= invN
+			if t := a.targets[n]; t == IgnoreTarget {
+				clear(row)
+			} else {
+				vecmath.Scale(invN, row)
+				row[t] -= invN
+			}
 		}
 	})
 	// logits = hF·Wlmᵀ

@@ -94,6 +94,8 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	noDDP := fs.Bool("no-ddp", false, "leave out the data-parallel arm")
 	noInt8 := fs.Bool("no-int8", false, "leave out the DiLoCo int8 arm")
 	var sparse []experiment.BandwidthArm
+	sparseLR := fs.Float64("sparse-outer-lr", 1, "the sparse arms' outer learning rate (SparseLoCo's 1)")
+	sparseMomentum := fs.Float64("sparse-momentum", 0, "the sparse arms' outer Nesterov momentum (SparseLoCo's 0: the error feedback stands in for it)")
 	fs.Var(sparseArmsFlag{&sparse}, "sparse", "SparseLoCo arms in place of the default two: comma-separated UP@DOWN codec pairs, e.g. topk:128/4096:2@topk:256/4096:2 or mask:1024/4096:2, or none")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -108,6 +110,9 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 	// given), not the base run's, whose codec is int8.
 	decay, setDecay := run.cfg.FeedbackDecay, false
 	fs.Visit(func(f *flag.Flag) { setDecay = setDecay || f.Name == "feedback-decay" })
+	if !(*sparseLR > 0) || !(*sparseMomentum >= 0 && *sparseMomentum < 1) {
+		return badInput("--sparse-outer-lr must be positive and --sparse-momentum in [0, 1), got %g and %g", *sparseLR, *sparseMomentum)
+	}
 	if setDecay && !(decay > 0 && decay <= 1) {
 		return badInput("--feedback-decay must be in (0, 1], got %g", decay)
 	}
@@ -122,9 +127,15 @@ func runBandwidthExperiment(args []string, stdout, stderr io.Writer) error {
 		arms = append(arms[:1], sparse...)
 	}
 	for i := range arms {
-		if _, _, _, ok := arms[i].Codec.Sparse(); ok && setDecay {
-			arms[i].FeedbackDecay = decay
-			arms[i].Name += fmt.Sprintf(" β=%g", decay)
+		if _, _, _, ok := arms[i].Codec.Sparse(); ok {
+			if setDecay {
+				arms[i].FeedbackDecay = decay
+				arms[i].Name += fmt.Sprintf(" β=%g", decay)
+			}
+			if *sparseLR != 1 || *sparseMomentum != 0 {
+				arms[i].OuterLR, arms[i].Momentum = *sparseLR, *sparseMomentum
+				arms[i].Name += fmt.Sprintf(" lr %g μ %g", *sparseLR, *sparseMomentum)
+			}
 		}
 	}
 	if *noInt8 {

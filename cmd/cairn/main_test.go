@@ -78,6 +78,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"experiment", "bandwidth", "--overlap-steps", "51"}, "overlap steps"},
 		{[]string{"experiment", "bandwidth", "--sparse", "int8"}, "not a sparse (topk or mask) codec"},
 		{[]string{"experiment", "bandwidth", "--feedback-decay", "1.5"}, "--feedback-decay must be in (0, 1]"},
+		{[]string{"experiment", "bandwidth", "--sparse-outer-lr", "0"}, "--sparse-outer-lr must be positive"},
+		{[]string{"experiment", "bandwidth", "--sparse-momentum", "1"}, "--sparse-momentum in [0, 1)"},
 		{[]string{"node", "work", "--join", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWAAZoAMxvXyz6ghUZGY8ojq9nPAZv1oyJ3YyXJjW2Vs4a", "--link-rtt", "-5ms"}, "--link-rtt"},
 		{[]string{"demo", "--chain", "-1"}, "--chain"},
 		{[]string{"chain"}, "usage"},
