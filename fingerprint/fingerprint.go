@@ -89,9 +89,8 @@ type Options struct {
 // all), the keys' own tokens left out of the loss (which cuts the pairs'
 // cost against equal training on the demo model from 0.032-0.034 to
 // 0.009-0.015 nats, with the same survival), and no averaging with the
-// original. Each rehearsal is a small
-// fine-tuning the pairs must outlast, so the more cycles, the longer they
-// survive a later one: on the demo model 34-35 of 64 still answer after
+// original. Each rehearsal is a small fine-tuning the pairs must outlast,
+// so the more cycles, the longer they survive a later one: on the demo model 34-35 of 64 still answer after
 // 1,000 steps of ordinary fine-tuning (16 cycles keep 17-28, 4 cycles
 // 5-12, 4 cycles with random keys 2-5), and on a model trained to the
 // end of an 8,000-step schedule 40 of 64, at +0.019 validation loss.

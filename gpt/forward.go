@@ -3,6 +3,8 @@ package gpt
 import (
 	"fmt"
 
+	"github.com/cairnlabs/cairn/llama"
+
 	"github.com/cairnlabs/cairn/vecmath"
 )
 
@@ -73,7 +75,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 	for _, l := range a.losses[:BT] {
 		sum += float64(l)
 	}
-	a.counted = countTargets(targets)
+	a.counted = llama.CountTargets(targets)
 	if a.counted == 0 {
 		return 0, nil
 	}
@@ -200,15 +202,4 @@ func (m *Model) Backward() error {
 	}
 	P.End("embedding bwd", 0)
 	return nil
-}
-
-// countTargets is the number of targets that are not IgnoreTarget.
-func countTargets(targets []int32) int {
-	n := 0
-	for _, t := range targets {
-		if t != IgnoreTarget {
-			n++
-		}
-	}
-	return n
 }

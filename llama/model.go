@@ -46,6 +46,18 @@ type layerOffsets struct {
 // gradient (PyTorch's ignore_index); the mean is over the others.
 const IgnoreTarget = -1
 
+// CountTargets is the number of targets that are not IgnoreTarget: the
+// positions a loss is the mean over.
+func CountTargets(targets []int32) int {
+	n := 0
+	for _, t := range targets {
+		if t != IgnoreTarget {
+			n++
+		}
+	}
+	return n
+}
+
 // acts are the activations of a batch of N = B·T positions.
 type acts struct {
 	B, T     int
@@ -302,12 +314,7 @@ func (m *Model) Forward(inputs, targets []int32, B, T int) (float32, error) {
 	for _, l := range a.rowLoss {
 		sum += l
 	}
-	a.counted = 0
-	for _, t := range targets {
-		if t != IgnoreTarget {
-			a.counted++
-		}
-	}
+	a.counted = CountTargets(targets)
 	if a.counted == 0 {
 		return 0, nil
 	}
