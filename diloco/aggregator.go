@@ -50,6 +50,13 @@ type Aggregator struct {
 	// Grace is how long the aggregator waits, once it has a quorum, for
 	// more workers before it opens a round that nobody is training yet.
 	Grace time.Duration
+	// StartWith, when above the quorum, is how many workers must be
+	// present before the run's first round opens (a run that should
+	// begin with all its workers, so that one slow to start does not
+	// chase rounds that close without it); from StartBy on (zero: never)
+	// the quorum alone suffices again. Later rounds are not held.
+	StartWith int
+	StartBy   time.Time
 	// Limits bound what identities can cost; zero fields take the
 	// defaults of DefaultLimits.
 	Limits Limits
@@ -560,7 +567,7 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 	}
 	switch a.phase {
 	case Waiting:
-		if a.numPresent() < a.Cfg.Quorum {
+		if a.numPresent() < a.needToOpen(now) {
 			a.openAt = time.Time{}
 			return Event{}, nil
 		}
@@ -602,6 +609,15 @@ func (a *Aggregator) Tick(now time.Time) (Event, error) {
 		return Event{Closed: res}, nil
 	}
 	return Event{}, nil
+}
+
+// needToOpen is how many present workers a round needs to open at now:
+// the quorum, or StartWith for the first round until StartBy.
+func (a *Aggregator) needToOpen(now time.Time) int {
+	if a.round == 0 && a.StartWith > a.Cfg.Quorum && (a.StartBy.IsZero() || now.Before(a.StartBy)) {
+		return a.StartWith
+	}
+	return a.Cfg.Quorum
 }
 
 // Publish makes the round that closed last known: polls get its update,

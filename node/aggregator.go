@@ -52,6 +52,12 @@ type AggregatorOptions struct {
 	EvalBatches int
 	Threads     int // for evaluation (and each held-out evaluator)
 	Grace       time.Duration
+	// StartWith, when above the run's quorum, holds a new run's first
+	// round until that many workers are present, for at most StartWait
+	// (default a minute) after the aggregator starts; then the quorum
+	// suffices (see diloco.Aggregator.StartWith).
+	StartWith int
+	StartWait time.Duration
 	// HeldOut configures the held-out loss measured for every
 	// contribution's screening (zero value: the defaults).
 	HeldOut HeldOutOptions
@@ -226,6 +232,12 @@ func StartAggregator(o AggregatorOptions) (_ *Aggregator, err error) {
 		return nil, err
 	}
 	agg.Grace, agg.Limits = o.Grace, o.Limits
+	if o.StartWith > 0 {
+		if o.StartWait <= 0 {
+			o.StartWait = time.Minute
+		}
+		agg.StartWith, agg.StartBy = o.StartWith, time.Now().Add(o.StartWait)
+	}
 	agg.CohortWait = cohortWait(agg.Cfg) + 2*time.Second
 	cfg := agg.Cfg
 	if resumed && !o.Config.Same(cfg) {

@@ -67,8 +67,9 @@ type LocalOptions struct {
 	// processes, say), by peer ID: staked at genesis as the local ones
 	// are, and reported after them in LocalResult.Ledger.Accounts. Their
 	// keys must be ed25519 (an ID that is not is an error). Starting and
-	// stopping them is the caller's (OnStart); the run waits for them as
-	// for any participant.
+	// stopping them is the caller's (OnStart); the first round waits
+	// (up to a minute) until every worker, local and remote, is present,
+	// and later rounds wait for them as for any participant.
 	Remote []string
 	// ChainValidators, if positive, runs the run's ledger on a CometBFT
 	// network of that many validators on loopback, in this process, with
@@ -213,6 +214,13 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		accts = append(accts, ledger.GenesisAccount{Key: k, Stake: LocalStake(params)})
 	}
 	aggDir := filepath.Join(dir, "aggregator")
+	// With workers elsewhere (processes, slower to start than the local
+	// ones), the first round waits for all of them: with rounds this
+	// short, one that joined late would chase rounds that close without it.
+	startWith := 0
+	if len(o.Remote) > 0 {
+		startWith = o.Workers + len(o.Remote)
+	}
 	var lc *localChain
 	chainRPC := ""
 	if o.ChainValidators > 0 {
@@ -236,7 +244,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 		chainRPC = lc.nodes[0].RPC()
 	}
 	agg, err := StartAggregator(AggregatorOptions{DataDir: aggDir, Listen: loop, Config: o.Config, Init: o.Init,
-		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond,
+		Text: o.Text, EvalBatches: o.EvalBatches, Threads: 1, Log: o.Log, Metrics: o.Metrics, OnRound: o.OnRound, Grace: 200 * time.Millisecond, StartWith: startWith,
 		Ledger: &params, Accounts: accts, BlockInterval: 200 * time.Millisecond, Settler: o.Settler, Validation: o.Validation, ChainRPC: chainRPC})
 	if err != nil {
 		return LocalResult{}, err

@@ -348,6 +348,8 @@ func TestDPFlagsBadInput(t *testing.T) {
 		{[]string{"node", "aggregate", "--private-tolerance", "11"}, "private contributions: the held-out loss tolerance must be between 0 and 10"},
 		{[]string{"node", "aggregate", "--private-tolerance", "NaN"}, "--private-tolerance must be a number"},
 		{[]string{"node", "aggregate", "--secagg", "3"}, "--secagg needs --private-tolerance"},
+		{[]string{"node", "aggregate", "--start-with", "-1"}, "--start-with must not be negative"},
+		{[]string{"node", "aggregate", "--start-with", "3", "--start-wait", "0s"}, "--start-wait must be positive"},
 		{[]string{"node", "aggregate", "--private-tolerance", "0.1", "--secagg", "1"}, "secure aggregation: cohorts of at least 1"},
 		{[]string{"node", "aggregate", "--private-tolerance", "0.1", "--secagg", "3", "--secagg-bits", "40"}, "secure aggregation: values of 40 bits"},
 		{[]string{"node", "work", "--join", "/ip4/127.0.0.1/tcp/1", "--private-data", "/nonexistent/secret.txt"}, "--private-data: open /nonexistent/secret.txt"},

@@ -264,8 +264,13 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	privateTol := fs.Float64("private-tolerance", -1, "take contributions trained on private data ('cairn node work --private-data'): nobody can recompute them, so one that worsens the held-out loss by more than this many nats is failed and its worker slashed (implies --validate; negative: take none)")
 	secaggMin := fs.Int("secagg", 0, "with --private-tolerance: private workers contribute only through secure-aggregation cohorts of at least this many (the aggregator sees only each cohort's sum; fewer private workers sit the round out); 0: each private contribution is sent in the clear and judged alone")
 	secaggBits := fs.Int("secagg-bits", 16, "with --secagg: bits per fixed-point value (8 to 32)")
+	startWith := fs.Int("start-with", 0, "hold a new run's first round until this many workers are present (at most --start-wait; 0: the quorum suffices)")
+	startWait := fs.Duration("start-wait", time.Minute, "with --start-with: how long the first round waits for them before opening with the quorum")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	if *startWith < 0 || *startWait <= 0 {
+		return badInput("--start-with must not be negative and --start-wait must be positive, got %d and %v", *startWith, *startWait)
 	}
 	chainRPC, err := ledgerFlag(*ledgerAt)
 	if err != nil {
@@ -310,6 +315,7 @@ func runAggregate(args []string, stdout, stderr io.Writer) error {
 	defer stopWeb()
 	a, err := node.StartAggregator(node.AggregatorOptions{DataDir: *dir, Listen: splitList(*listen), Config: cfg, Init: init, Text: text,
 		EvalBatches: *evalBatches, Threads: *threads, Metrics: reg, Log: log, Ledger: params, Accounts: accts.list(), ChainRPC: chainRPC, Validation: validation,
+		StartWith: *startWith, StartWait: *startWait,
 		OnRound: func(r node.RoundInfo) { hub.AddRound(webRound(r, cfg, max(len(r.Contributors), 1))) }})
 	if err != nil {
 		return badInput("%v", err)
