@@ -219,7 +219,7 @@ func RunLocal(ctx context.Context, o LocalOptions) (LocalResult, error) {
 	// short, one that joined late would chase rounds that close without it.
 	startWith := 0
 	if len(o.Remote) > 0 {
-		startWith = o.Workers + len(o.Remote)
+		startWith = len(accts) // the local workers and the remote ones
 	}
 	var lc *localChain
 	chainRPC := ""
