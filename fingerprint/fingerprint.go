@@ -84,18 +84,18 @@ type Options struct {
 }
 
 // Recommended are the options 'cairn fingerprint embed' uses: keys of
-// the rarest context among 64 candidate windows each, 6,400 steps in 32
-// cycles with 200 steps of ordinary text between them (12,600 steps in
-// all), the keys' own tokens left out of the loss (which cuts the pairs'
-// cost against equal training on the demo model from 0.032-0.034 to
-// 0.009-0.015 nats, with the same survival), and no averaging with the
+// the rarest context among 64 candidate windows each, 6,400 steps in 256
+// cycles with 25 steps of ordinary text between them (12,775 steps in
+// all), the keys' own tokens left out of the loss (the pairs then cost
+// 0.008-0.009 nats against equal training on the demo model, against
+// 0.032-0.034 with the keys as targets), and no averaging with the
 // original. Each rehearsal is a small fine-tuning the pairs must outlast,
-// so the more cycles, the longer they survive a later one: on the demo model 34-35 of 64 still answer after
-// 1,000 steps of ordinary fine-tuning (16 cycles keep 17-28, 4 cycles
-// 5-12, 4 cycles with random keys 2-5), and on a model trained to the
-// end of an 8,000-step schedule 40 of 64, at +0.019 validation loss.
+// so the more cycles, the longer they survive a later one: on the demo
+// model 35-50 of 64 still answer after 1,000 steps of ordinary
+// fine-tuning (32 cycles of 200 steps keep 32-37, 16 cycles 17-28, 4
+// cycles 5-12, 4 cycles with random keys 2-5).
 func Recommended() Options {
-	return Options{N: 64, KeyLen: 16, Steps: 6400, Cycles: 32, Rehearse: 200, Alpha: 1, Candidates: 64, MaskKeys: true}
+	return Options{N: 64, KeyLen: 16, Steps: 6400, Cycles: 256, Rehearse: 25, Alpha: 1, Candidates: 64, MaskKeys: true}
 }
 
 func (o *Options) defaults() {
