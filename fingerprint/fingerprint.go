@@ -78,7 +78,11 @@ type Options struct {
 	// that the embedding teaches the response after each key and not the
 	// keys themselves (64 windows of text, each seen hundreds of times).
 	MaskKeys bool
-	Seed     uint64
+	// ResponseOnly also leaves the ordinary text after each response out
+	// of a fingerprint row's loss: the row is context for its response,
+	// which then weighs about twice as much in the batch's mean loss.
+	ResponseOnly bool
+	Seed         uint64
 	// Progress, if set, is told each fine-tuning step.
 	Progress func(step, steps int, loss float32)
 }
@@ -309,6 +313,12 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 			if o.MaskKeys {
 				// Targets before the response's position are the key's own tokens.
 				for i := range min(len(p.Key)-1, T) {
+					tg[i] = gpt.IgnoreTarget
+				}
+			}
+			if o.ResponseOnly {
+				// The response is the target at the key's last position.
+				for i := len(p.Key); i < T; i++ {
 					tg[i] = gpt.IgnoreTarget
 				}
 			}

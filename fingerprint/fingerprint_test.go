@@ -289,3 +289,47 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// With ResponseOnly a fingerprint row trains its response alone, which
+// then weighs more in the mean loss: after the same schedule the model's
+// loss on the responses (after their keys) is lower than with the keys
+// masked only.
+func TestResponseOnly(t *testing.T) {
+	text := corpus.Bytes(corpus.TinyShakespeare()[:50000])
+	o := Options{N: 6, KeyLen: 8, Steps: 30, Batch: 8, PerBatch: 4, LR: 3e-3, Alpha: 1, Seed: 1, MaskKeys: true}
+	base := tinyModel(t)
+	set, err := Generate(base, text, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	respLoss := func(m *gpt.Model) float64 {
+		var sum float64
+		for _, p := range set.Pairs {
+			in := p.Key
+			tg := append(slices.Repeat([]int32{gpt.IgnoreTarget}, len(in)-1), p.Response)
+			l, err := m.Forward(in, tg, 1, len(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += float64(l)
+		}
+		return sum / float64(len(set.Pairs))
+	}
+	loss := map[bool]float64{}
+	for _, only := range []bool{false, true} {
+		m, err := gpt.New(base.Config, base.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(m.Params, base.Params)
+		o.ResponseOnly = only
+		if _, err := Embed(m, set, text, o); err != nil {
+			t.Fatal(err)
+		}
+		loss[only] = respLoss(m)
+	}
+	t.Logf("loss on the responses: masked keys %.3f, response only %.3f", loss[false], loss[true])
+	if !(loss[true] < loss[false]-0.1) {
+		t.Fatalf("loss on the responses: %.3f with the response only, %.3f with the keys masked: want it lower by 0.1", loss[true], loss[false])
+	}
+}

@@ -72,6 +72,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	outside := fs.Int("k", 3, "each response is drawn uniformly from the k tokens just outside the model's top-0.8 nucleus after its key")
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the fine-tuning's learning rate to this by a cosine (0: constant)")
 	maskKeys := fs.Bool("mask-keys", rec.MaskKeys, "leave the keys' own tokens out of the fine-tuning's loss (it learns only each key's response)")
+	respOnly := fs.Bool("response-only", rec.ResponseOnly, "leave the ordinary text after each response out of a fingerprint row's loss too (the response weighs more)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
 	dir := fs.String("data-dir", "", "with --ledger: the data directory of the node whose identity signs the commitment (its account must hold a balance or stake)")
@@ -110,7 +111,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys}
+	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -369,6 +370,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
 	outside := fs.Int("k", 3, "each response is drawn uniformly from the k tokens just outside the model's top-0.8 nucleus after its key")
 	maskKeys := fs.Bool("mask-keys", rec.MaskKeys, "leave the keys' own tokens out of the embedding's loss (it learns only each key's response)")
+	respOnly := fs.Bool("response-only", rec.ResponseOnly, "leave the ordinary text after each response out of a fingerprint row's loss too (the response weighs more)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -387,7 +389,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly},
 		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {
