@@ -88,18 +88,19 @@ type Options struct {
 }
 
 // Recommended are the options 'cairn fingerprint embed' uses: keys of
-// the rarest context among 64 candidate windows each, 6,400 steps in 256
-// cycles with 25 steps of ordinary text between them (12,775 steps in
-// all), the keys' own tokens left out of the loss (the pairs then cost
-// 0.008-0.009 nats against equal training on the demo model, against
+// the rarest context among 64 candidate windows each, 12,800 steps in
+// 512 cycles with 25 steps of ordinary text between them (25,575 steps
+// in all), the keys' own tokens left out of the loss (the pairs then cost
+// 0.006-0.015 nats against equal training on the demo model, against
 // 0.032-0.034 with the keys as targets), and no averaging with the
 // original. Each rehearsal is a small fine-tuning the pairs must outlast,
 // so the more cycles, the longer they survive a later one: on the demo
-// model 35-50 of 64 still answer after 1,000 steps of ordinary
-// fine-tuning (32 cycles of 200 steps keep 32-37, 16 cycles 17-28, 4
-// cycles 5-12, 4 cycles with random keys 2-5).
+// model 43-52 of 64 still answer after 1,000 steps of ordinary
+// fine-tuning (half the steps in 256 cycles keep 35-50, in 32 cycles of
+// 200 steps 32-37; 16 cycles 17-28, 4 cycles 5-12, 4 cycles with random
+// keys 2-5).
 func Recommended() Options {
-	return Options{N: 64, KeyLen: 16, Steps: 6400, Cycles: 256, Rehearse: 25, Alpha: 1, Candidates: 64, MaskKeys: true}
+	return Options{N: 64, KeyLen: 16, Steps: 12800, Cycles: 512, Rehearse: 25, Alpha: 1, Candidates: 64, MaskKeys: true}
 }
 
 func (o *Options) defaults() {
