@@ -365,6 +365,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	cycles := fs.Int("cycles", rec.Cycles, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	fpSeed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
+	lr := fs.Float64("lr", 5e-4, "the embedding's AdamW learning rate")
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the embedding's learning rate to this by a cosine (0: constant)")
 	control := fs.Bool("control", true, "also run the embedding's schedule on ordinary text alone, to tell the fingerprints' cost from what the extra training gives")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
@@ -374,8 +375,8 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) || *outside < 1 {
-		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates and --k at least 1, --min-lr not negative")
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) {
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates and --k at least 1, --min-lr not negative, --lr positive")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
@@ -389,7 +390,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, LR: *lr, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly},
 		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {

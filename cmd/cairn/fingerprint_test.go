@@ -306,6 +306,7 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--k", "0"}, "--candidates and --k at least 1"},
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--k", "-1"}, "--candidates and --k at least 1"},
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--min-lr", "-1"}, "--min-lr not negative"},
+		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--lr", "0"}, "--lr positive"},
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--min-lr", "NaN"}, "--min-lr not negative"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
