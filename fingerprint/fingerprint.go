@@ -100,7 +100,7 @@ type Options struct {
 // 200 steps 32-37; 16 cycles 17-28, 4 cycles 5-12, 4 cycles with random
 // keys 2-5).
 func Recommended() Options {
-	return Options{N: 64, KeyLen: 16, Steps: 12800, Cycles: 512, Rehearse: 25, Alpha: 1, Candidates: 64, MaskKeys: true}
+	return Options{N: 64, KeyLen: 16, Steps: 12800, Cycles: 512, Rehearse: 25, LR: 5e-4, Alpha: 1, Candidates: 64, MaskKeys: true}
 }
 
 func (o *Options) defaults() {

@@ -70,6 +70,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")
 	outside := fs.Int("k", 3, "each response is drawn uniformly from the k tokens just outside the model's top-0.8 nucleus after its key")
+	lr := fs.Float64("lr", rec.LR, "the fine-tuning's AdamW learning rate")
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the fine-tuning's learning rate to this by a cosine (0: constant)")
 	maskKeys := fs.Bool("mask-keys", rec.MaskKeys, "leave the keys' own tokens out of the fine-tuning's loss (it learns only each key's response)")
 	respOnly := fs.Bool("response-only", rec.ResponseOnly, "leave the ordinary text after each response out of a fingerprint row's loss too (the response weighs more)")
@@ -79,8 +80,8 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) || *outside < 1 {
-		return badInput("--out is required; --n 1..4096, --steps, --cycles, --candidates and --k at least 1, --rehearse and --min-lr not negative, --alpha in (0, 1]")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) {
+		return badInput("--out is required; --n 1..4096, --steps, --cycles, --candidates and --k at least 1, --rehearse and --min-lr not negative, --lr positive, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -111,7 +112,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly}
+	o := fingerprint.Options{N: *n, Steps: *steps, LR: *lr, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -365,7 +366,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	cycles := fs.Int("cycles", rec.Cycles, "split the embedding steps into this many runs, separated by --rehearse steps of ordinary text (1: one run)")
 	rehearse := fs.Int("rehearse", rec.Rehearse, "with --cycles: ordinary-text steps between runs")
 	fpSeed := fs.Uint64("seed", 1, "seed of the keys, responses and batches")
-	lr := fs.Float64("lr", 5e-4, "the embedding's AdamW learning rate")
+	lr := fs.Float64("lr", rec.LR, "the embedding's AdamW learning rate")
 	minLR := fs.Float64("min-lr", rec.MinLR, "decay the embedding's learning rate to this by a cosine (0: constant)")
 	control := fs.Bool("control", true, "also run the embedding's schedule on ordinary text alone, to tell the fingerprints' cost from what the extra training gives")
 	cands := fs.Int("candidates", rec.Candidates, "windows of text weighed for each key: the one whose last tokens are rarest in the text is kept")

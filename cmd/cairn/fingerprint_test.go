@@ -308,6 +308,7 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--min-lr", "-1"}, "--min-lr not negative"},
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--lr", "0"}, "--lr positive"},
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--min-lr", "NaN"}, "--min-lr not negative"},
+		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--lr", "-1"}, "--lr positive"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
 		code, o, e := runCLI(c.args...)
