@@ -83,7 +83,7 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 		return nil, err
 	}
 	if o.Control {
-		ctl, err := cloneModel(m)
+		ctl, err := m.Clone()
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +109,7 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 	// Ordinary fine-tuning on other text.
 	c := m.Config
 	T, B := c.BlockSize, 12
-	tuned, err := cloneModel(m)
+	tuned, err := m.Clone()
 	if err != nil {
 		return nil, err
 	}
@@ -152,16 +152,6 @@ func Fingerprint(o FingerprintOptions) (*FingerprintReport, error) {
 		logf("model trained with seed %d: %d/%d answered (p %.3g)", to.Seed, r.Matched, r.Keys, r.P)
 	}
 	return rep, nil
-}
-
-// cloneModel is a new model with m's configuration, pool and weights.
-func cloneModel(m *gpt.Model) (*gpt.Model, error) {
-	c, err := gpt.New(m.Config, m.Pool())
-	if err != nil {
-		return nil, err
-	}
-	copy(c.Params, m.Params)
-	return c, nil
 }
 
 // ValLoss is m's mean loss over the whole of val, 12 windows at a time.

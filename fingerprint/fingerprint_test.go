@@ -78,11 +78,10 @@ func TestEmbedAndVerify(t *testing.T) {
 	}
 	// The control: the same schedule on ordinary text alone changes the
 	// model but teaches it none of the pairs.
-	ctl, err := gpt.New(m.Config, m.Pool())
+	ctl, err := m.Clone()
 	if err != nil {
 		t.Fatal(err)
 	}
-	copy(ctl.Params, m.Params)
 	if _, err := Embed(ctl, nil, corpus.Bytes(text), o); err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +129,10 @@ func TestMaskKeys(t *testing.T) {
 	}
 	loss := map[string]float64{}
 	for _, run := range []string{"control", "targets", "masked"} {
-		m, err := gpt.New(base.Config, base.Pool())
+		m, err := base.Clone()
 		if err != nil {
 			t.Fatal(err)
 		}
-		copy(m.Params, base.Params)
 		o.MaskKeys = run == "masked"
 		s := set
 		if run == "control" {
@@ -317,11 +315,10 @@ func TestResponseOnly(t *testing.T) {
 	}
 	loss := map[bool]float64{}
 	for _, only := range []bool{false, true} {
-		m, err := gpt.New(base.Config, base.Pool())
+		m, err := base.Clone()
 		if err != nil {
 			t.Fatal(err)
 		}
-		copy(m.Params, base.Params)
 		o.ResponseOnly = only
 		if _, err := Embed(m, set, text, o); err != nil {
 			t.Fatal(err)

@@ -375,3 +375,25 @@ func TestEntropies(t *testing.T) {
 		t.Error("Entropies accepted a token outside the vocabulary")
 	}
 }
+
+// A clone starts with the original's weights and does not share them.
+func TestClone(t *testing.T) {
+	m, err := New(DefaultConfig(8, 1, 2, 8), kernels.NewPool(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Params {
+		m.Params[i] = float32(i%7) - 3
+	}
+	c, err := m.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config != m.Config || !slices.Equal(c.Params, m.Params) {
+		t.Fatal("the clone's configuration or weights differ from the original's")
+	}
+	c.Params[0]++
+	if c.Params[0] == m.Params[0] {
+		t.Fatal("the clone shares the original's weights")
+	}
+}

@@ -51,6 +51,17 @@ func New(c Config, pool *kernels.Pool) (*Model, error) {
 // Pool is the thread pool the model computes on.
 func (m *Model) Pool() *kernels.Pool { return m.pool }
 
+// Clone is a new model with m's configuration, pool and a copy of its
+// weights (its gradients and activations start empty). It fails as New does.
+func (m *Model) Clone() (*Model, error) {
+	c, err := New(m.Config, m.pool)
+	if err != nil {
+		return nil, err
+	}
+	copy(c.Params, m.Params)
+	return c, nil
+}
+
 // ZeroGrad sets all gradients to zero. Backward accumulates into them.
 func (m *Model) ZeroGrad() { clear(m.Grads) }
 
