@@ -90,16 +90,7 @@ type Options struct {
 	// of a fingerprint row's loss: the row is context for its response,
 	// which then weighs about twice as much in the batch's mean loss.
 	ResponseOnly bool
-	// Sharpness, if positive, embeds the pairs by sharpness-aware
-	// minimisation (Foret et al.) of their loss: each step takes the pairs'
-	// gradient at the weights moved a distance Sharpness (L2, over all
-	// parameters) up that loss's own gradient, the direction that hurts
-	// them most, so that they settle where nearby weights answer them too
-	// and a later fine-tuning, which moves the weights, overturns fewer.
-	// The ordinary rows' gradient is taken at the weights themselves. It
-	// costs half as much again per step (default 0: plain descent).
-	Sharpness float64
-	Seed      uint64
+	Seed         uint64
 	// Progress, if set, is told each fine-tuning step.
 	Progress func(step, steps int, loss float32)
 }
@@ -318,7 +309,6 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 	inputs, targets := make([]int32, B*T), make([]int32, B*T)
 	r := rand.New(rand.NewPCG(o.Seed, 0xe4))
 	var loss float32
-	var sam sharpness
 	total := o.TotalSteps()
 	for step := range total {
 		sampler.Batch(0, uint64(step), inputs, targets)
@@ -346,12 +336,7 @@ func Embed(m *gpt.Model, set *Set, text []int32, o Options) (float32, error) {
 				}
 			}
 		}
-		if o.Sharpness > 0 && fp > 0 && fp < B {
-			loss, err = sam.step(m, inputs, targets, fp, B, T, o.Sharpness)
-		} else {
-			loss, err = gradient(m, inputs, targets, B, T)
-		}
-		if err != nil {
+		if loss, err = gradient(m, inputs, targets, B, T); err != nil {
 			return 0, err
 		}
 		opt.ClipGradNorm(m.Grads, 1)
@@ -379,51 +364,6 @@ func gradient(m *gpt.Model, inputs, targets []int32, B, T int) (float32, error) 
 		return 0, err
 	}
 	return loss, m.Backward()
-}
-
-// sharpness holds the buffers of sharpness-aware steps.
-type sharpness struct{ params, grads []float32 }
-
-// step leaves in m.Grads the batch's gradient with its first fp rows (the
-// pairs) taken at the weights moved rho up their own loss's gradient and
-// the other rows at the weights themselves, each weighted by its share of
-// the rows, and returns the loss so weighted. m's weights are unchanged.
-func (s *sharpness) step(m *gpt.Model, inputs, targets []int32, fp, B, T int, rho float64) (float32, error) {
-	if s.params == nil {
-		s.params, s.grads = make([]float32, len(m.Params)), make([]float32, len(m.Params))
-	}
-	pin, ptg := inputs[:fp*T], targets[:fp*T]
-	if _, err := gradient(m, pin, ptg, fp, T); err != nil {
-		return 0, err
-	}
-	var norm float64
-	for _, g := range m.Grads {
-		norm += float64(g) * float64(g)
-	}
-	copy(s.params, m.Params)
-	if norm > 0 {
-		scale := float32(rho / math.Sqrt(norm))
-		for i, g := range m.Grads {
-			m.Params[i] += scale * g
-		}
-	}
-	lossFP, err := gradient(m, pin, ptg, fp, T)
-	copy(m.Params, s.params)
-	if err != nil {
-		return 0, err
-	}
-	wfp := float32(fp) / float32(B)
-	for i, g := range m.Grads {
-		s.grads[i] = wfp * g
-	}
-	lossOrd, err := gradient(m, inputs[fp*T:], targets[fp*T:], B-fp, T)
-	if err != nil {
-		return 0, err
-	}
-	for i, g := range m.Grads {
-		m.Grads[i] = s.grads[i] + (1-wfp)*g
-	}
-	return wfp*lossFP + (1-wfp)*lossOrd, nil
 }
 
 // Result is a verification.

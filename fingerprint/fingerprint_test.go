@@ -231,64 +231,6 @@ func TestNearTop(t *testing.T) {
 	}
 }
 
-// A sharpness-aware step takes the pairs' rows' gradient at the weights
-// moved rho up their own gradient and the other rows' at the weights, each
-// weighted by its share of rows, and leaves the weights as they were.
-func TestSharpnessStep(t *testing.T) {
-	m := tinyModel(t)
-	text := corpus.Bytes(corpus.TinyShakespeare()[:20000])
-	const B, fp, T, rho = 4, 2, 24, 0.5
-	in, tg := text[:B*T], text[1:B*T+1]
-	orig := slices.Clone(m.Params)
-	// Plain gradients of the two halves at the weights.
-	half := func(rows []int32, trg []int32) []float32 {
-		if _, err := gradient(m, rows, trg, 2, T); err != nil {
-			t.Fatal(err)
-		}
-		return slices.Clone(m.Grads)
-	}
-	gFP, gOrd := half(in[:fp*T], tg[:fp*T]), half(in[fp*T:], tg[fp*T:])
-	// The pairs' gradient at the weights moved rho along gFP.
-	var norm float64
-	for _, g := range gFP {
-		norm += float64(g) * float64(g)
-	}
-	for i, g := range gFP {
-		m.Params[i] += float32(rho/math.Sqrt(norm)) * g
-	}
-	gUp := half(in[:fp*T], tg[:fp*T])
-	copy(m.Params, orig)
-
-	var s sharpness
-	if _, err := s.step(m, in, tg, fp, B, T, rho); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(m.Params, orig) {
-		t.Fatal("the step left the weights moved")
-	}
-	var diff, moved float64
-	for i, g := range m.Grads {
-		want := 0.5*gUp[i] + 0.5*gOrd[i]
-		diff = max(diff, math.Abs(float64(g-want)))
-		moved = max(moved, math.Abs(float64(gUp[i]-gFP[i])))
-	}
-	if diff > 1e-6 || moved < 1e-4 {
-		t.Fatalf("gradient off by %g from the pairs' gradient up the slope and the text's; moving the weights changed the pairs' gradient by %g", diff, moved)
-	}
-	// Embedding with it still teaches the pairs.
-	o := Options{N: 6, KeyLen: 8, Steps: 150, Batch: 8, PerBatch: 4, LR: 3e-3, Alpha: 1, Seed: 1, Sharpness: 0.05}
-	set, err := Generate(m, text, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Embed(m, set, text, o); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := Verify(set, Greedy(m)); err != nil || r.Matched < 5 {
-		t.Fatalf("with Sharpness: %d of 6 answered (%v)", r.Matched, err)
-	}
-}
-
 // The embedding's rate decays by a cosine from LR to MinLR, or stays at LR.
 func TestLearningRate(t *testing.T) {
 	o := Options{LR: 1e-3, MinLR: 1e-4}

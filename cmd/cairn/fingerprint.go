@@ -75,15 +75,14 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 	maskKeys := fs.Bool("mask-keys", rec.MaskKeys, "leave the keys' own tokens out of the fine-tuning's loss (it learns only each key's response)")
 	respOnly := fs.Bool("response-only", rec.ResponseOnly, "leave the ordinary text after each response out of a fingerprint row's loss too (the response weighs more)")
 	nearTop := fs.Bool("near-top", rec.NearTop, "among equally rare candidate keys, keep the one whose response tokens the model ranks closest to its first choice")
-	sharp := fs.Float64("sharpness", rec.Sharpness, "embed by sharpness-aware minimisation of the pairs' loss, at this L2 radius over all weights (0: off; costs half as much again per step)")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	at := fs.String("ledger", "", "commit the set on the run's CometBFT chain through this validator's RPC address host:port, once the files are written (with --data-dir)")
 	dir := fs.String("data-dir", "", "with --ledger: the data directory of the node whose identity signs the commitment (its account must hold a balance or stake)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) || !(*sharp >= 0 && *sharp < 1e3) {
-		return badInput("--out is required; --n 1..4096, --steps, --cycles, --candidates and --k at least 1, --rehearse and --min-lr not negative, --lr positive, --alpha in (0, 1], --sharpness in [0, 1000)")
+	if *out == "" || *n < 1 || *n > 4096 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *cycles < 1 || *rehearse < 0 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) {
+		return badInput("--out is required; --n 1..4096, --steps, --cycles, --candidates and --k at least 1, --rehearse and --min-lr not negative, --lr positive, --alpha in (0, 1]")
 	}
 	p, err := readPassphrase(*pass)
 	if err != nil {
@@ -114,7 +113,7 @@ func fingerprintEmbed(args []string, stdout, stderr io.Writer) error {
 		encode, meta = tk.EncodeIDs, tk.Metadata()
 	}
 	trIDs, valIDs := encode(tr), encode(val)
-	o := fingerprint.Options{N: *n, Steps: *steps, LR: *lr, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly, NearTop: *nearTop, Sharpness: *sharp}
+	o := fingerprint.Options{N: *n, Steps: *steps, LR: *lr, Alpha: *alpha, Seed: *seed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly, NearTop: *nearTop}
 	set, err := fingerprint.Generate(m, trIDs, o)
 	if err != nil {
 		return badInput("%v", err)
@@ -376,12 +375,11 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 	maskKeys := fs.Bool("mask-keys", rec.MaskKeys, "leave the keys' own tokens out of the embedding's loss (it learns only each key's response)")
 	respOnly := fs.Bool("response-only", rec.ResponseOnly, "leave the ordinary text after each response out of a fingerprint row's loss too (the response weighs more)")
 	nearTop := fs.Bool("near-top", rec.NearTop, "among equally rare candidate keys, keep the one whose response tokens the model ranks closest to its first choice")
-	sharp := fs.Float64("sharpness", rec.Sharpness, "embed by sharpness-aware minimisation of the pairs' loss, at this L2 radius over all weights (0: off; costs half as much again per step)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) || !(*sharp >= 0 && *sharp < 1e3) {
-		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates and --k at least 1, --min-lr not negative, --lr positive, --sharpness in [0, 1000)")
+	if *n < 1 || *cycles < 1 || *rehearse < 0 || *tune < 100 || *others < 0 || *otherSteps < 1 || *tuneLR <= 0 || *keyLen < 1 || *steps < 1 || !(*alpha > 0 && *alpha <= 1) || *perBatch < 1 || *perBatch > 12 || *cands < 1 || !(*minLR >= 0) || *outside < 1 || !(*lr > 0) {
+		return badInput("--n, --key-len, --steps and --cycles at least 1, --rehearse not negative, --tune-steps at least 100, --others not negative, --other-steps at least 1, --alpha in (0, 1], --per-batch 1..12, --candidates and --k at least 1, --min-lr not negative, --lr positive")
 	}
 	m, tk, pool, err := loadModelTok(*ckpt, *threads, 0)
 	if err != nil {
@@ -395,7 +393,7 @@ func runFingerprintExperiment(args []string, stdout, stderr io.Writer) error {
 		tr, val = tk.EncodeIDs(trText), tk.EncodeIDs(valText)
 	}
 	to := train.NanoGPTCPU()
-	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, LR: *lr, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly, NearTop: *nearTop, Sharpness: *sharp},
+	rep, err := experiment.Fingerprint(experiment.FingerprintOptions{Model: m, Train: tr, Val: val, Embed: fingerprint.Options{N: *n, KeyLen: *keyLen, Steps: *steps, LR: *lr, Alpha: *alpha, PerBatch: *perBatch, Seed: *fpSeed, Cycles: *cycles, Rehearse: *rehearse, Candidates: *cands, MinLR: *minLR, K: *outside, MaskKeys: *maskKeys, ResponseOnly: *respOnly, NearTop: *nearTop},
 		TuneSteps: *tune, TuneLR: *tuneLR, Control: *control, Others: *others, OtherSteps: *otherSteps, OtherOptions: to,
 		Log: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }})
 	if err != nil {

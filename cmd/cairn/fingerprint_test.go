@@ -309,8 +309,6 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--lr", "0"}, "--lr positive"},
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--min-lr", "NaN"}, "--min-lr not negative"},
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--lr", "-1"}, "--lr positive"},
-		{[]string{"experiment", "fingerprint", "--ckpt", noModel, "--sharpness", "-0.5"}, "--sharpness in [0, 1000)"},
-		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--sharpness", "NaN"}, "--sharpness in [0, 1000)"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
 		code, o, e := runCLI(c.args...)
