@@ -378,7 +378,9 @@ func TestEntropies(t *testing.T) {
 
 // A clone starts with the original's weights and does not share them.
 func TestClone(t *testing.T) {
-	m, err := New(DefaultConfig(8, 1, 2, 8), kernels.NewPool(1))
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	m, err := New(DefaultConfig(8, 1, 2, 8), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
