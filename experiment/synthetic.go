@@ -47,8 +47,12 @@ type SyntheticOptions struct {
 	// problem, so that the difference between the arms is measured with
 	// a paired standard error rather than read off two noisy rates.
 	FinalTest int
-	Pool      *kernels.Pool
-	Log       func(format string, args ...any)
+	// Arms are the arms to run, ArmSearch and ArmSampled (nil: both).
+	// One arm alone takes half the time, for sweeping a setting; the
+	// arms are then not compared.
+	Arms []string
+	Pool *kernels.Pool
+	Log  func(format string, args ...any)
 }
 
 // DefaultSyntheticOptions is the experiment's default run: the demo's
@@ -61,6 +65,12 @@ func DefaultSyntheticOptions() SyntheticOptions {
 		SeedProblems: 3000, SeedSteps: 2000, Iterations: 12, Problems: 400, Budget: 2000, TuneSteps: 300, Expand: 8,
 		LR: 1e-3, TuneLR: 3e-4, TuneDecay: true, Batch: 16, Temperature: 1, Test: 200, FinalTest: 1000}
 }
+
+// The arms of the experiment.
+const (
+	ArmSearch  = "search"  // tree search
+	ArmSampled = "sampled" // best-of-n sampling
+)
 
 // SyntheticArm is one arm's iteration.
 type SyntheticArm struct {
@@ -77,7 +87,8 @@ type SyntheticArm struct {
 type SyntheticReport struct {
 	SeedRate, SeedPassAt8 float64
 	Search, Sampled       []SyntheticArm
-	// Final is the comparison on the final test (nil without one).
+	// Final is the comparison on the final test (nil without one). An arm
+	// not run has an empty curve.
 	Final *SyntheticFinal
 }
 
@@ -86,10 +97,10 @@ type SyntheticReport struct {
 type SyntheticFinal struct {
 	Problems int
 	// Greedy and PassAt8 are the problems each model solves: the seed
-	// model, the tree search's and best-of-n's.
+	// model, the tree search's and best-of-n's (-1 for an arm not run).
 	Greedy, PassAt8 [3]int
 	// Greedy and pass@8 problems solved by the tree search's model and
-	// not best-of-n's, and the other way round.
+	// not best-of-n's, and the other way round (0 unless both ran).
 	GreedyOnlySearch, GreedyOnlySampled, PassOnlySearch, PassOnlySampled int
 }
 
@@ -122,6 +133,10 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	}
 	if o.SeedProblems < 1 || o.SeedSteps < 1 || o.Iterations < 1 || o.Problems < 1 || o.Budget < 1 || o.TuneSteps < 1 || o.Expand < 1 || o.Test < 1 || o.FinalTest < 0 || !(o.LR > 0) || !(o.TuneLR > 0) || o.Batch < 1 || o.Temperature < 0 {
 		return nil, errors.New("synthetic: every count and the learning rate must be positive")
+	}
+	arms, err := o.arms()
+	if err != nil {
+		return nil, err
 	}
 	logf := o.Log
 	if logf == nil {
@@ -167,7 +182,10 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	seedWeights := append([]float32(nil), t.Model.Params...)
 
 	final := [3]*gpt.Model{t.Model}
-	for a, arm := range []string{"search", "sampled"} {
+	for a, arm := range []string{ArmSearch, ArmSampled} {
+		if !arms[arm] {
+			continue
+		}
 		m, err := gpt.New(o.Model, o.Pool)
 		if err != nil {
 			return nil, err
@@ -184,7 +202,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				p, _ := problem(streamGen, (it-1)*o.Problems+j)
 				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
-				if arm == "search" {
+				if arm == ArmSearch {
 					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
 				} else {
 					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
@@ -231,7 +249,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			res.Took = time.Since(start)
 			logf("%s, iteration %d: solved %d/%d new problems in %d model rows; held-out solve rate %.1f%% greedy, %.1f%% with 8 samples (%s)",
 				arm, it, res.Solved, o.Problems, res.Rows, 100*res.SolveRate, 100*res.PassAt8, res.Took.Round(time.Second))
-			if arm == "search" {
+			if arm == ArmSearch {
 				rep.Search = append(rep.Search, res)
 			} else {
 				rep.Sampled = append(rep.Sampled, res)
@@ -253,12 +271,38 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	return rep, nil
 }
 
+// arms is the set of arms o runs; it fails on an unknown or repeated arm.
+func (o SyntheticOptions) arms() (map[string]bool, error) {
+	if o.Arms == nil {
+		return map[string]bool{ArmSearch: true, ArmSampled: true}, nil
+	}
+	if len(o.Arms) == 0 {
+		return nil, errors.New("synthetic: no arm to run")
+	}
+	set := map[string]bool{}
+	for _, a := range o.Arms {
+		if a != ArmSearch && a != ArmSampled {
+			return nil, fmt.Errorf("synthetic: unknown arm %q (want %q or %q)", a, ArmSearch, ArmSampled)
+		}
+		if set[a] {
+			return nil, fmt.Errorf("synthetic: arm %q given twice", a)
+		}
+		set[a] = true
+	}
+	return set, nil
+}
+
 // compareFinal solves problems with each model, greedily and with 8
 // samples, and counts the problems only one of the arms' models solves.
+// A nil model (an arm not run) solves -1 and is not compared.
 func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (*SyntheticFinal, error) {
 	f := &SyntheticFinal{Problems: len(problems)}
 	var greedy, pass [3][]bool
 	for i, m := range models {
+		if m == nil {
+			f.Greedy[i], f.PassAt8[i] = -1, -1
+			continue
+		}
 		var err error
 		if greedy[i], err = solvedGreedy(m, problems); err != nil {
 			return nil, err
@@ -269,6 +313,9 @@ func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (
 		f.Greedy[i], f.PassAt8[i] = count(greedy[i]), count(pass[i])
 	}
 	for j := range problems {
+		if models[1] == nil || models[2] == nil {
+			break
+		}
 		f.GreedyOnlySearch += b2i(greedy[1][j] && !greedy[2][j])
 		f.GreedyOnlySampled += b2i(greedy[2][j] && !greedy[1][j])
 		f.PassOnlySearch += b2i(pass[1][j] && !pass[2][j])

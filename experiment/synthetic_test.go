@@ -11,7 +11,8 @@ import (
 
 // TestSyntheticRuns: a tiny run of the experiment (with a decaying
 // fine-tuning rate) goes through every stage and reports rates in [0, 1], the rows each arm spent within its
-// budget, and as many iterations as asked for each arm.
+// budget, and as many iterations as asked for each arm; best-of-n run
+// alone gives the same curve.
 func TestSyntheticRuns(t *testing.T) {
 	o := DefaultSyntheticOptions()
 	o.Model = gpt.DefaultConfig(32, 2, 2, 128)
@@ -48,6 +49,39 @@ func TestSyntheticRuns(t *testing.T) {
 	// difference between their counts.
 	if f.GreedyOnlySearch-f.GreedyOnlySampled != f.Greedy[1]-f.Greedy[2] || f.PassOnlySearch-f.PassOnlySampled != f.PassAt8[1]-f.PassAt8[2] {
 		t.Fatalf("paired counts disagree with the totals: %+v", f)
+	}
+	// Best-of-n alone (the arm that runs second) runs exactly as it does
+	// after the tree search, and is not compared.
+	for _, arm := range []string{ArmSampled} {
+		one := o
+		one.Arms = []string{arm}
+		r1, err := Synthetic(one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want, other, idx := r1.Search, rep.Search, r1.Sampled, 1
+		if arm == ArmSampled {
+			got, want, other, idx = r1.Sampled, rep.Sampled, r1.Search, 2
+		}
+		if len(other) != 0 || len(got) != len(want) {
+			t.Fatalf("arm %s alone: curves %+v and %+v", arm, got, other)
+		}
+		for i := range got {
+			if got[i].Solved != want[i].Solved || got[i].Rows != want[i].Rows || got[i].SolveRate != want[i].SolveRate || got[i].PassAt8 != want[i].PassAt8 {
+				t.Fatalf("arm %s alone, iteration %d: %+v, beside the other %+v", arm, i+1, got[i], want[i])
+			}
+		}
+		g := r1.Final
+		if g.Greedy[idx] != f.Greedy[idx] || g.Greedy[3-idx] != -1 || g.PassAt8[3-idx] != -1 || g.GreedyOnlySearch+g.GreedyOnlySampled+g.PassOnlySearch+g.PassOnlySampled != 0 {
+			t.Fatalf("arm %s alone: final %+v, beside the other %+v", arm, g, f)
+		}
+	}
+	for _, arms := range [][]string{{}, {"greedy"}, {ArmSearch, ArmSearch}} {
+		bad := o
+		bad.Arms = arms
+		if _, err := Synthetic(bad); err == nil {
+			t.Fatalf("arms %q accepted", arms)
+		}
 	}
 	o.Problems = 0
 	if _, err := Synthetic(o); err == nil {

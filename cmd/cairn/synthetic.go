@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/cairnlabs/cairn/experiment"
@@ -31,6 +33,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&d.TuneDecay, "tune-decay", d.TuneDecay, "decay each iteration's learning rate to a tenth of --tune-lr (cosine); --tune-decay=false keeps it constant")
 	fs.Float64Var(&d.Temperature, "temperature", d.Temperature, "sampling temperature of generation")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "seed of the problems, the model and the sampling")
+	arms := fs.String("arms", "search,best-of-n", "the arms to run, comma-separated: search (tree search) and best-of-n; one alone takes half the time and is not compared")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -41,6 +44,20 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	if d.SeedProblems < 1 || d.SeedSteps < 1 || d.Iterations < 1 || d.Problems < 1 || d.Budget < 1 || d.Expand < 1 || d.TuneSteps < 1 || d.Test < 1 || d.FinalTest < 0 || !(d.LR > 0) || !(d.TuneLR > 0) || d.Temperature < 0 {
 		return badInput("--seed-problems, --seed-steps, --iterations, --problems, --budget, --expand, --tune-steps and --test at least 1, --final-test not negative, --lr and --tune-lr positive, --temperature not negative")
 	}
+	d.Arms = nil
+	for _, a := range strings.Split(*arms, ",") {
+		switch a = strings.TrimSpace(a); a {
+		case "search":
+			d.Arms = append(d.Arms, experiment.ArmSearch)
+		case "best-of-n":
+			d.Arms = append(d.Arms, experiment.ArmSampled)
+		default:
+			return badInput("--arms: unknown arm %q (want search, best-of-n or both, comma-separated)", a)
+		}
+		if slices.Index(d.Arms, d.Arms[len(d.Arms)-1]) < len(d.Arms)-1 {
+			return badInput("--arms: %s given twice", a)
+		}
+	}
 	d.Pool = kernels.NewPool(*threads)
 	defer d.Pool.Close()
 	d.Log = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
@@ -48,31 +65,68 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "\niteration\tsearch: solved\tsearch: held-out greedy, pass@8\tbest-of-n: solved\tbest-of-n: held-out greedy, pass@8\n")
-	fmt.Fprintf(tw, "0 (seed)\t\t%.1f%%, %.1f%%\t\t%.1f%%, %.1f%%\n", 100*rep.SeedRate, 100*rep.SeedPassAt8, 100*rep.SeedRate, 100*rep.SeedPassAt8)
-	var rows [2]int64
-	for i := range rep.Search {
-		s, b := rep.Search[i], rep.Sampled[i]
-		fmt.Fprintf(tw, "%d\t%d/%d\t%.1f%%, %.1f%%\t%d/%d\t%.1f%%, %.1f%%\n", s.Iteration, s.Solved, d.Problems, 100*s.SolveRate, 100*s.PassAt8,
-			b.Solved, d.Problems, 100*b.SolveRate, 100*b.PassAt8)
-		rows[0] += s.Rows
-		rows[1] += b.Rows
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	s, b := rep.Search[len(rep.Search)-1], rep.Sampled[len(rep.Sampled)-1]
-	fmt.Fprintf(stdout, "\nover the seed model (target +20 points): tree search %+.1f greedy, %+.1f pass@8 in %d model rows; best-of-n %+.1f greedy, %+.1f pass@8 in %d model rows\n",
-		100*(s.SolveRate-rep.SeedRate), 100*(s.PassAt8-rep.SeedPassAt8), rows[0], 100*(b.SolveRate-rep.SeedRate), 100*(b.PassAt8-rep.SeedPassAt8), rows[1])
-	if f := rep.Final; f != nil {
-		pct := func(k int) float64 { return 100 * float64(k) / float64(f.Problems) }
-		fmt.Fprintf(stdout, "final test, %d more held-out problems: seed model %.1f%% greedy, %.1f%% pass@8; tree search %.1f%%, %.1f%%; best-of-n %.1f%%, %.1f%%\n",
-			f.Problems, pct(f.Greedy[0]), pct(f.PassAt8[0]), pct(f.Greedy[1]), pct(f.PassAt8[1]), pct(f.Greedy[2]), pct(f.PassAt8[2]))
-		gd, gse := experiment.PairedDifference(f.GreedyOnlySearch, f.GreedyOnlySampled, f.Problems)
-		pd, pse := experiment.PairedDifference(f.PassOnlySearch, f.PassOnlySampled, f.Problems)
-		fmt.Fprintf(stdout, "tree search minus best-of-n, paired: greedy %+.1f ± %.1f points (%d solved by the search's model only, %d by best-of-n's only), pass@8 %+.1f ± %.1f (%d, %d)\n",
-			100*gd, 100*gse, f.GreedyOnlySearch, f.GreedyOnlySampled, 100*pd, 100*pse, f.PassOnlySearch, f.PassOnlySampled)
-	}
+	printSyntheticReport(stdout, d, rep)
 	return nil
+}
+
+// printSyntheticReport prints the experiment's curves, its gains over the
+// seed model and, with both arms, their paired comparison.
+func printSyntheticReport(stdout io.Writer, d experiment.SyntheticOptions, rep *experiment.SyntheticReport) {
+	type arm struct {
+		name  string
+		curve []experiment.SyntheticArm
+		final int // index in the final comparison
+	}
+	var ran []arm
+	for _, a := range []arm{{"tree search", rep.Search, 1}, {"best-of-n", rep.Sampled, 2}} {
+		if len(a.curve) > 0 {
+			ran = append(ran, a)
+		}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "\niteration")
+	for _, a := range ran {
+		fmt.Fprintf(tw, "\t%s: solved\t%s: held-out greedy, pass@8", a.name, a.name)
+	}
+	fmt.Fprint(tw, "\n0 (seed)")
+	for range ran {
+		fmt.Fprintf(tw, "\t\t%.1f%%, %.1f%%", 100*rep.SeedRate, 100*rep.SeedPassAt8)
+	}
+	fmt.Fprintln(tw)
+	for i := range d.Iterations {
+		fmt.Fprintf(tw, "%d", i+1)
+		for _, a := range ran {
+			s := a.curve[i]
+			fmt.Fprintf(tw, "\t%d/%d\t%.1f%%, %.1f%%", s.Solved, d.Problems, 100*s.SolveRate, 100*s.PassAt8)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	var gains []string
+	for _, a := range ran {
+		var rows int64
+		for _, s := range a.curve {
+			rows += s.Rows
+		}
+		s := a.curve[len(a.curve)-1]
+		gains = append(gains, fmt.Sprintf("%s %+.1f greedy, %+.1f pass@8 in %d model rows", a.name, 100*(s.SolveRate-rep.SeedRate), 100*(s.PassAt8-rep.SeedPassAt8), rows))
+	}
+	fmt.Fprintf(stdout, "\nover the seed model (target +20 points): %s\n", strings.Join(gains, "; "))
+	f := rep.Final
+	if f == nil {
+		return
+	}
+	pct := func(k int) float64 { return 100 * float64(k) / float64(f.Problems) }
+	line := fmt.Sprintf("final test, %d more held-out problems: seed model %.1f%% greedy, %.1f%% pass@8", f.Problems, pct(f.Greedy[0]), pct(f.PassAt8[0]))
+	for _, a := range ran {
+		line += fmt.Sprintf("; %s %.1f%%, %.1f%%", a.name, pct(f.Greedy[a.final]), pct(f.PassAt8[a.final]))
+	}
+	fmt.Fprintln(stdout, line)
+	if len(ran) < 2 {
+		return
+	}
+	gd, gse := experiment.PairedDifference(f.GreedyOnlySearch, f.GreedyOnlySampled, f.Problems)
+	pd, pse := experiment.PairedDifference(f.PassOnlySearch, f.PassOnlySampled, f.Problems)
+	fmt.Fprintf(stdout, "tree search minus best-of-n, paired: greedy %+.1f ± %.1f points (%d solved by the search's model only, %d by best-of-n's only), pass@8 %+.1f ± %.1f (%d, %d)\n",
+		100*gd, 100*gse, f.GreedyOnlySearch, f.GreedyOnlySampled, 100*pd, 100*pse, f.PassOnlySearch, f.PassOnlySampled)
 }
