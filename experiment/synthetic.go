@@ -102,6 +102,9 @@ type SyntheticFinal struct {
 	// Greedy and pass@8 problems solved by the tree search's model and
 	// not best-of-n's, and the other way round (0 unless both ran).
 	GreedyOnlySearch, GreedyOnlySampled, PassOnlySearch, PassOnlySampled int
+	// GreedyFaults counts each model's greedy failures by the verifier's
+	// fault (indexed by synth.Fault; zero for an arm not run).
+	GreedyFaults [3][synth.WrongTarget + 1]int
 }
 
 // PairedDifference is the difference in solve rate between two models
@@ -265,8 +268,11 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 			return nil, err
 		}
 		f := rep.Final
-		logf("final test (%d problems): greedy %d, %d, %d and pass@8 %d, %d, %d (seed model, tree search, best-of-n)",
-			f.Problems, f.Greedy[0], f.Greedy[1], f.Greedy[2], f.PassAt8[0], f.PassAt8[1], f.PassAt8[2])
+		for i, name := range []string{"seed model", "tree search", "best-of-n"} {
+			if final[i] != nil {
+				logf("final test (%d problems), %s: %d solved greedily, %d at pass@8", f.Problems, name, f.Greedy[i], f.PassAt8[i])
+			}
+		}
 	}
 	return rep, nil
 }
@@ -304,7 +310,7 @@ func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (
 			continue
 		}
 		var err error
-		if greedy[i], err = solvedGreedy(m, problems); err != nil {
+		if greedy[i], f.GreedyFaults[i], err = greedyFaults(m, problems); err != nil {
 			return nil, err
 		}
 		if pass[i], err = solvedPassAtK(m, problems, 8, seed); err != nil {
@@ -382,16 +388,31 @@ func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
 
 // solvedGreedy says for each problem whether m solves it greedily.
 func solvedGreedy(m *gpt.Model, problems []synth.Problem) ([]bool, error) {
+	solved, _, err := greedyFaults(m, problems)
+	return solved, err
+}
+
+// greedyFaults says for each problem whether m solves it greedily, and
+// counts the failures by the verifier's fault.
+func greedyFaults(m *gpt.Model, problems []synth.Problem) ([]bool, [synth.WrongTarget + 1]int, error) {
+	var faults [synth.WrongTarget + 1]int
 	g := m.NewGenerator()
 	solved := make([]bool, len(problems))
 	for i, p := range problems {
 		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil)
 		if err != nil {
-			return nil, err
+			return nil, faults, err
 		}
-		if _, err := synth.Verify(p, text); err == nil {
+		_, err = synth.Verify(p, text)
+		var rej *synth.Rejection
+		switch {
+		case err == nil:
 			solved[i] = true
+		case errors.As(err, &rej) && rej.Fault >= synth.Malformed && rej.Fault <= synth.WrongTarget:
+			faults[rej.Fault]++
+		default:
+			return nil, faults, fmt.Errorf("synthetic: verifying a greedy answer: %v", err)
 		}
 	}
-	return solved, nil
+	return solved, faults, nil
 }

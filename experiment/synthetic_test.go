@@ -44,6 +44,14 @@ func TestSyntheticRuns(t *testing.T) {
 		if f.Greedy[i] < 0 || f.Greedy[i] > f.Problems || f.PassAt8[i] < 0 || f.PassAt8[i] > f.Problems {
 			t.Fatalf("final comparison %+v", f)
 		}
+		// Every greedy failure has its one fault.
+		failed := 0
+		for _, n := range f.GreedyFaults[i] {
+			failed += n
+		}
+		if f.GreedyFaults[i][0] != 0 || f.Greedy[i]+failed != f.Problems {
+			t.Fatalf("model %d: %d solved and failures by fault %v of %d problems", i, f.Greedy[i], f.GreedyFaults[i], f.Problems)
+		}
 	}
 	// The problems one arm's model alone solves account for the whole
 	// difference between their counts.
@@ -72,7 +80,7 @@ func TestSyntheticRuns(t *testing.T) {
 			}
 		}
 		g := r1.Final
-		if g.Greedy[idx] != f.Greedy[idx] || g.Greedy[3-idx] != -1 || g.PassAt8[3-idx] != -1 || g.GreedyOnlySearch+g.GreedyOnlySampled+g.PassOnlySearch+g.PassOnlySampled != 0 {
+		if g.Greedy[idx] != f.Greedy[idx] || g.Greedy[3-idx] != -1 || g.PassAt8[3-idx] != -1 || g.GreedyFaults[3-idx] != [6]int{} || g.GreedyOnlySearch+g.GreedyOnlySampled+g.PassOnlySearch+g.PassOnlySampled != 0 {
 			t.Fatalf("arm %s alone: final %+v, beside the other %+v", arm, g, f)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/kernels"
+	"github.com/cairnlabs/cairn/synth"
 )
 
 // runSyntheticExperiment is 'cairn experiment synthetic': a model
@@ -120,6 +121,18 @@ func printSyntheticReport(stdout io.Writer, d experiment.SyntheticOptions, rep *
 	line := fmt.Sprintf("final test, %d more held-out problems: seed model %.1f%% greedy, %.1f%% pass@8", f.Problems, pct(f.Greedy[0]), pct(f.PassAt8[0]))
 	for _, a := range ran {
 		line += fmt.Sprintf("; %s %.1f%%, %.1f%%", a.name, pct(f.Greedy[a.final]), pct(f.PassAt8[a.final]))
+	}
+	fmt.Fprintln(stdout, line)
+	faults := func(i int) string {
+		var parts []string
+		for k := synth.Malformed; k <= synth.WrongTarget; k++ {
+			parts = append(parts, fmt.Sprintf("%s %d", k, f.GreedyFaults[i][k]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	line = "greedy failures on the final test, by the verifier's fault: seed model " + faults(0)
+	for _, a := range ran {
+		line += "; " + a.name + " " + faults(a.final)
 	}
 	fmt.Fprintln(stdout, line)
 	if len(ran) < 2 {
