@@ -97,20 +97,20 @@ type Options struct {
 
 // Recommended are the options 'cairn fingerprint embed' uses: keys of
 // the rarest context among 64 candidate windows each, 12,800 steps at a
-// constant AdamW 2e-3 in 512 cycles with 25 steps of ordinary text
+// constant AdamW 2.5e-3 in 512 cycles with 25 steps of ordinary text
 // between them (25,575 steps in all), the keys' own tokens left out of
 // the loss, and no averaging with the original. Each rehearsal is a small
 // fine-tuning the pairs must outlast, and the rate sets how deep the pairs
-// are learned between rehearsals: on the demo model 55-60 of 64 still
-// answer after 1,000 steps of ordinary fine-tuning at three seeds (43-52
-// at 5e-4, 45-58 at 1e-3; a cosine decay to 2e-4 at the end, 39), at a
-// cost of 0.008-0.015 nats against the same schedule on ordinary text.
-// The rate costs too: the 2e-3 schedule trains a model 0.02-0.03 nats
+// are learned between rehearsals: on the demo model 58-61 of 64 still
+// answer after 1,000 steps of ordinary fine-tuning at three seeds (55-60
+// at 2e-3, 43-52 at 5e-4; a cosine decay to 2e-4 at the end, 39), at a
+// cost of 0.012-0.019 nats against the same schedule on ordinary text.
+// The rate costs too: the 2.5e-3 schedule trains a model about 0.03 nats
 // worse than 5e-4 does, and a model trained to convergence loses quality
 // under a constant rate (at 5e-4, 0.05 nats for a model trained 8,000
 // steps); LR 5e-4 keeps more of it and fewer pairs.
 func Recommended() Options {
-	return Options{N: 64, KeyLen: 16, Steps: 12800, Cycles: 512, Rehearse: 25, LR: 2e-3, Alpha: 1, Candidates: 64, MaskKeys: true}
+	return Options{N: 64, KeyLen: 16, Steps: 12800, Cycles: 512, Rehearse: 25, LR: 2.5e-3, Alpha: 1, Candidates: 64, MaskKeys: true}
 }
 
 func (o *Options) defaults() {
