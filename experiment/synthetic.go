@@ -318,10 +318,10 @@ func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (
 		}
 		f.Greedy[i], f.PassAt8[i] = count(greedy[i]), count(pass[i])
 	}
+	if models[1] == nil || models[2] == nil {
+		return f, nil
+	}
 	for j := range problems {
-		if models[1] == nil || models[2] == nil {
-			break
-		}
 		f.GreedyOnlySearch += b2i(greedy[1][j] && !greedy[2][j])
 		f.GreedyOnlySampled += b2i(greedy[2][j] && !greedy[1][j])
 		f.PassOnlySearch += b2i(pass[1][j] && !pass[2][j])

@@ -311,10 +311,7 @@ func TestFingerprintBadInput(t *testing.T) {
 		{[]string{"fingerprint", "embed", "--ckpt", noModel, "--out", dir, "--passphrase-file", pass, "--lr", "-1"}, "--lr positive"},
 		{[]string{"fingerprint", "nope"}, "unknown \"nope\""},
 	} {
-		code, o, e := runCLI(c.args...)
-		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args, code, o, e, c.want)
-		}
+		wantBadInput(t, c.want, c.args...)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "empty", p2p.KeyFile)); err == nil {
 		t.Error("commit made an identity in a data directory that had none")
@@ -332,10 +329,7 @@ func TestPrivacyExperimentBadInput(t *testing.T) {
 		{[]string{"experiment", "privacy", "--delta", "1"}, "--delta in (0, 1)"},
 		{[]string{"experiment", "privacy", "--ckpt", "/nonexistent/model.safetensors"}, "nonexistent"},
 	} {
-		code, o, e := runCLI(c.args...)
-		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args, code, o, e, c.want)
-		}
+		wantBadInput(t, c.want, c.args...)
 	}
 }
 
@@ -356,9 +350,6 @@ func TestDPFlagsBadInput(t *testing.T) {
 		{[]string{"node", "aggregate", "--private-tolerance", "0.1", "--secagg", "3", "--secagg-bits", "40"}, "secure aggregation: values of 40 bits"},
 		{[]string{"node", "work", "--join", "/ip4/127.0.0.1/tcp/1", "--private-data", "/nonexistent/secret.txt"}, "--private-data: open /nonexistent/secret.txt"},
 	} {
-		code, o, e := runCLI(c.args...)
-		if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, c.want) || o != "" {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args, code, o, e, c.want)
-		}
+		wantBadInput(t, c.want, c.args...)
 	}
 }

@@ -17,6 +17,16 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
+// wantBadInput runs the CLI with args and fails t unless it exits 2 with
+// nothing on stdout and one line on stderr that contains want.
+func wantBadInput(t *testing.T, want string, args ...string) {
+	t.Helper()
+	code, o, e := runCLI(args...)
+	if code != 2 || strings.Count(e, "\n") != 1 || !strings.Contains(e, want) || o != "" {
+		t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", args, code, o, e, want)
+	}
+}
+
 // TestBadInput: each kind of bad input gives exit status 2 and one line on
 // stderr that says what is wrong.
 func TestBadInput(t *testing.T) {
