@@ -41,7 +41,10 @@ type SyntheticOptions struct {
 	TuneDecay   bool
 	Batch       int
 	Temperature float64 // of the policy's sampling
-	Test        int     // held-out problems, solved greedily
+	// Format is how solutions are written, in the seed data, the verified
+	// data and the tree search's prefixes (synth.Plain when zero).
+	Format synth.Format
+	Test   int // held-out problems, solved greedily
 	// FinalTest more held-out problems (0: none) on which the seed model
 	// and both arms' last models are compared at the end, problem by
 	// problem, so that the difference between the arms is measured with
@@ -90,6 +93,9 @@ type SyntheticReport struct {
 	// Final is the comparison on the final test (nil without one). An arm
 	// not run has an empty curve.
 	Final *SyntheticFinal
+	// Models are the seed model and the tree search's and best-of-n's
+	// last models (nil for an arm not run), to be saved or examined.
+	Models [3]*gpt.Model
 }
 
 // SyntheticFinal compares the seed model and the arms' last models on
@@ -156,7 +162,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	var seedText strings.Builder
 	for i := range o.SeedProblems {
 		p, s := problem(streamSeed, i)
-		seedText.WriteString(p.Prompt() + synth.FormatSolution(s))
+		seedText.WriteString(p.Prompt() + o.Format.Solution(p, s))
 	}
 	to := train.Options{Model: o.Model, Batch: o.Batch, Steps: o.SeedSteps, LR: o.LR, MinLR: o.LR / 10, Warmup: min(100, o.SeedSteps/10),
 		DecaySteps: o.SeedSteps, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1, Seed: o.Seed}
@@ -184,7 +190,8 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	logf("seed model: held-out solve rate %.1f%% greedy, %.1f%% with 8 samples (%d problems)", 100*rep.SeedRate, 100*rep.SeedPassAt8, len(test))
 	seedWeights := append([]float32(nil), t.Model.Params...)
 
-	final := [3]*gpt.Model{t.Model}
+	final := &rep.Models
+	final[0] = t.Model
 	for a, arm := range []string{ArmSearch, ArmSampled} {
 		if !arms[arm] {
 			continue
@@ -206,9 +213,9 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
 				if arm == ArmSearch {
-					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
+					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format})
 				} else {
-					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand})
+					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format})
 				}
 				if err != nil {
 					return nil, err
@@ -219,7 +226,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 						return nil, fmt.Errorf("synthetic: a search returned a wrong solution: %v", err)
 					}
 					res.Solved++
-					gen.WriteString(p.Prompt() + synth.FormatSolution(r.Steps))
+					gen.WriteString(p.Prompt() + o.Format.Solution(p, r.Steps))
 				}
 			}
 			generated += gen.String()
@@ -264,7 +271,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 		for i := range probs {
 			probs[i], _ = problem(streamFinal, i)
 		}
-		if rep.Final, err = compareFinal(final, probs, o.Seed); err != nil {
+		if rep.Final, err = compareFinal(*final, probs, o.Seed); err != nil {
 			return nil, err
 		}
 		f := rep.Final

@@ -36,6 +36,9 @@ func TestSyntheticRuns(t *testing.T) {
 			}
 		}
 	}
+	if rep.Models[0] == nil || rep.Models[1] == nil || rep.Models[2] == nil || rep.Models[1] == rep.Models[2] {
+		t.Fatalf("models %v", rep.Models)
+	}
 	f := rep.Final
 	if f == nil || f.Problems != o.FinalTest {
 		t.Fatalf("final comparison %+v", f)
@@ -71,7 +74,7 @@ func TestSyntheticRuns(t *testing.T) {
 		if arm == ArmSampled {
 			got, want, other, idx = r1.Sampled, rep.Sampled, r1.Search, 2
 		}
-		if len(other) != 0 || len(got) != len(want) {
+		if len(other) != 0 || len(got) != len(want) || r1.Models[idx] == nil || r1.Models[3-idx] != nil {
 			t.Fatalf("arm %s alone: curves %+v and %+v", arm, got, other)
 		}
 		for i := range got {

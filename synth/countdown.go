@@ -163,19 +163,9 @@ func (p Problem) Prompt() string {
 }
 
 // FormatSolution writes steps as a solution's text: " 50-25=25, 25*7=175"
-// (each step after a space, separated by commas), and a newline.
-func FormatSolution(steps []Step) string {
-	var b strings.Builder
-	for i, s := range steps {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte(' ')
-		b.WriteString(s.String())
-	}
-	b.WriteByte('\n')
-	return b.String()
-}
+// (each step after a space, separated by commas), and a newline: the
+// Plain format.
+func FormatSolution(steps []Step) string { return Plain.Solution(Problem{}, steps) }
 
 // ParseProblem reads a prompt as Prompt writes it, with the solution
 // after it if any (returned as is). It fails on anything else.

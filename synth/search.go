@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 )
 
 // Policy is a model that writes solutions, as the search sees it.
@@ -35,6 +34,9 @@ type SearchOptions struct {
 	// again (more samples from it, new children) while it has had fewer
 	// than Widen·√n expansions (1 when zero; negative: never again).
 	Widen float64
+	// Format is how the tree search writes the steps of a node for the
+	// policy to continue (Plain when zero).
+	Format Format
 }
 
 // SearchResult is a search's outcome: a verified solution (nil when none
@@ -45,16 +47,10 @@ type SearchResult struct {
 	Simulations int
 }
 
-// Prefix is the text a model continues after steps have been written:
-// the prompt, and each step after a space, separated by commas, with a
-// comma after the last.
-func Prefix(p Problem, steps []Step) string {
-	s := strings.TrimSuffix(FormatSolution(steps), "\n")
-	if len(steps) == 0 {
-		return p.Prompt()
-	}
-	return p.Prompt() + s + ","
-}
+// Prefix is the text a model continues after steps have been written
+// (Plain): the prompt, and each step after a space, separated by commas,
+// with a comma after the last.
+func Prefix(p Problem, steps []Step) string { return Plain.Prefix(p, steps) }
 
 // Pool is what is left to use after steps: the numbers not used up and
 // the results not used since, or the rejection of the first bad step.
@@ -177,7 +173,7 @@ func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 		}
 		var v float64
 		if !nd.dead {
-			solved, value, cost, err := expand(p, pol, nd, o.Expand)
+			solved, value, cost, err := expand(p, pol, nd, o)
 			res.Cost += cost
 			if err != nil {
 				return res, err
@@ -243,17 +239,17 @@ func selectChild(nd *node, o SearchOptions) *child {
 	return best
 }
 
-// expand samples k completions at nd (see MCTS): it returns a solution
+// expand samples o.Expand completions at nd (see MCTS): it returns a solution
 // if one verifies, else the node's value, the best closeness of the
 // samples. A node with one number left is dead; one whose samples hold no
 // valid first step stays a leaf, to be expanded again when the search
 // comes back.
-func expand(p Problem, pol Policy, nd *node, k int) (solved []Step, value float64, cost int, err error) {
+func expand(p Problem, pol Policy, nd *node, o SearchOptions) (solved []Step, value float64, cost int, err error) {
 	if len(nd.pool) < 2 {
 		nd.dead, nd.expanded = true, true
 		return nil, 0, 0, nil
 	}
-	texts, cost, err := pol.Complete(Prefix(p, nd.steps), k)
+	texts, cost, err := pol.Complete(o.Format.Prefix(p, nd.steps), o.Expand)
 	if err != nil {
 		return nil, 0, cost, err
 	}

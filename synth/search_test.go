@@ -128,3 +128,66 @@ func TestPrefixAndPool(t *testing.T) {
 		t.Fatal("50 used twice")
 	}
 }
+
+func TestWorkedFormat(t *testing.T) {
+	p := Problem{Numbers: []int{3, 7, 25, 50}, Target: 178}
+	steps := []Step{{50, 25, Sub, 25}, {25, 7, Mul, 175}, {175, 3, Add, 178}}
+	if got := Worked.Solution(p, steps); got != " 50-25=25 [3 7 25], 25*7=175 [3 175], 175+3=178 [178]\n" {
+		t.Fatalf("worked solution %q", got)
+	}
+	if got := Worked.Prefix(p, steps[:2]); got != "3 7 25 50 -> 178: 50-25=25 [3 7 25], 25*7=175 [3 175]," {
+		t.Fatalf("worked prefix %q", got)
+	}
+	if got, want := Plain.Prefix(p, steps[:2]), Prefix(p, steps[:2]); got != want {
+		t.Fatalf("plain prefix %q, want %q", got, want)
+	}
+	// A bad step ends the notes: there is no pool to write after it.
+	bad := []Step{{50, 25, Sub, 24}, {24, 7, Mul, 168}}
+	if got := Worked.Solution(p, bad); got != " 50-25=24, 24*7=168\n" {
+		t.Fatalf("worked solution of bad steps %q", got)
+	}
+}
+
+// recordingPolicy remembers the prefixes it is asked to continue.
+type recordingPolicy struct {
+	randomPolicy
+	prefixes *[]string
+}
+
+func (rp recordingPolicy) Complete(prefix string, k int) ([]string, int, error) {
+	*rp.prefixes = append(*rp.prefixes, prefix)
+	return rp.randomPolicy.Complete(prefix, k)
+}
+
+// TestSearchWorked: the tree search in the Worked format shows the policy
+// its steps with their notes, and what it returns verifies.
+func TestSearchWorked(t *testing.T) {
+	var prefixes []string
+	solved := 0
+	for i := range 20 {
+		p, _, _ := Generate(11, i, DefaultDifficulty)
+		pol := recordingPolicy{randomPolicy{rand.New(rand.NewPCG(1, uint64(i)))}, &prefixes}
+		r, err := MCTS(p, pol, SearchOptions{Budget: 3000, Expand: 8, Format: Worked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Steps != nil {
+			solved++
+			if err := Check(p, r.Steps); err != nil {
+				t.Fatalf("%s: %v", p.Prompt(), err)
+			}
+		}
+	}
+	deep := 0
+	for _, pre := range prefixes {
+		if strings.Contains(pre, "=") {
+			deep++
+			if strings.Count(pre, "[") != strings.Count(pre, "=") || !strings.HasSuffix(pre, "],") {
+				t.Fatalf("a prefix without its notes: %q", pre)
+			}
+		}
+	}
+	if solved == 0 || deep == 0 {
+		t.Fatalf("solved %d of 20, %d prefixes after a step: the search did not run", solved, deep)
+	}
+}

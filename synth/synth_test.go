@@ -50,7 +50,8 @@ func TestGenerate(t *testing.T) {
 func TestVerifierRejectsCorruptions(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	malformed := []string{"", "\n", "50-25", "50-25=", "=25", "a+b=c", "5 0-25=25", "50--25=25", "50+25=75=75",
-		"50 % 25 = 2", "9999999+1=10000000", "-5+3=-2", "50-25=25;", strings.Repeat("1+1=2, ", 100)}
+		"50 % 25 = 2", "9999999+1=10000000", "-5+3=-2", "50-25=25;", strings.Repeat("1+1=2, ", 100),
+		"50-25=25 [3 7", "50-25=25 [3 x]", "50-25=25 3]", "50-25=25 [3]]", "50-25=25 [3] 4", "50-25=25 [[3]"}
 	counts := map[Fault]int{}
 	for i := range 2000 {
 		d := Difficulty{Numbers: 3 + i%4, Max: []int{10, 100, 1000}[i%3]}
@@ -61,6 +62,14 @@ func TestVerifierRejectsCorruptions(t *testing.T) {
 		good := FormatSolution(steps)
 		if _, err := Verify(p, good); err != nil {
 			t.Fatalf("%s%s rejected: %v", p.Prompt(), good, err)
+		}
+		// The Worked format, and its notes, are read; the notes are not judged.
+		if worked := Worked.Solution(p, steps); !strings.Contains(worked, "]") {
+			t.Fatalf("%s%q: no notes", p.Prompt(), worked)
+		} else if got, err := Verify(p, worked); err != nil || FormatSolution(got) != good {
+			t.Fatalf("%s%s rejected or misread: %v", p.Prompt(), worked, err)
+		} else if _, err := Verify(p, strings.ReplaceAll(worked, "[", "[999 ")); err != nil {
+			t.Fatalf("%s%s: a wrong note rejected: %v", p.Prompt(), worked, err)
 		}
 		// Spaces and newlines between steps are fine.
 		if _, err := Verify(p, strings.ReplaceAll(good, ", ", "\n  ")); err != nil {
@@ -79,12 +88,14 @@ func TestVerifierRejectsCorruptions(t *testing.T) {
 		bad := append([]Step(nil), steps...)
 		bad[len(bad)-1].C += 1 + r.IntN(9)
 		expect("wrong result", WrongArithmetic, FormatSolution(bad), p)
+		expect("wrong result, worked", WrongArithmetic, Worked.Solution(p, bad), p)
 		// Wrong target: the same steps for another target.
 		q := p
 		q.Target++
 		expect("wrong target", WrongTarget, good, q)
 		// A number used twice: the first step again.
 		expect("reused", Unavailable, FormatSolution(append([]Step{steps[0]}, steps...)), p)
+		expect("reused, worked", Unavailable, Worked.Solution(p, append([]Step{steps[0]}, steps...)), p)
 		// A number not given.
 		bad = append([]Step(nil), steps...)
 		bad[0].A = p.Target + 1 + r.IntN(1000)

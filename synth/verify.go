@@ -42,7 +42,8 @@ func reject(f Fault, format string, args ...any) *Rejection {
 }
 
 // ParseSteps reads a solution's text: steps "a op b = c" separated by
-// commas or newlines, spaces anywhere, at most MaxSolution bytes. It
+// commas or newlines, spaces anywhere, each with a Worked note ("[3 7
+// 25]") after it or not, at most MaxSolution bytes. It
 // rejects anything else as Malformed.
 func ParseSteps(text string) ([]Step, *Rejection) {
 	if len(text) > MaxSolution {
@@ -67,8 +68,13 @@ func ParseSteps(text string) ([]Step, *Rejection) {
 	return steps, nil
 }
 
-// parseStep reads "a op b = c", spaces allowed around each part.
+// parseStep reads "a op b = c", spaces allowed around each part, with
+// a Worked note after it or not.
 func parseStep(f string) (Step, bool) {
+	f, ok := cutNote(f)
+	if !ok {
+		return Step{}, false
+	}
 	lhs, rhs, ok := strings.Cut(f, "=")
 	if !ok {
 		return Step{}, false

@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/cairnlabs/cairn/checkpoint"
 	"github.com/cairnlabs/cairn/experiment"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/synth"
@@ -34,7 +37,9 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&d.TuneDecay, "tune-decay", d.TuneDecay, "decay each iteration's learning rate to a tenth of --tune-lr (cosine); --tune-decay=false keeps it constant")
 	fs.Float64Var(&d.Temperature, "temperature", d.Temperature, "sampling temperature of generation")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "seed of the problems, the model and the sampling")
+	format := fs.String("format", "plain", "how solutions are written: plain (\" 50-25=25, 25*7=175\") or worked (each step followed by the numbers left, \" 50-25=25 [3 7 25], 25*7=175 [3 175]\")")
 	arms := fs.String("arms", "search,best-of-n", "the arms to run, comma-separated: search (tree search) and best-of-n; one alone takes half the time and is not compared")
+	out := fs.String("out", "", "directory to save the seed model and each arm's last model in (seed/, search/, best-of-n/), for 'cairn sample' or another look")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -44,6 +49,14 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	}
 	if d.SeedProblems < 1 || d.SeedSteps < 1 || d.Iterations < 1 || d.Problems < 1 || d.Budget < 1 || d.Expand < 1 || d.TuneSteps < 1 || d.Test < 1 || d.FinalTest < 0 || !(d.LR > 0) || !(d.TuneLR > 0) || d.Temperature < 0 {
 		return badInput("--seed-problems, --seed-steps, --iterations, --problems, --budget, --expand, --tune-steps and --test at least 1, --final-test not negative, --lr and --tune-lr positive, --temperature not negative")
+	}
+	switch *format {
+	case "plain":
+		d.Format = synth.Plain
+	case "worked":
+		d.Format = synth.Worked
+	default:
+		return badInput("--format: unknown format %q (want plain or worked)", *format)
 	}
 	d.Arms = nil
 	for _, a := range strings.Split(*arms, ",") {
@@ -59,6 +72,11 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 			return badInput("--arms: %s given twice", a)
 		}
 	}
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil { // before the run, not after it
+			return badInput("--out: %v", err)
+		}
+	}
 	d.Pool = kernels.NewPool(*threads)
 	defer d.Pool.Close()
 	d.Log = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
@@ -67,6 +85,24 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	printSyntheticReport(stdout, d, rep)
+	if *out == "" {
+		return nil
+	}
+	for i, name := range []string{"seed", "search", "best-of-n"} {
+		m := rep.Models[i]
+		if m == nil {
+			continue
+		}
+		dir := filepath.Join(*out, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		meta := map[string]string{"experiment": "synthetic", "model": name, "seed": fmt.Sprint(d.Seed)}
+		if err := checkpoint.SaveModel(filepath.Join(dir, checkpoint.ModelFile), m.Config, m.Params, meta); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s model saved in %s\n", name, dir)
+	}
 	return nil
 }
 
