@@ -153,13 +153,15 @@ func TestParseProblem(t *testing.T) {
 
 // FuzzVerify: any text against a problem is accepted or rejected with a
 // fault and a reason, never a panic; an accepted solution's steps check,
-// and their formatting verifies again.
+// and their formatting in either format verifies again.
 func FuzzVerify(f *testing.F) {
 	p, steps, _ := Generate(1, 1, DefaultDifficulty)
 	f.Add(p.Prompt(), FormatSolution(steps))
 	f.Add(p.Prompt(), " 1+1=2")
 	f.Add("3 7 25 50 -> 325:", " 50-25=25, 25*7=175, 175+3=178")
 	f.Add("1 1 -> 2:", "1+1=2\n")
+	f.Add(p.Prompt(), Worked.Solution(p, steps))
+	f.Add("3 7 25 50 -> 325:", " 50*7=350 [3 25 350], 350-25=325 [3 325]")
 	f.Fuzz(func(t *testing.T, prompt, text string) {
 		p, _, err := ParseProblem(prompt)
 		if err != nil {
@@ -176,8 +178,10 @@ func FuzzVerify(f *testing.F) {
 		if steps[len(steps)-1].C != p.Target {
 			t.Fatalf("%q accepted without reaching %d", text, p.Target)
 		}
-		if _, err := Verify(p, FormatSolution(steps)); err != nil {
-			t.Fatalf("%q accepted, its formatting %q not: %v", text, FormatSolution(steps), err)
+		for _, f := range []Format{Plain, Worked} {
+			if _, err := Verify(p, f.Solution(p, steps)); err != nil {
+				t.Fatalf("%q accepted, its %s formatting %q not: %v", text, f, f.Solution(p, steps), err)
+			}
 		}
 	})
 }
