@@ -267,11 +267,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 		}
 	}
 	if o.FinalTest > 0 {
-		probs := make([]synth.Problem, o.FinalTest)
-		for i := range probs {
-			probs[i], _ = problem(streamFinal, i)
-		}
-		if rep.Final, err = compareFinal(*final, probs, o.Seed); err != nil {
+		if rep.Final, err = SyntheticCompare(o, *final); err != nil {
 			return nil, err
 		}
 		f := rep.Final
@@ -303,6 +299,26 @@ func (o SyntheticOptions) arms() (map[string]bool, error) {
 		set[a] = true
 	}
 	return set, nil
+}
+
+// SyntheticCompare runs the final test of o (o.FinalTest problems of
+// o.Seed at o.Difficulty) on models (the seed model and the tree search's
+// and best-of-n's last, nil for an arm not run), as Synthetic does at its
+// end: the arms can be run apart, in parallel, and compared after. It
+// fails on a final test of no problems, on no seed model, or on a model
+// that fails to generate.
+func SyntheticCompare(o SyntheticOptions, models [3]*gpt.Model) (*SyntheticFinal, error) {
+	if err := o.Difficulty.Validate(); err != nil {
+		return nil, err
+	}
+	if o.FinalTest < 1 || models[0] == nil {
+		return nil, errors.New("synthetic: a comparison needs a final test and the seed model")
+	}
+	probs := make([]synth.Problem, o.FinalTest)
+	for i := range probs {
+		probs[i], _, _ = synth.Generate(o.Seed<<8|streamFinal, i, o.Difficulty) // the difficulty is valid
+	}
+	return compareFinal(models, probs, o.Seed)
 }
 
 // compareFinal solves problems with each model, greedily and with 8
@@ -406,7 +422,7 @@ func greedyFaults(m *gpt.Model, problems []synth.Problem) ([]bool, [synth.WrongT
 	g := m.NewGenerator()
 	solved := make([]bool, len(problems))
 	for i, p := range problems {
-		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil)
+		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil, m.Config.BlockSize)
 		if err != nil {
 			return nil, faults, err
 		}

@@ -56,6 +56,14 @@ func TestSyntheticRuns(t *testing.T) {
 			t.Fatalf("model %d: %d solved and failures by fault %v of %d problems", i, f.Greedy[i], f.GreedyFaults[i], f.Problems)
 		}
 	}
+	// The final test can be run again on the saved models, with the same
+	// outcome to the count.
+	if again, err := SyntheticCompare(o, rep.Models); err != nil || *again != *f {
+		t.Fatalf("the final test again: %+v, %v; in the run %+v", again, err, f)
+	}
+	if _, err := SyntheticCompare(o, [3]*gpt.Model{nil, rep.Models[1], nil}); err == nil {
+		t.Fatal("a comparison without the seed model accepted")
+	}
 	// The problems one arm's model alone solves account for the whole
 	// difference between their counts.
 	if f.GreedyOnlySearch-f.GreedyOnlySampled != f.Greedy[1]-f.Greedy[2] || f.PassOnlySearch-f.PassOnlySampled != f.PassAt8[1]-f.PassAt8[2] {

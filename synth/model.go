@@ -8,14 +8,17 @@ import (
 )
 
 // CompleteText samples a continuation of prefix up to and including a
-// newline (at most MaxSolution bytes), with its cost in rows.
-func CompleteText(g *gpt.Generator, prefix string, s gpt.Sampling, r *rand.Rand) (string, int, error) {
+// newline, at most limit bytes (and MaxSolution), with its cost in rows.
+// A limit of the model's context, as ModelPolicy's, keeps a model that
+// never ends a line from sliding its context (a whole context's rows a
+// byte) for MaxSolution bytes.
+func CompleteText(g *gpt.Generator, prefix string, s gpt.Sampling, r *rand.Rand, limit int) (string, int, error) {
 	if err := g.Start(corpus.Bytes([]byte(prefix))); err != nil {
 		return "", 0, err
 	}
 	cost := len(prefix)
 	var out []byte
-	for len(out) < MaxSolution {
+	for len(out) < min(limit, MaxSolution) {
 		tok := gpt.Sample(g.Logits(), s, r)
 		out = append(out, byte(tok))
 		if tok == '\n' {

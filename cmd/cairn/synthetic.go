@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/cairnlabs/cairn/checkpoint"
+	"github.com/cairnlabs/cairn/diloco"
 	"github.com/cairnlabs/cairn/experiment"
+	"github.com/cairnlabs/cairn/gpt"
 	"github.com/cairnlabs/cairn/kernels"
 	"github.com/cairnlabs/cairn/synth"
 )
@@ -40,6 +43,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	format := fs.String("format", "plain", "how solutions are written: plain (\" 50-25=25, 25*7=175\") or worked (each step followed by the numbers left, \" 50-25=25 [3 7 25], 25*7=175 [3 175]\")")
 	arms := fs.String("arms", "search,best-of-n", "the arms to run, comma-separated: search (tree search) and best-of-n; one alone takes half the time and is not compared")
 	out := fs.String("out", "", "directory to save the seed model and each arm's last model in (seed/, search/, best-of-n/), for 'cairn sample' or another look")
+	compare := fs.String("compare", "", "directory saved by --out (the arms may be run apart, with --arms, into the same directory): run only the final comparison of its seed/, search/ and best-of-n/ models, with the run's --seed, --numbers, --max and --final-test")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -79,6 +83,9 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	}
 	d.Pool = kernels.NewPool(*threads)
 	defer d.Pool.Close()
+	if *compare != "" {
+		return compareSynthetic(*compare, d, stdout)
+	}
 	d.Log = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	rep, err := experiment.Synthetic(d)
 	if err != nil {
@@ -97,7 +104,9 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		meta := map[string]string{"experiment": "synthetic", "model": name, "seed": fmt.Sprint(d.Seed)}
+		meta := syntheticMeta(d)
+		meta["model"] = name
+		meta["seed-model"] = diloco.HashWeights(0, rep.Models[0].Params).String()
 		if err := checkpoint.SaveModel(filepath.Join(dir, checkpoint.ModelFile), m.Config, m.Params, meta); err != nil {
 			return err
 		}
@@ -112,10 +121,9 @@ func printSyntheticReport(stdout io.Writer, d experiment.SyntheticOptions, rep *
 	type arm struct {
 		name  string
 		curve []experiment.SyntheticArm
-		final int // index in the final comparison
 	}
 	var ran []arm
-	for _, a := range []arm{{"tree search", rep.Search, 1}, {"best-of-n", rep.Sampled, 2}} {
+	for _, a := range []arm{{"tree search", rep.Search}, {"best-of-n", rep.Sampled}} {
 		if len(a.curve) > 0 {
 			ran = append(ran, a)
 		}
@@ -149,9 +157,23 @@ func printSyntheticReport(stdout io.Writer, d experiment.SyntheticOptions, rep *
 		gains = append(gains, fmt.Sprintf("%s %+.1f greedy, %+.1f pass@8 in %d model rows", a.name, 100*(s.SolveRate-rep.SeedRate), 100*(s.PassAt8-rep.SeedPassAt8), rows))
 	}
 	fmt.Fprintf(stdout, "\nover the seed model (target +20 points): %s\n", strings.Join(gains, "; "))
-	f := rep.Final
-	if f == nil {
-		return
+	if rep.Final != nil {
+		printSyntheticFinal(stdout, rep.Final)
+	}
+}
+
+// printSyntheticFinal prints the final test: each model's rates and
+// failures by fault and, with both arms, their paired comparison.
+func printSyntheticFinal(stdout io.Writer, f *experiment.SyntheticFinal) {
+	type arm struct {
+		name  string
+		final int // index in the final comparison
+	}
+	var ran []arm
+	for _, a := range []arm{{"tree search", 1}, {"best-of-n", 2}} {
+		if f.Greedy[a.final] >= 0 {
+			ran = append(ran, a)
+		}
 	}
 	pct := func(k int) float64 { return 100 * float64(k) / float64(f.Problems) }
 	line := fmt.Sprintf("final test, %d more held-out problems: seed model %.1f%% greedy, %.1f%% pass@8", f.Problems, pct(f.Greedy[0]), pct(f.PassAt8[0]))
@@ -178,4 +200,60 @@ func printSyntheticReport(stdout io.Writer, d experiment.SyntheticOptions, rep *
 	pd, pse := experiment.PairedDifference(f.PassOnlySearch, f.PassOnlySampled, f.Problems)
 	fmt.Fprintf(stdout, "tree search minus best-of-n, paired: greedy %+.1f ± %.1f points (%d solved by the search's model only, %d by best-of-n's only), pass@8 %+.1f ± %.1f (%d, %d)\n",
 		100*gd, 100*gse, f.GreedyOnlySearch, f.GreedyOnlySampled, 100*pd, 100*pse, f.PassOnlySearch, f.PassOnlySampled)
+}
+
+// syntheticMeta is what a saved model of the experiment records of the
+// run, for --compare to check.
+func syntheticMeta(d experiment.SyntheticOptions) map[string]string {
+	return map[string]string{"experiment": "synthetic", "seed": fmt.Sprint(d.Seed), "numbers": fmt.Sprint(d.Difficulty.Numbers),
+		"max": fmt.Sprint(d.Difficulty.Max), "format": d.Format.String()}
+}
+
+// compareSynthetic is --compare: the final comparison of the models saved
+// in dir, which must come from one run (the same seed model, the same
+// seed, difficulty and format as d).
+func compareSynthetic(dir string, d experiment.SyntheticOptions, stdout io.Writer) error {
+	if d.FinalTest < 1 {
+		return badInput("--compare: --final-test must be at least 1")
+	}
+	var models [3]*gpt.Model
+	var seedHash string
+	want := syntheticMeta(d)
+	for i, name := range []string{"seed", "search", "best-of-n"} {
+		path := filepath.Join(dir, name, checkpoint.ModelFile)
+		if _, err := os.Stat(path); i > 0 && errors.Is(err, os.ErrNotExist) {
+			continue // that arm was not run
+		}
+		ck, err := checkpoint.LoadModel(path)
+		if err != nil {
+			return badInput("--compare: %v", err)
+		}
+		for k, v := range want {
+			if ck.Metadata[k] != v {
+				return badInput("--compare: %s has %s %q, not this run's %q", path, k, ck.Metadata[k], v)
+			}
+		}
+		if ck.Metadata["model"] != name {
+			return badInput("--compare: %s is the %q model, not %q", path, ck.Metadata["model"], name)
+		}
+		if i == 0 {
+			seedHash = diloco.HashWeights(0, ck.Params).String()
+		}
+		if ck.Metadata["seed-model"] != seedHash {
+			return badInput("--compare: %s did not start from the seed model beside it", path)
+		}
+		if models[i], err = gpt.New(ck.Config, d.Pool); err != nil {
+			return badInput("--compare: %s: %v", path, err)
+		}
+		copy(models[i].Params, ck.Params)
+	}
+	if models[1] == nil && models[2] == nil {
+		return badInput("--compare: no search/ or best-of-n/ model in %s", dir)
+	}
+	f, err := experiment.SyntheticCompare(d, models)
+	if err != nil {
+		return err
+	}
+	printSyntheticFinal(stdout, f)
+	return nil
 }
