@@ -111,6 +111,10 @@ type SyntheticFinal struct {
 	// GreedyFaults counts each model's greedy failures by the verifier's
 	// fault (indexed by synth.Fault; zero for an arm not run).
 	GreedyFaults [3][synth.WrongTarget + 1]int
+	// GreedyDeadEnds counts the greedy failures, of any fault, whose
+	// valid steps had left the target out of reach (synth.DeadEnd): a
+	// wrong plan, where the others slipped with a solution still possible.
+	GreedyDeadEnds [3]int
 }
 
 // PairedDifference is the difference in solve rate between two models
@@ -333,7 +337,7 @@ func compareFinal(models [3]*gpt.Model, problems []synth.Problem, seed uint64) (
 			continue
 		}
 		var err error
-		if greedy[i], f.GreedyFaults[i], err = greedyFaults(m, problems); err != nil {
+		if greedy[i], f.GreedyFaults[i], f.GreedyDeadEnds[i], err = greedyFaults(m, problems); err != nil {
 			return nil, err
 		}
 		if pass[i], err = solvedPassAtK(m, problems, 8, seed); err != nil {
@@ -411,31 +415,37 @@ func SolveRate(m *gpt.Model, problems []synth.Problem) (float64, error) {
 
 // solvedGreedy says for each problem whether m solves it greedily.
 func solvedGreedy(m *gpt.Model, problems []synth.Problem) ([]bool, error) {
-	solved, _, err := greedyFaults(m, problems)
+	solved, _, _, err := greedyFaults(m, problems)
 	return solved, err
 }
 
 // greedyFaults says for each problem whether m solves it greedily, and
-// counts the failures by the verifier's fault.
-func greedyFaults(m *gpt.Model, problems []synth.Problem) ([]bool, [synth.WrongTarget + 1]int, error) {
+// counts the failures by the verifier's fault, and those that had written
+// themselves into a dead end.
+func greedyFaults(m *gpt.Model, problems []synth.Problem) ([]bool, [synth.WrongTarget + 1]int, int, error) {
 	var faults [synth.WrongTarget + 1]int
+	deadEnds := 0
 	g := m.NewGenerator()
 	solved := make([]bool, len(problems))
 	for i, p := range problems {
 		text, _, err := synth.CompleteText(g, p.Prompt(), gpt.Sampling{}, nil, m.Config.BlockSize)
 		if err != nil {
-			return nil, faults, err
+			return nil, faults, 0, err
 		}
 		_, err = synth.Verify(p, text)
 		var rej *synth.Rejection
 		switch {
 		case err == nil:
 			solved[i] = true
+			continue
 		case errors.As(err, &rej) && rej.Fault >= synth.Malformed && rej.Fault <= synth.WrongTarget:
 			faults[rej.Fault]++
 		default:
-			return nil, faults, fmt.Errorf("synthetic: verifying a greedy answer: %v", err)
+			return nil, faults, 0, fmt.Errorf("synthetic: verifying a greedy answer: %v", err)
+		}
+		if steps, rej := synth.ParseSteps(text); rej == nil && synth.DeadEnd(p, steps) >= 0 {
+			deadEnds++
 		}
 	}
-	return solved, faults, nil
+	return solved, faults, deadEnds, nil
 }

@@ -52,7 +52,7 @@ func TestSyntheticRuns(t *testing.T) {
 		for _, n := range f.GreedyFaults[i] {
 			failed += n
 		}
-		if f.GreedyFaults[i][0] != 0 || f.Greedy[i]+failed != f.Problems {
+		if f.GreedyFaults[i][0] != 0 || f.Greedy[i]+failed != f.Problems || f.GreedyDeadEnds[i] < 0 || f.GreedyDeadEnds[i] > failed {
 			t.Fatalf("model %d: %d solved and failures by fault %v of %d problems", i, f.Greedy[i], f.GreedyFaults[i], f.Problems)
 		}
 	}

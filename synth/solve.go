@@ -69,3 +69,26 @@ func poolKey(pool []int) string {
 	}
 	return b.String()
 }
+
+// DeadEnd is where steps (read as far as they are valid) left the target
+// out of reach: the index of the first valid step after which no
+// solution can follow (its result not the target, and Solve finding none
+// from what is left), or -1 when every valid step kept a solution
+// possible. It tells a solver that planned wrong from one that planned
+// right and then slipped.
+func DeadEnd(p Problem, steps []Step) int {
+	pool := slices.Clone(p.Numbers)
+	for k, s := range steps {
+		var rej *Rejection
+		if pool, rej = next(pool, k, s); rej != nil {
+			return -1
+		}
+		if s.C == p.Target {
+			return -1
+		}
+		if _, ok := Solve(Problem{Numbers: pool, Target: p.Target}); !ok {
+			return k
+		}
+	}
+	return -1
+}

@@ -199,3 +199,26 @@ func ExampleVerify() {
 	// synth: wrong target: the steps reach 72, not the target 325
 	// 2 <nil>
 }
+
+func TestDeadEnd(t *testing.T) {
+	p := Problem{Numbers: []int{3, 7, 25, 50}, Target: 325}
+	for _, c := range []struct {
+		text string
+		want int
+	}{
+		{" 50*7=350, 350-25=325", -1},           // solved
+		{" 50*7=350, 350-25=300", -1},           // a slip while a solution was possible
+		{" 50*7=350, 350+25=375, 375-3=325", 1}, // 375 and 3 cannot make 325
+		{" 3+7=10, 10*25=250, 250+50=325", 0},   // 10, 25 and 50 cannot make 325
+		{" 3*7=21, 50-21=29, 29*25=325", 0},     // nor can 21, 25 and 50
+		{" 99+1=100", -1},                       // not valid: nothing to judge
+	} {
+		steps, rej := ParseSteps(c.text)
+		if rej != nil {
+			t.Fatal(rej)
+		}
+		if got := DeadEnd(p, steps); got != c.want {
+			t.Errorf("%s: dead end at %d, want %d", c.text, got, c.want)
+		}
+	}
+}

@@ -193,6 +193,12 @@ func printSyntheticFinal(stdout io.Writer, f *experiment.SyntheticFinal) {
 		line += "; " + a.name + " " + faults(a.final)
 	}
 	fmt.Fprintln(stdout, line)
+	failed := func(i int) int { return f.Problems - f.Greedy[i] }
+	line = fmt.Sprintf("of them, written into a dead end (a valid step after which the target is out of reach, a wrong plan): seed model %d of %d", f.GreedyDeadEnds[0], failed(0))
+	for _, a := range ran {
+		line += fmt.Sprintf("; %s %d of %d", a.name, f.GreedyDeadEnds[a.final], failed(a.final))
+	}
+	fmt.Fprintln(stdout, line)
 	if len(ran) < 2 {
 		return
 	}
