@@ -76,6 +76,9 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 			return badInput("--arms: %s given twice", a)
 		}
 	}
+	if *out != "" && *compare != "" {
+		return badInput("--out and --compare do not go together: --compare runs no training")
+	}
 	if *out != "" {
 		if err := os.MkdirAll(*out, 0o755); err != nil { // before the run, not after it
 			return badInput("--out: %v", err)
@@ -95,6 +98,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return nil
 	}
+	seedHash := diloco.HashWeights(0, rep.Models[0].Params).String()
 	for i, name := range []string{"seed", "search", "best-of-n"} {
 		m := rep.Models[i]
 		if m == nil {
@@ -106,7 +110,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 		}
 		meta := syntheticMeta(d)
 		meta["model"] = name
-		meta["seed-model"] = diloco.HashWeights(0, rep.Models[0].Params).String()
+		meta["seed-model"] = seedHash
 		if err := checkpoint.SaveModel(filepath.Join(dir, checkpoint.ModelFile), m.Config, m.Params, meta); err != nil {
 			return err
 		}

@@ -27,6 +27,7 @@ func TestSyntheticExperimentBadInput(t *testing.T) {
 		{[]string{"experiment", "synthetic", "--tune-steps", "0"}, "--tune-steps"},
 		{[]string{"experiment", "synthetic", "--format", "scratch"}, "--format: unknown format \"scratch\""},
 		{[]string{"experiment", "synthetic", "--out", file}, "--out: "},
+		{[]string{"experiment", "synthetic", "--out", file, "--compare", file}, "--out and --compare do not go together"},
 	} {
 		wantBadInput(t, c.want, c.args...)
 	}
