@@ -155,10 +155,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	problem := func(stream uint64, i int) (synth.Problem, []synth.Step) {
-		p, s, _ := synth.Generate(o.Seed<<8|stream, i, o.Difficulty) // the difficulty is valid
-		return p, s
-	}
+	problem := o.problem
 	test := make([]synth.Problem, o.Test)
 	for i := range test {
 		test[i], _ = problem(streamTest, i)
@@ -320,9 +317,16 @@ func SyntheticCompare(o SyntheticOptions, models [3]*gpt.Model) (*SyntheticFinal
 	}
 	probs := make([]synth.Problem, o.FinalTest)
 	for i := range probs {
-		probs[i], _, _ = synth.Generate(o.Seed<<8|streamFinal, i, o.Difficulty) // the difficulty is valid
+		probs[i], _ = o.problem(streamFinal, i)
 	}
 	return compareFinal(models, probs, o.Seed)
+}
+
+// problem is problem i of one of o's streams, with the generator's
+// solution; o.Difficulty must be valid.
+func (o SyntheticOptions) problem(stream uint64, i int) (synth.Problem, []synth.Step) {
+	p, s, _ := synth.Generate(o.Seed<<8|stream, i, o.Difficulty)
+	return p, s
 }
 
 // compareFinal solves problems with each model, greedily and with 8
