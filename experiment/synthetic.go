@@ -44,7 +44,12 @@ type SyntheticOptions struct {
 	// Format is how solutions are written, in the seed data, the verified
 	// data and the tree search's prefixes (synth.Plain when zero).
 	Format synth.Format
-	Test   int // held-out problems, solved greedily
+	// Legal makes the tree search expand over every legal step, the
+	// model's probabilities of writing them its priors
+	// (synth.SearchOptions.Legal), in place of the steps its samples
+	// begin with.
+	Legal bool
+	Test  int // held-out problems, solved greedily
 	// FinalTest more held-out problems (0: none) on which the seed model
 	// and both arms' last models are compared at the end, problem by
 	// problem, so that the difference between the arms is measured with
@@ -214,7 +219,7 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
 				if arm == ArmSearch {
-					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format})
+					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format, Legal: o.Legal})
 				} else {
 					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format})
 				}

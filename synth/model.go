@@ -1,6 +1,8 @@
 package synth
 
 import (
+	"errors"
+	"math"
 	"math/rand/v2"
 
 	"github.com/cairnlabs/cairn/corpus"
@@ -106,4 +108,71 @@ func (mp *ModelPolicy) Complete(prefix string, k int) ([]string, int, error) {
 		out[i] = string(t)
 	}
 	return out, cost, nil
+}
+
+// Score is the log probability of each text after prefix under the model
+// (at the policy's temperature; 1 when greedy), the texts run as one batch
+// over copies of the prefix's cache: the prefix's rows once, then a row a
+// byte of each text but its last. It fails on an empty text.
+func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, error) {
+	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
+		return nil, 0, err
+	}
+	cost := len(prefix)
+	k := len(texts)
+	for len(mp.gens) < k {
+		mp.gens = append(mp.gens, mp.m.NewGenerator())
+	}
+	if mp.batch == nil || mp.batchCap < k {
+		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
+	}
+	gens := mp.gens[:k]
+	for i, g := range gens {
+		if texts[i] == "" {
+			return nil, cost, errors.New("synth: scoring an empty text")
+		}
+		if err := g.CopyFrom(mp.g0); err != nil {
+			return nil, cost, err
+		}
+	}
+	temp := mp.s.Temperature
+	if temp <= 0 {
+		temp = 1
+	}
+	logp := make([]float64, k)
+	active := make([]*gpt.Generator, 0, k)
+	toks := make([]int32, 0, k)
+	for pos := 0; ; pos++ {
+		active, toks = active[:0], toks[:0]
+		for i, g := range gens {
+			if pos >= len(texts[i]) {
+				continue
+			}
+			tok := texts[i][pos]
+			logp[i] += logSoftmax(g.Logits(), temp, int(tok))
+			if pos+1 < len(texts[i]) {
+				active, toks = append(active, g), append(toks, int32(tok))
+			}
+		}
+		if len(active) == 0 {
+			return logp, cost, nil
+		}
+		if err := mp.batch.Append(active, toks); err != nil {
+			return nil, cost, err
+		}
+		cost += len(active)
+	}
+}
+
+// logSoftmax is log p(tok) under logits at temperature temp.
+func logSoftmax(logits []float32, temp float64, tok int) float64 {
+	top := math.Inf(-1)
+	for _, l := range logits {
+		top = max(top, float64(l)/temp)
+	}
+	var z float64
+	for _, l := range logits {
+		z += math.Exp(float64(l)/temp - top)
+	}
+	return float64(logits[tok])/temp - top - math.Log(z)
 }

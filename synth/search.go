@@ -37,6 +37,12 @@ type SearchOptions struct {
 	// Format is how the tree search writes the steps of a node for the
 	// policy to continue (Plain when zero).
 	Format Format
+	// Legal makes the tree search expand a node as AlphaZero does: its
+	// children are every step the rules allow, their priors the policy's
+	// probabilities of writing each (the Policy must be a Scorer), so the
+	// search can take a step the policy would rarely sample. Expand and
+	// Widen are then unused.
+	Legal bool
 }
 
 // SearchResult is a search's outcome: a verified solution (nil when none
@@ -149,7 +155,11 @@ type child struct {
 // those of its first samples. It returns when a solution is found, the
 // budget is spent, or every branch is dead.
 func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
-	if o.Expand < 1 || o.Budget < 1 {
+	sc, scores := pol.(Scorer)
+	switch {
+	case o.Legal && !scores:
+		return SearchResult{}, errors.New("synth: a search over legal steps needs a policy that scores texts")
+	case o.Budget < 1 || (o.Expand < 1 && !o.Legal):
 		return SearchResult{}, fmt.Errorf("synth: a search of %d samples an expansion within %d rows", o.Expand, o.Budget)
 	}
 	if o.CInit == 0 {
@@ -167,13 +177,21 @@ func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 		res.Simulations++
 		path := []*node{root}
 		nd := root
-		for nd.expanded && !nd.dead && len(nd.children) > 0 && float64(nd.expansions) >= o.Widen*math.Sqrt(float64(nd.n)) {
+		for nd.expanded && !nd.dead && len(nd.children) > 0 && (o.Legal || float64(nd.expansions) >= o.Widen*math.Sqrt(float64(nd.n))) {
 			nd = selectChild(nd, o).n
 			path = append(path, nd)
 		}
 		var v float64
 		if !nd.dead {
-			solved, value, cost, err := expand(p, pol, nd, o)
+			var solved []Step
+			var value float64
+			var cost int
+			var err error
+			if o.Legal {
+				solved, value, cost, err = expandLegal(p, sc, nd, o)
+			} else {
+				solved, value, cost, err = expand(p, pol, nd, o)
+			}
 			res.Cost += cost
 			if err != nil {
 				return res, err
