@@ -95,6 +95,24 @@ func TestSyntheticRuns(t *testing.T) {
 			t.Fatalf("arm %s alone: final %+v, beside the other %+v", arm, g, f)
 		}
 	}
+	// The tree search over legal steps runs, within its budget, and
+	// searches otherwise than over sampled steps.
+	legal := o
+	legal.Arms, legal.Legal, legal.FinalTest = []string{ArmSearch}, true, 0
+	r2, err := Synthetic(legal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := true
+	for i, a := range r2.Search {
+		if a.Solved < 0 || a.Solved > o.Problems || a.Rows <= 0 || a.Rows > int64(o.Problems*(o.Budget+2*o.Model.BlockSize*o.Expand)) {
+			t.Fatalf("legal steps: arm %+v", a)
+		}
+		same = same && a.Rows == rep.Search[i].Rows
+	}
+	if len(r2.Search) != o.Iterations || len(r2.Sampled) != 0 || same {
+		t.Fatalf("legal steps: curve %+v, over sampled steps %+v", r2.Search, rep.Search)
+	}
 	for _, arms := range [][]string{{}, {"greedy"}, {ArmSearch, ArmSearch}} {
 		bad := o
 		bad.Arms = arms
