@@ -49,7 +49,11 @@ type SyntheticOptions struct {
 	// (synth.SearchOptions.Legal), in place of the steps its samples
 	// begin with.
 	Legal bool
-	Test  int // held-out problems, solved greedily
+	// UniformPriors gives every legal step the same prior (synth.Uniform,
+	// charged as the model's scoring would be): an ablation of what the
+	// model adds to the tree search over legal steps.
+	UniformPriors bool
+	Test          int // held-out problems, solved greedily
 	// FinalTest more held-out problems (0: none) on which the seed model
 	// and both arms' last models are compared at the end, problem by
 	// problem, so that the difference between the arms is measured with
@@ -218,8 +222,12 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				p, _ := problem(streamGen, (it-1)*o.Problems+j)
 				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
+				var searchPol synth.Policy = pol
+				if o.UniformPriors {
+					searchPol = synth.Uniform{Policy: pol}
+				}
 				if arm == ArmSearch {
-					r, err = synth.MCTS(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format, Legal: o.Legal})
+					r, err = synth.MCTS(p, searchPol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format, Legal: o.Legal})
 				} else {
 					r, err = synth.BestOfN(p, pol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format})
 				}

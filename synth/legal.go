@@ -113,3 +113,22 @@ func expandLegal(p Problem, sc Scorer, nd *node, o SearchOptions) (solved []Step
 	}
 	return nil, value, cost, nil
 }
+
+// Uniform is a Scorer that scores every text alike, charging the rows a
+// model's Score would take (the prefix's, then a row a byte of each text
+// but its last), and samples with Policy: the tree search over legal
+// steps with it is led by the rules and its value alone, an ablation that
+// shows what the model's priors add.
+type Uniform struct{ Policy }
+
+// Score gives every text log probability 0 (equal priors).
+func (u Uniform) Score(prefix string, texts []string) ([]float64, int, error) {
+	cost := len(prefix)
+	for _, t := range texts {
+		if t == "" {
+			return nil, cost, errors.New("synth: scoring an empty text")
+		}
+		cost += len(t) - 1
+	}
+	return make([]float64, len(texts)), cost, nil
+}

@@ -99,6 +99,18 @@ func TestSearchLegal(t *testing.T) {
 			t.Fatalf("%s: a search that scored reported %d rows", p.Prompt(), want)
 		}
 	}
+	// Equal priors: the search still solves every problem given the
+	// budget, charged as a model's scoring would be.
+	for i := range 20 {
+		p, _, _ := Generate(13, i, Difficulty{Numbers: 4, Max: 10})
+		r, err := MCTS(p, Uniform{randomPolicy{rand.New(rand.NewPCG(1, uint64(i)))}}, SearchOptions{Budget: 1 << 30, Legal: true})
+		if err != nil || r.Steps == nil || Check(p, r.Steps) != nil || r.Cost < len(p.Prompt()) {
+			t.Fatalf("%s: with equal priors %q in %d rows, %v", p.Prompt(), FormatSolution(r.Steps), r.Cost, err)
+		}
+	}
+	if lp, cost, err := (Uniform{}).Score("1 2 -> 3:", []string{" 2+1=3", " 2"}); err != nil || cost != 9+5+1 || len(lp) != 2 || lp[0] != 0 || lp[1] != 0 {
+		t.Fatalf("Uniform.Score: %v, %d rows, %v", lp, cost, err)
+	}
 	p, _, _ := Generate(13, 0, DefaultDifficulty)
 	if _, err := MCTS(p, randomPolicy{rand.New(rand.NewPCG(1, 1))}, SearchOptions{Budget: 100, Legal: true}); err == nil || !strings.Contains(err.Error(), "scores") {
 		t.Fatalf("a policy that cannot score: %v", err)

@@ -33,6 +33,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&d.Budget, "budget", d.Budget, "model rows (tokens run) a problem may take to generate, for either arm")
 	fs.IntVar(&d.Expand, "expand", d.Expand, "tree search: next steps sampled an expansion")
 	fs.BoolVar(&d.Legal, "legal", d.Legal, "tree search: expand a node over every step the rules allow, the model's probabilities of writing them its priors (AlphaZero's expansion), in place of the steps of --expand samples")
+	uniform := fs.Bool("uniform-priors", false, "with --legal: give every legal step the same prior (an ablation: the search led by the rules alone, charged the model's rows)")
 	fs.IntVar(&d.TuneSteps, "tune-steps", d.TuneSteps, "fine-tuning steps an iteration")
 	fs.IntVar(&d.Test, "test", d.Test, "held-out problems, solved greedily")
 	fs.IntVar(&d.FinalTest, "final-test", d.FinalTest, "more held-out problems on which the arms' last models are compared problem by problem at the end (0: none)")
@@ -77,6 +78,10 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 			return badInput("--arms: %s given twice", a)
 		}
 	}
+	if *uniform && !d.Legal {
+		return badInput("--uniform-priors goes with --legal")
+	}
+	d.UniformPriors = *uniform
 	if *out != "" && *compare != "" {
 		return badInput("--out and --compare do not go together: --compare runs no training")
 	}
@@ -114,6 +119,9 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 		meta["seed-model"] = seedHash
 		if name == "search" {
 			meta["expansion"] = map[bool]string{false: "sampled steps", true: "legal steps"}[d.Legal]
+			if d.UniformPriors {
+				meta["expansion"] += ", uniform priors"
+			}
 		}
 		if err := checkpoint.SaveModel(filepath.Join(dir, checkpoint.ModelFile), m.Config, m.Params, meta); err != nil {
 			return err
