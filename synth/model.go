@@ -60,24 +60,12 @@ func (mp *ModelPolicy) Reseed(a, b, c uint64) { mp.r = rand.New(rand.NewPCG(a^b<
 // Complete samples k continuations of prefix, each to a newline, as one
 // batch: the prefix's rows once, then a row a sampled token.
 func (mp *ModelPolicy) Complete(prefix string, k int) ([]string, int, error) {
-	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
-		return nil, 0, err
+	gens, cost, err := mp.fork(prefix, k)
+	if err != nil {
+		return nil, cost, err
 	}
-	cost := len(prefix)
-	for len(mp.gens) < k {
-		mp.gens = append(mp.gens, mp.m.NewGenerator())
-	}
-	if mp.batch == nil || mp.batchCap < k {
-		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
-	}
-	gens := mp.gens[:k]
 	texts := make([][]byte, k)
 	done := make([]bool, k)
-	for _, g := range gens {
-		if err := g.CopyFrom(mp.g0); err != nil {
-			return nil, cost, err
-		}
-	}
 	active := make([]*gpt.Generator, 0, k)
 	toks := make([]int32, 0, k)
 	limit := min(MaxSolution, mp.m.Config.BlockSize)
@@ -110,16 +98,12 @@ func (mp *ModelPolicy) Complete(prefix string, k int) ([]string, int, error) {
 	return out, cost, nil
 }
 
-// Score is the log probability of each text after prefix under the model
-// (at the policy's temperature; 1 when greedy), the texts run as one batch
-// over copies of the prefix's cache: the prefix's rows once, then a row a
-// byte of each text but its last. It fails on an empty text.
-func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, error) {
+// fork runs prefix once and copies its cache into k generators, with
+// the batch to run them: the prefix's rows are the cost.
+func (mp *ModelPolicy) fork(prefix string, k int) ([]*gpt.Generator, int, error) {
 	if err := mp.g0.Start(corpus.Bytes([]byte(prefix))); err != nil {
 		return nil, 0, err
 	}
-	cost := len(prefix)
-	k := len(texts)
 	for len(mp.gens) < k {
 		mp.gens = append(mp.gens, mp.m.NewGenerator())
 	}
@@ -127,13 +111,28 @@ func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, err
 		mp.batch, mp.batchCap = mp.m.NewBatch(k), k
 	}
 	gens := mp.gens[:k]
-	for i, g := range gens {
-		if texts[i] == "" {
-			return nil, cost, errors.New("synth: scoring an empty text")
-		}
+	for _, g := range gens {
 		if err := g.CopyFrom(mp.g0); err != nil {
-			return nil, cost, err
+			return nil, len(prefix), err
 		}
+	}
+	return gens, len(prefix), nil
+}
+
+// Score is the log probability of each text after prefix under the model
+// (at the policy's temperature; 1 when greedy), the texts run as one batch
+// over copies of the prefix's cache: the prefix's rows once, then a row a
+// byte of each text but its last. It fails on an empty text.
+func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, error) {
+	for _, t := range texts {
+		if t == "" {
+			return nil, 0, errors.New("synth: scoring an empty text")
+		}
+	}
+	k := len(texts)
+	gens, cost, err := mp.fork(prefix, k)
+	if err != nil {
+		return nil, cost, err
 	}
 	temp := mp.s.Temperature
 	if temp <= 0 {
