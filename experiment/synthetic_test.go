@@ -95,10 +95,13 @@ func TestSyntheticRuns(t *testing.T) {
 			t.Fatalf("arm %s alone: final %+v, beside the other %+v", arm, g, f)
 		}
 	}
-	// The tree search over legal steps runs, within its budget, and
-	// searches otherwise than over sampled steps.
+	// The tree search over sampled steps runs, within its budget, and
+	// searches otherwise than over legal steps (the default).
+	if !o.Legal {
+		t.Fatal("the default tree search is not over legal steps")
+	}
 	legal := o
-	legal.Arms, legal.Legal, legal.FinalTest = []string{ArmSearch}, true, 0
+	legal.Arms, legal.Legal, legal.FinalTest = []string{ArmSearch}, false, 0
 	r2, err := Synthetic(legal)
 	if err != nil {
 		t.Fatal(err)
@@ -106,12 +109,12 @@ func TestSyntheticRuns(t *testing.T) {
 	same := true
 	for i, a := range r2.Search {
 		if a.Solved < 0 || a.Solved > o.Problems || a.Rows <= 0 || a.Rows > int64(o.Problems*(o.Budget+2*o.Model.BlockSize*o.Expand)) {
-			t.Fatalf("legal steps: arm %+v", a)
+			t.Fatalf("sampled steps: arm %+v", a)
 		}
 		same = same && a.Rows == rep.Search[i].Rows
 	}
 	if len(r2.Search) != o.Iterations || len(r2.Sampled) != 0 || same {
-		t.Fatalf("legal steps: curve %+v, over sampled steps %+v", r2.Search, rep.Search)
+		t.Fatalf("sampled steps: curve %+v, over legal steps %+v", r2.Search, rep.Search)
 	}
 	for _, arms := range [][]string{{}, {"greedy"}, {ArmSearch, ArmSearch}} {
 		bad := o

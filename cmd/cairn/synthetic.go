@@ -32,7 +32,7 @@ func runSyntheticExperiment(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&d.Problems, "problems", d.Problems, "new problems an iteration")
 	fs.IntVar(&d.Budget, "budget", d.Budget, "model rows (tokens run) a problem may take to generate, for either arm")
 	fs.IntVar(&d.Expand, "expand", d.Expand, "tree search: next steps sampled an expansion")
-	fs.BoolVar(&d.Legal, "legal", d.Legal, "tree search: expand a node over every step the rules allow, the model's probabilities of writing them its priors (AlphaZero's expansion), in place of the steps of --expand samples")
+	fs.BoolVar(&d.Legal, "legal", d.Legal, "tree search: expand a node over every step the rules allow, the model's probabilities of writing them its priors (AlphaZero's expansion); --legal=false expands over the first steps of --expand samples")
 	uniform := fs.Bool("uniform-priors", false, "with --legal: give every legal step the same prior (an ablation: the search led by the rules alone, charged the model's rows)")
 	fs.IntVar(&d.TuneSteps, "tune-steps", d.TuneSteps, "fine-tuning steps an iteration")
 	fs.IntVar(&d.Test, "test", d.Test, "held-out problems, solved greedily")

@@ -26,7 +26,7 @@ func TestSyntheticExperimentBadInput(t *testing.T) {
 		{[]string{"experiment", "synthetic", "--arms", "search,best-of-n,search"}, "given twice"},
 		{[]string{"experiment", "synthetic", "--tune-steps", "0"}, "--tune-steps"},
 		{[]string{"experiment", "synthetic", "--format", "scratch"}, "--format: unknown format \"scratch\""},
-		{[]string{"experiment", "synthetic", "--uniform-priors"}, "--uniform-priors goes with --legal"},
+		{[]string{"experiment", "synthetic", "--legal=false", "--uniform-priors"}, "--uniform-priors goes with --legal"},
 		{[]string{"experiment", "synthetic", "--out", file}, "--out: "},
 		{[]string{"experiment", "synthetic", "--out", file, "--compare", file}, "--out and --compare do not go together"},
 	} {
