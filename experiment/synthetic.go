@@ -157,6 +157,9 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 	if o.SeedProblems < 1 || o.SeedSteps < 1 || o.Iterations < 1 || o.Problems < 1 || o.Budget < 1 || o.TuneSteps < 1 || o.Expand < 1 || o.Test < 1 || o.FinalTest < 0 || !(o.LR > 0) || !(o.TuneLR > 0) || o.Batch < 1 || o.Temperature < 0 {
 		return nil, errors.New("synthetic: every count and the learning rate must be positive")
 	}
+	if o.UniformPriors && !o.Legal {
+		return nil, errors.New("synthetic: uniform priors are for the tree search over legal steps")
+	}
 	arms, err := o.arms()
 	if err != nil {
 		return nil, err

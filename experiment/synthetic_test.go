@@ -123,6 +123,11 @@ func TestSyntheticRuns(t *testing.T) {
 			t.Fatalf("arms %q accepted", arms)
 		}
 	}
+	bad := o
+	bad.Legal, bad.UniformPriors = false, true
+	if _, err := Synthetic(bad); err == nil {
+		t.Fatal("uniform priors without legal steps accepted")
+	}
 	o.Problems = 0
 	if _, err := Synthetic(o); err == nil {
 		t.Fatal("no problems accepted")

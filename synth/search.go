@@ -152,8 +152,12 @@ type child struct {
 // to where samples came nearest, so later samples start from longer valid
 // prefixes, sharing their rows; progressive widening (Widen) samples
 // again from a node as its visits grow, so the first steps are not only
-// those of its first samples. It returns when a solution is found, the
-// budget is spent, or every branch is dead.
+// those of its first samples. With o.Legal a node is expanded over its
+// legal steps instead (see SearchOptions.Legal), and the policy must be
+// a Scorer. It returns when a solution is found, the budget is spent, or
+// every branch is dead; it fails on a budget below 1, on Expand below 1
+// without Legal, on Legal with a policy that cannot score, and on the
+// policy's errors.
 func MCTS(p Problem, pol Policy, o SearchOptions) (SearchResult, error) {
 	sc, scores := pol.(Scorer)
 	switch {
