@@ -115,6 +115,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("data-dir", "cairn-generator", "identity key (it needs a stake on the job's chain)")
 	ckpt := fs.String("ckpt", "", "solve with this model by tree search (default: exhaustive search, no model)")
 	budget := fs.Int("budget", 2000, "with --ckpt: model rows a problem")
+	legal := fs.Bool("legal", true, "with --ckpt: the tree search expands over every legal step, the model's probabilities its priors; --legal=false over the first steps of sampled completions")
 	batches := fs.Int("batches", 10, "batches to solve")
 	first := fs.Uint64("first-batch", 0, "the first batch's number")
 	threads := fs.Int("threads", 0, "threads (default: all cores)")
@@ -133,7 +134,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		defer pool.Close()
 		pol := synth.NewModelPolicy(m, 1, uint64(time.Now().UnixNano()))
 		solve = func(p synth.Problem) ([]synth.Step, bool) {
-			r, err := synth.MCTS(p, pol, synth.SearchOptions{Budget: *budget, Expand: 8})
+			r, err := synth.MCTS(p, pol, synth.SearchOptions{Budget: *budget, Expand: 8, Legal: *legal})
 			return r.Steps, err == nil && r.Steps != nil
 		}
 	}
