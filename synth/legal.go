@@ -45,7 +45,7 @@ func LegalSteps(pool []int) []Step {
 	return out
 }
 
-// stepText is how s reads after the steps of nd have been written in f:
+// stepText is how s reads after the steps written have been written in f:
 // " 50-25=25" (Plain), with its note in Worked.
 func stepText(f Format, p Problem, written []Step, s Step) string {
 	prev := ""
