@@ -71,8 +71,8 @@ type SyntheticOptions struct {
 // width-128 model with a 128-byte context, four numbers up to 10, 24
 // iterations of 400 problems, each with 600 fine-tuning steps decaying
 // from 6e-4, the tree search over legal steps, 200 problems held out and
-// 1,000 more for the final comparison. Its arms' iterations took 27 and
-// 30-36 minutes run apart on one thread each (2026-12-03).
+// 1,000 more for the final comparison: 49 minutes on two cores
+// (2026-12-03).
 func DefaultSyntheticOptions() SyntheticOptions {
 	return SyntheticOptions{Model: gpt.DefaultConfig(128, 4, 4, 128), Difficulty: synth.Difficulty{Numbers: 4, Max: 10}, Seed: 1,
 		SeedProblems: 3000, SeedSteps: 2000, Iterations: 24, Problems: 400, Budget: 2000, TuneSteps: 600, Expand: 8,
