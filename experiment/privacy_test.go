@@ -40,7 +40,7 @@ func TestDigitScores(t *testing.T) {
 		var want float64
 		for d := range CanaryDigits {
 			pos := len(prefix) - 1 + d
-			want += logSoftmaxAt(logits[pos*V:(pos+1)*V], int(in[pos+1]))
+			want += gpt.LogProb(logits[pos*V:(pos+1)*V], int(in[pos+1]), 1)
 		}
 		if math.Abs(float64(scores[cand])-want) > 1e-4*math.Abs(want) {
 			t.Fatalf("candidate %06d: batched score %v, one by one %v", cand, scores[cand], want)

@@ -217,6 +217,10 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 		final[a+1] = m
 		copy(m.Params, seedWeights)
 		pol := synth.NewModelPolicy(m, o.Temperature, o.Seed)
+		var searchPol synth.Policy = pol
+		if o.UniformPriors {
+			searchPol = synth.Uniform{Policy: pol}
+		}
 		generated := ""
 		for it := 1; it <= o.Iterations; it++ {
 			start := time.Now()
@@ -226,10 +230,6 @@ func Synthetic(o SyntheticOptions) (*SyntheticReport, error) {
 				p, _ := problem(streamGen, (it-1)*o.Problems+j)
 				pol.Reseed(o.Seed, uint64(it), uint64(j))
 				var r synth.SearchResult
-				var searchPol synth.Policy = pol
-				if o.UniformPriors {
-					searchPol = synth.Uniform{Policy: pol}
-				}
 				if arm == ArmSearch {
 					r, err = synth.MCTS(p, searchPol, synth.SearchOptions{Budget: o.Budget, Expand: o.Expand, Format: o.Format, Legal: o.Legal})
 				} else {

@@ -227,17 +227,13 @@ func generate(m *gpt.Model, prompt []int32, n int, smp gpt.Sampling, s *watermar
 			s.Bias(ts, logits)
 		}
 		tok := gpt.Sample(logits, smp, r)
-		nll -= logSoftmaxAt(raw, int(tok))
+		nll -= gpt.LogProb(raw, int(tok), 1)
 		ts = append(ts, tok)
 		if err := g.Append(tok); err != nil {
 			return nil, 0, err
 		}
 	}
 	return ts, nll, nil
-}
-
-func logSoftmaxAt(logits []float32, i int) float64 {
-	return float64(logits[i]) - logSumExp(logits)
 }
 
 // logSumExp is log Σ exp(logits), computed stably.

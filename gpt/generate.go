@@ -263,6 +263,20 @@ func Entropy(logits []float32) float64 {
 	return math.Log(z) - ez/z
 }
 
+// LogProb is log p(tok) under the softmax of logits divided by temp
+// (positive), computed stably.
+func LogProb(logits []float32, tok int, temp float64) float64 {
+	top := math.Inf(-1)
+	for _, l := range logits {
+		top = max(top, float64(l)/temp)
+	}
+	var z float64
+	for _, l := range logits {
+		z += math.Exp(float64(l)/temp - top)
+	}
+	return float64(logits[tok])/temp - top - math.Log(z)
+}
+
 // Sampling chooses the next token from logits.
 type Sampling struct {
 	// Temperature divides the logits; 0 means greedy (the arg max).

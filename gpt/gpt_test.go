@@ -202,6 +202,25 @@ func TestGeneratorMatchesForward(t *testing.T) {
 	}
 }
 
+// TestLogProb: the log probabilities sum to one at any temperature, and
+// match a softmax worked by hand.
+func TestLogProb(t *testing.T) {
+	logits := []float32{1, -2, 0.5, 3}
+	for _, temp := range []float64{0.7, 1, 2} {
+		var z float64
+		for k := range logits {
+			z += math.Exp(LogProb(logits, k, temp))
+		}
+		if math.Abs(z-1) > 1e-9 {
+			t.Errorf("temperature %v: probabilities sum to %v", temp, z)
+		}
+	}
+	want := math.Log(math.Exp(2) / (math.Exp(2) + 1)) // logits {2, 0}
+	if got := LogProb([]float32{2, 0}, 0, 1); math.Abs(got-want) > 1e-12 {
+		t.Errorf("LogProb = %v, want %v", got, want)
+	}
+}
+
 func TestSample(t *testing.T) {
 	logits := []float32{0, 3, 1, 3, -2}
 	if got := Sample(logits, Sampling{}, nil); got != 1 {

@@ -101,7 +101,7 @@ func expandLegal(p Problem, sc Scorer, nd *node, o SearchOptions) (solved []Step
 		if math.IsNaN(pr) {
 			pr = 1 / float64(len(steps))
 		}
-		value += pr * 0.9 * (1 - math.Min(1, math.Abs(float64(s.C-p.Target))/float64(p.Target)))
+		value += pr * 0.9 * near(p, s.C)
 		ch := &child{step: s, prior: pr, n: &node{steps: all, pool: pool}}
 		if len(pool) < 2 {
 			ch.n.dead, ch.n.expanded = true, true

@@ -2,7 +2,6 @@ package synth
 
 import (
 	"errors"
-	"math"
 	"math/rand/v2"
 
 	"github.com/cairnlabs/cairn/corpus"
@@ -148,7 +147,7 @@ func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, err
 				continue
 			}
 			tok := texts[i][pos]
-			logp[i] += logSoftmax(g.Logits(), temp, int(tok))
+			logp[i] += gpt.LogProb(g.Logits(), int(tok), temp)
 			if pos+1 < len(texts[i]) {
 				active, toks = append(active, g), append(toks, int32(tok))
 			}
@@ -161,17 +160,4 @@ func (mp *ModelPolicy) Score(prefix string, texts []string) ([]float64, int, err
 		}
 		cost += len(active)
 	}
-}
-
-// logSoftmax is log p(tok) under logits at temperature temp.
-func logSoftmax(logits []float32, temp float64, tok int) float64 {
-	top := math.Inf(-1)
-	for _, l := range logits {
-		top = max(top, float64(l)/temp)
-	}
-	var z float64
-	for _, l := range logits {
-		z += math.Exp(float64(l)/temp - top)
-	}
-	return float64(logits[tok])/temp - top - math.Log(z)
 }

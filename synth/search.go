@@ -233,9 +233,15 @@ func closeness(p Problem, nd *node, steps []Step) float64 {
 		if pool, r = next(pool, len(nd.steps)+k, s); r != nil {
 			break
 		}
-		best = max(best, 1-math.Min(1, math.Abs(float64(s.C-p.Target))/float64(p.Target)))
+		best = max(best, near(p, s.C))
 	}
 	return 0.9 * best
+}
+
+// near is how near a result r comes to p's target: 1 − |r−T|/T, at
+// least 0.
+func near(p Problem, r int) float64 {
+	return 1 - math.Min(1, math.Abs(float64(r-p.Target))/float64(p.Target))
 }
 
 // selectChild is PUCT's choice: argmax Q + C·P·√N/(1+n), C =
